@@ -1,0 +1,94 @@
+#include "kernels/cpu/transformer_f32.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace condense::kernels {
+
+void rmsnorm_f32(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out) {
+#pragma omp parallel for schedule(static) if (rows * dim >= (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float ss = 0.f;
+    for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / float(dim) + eps);
+    float* o = out + r * dim;
+    for (int64_t i = 0; i < dim; ++i) o[i] = xr[i] * inv * w[i];
+  }
+}
+
+void rope_f32(float* x, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
+              const float* sin_table) {
+  const int half = hd / 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* c = cos_table + (pos0 + r) * half;
+    const float* s = sin_table + (pos0 + r) * half;
+    for (int h = 0; h < heads; ++h) {
+      float* v = x + r * ld + int64_t(h) * hd;
+      for (int i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * c[i] - b * s[i];
+        v[i + half] = b * c[i] + a * s[i];
+      }
+    }
+  }
+}
+
+void silu_mul_f32(const float* g, const float* u, int64_t rows, int64_t n, int64_t ld_gu, float* h, int64_t ld_h) {
+#pragma omp parallel for schedule(static) if (rows * n >= (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* gr = g + r * ld_gu;
+    const float* ur = u + r * ld_gu;
+    float* hr = h + r * ld_h;
+    for (int64_t j = 0; j < n; ++j) hr[j] = gr[j] / (1.0f + std::exp(-gr[j])) * ur[j];
+  }
+}
+
+void add_f32(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void attention_f32(const float* q, int64_t ldq, const float* kc, const float* vc, int64_t ldkv, int64_t rows,
+                   int64_t pos0, int n_heads, int n_kv, int hd, float* out, int64_t ldo) {
+  const int group = n_heads / n_kv;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int64_t work = rows * n_heads * (pos0 + rows) * hd;
+#pragma omp parallel if (work >= (1 << 16))
+  {
+    std::vector<float> scores(size_t(pos0 + rows));
+#pragma omp for schedule(dynamic, 4) collapse(2)
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int h = 0; h < n_heads; ++h) {
+        const int64_t n_pos = pos0 + r + 1;
+        const float* qh = q + r * ldq + int64_t(h) * hd;
+        const int64_t kvoff = int64_t(h / group) * hd;
+        float mx = -INFINITY;
+        for (int64_t s = 0; s < n_pos; ++s) {
+          const float* ks = kc + s * ldkv + kvoff;
+          float d = 0.f;
+          for (int i = 0; i < hd; ++i) d += qh[i] * ks[i];
+          scores[size_t(s)] = d * scale;
+          mx = std::max(mx, scores[size_t(s)]);
+        }
+        float sum = 0.f;
+        for (int64_t s = 0; s < n_pos; ++s) {
+          scores[size_t(s)] = std::exp(scores[size_t(s)] - mx);
+          sum += scores[size_t(s)];
+        }
+        float* o = out + r * ldo + int64_t(h) * hd;
+        std::fill(o, o + hd, 0.f);
+        const float inv = 1.0f / sum;
+        for (int64_t s = 0; s < n_pos; ++s) {
+          const float p = scores[size_t(s)] * inv;
+          const float* vs = vc + s * ldkv + kvoff;
+          for (int i = 0; i < hd; ++i) o[i] += p * vs[i];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace condense::kernels

@@ -1,0 +1,30 @@
+// Device-agnostic ops of a Llama block on Mats: shape checks, then one dispatch
+// to kernels/cpu (or kernels/gpu). Contracts:
+//   rmsnorm:   x, out: [rows, dim]; w: [dim]; out may alias x
+//   rope:      x: [rows, heads*hd] in place; row r at position pos0 + r
+//   silu_mul:  g, u, h: [rows, n]; h may alias g
+//   add:       x += y, both [rows, cols]
+//   add_bias:  x[r, :] += b for every row; b: [cols]
+//   attention: q: [rows, n_heads*hd]; k_cache, v_cache: [>= pos0+rows, n_kv*hd];
+//              out: [rows, n_heads*hd], must not alias q
+#pragma once
+#include "core/ops/mat.h"
+
+namespace condense::ops {
+
+// cos/sin of pos * theta^(-2i/hd) for i < hd/2, computed in float64, stored f32.
+struct RopeTable {
+  Tensor cos, sin;  // [max_pos, hd/2]
+  int hd = 0;
+  static RopeTable make(int max_pos, int hd, double theta);
+};
+
+void rmsnorm(const Mat& x, const Tensor& w, float eps, const Mat& out);
+void rope(const Mat& x, int heads, int hd, int64_t pos0, const RopeTable& table);
+void silu_mul(const Mat& g, const Mat& u, const Mat& h);
+void add(const Mat& x, const Mat& y);
+void add_bias(const Mat& x, const Tensor& b);
+void attention(const Mat& q, const Mat& k_cache, const Mat& v_cache, int64_t pos0, int n_heads, int n_kv, int hd,
+               const Mat& out);
+
+}  // namespace condense::ops

@@ -1,0 +1,92 @@
+#include "io/model_loader.h"
+
+#include <filesystem>
+
+#include "io/file_view.h"
+#include "io/gguf.h"
+#include "io/hf_model.h"
+#include "io/llama2c.h"
+#include "model/tokenizer_sentencepiece.h"
+
+namespace condense {
+namespace fs = std::filesystem;
+
+std::string detect_format(const std::string& path) {
+  if (!fs::exists(path)) fail(path, "does not exist", "Check the model path");
+  if (fs::is_directory(path)) return "hf-safetensors";
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".safetensors" || fs::path(path).filename() == "config.json") return "hf-safetensors";
+  FileView f(path);
+  if (f.size() >= 4 && std::memcmp(f.data(), "GGUF", 4) == 0) return "gguf";
+  if (ext == ".gguf") fail(path, "has the .gguf extension but not the GGUF magic", "The file is corrupted or mislabeled");
+  return "llama2c";
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".model") return std::make_unique<SentencePieceTokenizer>(read_text_file(path), path);
+  if (ext == ".json") {
+    fail(path, "Hugging Face tokenizer.json is not supported yet", "Pass tokenizer.model (SentencePiece) or a llama2.c tokenizer.bin");
+  }
+  return load_llama2c_tokenizer(path);
+}
+
+namespace {
+
+// llama2.c convention: tokenizer.bin, or the only tok*.bin, beside the model.
+std::string find_llama2c_tokenizer(const std::string& model_path, std::string& note) {
+  const fs::path dir = fs::path(model_path).parent_path().empty() ? fs::path(".") : fs::path(model_path).parent_path();
+  if (fs::exists(dir / "tokenizer.bin")) return (dir / "tokenizer.bin").string();
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_regular_file() && n.rfind("tok", 0) == 0 && e.path().extension() == ".bin") found.push_back(e.path().string());
+  }
+  if (found.size() == 1) return found[0];
+  note = found.empty() ? "no tokenizer.bin or tok*.bin beside " + model_path
+                       : std::to_string(found.size()) + " tok*.bin files beside " + model_path + " (ambiguous)";
+  return "";
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path) {
+  LoadedModel lm;
+  const std::string format = detect_format(path);
+  std::string auto_tok;
+  if (format == "hf-safetensors") {
+    const std::string dir = fs::is_directory(path) ? path : fs::path(path).parent_path().string();
+    lm.model = load_hf_model(dir.empty() ? "." : dir);
+    for (const char* n : {"tokenizer.model", "tokenizer.json"}) {
+      if (auto_tok.empty() && fs::exists(fs::path(lm.model.path) / n)) auto_tok = (fs::path(lm.model.path) / n).string();
+    }
+    if (auto_tok.empty()) lm.tokenizer_note = "no tokenizer.model or tokenizer.json in " + lm.model.path;
+  } else if (format == "gguf") {
+    GgufModel g = load_gguf_model(path);
+    lm.model = std::move(g.model);
+    lm.tokenizer = std::move(g.tokenizer);
+    if (lm.tokenizer) lm.tokenizer_path = path + " (embedded)";
+    else lm.tokenizer_note = g.tokenizer_note;
+  } else {
+    lm.model = load_llama2c(path);
+    auto_tok = find_llama2c_tokenizer(path, lm.tokenizer_note);
+  }
+  const std::string tp = !tokenizer_path.empty() ? tokenizer_path : auto_tok;
+  if (!tp.empty()) {
+    lm.tokenizer = load_tokenizer_file(tp);
+    lm.tokenizer_path = tp;
+  }
+  if (lm.tokenizer && lm.tokenizer->vocab_size() != lm.model.config.vocab) {
+    fail(lm.tokenizer_path, "tokenizer has " + std::to_string(lm.tokenizer->vocab_size()) + " tokens but the model's vocabulary is " +
+                                std::to_string(lm.model.config.vocab),
+         "Pass the tokenizer the model was trained with (--tokenizer)");
+  }
+  return lm;
+}
+
+const Tokenizer& require_tokenizer(const LoadedModel& m) {
+  if (!m.tokenizer) fail(m.model.path, "no tokenizer: " + m.tokenizer_note, "Pass --tokenizer FILE (tokenizer.bin or tokenizer.model)");
+  return *m.tokenizer;
+}
+
+}  // namespace condense

@@ -1,0 +1,30 @@
+// Opening a model by path, whatever its format, with its tokenizer.
+//   directory (or a file inside one) with config.json -> Hugging Face safetensors
+//   *.gguf / GGUF magic                                -> GGUF
+//   anything else                                      -> llama2.c .bin
+// Tokenizer: --tokenizer FILE if given (tokenizer.bin, tokenizer.model); else the
+// one the format carries or sits beside it (for llama2.c: tokenizer.bin or the
+// only tok*.bin in the same folder).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+namespace condense {
+
+struct LoadedModel {
+  Model model;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when none was found
+  std::string tokenizer_path;
+  std::string tokenizer_note;            // why none was found
+};
+
+std::string detect_format(const std::string& path);
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path = "");
+std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
+// The tokenizer or an Error saying what to pass.
+const Tokenizer& require_tokenizer(const LoadedModel& m);
+
+}  // namespace condense

@@ -1,0 +1,110 @@
+#include "io/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_writer.h"
+
+namespace condense {
+namespace {
+
+using json = nlohmann::json;
+
+struct DTypeName { const char* st; DType dtype; };
+constexpr DTypeName kNames[] = {{"F32", DType::F32},         {"BF16", DType::BF16},       {"F16", DType::F16},
+                                {"F8_E4M3", DType::F8E4M3}, {"F8_E5M2", DType::F8E5M2}, {"I8", DType::I8}};
+
+}  // namespace
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_unique<FileView>(path)) {
+  const FileView& f = *file_;
+  const uint64_t n = f.read<uint64_t>(0, "safetensors header length");
+  if (n > f.size() - 8 || n > (uint64_t(100) << 20)) {
+    fail(path, "header length " + std::to_string(n) + " exceeds the file (" + std::to_string(f.size()) + " bytes)",
+         "The file is truncated or not safetensors");
+  }
+  json h;
+  try {
+    h = json::parse(f.data() + 8, f.data() + 8 + n);
+  } catch (const json::exception& e) {
+    fail(path, std::string("header is not valid JSON: ") + e.what(), "The file is corrupted or not safetensors");
+  }
+  if (!h.is_object()) fail(path, "header is not a JSON object");
+  const uint64_t base = 8 + n, data_len = f.size() - base;
+  for (auto it = h.begin(); it != h.end(); ++it) {
+    const std::string where = path + ": tensor '" + it.key() + "'";
+    if (it.key() == "__metadata__") {
+      if (it->is_object()) {
+        for (auto m = it->begin(); m != it->end(); ++m) {
+          if (m->is_string()) metadata_[m.key()] = m->get<std::string>();
+        }
+      }
+      continue;
+    }
+    const json& e = *it;
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets") ||
+        !e["dtype"].is_string() || !e["shape"].is_array() || !e["data_offsets"].is_array() || e["data_offsets"].size() != 2) {
+      fail(where, "entry needs string 'dtype', array 'shape' and two 'data_offsets'");
+    }
+    SafetensorsEntry s;
+    s.dtype_name = e["dtype"].get<std::string>();
+    bool known = false;
+    for (const auto& k : kNames) {
+      if (s.dtype_name == k.st) { s.dtype = k.dtype; known = true; }
+    }
+    if (!known) fail(where, "dtype '" + s.dtype_name + "' is not supported", "condense reads F32, BF16, F16, F8_E4M3, F8_E5M2 and I8");
+    for (const json& d : e["shape"]) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0) fail(where, "shape has a non-integer or negative dimension");
+      s.shape.push_back(d.get<int64_t>());
+    }
+    const json& o = e["data_offsets"];
+    if (!o[0].is_number_unsigned() || !o[1].is_number_unsigned()) fail(where, "data_offsets must be non-negative integers");
+    const uint64_t b = o[0].get<uint64_t>(), en = o[1].get<uint64_t>();
+    if (b > en || en > data_len) {
+      fail(where, "data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] fall outside the " +
+                      std::to_string(data_len) + " data bytes",
+           "The file is truncated or corrupted");
+    }
+    s.offset = base + b;
+    s.nbytes = en - b;
+    if (s.nbytes != storage_bytes(s.dtype, shape_numel(s.shape))) {
+      fail(where, "holds " + std::to_string(s.nbytes) + " bytes but " + s.dtype_name + " " + shape_str(s.shape) + " needs " +
+                      std::to_string(storage_bytes(s.dtype, shape_numel(s.shape))));
+    }
+    entries_.emplace(it.key(), std::move(s));
+  }
+}
+
+Tensor SafetensorsFile::read_f32(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) fail(path(), "tensor '" + name + "' is missing", "The checkpoint does not match its config");
+  const SafetensorsEntry& e = it->second;
+  Tensor t = Tensor::empty(DType::F32, e.shape);
+  convert_to_f32(e.dtype, file_->data() + e.offset, t.f32(), t.numel());
+  return t;
+}
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  json h = json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  uint64_t off = 0;
+  for (const auto& [name, t] : tensors) {
+    const char* st = nullptr;
+    for (const auto& k : kNames) {
+      if (k.dtype == t.dtype()) st = k.st;
+    }
+    if (!st) fail(path, std::string("cannot store dtype ") + condense::name(t.dtype()) + " in safetensors (tensor '" + name + "')");
+    h[name] = {{"dtype", st}, {"shape", t.shape()}, {"data_offsets", {off, off + t.nbytes()}}};
+    off += t.nbytes();
+  }
+  std::string hs = h.dump();
+  hs.append((8 - hs.size() % 8) % 8, ' ');
+  AtomicWriter w(path);
+  const uint64_t n = hs.size();
+  w.write(&n, 8);
+  w.write(hs.data(), hs.size());
+  for (const auto& [name, t] : tensors) w.write(t.data(), t.nbytes());
+  w.commit();
+}
+
+}  // namespace condense

@@ -1,0 +1,45 @@
+// safetensors: u64 little-endian header length N, N bytes of JSON
+// {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}},
+// then the data; offsets are relative to the end of the header. The reader checks
+// every entry against the file length and its dtype/shape; the writer stores f32,
+// bf16 or f16 and pads the header to 8 bytes.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+#include "io/file_view.h"
+
+namespace condense {
+
+struct SafetensorsEntry {
+  std::string dtype_name;  // as written in the file, e.g. "BF16"
+  DType dtype;
+  Shape shape;
+  uint64_t offset = 0;     // absolute file offset
+  uint64_t nbytes = 0;
+};
+
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  const std::string& path() const { return file_->path(); }
+  const std::map<std::string, SafetensorsEntry>& entries() const { return entries_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool has(const std::string& name) const { return entries_.count(name) != 0; }
+  // The tensor converted to f32; throws naming the file and tensor if absent.
+  Tensor read_f32(const std::string& name) const;
+
+ private:
+  std::unique_ptr<FileView> file_;
+  std::map<std::string, SafetensorsEntry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace condense

@@ -1,0 +1,36 @@
+#include "model/model.h"
+
+namespace condense {
+
+void for_each_weight(Model& m, const std::function<void(const WeightRef&)>& fn) {
+  const ModelConfig& c = m.config;
+  const int64_t d = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), f = c.ffn_dim;
+  fn({"model.embed_tokens.weight", WeightKind::Embedding, {c.vocab, d}, -1, &m.embed});
+  m.layers.resize(size_t(c.n_layers));
+  for (int l = 0; l < c.n_layers; ++l) {
+    LayerWeights& w = m.layers[size_t(l)];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    fn({p + "input_layernorm.weight", WeightKind::Norm, {d}, l, &w.attn_norm});
+    fn({p + "self_attn.q_proj.weight", WeightKind::Linear, {qd, d}, l, &w.wq});
+    fn({p + "self_attn.k_proj.weight", WeightKind::Linear, {kvd, d}, l, &w.wk});
+    fn({p + "self_attn.v_proj.weight", WeightKind::Linear, {kvd, d}, l, &w.wv});
+    if (c.qkv_bias) {
+      fn({p + "self_attn.q_proj.bias", WeightKind::Bias, {qd}, l, &w.bq});
+      fn({p + "self_attn.k_proj.bias", WeightKind::Bias, {kvd}, l, &w.bk});
+      fn({p + "self_attn.v_proj.bias", WeightKind::Bias, {kvd}, l, &w.bv});
+    }
+    fn({p + "self_attn.o_proj.weight", WeightKind::Linear, {d, qd}, l, &w.wo});
+    fn({p + "post_attention_layernorm.weight", WeightKind::Norm, {d}, l, &w.ffn_norm});
+    fn({p + "mlp.gate_proj.weight", WeightKind::Linear, {f, d}, l, &w.w_gate});
+    fn({p + "mlp.up_proj.weight", WeightKind::Linear, {f, d}, l, &w.w_up});
+    fn({p + "mlp.down_proj.weight", WeightKind::Linear, {d, f}, l, &w.w_down});
+  }
+  fn({"model.norm.weight", WeightKind::Norm, {d}, -1, &m.final_norm});
+  if (!c.tied_embeddings) fn({"lm_head.weight", WeightKind::Head, {c.vocab, d}, -1, &m.lm_head});
+}
+
+void allocate_weights(Model& m) {
+  for_each_weight(m, [](const WeightRef& w) { *w.tensor = Tensor::empty(DType::F32, w.shape); });
+}
+
+}  // namespace condense

@@ -1,0 +1,14 @@
+// Row permutations of q/k projection weights between RoPE layouts. Canonical
+// (HF) rotates (x[i], x[i + hd/2]); llama2.c and GGUF rotate (x[2i], x[2i+1]).
+// Per head, interleaved row 2i + j holds what rotate-half row j*hd/2 + i holds.
+#pragma once
+#include <cstdint>
+
+namespace condense {
+
+// w: [heads * hd, cols] in interleaved layout -> out in rotate-half layout.
+void rope_rows_interleaved_to_half(const float* w, int heads, int hd, int64_t cols, float* out);
+// The inverse.
+void rope_rows_half_to_interleaved(const float* w, int heads, int hd, int64_t cols, float* out);
+
+}  // namespace condense

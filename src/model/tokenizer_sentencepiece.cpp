@@ -1,0 +1,40 @@
+#include "model/tokenizer_sentencepiece.h"
+
+#include <sentencepiece_processor.h>
+
+#include "core/error.h"
+
+namespace condense {
+
+SentencePieceTokenizer::SentencePieceTokenizer(const std::string& serialized, const std::string& where)
+    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+  const auto status = sp_->LoadFromSerializedProto(serialized);
+  if (!status.ok()) fail(where, "not a valid SentencePiece model: " + status.ToString(), "Pass the tokenizer.model that came with the model");
+}
+
+SentencePieceTokenizer::~SentencePieceTokenizer() = default;
+
+std::vector<int> SentencePieceTokenizer::encode(const std::string& text) const {
+  std::vector<int> ids;
+  const auto status = sp_->Encode(text, &ids);
+  if (!status.ok()) fail("sentencepiece", "encoding failed: " + status.ToString());
+  return ids;
+}
+
+std::string SentencePieceTokenizer::decode_token(int prev, int token) const {
+  if (token < 0 || token >= vocab_size()) fail("SentencePieceTokenizer::decode_token", "id " + std::to_string(token) + " is outside the vocabulary");
+  if (sp_->IsControl(token)) return "";
+  std::string p = sp_->IdToPiece(token);
+  if (sp_->IsByte(token) && p.size() == 6) return std::string(1, char(std::stoi(p.substr(3, 2), nullptr, 16)));
+  std::string out;
+  static const std::string kSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's space
+  for (size_t i = 0; i < p.size();) {
+    if (p.compare(i, 3, kSpace) == 0) { out += ' '; i += 3; } else { out += p[i++]; }
+  }
+  if ((prev < 0 || sp_->IsControl(prev)) && !out.empty() && out[0] == ' ') out.erase(0, 1);
+  return out;
+}
+
+int SentencePieceTokenizer::vocab_size() const { return sp_->GetPieceSize(); }
+
+}  // namespace condense

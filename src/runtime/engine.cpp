@@ -1,0 +1,107 @@
+#include "runtime/engine.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace condense {
+
+Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq > 0 ? max_seq : m.config.max_seq) {
+  embed_ = m.embed;
+  final_norm_ = m.final_norm;
+  const int64_t kvd = cfg_.kv_dim();
+  for (const LayerWeights& w : m.layers) {
+    Layer l;
+    l.attn_norm = w.attn_norm;
+    l.ffn_norm = w.ffn_norm;
+    l.qkv = ops::PackedLinear::pack({&w.wq, &w.wk, &w.wv});
+    l.o = ops::PackedLinear::pack({&w.wo});
+    l.gate_up = ops::PackedLinear::pack({&w.w_gate, &w.w_up});
+    l.down = ops::PackedLinear::pack({&w.w_down});
+    if (cfg_.qkv_bias) {
+      l.qkv_bias = Tensor::empty(DType::F32, {cfg_.q_dim() + 2 * kvd});
+      std::memcpy(l.qkv_bias.f32(), w.bq.f32(), w.bq.nbytes());
+      std::memcpy(l.qkv_bias.f32() + cfg_.q_dim(), w.bk.f32(), w.bk.nbytes());
+      std::memcpy(l.qkv_bias.f32() + cfg_.q_dim() + kvd, w.bv.f32(), w.bv.nbytes());
+    }
+    l.k_cache = Tensor::zeros(DType::F32, {max_seq_, kvd});
+    l.v_cache = Tensor::zeros(DType::F32, {max_seq_, kvd});
+    layers_.push_back(std::move(l));
+  }
+  head_ = ops::PackedLinear::pack({&m.head()});
+  rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
+}
+
+size_t Engine::decode_weight_bytes() const {
+  size_t b = head_.weight_bytes() + size_t(cfg_.dim) * 4;  // + one embedding row
+  for (const Layer& l : layers_) b += l.qkv.weight_bytes() + l.o.weight_bytes() + l.gate_up.weight_bytes() + l.down.weight_bytes();
+  return b;
+}
+
+size_t Engine::kv_cache_bytes() const { return layers_.size() * 2 * size_t(max_seq_) * cfg_.kv_dim() * 4; }
+
+void Engine::ensure_scratch(int n) {
+  if (n <= scratch_rows_) return;
+  const int64_t d = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim();
+  x_ = Tensor::empty(DType::F32, {n, d});
+  xn_ = Tensor::empty(DType::F32, {n, d});
+  qkv_ = Tensor::empty(DType::F32, {n, qd + 2 * kvd});
+  att_ = Tensor::empty(DType::F32, {n, qd});
+  gu_ = Tensor::empty(DType::F32, {n, 2 * int64_t(cfg_.ffn_dim)});
+  tmp_ = Tensor::empty(DType::F32, {n, d});
+  scratch_rows_ = n;
+}
+
+void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_logits) {
+  if (n <= 0 || n_logits < 0 || n_logits > n) fail("Engine::forward", "need 0 <= n_logits <= n and n > 0");
+  if (pos < 0 || pos + n > max_seq_) {
+    fail("Engine::forward", "positions " + std::to_string(pos) + ".." + std::to_string(pos + n - 1) +
+                                " exceed the context of " + std::to_string(max_seq_),
+         "Use a shorter prompt/--ctx or a larger --max-seq");
+  }
+  ensure_scratch(n);
+  const int64_t d = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), f = cfg_.ffn_dim;
+  const int hd = cfg_.head_dim;
+  ops::Mat x = ops::mat(x_).rows_slice(0, n);
+  ops::Mat xn = ops::mat(xn_).rows_slice(0, n);
+  ops::Mat qkv = ops::mat(qkv_).rows_slice(0, n);
+  ops::Mat att = ops::mat(att_).rows_slice(0, n);
+  ops::Mat gu = ops::mat(gu_).rows_slice(0, n);
+  ops::Mat tmp = ops::mat(tmp_).rows_slice(0, n);
+
+  for (int i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab) {
+      fail("Engine::forward", "token id " + std::to_string(tokens[i]) + " is outside the vocabulary of " + std::to_string(cfg_.vocab));
+    }
+    std::memcpy(x.row(i), embed_.f32() + int64_t(tokens[i]) * d, size_t(d) * 4);
+  }
+  for (Layer& l : layers_) {
+    ops::rmsnorm(x, l.attn_norm, cfg_.norm_eps, xn);
+    l.qkv.apply(xn, qkv);
+    if (l.qkv_bias.defined()) ops::add_bias(qkv, l.qkv_bias);
+    ops::Mat q = qkv.cols_slice(0, qd), k = qkv.cols_slice(qd, kvd), v = qkv.cols_slice(qd + kvd, kvd);
+    ops::rope(q, cfg_.n_heads, hd, pos, rope_);
+    ops::rope(k, cfg_.n_kv_heads, hd, pos, rope_);
+    ops::Mat kc = ops::mat(l.k_cache), vc = ops::mat(l.v_cache);
+    for (int i = 0; i < n; ++i) {
+      std::memcpy(kc.row(pos + i), k.row(i), size_t(kvd) * 4);
+      std::memcpy(vc.row(pos + i), v.row(i), size_t(kvd) * 4);
+    }
+    ops::attention(q, kc, vc, pos, cfg_.n_heads, cfg_.n_kv_heads, hd, att);
+    l.o.apply(att, tmp);
+    ops::add(x, tmp);
+    ops::rmsnorm(x, l.ffn_norm, cfg_.norm_eps, xn);
+    l.gate_up.apply(xn, gu);
+    ops::Mat g = gu.cols_slice(0, f), u = gu.cols_slice(f, f);
+    ops::silu_mul(g, u, g);
+    l.down.apply(g, tmp);
+    ops::add(x, tmp);
+  }
+  if (n_logits == 0) return;
+  ops::Mat last = x.rows_slice(n - n_logits, n_logits);
+  ops::Mat last_n = xn.rows_slice(0, n_logits);
+  ops::rmsnorm(last, final_norm_, cfg_.norm_eps, last_n);
+  head_.apply(last_n, ops::Mat{logits, n_logits, cfg_.vocab, cfg_.vocab});
+}
+
+}  // namespace condense

@@ -1,0 +1,43 @@
+#include "runtime/generate.h"
+
+#include <chrono>
+
+#include "core/error.h"
+
+namespace condense {
+
+GenerateStats generate(Engine& engine, const std::vector<int>& prompt, int steps, Sampler& sampler,
+                       const std::function<void(int, int)>& on_token, std::vector<int>* out) {
+  if (prompt.empty()) fail("generate", "the prompt must hold at least the BOS token");
+  if (steps < 1) fail("--steps", "must be at least 1");
+  const ModelConfig& c = engine.config();
+  if (int(prompt.size()) + steps > engine.max_seq()) {
+    fail("--steps", "prompt (" + std::to_string(prompt.size()) + " tokens) + steps (" + std::to_string(steps) +
+                        ") exceeds the context of " + std::to_string(engine.max_seq()));
+  }
+  using clock = std::chrono::steady_clock;
+  GenerateStats st;
+  st.prompt_tokens = int(prompt.size());
+  std::vector<float> logits(size_t(c.vocab));
+  auto t0 = clock::now();
+  engine.forward(prompt.data(), int(prompt.size()), 0, logits.data(), 1);
+  st.prefill_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  int prev = prompt.back();
+  int pos = int(prompt.size());
+  t0 = clock::now();
+  for (int s = 0; s < steps; ++s) {
+    const int next = sampler.sample(logits.data(), c.vocab);
+    if (next == c.eos_id || next == c.bos_id) break;
+    ++st.generated;
+    if (out) out->push_back(next);
+    if (on_token) on_token(prev, next);
+    prev = next;
+    if (s + 1 == steps) break;
+    engine.forward(&next, 1, pos++, logits.data(), 1);
+    ++st.decode_steps;
+  }
+  st.decode_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  return st;
+}
+
+}  // namespace condense

@@ -1,0 +1,24 @@
+// Autoregressive generation on an Engine, with timing of the two phases.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "runtime/sampler.h"
+
+namespace condense {
+
+struct GenerateStats {
+  int prompt_tokens = 0, generated = 0, decode_steps = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+  double prefill_tok_s() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
+  // One decode step is one forward of a single token (sampling included).
+  double decode_tok_s() const { return decode_seconds > 0 ? decode_steps / decode_seconds : 0; }
+};
+
+// Feeds `prompt` (already starting with BOS) and samples up to `steps` tokens,
+// stopping early at BOS/EOS; `on_token(prev, token)` streams each one.
+GenerateStats generate(Engine& engine, const std::vector<int>& prompt, int steps, Sampler& sampler,
+                       const std::function<void(int, int)>& on_token, std::vector<int>* out = nullptr);
+
+}  // namespace condense

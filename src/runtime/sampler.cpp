@@ -1,0 +1,54 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace condense {
+
+int argmax(const float* v, int n) { return int(std::max_element(v, v + n) - v); }
+
+Sampler::Sampler(float temperature, float top_p, uint64_t seed)
+    : temperature_(temperature), top_p_(top_p), state_(seed ? seed : 0x9E3779B97F4A7C15ull) {
+  if (!(temperature >= 0.f)) fail("--temperature", "must be >= 0");
+  if (!(top_p > 0.f && top_p <= 1.f)) fail("--top-p", "must be in (0, 1]");
+}
+
+float Sampler::uniform() {
+  state_ ^= state_ >> 12;
+  state_ ^= state_ << 25;
+  state_ ^= state_ >> 27;
+  return float((state_ * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+}
+
+int Sampler::sample(const float* logits, int vocab) {
+  if (temperature_ == 0.f) return argmax(logits, vocab);
+  const float mx = *std::max_element(logits, logits + vocab);
+  buf_.resize(size_t(vocab));
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i) {
+    buf_[size_t(i)] = {std::exp((logits[i] - mx) / temperature_), i};
+    sum += buf_[size_t(i)].first;
+  }
+  size_t n = size_t(vocab);
+  double mass = sum;
+  if (top_p_ < 1.f) {
+    std::sort(buf_.begin(), buf_.end(), [](auto& a, auto& b) { return a.first > b.first; });
+    double cum = 0;
+    for (n = 0; n < buf_.size();) {
+      cum += buf_[n++].first;
+      if (cum >= top_p_ * sum) break;
+    }
+    mass = cum;
+  }
+  const double r = uniform() * mass;
+  double cum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    cum += buf_[i].first;
+    if (r < cum) return buf_[i].second;
+  }
+  return buf_[n - 1].second;
+}
+
+}  // namespace condense

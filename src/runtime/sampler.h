@@ -1,0 +1,24 @@
+// Next-token sampling: greedy at temperature 0, else softmax(logits / T) with
+// optional nucleus (top-p) truncation. Deterministic for a seed (xorshift64*,
+// as llama2.c), independent of the platform's <random>.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace condense {
+
+class Sampler {
+ public:
+  Sampler(float temperature, float top_p, uint64_t seed);
+  int sample(const float* logits, int vocab);
+
+ private:
+  float uniform();
+  float temperature_, top_p_;
+  uint64_t state_;
+  std::vector<std::pair<float, int>> buf_;
+};
+
+int argmax(const float* v, int n);
+
+}  // namespace condense

@@ -1,0 +1,62 @@
+// condense eval MODEL --text FILE --ctx N: perplexity by the protocol in
+// src/runtime/perplexity.h.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "core/progress.h"
+#include "io/file_view.h"
+#include "io/model_loader.h"
+#include "runtime/perplexity.h"
+#include "tools/cli_common.h"
+
+namespace condense::cli {
+
+namespace {
+struct EvalArgs {
+  ModelArgs model;
+  std::string text;
+  int ctx = 256;
+  int max_windows = 0;
+  bool json = false, log_json = false;
+};
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "Perplexity of a model on a text file (non-overlapping windows of --ctx tokens)");
+  auto a = std::make_shared<EvalArgs>();
+  add_model_args(*cmd, a->model);
+  cmd->add_option("--text", a->text, "UTF-8 text file to score")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--ctx", a->ctx, "Window length in tokens (each window is fed as [BOS] + window[:-1])")->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--max-windows", a->max_windows, "Score only the first K windows (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--json", a->json, "Print the result as one JSON object");
+  cmd->add_flag("--log-json", a->log_json, "Progress as JSON lines on stderr");
+  cmd->callback([a] {
+    apply_threads(a->model.threads);
+    LoadedModel lm = load_model(a->model.model, a->model.tokenizer);
+    const Tokenizer& tok = require_tokenizer(lm);
+    const std::vector<int> tokens = tok.encode(read_text_file(a->text));
+    Engine engine(lm.model, std::min(lm.model.config.max_seq, a->ctx));
+    const std::string model_path = lm.model.path;
+    lm.model = Model{};
+    Progress progress("eval", 1, a->log_json);
+    PerplexityResult r = evaluate_perplexity(engine, tokens, a->ctx, a->max_windows, [&](int done, int total) {
+      progress = done == 1 ? Progress("eval", total, a->log_json) : progress;
+      progress.update(done);
+    });
+    progress.finish();
+    nlohmann::json j = {{"model", model_path},        {"text", a->text},           {"ctx", a->ctx},
+                        {"perplexity", r.ppl},        {"mean_nll", r.mean_nll},    {"tokens_scored", r.tokens_scored},
+                        {"windows", r.windows},       {"tokens_in_text", r.tokens_in_text},
+                        {"seconds", r.seconds},       {"tokens_per_s", r.tokens_scored / r.seconds},
+                        {"threads", active_threads()}};
+    if (a->json) {
+      std::cout << j.dump() << "\n";
+    } else {
+      std::printf("perplexity %.6f  (mean NLL %.6f over %lld tokens, %d windows of %d; %.2f s, %.0f tok/s)\n", r.ppl, r.mean_nll,
+                  (long long)r.tokens_scored, r.windows, a->ctx, r.seconds, r.tokens_scored / r.seconds);
+    }
+  });
+}
+
+}  // namespace condense::cli

@@ -1,0 +1,62 @@
+// condense generate MODEL --prompt TEXT: streams a continuation, then speeds.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "io/model_loader.h"
+#include "runtime/generate.h"
+#include "tools/cli_common.h"
+
+namespace condense::cli {
+
+namespace {
+struct GenerateArgs {
+  ModelArgs model;
+  std::string prompt;
+  int steps = 256;
+  float temperature = 1.0f, top_p = 0.9f;
+  uint64_t seed = 0;
+  bool json = false;
+};
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "Generate text from a prompt, then report prefill and decode tokens/s");
+  auto a = std::make_shared<GenerateArgs>();
+  add_model_args(*cmd, a->model);
+  cmd->add_option("--prompt", a->prompt, "Prompt text (empty: start from BOS alone)");
+  cmd->add_option("--steps", a->steps, "Tokens to generate at most (stops early at EOS)")->check(CLI::PositiveNumber);
+  cmd->add_option("--temperature", a->temperature, "0 = greedy; higher = more random")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", a->top_p, "Nucleus sampling mass in (0, 1]");
+  cmd->add_option("--seed", a->seed, "Sampling seed (default: time-based)");
+  cmd->add_flag("--json", a->json, "After the text, print the timing as one JSON object on stdout");
+  cmd->callback([a] {
+    apply_threads(a->model.threads);
+    LoadedModel lm = load_model(a->model.model, a->model.tokenizer);
+    const Tokenizer& tok = require_tokenizer(lm);
+    std::vector<int> prompt = {lm.model.config.bos_id};
+    for (int id : tok.encode(a->prompt)) prompt.push_back(id);
+    const int max_seq = std::min<int>(lm.model.config.max_seq, int(prompt.size()) + a->steps);
+    Engine engine(lm.model, max_seq);
+    lm.model = Model{};  // the engine holds packed copies; free the originals
+    const uint64_t seed = a->seed ? a->seed : uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+    Sampler sampler(a->temperature, a->top_p, seed);
+    std::cout << a->prompt << std::flush;
+    GenerateStats st = generate(engine, prompt, a->steps, sampler, [&](int prev, int t) {
+      std::cout << tok.decode_token(prev == prompt.front() && prompt.size() == 1 ? prev : prev, t) << std::flush;
+    });
+    std::cout << "\n";
+    nlohmann::json j = {{"prompt_tokens", st.prompt_tokens}, {"generated_tokens", st.generated},
+                        {"prefill_tok_s", st.prefill_tok_s()}, {"decode_tok_s", st.decode_tok_s()},
+                        {"prefill_s", st.prefill_seconds}, {"decode_s", st.decode_seconds},
+                        {"threads", active_threads()}, {"weight_bytes_per_token", engine.decode_weight_bytes()}};
+    if (a->json) {
+      std::cout << j.dump() << "\n";
+    } else {
+      std::fprintf(stderr, "prefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | %d threads\n", st.prompt_tokens,
+                   st.prefill_tok_s(), st.generated, st.decode_tok_s(), active_threads());
+    }
+  });
+}
+
+}  // namespace condense::cli
