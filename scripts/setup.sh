@@ -18,5 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+extra=()
+[ "${CI:-}" = "true" ] && extra+=(-DCONDENSE_WERROR=ON)   # CI builds with warnings as errors
+cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release "${extra[@]}" "$@" >/dev/null
 cmake --build "$build" -j2

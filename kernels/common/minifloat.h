@@ -58,7 +58,7 @@ struct Format {
     const uint32_t sign = (f32_bits(x) >> 31) << (E + M);
     if (x != x) return sign | nan_code;
     const float a = std::fabs(x);
-    if (ieee && a == INFINITY) return sign | inf_code;
+    if (a == INFINITY) return sign | (ieee ? inf_code : max_code);
     const float min_normal = std::ldexp(1.0f, 1 - bias);
     if (a < min_normal) {
       // Subnormal grid: integer multiples of 2^(1-bias-M); the scaling is exact.

@@ -1,0 +1,170 @@
+// CPU kernels against float64 loops written here, on seeded random inputs at
+// awkward sizes, on both the AVX-512 and the portable path. Tolerance for a
+// K-long f32 accumulation: 2 * K * u * sum_k |a_k b_k| (u = 2^-24), the standard
+// bound gamma_K plus one rounding of the output.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/ops/linear.h"
+#include "core/ops/transformer.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/linear_f32.h"
+#include "kernels/cpu/transformer_f32.h"
+
+using namespace condense;
+namespace kc = condense::kernels;
+
+namespace {
+
+constexpr double kU = 1.0 / (1 << 24);
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+class KernelIsa : public ::testing::TestWithParam<kc::Isa> {
+ protected:
+  void SetUp() override {
+    kc::force_isa(GetParam());
+    if (kc::active_isa() != GetParam()) GTEST_SKIP() << "this CPU lacks " << kc::isa_name(GetParam());
+  }
+  void TearDown() override { kc::force_isa(kc::Isa::Avx512); }
+};
+
+}  // namespace
+
+TEST_P(KernelIsa, LinearMatchesFloat64AtAwkwardSizes) {
+  struct Case { int64_t m, n, k; };
+  const Case cases[] = {{1, 1, 1}, {1, 33, 7}, {1, 100, 513}, {2, 31, 300}, {3, 64, 64},
+                        {13, 65, 17}, {12, 32, 256}, {37, 172, 300}, {130, 97, 600}};
+  uint32_t seed = 1;
+  for (const Case& c : cases) {
+    const auto x = randn(size_t(c.m * (c.k + 3)), seed++), w = randn(size_t(c.n * c.k), seed++);
+    const int64_t ldx = c.k + 3, ldy = c.n + 5;  // strided rows, as fused buffers use
+    Tensor wt = Tensor::from_f32(w, {c.n, c.k});
+    const auto packed = ops::PackedLinear::pack({&wt});
+    std::vector<float> y(size_t(c.m * ldy), -7.f);
+    packed.apply(ops::Mat{const_cast<float*>(x.data()), c.m, c.k, ldx}, ops::Mat{y.data(), c.m, c.n, ldy});
+    double worst = 0;
+    for (int64_t i = 0; i < c.m; ++i) {
+      for (int64_t j = 0; j < c.n; ++j) {
+        double ref = 0, mag = 0;
+        for (int64_t p = 0; p < c.k; ++p) {
+          ref += double(x[size_t(i * ldx + p)]) * w[size_t(j * c.k + p)];
+          mag += std::fabs(double(x[size_t(i * ldx + p)]) * w[size_t(j * c.k + p)]);
+        }
+        const double err = std::fabs(y[size_t(i * ldy + j)] - ref), tol = 2 * double(c.k) * kU * mag + 1e-30;
+        worst = std::max(worst, err / tol);
+        ASSERT_LE(err, tol) << "m=" << c.m << " n=" << c.n << " k=" << c.k << " at (" << i << ", " << j << ") got "
+                            << y[size_t(i * ldy + j)] << " want " << ref;
+      }
+      for (int64_t j = c.n; j < ldy; ++j) ASSERT_EQ(y[size_t(i * ldy + j)], -7.f) << "wrote past column n";
+    }
+  }
+}
+
+TEST_P(KernelIsa, FusedPackEqualsSeparateMatrices) {
+  const int64_t k = 77, m = 5;
+  Tensor a = Tensor::from_f32(randn(size_t(19 * k), 3), {19, k}), b = Tensor::from_f32(randn(size_t(40 * k), 4), {40, k});
+  const auto x = randn(size_t(m * k), 5);
+  const auto fused = ops::PackedLinear::pack({&a, &b}), pa = ops::PackedLinear::pack({&a}), pb = ops::PackedLinear::pack({&b});
+  std::vector<float> yf(size_t(m * 59)), ya(size_t(m * 19)), yb(size_t(m * 40));
+  ops::Mat xm{const_cast<float*>(x.data()), m, k, k};
+  fused.apply(xm, {yf.data(), m, 59, 59});
+  pa.apply(xm, {ya.data(), m, 19, 19});
+  pb.apply(xm, {yb.data(), m, 40, 40});
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < 19; ++j) EXPECT_EQ(yf[size_t(i * 59 + j)], ya[size_t(i * 19 + j)]);
+    for (int64_t j = 0; j < 40; ++j) EXPECT_EQ(yf[size_t(i * 59 + 19 + j)], yb[size_t(i * 40 + j)]);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, KernelIsa, ::testing::Values(kc::Isa::Avx512, kc::Isa::Portable),
+                         [](const auto& info) { return std::string(kc::isa_name(info.param)); });
+
+TEST(Kernels, RmsNormMatchesFloat64) {
+  const int64_t rows = 3, dim = 173;
+  const auto x = randn(size_t(rows * dim), 10, 3.f), w = randn(size_t(dim), 11);
+  std::vector<float> out(x.size());
+  kc::rmsnorm_f32(x.data(), w.data(), rows, dim, 1e-5f, out.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t i = 0; i < dim; ++i) ss += double(x[size_t(r * dim + i)]) * x[size_t(r * dim + i)];
+    const double inv = 1 / std::sqrt(ss / dim + 1e-5);
+    for (int64_t i = 0; i < dim; ++i) {
+      const double ref = x[size_t(r * dim + i)] * inv * w[size_t(i)];
+      // sum of squares (dim roundings) + sqrt, divide, two multiplies
+      EXPECT_NEAR(out[size_t(r * dim + i)], ref, (dim / 2.0 + 6) * kU * std::fabs(ref) + 1e-30) << r << "," << i;
+    }
+  }
+}
+
+TEST(Kernels, RopeMatchesFloat64RotateHalf) {
+  const int heads = 3, hd = 10, rows = 4;
+  const int64_t pos0 = 37;
+  auto x = randn(size_t(rows * heads * hd), 12);
+  const auto orig = x;
+  const auto table = ops::RopeTable::make(64, hd, 10000.0);
+  kc::rope_f32(x.data(), rows, heads * hd, heads, hd, pos0, table.cos.f32(), table.sin.f32());
+  for (int r = 0; r < rows; ++r) {
+    for (int h = 0; h < heads; ++h) {
+      for (int i = 0; i < hd / 2; ++i) {
+        const double a = double(pos0 + r) * std::pow(10000.0, -2.0 * i / hd);
+        const size_t b = size_t((r * heads + h) * hd);
+        const double x1 = orig[b + size_t(i)], x2 = orig[b + size_t(i + hd / 2)];
+        const double tol = 4 * kU * (std::fabs(x1) + std::fabs(x2));
+        EXPECT_NEAR(x[b + size_t(i)], x1 * std::cos(a) - x2 * std::sin(a), tol);
+        EXPECT_NEAR(x[b + size_t(i + hd / 2)], x2 * std::cos(a) + x1 * std::sin(a), tol);
+      }
+    }
+  }
+}
+
+TEST(Kernels, AttentionMatchesFloat64WithGqa) {
+  const int n_heads = 6, n_kv = 2, hd = 12, rows = 5;
+  const int64_t pos0 = 9, npos = pos0 + rows, ldkv = n_kv * hd;
+  const auto q = randn(size_t(rows * n_heads * hd), 20), k = randn(size_t(npos * ldkv), 21), v = randn(size_t(npos * ldkv), 22);
+  std::vector<float> out(size_t(rows * n_heads * hd));
+  kc::attention_f32(q.data(), n_heads * hd, k.data(), v.data(), ldkv, rows, pos0, n_heads, n_kv, hd, out.data(), n_heads * hd);
+  for (int r = 0; r < rows; ++r) {
+    for (int h = 0; h < n_heads; ++h) {
+      const int kvh = h / (n_heads / n_kv);
+      std::vector<double> p;
+      double mx = -1e300, sum = 0;
+      for (int64_t s = 0; s <= pos0 + r; ++s) {
+        double d = 0;
+        for (int i = 0; i < hd; ++i) d += double(q[size_t((r * n_heads + h) * hd + i)]) * k[size_t(s * ldkv + kvh * hd + i)];
+        p.push_back(d / std::sqrt(double(hd)));
+        mx = std::max(mx, p.back());
+      }
+      for (double& e : p) { e = std::exp(e - mx); sum += e; }
+      for (int i = 0; i < hd; ++i) {
+        double ref = 0, mag = 0;
+        for (size_t s = 0; s < p.size(); ++s) {
+          ref += p[s] / sum * v[size_t(int64_t(s) * ldkv + kvh * hd + i)];
+          mag += p[s] / sum * std::fabs(v[size_t(int64_t(s) * ldkv + kvh * hd + i)]);
+        }
+        // scores carry ~hd roundings and exp amplifies them by |score|; sums over positions add npos
+        const double tol = 8 * (hd + double(npos)) * kU * (mag + 1);
+        EXPECT_NEAR(out[size_t((r * n_heads + h) * hd + i)], ref, tol) << "row " << r << " head " << h << " i " << i;
+      }
+    }
+  }
+}
+
+TEST(Kernels, SiluMulMatchesFloat64) {
+  const auto g = randn(300, 30, 4.f), u = randn(300, 31);
+  std::vector<float> h(300);
+  kc::silu_mul_f32(g.data(), u.data(), 3, 100, 100, h.data(), 100);
+  for (size_t i = 0; i < 300; ++i) {
+    const double ref = g[i] / (1 + std::exp(-double(g[i]))) * u[i];
+    EXPECT_NEAR(h[i], ref, 8 * kU * std::fabs(ref) + 1e-30);
+  }
+}

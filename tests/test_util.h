@@ -1,0 +1,37 @@
+// Shared test helpers: where ../shared/data is, skipping when it is absent,
+// temporary folders, and error reporting with the worst index.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+
+namespace testutil {
+
+inline std::string data_dir() {
+  if (const char* e = std::getenv("CONDENSE_DATA_DIR")) return e;
+  return CONDENSE_DEFAULT_DATA_DIR;
+}
+inline std::string data(const std::string& rel) { return data_dir() + "/" + rel; }
+
+#define REQUIRE_DATA(rel)                                                                          \
+  do {                                                                                             \
+    if (!std::filesystem::exists(testutil::data(rel)))                                             \
+      GTEST_SKIP() << "shared data file " << testutil::data(rel)                                   \
+                   << " is absent (set CONDENSE_DATA_DIR to the shared/data folder to run this)"; \
+  } while (0)
+
+// A fresh folder under the system temp dir, removed when the object dies.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir();
+  ~TempDir();
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+// Writes bytes to a file (for corruption tests).
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+}  // namespace testutil
