@@ -129,10 +129,10 @@ TEST(Kernels, RopeMatchesFloat64RotateHalf) {
 
 TEST(Kernels, AttentionMatchesFloat64WithGqa) {
   const int n_heads = 6, n_kv = 2, hd = 12, rows = 5;
-  const int64_t pos0 = 9, npos = pos0 + rows, ldkv = n_kv * hd;
-  const auto q = randn(size_t(rows * n_heads * hd), 20), k = randn(size_t(npos * ldkv), 21), v = randn(size_t(npos * ldkv), 22);
+  const int64_t pos0 = 9, npos = pos0 + rows, max_pos = npos + 3, hs = max_pos * hd;  // head-major [n_kv][max_pos][hd]
+  const auto q = randn(size_t(rows * n_heads * hd), 20), k = randn(size_t(n_kv * hs), 21), v = randn(size_t(n_kv * hs), 22);
   std::vector<float> out(size_t(rows * n_heads * hd));
-  kc::attention_f32(q.data(), n_heads * hd, k.data(), v.data(), ldkv, rows, pos0, n_heads, n_kv, hd, out.data(), n_heads * hd);
+  kc::attention_f32(q.data(), n_heads * hd, k.data(), v.data(), hs, rows, pos0, n_heads, n_kv, hd, out.data(), n_heads * hd);
   for (int r = 0; r < rows; ++r) {
     for (int h = 0; h < n_heads; ++h) {
       const int kvh = h / (n_heads / n_kv);
@@ -140,7 +140,7 @@ TEST(Kernels, AttentionMatchesFloat64WithGqa) {
       double mx = -1e300, sum = 0;
       for (int64_t s = 0; s <= pos0 + r; ++s) {
         double d = 0;
-        for (int i = 0; i < hd; ++i) d += double(q[size_t((r * n_heads + h) * hd + i)]) * k[size_t(s * ldkv + kvh * hd + i)];
+        for (int i = 0; i < hd; ++i) d += double(q[size_t((r * n_heads + h) * hd + i)]) * k[size_t(kvh * hs + s * hd + i)];
         p.push_back(d / std::sqrt(double(hd)));
         mx = std::max(mx, p.back());
       }
@@ -148,8 +148,8 @@ TEST(Kernels, AttentionMatchesFloat64WithGqa) {
       for (int i = 0; i < hd; ++i) {
         double ref = 0, mag = 0;
         for (size_t s = 0; s < p.size(); ++s) {
-          ref += p[s] / sum * v[size_t(int64_t(s) * ldkv + kvh * hd + i)];
-          mag += p[s] / sum * std::fabs(v[size_t(int64_t(s) * ldkv + kvh * hd + i)]);
+          ref += p[s] / sum * v[size_t(kvh * hs + int64_t(s) * hd + i)];
+          mag += p[s] / sum * std::fabs(v[size_t(kvh * hs + int64_t(s) * hd + i)]);
         }
         // scores carry ~hd roundings and exp amplifies them by |score|; sums over positions add npos
         const double tol = 8 * (hd + double(npos)) * kU * (mag + 1);

@@ -21,10 +21,11 @@ void add_f32(float* x, const float* y, int64_t n);
 
 // Causal grouped-query attention of `rows` queries at positions pos0.. against
 // keys/values 0 .. pos0 + rows - 1 already in the caches.
-// q: [rows, n_heads*hd] stride ldq; kc, vc: [positions, n_kv*hd] stride ldkv;
-// out: [rows, n_heads*hd] stride ldo (must not alias q). Softmax in f32 with the
-// running max subtracted.
-void attention_f32(const float* q, int64_t ldq, const float* kc, const float* vc, int64_t ldkv, int64_t rows,
+// q: [rows, n_heads*hd] stride ldq; out: [rows, n_heads*hd] stride ldo (must not
+// alias q). kc, vc: head-major caches [n_kv][positions][hd], kv head h starting at
+// h * head_stride, so each head's keys stream contiguously. Softmax in f32 with
+// the max subtracted.
+void attention_f32(const float* q, int64_t ldq, const float* kc, const float* vc, int64_t head_stride, int64_t rows,
                    int64_t pos0, int n_heads, int n_kv, int hd, float* out, int64_t ldo);
 
 }  // namespace condense::kernels

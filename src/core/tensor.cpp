@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -41,8 +43,15 @@ Tensor Tensor::empty(DType dtype, Shape shape, Device device) {
   t.dtype_ = dtype;
   t.device_ = device;
   t.shape_ = std::move(shape);
-  const size_t bytes = (std::max<size_t>(t.nbytes(), 1) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
+  // Large tensors (weights streamed at every decode step) get 2 MiB alignment and
+  // transparent huge pages, so streaming hundreds of MB per token does not walk
+  // page tables every 4 KiB.
+  const size_t huge = size_t(2) << 20;
+  const bool use_huge = t.nbytes() >= 2 * huge;
+  const size_t align = use_huge ? huge : 64;
+  const size_t bytes = (std::max<size_t>(t.nbytes(), 1) + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, bytes);
+  if (p && use_huge) ::madvise(p, bytes, MADV_HUGEPAGE);  // advisory: ignore failure
   if (!p) fail("Tensor::empty", "out of memory allocating " + std::to_string(bytes) + " bytes for " + shape_str(t.shape_));
   t.storage_ = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
   return t;

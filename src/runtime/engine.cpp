@@ -24,8 +24,7 @@ Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq >
       std::memcpy(l.qkv_bias.f32() + cfg_.q_dim(), w.bk.f32(), w.bk.nbytes());
       std::memcpy(l.qkv_bias.f32() + cfg_.q_dim() + kvd, w.bv.f32(), w.bv.nbytes());
     }
-    l.k_cache = Tensor::zeros(DType::F32, {max_seq_, kvd});
-    l.v_cache = Tensor::zeros(DType::F32, {max_seq_, kvd});
+    l.kv = ops::KvCacheLayer::make(cfg_.n_kv_heads, max_seq_, cfg_.head_dim);
     layers_.push_back(std::move(l));
   }
   head_ = ops::PackedLinear::pack({&m.head()});
@@ -82,12 +81,8 @@ void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_log
     ops::Mat q = qkv.cols_slice(0, qd), k = qkv.cols_slice(qd, kvd), v = qkv.cols_slice(qd + kvd, kvd);
     ops::rope(q, cfg_.n_heads, hd, pos, rope_);
     ops::rope(k, cfg_.n_kv_heads, hd, pos, rope_);
-    ops::Mat kc = ops::mat(l.k_cache), vc = ops::mat(l.v_cache);
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(kc.row(pos + i), k.row(i), size_t(kvd) * 4);
-      std::memcpy(vc.row(pos + i), v.row(i), size_t(kvd) * 4);
-    }
-    ops::attention(q, kc, vc, pos, cfg_.n_heads, cfg_.n_kv_heads, hd, att);
+    l.kv.store(k, v, pos);
+    ops::attention(q, l.kv, pos, cfg_.n_heads, att);
     l.o.apply(att, tmp);
     ops::add(x, tmp);
     ops::rmsnorm(x, l.ffn_norm, cfg_.norm_eps, xn);

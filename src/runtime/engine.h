@@ -29,7 +29,7 @@ class Engine {
   struct Layer {
     Tensor attn_norm, ffn_norm, qkv_bias;  // qkv_bias undefined unless config.qkv_bias
     ops::PackedLinear qkv, o, gate_up, down;
-    Tensor k_cache, v_cache;               // [max_seq, kv_dim]
+    ops::KvCacheLayer kv;
   };
   void ensure_scratch(int n);
 

@@ -1,5 +1,6 @@
 #include "core/ops/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/transformer_f32.h"
@@ -50,12 +51,36 @@ void add_bias(const Mat& x, const Tensor& b) {
   for (int64_t r = 0; r < x.rows; ++r) kernels::add_f32(x.row(r), b.f32(), x.cols);
 }
 
-void attention(const Mat& q, const Mat& kc, const Mat& vc, int64_t pos0, int n_heads, int n_kv, int hd, const Mat& out) {
-  check(q.cols == int64_t(n_heads) * hd && out.cols == q.cols && out.rows == q.rows, "attention", "q/out width mismatch");
-  check(kc.cols == int64_t(n_kv) * hd && vc.cols == kc.cols && kc.ld == vc.ld, "attention", "cache width mismatch");
-  check(pos0 + q.rows <= kc.rows, "attention", "cache holds " + std::to_string(kc.rows) + " positions, need " +
-                                                   std::to_string(pos0 + q.rows));
-  kernels::attention_f32(q.data, q.ld, kc.data, vc.data, kc.ld, q.rows, pos0, n_heads, n_kv, hd, out.data, out.ld);
+KvCacheLayer KvCacheLayer::make(int n_kv, int max_pos, int hd) {
+  KvCacheLayer c;
+  c.n_kv = n_kv;
+  c.hd = hd;
+  c.max_pos = max_pos;
+  c.k = Tensor::zeros(DType::F32, {n_kv, max_pos, hd});
+  c.v = Tensor::zeros(DType::F32, {n_kv, max_pos, hd});
+  return c;
+}
+
+void KvCacheLayer::store(const Mat& k_rows, const Mat& v_rows, int64_t pos0) {
+  check(k_rows.cols == int64_t(n_kv) * hd && v_rows.cols == k_rows.cols && v_rows.rows == k_rows.rows, "kv_store",
+        "k/v rows are not n_kv * head_dim wide");
+  check(pos0 >= 0 && pos0 + k_rows.rows <= max_pos, "kv_store", "positions past the cache");
+  const int64_t head_stride = int64_t(max_pos) * hd;
+  for (int64_t r = 0; r < k_rows.rows; ++r) {
+    for (int h = 0; h < n_kv; ++h) {
+      std::copy_n(k_rows.row(r) + h * hd, hd, k.f32() + h * head_stride + (pos0 + r) * hd);
+      std::copy_n(v_rows.row(r) + h * hd, hd, v.f32() + h * head_stride + (pos0 + r) * hd);
+    }
+  }
+}
+
+void attention(const Mat& q, const KvCacheLayer& c, int64_t pos0, int n_heads, const Mat& out) {
+  check(q.cols == int64_t(n_heads) * c.hd && out.cols == q.cols && out.rows == q.rows, "attention", "q/out width mismatch");
+  check(n_heads % c.n_kv == 0, "attention", "n_kv must divide n_heads");
+  check(pos0 + q.rows <= c.max_pos, "attention",
+        "cache holds " + std::to_string(c.max_pos) + " positions, need " + std::to_string(pos0 + q.rows));
+  kernels::attention_f32(q.data, q.ld, c.k.f32(), c.v.f32(), int64_t(c.max_pos) * c.hd, q.rows, pos0, n_heads, c.n_kv, c.hd,
+                         out.data, out.ld);
 }
 
 }  // namespace condense::ops

@@ -5,8 +5,8 @@
 //   silu_mul:  g, u, h: [rows, n]; h may alias g
 //   add:       x += y, both [rows, cols]
 //   add_bias:  x[r, :] += b for every row; b: [cols]
-//   attention: q: [rows, n_heads*hd]; k_cache, v_cache: [>= pos0+rows, n_kv*hd];
-//              out: [rows, n_heads*hd], must not alias q
+//   attention: q: [rows, n_heads*hd]; out: [rows, n_heads*hd], must not alias q;
+//              k_cache, v_cache: KvCache layers (head-major)
 #pragma once
 #include "core/ops/mat.h"
 
@@ -24,7 +24,15 @@ void rope(const Mat& x, int heads, int hd, int64_t pos0, const RopeTable& table)
 void silu_mul(const Mat& g, const Mat& u, const Mat& h);
 void add(const Mat& x, const Mat& y);
 void add_bias(const Mat& x, const Tensor& b);
-void attention(const Mat& q, const Mat& k_cache, const Mat& v_cache, int64_t pos0, int n_heads, int n_kv, int hd,
-               const Mat& out);
+// One layer's K and V cache, head-major: [n_kv][max_pos][hd] f32.
+struct KvCacheLayer {
+  Tensor k, v;
+  int n_kv = 0, hd = 0, max_pos = 0;
+  static KvCacheLayer make(int n_kv, int max_pos, int hd);
+  // Stores rows k, v: [rows, n_kv*hd] at positions pos0.. .
+  void store(const Mat& k_rows, const Mat& v_rows, int64_t pos0);
+};
+
+void attention(const Mat& q, const KvCacheLayer& cache, int64_t pos0, int n_heads, const Mat& out);
 
 }  // namespace condense::ops
