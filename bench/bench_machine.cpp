@@ -1,6 +1,7 @@
-// Memory read bandwidth of this machine, the bound for decode speed: one pass
-// over a 1 GiB array (far beyond the 32 MB L3) with AVX-512 loads, 1 thread and
-// all threads. Reported as bytes_per_second.
+// This machine's physical limits, measured: memory read bandwidth (the bound
+// for decode: one pass over a 1 GiB array, far beyond the 32 MB L3, with AVX-512
+// loads; bytes_per_second, in GiB/s as Google Benchmark prints it) and peak f32
+// FMA throughput (the bound for prefill; GFLOPS), 1 thread and 2 threads.
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 #include <omp.h>
@@ -69,6 +70,34 @@ void BM_ReadBandwidth(benchmark::State& state) {
 BENCHMARK(BM_ReadBandwidth<0>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_ReadBandwidth<512>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_ReadBandwidth<1024>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+
+// 12 independent FMA chains (latency 4 x 2 pipes needs >= 8) on registers only.
+__attribute__((target("avx512f,fma"))) float fma_loop(int64_t iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(float(i) * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, b);
+  }
+  __m512 t = a[0];
+  for (int i = 1; i < 12; ++i) t = _mm512_add_ps(t, a[i]);
+  return _mm512_reduce_add_ps(t);
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  const int threads = int(state.range(0));
+  const int64_t iters = 1 << 24;
+  for (auto _ : state) {
+    float total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    total += fma_loop(iters);
+    benchmark::DoNotOptimize(total);
+  }
+  state.counters["GFLOPS"] = benchmark::Counter(double(state.iterations()) * threads * double(iters) * 12 * 16 * 2,
+                                                benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_FmaPeak)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
