@@ -27,6 +27,16 @@ float* buffer() {
   return p;
 }
 
+// Horizontal sum through memory: GCC 12's _mm512_reduce_add_ps trips
+// -Wuninitialized inside its own header.
+__attribute__((target("avx512f"))) float hsum(__m512 v) {
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  float s = 0;
+  for (float x : lanes) s += x;
+  return s;
+}
+
 // prefetch_distance: floats ahead to software-prefetch (0 = rely on the hardware prefetcher).
 template <int prefetch_distance>
 __attribute__((target("avx512f"))) float sum_range(const float* p, size_t n) {
@@ -43,7 +53,7 @@ __attribute__((target("avx512f"))) float sum_range(const float* p, size_t n) {
     a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
     a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  return hsum(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
 template <int prefetch_distance>
@@ -82,7 +92,7 @@ __attribute__((target("avx512f,fma"))) float fma_loop(int64_t iters) {
   }
   __m512 t = a[0];
   for (int i = 1; i < 12; ++i) t = _mm512_add_ps(t, a[i]);
-  return _mm512_reduce_add_ps(t);
+  return hsum(t);
 }
 
 void BM_FmaPeak(benchmark::State& state) {

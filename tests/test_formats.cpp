@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "io/gguf.h"
 #include "io/hf_model.h"
 #include "io/llama2c.h"
 #include "io/model_loader.h"
@@ -220,4 +221,83 @@ TEST(ModelLoader, DetectsFormatsAndFindsTokenizers) {
   testutil::write_file(dir / "x.gguf", "GGU");
   expect_error([&] { detect_format(dir / "x.gguf"); }, {"x.gguf", "GGUF magic"});
   expect_error([&] { load_model(dir / "missing.bin"); }, {"missing.bin", "does not exist"});
+}
+
+namespace {
+
+Llama2cTokenizer synthetic_tokenizer(int vocab) {
+  std::vector<std::string> p = {"<unk>", "<s>", "</s>"};
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    p.push_back(buf);
+  }
+  const char* words[] = {" ", "a", "b", " a", "ab", " ab", "ba"};
+  for (const char* w : words) p.push_back(w);
+  while (int(p.size()) < vocab) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "x%zu", p.size());
+    p.push_back(buf);
+  }
+  std::vector<float> s(p.size());
+  for (size_t i = 0; i < s.size(); ++i) s[i] = -float(i);
+  return Llama2cTokenizer(p, s);
+}
+
+}  // namespace
+
+TEST(GgufFormat, RoundTripF32ExactAndF16Bf16Rounded) {
+  testutil::TempDir dir;
+  for (bool tied : {true, false}) {
+    Model m = random_model(tiny_config(tied), 21);
+    const auto tok = synthetic_tokenizer(m.config.vocab);
+    save_gguf_model(m, &tok, dir / "m.gguf", DType::F32);
+    EXPECT_EQ(detect_format(dir / "m.gguf"), "gguf");
+    GgufModel g = load_gguf_model(dir / "m.gguf");
+    EXPECT_EQ(g.model.config.tied_embeddings, tied);
+    EXPECT_EQ(g.model.config.n_kv_heads, 2);
+    expect_same_weights(m, g.model);
+    ASSERT_TRUE(g.tokenizer);
+    EXPECT_EQ(g.tokenizer->encode("ab ab ba"), tok.encode("ab ab ba"));
+    EXPECT_EQ(g.tokenizer->decode(g.tokenizer->encode("ab ab\xff"), 1), "ab ab\xff");
+
+    for (DType dt : {DType::F16, DType::BF16}) {
+      save_gguf_model(m, nullptr, dir / "h.gguf", dt);
+      GgufModel h = load_gguf_model(dir / "h.gguf");
+      EXPECT_FALSE(h.tokenizer);
+      Model rounded = random_model(tiny_config(tied), 21);
+      for_each_weight(rounded, [&](const WeightRef& w) {
+        if (w.tensor->ndim() == 2) *w.tensor = w.tensor->to(dt).to(DType::F32);  // 1-D weights stay f32, as llama.cpp keeps them
+      });
+      expect_same_weights(rounded, h.model);
+    }
+  }
+}
+
+TEST(GgufFormat, CorruptAndUnsupportedFilesFailClearly) {
+  testutil::TempDir dir;
+  Model m = random_model(tiny_config(true), 22);
+  save_gguf_model(m, nullptr, dir / "m.gguf", DType::F32);
+  const std::string good = testutil::read_file(dir / "m.gguf");
+  testutil::write_file(dir / "trunc.gguf", good.substr(0, good.size() - 1000));
+  expect_error([&] { load_gguf_model(dir / "trunc.gguf"); }, {"trunc.gguf", "truncated"});
+  testutil::write_file(dir / "head.gguf", good.substr(0, 40));
+  expect_error([&] { load_gguf_model(dir / "head.gguf"); }, {"head.gguf", "past the end"});
+  std::string v2 = good;
+  v2[4] = 2;
+  testutil::write_file(dir / "v2.gguf", v2);
+  expect_error([&] { load_gguf_model(dir / "v2.gguf"); }, {"v2.gguf", "version 2"});
+  std::string magic = good;
+  magic[0] = 'X';
+  testutil::write_file(dir / "magic.gguf", magic);
+  expect_error([&] { load_model(dir / "magic.gguf"); }, {"magic.gguf", "GGUF magic"});
+  // Mark the first tensor as Q4_K (ggml type 12): the error must name the type.
+  const std::string name = "token_embd.weight";
+  const size_t at = good.find(name);
+  ASSERT_NE(at, std::string::npos);
+  std::string q = good;
+  const size_t type_at = at + name.size() + 4 + 2 * 8;  // n_dims u32, two u64 dims
+  q[type_at] = 12;
+  testutil::write_file(dir / "q4k.gguf", q);
+  expect_error([&] { load_gguf_model(dir / "q4k.gguf"); }, {"q4k.gguf", "token_embd.weight", "Q4_K", "not read yet"});
 }

@@ -9,6 +9,7 @@
 
 #include <cmath>
 
+#include "io/gguf.h"
 #include "io/llama2c.h"
 #include "io/model_loader.h"
 #include "runtime/engine.h"
@@ -124,4 +125,19 @@ TEST(RealModel, PerplexityWithin005PercentOfFloat64Protocol) {
   EXPECT_LE(std::fabs(got.ppl - want) / want, 5e-4) << "condense " << got.ppl << " vs float64 " << want;
   std::printf("perplexity: condense %.6f, float64 reference %.6f, relative difference %.2e\n", got.ppl, want,
               std::fabs(got.ppl - want) / want);
+}
+
+TEST(RealModel, GgufCopyGivesIdenticalLogitsAndTokens) {
+  REQUIRE_DATA(kBin);
+  REQUIRE_DATA(kText);
+  testutil::TempDir dir;
+  const LoadedModel a = load_model(testutil::data(kBin));
+  save_gguf_model(a.model, dynamic_cast<const Llama2cTokenizer*>(a.tokenizer.get()), dir / "s.gguf", DType::F32);
+  const LoadedModel b = load_model(dir / "s.gguf");
+  EXPECT_EQ(b.model.format, "gguf");
+  ASSERT_TRUE(b.tokenizer);
+  const auto tokens = real_tokens(64);
+  EXPECT_EQ(engine_logits(a.model, tokens), engine_logits(b.model, tokens));
+  const std::string text = testutil::read_file(testutil::data(kText)).substr(0, 20000);
+  EXPECT_EQ(a.tokenizer->encode(text), b.tokenizer->encode(text));
 }

@@ -1,5 +1,6 @@
 #include "model/tokenizer_llama2c.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 
@@ -11,6 +12,12 @@ Llama2cTokenizer::Llama2cTokenizer(std::vector<std::string> pieces, std::vector<
     : pieces_(std::move(pieces)), scores_(std::move(scores)), bos_id_(bos_id) {
   if (pieces_.size() != scores_.size()) fail("Llama2cTokenizer", "pieces and scores differ in count");
   for (size_t i = 0; i < pieces_.size(); ++i) index_.emplace(pieces_[i], int(i));  // first wins on duplicates
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    const int id = lookup(buf);
+    byte_ids_[b] = id >= 0 ? id : std::min(b + 3, int(pieces_.size()) - 1);
+  }
 }
 
 int Llama2cTokenizer::lookup(const std::string& piece) const {
@@ -33,7 +40,7 @@ std::vector<int> Llama2cTokenizer::encode(const std::string& text) const {
     if (id >= 0) {
       ids.push_back(id);
     } else {
-      for (size_t b = 0; b < len; ++b) ids.push_back(int(static_cast<unsigned char>(text[i + b])) + 3);
+      for (size_t b = 0; b < len; ++b) ids.push_back(byte_ids_[static_cast<unsigned char>(text[i + b])]);
     }
     i += len;
   }

@@ -1,6 +1,7 @@
 // llama2.c's tokenizer: pieces with merge scores. Encoding is exactly run.c's:
 // a dummy-prefix " " token for non-empty text, each UTF-8 code point looked up
-// whole (else one byte-fallback id per byte, byte + 3), then repeatedly merge the
+// whole (else one byte-fallback id per byte: the piece "<0xNN>", which llama2.c
+// files hold at id byte + 3), then repeatedly merge the
 // adjacent pair whose concatenation is a piece with the highest score, leftmost
 // on ties. GGUF's "llama" tokenizer uses the same rule.
 #pragma once
@@ -28,6 +29,7 @@ class Llama2cTokenizer : public Tokenizer {
   std::vector<std::string> pieces_;
   std::vector<float> scores_;
   std::unordered_map<std::string, int> index_;
+  int byte_ids_[256];
   int bos_id_;
 };
 
