@@ -4,6 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "io/model_loader.h"
+#ifdef CONDENSE_HAVE_CUDA
+#include "kernels/gpu/device_query.h"
+#endif
 #include "tools/cli_common.h"
 
 namespace condense::cli {
@@ -41,6 +44,13 @@ void register_info(CLI::App& app) {
                                                     {"vocab", lm.tokenizer->vocab_size()}}
                                    : nlohmann::json{{"missing", lm.tokenizer_note}}}};
     for (const auto& [dt, pb] : by_dtype) j["dtypes"][dt] = {{"parameters", pb.first}, {"bytes", pb.second}};
+    j["gpu_devices"] = nlohmann::json::array();
+#ifdef CONDENSE_HAVE_CUDA
+    for (const auto& d : kernels::gpu::list_devices()) {
+      j["gpu_devices"].push_back({{"name", d.name}, {"memory_gib", d.memory_gib}, {"warp_size", d.warp_size},
+                                  {"compute_capability", std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor)}});
+    }
+#endif
     if (*as_json) {
       std::cout << j.dump(2) << "\n";
       return;
@@ -53,6 +63,7 @@ void register_info(CLI::App& app) {
     for (const auto& [dt, pb] : by_dtype) {
       std::cout << "  " << dt << ": " << pb.first << " parameters, " << pb.second << " bytes (" << pb.second / 1048576.0 << " MiB)\n";
     }
+    for (const auto& d : j["gpu_devices"]) std::cout << "gpu:         " << d["name"].get<std::string>() << "\n";
     if (lm.tokenizer) {
       std::cout << "tokenizer:   " << lm.tokenizer->kind() << ", " << lm.tokenizer->vocab_size() << " tokens, " << lm.tokenizer_path << "\n";
     } else {
