@@ -218,6 +218,18 @@ TEST(ModelLoader, DetectsFormatsAndFindsTokenizers) {
   LoadedModel lm = load_model(dir / "m.bin");
   EXPECT_FALSE(lm.tokenizer);
   expect_error([&] { require_tokenizer(lm); }, {"--tokenizer"});
+  // A Hugging Face folder picks up its tokenizer.json.
+  Model hf = random_model(tiny_config(true), 2);
+  save_hf_model(hf, dir / "hf", DType::F32);
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int i = 0; i < hf.config.vocab; ++i) vocab["t" + std::to_string(i)] = i;
+  vocab["t"] = 0;  // an alias; the vocabulary size is still the max id + 1
+  testutil::write_file(dir / "hf/tokenizer.json", nlohmann::json({{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}}).dump());
+  LoadedModel with_tok = load_model(dir / "hf");
+  ASSERT_TRUE(with_tok.tokenizer);
+  EXPECT_EQ(with_tok.tokenizer->vocab_size(), hf.config.vocab);
+  EXPECT_NE(with_tok.tokenizer_path.find("tokenizer.json"), std::string::npos);
+
   testutil::write_file(dir / "x.gguf", "GGU");
   expect_error([&] { detect_format(dir / "x.gguf"); }, {"x.gguf", "GGUF magic"});
   expect_error([&] { load_model(dir / "missing.bin"); }, {"missing.bin", "does not exist"});

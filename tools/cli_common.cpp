@@ -9,7 +9,7 @@ void add_model_args(CLI::App& app, ModelArgs& a) {
                  "Model: a llama2.c .bin, a Hugging Face folder (config.json + *.safetensors) or a .gguf file")
       ->required();
   app.add_option("--tokenizer", a.tokenizer,
-                 "Tokenizer file (llama2.c tokenizer.bin or SentencePiece tokenizer.model) for formats that carry none");
+                 "Tokenizer file (llama2.c tokenizer.bin, SentencePiece tokenizer.model or HF tokenizer.json) for formats that carry none");
   app.add_option("--threads", a.threads, "OpenMP threads (default: all cores)")->check(CLI::NonNegativeNumber);
 }
 

@@ -5,6 +5,7 @@
 #include "io/file_view.h"
 #include "io/gguf.h"
 #include "io/hf_model.h"
+#include "io/hf_tokenizer_json.h"
 #include "io/llama2c.h"
 #include "model/tokenizer_sentencepiece.h"
 
@@ -25,9 +26,7 @@ std::string detect_format(const std::string& path) {
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
   const std::string ext = fs::path(path).extension().string();
   if (ext == ".model") return std::make_unique<SentencePieceTokenizer>(read_text_file(path), path);
-  if (ext == ".json") {
-    fail(path, "Hugging Face tokenizer.json is not supported yet", "Pass tokenizer.model (SentencePiece) or a llama2.c tokenizer.bin");
-  }
+  if (ext == ".json") return load_hf_tokenizer_json(path);
   return load_llama2c_tokenizer(path);
 }
 

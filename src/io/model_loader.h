@@ -2,7 +2,8 @@
 //   directory (or a file inside one) with config.json -> Hugging Face safetensors
 //   *.gguf / GGUF magic                                -> GGUF
 //   anything else                                      -> llama2.c .bin
-// Tokenizer: --tokenizer FILE if given (tokenizer.bin, tokenizer.model); else the
+// Tokenizer: --tokenizer FILE if given (tokenizer.bin, tokenizer.model,
+// tokenizer.json); else the
 // one the format carries or sits beside it (for llama2.c: tokenizer.bin or the
 // only tok*.bin in the same folder).
 #pragma once

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <queue>
 
 #include "core/error.h"
+#include "model/bpe_merge.h"
 
 namespace condense {
 
@@ -25,10 +25,6 @@ int Llama2cTokenizer::lookup(const std::string& piece) const {
   return it == index_.end() ? -1 : it->second;
 }
 
-// run.c rescans all pairs after each merge (quadratic). A heap ordered by
-// (score desc, left position asc) picks the same pair each time: merged symbols
-// keep their left symbol's position, so positions stay ordered; entries whose
-// symbols have since changed are skipped when popped.
 std::vector<int> Llama2cTokenizer::encode(const std::string& text) const {
   std::vector<int> ids;
   if (text.empty()) return ids;
@@ -45,36 +41,12 @@ std::vector<int> Llama2cTokenizer::encode(const std::string& text) const {
     i += len;
   }
 
-  const int n = int(ids.size());
-  std::vector<int> prev(static_cast<size_t>(n)), next(static_cast<size_t>(n));
-  std::vector<int> version(size_t(n), 0);
-  for (int i = 0; i < n; ++i) { prev[size_t(i)] = i - 1; next[size_t(i)] = i + 1 < n ? i + 1 : -1; }
-  struct Cand { float score; int left, right, merged, vl, vr; };
-  auto worse = [](const Cand& a, const Cand& b) { return a.score != b.score ? a.score < b.score : a.left > b.left; };
-  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
-  auto consider = [&](int l) {
-    const int r = next[size_t(l)];
-    if (l < 0 || r < 0) return;
-    const int m = lookup(pieces_[size_t(ids[size_t(l)])] + pieces_[size_t(ids[size_t(r)])]);
-    if (m >= 0) heap.push({scores_[size_t(m)], l, r, m, version[size_t(l)], version[size_t(r)]});
-  };
-  for (int i = 0; i + 1 < n; ++i) consider(i);
-  while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
-    if (version[size_t(c.left)] != c.vl || version[size_t(c.right)] != c.vr || next[size_t(c.left)] != c.right) continue;
-    ids[size_t(c.left)] = c.merged;
-    ++version[size_t(c.left)];
-    version[size_t(c.right)] = -1;  // dead
-    next[size_t(c.left)] = next[size_t(c.right)];
-    if (next[size_t(c.right)] >= 0) prev[size_t(next[size_t(c.right)])] = c.left;
-    consider(prev[size_t(c.left)]);
-    consider(c.left);
-  }
-  std::vector<int> out;
-  out.reserve(size_t(n));
-  for (int i = n > 0 ? 0 : -1; i >= 0; i = next[size_t(i)]) out.push_back(ids[size_t(i)]);
-  return out;
+  // run.c rescans every pair after each merge (quadratic); bpe_merge picks the same pairs.
+  bpe_merge(ids, [this](int l, int r) {
+    const int m = lookup(pieces_[size_t(l)] + pieces_[size_t(r)]);
+    return m >= 0 ? MergeCandidate{true, scores_[size_t(m)], m} : MergeCandidate{};
+  });
+  return ids;
 }
 
 std::string Llama2cTokenizer::decode_token(int prev, int token) const {

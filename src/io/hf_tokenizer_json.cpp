@@ -1,0 +1,115 @@
+#include "io/hf_tokenizer_json.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/file_view.h"
+
+namespace condense {
+namespace {
+
+using json = nlohmann::json;
+const std::string kMeta = "\xe2\x96\x81";
+
+std::string type_of(const json& j) { return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : ""; }
+
+// normalizer: null, NFC (text passed through: it is assumed NFC already), or
+// SentencePiece's Prepend(U+2581) + Replace(" " -> U+2581), alone or in a Sequence.
+void read_normalizer(const json& n, HfBpeSpec& s, const std::string& where, const std::string& path) {
+  if (n.is_null()) return;
+  const std::string t = type_of(n);
+  if (t == "Sequence") {
+    for (size_t i = 0; i < n["normalizers"].size(); ++i) read_normalizer(n["normalizers"][i], s, where, path + ".normalizers[" + std::to_string(i) + "]");
+  } else if (t == "Prepend" && n.value("prepend", "") == kMeta) {
+    s.sp_prepend = true;
+  } else if (t == "Replace" && n.contains("pattern") && n["pattern"].value("String", "") == " " && n.value("content", "") == kMeta) {
+    s.sp_spaces = true;
+  } else if (t == "NFC") {
+  } else {
+    fail(where, path + " is a '" + t + "' normalizer, which is not supported", "condense supports SentencePiece-style (Prepend/Replace U+2581) and NFC");
+  }
+}
+
+void read_pre_tokenizer(const json& p, HfBpeSpec& s, const std::string& where, const std::string& path) {
+  if (p.is_null()) return;
+  const std::string t = type_of(p);
+  if (t == "Sequence") {
+    for (size_t i = 0; i < p["pretokenizers"].size(); ++i) read_pre_tokenizer(p["pretokenizers"][i], s, where, path + ".pretokenizers[" + std::to_string(i) + "]");
+  } else if (t == "ByteLevel") {
+    s.byte_level = true;
+    if (p.value("add_prefix_space", false)) fail(where, path + ".add_prefix_space = true is not supported");
+    if (p.value("use_regex", true)) s.pre = PreTokenizer::Gpt2;
+  } else if (t == "Split") {
+    if (!p.contains("pattern") || !p["pattern"].contains("Regex")) fail(where, path + " splits on a plain string; only regex splits are supported");
+    if (p.value("behavior", "") != "Isolated" || p.value("invert", false)) fail(where, path + " must use behavior 'Isolated' without invert");
+    s.pre = pretokenizer_for_pattern(p["pattern"]["Regex"].get<std::string>());
+  } else if (t == "Metaspace") {
+    if (p.value("replacement", kMeta) != kMeta) fail(where, path + ".replacement must be U+2581");
+    s.sp_spaces = true;
+    const std::string scheme = p.value("prepend_scheme", p.value("add_prefix_space", true) ? "always" : "never");
+    s.sp_prepend = scheme != "never";
+    s.sp_prepend_first_only = scheme == "first";
+    s.sp_split = p.value("split", true);
+  } else {
+    fail(where, path + " is a '" + t + "' pre-tokenizer, which is not supported", "condense supports ByteLevel, Split (known regexes) and Metaspace");
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<HfBpeTokenizer> parse_hf_tokenizer_json(const std::string& text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail(where, std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) fail(where, "no 'model' object", "Not a Hugging Face tokenizer.json");
+  const json& m = j["model"];
+  const std::string mt = type_of(m).empty() ? "BPE" : type_of(m);
+  if (mt != "BPE") fail(where, "model.type is '" + mt + "'", "Only BPE tokenizers are supported (not Unigram or WordPiece)");
+  if (!m.contains("vocab") || !m["vocab"].is_object()) fail(where, "model.vocab is missing or not an object");
+  if (!m.contains("merges") || !m["merges"].is_array()) fail(where, "model.merges is missing or not an array");
+  HfBpeSpec s;
+  for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
+    if (!it->is_number_integer()) fail(where, "model.vocab[\"" + it.key() + "\"] is not an integer id");
+    s.vocab.emplace(it.key(), it->get<int>());
+  }
+  for (size_t i = 0; i < m["merges"].size(); ++i) {
+    const json& e = m["merges"][i];
+    const std::string path = "model.merges[" + std::to_string(i) + "]";
+    if (e.is_string()) {
+      const std::string v = e.get<std::string>();
+      const size_t sp = v.find(' ', 1);
+      if (sp == std::string::npos) fail(where, path + " '" + v + "' is not 'left right'");
+      s.merges.emplace_back(v.substr(0, sp), v.substr(sp + 1));
+    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+      s.merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+    } else {
+      fail(where, path + " is neither 'left right' nor [left, right]");
+    }
+  }
+  s.byte_fallback = m.value("byte_fallback", false);
+  s.ignore_merges = m.value("ignore_merges", false);
+  if (m.contains("unk_token") && m["unk_token"].is_string()) {
+    auto it = s.vocab.find(m["unk_token"].get<std::string>());
+    if (it != s.vocab.end()) s.unk_id = it->second;
+  }
+  if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
+    for (const json& a : j["added_tokens"]) {
+      if (!a.contains("id") || !a.contains("content")) fail(where, "added_tokens entries need 'id' and 'content'");
+      s.added.push_back({a["id"].get<int>(), a["content"].get<std::string>(), a.value("special", false)});
+    }
+  }
+  read_normalizer(j.value("normalizer", json()), s, where, "normalizer");
+  read_pre_tokenizer(j.value("pre_tokenizer", json()), s, where, "pre_tokenizer");
+  if (type_of(j.value("decoder", json())) == "ByteLevel") s.byte_level = true;
+  if (s.byte_level && (s.sp_spaces || s.sp_prepend)) fail(where, "mixes byte-level and SentencePiece-style settings");
+  return std::make_unique<HfBpeTokenizer>(std::move(s), where);
+}
+
+std::unique_ptr<HfBpeTokenizer> load_hf_tokenizer_json(const std::string& path) {
+  return parse_hf_tokenizer_json(read_text_file(path), path);
+}
+
+}  // namespace condense

@@ -1,0 +1,16 @@
+// Hugging Face tokenizer.json files with a "BPE" model: the SentencePiece-style
+// (Llama 2, Mistral) and byte-level (Llama 3, Qwen2, GPT-2) shapes. Anything
+// else (Unigram, WordPiece, unknown normalizers or pre-tokenizers) is refused
+// with the JSON path that names it.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "model/tokenizer_hf_bpe.h"
+
+namespace condense {
+
+std::unique_ptr<HfBpeTokenizer> parse_hf_tokenizer_json(const std::string& json_text, const std::string& where);
+std::unique_ptr<HfBpeTokenizer> load_hf_tokenizer_json(const std::string& path);
+
+}  // namespace condense
