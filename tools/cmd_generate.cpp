@@ -42,9 +42,8 @@ void register_generate(CLI::App& app) {
     const uint64_t seed = a->seed ? a->seed : uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
     Sampler sampler(a->temperature, a->top_p, seed);
     std::cout << a->prompt << std::flush;
-    GenerateStats st = generate(engine, prompt, a->steps, sampler, [&](int prev, int t) {
-      std::cout << tok.decode_token(prev == prompt.front() && prompt.size() == 1 ? prev : prev, t) << std::flush;
-    });
+    GenerateStats st = generate(engine, prompt, a->steps, sampler,
+                                [&](int prev, int t) { std::cout << tok.decode_token(prev, t) << std::flush; });
     std::cout << "\n";
     nlohmann::json j = {{"prompt_tokens", st.prompt_tokens}, {"generated_tokens", st.generated},
                         {"prefill_tok_s", st.prefill_tok_s()}, {"decode_tok_s", st.decode_tok_s()},

@@ -255,8 +255,7 @@ void save_gguf_model(const Model& model, const Llama2cTokenizer* tok, const std:
   Writer w;
   struct Out { std::string name; Tensor data; uint32_t type; };
   std::vector<Out> tensors;
-  Model& m = const_cast<Model&>(model);  // for_each_weight hands out mutable refs; nothing is modified
-  for_each_weight(m, [&](const WeightRef& r) {
+  for_each_weight(model, [&](const WeightRef& r) {
     const std::string gn = gguf_name(r.name);
     Tensor t = *r.tensor;
     if (gn.find("attn_q.weight") != std::string::npos || gn.find("attn_k.weight") != std::string::npos) {

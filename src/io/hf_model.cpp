@@ -170,8 +170,7 @@ void save_hf_model(const Model& model, const std::string& dir, DType dtype, cons
   fs::create_directories(dir, ec);
   if (ec) fail(dir, "cannot create folder: " + ec.message());
   std::vector<std::pair<std::string, Tensor>> tensors;
-  Model& m = const_cast<Model&>(model);  // for_each_weight visits mutable refs; nothing is modified
-  for_each_weight(m, [&](const WeightRef& w) { tensors.emplace_back(w.name, w.tensor->to(dtype)); });
+  for_each_weight(model, [&](const WeightRef& w) { tensors.emplace_back(w.name, w.tensor->to(dtype)); });
   save_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, metadata);
   AtomicWriter cw((fs::path(dir) / "config.json").string());
   const std::string cfg = hf_config_json(model.config, dtype == DType::F32 ? "float32" : dtype == DType::BF16 ? "bfloat16" : "float16");

@@ -84,7 +84,7 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
 }
 
 const Tokenizer& require_tokenizer(const LoadedModel& m) {
-  if (!m.tokenizer) fail(m.model.path, "no tokenizer: " + m.tokenizer_note, "Pass --tokenizer FILE (tokenizer.bin or tokenizer.model)");
+  if (!m.tokenizer) fail(m.model.path, "no tokenizer: " + m.tokenizer_note, "Pass --tokenizer FILE (tokenizer.bin, tokenizer.model or tokenizer.json)");
   return *m.tokenizer;
 }
 

@@ -29,6 +29,12 @@ void for_each_weight(Model& m, const std::function<void(const WeightRef&)>& fn) 
   if (!c.tied_embeddings) fn({"lm_head.weight", WeightKind::Head, {c.vocab, d}, -1, &m.lm_head});
 }
 
+void for_each_weight(const Model& m, const std::function<void(const WeightRef&)>& fn) {
+  // The walk only resizes `layers` when it disagrees with the config, which a
+  // loaded or allocated model never does, so the cast changes nothing.
+  for_each_weight(const_cast<Model&>(m), fn);
+}
+
 void allocate_weights(Model& m) {
   for_each_weight(m, [](const WeightRef& w) { *w.tensor = Tensor::empty(DType::F32, w.shape); });
 }

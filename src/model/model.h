@@ -43,6 +43,8 @@ struct Model {
 
 // Visits every weight the config calls for, in a fixed order.
 void for_each_weight(Model& model, const std::function<void(const WeightRef&)>& fn);
+// The same walk for readers (savers, info); `fn` must not modify the tensors.
+void for_each_weight(const Model& model, const std::function<void(const WeightRef&)>& fn);
 // Resizes `layers` to the config and allocates every weight as f32 (uninitialized).
 void allocate_weights(Model& model);
 
