@@ -5,6 +5,7 @@
 #include "io/atomic_writer.h"
 #include "io/file_view.h"
 #include "model/rope_layout.h"
+#include "model/text_codec.h"
 
 namespace condense {
 namespace {
@@ -218,13 +219,8 @@ GgufModel load_gguf_model(const std::string& path) {
     }
     std::vector<std::string> pieces;
     std::vector<float> sc;
-    static const std::string kSpace = "\xe2\x96\x81";  // SentencePiece's U+2581 stands for a space
     for (size_t i = 0; i < toks.size(); ++i) {
-      std::string p = toks[i].get<std::string>(), out;
-      for (size_t j = 0; j < p.size();) {
-        if (p.compare(j, 3, kSpace) == 0) { out += ' '; j += 3; } else { out += p[j++]; }
-      }
-      pieces.push_back(out);
+      pieces.push_back(text::replace_all(toks[i].get<std::string>(), text::kMetaSpace, " "));
       sc.push_back(scores[i].get<float>());
     }
     g.tokenizer = std::make_unique<Llama2cTokenizer>(std::move(pieces), std::move(sc), cfg.bos_id);
@@ -288,9 +284,7 @@ void save_gguf_model(const Model& model, const Llama2cTokenizer* tok, const std:
     w.str("tokenizer.ggml.tokens");
     w.put<uint32_t>(ARRAY); w.put<uint32_t>(STRING); w.put<uint64_t>(uint64_t(tok->vocab_size()));
     for (int i = 0; i < tok->vocab_size(); ++i) {
-      std::string p;
-      for (char ch : tok->piece(i)) p += ch == ' ' ? std::string("\xe2\x96\x81") : std::string(1, ch);
-      w.str(p);
+      w.str(text::replace_all(tok->piece(i), " ", text::kMetaSpace));
     }
     w.str("tokenizer.ggml.scores");
     w.put<uint32_t>(ARRAY); w.put<uint32_t>(F32); w.put<uint64_t>(uint64_t(tok->vocab_size()));
@@ -298,8 +292,7 @@ void save_gguf_model(const Model& model, const Llama2cTokenizer* tok, const std:
     w.str("tokenizer.ggml.token_type");
     w.put<uint32_t>(ARRAY); w.put<uint32_t>(I32); w.put<uint64_t>(uint64_t(tok->vocab_size()));
     for (int i = 0; i < tok->vocab_size(); ++i) {
-      const std::string& p = tok->piece(i);
-      const bool byte = p.size() == 6 && p.rfind("<0x", 0) == 0 && p[5] == '>';
+      const bool byte = text::parse_byte_piece(tok->piece(i)) >= 0;
       w.put<int32_t>(i == 0 ? 2 : (i == c.bos_id || i == c.eos_id) ? 3 : byte ? 6 : 1);  // unknown, control, byte, normal
     }
     w.kv_u32("tokenizer.ggml.bos_token_id", uint32_t(c.bos_id));

@@ -4,12 +4,13 @@
 
 #include "core/error.h"
 #include "io/file_view.h"
+#include "model/text_codec.h"
 
 namespace condense {
 namespace {
 
 using json = nlohmann::json;
-const std::string kMeta = "\xe2\x96\x81";
+const std::string& kMeta = text::kMetaSpace;
 
 std::string type_of(const json& j) { return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : ""; }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/error.h"
+#include "model/text_codec.h"
 
 namespace condense {
 namespace {
@@ -59,25 +60,13 @@ struct Cp {
 };
 
 // Code points with byte offsets; an invalid byte becomes a one-byte "other".
-std::vector<Cp> decode(std::string_view s) {
+std::vector<Cp> decode(std::string_view sv) {
+  const std::string s(sv);
   std::vector<Cp> out;
-  for (size_t i = 0; i < s.size();) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-    uint32_t c = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
-    bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      const auto cb = static_cast<unsigned char>(s[i + k]);
-      ok = (cb & 0xC0) == 0x80;
-      c = (c << 6) | (cb & 0x3F);
-    }
-    if (!ok) {
-      out.push_back({0xFFFD, i, 1, kOther});
-      ++i;
-      continue;
-    }
-    out.push_back({c, i, len, classify(c)});
-    i += len;
+  for (size_t i = 0, len = 0; i < s.size(); i += len) {
+    const uint32_t c = text::utf8_decode(s, i, &len);
+    const bool invalid = c == 0xFFFD && len == 1 && static_cast<unsigned char>(s[i]) >= 0x80;
+    out.push_back({c, i, len, invalid ? kOther : classify(c)});
   }
   return out;
 }

@@ -1,30 +1,13 @@
 #include "model/tokenizer_hf_bpe.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "core/error.h"
 #include "model/bpe_merge.h"
+#include "model/text_codec.h"
 
 namespace condense {
-namespace {
-
-const std::string kMeta = "\xe2\x96\x81";  // U+2581
-
-std::string utf8(uint32_t c) {
-  std::string s;
-  if (c < 0x80) s += char(c);
-  else if (c < 0x800) { s += char(0xC0 | (c >> 6)); s += char(0x80 | (c & 0x3F)); }
-  else { s += char(0xE0 | (c >> 12)); s += char(0x80 | ((c >> 6) & 0x3F)); s += char(0x80 | (c & 0x3F)); }
-  return s;
-}
-
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
-  return s;
-}
-
-}  // namespace
+using text::kMetaSpace;
 
 HfBpeTokenizer::HfBpeTokenizer(HfBpeSpec spec, const std::string& where) : spec_(std::move(spec)) {
   int n = 0;
@@ -53,13 +36,11 @@ HfBpeTokenizer::HfBpeTokenizer(HfBpeSpec spec, const std::string& where) : spec_
   for (int b = 0; b < 256; ++b) {
     const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
     const uint32_t c = printable ? uint32_t(b) : uint32_t(next++);
-    byte_char_[b] = utf8(c);
+    byte_char_[b] = text::utf8_encode(c);
     char_byte_[c] = uint8_t(b);
   }
   for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    byte_fallback_ids_[b] = id_of(buf);
+    byte_fallback_ids_[b] = id_of(text::byte_piece(b));
     if (spec_.byte_level && id_of(byte_char_[b]) < 0) fail(where, "byte-level vocabulary lacks the token for byte " + std::to_string(b));
   }
 }
@@ -86,7 +67,7 @@ void HfBpeTokenizer::encode_word(const std::string& word, std::vector<int>& out)
   } else {
     for (size_t i = 0; i < word.size();) {
       size_t len = 1;
-      while (i + len < word.size() && (static_cast<unsigned char>(word[i + len]) & 0xC0) == 0x80) ++len;
+      while (i + len < word.size() && text::is_continuation(static_cast<unsigned char>(word[i + len]))) ++len;
       const int id = id_of(word.substr(i, len));
       if (id >= 0) {
         ids.push_back(id);
@@ -113,13 +94,13 @@ std::vector<int> HfBpeTokenizer::encode(const std::string& text) const {
   bool first_segment = true;
   auto encode_segment = [&](const std::string& seg) {
     std::string s = seg;
-    if (spec_.sp_spaces) s = replace_all(s, " ", kMeta);
-    if (spec_.sp_prepend && (first_segment || !spec_.sp_prepend_first_only)) s = kMeta + s;
+    if (spec_.sp_spaces) s = text::replace_all(s, " ", kMetaSpace);
+    if (spec_.sp_prepend && (first_segment || !spec_.sp_prepend_first_only)) s = kMetaSpace + s;
     first_segment = false;
     std::vector<std::string_view> words;
     if (spec_.sp_split) {
       for (size_t b = 0; b < s.size();) {
-        size_t e = s.find(kMeta, b + 1);
+        size_t e = s.find(kMetaSpace, b + 1);
         if (e == std::string::npos) e = s.size();
         words.push_back(std::string_view(s).substr(b, e - b));
         b = e;
@@ -161,22 +142,15 @@ std::string HfBpeTokenizer::decode_token(int prev, int token) const {
   const std::string& t = tokens_[size_t(token)];
   if (spec_.byte_level) {
     std::string out;
-    for (size_t i = 0; i < t.size();) {
-      const auto b = static_cast<unsigned char>(t[i]);
-      const size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : 4;
-      uint32_t c = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
-      for (size_t k = 1; k < len && i + k < t.size(); ++k) c = (c << 6) | (static_cast<unsigned char>(t[i + k]) & 0x3F);
+    for (size_t i = 0, len = 0; i < t.size(); i += len) {
+      const uint32_t c = text::utf8_decode(t, i, &len);
       auto it = char_byte_.find(c);
       out += it != char_byte_.end() ? std::string(1, char(it->second)) : t.substr(i, len);  // added tokens are plain text
-      i += len;
     }
     return out;
   }
-  if (t.size() == 6 && t.rfind("<0x", 0) == 0 && t[5] == '>') {
-    unsigned v = 0;
-    if (std::sscanf(t.c_str(), "<0x%02X>", &v) == 1) return std::string(1, char(v));
-  }
-  std::string out = replace_all(t, kMeta, " ");
+  if (const int b = text::parse_byte_piece(t); b >= 0) return std::string(1, char(b));
+  std::string out = text::replace_all(t, kMetaSpace, " ");
   // The decoder strips the prepended space at the start of the text.
   if (spec_.sp_prepend && (prev < 0 || special_[size_t(prev)]) && !out.empty() && out[0] == ' ') out.erase(0, 1);
   return out;

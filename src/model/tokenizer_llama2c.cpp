@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "model/bpe_merge.h"
+#include "model/text_codec.h"
 
 namespace condense {
 
@@ -13,9 +14,7 @@ Llama2cTokenizer::Llama2cTokenizer(std::vector<std::string> pieces, std::vector<
   if (pieces_.size() != scores_.size()) fail("Llama2cTokenizer", "pieces and scores differ in count");
   for (size_t i = 0; i < pieces_.size(); ++i) index_.emplace(pieces_[i], int(i));  // first wins on duplicates
   for (int b = 0; b < 256; ++b) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-    const int id = lookup(buf);
+    const int id = lookup(text::byte_piece(b));
     byte_ids_[b] = id >= 0 ? id : std::min(b + 3, int(pieces_.size()) - 1);
   }
 }
@@ -25,18 +24,18 @@ int Llama2cTokenizer::lookup(const std::string& piece) const {
   return it == index_.end() ? -1 : it->second;
 }
 
-std::vector<int> Llama2cTokenizer::encode(const std::string& text) const {
+std::vector<int> Llama2cTokenizer::encode(const std::string& input) const {
   std::vector<int> ids;
-  if (text.empty()) return ids;
+  if (input.empty()) return ids;
   if (int sp = lookup(" "); sp >= 0) ids.push_back(sp);
-  for (size_t i = 0; i < text.size();) {
+  for (size_t i = 0; i < input.size();) {
     size_t len = 1;
-    while (i + len < text.size() && len < 4 && (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80) ++len;
-    const int id = lookup(text.substr(i, len));
+    while (i + len < input.size() && len < 4 && text::is_continuation(static_cast<unsigned char>(input[i + len]))) ++len;
+    const int id = lookup(input.substr(i, len));
     if (id >= 0) {
       ids.push_back(id);
     } else {
-      for (size_t b = 0; b < len; ++b) ids.push_back(byte_ids_[static_cast<unsigned char>(text[i + b])]);
+      for (size_t b = 0; b < len; ++b) ids.push_back(byte_ids_[static_cast<unsigned char>(input[i + b])]);
     }
     i += len;
   }
@@ -52,10 +51,7 @@ std::vector<int> Llama2cTokenizer::encode(const std::string& text) const {
 std::string Llama2cTokenizer::decode_token(int prev, int token) const {
   if (token < 0 || token >= vocab_size()) fail("Llama2cTokenizer::decode_token", "id " + std::to_string(token) + " is outside the vocabulary");
   const std::string& p = pieces_[size_t(token)];
-  if (p.size() == 6 && p[0] == '<' && p[1] == '0' && p[2] == 'x' && p[5] == '>') {
-    unsigned v = 0;
-    if (std::sscanf(p.c_str(), "<0x%02X>", &v) == 1) return std::string(1, char(v));
-  }
+  if (const int b = text::parse_byte_piece(p); b >= 0) return std::string(1, char(b));
   if (prev == bos_id_ && !p.empty() && p[0] == ' ') return p.substr(1);
   return p;
 }

@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 
 #include "core/error.h"
+#include "model/text_codec.h"
 
 namespace condense {
 
@@ -26,11 +27,7 @@ std::string SentencePieceTokenizer::decode_token(int prev, int token) const {
   if (sp_->IsControl(token)) return "";
   std::string p = sp_->IdToPiece(token);
   if (sp_->IsByte(token) && p.size() == 6) return std::string(1, char(std::stoi(p.substr(3, 2), nullptr, 16)));
-  std::string out;
-  static const std::string kSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's space
-  for (size_t i = 0; i < p.size();) {
-    if (p.compare(i, 3, kSpace) == 0) { out += ' '; i += 3; } else { out += p[i++]; }
-  }
+  std::string out = text::replace_all(p, text::kMetaSpace, " ");
   if ((prev < 0 || sp_->IsControl(prev)) && !out.empty() && out[0] == ' ') out.erase(0, 1);
   return out;
 }
