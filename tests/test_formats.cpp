@@ -90,7 +90,7 @@ TEST(Llama2cFormat, CorruptFilesFailClearly) {
   expect_error([&] { load_llama2c(dir / "garbage.bin"); }, {"garbage.bin"});
 }
 
-TEST(HfFormat, RoundTripF32IsExactAndBf16IsRounded) {
+TEST(HfFormat, RoundTripF32IsExactAndHalfTypesAreRounded) {
   testutil::TempDir dir;
   for (bool bias : {false, true}) {
     Model m = random_model(tiny_config(false, bias), 5);
@@ -99,11 +99,14 @@ TEST(HfFormat, RoundTripF32IsExactAndBf16IsRounded) {
     EXPECT_EQ(back.config.qkv_bias, bias);
     expect_same_weights(m, back);
 
-    save_hf_model(m, dir / "bf16", DType::BF16);
-    Model b16 = load_hf_model(dir / "bf16");
-    for_each_weight(m, [&](const WeightRef& w) { *w.tensor = w.tensor->to(DType::BF16).to(DType::F32); });
-    expect_same_weights(m, b16);
-    EXPECT_EQ(b16.source_dtypes.at("model.embed_tokens.weight"), DType::BF16);
+    for (DType dt : {DType::BF16, DType::F16}) {
+      save_hf_model(m, dir / "half", dt);
+      Model half = load_hf_model(dir / "half");
+      Model rounded = random_model(tiny_config(false, bias), 5);
+      for_each_weight(rounded, [&](const WeightRef& w) { *w.tensor = w.tensor->to(dt).to(DType::F32); });
+      expect_same_weights(rounded, half);
+      EXPECT_EQ(half.source_dtypes.at("model.embed_tokens.weight"), dt);
+    }
   }
 }
 
