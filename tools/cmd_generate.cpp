@@ -44,7 +44,7 @@ void register_generate(CLI::App& app) {
     std::cout << a->prompt << std::flush;
     GenerateStats st = generate(engine, prompt, a->steps, sampler,
                                 [&](int prev, int t) { std::cout << tok.decode_token(prev, t) << std::flush; });
-    std::cout << "\n";
+    std::cout << std::endl;  // flush before the timing line goes to stderr
     nlohmann::json j = {{"prompt_tokens", st.prompt_tokens}, {"generated_tokens", st.generated},
                         {"prefill_tok_s", st.prefill_tok_s()}, {"decode_tok_s", st.decode_tok_s()},
                         {"prefill_s", st.prefill_seconds}, {"decode_s", st.decode_seconds},
