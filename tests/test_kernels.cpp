@@ -11,6 +11,7 @@
 #include "core/ops/linear.h"
 #include "core/ops/transformer.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/linear_f32.h"
 #include "kernels/cpu/transformer_f32.h"
 
@@ -166,5 +167,40 @@ TEST(Kernels, SiluMulMatchesFloat64) {
   for (size_t i = 0; i < 300; ++i) {
     const double ref = g[i] / (1 + std::exp(-double(g[i]))) * u[i];
     EXPECT_NEAR(h[i], ref, 8 * kU * std::fabs(ref) + 1e-30);
+  }
+}
+
+// gemm_f32 over every transpose combination (through strides), alpha/beta, awkward sizes.
+TEST_P(KernelIsa, GemmMatchesFloat64ForEveryTranspose) {
+  struct Case { int64_t m, n, k; float alpha, beta; };
+  const Case cases[] = {{1, 1, 1, 1.f, 0.f}, {5, 33, 7, 0.5f, 1.f}, {13, 64, 300, 1.f, -0.75f}, {40, 97, 513, -2.f, 0.f}, {12, 32, 256, 1.f, 1.f}};
+  uint32_t seed = 100;
+  for (const Case& c : cases) {
+    for (int ta = 0; ta < 2; ++ta) {
+      for (int tb = 0; tb < 2; ++tb) {
+        // A stored as [m, k] (ta = 0) or [k, m] (ta = 1); likewise B as [k, n] or [n, k].
+        const auto a = randn(size_t(c.m * c.k), seed++), b = randn(size_t(c.k * c.n), seed++);
+        const int64_t a_rs = ta ? 1 : c.k, a_cs = ta ? c.m : 1, b_rs = tb ? 1 : c.n, b_cs = tb ? c.k : 1;
+        const int64_t ldc = c.n + 3;
+        auto cm = randn(size_t(c.m * ldc), seed++);
+        const auto c0 = cm;
+        kc::gemm_f32(c.m, c.n, c.k, c.alpha, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, c.beta, cm.data(), ldc);
+        for (int64_t i = 0; i < c.m; ++i) {
+          for (int64_t j = 0; j < c.n; ++j) {
+            double ref = 0, mag = 0;
+            for (int64_t p = 0; p < c.k; ++p) {
+              const double t = double(a[size_t(i * a_rs + p * a_cs)]) * b[size_t(p * b_rs + j * b_cs)];
+              ref += t;
+              mag += std::fabs(t);
+            }
+            const double want = c.alpha * ref + double(c.beta) * c0[size_t(i * ldc + j)];
+            const double tol = 2 * double(c.k + 2) * kU * (std::fabs(c.alpha) * mag + std::fabs(c.beta * c0[size_t(i * ldc + j)])) + 1e-30;
+            ASSERT_NEAR(cm[size_t(i * ldc + j)], want, tol)
+                << "m=" << c.m << " n=" << c.n << " k=" << c.k << " ta=" << ta << " tb=" << tb << " at (" << i << ", " << j << ")";
+          }
+          for (int64_t j = c.n; j < ldc; ++j) ASSERT_EQ(cm[size_t(i * ldc + j)], c0[size_t(i * ldc + j)]) << "wrote past column n";
+        }
+      }
+    }
   }
 }

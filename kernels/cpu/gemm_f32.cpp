@@ -1,0 +1,124 @@
+// Blocking as in linear_f32.cpp, with both operands packed on the fly, one
+// KC-deep slab at a time: all threads pack the slab of A into MR-row blocks
+// ([kc][MR], alpha folded in); then each thread packs one 32-column panel slice
+// of B ([kc][32], zero-padded) and sweeps every row block over it. Buffers stay
+// at m x KC and KC x 32 floats whatever k is (the 32000-wide LM head included).
+#include "kernels/cpu/gemm_f32.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/microkernel_f32.h"
+
+namespace condense::kernels {
+namespace {
+
+constexpr int kMR = kMicroRows, kNR = kMicroCols;
+constexpr int64_t kKC = kMicroDepth;
+
+void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    if (beta == 0.f) std::fill(ci, ci + n, 0.f);
+    else for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
+  }
+}
+
+void gemm_portable(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                   int64_t b_rs, int64_t b_cs, float beta, float* c, int64_t ldc) {
+#pragma omp parallel for schedule(static) if (m * n * k >= (1 << 16))
+  for (int64_t i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    scale_c(1, n, beta, ci, ldc);
+    for (int64_t p = 0; p < k; ++p) {
+      const float aip = alpha * a[i * a_rs + p * a_cs];
+      const float* bp = b + p * b_rs;
+      for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j * b_cs];
+    }
+  }
+}
+
+// out[p * mr + r] = alpha * A(i0 + r, p0 + p) for p < kc, loops ordered for the unit stride.
+void pack_a(const float* a, int64_t a_rs, int64_t a_cs, int64_t i0, int mr, int64_t p0, int64_t kc, float alpha, float* out) {
+  if (a_cs == 1) {
+    for (int r = 0; r < mr; ++r) {
+      const float* ar = a + (i0 + r) * a_rs + p0;
+      for (int64_t p = 0; p < kc; ++p) out[p * mr + r] = alpha * ar[p];
+    }
+  } else {
+    for (int64_t p = 0; p < kc; ++p) {
+      for (int r = 0; r < mr; ++r) out[p * mr + r] = alpha * a[(i0 + r) * a_rs + (p0 + p) * a_cs];
+    }
+  }
+}
+
+// out[p * 32 + j] = B(p0 + p, j0 + j) for p < kc, j < valid; 0 beyond valid.
+void pack_b(const float* b, int64_t b_rs, int64_t b_cs, int64_t p0, int64_t j0, int valid, int64_t k, float* out) {
+  b += p0 * b_rs;
+  if (b_cs == 1) {
+    for (int64_t p = 0; p < k; ++p) {
+      const float* bp = b + p * b_rs + j0;
+      float* o = out + p * kNR;
+      for (int j = 0; j < valid; ++j) o[j] = bp[j];
+      for (int j = valid; j < kNR; ++j) o[j] = 0.f;
+    }
+  } else {
+    for (int j = 0; j < kNR; ++j) {
+      if (j >= valid) {
+        for (int64_t p = 0; p < k; ++p) out[p * kNR + j] = 0.f;
+        continue;
+      }
+      const float* bj = b + (j0 + j) * b_cs;
+      for (int64_t p = 0; p < k; ++p) out[p * kNR + j] = bj[p * b_rs];
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+              int64_t b_rs, int64_t b_cs, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.f) {
+    scale_c(m, n, beta, c, ldc);
+    return;
+  }
+  if (active_isa() == Isa::Portable) {
+    gemm_portable(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, ldc);
+    return;
+  }
+  const int64_t mblocks = (m + kMR - 1) / kMR, npanels = (n + kNR - 1) / kNR;
+  std::vector<float> ap(size_t(mblocks * kMR * std::min(k, kKC)));
+  const bool par = m * n * k >= (int64_t(1) << 16);
+  if (beta != 0.f && beta != 1.f) scale_c(m, n, beta, c, ldc);
+#pragma omp parallel if (par)
+  {
+    auto* bp = static_cast<float*>(std::aligned_alloc(64, size_t(kKC * kNR * 4)));
+    for (int64_t k0 = 0; k0 < k; k0 += kKC) {
+      const int64_t kc = std::min(kKC, k - k0);
+#pragma omp for schedule(static)
+      for (int64_t mb = 0; mb < mblocks; ++mb) {
+        const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
+        pack_a(a, a_rs, a_cs, mb * kMR, mr, k0, kc, alpha, ap.data() + mb * kMR * kc);
+      }
+#pragma omp for schedule(static)
+      for (int64_t pn = 0; pn < npanels; ++pn) {
+        const int valid = int(std::min<int64_t>(kNR, n - pn * kNR));
+        pack_b(b, b_rs, b_cs, k0, pn * kNR, valid, kc, bp);
+        for (int64_t mb = 0; mb < mblocks; ++mb) {
+          const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
+          kMicro[size_t(mr - 1)](kc, ap.data() + mb * kMR * kc, bp, c + mb * kMR * ldc + pn * kNR, ldc, valid,
+                                 k0 > 0 || beta != 0.f);
+        }
+      }  // the implicit barrier keeps `ap` alive until every panel used this slab
+    }
+    std::free(bp);
+  }
+}
+
+}  // namespace condense::kernels
