@@ -1,0 +1,92 @@
+#include "kernels/cpu/transformer_backward_f32.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace condense::kernels {
+
+void rmsnorm_backward_f32(const float* x, const float* w, const float* dy, int64_t rows, int64_t dim, float eps, float* dx,
+                          float* dw) {
+  // r = 1/sqrt(mean(x^2) + eps); dw_i += dy_i x_i r;
+  // dx_i = r w_i dy_i - x_i r^3 / dim * sum_j w_j dy_j x_j.
+  // Pass 1 (rows in order, so dw does not depend on the thread count) reads dy
+  // before pass 2 may overwrite it through dx.
+  std::vector<float> r(static_cast<size_t>(rows)), c(static_cast<size_t>(rows));
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* xt = x + t * dim;
+    const float* gt = dy + t * dim;
+    double ss = 0, dot = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+      ss += double(xt[i]) * xt[i];
+      dot += double(w[i]) * gt[i] * xt[i];
+    }
+    const double rt = 1.0 / std::sqrt(ss / double(dim) + eps);
+    r[size_t(t)] = float(rt);
+    c[size_t(t)] = float(rt * rt * rt * dot / double(dim));
+    for (int64_t i = 0; i < dim; ++i) dw[i] += gt[i] * xt[i] * float(rt);
+  }
+#pragma omp parallel for schedule(static) if (rows * dim >= (1 << 16))
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* xt = x + t * dim;
+    const float* gt = dy + t * dim;
+    float* o = dx + t * dim;
+    for (int64_t i = 0; i < dim; ++i) o[i] = r[size_t(t)] * w[i] * gt[i] - c[size_t(t)] * xt[i];
+  }
+}
+
+void silu_mul_backward_f32(const float* g, const float* u, const float* dh, int64_t rows, int64_t n, int64_t ld_gu,
+                           int64_t ld_h, float* dg, float* du) {
+#pragma omp parallel for schedule(static) if (rows * n >= (1 << 16))
+  for (int64_t t = 0; t < rows; ++t) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float gv = g[t * ld_gu + j], uv = u[t * ld_gu + j], d = dh[t * ld_h + j];
+      const float s = 1.0f / (1.0f + std::exp(-gv));
+      dg[t * ld_gu + j] = d * uv * s * (1.0f + gv * (1.0f - s));  // silu'(g) = s (1 + g (1 - s))
+      du[t * ld_gu + j] = d * gv * s;
+    }
+  }
+}
+
+void rope_backward_f32(float* dy, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
+                       const float* sin_table) {
+  const int half = hd / 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* c = cos_table + (pos0 + r) * half;
+    const float* s = sin_table + (pos0 + r) * half;
+    for (int h = 0; h < heads; ++h) {
+      float* v = dy + r * ld + int64_t(h) * hd;
+      for (int i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * c[i] + b * s[i];
+        v[i + half] = b * c[i] - a * s[i];
+      }
+    }
+  }
+}
+
+double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, int64_t vocab, float scale, float* dlogits) {
+  double total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if (rows * vocab >= (1 << 16))
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* l = logits + t * vocab;
+    float* d = dlogits + t * vocab;
+    const int y = targets[t];
+    if (y < 0) {
+      std::fill(d, d + vocab, 0.f);
+      continue;
+    }
+    const float mx = *std::max_element(l, l + vocab);
+    double sum = 0;
+    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(double(l[j] - mx));
+    const double lse = double(mx) + std::log(sum);
+    total += lse - double(l[y]);
+    for (int64_t j = 0; j < vocab; ++j) d[j] = scale * float(std::exp(double(l[j]) - lse));  // reads l[j] before writing d[j]
+    d[y] -= scale;
+  }
+  return total;
+}
+
+}  // namespace condense::kernels

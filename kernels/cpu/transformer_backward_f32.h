@@ -1,0 +1,28 @@
+// Backward kernels of the Llama block's element-wise ops and of the loss, f32,
+// raw pointers. Each takes the forward inputs it needs and the gradient of its
+// output; "accumulate" outputs are added to, the rest overwritten.
+#pragma once
+#include <cstdint>
+
+namespace condense::kernels {
+
+// y = x * r * w, r = 1/sqrt(mean(x^2) + eps) per row. Writes dx [rows, dim];
+// adds sum over rows of dy * x * r to dw [dim]. dx may alias dy.
+void rmsnorm_backward_f32(const float* x, const float* w, const float* dy, int64_t rows, int64_t dim, float eps, float* dx,
+                          float* dw_accumulate);
+
+// h = silu(g) * u. Writes dg and du (rows x n, strides ld_gu; ld_h for dh);
+// dg may alias g, du may alias u (each is read before it is written).
+void silu_mul_backward_f32(const float* g, const float* u, const float* dh, int64_t rows, int64_t n, int64_t ld_gu,
+                           int64_t ld_h, float* dg, float* du);
+
+// The transpose of rope_f32's rotation, in place on dy (same layout and tables).
+void rope_backward_f32(float* dy, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
+                       const float* sin_table);
+
+// Cross-entropy of logits [rows, vocab] against targets (ignored where target < 0).
+// Returns the summed loss in float64 and writes dlogits = scale * (softmax - onehot)
+// (zero rows for ignored targets); dlogits may alias logits.
+double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, int64_t vocab, float scale, float* dlogits);
+
+}  // namespace condense::kernels
