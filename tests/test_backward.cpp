@@ -138,3 +138,39 @@ TEST(Backward, CrossEntropyWithIgnoredTargets) {
   expect_directional("dlogits", u, d, directional(loss, l, u, Vec{1.0}));
   for (int64_t j = 0; j < vocab; ++j) EXPECT_EQ(d[size_t(2 * vocab + j)], 0.f) << "ignored target row has a gradient";
 }
+
+TEST(Backward, CausalGqaAttention) {
+  const int n_heads = 6, n_kv = 2, hd = 8, rows = 7;
+  const int64_t ldq = n_heads * hd, hs = rows * hd;  // k, v head-major [n_kv][rows][hd]
+  const Vec q = randn(size_t(rows * ldq), 20), k = randn(size_t(n_kv * hs), 21), v = randn(size_t(n_kv * hs), 22),
+            up = randn(size_t(rows * ldq), 23);
+  auto fwd = [&](const Vec& qq, const Vec& kk, const Vec& vv) {
+    Vec out(size_t(rows * ldq), 0.0);
+    for (int t = 0; t < rows; ++t) {
+      for (int h = 0; h < n_heads; ++h) {
+        const int g = h / (n_heads / n_kv);
+        Vec s(size_t(t) + 1);
+        double mx = -1e300, z = 0;
+        for (int j = 0; j <= t; ++j) {
+          double d = 0;
+          for (int i = 0; i < hd; ++i) d += qq[size_t(t * ldq + h * hd + i)] * kk[size_t(g * hs + j * hd + i)];
+          s[size_t(j)] = d / std::sqrt(double(hd));
+          mx = std::max(mx, s[size_t(j)]);
+        }
+        for (double& e : s) { e = std::exp(e - mx); z += e; }
+        for (int j = 0; j <= t; ++j) {
+          for (int i = 0; i < hd; ++i) out[size_t(t * ldq + h * hd + i)] += s[size_t(j)] / z * vv[size_t(g * hs + j * hd + i)];
+        }
+      }
+    }
+    return out;
+  };
+  const auto qf = to_f32(q), kf = to_f32(k), vf = to_f32(v), upf = to_f32(up);
+  std::vector<float> dq(qf.size(), 7.f), dk(kf.size(), 0.f), dv(vf.size(), 0.f);
+  kc::attention_backward_f32(qf.data(), ldq, kf.data(), vf.data(), hs, rows, n_heads, n_kv, hd, upf.data(), ldq, dq.data(), ldq,
+                             dk.data(), dv.data());
+  const Vec uq = randn(q.size(), 24), uk = randn(k.size(), 25), uv = randn(v.size(), 26);
+  expect_directional("dq", uq, dq, directional([&](const Vec& x) { return fwd(x, k, v); }, q, uq, up));
+  expect_directional("dk", uk, dk, directional([&](const Vec& x) { return fwd(q, x, v); }, k, uk, up));
+  expect_directional("dv", uv, dv, directional([&](const Vec& x) { return fwd(q, k, x); }, v, uv, up));
+}

@@ -67,6 +67,59 @@ void rope_backward_f32(float* dy, int64_t rows, int64_t ld, int heads, int hd, i
   }
 }
 
+void attention_backward_f32(const float* q, int64_t ldq, const float* k, const float* v, int64_t head_stride, int64_t rows,
+                            int n_heads, int n_kv, int hd, const float* dout, int64_t ld_do, float* dq, int64_t ld_dq, float* dk,
+                            float* dv) {
+  const int group = n_heads / n_kv;
+  const float scale = 1.0f / std::sqrt(float(hd));
+#pragma omp parallel if (rows * rows * n_heads * hd >= (1 << 16))
+  {
+    std::vector<float> p(static_cast<size_t>(rows)), dp(static_cast<size_t>(rows));
+#pragma omp for schedule(static)
+    for (int g = 0; g < n_kv; ++g) {
+      const float* kg = k + int64_t(g) * head_stride;
+      const float* vg = v + int64_t(g) * head_stride;
+      float* dkg = dk + int64_t(g) * head_stride;
+      float* dvg = dv + int64_t(g) * head_stride;
+      for (int h = g * group; h < (g + 1) * group; ++h) {
+        for (int64_t t = 0; t < rows; ++t) {
+          const float* qt = q + t * ldq + int64_t(h) * hd;
+          const float* dot = dout + t * ld_do + int64_t(h) * hd;
+          // p = softmax(q . k_j * scale) over j <= t
+          float mx = -INFINITY;
+          for (int64_t j = 0; j <= t; ++j) {
+            float d = 0.f;
+            for (int i = 0; i < hd; ++i) d += qt[i] * kg[j * hd + i];
+            p[size_t(j)] = d * scale;
+            mx = std::max(mx, p[size_t(j)]);
+          }
+          float sum = 0.f;
+          for (int64_t j = 0; j <= t; ++j) { p[size_t(j)] = std::exp(p[size_t(j)] - mx); sum += p[size_t(j)]; }
+          // dp_j = dout . v_j ; ds_j = p_j (dp_j - sum_k p_k dp_k)
+          float pdp = 0.f;
+          for (int64_t j = 0; j <= t; ++j) {
+            p[size_t(j)] /= sum;
+            float d = 0.f;
+            for (int i = 0; i < hd; ++i) d += dot[i] * vg[j * hd + i];
+            dp[size_t(j)] = d;
+            pdp += p[size_t(j)] * d;
+          }
+          float* dqt = dq + t * ld_dq + int64_t(h) * hd;
+          std::fill(dqt, dqt + hd, 0.f);
+          for (int64_t j = 0; j <= t; ++j) {
+            const float ds = p[size_t(j)] * (dp[size_t(j)] - pdp) * scale;
+            for (int i = 0; i < hd; ++i) {
+              dqt[i] += ds * kg[j * hd + i];
+              dkg[j * hd + i] += ds * qt[i];
+              dvg[j * hd + i] += p[size_t(j)] * dot[i];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, int64_t vocab, float scale, float* dlogits) {
   double total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (rows * vocab >= (1 << 16))

@@ -20,6 +20,16 @@ void silu_mul_backward_f32(const float* g, const float* u, const float* dh, int6
 void rope_backward_f32(float* dy, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
                        const float* sin_table);
 
+// Causal GQA attention of a whole sequence (positions 0 .. rows-1), backward.
+// q, dq: [rows, n_heads*hd] (strides ldq, ld_dq); k, v, dk, dv: head-major
+// [n_kv][rows..][hd] with `head_stride` between kv heads; dout: [rows,
+// n_heads*hd] stride ld_do. Softmax probabilities are recomputed, not stored.
+// dq is overwritten; dk and dv are accumulated. Work is split by kv head, so the
+// result does not depend on the thread count.
+void attention_backward_f32(const float* q, int64_t ldq, const float* k, const float* v, int64_t head_stride, int64_t rows,
+                            int n_heads, int n_kv, int hd, const float* dout, int64_t ld_do, float* dq, int64_t ld_dq, float* dk,
+                            float* dv);
+
 // Cross-entropy of logits [rows, vocab] against targets (ignored where target < 0).
 // Returns the summed loss in float64 and writes dlogits = scale * (softmax - onehot)
 // (zero rows for ignored targets); dlogits may alias logits.
