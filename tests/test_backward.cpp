@@ -174,3 +174,36 @@ TEST(Backward, CausalGqaAttention) {
   expect_directional("dk", uk, dk, directional([&](const Vec& x) { return fwd(q, x, v); }, k, uk, up));
   expect_directional("dv", uv, dv, directional([&](const Vec& x) { return fwd(q, k, x); }, v, uv, up));
 }
+
+TEST(Backward, DistillationKlWithTemperature) {
+  const int64_t rows = 4, vocab = 33;
+  const Vec t = randn(size_t(rows * vocab), 30, 3.0), s = randn(size_t(rows * vocab), 31, 3.0);
+  for (const double temp : {1.0, 2.0, 0.7}) {
+    auto loss = [&](const Vec& ss) {
+      double total = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        double tz = 0, sz = 0;
+        for (int64_t j = 0; j < vocab; ++j) { tz += std::exp(t[size_t(r * vocab + j)] / temp); sz += std::exp(ss[size_t(r * vocab + j)] / temp); }
+        for (int64_t j = 0; j < vocab; ++j) {
+          const double p = std::exp(t[size_t(r * vocab + j)] / temp) / tz, q = std::exp(ss[size_t(r * vocab + j)] / temp) / sz;
+          total += temp * temp * p * std::log(p / q);
+        }
+      }
+      return Vec{total};
+    };
+    const auto tf = to_f32(t), sf = to_f32(s);
+    std::vector<float> d(sf.size()), row(static_cast<size_t>(rows));
+    const double got = kc::kl_divergence_f32(tf.data(), sf.data(), rows, vocab, float(temp), 1.0f, d.data(), row.data());
+    EXPECT_NEAR(got, loss(s)[0], 1e-5 * std::fabs(got)) << "T=" << temp;
+    double rows_sum = 0;
+    for (float x : row) { EXPECT_GE(x, 0.f); rows_sum += x; }
+    EXPECT_NEAR(rows_sum * temp * temp, got, 1e-5 * got);
+    const Vec u = randn(s.size(), 32);
+    expect_directional("dstudent", u, d, directional(loss, s, u, Vec{1.0}));
+  }
+  // Identical distributions: zero loss and zero gradient.
+  const auto tf = to_f32(t);
+  std::vector<float> d(tf.size());
+  EXPECT_NEAR(kc::kl_divergence_f32(tf.data(), tf.data(), rows, vocab, 2.f, 1.f, d.data(), nullptr), 0.0, 1e-6);
+  for (float x : d) EXPECT_NEAR(x, 0.f, 1e-6f);
+}

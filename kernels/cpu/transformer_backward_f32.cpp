@@ -142,4 +142,34 @@ double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, 
   return total;
 }
 
+double kl_divergence_f32(const float* teacher, const float* student, int64_t rows, int64_t vocab, float temperature, float scale,
+                         float* dstudent, float* row_kl) {
+  const double inv_t = 1.0 / temperature;
+  double total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if (rows * vocab >= (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* tl = teacher + r * vocab;
+    const float* sl = student + r * vocab;
+    // log-softmax of both at temperature T, in float64
+    double tmax = -INFINITY, smax = -INFINITY;
+    for (int64_t j = 0; j < vocab; ++j) { tmax = std::max(tmax, double(tl[j])); smax = std::max(smax, double(sl[j])); }
+    double tz = 0, sz = 0;
+    for (int64_t j = 0; j < vocab; ++j) {
+      tz += std::exp((double(tl[j]) - tmax) * inv_t);
+      sz += std::exp((double(sl[j]) - smax) * inv_t);
+    }
+    const double tlse = std::log(tz), slse = std::log(sz);
+    double kl = 0;
+    for (int64_t j = 0; j < vocab; ++j) {
+      const double lp = (double(tl[j]) - tmax) * inv_t - tlse, lq = (double(sl[j]) - smax) * inv_t - slse;
+      const double p = std::exp(lp), q = std::exp(lq);
+      kl += p * (lp - lq);
+      if (dstudent) dstudent[r * vocab + j] = float(scale * temperature * (q - p));
+    }
+    if (row_kl) row_kl[r] = float(kl);
+    total += double(temperature) * temperature * kl;
+  }
+  return total;
+}
+
 }  // namespace condense::kernels

@@ -35,4 +35,11 @@ void attention_backward_f32(const float* q, int64_t ldq, const float* k, const f
 // (zero rows for ignored targets); dlogits may alias logits.
 double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, int64_t vocab, float scale, float* dlogits);
 
+// Distillation loss T^2 * KL(softmax(teacher / T) || softmax(student / T)) summed
+// over rows, returned in float64. Writes dstudent = scale * T * (q - p) (the
+// gradient of that sum times scale; may be null) and, when row_kl is not null,
+// each row's unscaled KL (for evaluation: mean and tail KL to a reference).
+double kl_divergence_f32(const float* teacher, const float* student, int64_t rows, int64_t vocab, float temperature, float scale,
+                         float* dstudent, float* row_kl);
+
 }  // namespace condense::kernels
