@@ -50,23 +50,6 @@ void silu_mul_backward_f32(const float* g, const float* u, const float* dh, int6
   }
 }
 
-void rope_backward_f32(float* dy, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
-                       const float* sin_table) {
-  const int half = hd / 2;
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* c = cos_table + (pos0 + r) * half;
-    const float* s = sin_table + (pos0 + r) * half;
-    for (int h = 0; h < heads; ++h) {
-      float* v = dy + r * ld + int64_t(h) * hd;
-      for (int i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c[i] + b * s[i];
-        v[i + half] = b * c[i] - a * s[i];
-      }
-    }
-  }
-}
-
 void attention_backward_f32(const float* q, int64_t ldq, const float* k, const float* v, int64_t head_stride, int64_t rows,
                             int n_heads, int n_kv, int hd, const float* dout, int64_t ld_do, float* dq, int64_t ld_dq, float* dk,
                             float* dv) {

@@ -1,5 +1,7 @@
 #include "kernels/cpu/transformer_f32.h"
 
+#include "kernels/cpu/transformer_backward_f32.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -20,8 +22,12 @@ void rmsnorm_f32(const float* x, const float* w, int64_t rows, int64_t dim, floa
   }
 }
 
-void rope_f32(float* x, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
-              const float* sin_table) {
+namespace {
+
+// Rotates each (x[i], x[i + hd/2]) pair by +angle (sin_sign = 1) or by -angle
+// (sin_sign = -1: the transpose, which is the backward of the forward rotation).
+void rope_rotate(float* x, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
+                 const float* sin_table, float sin_sign) {
   const int half = hd / 2;
   for (int64_t r = 0; r < rows; ++r) {
     const float* c = cos_table + (pos0 + r) * half;
@@ -29,12 +35,24 @@ void rope_f32(float* x, int64_t rows, int64_t ld, int heads, int hd, int64_t pos
     for (int h = 0; h < heads; ++h) {
       float* v = x + r * ld + int64_t(h) * hd;
       for (int i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c[i] - b * s[i];
-        v[i + half] = b * c[i] + a * s[i];
+        const float a = v[i], b = v[i + half], si = sin_sign * s[i];
+        v[i] = a * c[i] - b * si;
+        v[i + half] = b * c[i] + a * si;
       }
     }
   }
+}
+
+}  // namespace
+
+void rope_f32(float* x, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
+              const float* sin_table) {
+  rope_rotate(x, rows, ld, heads, hd, pos0, cos_table, sin_table, 1.0f);
+}
+
+void rope_backward_f32(float* dy, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_table,
+                       const float* sin_table) {
+  rope_rotate(dy, rows, ld, heads, hd, pos0, cos_table, sin_table, -1.0f);
 }
 
 void silu_mul_f32(const float* g, const float* u, int64_t rows, int64_t n, int64_t ld_gu, float* h, int64_t ld_h) {
