@@ -1,7 +1,7 @@
 // End-to-end engine speed on one model: prefill (batches of --batch tokens,
 // all logits computed as evaluation does) and decode (one token at a time after
 // a --prompt-token prompt), warm, repeated; prints one JSON object.
-//   bench_engine MODEL [--tokenizer-free] [--threads N] [--batch 128] [--decode 128] [--reps 3]
+//   bench_engine MODEL [--threads N] [--batch 128] [--decode 128] [--reps 3]
 // FLOPs counted: 2 * (linear + head params) per token, plus attention
 // 4 * n_layers * q_dim * (context length) per token.
 #include <omp.h>

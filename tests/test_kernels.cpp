@@ -36,7 +36,7 @@ class KernelIsa : public ::testing::TestWithParam<kc::Isa> {
     kc::force_isa(GetParam());
     if (kc::active_isa() != GetParam()) GTEST_SKIP() << "this CPU lacks " << kc::isa_name(GetParam());
   }
-  void TearDown() override { kc::force_isa(kc::Isa::Avx512); }
+  void TearDown() override { kc::clear_forced_isa(); }
 };
 
 }  // namespace
@@ -53,7 +53,6 @@ TEST_P(KernelIsa, LinearMatchesFloat64AtAwkwardSizes) {
     const auto packed = ops::PackedLinear::pack({&wt});
     std::vector<float> y(size_t(c.m * ldy), -7.f);
     packed.apply(ops::Mat{const_cast<float*>(x.data()), c.m, c.k, ldx}, ops::Mat{y.data(), c.m, c.n, ldy});
-    double worst = 0;
     for (int64_t i = 0; i < c.m; ++i) {
       for (int64_t j = 0; j < c.n; ++j) {
         double ref = 0, mag = 0;
@@ -62,7 +61,6 @@ TEST_P(KernelIsa, LinearMatchesFloat64AtAwkwardSizes) {
           mag += std::fabs(double(x[size_t(i * ldx + p)]) * w[size_t(j * c.k + p)]);
         }
         const double err = std::fabs(y[size_t(i * ldy + j)] - ref), tol = 2 * double(c.k) * kU * mag + 1e-30;
-        worst = std::max(worst, err / tol);
         ASSERT_LE(err, tol) << "m=" << c.m << " n=" << c.n << " k=" << c.k << " at (" << i << ", " << j << ") got "
                             << y[size_t(i * ldy + j)] << " want " << ref;
       }
@@ -153,7 +151,7 @@ TEST(Kernels, AttentionMatchesFloat64WithGqa) {
           mag += p[s] / sum * std::fabs(v[size_t(kvh * hs + int64_t(s) * hd + i)]);
         }
         // scores carry ~hd roundings and exp amplifies them by |score|; sums over positions add npos
-        const double tol = 8 * (hd + double(npos)) * kU * (mag + 1);
+        const double tol = 8 * (hd + double(npos)) * kU * mag;
         EXPECT_NEAR(out[size_t((r * n_heads + h) * hd + i)], ref, tol) << "row " << r << " head " << h << " i " << i;
       }
     }

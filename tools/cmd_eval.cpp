@@ -2,6 +2,7 @@
 // src/runtime/perplexity.h.
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/progress.h"
@@ -39,12 +40,12 @@ void register_eval(CLI::App& app) {
     Engine engine(lm.model, std::min(lm.model.config.max_seq, a->ctx));
     const std::string model_path = lm.model.path;
     lm.model = Model{};
-    Progress progress("eval", 1, a->log_json);
+    std::optional<Progress> progress;  // made at the first window, when the total is known
     PerplexityResult r = evaluate_perplexity(engine, tokens, a->ctx, a->max_windows, [&](int done, int total) {
-      progress = done == 1 ? Progress("eval", total, a->log_json) : progress;
-      progress.update(done);
+      if (!progress) progress.emplace("eval", total, a->log_json);
+      progress->update(done);
     });
-    progress.finish();
+    if (progress) progress->finish();
     nlohmann::json j = {{"model", model_path},        {"text", a->text},           {"ctx", a->ctx},
                         {"perplexity", r.ppl},        {"mean_nll", r.mean_nll},    {"tokens_scored", r.tokens_scored},
                         {"windows", r.windows},       {"tokens_in_text", r.tokens_in_text},

@@ -29,6 +29,8 @@ void force_isa(Isa isa) {
   g_forced.store(int(isa), std::memory_order_relaxed);
 }
 
+void clear_forced_isa() { g_forced.store(-1, std::memory_order_relaxed); }
+
 const char* isa_name(Isa isa) { return isa == Isa::Avx512 ? "avx512" : "portable"; }
 
 }  // namespace condense::kernels

@@ -10,6 +10,8 @@ enum class Isa { Portable, Avx512 };
 // CONDENSE_ISA environment variable ("portable" or "avx512").
 Isa active_isa();
 void force_isa(Isa isa);
+// Back to the detected (or CONDENSE_ISA) choice.
+void clear_forced_isa();
 const char* isa_name(Isa isa);
 
 }  // namespace condense::kernels

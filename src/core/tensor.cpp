@@ -100,13 +100,4 @@ Tensor Tensor::to(DType dtype) const {
   return t;
 }
 
-Tensor Tensor::reshaped(Shape shape) const {
-  if (shape_numel(shape) != numel()) {
-    fail("Tensor::reshaped", "cannot view " + shape_str(shape_) + " as " + shape_str(shape));
-  }
-  Tensor t = *this;
-  t.shape_ = std::move(shape);
-  return t;
-}
-
 }  // namespace condense

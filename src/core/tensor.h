@@ -41,8 +41,6 @@ class Tensor {
   Tensor clone() const;
   // Element-wise conversion on the CPU (round to nearest even).
   Tensor to(DType dtype) const;
-  // Same bytes, new shape with the same element count.
-  Tensor reshaped(Shape shape) const;
 
  private:
   std::shared_ptr<uint8_t> storage_;

@@ -60,8 +60,7 @@ struct Cp {
 };
 
 // Code points with byte offsets; an invalid byte becomes a one-byte "other".
-std::vector<Cp> decode(std::string_view sv) {
-  const std::string s(sv);
+std::vector<Cp> decode(std::string_view s) {
   std::vector<Cp> out;
   for (size_t i = 0, len = 0; i < s.size(); i += len) {
     const uint32_t c = text::utf8_decode(s, i, &len);

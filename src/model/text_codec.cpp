@@ -4,7 +4,7 @@
 
 namespace condense::text {
 
-uint32_t utf8_decode(const std::string& s, size_t i, size_t* len) {
+uint32_t utf8_decode(std::string_view s, size_t i, size_t* len) {
   const auto b = static_cast<unsigned char>(s[i]);
   const size_t n = utf8_len(b);
   uint32_t c = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);

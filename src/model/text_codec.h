@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace condense::text {
 
@@ -13,7 +14,7 @@ inline size_t utf8_len(unsigned char b) { return b < 0x80 ? 1 : (b >> 5) == 6 ? 
 inline bool is_continuation(unsigned char b) { return (b & 0xC0) == 0x80; }
 // The code point at s[i] and its byte length; an invalid or truncated sequence
 // reads as U+FFFD of length 1.
-uint32_t utf8_decode(const std::string& s, size_t i, size_t* len);
+uint32_t utf8_decode(std::string_view s, size_t i, size_t* len);
 std::string utf8_encode(uint32_t cp);
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to);

@@ -37,8 +37,6 @@ size_t Engine::decode_weight_bytes() const {
   return b;
 }
 
-size_t Engine::kv_cache_bytes() const { return layers_.size() * 2 * size_t(max_seq_) * cfg_.kv_dim() * 4; }
-
 void Engine::ensure_scratch(int n) {
   if (n <= scratch_rows_) return;
   const int64_t d = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim();

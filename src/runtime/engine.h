@@ -23,7 +23,6 @@ class Engine {
   void forward(const int* tokens, int n, int pos, float* logits, int n_logits);
   // Bytes of weights one decode step reads.
   size_t decode_weight_bytes() const;
-  size_t kv_cache_bytes() const;
 
  private:
   struct Layer {
