@@ -83,4 +83,12 @@ void attention(const Mat& q, const KvCacheLayer& c, int64_t pos0, int n_heads, c
                          out.data, out.ld);
 }
 
+void attention_seq(const Mat& q, const float* k, const float* v, int64_t head_stride, int n_heads, int n_kv, int hd,
+                   const Mat& out) {
+  check(q.cols == int64_t(n_heads) * hd && out.cols == q.cols && out.rows == q.rows, "attention_seq", "q/out width mismatch");
+  check(n_kv > 0 && n_heads % n_kv == 0 && head_stride >= q.rows * hd, "attention_seq",
+        "n_kv must divide n_heads and each kv head hold the sequence");
+  kernels::attention_f32(q.data, q.ld, k, v, head_stride, q.rows, 0, n_heads, n_kv, hd, out.data, out.ld);
+}
+
 }  // namespace condense::ops

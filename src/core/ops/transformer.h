@@ -34,5 +34,9 @@ struct KvCacheLayer {
 };
 
 void attention(const Mat& q, const KvCacheLayer& cache, int64_t pos0, int n_heads, const Mat& out);
+// Causal attention of one whole sequence (positions 0..rows-1) whose keys and
+// values are head-major [n_kv][rows..][hd], kv heads head_stride apart (training).
+void attention_seq(const Mat& q, const float* k, const float* v, int64_t head_stride, int n_heads, int n_kv, int hd,
+                   const Mat& out);
 
 }  // namespace condense::ops
