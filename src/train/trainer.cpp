@@ -1,0 +1,141 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/train_state.h"
+
+namespace condense::train {
+
+Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& objective, const TrainOptions& opt,
+                 const TokenDataset& data, int bos)
+    : student_(student), opt_(opt), data_(data), bos_(bos), objective_(student.config, teacher, objective, opt.batch, opt.seq) {
+  if (opt.steps <= 0 || opt.accum <= 0) fail("Trainer", "steps and grad_accum must be positive");
+  grads_ = zeros_model(student.config);
+  params_ = model_params(student, grads_, opt.decay_all);
+  for (size_t i = 0; i < objective_.projections().size(); ++i) {
+    proj_grads_.push_back(Tensor::zeros(DType::F32, objective_.projections()[i].shape()));
+  }
+  for (size_t i = 0; i < proj_grads_.size(); ++i) {
+    params_.params.push_back({"hidden_projection." + std::to_string(i), &objective_.projections()[i], &proj_grads_[i], false});
+  }
+  adam_ = std::make_unique<AdamW>(params_, opt.adam);
+  inputs_.resize(size_t(opt.batch) * size_t(opt.seq));
+  targets_.resize(inputs_.size());
+}
+
+Trainer::~Trainer() = default;
+
+size_t Trainer::state_bytes() const { return size_t(params_.numel()) * 4 * 4; }
+
+ValLog Trainer::validate() {
+  ValLog v;
+  v.step = step_;
+  const int n = data_.val_windows(opt_.seq, opt_.val_windows);
+  if (n == 0) return v;
+  double loss = 0, ce = 0;
+  int64_t tokens = 0;
+  for (int w0 = 0; w0 < n; w0 += opt_.batch) {
+    for (int b = 0; b < opt_.batch; ++b) {
+      int* in = inputs_.data() + size_t(b) * opt_.seq;
+      int* tg = targets_.data() + size_t(b) * opt_.seq;
+      if (w0 + b < n) {
+        data_.val_window(w0 + b, opt_.seq, bos_, in, tg);
+      } else {  // padding rows: any valid input, nothing scored
+        std::fill_n(in, opt_.seq, bos_);
+        std::fill_n(tg, opt_.seq, -1);
+      }
+    }
+    const LossReport r = objective_.run(student_, inputs_.data(), targets_.data(), 1.f, nullptr, nullptr);
+    loss += r.total * double(r.tokens);
+    ce += r.ce * double(r.tokens);
+    tokens += r.tokens;
+  }
+  v.windows = n;
+  v.loss = loss / double(tokens);
+  v.ce = ce / double(tokens);
+  v.ppl = std::exp(v.ce);
+  return v;
+}
+
+void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std::function<void(const ValLog&)>& on_val,
+                  int64_t stop_after) {
+  using clock = std::chrono::steady_clock;
+  const int64_t end = stop_after >= 0 ? std::min(opt_.steps, step_ + stop_after) : opt_.steps;
+  const float scale = 1.f / float(opt_.accum);
+  while (step_ < end) {
+    const auto t0 = clock::now();
+    params_.zero_grads();
+    LossReport sum;
+    for (int a = 0; a < opt_.accum; ++a) {
+      data_.sample(opt_.seed, step_, a, opt_.batch, opt_.seq, bos_, inputs_.data(), targets_.data());
+      const LossReport r = objective_.run(student_, inputs_.data(), targets_.data(), scale, &grads_, &proj_grads_);
+      sum.total += r.total / opt_.accum;
+      sum.ce += r.ce / opt_.accum;
+      sum.kd += r.kd / opt_.accum;
+      sum.hidden += r.hidden / opt_.accum;
+      sum.tokens += r.tokens;
+    }
+    const double gn = params_.grad_norm();
+    if (!std::isfinite(sum.total) || !std::isfinite(gn)) {
+      fail("train", "step " + std::to_string(step_ + 1) + ": the " + (std::isfinite(sum.total) ? "gradient norm" : "loss") +
+                        " is not finite (loss " + std::to_string(sum.total) + ", gradient norm " + std::to_string(gn) +
+                        "); weights were not updated" +
+                        (opt_.state_path.empty() ? "" : " and the last state written to " + opt_.state_path + " is kept"),
+           "Lower the learning rate, raise warmup, or enable clipping");
+    }
+    if (opt_.clip > 0 && gn > opt_.clip) params_.scale_grads(float(opt_.clip / gn));
+    const double lr = opt_.schedule.at(step_);
+    adam_->step(params_, lr);
+    ++step_;
+    const double secs = std::chrono::duration<double>(clock::now() - t0).count();
+    if (on_step) on_step({step_, sum, lr, gn, double(sum.tokens) / secs, secs});
+    const bool last = step_ == opt_.steps;
+    if (on_val && ((opt_.eval_every > 0 && step_ % opt_.eval_every == 0) || last)) on_val(validate());
+    if (!opt_.state_path.empty() && ((opt_.save_every > 0 && step_ % opt_.save_every == 0) || last || step_ == end)) save(opt_.state_path);
+  }
+}
+
+void Trainer::save(const std::string& path) {
+  nlohmann::json meta = {{"format", "condense-train-state"}, {"version", 1}, {"step", step_}, {"adam_steps", adam_->steps()},
+                         {"seed", opt_.seed}, {"data_position", {{"kind", "step"}, {"step", step_}}}};
+  meta["run"] = nlohmann::json::parse(meta_json);
+  NamedTensors t;
+  for (size_t i = 0; i < params_.params.size(); ++i) {
+    const std::string& n = params_.params[i].name;
+    t.push_back({"param/" + n, params_.params[i].value});
+    t.push_back({"adam_m/" + n, &adam_->m()[i]});
+    t.push_back({"adam_v/" + n, &adam_->v()[i]});
+  }
+  write_train_state(path, meta.dump(), t);
+}
+
+void Trainer::resume(const std::string& path) {
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(read_train_state_meta(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("metadata is not JSON: ") + e.what());
+  }
+  if (meta.value("format", "") != "condense-train-state" || meta.value("version", 0) != 1) {
+    fail(path, "is not a version-1 condense training state");
+  }
+  if (meta.value("seed", uint64_t(0)) != opt_.seed) {
+    fail(path, "was written with seed " + std::to_string(meta.value("seed", uint64_t(0))) + ", this run uses " + std::to_string(opt_.seed),
+         "Resume with the recipe that wrote it");
+  }
+  NamedTensors t;
+  for (size_t i = 0; i < params_.params.size(); ++i) {
+    const std::string& n = params_.params[i].name;
+    t.push_back({"param/" + n, params_.params[i].value});
+    t.push_back({"adam_m/" + n, &adam_->m()[i]});
+    t.push_back({"adam_v/" + n, &adam_->v()[i]});
+  }
+  read_train_state_tensors(path, t);
+  step_ = meta.at("step").get<int64_t>();
+  adam_->set_steps(meta.at("adam_steps").get<int64_t>());
+}
+
+}  // namespace condense::train

@@ -1,0 +1,82 @@
+// Trainer: the optimisation loop of a `train` or `distill` stage. Each step
+// accumulates `accum` micro-batches of `batch` windows, clips the global
+// gradient norm, and takes one AdamW step on the scheduled learning rate.
+// Deterministic for a seed and thread count: data windows are a function of
+// (seed, step, micro-batch), and no reduction depends on thread timing.
+// A step whose loss or gradient is not finite stops the run with an error
+// before touching the weights; the last state written stays the good one.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "train/adamw.h"
+#include "train/objective.h"
+#include "train/param_set.h"
+#include "train/token_data.h"
+
+namespace condense::train {
+
+struct TrainOptions {
+  int64_t steps = 100;
+  int batch = 8, seq = 256, accum = 1;
+  Schedule schedule;
+  AdamWConfig adam;
+  double clip = 1.0;         // global gradient norm; <= 0 disables
+  bool decay_all = false;    // decay norms, biases and embeddings too
+  uint64_t seed = 1234;
+  int64_t eval_every = 0;    // steps between validations (0: only at the end)
+  int val_windows = 16;
+  int64_t save_every = 0;    // steps between state saves (0: only at the end)
+  std::string state_path;    // empty: no state written
+};
+
+struct StepLog {
+  int64_t step = 0;          // 1-based: steps done
+  LossReport loss;
+  double lr = 0, grad_norm = 0, tokens_per_s = 0, seconds = 0;
+};
+
+struct ValLog {
+  int64_t step = 0;
+  double loss = 0, ce = 0, ppl = 0;
+  int windows = 0;
+};
+
+class Trainer {
+ public:
+  // student and teacher must outlive the Trainer; bos starts every window.
+  Trainer(Model& student, const Model* teacher, const ObjectiveConfig& objective, const TrainOptions& opt,
+          const TokenDataset& data, int bos);
+  ~Trainer();
+
+  // Restores weights, moments, projections and the step from a state file
+  // written by save() for the same model and recipe.
+  void resume(const std::string& path);
+  // Runs steps until opt.steps (or stop_after more steps, when >= 0).
+  void run(const std::function<void(const StepLog&)>& on_step, const std::function<void(const ValLog&)>& on_val,
+           int64_t stop_after = -1);
+  ValLog validate();
+  void save(const std::string& path);
+
+  int64_t step() const { return step_; }
+  size_t activation_bytes() const { return objective_.activation_bytes(); }
+  size_t state_bytes() const;  // weights + gradients + moments
+  // Stored in the state's metadata (the recipe, stage name).
+  std::string meta_json = "{}";
+
+ private:
+  Model& student_;
+  TrainOptions opt_;
+  const TokenDataset& data_;
+  int bos_;
+  Objective objective_;
+  Model grads_;
+  std::vector<Tensor> proj_grads_;
+  ParamSet params_;
+  std::unique_ptr<AdamW> adam_;
+  int64_t step_ = 0;
+  std::vector<int> inputs_, targets_;
+};
+
+}  // namespace condense::train
