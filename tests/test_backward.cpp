@@ -139,8 +139,12 @@ TEST(Backward, CrossEntropyWithIgnoredTargets) {
   for (int64_t j = 0; j < vocab; ++j) EXPECT_EQ(d[size_t(2 * vocab + j)], 0.f) << "ignored target row has a gradient";
 }
 
-TEST(Backward, CausalGqaAttention) {
-  const int n_heads = 6, n_kv = 2, hd = 8, rows = 7;
+// 150 rows span three of the kernel's 64-row blocks (the causal triangle in rectangles).
+class CausalAttention : public ::testing::TestWithParam<int> {};
+INSTANTIATE_TEST_SUITE_P(Backward, CausalAttention, ::testing::Values(7, 150));
+
+TEST_P(CausalAttention, GqaBackward) {
+  const int n_heads = 6, n_kv = 2, hd = 8, rows = GetParam();
   const int64_t ldq = n_heads * hd, hs = rows * hd;  // k, v head-major [n_kv][rows][hd]
   const Vec q = randn(size_t(rows * ldq), 20), k = randn(size_t(n_kv * hs), 21), v = randn(size_t(n_kv * hs), 22),
             up = randn(size_t(rows * ldq), 23);

@@ -14,6 +14,7 @@
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/linear_f32.h"
 #include "kernels/cpu/transformer_f32.h"
+#include "kernels/cpu/vexp_f32.h"
 
 using namespace condense;
 namespace kc = condense::kernels;
@@ -200,5 +201,31 @@ TEST_P(KernelIsa, GemmMatchesFloat64ForEveryTranspose) {
         }
       }
     }
+  }
+}
+
+// exp over its whole useful f32 range (and past both ends) against float64:
+// within 4 ulp where the result is normal, below 1e-37 where it underflows, and
+// the returned sum within 1e-6 relative.
+TEST_P(KernelIsa, ExpShiftMatchesFloat64) {
+  std::mt19937 g(5);
+  std::uniform_real_distribution<float> u(-120.f, 95.f);
+  for (int n : {1, 15, 16, 17, 1000}) {
+    std::vector<float> x(static_cast<size_t>(n)), out(x.size());
+    for (float& v : x) v = u(g);
+    const float shift = 3.25f, mul = 0.8f;
+    const double sum = kc::exp_shift_f32(x.data(), shift, mul, n, out.data());
+    double want_sum = 0;
+    for (int j = 0; j < n; ++j) {
+      const double arg = double((x[size_t(j)] - shift) * mul);  // the f32 argument both paths see
+      const double want = std::exp(std::min(arg, 88.7));
+      want_sum += double(out[size_t(j)]);
+      if (want < 1.2e-38) {
+        EXPECT_LE(out[size_t(j)], 1e-37f) << "x=" << x[size_t(j)];
+      } else {
+        EXPECT_NEAR(out[size_t(j)], want, 4 * 1.2e-7 * want) << "x=" << x[size_t(j)];
+      }
+    }
+    EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum);
   }
 }

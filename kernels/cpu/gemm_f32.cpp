@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "kernels/cpu/cpu_features.h"
@@ -79,6 +80,22 @@ void pack_b(const float* b, int64_t b_rs, int64_t b_cs, int64_t p0, int64_t j0, 
   }
 }
 
+// A 64-byte aligned float buffer that only grows (the micro-kernel loads aligned).
+struct PackBuffer {
+  float* p = nullptr;
+  size_t cap = 0;
+  ~PackBuffer() { std::free(p); }
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      cap = (n + 15) / 16 * 16;
+      p = static_cast<float*>(std::aligned_alloc(64, cap * sizeof(float)));
+      if (!p) throw std::bad_alloc();
+    }
+    return p;
+  }
+};
+
 }  // namespace
 
 void gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
@@ -92,32 +109,55 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
     gemm_portable(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, ldc);
     return;
   }
+  // GotoBLAS order: per KC slab, B is packed once into 32-wide panels and A into
+  // 12-row blocks; each task then holds an MC-row group of A (~200 KB, in L2)
+  // while it sweeps every B panel (streamed through L1). Buffers are per calling
+  // thread and only grow, so repeated calls fault no fresh pages.
   const int64_t mblocks = (m + kMR - 1) / kMR, npanels = (n + kNR - 1) / kNR;
-  std::vector<float> ap(size_t(mblocks * kMR * std::min(k, kKC)));
+  const int64_t kc_max = std::min(k, kKC);
+  thread_local PackBuffer ap_buf, bp_buf;
+  float* ap = ap_buf.get(size_t(mblocks * kMR * kc_max));
+  float* bp = bp_buf.get(size_t(npanels * kNR * kc_max));
+  constexpr int64_t kGroup = 16;  // m-blocks per task: MC = 192 rows
+  const int64_t groups = (mblocks + kGroup - 1) / kGroup;
   const bool par = m * n * k >= (int64_t(1) << 16);
+  const bool by_group = groups >= 2 * int64_t(omp_get_max_threads());
   if (beta != 0.f && beta != 1.f) scale_c(m, n, beta, c, ldc);
 #pragma omp parallel if (par)
   {
-    auto* bp = static_cast<float*>(std::aligned_alloc(64, size_t(kKC * kNR * 4)));
     for (int64_t k0 = 0; k0 < k; k0 += kKC) {
       const int64_t kc = std::min(kKC, k - k0);
+      const bool acc = k0 > 0 || beta != 0.f;
 #pragma omp for schedule(static)
       for (int64_t mb = 0; mb < mblocks; ++mb) {
         const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
-        pack_a(a, a_rs, a_cs, mb * kMR, mr, k0, kc, alpha, ap.data() + mb * kMR * kc);
+        pack_a(a, a_rs, a_cs, mb * kMR, mr, k0, kc, alpha, ap + mb * kMR * kc);
       }
 #pragma omp for schedule(static)
       for (int64_t pn = 0; pn < npanels; ++pn) {
+        pack_b(b, b_rs, b_cs, k0, pn * kNR, int(std::min<int64_t>(kNR, n - pn * kNR)), kc, bp + pn * kNR * kc);
+      }
+      auto tile = [&](int64_t mb, int64_t pn) {
+        const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
         const int valid = int(std::min<int64_t>(kNR, n - pn * kNR));
-        pack_b(b, b_rs, b_cs, k0, pn * kNR, valid, kc, bp);
-        for (int64_t mb = 0; mb < mblocks; ++mb) {
-          const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
-          kMicro[size_t(mr - 1)](kc, ap.data() + mb * kMR * kc, bp, c + mb * kMR * ldc + pn * kNR, ldc, valid,
-                                 k0 > 0 || beta != 0.f);
+        kMicro[size_t(mr - 1)](kc, ap + mb * kMR * kc, bp + pn * kNR * kc, c + mb * kMR * ldc + pn * kNR, ldc, valid, acc);
+      };
+      if (by_group) {
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < groups; ++g) {
+          for (int64_t pn = 0; pn < npanels; ++pn) {
+            for (int64_t mb = g * kGroup; mb < std::min(mblocks, (g + 1) * kGroup); ++mb) tile(mb, pn);
+          }
         }
-      }  // the implicit barrier keeps `ap` alive until every panel used this slab
+      } else {
+#pragma omp for schedule(static)
+        for (int64_t pn = 0; pn < npanels; ++pn) {
+          for (int64_t g = 0; g < groups; ++g) {
+            for (int64_t mb = g * kGroup; mb < std::min(mblocks, (g + 1) * kGroup); ++mb) tile(mb, pn);
+          }
+        }
+      }  // the implicit barrier keeps this slab's packs alive until every tile used them
     }
-    std::free(bp);
   }
 }
 

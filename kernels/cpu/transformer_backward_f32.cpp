@@ -1,5 +1,8 @@
 #include "kernels/cpu/transformer_backward_f32.h"
 
+#include "kernels/cpu/gemm_f32.h"
+#include "kernels/cpu/vexp_f32.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -53,11 +56,18 @@ void silu_mul_backward_f32(const float* g, const float* u, const float* dh, int6
 void attention_backward_f32(const float* q, int64_t ldq, const float* k, const float* v, int64_t head_stride, int64_t rows,
                             int n_heads, int n_kv, int hd, const float* dout, int64_t ld_do, float* dq, int64_t ld_dq, float* dk,
                             float* dv) {
+  // Per head, in blocks of kRb query rows [r0, r1) against keys [0, r1) (the
+  // causal triangle in rectangles), every product is one gemm_f32 call:
+  //   S = scale Q K^T, P = softmax(S) (recomputed), dP = dO V^T,
+  //   dS = P (dP - rowsum(P dP)) scale, dQ = dS K, dK += dS^T Q, dV += P^T dO.
+  // Work is split by kv head, so dK/dV need no atomics and the result does not
+  // depend on the thread count (gemm calls inside run on the calling thread).
+  constexpr int64_t kRb = 64;
   const int group = n_heads / n_kv;
   const float scale = 1.0f / std::sqrt(float(hd));
 #pragma omp parallel if (rows * rows * n_heads * hd >= (1 << 16))
   {
-    std::vector<float> p(static_cast<size_t>(rows)), dp(static_cast<size_t>(rows));
+    std::vector<float> p(static_cast<size_t>(std::min(kRb, rows) * rows)), dp(p.size());
 #pragma omp for schedule(static)
     for (int g = 0; g < n_kv; ++g) {
       const float* kg = k + int64_t(g) * head_stride;
@@ -65,38 +75,30 @@ void attention_backward_f32(const float* q, int64_t ldq, const float* k, const f
       float* dkg = dk + int64_t(g) * head_stride;
       float* dvg = dv + int64_t(g) * head_stride;
       for (int h = g * group; h < (g + 1) * group; ++h) {
-        for (int64_t t = 0; t < rows; ++t) {
-          const float* qt = q + t * ldq + int64_t(h) * hd;
-          const float* dot = dout + t * ld_do + int64_t(h) * hd;
-          // p = softmax(q . k_j * scale) over j <= t
-          float mx = -INFINITY;
-          for (int64_t j = 0; j <= t; ++j) {
-            float d = 0.f;
-            for (int i = 0; i < hd; ++i) d += qt[i] * kg[j * hd + i];
-            p[size_t(j)] = d * scale;
-            mx = std::max(mx, p[size_t(j)]);
-          }
-          float sum = 0.f;
-          for (int64_t j = 0; j <= t; ++j) { p[size_t(j)] = std::exp(p[size_t(j)] - mx); sum += p[size_t(j)]; }
-          // dp_j = dout . v_j ; ds_j = p_j (dp_j - sum_k p_k dp_k)
-          float pdp = 0.f;
-          for (int64_t j = 0; j <= t; ++j) {
-            p[size_t(j)] /= sum;
-            float d = 0.f;
-            for (int i = 0; i < hd; ++i) d += dot[i] * vg[j * hd + i];
-            dp[size_t(j)] = d;
-            pdp += p[size_t(j)] * d;
-          }
-          float* dqt = dq + t * ld_dq + int64_t(h) * hd;
-          std::fill(dqt, dqt + hd, 0.f);
-          for (int64_t j = 0; j <= t; ++j) {
-            const float ds = p[size_t(j)] * (dp[size_t(j)] - pdp) * scale;
-            for (int i = 0; i < hd; ++i) {
-              dqt[i] += ds * kg[j * hd + i];
-              dkg[j * hd + i] += ds * qt[i];
-              dvg[j * hd + i] += p[size_t(j)] * dot[i];
+        for (int64_t r0 = 0; r0 < rows; r0 += kRb) {
+          const int64_t nr = std::min(kRb, rows - r0), nc = r0 + nr;  // rows of the block, keys it sees
+          const float* qh = q + r0 * ldq + int64_t(h) * hd;
+          const float* doh = dout + r0 * ld_do + int64_t(h) * hd;
+          gemm_f32(nr, nc, hd, scale, qh, ldq, 1, kg, 1, hd, 0.f, p.data(), nc);
+          gemm_f32(nr, nc, hd, 1.f, doh, ld_do, 1, vg, 1, hd, 0.f, dp.data(), nc);
+          for (int64_t t = 0; t < nr; ++t) {
+            float* pt = p.data() + t * nc;
+            float* dpt = dp.data() + t * nc;
+            const int64_t n_vis = r0 + t + 1;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < n_vis; ++j) mx = std::max(mx, pt[j]);
+            const float inv = float(1.0 / exp_shift_f32(pt, mx, 1.f, n_vis, pt));
+            float pdp = 0.f;
+            for (int64_t j = 0; j < n_vis; ++j) {
+              pt[j] *= inv;
+              pdp += pt[j] * dpt[j];
             }
+            for (int64_t j = 0; j < n_vis; ++j) dpt[j] = pt[j] * (dpt[j] - pdp) * scale;
+            for (int64_t j = n_vis; j < nc; ++j) pt[j] = dpt[j] = 0.f;  // masked: no gradient
           }
+          gemm_f32(nr, hd, nc, 1.f, dp.data(), nc, 1, kg, hd, 1, 0.f, dq + r0 * ld_dq + int64_t(h) * hd, ld_dq);
+          gemm_f32(nc, hd, nr, 1.f, dp.data(), 1, nc, qh, ldq, 1, 1.f, dkg, hd);
+          gemm_f32(nc, hd, nr, 1.f, p.data(), 1, nc, doh, ld_do, 1, 1.f, dvg, hd);
         }
       }
     }
@@ -104,6 +106,8 @@ void attention_backward_f32(const float* q, int64_t ldq, const float* k, const f
 }
 
 double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, int64_t vocab, float scale, float* dlogits) {
+  // One f32 exp per logit, stored in dlogits and rescaled (exp dominates this
+  // kernel); the normaliser and the loss are summed in float64.
   double total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (rows * vocab >= (1 << 16))
   for (int64_t t = 0; t < rows; ++t) {
@@ -114,12 +118,12 @@ double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, 
       std::fill(d, d + vocab, 0.f);
       continue;
     }
+    const float ly = l[y];
     const float mx = *std::max_element(l, l + vocab);
-    double sum = 0;
-    for (int64_t j = 0; j < vocab; ++j) sum += std::exp(double(l[j] - mx));
-    const double lse = double(mx) + std::log(sum);
-    total += lse - double(l[y]);
-    for (int64_t j = 0; j < vocab; ++j) d[j] = scale * float(std::exp(double(l[j]) - lse));  // reads l[j] before writing d[j]
+    const double sum = exp_shift_f32(l, mx, 1.f, vocab, d);  // d may alias l: each lane is read before it is written
+    total += double(mx) + std::log(sum) - double(ly);
+    const float inv = float(scale / sum);
+    for (int64_t j = 0; j < vocab; ++j) d[j] *= inv;
     d[y] -= scale;
   }
   return total;
@@ -127,30 +131,35 @@ double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, 
 
 double kl_divergence_f32(const float* teacher, const float* student, int64_t rows, int64_t vocab, float temperature, float scale,
                          float* dstudent, float* row_kl) {
-  const double inv_t = 1.0 / temperature;
+  // Two f32 exps per logit pair, kept in per-thread rows; normalisers, the KL
+  // sum and log-probabilities in float64.
+  const float inv_t = 1.0f / temperature;
   double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (rows * vocab >= (1 << 16))
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* tl = teacher + r * vocab;
-    const float* sl = student + r * vocab;
-    // log-softmax of both at temperature T, in float64
-    double tmax = -INFINITY, smax = -INFINITY;
-    for (int64_t j = 0; j < vocab; ++j) { tmax = std::max(tmax, double(tl[j])); smax = std::max(smax, double(sl[j])); }
-    double tz = 0, sz = 0;
-    for (int64_t j = 0; j < vocab; ++j) {
-      tz += std::exp((double(tl[j]) - tmax) * inv_t);
-      sz += std::exp((double(sl[j]) - smax) * inv_t);
+#pragma omp parallel reduction(+ : total) if (rows * vocab >= (1 << 16))
+  {
+    std::vector<float> et(static_cast<size_t>(vocab)), es(static_cast<size_t>(vocab));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* tl = teacher + r * vocab;
+      const float* sl = student + r * vocab;
+      const float tmax = *std::max_element(tl, tl + vocab), smax = *std::max_element(sl, sl + vocab);
+      const double tz = exp_shift_f32(tl, tmax, inv_t, vocab, et.data());
+      const double sz = exp_shift_f32(sl, smax, inv_t, vocab, es.data());
+      // KL = sum p (lp - lq), lp - lq = ((t - tmax) - (s - smax)) / T - log tz + log sz
+      const double c = std::log(sz) - std::log(tz);
+      double kl = 0;
+      for (int64_t j = 0; j < vocab; ++j) {
+        kl += double(et[size_t(j)]) * (double((tl[j] - tmax) - (sl[j] - smax)) * inv_t + c);
+      }
+      kl /= tz;
+      if (dstudent) {
+        const float gq = float(scale * temperature / sz), gp = float(scale * temperature / tz);
+        float* d = dstudent + r * vocab;
+        for (int64_t j = 0; j < vocab; ++j) d[j] = gq * es[size_t(j)] - gp * et[size_t(j)];
+      }
+      if (row_kl) row_kl[r] = float(kl);
+      total += double(temperature) * temperature * kl;
     }
-    const double tlse = std::log(tz), slse = std::log(sz);
-    double kl = 0;
-    for (int64_t j = 0; j < vocab; ++j) {
-      const double lp = (double(tl[j]) - tmax) * inv_t - tlse, lq = (double(sl[j]) - smax) * inv_t - slse;
-      const double p = std::exp(lp), q = std::exp(lq);
-      kl += p * (lp - lq);
-      if (dstudent) dstudent[r * vocab + j] = float(scale * temperature * (q - p));
-    }
-    if (row_kl) row_kl[r] = float(kl);
-    total += double(temperature) * temperature * kl;
   }
   return total;
 }
