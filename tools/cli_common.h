@@ -21,5 +21,8 @@ void register_info(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_init(CLI::App& app);
+void register_run(CLI::App& app);
+void register_train(CLI::App& app);
+void register_data(CLI::App& app);
 
 }  // namespace condense::cli

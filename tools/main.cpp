@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   condense::cli::register_generate(app);
   condense::cli::register_eval(app);
   condense::cli::register_init(app);
+  condense::cli::register_data(app);
+  condense::cli::register_train(app);
+  condense::cli::register_run(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

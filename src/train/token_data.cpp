@@ -166,9 +166,9 @@ TokenDataset TokenDataset::from_text(const Tokenizer& tok, const PrepareOptions&
 
 void TokenDataset::sample(uint64_t seed, int64_t step, int micro, int batch, int seq, int bos, int* inputs, int* targets) const {
   const int64_t span = int64_t(train_.size()) - seq;
-  if (span <= 0) {
+  if (span < 0) {
     fail("TokenDataset", "the training split holds " + std::to_string(train_.size()) + " tokens, fewer than one window of " +
-                             std::to_string(seq) + " + 1");
+                             std::to_string(seq));
   }
   for (int b = 0; b < batch; ++b) {
     const uint64_t key = splitmix64(seed ^ splitmix64(uint64_t(step) * 0x100000001b3ull + uint64_t(micro) * 65537u + uint64_t(b)));

@@ -44,6 +44,8 @@ class TokenDataset {
   // Tokenizes text files in memory (what prepare would write), for recipes that name text.
   static TokenDataset from_text(const Tokenizer& tok, const PrepareOptions& opt);
 
+  // Appends tokens (e.g. teacher-generated samples) to the training split.
+  void append_train(const std::vector<int>& ids) { train_.insert(train_.end(), ids.begin(), ids.end()); }
   int64_t train_tokens() const { return int64_t(train_.size()); }
   int64_t val_tokens() const { return int64_t(val_.size()); }
   const std::string& fingerprint() const { return fingerprint_; }

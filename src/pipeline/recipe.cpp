@@ -1,0 +1,281 @@
+#include "pipeline/recipe.h"
+
+#include <filesystem>
+#include <set>
+
+#include "core/error.h"
+#include "io/file_view.h"
+
+namespace condense::pipeline {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+json load_recipe_json(const std::string& path) {
+  try {
+    return json::parse(read_text_file(path));
+  } catch (const json::parse_error& e) {
+    fail(path, std::string("is not valid JSON: ") + e.what());
+  }
+}
+
+void apply_set(json& j, const std::string& a) {
+  const size_t eq = a.find('=');
+  if (eq == std::string::npos || eq == 0) fail("--set " + a, "expected key=value, e.g. stages[0].steps=100");
+  const std::string key = a.substr(0, eq), value = a.substr(eq + 1);
+  json* node = &j;
+  size_t i = 0;
+  while (i < key.size()) {
+    if (key[i] == '.') { ++i; continue; }
+    if (key[i] == '[') {
+      const size_t close = key.find(']', i);
+      if (close == std::string::npos) fail("--set " + a, "unclosed '[' in the key");
+      const size_t idx = std::stoul(key.substr(i + 1, close - i - 1));
+      if (!node->is_array() || idx >= node->size()) fail("--set " + a, "index " + std::to_string(idx) + " is not in the recipe");
+      node = &(*node)[idx];
+      i = close + 1;
+      continue;
+    }
+    const size_t end = key.find_first_of(".[", i);
+    const std::string part = key.substr(i, end == std::string::npos ? std::string::npos : end - i);
+    if (!node->is_object() && !node->is_null()) fail("--set " + a, "'" + part + "' is set inside a value that is not an object");
+    node = &(*node)[part];
+    i = end == std::string::npos ? key.size() : end;
+  }
+  try {
+    *node = json::parse(value);
+  } catch (const json::parse_error&) {
+    *node = value;
+  }
+}
+
+namespace {
+
+// A JSON object at a path: typed getters that fail with the path and the
+// allowed values, and a check that no unknown key was given.
+class Obj {
+ public:
+  Obj(const json& j, std::string path) : j_(j), path_(std::move(path)) {
+    if (!j.is_object()) fail("recipe", path_ + ": expected an object, got " + std::string(j.type_name()));
+  }
+  const std::string& path() const { return path_; }
+  bool has(const std::string& k) const { return j_.contains(k); }
+  std::string at(const std::string& k) const { return path_ + "." + k; }
+  const json& raw(const std::string& k) const {
+    seen_.insert(k);
+    return j_.at(k);
+  }
+  [[noreturn]] void bad(const std::string& k, const std::string& want) const {
+    fail("recipe", at(k) + ": expected " + want + (has(k) ? ", got " + j_.at(k).dump() : " (missing)"));
+  }
+  std::string str(const std::string& k, const std::string& def, const std::vector<std::string>& allowed = {}) const {
+    if (!has(k)) return def;
+    const json& v = raw(k);
+    std::string list;
+    for (const auto& s : allowed) list += (list.empty() ? "" : ", ") + s;
+    if (!v.is_string()) bad(k, allowed.empty() ? "a string" : "one of " + list);
+    const std::string s = v.get<std::string>();
+    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), s) == allowed.end()) bad(k, "one of " + list);
+    return s;
+  }
+  std::string req_str(const std::string& k) const {
+    if (!has(k)) bad(k, "a string");
+    return str(k, "");
+  }
+  double num(const std::string& k, double def, double lo, double hi) const {
+    if (!has(k)) return def;
+    const json& v = raw(k);
+    if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi) {
+      bad(k, "a number in [" + fmt(lo) + ", " + fmt(hi) + "]");
+    }
+    return v.get<double>();
+  }
+  int64_t integer(const std::string& k, int64_t def, int64_t lo, int64_t hi) const {
+    if (!has(k)) return def;
+    const json& v = raw(k);
+    if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi) {
+      bad(k, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    }
+    return v.get<int64_t>();
+  }
+  bool boolean(const std::string& k, bool def) const {
+    if (!has(k)) return def;
+    if (!raw(k).is_boolean()) bad(k, "true or false");
+    return raw(k).get<bool>();
+  }
+  void done() const {
+    for (auto it = j_.begin(); it != j_.end(); ++it) {
+      if (!seen_.count(it.key())) {
+        std::string list;
+        for (const auto& s : seen_) list += (list.empty() ? "" : ", ") + s;
+        fail("recipe", at(it.key()) + ": unknown key" + (list.empty() ? "" : " (this object uses: " + list + ")"));
+      }
+    }
+  }
+  // Marks keys as known without reading them (optional ones read elsewhere).
+  void known(std::initializer_list<const char*> keys) const {
+    for (const char* k : keys) seen_.insert(k);
+  }
+
+ private:
+  static std::string fmt(double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+  }
+  const json& j_;
+  std::string path_;
+  mutable std::set<std::string> seen_;
+};
+
+std::string resolve(const std::string& p, const std::string& base) {
+  if (p.empty() || fs::path(p).is_absolute() || base.empty()) return p;
+  return (fs::path(base) / p).lexically_normal().string();
+}
+
+ModelSource model_source(const Obj& o, const std::string& base) {
+  ModelSource m{resolve(o.req_str("model"), base), resolve(o.str("tokenizer", ""), base)};
+  o.done();
+  return m;
+}
+
+StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
+  Obj o(j, path);
+  StageSpec s;
+  s.type = o.str("type", "", {"train", "distill", "prune", "quantize", "qat", "calibrate_kv"});
+  if (s.type.empty()) o.bad("type", "one of train, distill");
+  if (s.type != "train" && s.type != "distill") {
+    fail("recipe", o.at("type") + ": stage '" + s.type + "' is not implemented yet (this version runs train and distill)");
+  }
+  s.name = o.str("name", s.type);
+  train::TrainOptions& t = s.train;
+  t.steps = o.integer("steps", 100, 1, int64_t(1) << 40);
+  t.batch = int(o.integer("batch", 8, 1, 1 << 16));
+  t.seq = int(o.integer("seq", 256, 2, 1 << 20));
+  t.accum = int(o.integer("grad_accum", 1, 1, 1 << 16));
+  t.schedule.kind = o.str("schedule", "cosine", {"cosine", "linear", "constant"});
+  t.schedule.lr = o.num("lr", 1e-3, 0, 10);
+  t.schedule.min_lr = o.num("min_lr", t.schedule.lr * 0.1, 0, 10);
+  t.schedule.warmup = o.integer("warmup", 0, 0, t.steps);
+  t.schedule.total_steps = t.steps;
+  t.adam.weight_decay = o.num("weight_decay", 0.0, 0, 10);
+  t.adam.beta1 = o.num("beta1", 0.9, 0, 0.999999);
+  t.adam.beta2 = o.num("beta2", 0.95, 0, 0.999999);
+  t.adam.eps = o.num("eps", 1e-8, 0, 1);
+  t.decay_all = o.boolean("decay_norms_and_embeddings", false);
+  t.clip = o.num("clip", 1.0, 0, 1e9);
+  t.seed = uint64_t(o.integer("seed", int64_t(seed), 0, INT64_MAX));
+  t.eval_every = o.integer("eval_every", 0, 0, int64_t(1) << 40);
+  t.val_windows = int(o.integer("val_windows", 16, 0, 1 << 20));
+  t.save_every = o.integer("save_every", 0, 0, int64_t(1) << 40);
+  s.objective.loss_chunk = o.integer("loss_chunk", 512, 1, 1 << 20);
+  if (s.type == "distill") {
+    const double alpha = o.num("alpha", 0.5, 0, 1);
+    s.objective.token = {float(1 - alpha), float(alpha), float(o.num("temperature", 1.0, 1e-3, 1e3))};
+    if (o.has("hidden")) {
+      Obj h(o.raw("hidden"), o.at("hidden"));
+      s.objective.hidden_beta = float(h.num("beta", 1.0, 0, 1e6));
+      s.objective.hidden_projection = h.boolean("projection", false);
+      if (!h.has("pairs") || !h.raw("pairs").is_array()) h.bad("pairs", "an array of [student_layer, teacher_layer] pairs");
+      const json& pairs = h.raw("pairs");
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        const json& p = pairs[i];
+        if (!p.is_array() || p.size() != 2 || !p[0].is_number_integer() || !p[1].is_number_integer()) {
+          fail("recipe", h.at("pairs") + "[" + std::to_string(i) + "]: expected [student_layer, teacher_layer], got " + p.dump());
+        }
+        s.objective.hidden.push_back({p[0].get<int>(), p[1].get<int>()});
+      }
+      h.done();
+    }
+  }
+  o.done();
+  return s;
+}
+
+}  // namespace
+
+Recipe parse_recipe(const json& j, const std::string& base) {
+  Obj o(j, "$");
+  Recipe r;
+  r.source = j;
+  r.name = o.str("name", "recipe");
+  const uint64_t seed = uint64_t(o.integer("seed", 1234, 0, INT64_MAX));
+  if (o.has("teacher")) r.teacher = model_source(Obj(o.raw("teacher"), o.at("teacher")), base);
+
+  if (!o.has("data")) o.bad("data", "an object with \"text\" (files) or \"tokens\" (a prepared folder)");
+  Obj d(o.raw("data"), o.at("data"));
+  if (d.has("text")) {
+    const json& t = d.raw("text");
+    if (t.is_string()) r.data.text.push_back(resolve(t.get<std::string>(), base));
+    else if (t.is_array() && !t.empty() && std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_string(); })) {
+      for (const auto& x : t) r.data.text.push_back(resolve(x.get<std::string>(), base));
+    } else {
+      d.bad("text", "a file path or a non-empty array of file paths");
+    }
+  }
+  r.data.tokens = resolve(d.str("tokens", ""), base);
+  if (r.data.text.empty() == r.data.tokens.empty()) d.bad("text", "exactly one of \"text\" and \"tokens\"");
+  r.data.skip_bytes = d.integer("skip_bytes", 0, 0, INT64_MAX);
+  r.data.val_fraction = d.num("val_fraction", 0.05, 0, 0.99);
+  if (d.has("generate")) {
+    Obj g(d.raw("generate"), d.at("generate"));
+    r.data.generate.samples = int(g.integer("samples", 0, 0, 1 << 24));
+    r.data.generate.max_tokens = int(g.integer("max_tokens", 256, 1, 1 << 20));
+    r.data.generate.temperature = float(g.num("temperature", 1.0, 0, 100));
+    r.data.generate.top_p = float(g.num("top_p", 1.0, 0, 1));
+    r.data.generate.seed = uint64_t(g.integer("seed", int64_t(seed), 0, INT64_MAX));
+    g.done();
+  }
+  d.done();
+
+  if (!o.has("student")) o.bad("student", "an object with \"init\": from_teacher, random or model");
+  Obj s(o.raw("student"), o.at("student"));
+  r.student.init = s.str("init", "from_teacher", {"from_teacher", "random", "model"});
+  r.student.seed = uint64_t(s.integer("seed", int64_t(seed), 0, INT64_MAX));
+  if (s.has("layers")) {
+    const json& l = s.raw("layers");
+    if (!l.is_array() || l.empty() || !std::all_of(l.begin(), l.end(), [](const json& x) { return x.is_number_integer(); })) {
+      s.bad("layers", "a non-empty array of teacher layer indices");
+    }
+    for (const auto& x : l) r.student.layers.push_back(x.get<int>());
+  }
+  if (s.has("width")) fail("recipe", s.at("width") + ": width reduction by importance is not implemented yet; use \"layers\"");
+  r.student.shape = s.str("shape", "");
+  if (s.has("config")) {
+    if (!s.raw("config").is_object()) s.bad("config", "an object of model config fields");
+    r.student.config = s.raw("config");
+  }
+  if (s.has("model")) r.student.model = {resolve(s.str("model", ""), base), resolve(s.str("tokenizer", ""), base)};
+  else s.known({"tokenizer"});
+  if (r.student.init == "model" && r.student.model.model.empty()) s.bad("model", "a model path (init is \"model\")");
+  if (r.student.init == "from_teacher" && !r.teacher) fail("recipe", "$.student.init: from_teacher needs a \"teacher\"");
+  if (r.student.init != "from_teacher" && !r.student.layers.empty()) s.bad("layers", "nothing (layers apply to from_teacher)");
+  s.done();
+
+  if (!o.has("stages") || !o.raw("stages").is_array() || o.raw("stages").empty()) o.bad("stages", "a non-empty array of stages");
+  const json& st = o.raw("stages");
+  for (size_t i = 0; i < st.size(); ++i) {
+    r.stages.push_back(parse_stage(st[i], "$.stages[" + std::to_string(i) + "]", seed));
+    if (r.stages.back().type == "distill" && !r.teacher) {
+      fail("recipe", "$.stages[" + std::to_string(i) + "]: a distill stage needs a \"teacher\" at $.teacher");
+    }
+  }
+  if (r.data.generate.samples > 0 && !r.teacher) fail("recipe", "$.data.generate: sequence-level distillation needs a \"teacher\"");
+
+  if (!o.has("output")) o.bad("output", "an object with \"dir\"");
+  Obj out(o.raw("output"), o.at("output"));
+  r.output_dir = resolve(out.req_str("dir"), base);
+  r.output_format = out.str("format", "hf", {"hf", "llama2c"});
+  out.done();
+  if (o.has("eval")) {
+    Obj e(o.raw("eval"), o.at("eval"));
+    r.eval_text = resolve(e.req_str("text"), base);
+    r.eval_ctx = int(e.integer("ctx", 256, 2, 1 << 20));
+    r.eval_windows = int(e.integer("max_windows", 16, 0, 1 << 20));
+    e.done();
+  }
+  o.done();
+  return r;
+}
+
+}  // namespace condense::pipeline

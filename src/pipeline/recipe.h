@@ -1,0 +1,70 @@
+// Recipes: the JSON that names a teacher, the data, the student, the output and
+// an ordered list of stages (schema in docs/RECIPES.md). parse_recipe()
+// validates everything up front and fails with the JSON path of the first bad
+// value and what is allowed there, before any work starts.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "train/objective.h"
+#include "train/trainer.h"
+
+namespace condense::pipeline {
+
+struct ModelSource {
+  std::string model, tokenizer;  // tokenizer: optional override
+};
+
+struct GenerateSpec {            // sequence-level distillation: teacher samples become training text
+  int samples = 0, max_tokens = 256;
+  float temperature = 1.f, top_p = 1.f;
+  uint64_t seed = 1;
+};
+
+struct DataSpec {
+  std::vector<std::string> text;  // tokenized in memory ...
+  std::string tokens;             // ... or a folder from `condense data prepare`
+  int64_t skip_bytes = 0;
+  double val_fraction = 0.05;
+  GenerateSpec generate;
+};
+
+struct StudentSpec {
+  std::string init = "from_teacher";  // from_teacher | random | model
+  std::vector<int> layers;            // from_teacher: teacher layers kept (empty: all)
+  std::string shape;                  // random: a `condense init` shape name ...
+  nlohmann::json config;              // ... or config fields overriding the teacher's
+  ModelSource model;                  // model: start from this checkpoint
+  uint64_t seed = 1;
+};
+
+struct StageSpec {
+  std::string type;                   // train | distill
+  std::string name;
+  train::TrainOptions train;
+  train::ObjectiveConfig objective;
+};
+
+struct Recipe {
+  std::string name;
+  std::optional<ModelSource> teacher;
+  DataSpec data;
+  StudentSpec student;
+  std::vector<StageSpec> stages;
+  std::string output_dir, output_format = "hf";  // hf | llama2c
+  std::string eval_text;
+  int eval_ctx = 256, eval_windows = 16;
+  nlohmann::json source;              // the recipe as given (after --set), stored with outputs
+};
+
+// Reads a recipe file (errors name the file and the JSON parse position).
+nlohmann::json load_recipe_json(const std::string& path);
+// Applies "a.b[2].c=value": value is parsed as JSON when it parses, else taken
+// as a string. Missing objects along the path are created.
+void apply_set(nlohmann::json& j, const std::string& assignment);
+// Relative paths in the recipe are taken relative to `base_dir` (the recipe's folder).
+Recipe parse_recipe(const nlohmann::json& j, const std::string& base_dir);
+
+}  // namespace condense::pipeline

@@ -1,0 +1,216 @@
+#include "pipeline/run_recipe.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/atomic_writer.h"
+#include "io/file_view.h"
+#include "io/hf_model.h"
+#include "io/llama2c.h"
+#include "io/model_loader.h"
+#include "model/shapes.h"
+#include "runtime/generate.h"
+#include "runtime/perplexity.h"
+#include "train/student_init.h"
+
+namespace condense::pipeline {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+void log_line(const RunOptions& o, const json& j) {
+  if (o.log_json) std::cerr << j.dump() << "\n";
+}
+
+// Teacher config with the recipe's overrides (vocabulary fixed by the tokenizer).
+ModelConfig random_config(const StudentSpec& s, const ModelConfig* teacher, int vocab) {
+  ModelConfig c;
+  if (!s.shape.empty()) c = shape_config(s.shape);
+  else if (teacher) c = *teacher;
+  else fail("recipe", "$.student: random init needs \"shape\" or a teacher whose config it starts from");
+  for (auto it = s.config.begin(); it != s.config.end(); ++it) {
+    const std::string k = it.key(), path = "$.student.config." + k;
+    auto need_int = [&]() {
+      if (!it->is_number_integer() || it->get<int>() <= 0) fail("recipe", path + ": expected a positive integer, got " + it->dump());
+      return it->get<int>();
+    };
+    if (k == "dim") c.dim = need_int();
+    else if (k == "n_layers") c.n_layers = need_int();
+    else if (k == "n_heads") c.n_heads = need_int();
+    else if (k == "n_kv_heads") c.n_kv_heads = need_int();
+    else if (k == "head_dim") c.head_dim = need_int();
+    else if (k == "ffn_dim") c.ffn_dim = need_int();
+    else if (k == "max_seq") c.max_seq = need_int();
+    else if (k == "tied_embeddings" && it->is_boolean()) c.tied_embeddings = it->get<bool>();
+    else fail("recipe", path + ": unknown or ill-typed field (allowed: dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, max_seq, tied_embeddings)");
+  }
+  c.vocab = vocab;  // the shared tokenizer decides, whatever a standard shape says
+  c.validate("$.student");
+  return c;
+}
+
+std::string vocab_name(const Tokenizer& t, const std::string& path) {
+  return "'" + path + "' (" + t.kind() + ", " + std::to_string(t.vocab_size()) + " tokens)";
+}
+
+}  // namespace
+
+json run_recipe(const Recipe& r, const RunOptions& o) {
+  using clock = std::chrono::steady_clock;
+  const auto t_start = clock::now();
+  std::error_code ec;
+  fs::create_directories(r.output_dir, ec);
+  if (ec) fail(r.output_dir, "cannot create the output folder: " + ec.message());
+
+  // teacher, student and the one tokenizer they share
+  std::optional<LoadedModel> teacher;
+  if (r.teacher) {
+    teacher.emplace(load_model(r.teacher->model, r.teacher->tokenizer));
+    require_tokenizer(*teacher);
+  }
+  Model student;
+  std::unique_ptr<Tokenizer> own_tok;
+  const Tokenizer* tok = teacher ? teacher->tokenizer.get() : nullptr;
+  std::string tok_path = teacher ? teacher->tokenizer_path : "";
+  if (r.student.init == "from_teacher") {
+    std::vector<int> layers = r.student.layers;
+    if (layers.empty()) for (int l = 0; l < teacher->model.config.n_layers; ++l) layers.push_back(l);
+    student = train::student_from_teacher(teacher->model, layers);
+  } else if (r.student.init == "model") {
+    LoadedModel s = load_model(r.student.model.model, r.student.model.tokenizer);
+    const Tokenizer& st = require_tokenizer(s);
+    if (tok && train::tokenizer_fingerprint(st) != train::tokenizer_fingerprint(*tok)) {
+      fail("recipe", "the student's vocabulary " + vocab_name(st, s.tokenizer_path) + " differs from the teacher's " +
+                         vocab_name(*tok, tok_path),
+           "Teacher and student must share one tokenizer");
+    }
+    if (!tok) {
+      own_tok = std::move(s.tokenizer);
+      tok = own_tok.get();
+      tok_path = s.tokenizer_path;
+    }
+    student = std::move(s.model);
+  } else {
+    if (!tok) fail("recipe", "$.student: random init without a teacher needs the tokenizer of a teacher (set $.teacher)");
+    student = random_model(random_config(r.student, teacher ? &teacher->model.config : nullptr, tok->vocab_size()), r.student.seed);
+  }
+  if (student.config.vocab != tok->vocab_size()) {
+    fail("recipe", "the student has " + std::to_string(student.config.vocab) + " embedding rows but the tokenizer " +
+                       vocab_name(*tok, tok_path) + " has " + std::to_string(tok->vocab_size()) + " tokens");
+  }
+  const std::string fp = train::tokenizer_fingerprint(*tok);
+  const int bos = student.config.bos_id;
+
+  // data
+  train::PrepareOptions popt;
+  popt.texts = r.data.text;
+  popt.skip_bytes = r.data.skip_bytes;
+  popt.val_fraction = r.data.val_fraction;
+  train::TokenDataset data = r.data.tokens.empty() ? train::TokenDataset::from_text(*tok, popt) : train::TokenDataset::open(r.data.tokens, fp);
+  json data_j = {{"train_tokens", data.train_tokens()}, {"val_tokens", data.val_tokens()}, {"tokenizer", fp}};
+  if (r.data.generate.samples > 0) {
+    const GenerateSpec& g = r.data.generate;
+    Engine eng(teacher->model, std::min(teacher->model.config.max_seq, g.max_tokens + 1));
+    Sampler sampler(g.temperature, g.top_p, g.seed);
+    Progress prog("generate", g.samples, o.log_json);
+    int64_t generated = 0;
+    for (int i = 0; i < g.samples; ++i) {
+      std::vector<int> out;
+      generate(eng, {bos}, std::min(g.max_tokens, teacher->model.config.max_seq - 1), sampler, {}, &out);
+      data.append_train(out);
+      generated += int64_t(out.size());
+      prog.update(i + 1);
+    }
+    prog.finish();
+    data_j["generated_samples"] = g.samples;
+    data_j["generated_tokens"] = generated;
+    data_j["train_tokens"] = data.train_tokens();
+  }
+  log_line(o, {{"event", "data"}, {"data", data_j}});
+
+  json stages = json::array();
+  for (size_t si = 0; si < r.stages.size(); ++si) {
+    const StageSpec& st = r.stages[si];
+    train::TrainOptions topt = st.train;
+    topt.state_path = (fs::path(r.output_dir) / ("state-stage" + std::to_string(si) + ".h5")).string();
+    const Model* t = st.type == "distill" ? &teacher->model : nullptr;
+    train::Trainer tr(student, t, st.objective, topt, data, bos);
+    tr.meta_json = json{{"recipe", r.source}, {"stage", si}}.dump();
+    if (o.resume && fs::exists(topt.state_path)) {
+      tr.resume(topt.state_path);
+      log_line(o, {{"event", "resume"}, {"stage", st.name}, {"step", tr.step()}, {"state", topt.state_path}});
+    }
+    log_line(o, {{"event", "stage"}, {"stage", st.name}, {"type", st.type}, {"steps", topt.steps},
+                 {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"state_mb", double(tr.state_bytes()) / 1e6}});
+    std::optional<Progress> prog;
+    if (!o.log_json) prog.emplace(st.name, topt.steps, false);
+    double loss_tail = 0, tok_s = 0, secs = 0;
+    int tail_n = 0;
+    json last_val;
+    const auto t0 = clock::now();
+    tr.run(
+        [&](const train::StepLog& s) {
+          secs += s.seconds;
+          tok_s = double(s.step) > 0 ? s.tokens_per_s : 0;
+          if (topt.steps - s.step < 10) {
+            loss_tail += s.loss.total;
+            ++tail_n;
+          }
+          char detail[160];
+          std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.0f tok/s", s.loss.total, s.lr, s.tokens_per_s);
+          if (prog) prog->update(s.step, detail);
+          log_line(o, {{"event", "step"}, {"stage", st.name}, {"step", s.step}, {"steps", topt.steps}, {"loss", s.loss.total},
+                       {"ce", s.loss.ce}, {"kd", s.loss.kd}, {"hidden", s.loss.hidden}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                       {"tokens_per_s", s.tokens_per_s},
+                       {"eta_s", s.seconds * double(topt.steps - s.step)}});
+        },
+        [&](const train::ValLog& v) {
+          last_val = {{"step", v.step}, {"loss", v.loss}, {"ce", v.ce}, {"ppl", v.ppl}, {"windows", v.windows}};
+          if (o.log_json) log_line(o, {{"event", "validation"}, {"stage", st.name}, {"step", v.step}, {"loss", v.loss}, {"ppl", v.ppl}});
+          else std::fprintf(stderr, "\n%s: step %lld validation loss %.4f ppl %.4f (%d windows)\n", st.name.c_str(), (long long)v.step, v.loss, v.ppl, v.windows);
+        });
+    if (prog) prog->finish();
+    stages.push_back({{"name", st.name}, {"type", st.type}, {"steps", topt.steps}, {"final_train_loss", tail_n ? loss_tail / tail_n : NAN},
+                      {"validation", last_val}, {"seconds", std::chrono::duration<double>(clock::now() - t0).count()},
+                      {"last_step_tokens_per_s", tok_s}, {"state", topt.state_path}});
+  }
+
+  // output model
+  std::string model_out;
+  if (r.output_format == "hf") {
+    model_out = (fs::path(r.output_dir) / "model").string();
+    save_hf_model(student, model_out, DType::F32, {{"condense.recipe", r.name}});
+  } else {
+    model_out = (fs::path(r.output_dir) / "model.bin").string();
+    save_llama2c(student, model_out);
+  }
+
+  json res = {{"recipe", r.name}, {"output_model", model_out}, {"tokenizer", tok_path}, {"data", data_j}, {"stages", stages},
+              {"student", {{"n_layers", student.config.n_layers}, {"dim", student.config.dim}, {"params", student.config.n_params()}}}};
+  if (!r.eval_text.empty()) {
+    const std::vector<int> ids = tok->encode(read_text_file(r.eval_text));
+    auto ppl = [&](const Model& m) {
+      Engine e(m, std::min(m.config.max_seq, r.eval_ctx));
+      return evaluate_perplexity(e, ids, r.eval_ctx, r.eval_windows).ppl;
+    };
+    json ev = {{"text", r.eval_text}, {"ctx", r.eval_ctx}, {"max_windows", r.eval_windows}, {"student_ppl", ppl(student)}};
+    if (teacher) ev["teacher_ppl"] = ppl(teacher->model);
+    res["eval"] = ev;
+    log_line(o, {{"event", "eval"}, {"eval", ev}});
+  }
+  res["seconds"] = std::chrono::duration<double>(clock::now() - t_start).count();
+  const std::string text = res.dump(2) + "\n";
+  AtomicWriter w((fs::path(r.output_dir) / "results.json").string());
+  w.write(text.data(), text.size());
+  w.commit();
+  return res;
+}
+
+}  // namespace condense::pipeline

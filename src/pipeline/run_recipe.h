@@ -1,0 +1,20 @@
+// Runs a parsed recipe: loads the teacher, builds the student, prepares the
+// data (with teacher-generated samples when asked), runs each stage with
+// progress and validation, writes the student, evaluates it (and the teacher)
+// by the perplexity protocol, and writes results.json next to the model.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include "pipeline/recipe.h"
+
+namespace condense::pipeline {
+
+struct RunOptions {
+  bool resume = false;    // continue each stage from its state file when present
+  bool log_json = false;  // JSON lines on stderr instead of a progress bar
+};
+
+// Returns the results object it also writes to <output.dir>/results.json.
+nlohmann::json run_recipe(const Recipe& recipe, const RunOptions& opt);
+
+}  // namespace condense::pipeline

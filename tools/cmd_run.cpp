@@ -1,0 +1,97 @@
+// condense run RECIPE [--set key=value]... : runs a recipe's stages in order.
+// condense train MODEL --text FILE|--tokens DIR --out DIR : a one-stage recipe.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "pipeline/recipe.h"
+#include "pipeline/run_recipe.h"
+#include "tools/cli_common.h"
+
+namespace condense::cli {
+
+namespace {
+struct RunArgs {
+  std::string recipe;
+  std::vector<std::string> sets;
+  bool resume = false, log_json = false, json = false, dry_run = false;
+  int threads = 0;
+};
+
+void print_result(const nlohmann::json& res, bool as_json) {
+  if (as_json) {
+    std::cout << res.dump() << "\n";
+    return;
+  }
+  std::cout << "wrote " << res["output_model"].get<std::string>() << "\n";
+  if (res.contains("eval")) {
+    const auto& e = res["eval"];
+    std::cout << "perplexity (ctx " << e["ctx"] << ", " << e["max_windows"] << " windows): student " << e["student_ppl"];
+    if (e.contains("teacher_ppl")) std::cout << ", teacher " << e["teacher_ppl"];
+    std::cout << "\n";
+  }
+  std::cout << "total " << res["seconds"].get<double>() << " s\n";
+}
+
+void add_common(CLI::App* cmd, RunArgs& a) {
+  cmd->add_option("--set", a.sets, "Override a recipe value: key=value, e.g. stages[0].steps=200 (repeatable)");
+  cmd->add_flag("--resume", a.resume, "Continue each stage from its state file in the output folder");
+  cmd->add_flag("--log-json", a.log_json, "Progress, steps and validation as JSON lines on stderr");
+  cmd->add_flag("--json", a.json, "Print the results object as JSON");
+  cmd->add_flag("--dry-run", a.dry_run, "Validate the recipe (after --set) and print it; run nothing");
+  cmd->add_option("--threads", a.threads, "OpenMP threads (default: all cores)")->check(CLI::NonNegativeNumber);
+}
+
+void execute(nlohmann::json j, const RunArgs& a) {
+  for (const std::string& s : a.sets) pipeline::apply_set(j, s);
+  const pipeline::Recipe r = pipeline::parse_recipe(j, "");
+  if (a.dry_run) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  apply_threads(a.threads);
+  print_result(pipeline::run_recipe(r, {a.resume, a.log_json}), a.json);
+}
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto* cmd = app.add_subcommand("run", "Run a recipe (JSON: teacher, data, student, stages, output; see docs/RECIPES.md)");
+  auto a = std::make_shared<RunArgs>();
+  cmd->add_option("recipe", a->recipe, "Recipe file")->required()->check(CLI::ExistingFile);
+  add_common(cmd, *a);
+  cmd->callback([a] { execute(pipeline::load_recipe_json(a->recipe), *a); });
+}
+
+void register_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model with cross-entropy: a one-stage recipe (options map onto it)");
+  auto a = std::make_shared<RunArgs>();
+  auto m = std::make_shared<std::string>();
+  auto tok = std::make_shared<std::string>();
+  auto text = std::make_shared<std::vector<std::string>>();
+  auto tokens = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  auto steps = std::make_shared<int64_t>(100);
+  auto batch = std::make_shared<int>(8);
+  auto seq = std::make_shared<int>(256);
+  auto lr = std::make_shared<double>(1e-3);
+  cmd->add_option("model", *m, "Starting model (any format condense reads)")->required();
+  cmd->add_option("--tokenizer", *tok, "Tokenizer file, for formats that carry none");
+  cmd->add_option("--text", *text, "Training text files (the tail of each is held out for validation)");
+  cmd->add_option("--tokens", *tokens, "A folder from `condense data prepare` instead of --text");
+  cmd->add_option("--out", *out, "Output folder (model, state, results.json)")->required();
+  cmd->add_option("--steps", *steps, "Optimizer steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", *batch, "Windows per step")->check(CLI::PositiveNumber);
+  cmd->add_option("--seq", *seq, "Tokens per window")->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--lr", *lr, "Peak learning rate (cosine schedule)")->check(CLI::PositiveNumber);
+  add_common(cmd, *a);
+  cmd->callback([=] {
+    nlohmann::json j = {{"name", "train"},
+                        {"student", {{"init", "model"}, {"model", *m}}},
+                        {"stages", {{{"type", "train"}, {"steps", *steps}, {"batch", *batch}, {"seq", *seq}, {"lr", *lr}}}},
+                        {"output", {{"dir", *out}}}};
+    if (!tok->empty()) j["student"]["tokenizer"] = *tok;
+    j["data"] = tokens->empty() ? nlohmann::json{{"text", *text}} : nlohmann::json{{"tokens", *tokens}};
+    execute(j, *a);
+  });
+}
+
+}  // namespace condense::cli
