@@ -1,0 +1,104 @@
+// Recipe validation: every bad input fails before any work with the JSON path
+// of the offending value and what is allowed there.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "pipeline/recipe.h"
+
+using namespace condense;
+using nlohmann::json;
+
+namespace {
+
+json good() {
+  return json::parse(R"({
+    "name": "t", "teacher": {"model": "teacher.bin"},
+    "data": {"text": ["a.txt"]},
+    "student": {"init": "from_teacher", "layers": [0, 2]},
+    "stages": [{"type": "distill", "steps": 10, "alpha": 0.5, "temperature": 2.0,
+                "hidden": {"pairs": [[0, 0], [1, 2]], "beta": 0.5}}],
+    "output": {"dir": "out"}
+  })");
+}
+
+// Parses `j` expecting an Error whose message contains every one of `parts`.
+void expect_error(const json& j, std::initializer_list<const char*> parts) {
+  try {
+    pipeline::parse_recipe(j, "");
+    FAIL() << "no error for " << j.dump();
+  } catch (const Error& e) {
+    for (const char* p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' not in: " << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(Recipe, GoodRecipeParses) {
+  const pipeline::Recipe r = pipeline::parse_recipe(good(), "");
+  ASSERT_EQ(r.stages.size(), 1u);
+  EXPECT_FLOAT_EQ(r.stages[0].objective.token.kd, 0.5f);
+  EXPECT_FLOAT_EQ(r.stages[0].objective.token.ce, 0.5f);
+  EXPECT_EQ(r.stages[0].objective.hidden.size(), 2u);
+  EXPECT_EQ(r.student.layers, (std::vector<int>{0, 2}));
+}
+
+TEST(Recipe, UnknownStageNamesTheAllowedOnes) {
+  json j = good();
+  j["stages"][0]["type"] = "distil";
+  expect_error(j, {"$.stages[0].type", "one of train, distill"});
+}
+
+TEST(Recipe, LaterStagesSayNotImplemented) {
+  json j = good();
+  j["stages"][0] = {{"type", "prune"}};
+  expect_error(j, {"$.stages[0].type", "not implemented yet"});
+}
+
+TEST(Recipe, WrongTypeNamesPathAndExpectation) {
+  json j = good();
+  j["stages"][0]["steps"] = "ten";
+  expect_error(j, {"$.stages[0].steps", "an integer", "\"ten\""});
+  j = good();
+  j["stages"][0]["alpha"] = 1.5;
+  expect_error(j, {"$.stages[0].alpha", "[0, 1]"});
+  j = good();
+  j["stages"][0]["hidden"]["pairs"][1] = "x";
+  expect_error(j, {"$.stages[0].hidden.pairs[1]"});
+}
+
+TEST(Recipe, MissingTeacherForDistill) {
+  json j = good();
+  j.erase("teacher");
+  j["student"] = {{"init", "random"}, {"shape", "stories15M"}};
+  expect_error(j, {"$.stages[0]", "teacher"});
+  j = good();
+  j.erase("teacher");
+  expect_error(j, {"$.student.init", "teacher"});
+}
+
+TEST(Recipe, UnknownKeyIsRejected) {
+  json j = good();
+  j["stages"][0]["alpah"] = 0.5;
+  expect_error(j, {"$.stages[0].alpah", "unknown key"});
+  j = good();
+  j["bogus"] = 1;
+  expect_error(j, {"$.bogus", "unknown key"});
+}
+
+TEST(Recipe, DataNeedsExactlyOneSource) {
+  json j = good();
+  j["data"] = json::object();
+  expect_error(j, {"$.data.text", "exactly one"});
+}
+
+TEST(Recipe, SetOverridesByPath) {
+  json j = good();
+  pipeline::apply_set(j, "stages[0].steps=77");
+  pipeline::apply_set(j, "output.dir=elsewhere");
+  pipeline::apply_set(j, R"(student={"init":"random","config":{"n_layers":3}})");
+  EXPECT_EQ(j["stages"][0]["steps"], 77);
+  EXPECT_EQ(j["output"]["dir"], "elsewhere");
+  EXPECT_EQ(j["student"]["config"]["n_layers"], 3);
+  EXPECT_THROW(pipeline::apply_set(j, "stages[5].steps=1"), Error);
+  EXPECT_THROW(pipeline::apply_set(j, "novalue"), Error);
+}
