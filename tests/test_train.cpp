@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "tests/reference/model_ref64.h"
 #include "train/objective.h"
+#include "train/param_set.h"
 
 using namespace condense;
 
@@ -47,14 +48,6 @@ Model random_weights(const ModelConfig& c, uint32_t seed, double scale) {
     float* v = w.tensor->f32();
     for (int64_t i = 0; i < w.tensor->numel(); ++i) v[i] = float(w.kind == WeightKind::Norm ? 1.0 + 0.2 * n(g) : scale * n(g));
   });
-  return m;
-}
-
-Model zeros_like(const ModelConfig& c) {
-  Model m;
-  m.config = c;
-  allocate_weights(m);
-  for_each_weight(m, [](const WeightRef& w) { std::fill_n(w.tensor->f32(), w.tensor->numel(), 0.f); });
   return m;
 }
 
@@ -95,7 +88,7 @@ void check_gradient(Case& k) {
   }
   targets[3] = -1;  // an ignored position
   train::Objective obj(k.student.config, k.with_teacher ? &k.teacher : nullptr, k.cfg, k.batch, k.seq);
-  Model grads = zeros_like(k.student.config);
+  Model grads = train::zeros_model(k.student.config);
   std::vector<Tensor> pg;
   for (Tensor& p : obj.projections()) pg.push_back(Tensor::zeros(DType::F32, p.shape()));
   const train::LossReport rep = obj.run(k.student, inputs.data(), targets.data(), 1.f, &grads, &pg);

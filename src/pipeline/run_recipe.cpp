@@ -150,7 +150,12 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
     log_line(o, {{"event", "stage"}, {"stage", st.name}, {"type", st.type}, {"steps", topt.steps},
                  {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"state_mb", double(tr.state_bytes()) / 1e6}});
     std::optional<Progress> prog;
-    if (!o.log_json) prog.emplace(st.name, topt.steps, false);
+    if (!o.log_json) {
+      std::fprintf(stderr, "%s: %lld steps of %d x %d tokens; activations %.1f MB, weights + gradients + AdamW moments %.1f MB\n",
+                   st.name.c_str(), (long long)topt.steps, topt.batch * topt.accum, topt.seq, double(tr.activation_bytes()) / 1e6,
+                   double(tr.state_bytes()) / 1e6);
+      prog.emplace(st.name, topt.steps, false);
+    }
     double loss_tail = 0, tok_s = 0, secs = 0;
     int tail_n = 0;
     json last_val;
@@ -179,7 +184,8 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
     if (prog) prog->finish();
     stages.push_back({{"name", st.name}, {"type", st.type}, {"steps", topt.steps}, {"final_train_loss", tail_n ? loss_tail / tail_n : NAN},
                       {"validation", last_val}, {"seconds", std::chrono::duration<double>(clock::now() - t0).count()},
-                      {"last_step_tokens_per_s", tok_s}, {"state", topt.state_path}});
+                      {"last_step_tokens_per_s", tok_s}, {"state", topt.state_path},
+                      {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"weights_grads_moments_mb", double(tr.state_bytes()) / 1e6}});
   }
 
   // output model

@@ -98,10 +98,7 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
   }
 }
 
-void Trainer::save(const std::string& path) {
-  nlohmann::json meta = {{"format", "condense-train-state"}, {"version", 1}, {"step", step_}, {"adam_steps", adam_->steps()},
-                         {"seed", opt_.seed}, {"data_position", {{"kind", "step"}, {"step", step_}}}};
-  meta["run"] = nlohmann::json::parse(meta_json);
+NamedTensors Trainer::state_tensors() {
   NamedTensors t;
   for (size_t i = 0; i < params_.params.size(); ++i) {
     const std::string& n = params_.params[i].name;
@@ -109,6 +106,14 @@ void Trainer::save(const std::string& path) {
     t.push_back({"adam_m/" + n, &adam_->m()[i]});
     t.push_back({"adam_v/" + n, &adam_->v()[i]});
   }
+  return t;
+}
+
+void Trainer::save(const std::string& path) {
+  nlohmann::json meta = {{"format", "condense-train-state"}, {"version", 1}, {"step", step_}, {"adam_steps", adam_->steps()},
+                         {"seed", opt_.seed}, {"data_position", {{"kind", "step"}, {"step", step_}}}};
+  meta["run"] = nlohmann::json::parse(meta_json);
+  const NamedTensors t = state_tensors();
   write_train_state(path, meta.dump(), t);
 }
 
@@ -126,13 +131,7 @@ void Trainer::resume(const std::string& path) {
     fail(path, "was written with seed " + std::to_string(meta.value("seed", uint64_t(0))) + ", this run uses " + std::to_string(opt_.seed),
          "Resume with the recipe that wrote it");
   }
-  NamedTensors t;
-  for (size_t i = 0; i < params_.params.size(); ++i) {
-    const std::string& n = params_.params[i].name;
-    t.push_back({"param/" + n, params_.params[i].value});
-    t.push_back({"adam_m/" + n, &adam_->m()[i]});
-    t.push_back({"adam_v/" + n, &adam_->v()[i]});
-  }
+  const NamedTensors t = state_tensors();
   read_train_state_tensors(path, t);
   step_ = meta.at("step").get<int64_t>();
   adam_->set_steps(meta.at("adam_steps").get<int64_t>());

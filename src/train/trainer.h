@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "io/train_state.h"
 #include "train/adamw.h"
 #include "train/objective.h"
 #include "train/param_set.h"
@@ -66,6 +67,9 @@ class Trainer {
   std::string meta_json = "{}";
 
  private:
+  // What a state file holds: every parameter and its two AdamW moments.
+  NamedTensors state_tensors();
+
   Model& student_;
   TrainOptions opt_;
   const TokenDataset& data_;
