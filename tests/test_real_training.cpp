@@ -27,7 +27,7 @@ json recipe(const std::string& out) {
           {"teacher", {{"model", testutil::data(kModel)}, {"tokenizer", testutil::data(kTok)}}},
           {"data", {{"text", {testutil::data(kText)}}, {"skip_bytes", 102400}}},
           {"student", {{"init", "from_teacher"}, {"layers", {0, 4}}}},
-          {"stages", {{{"type", "distill"}, {"steps", 6}, {"batch", 2}, {"seq", 64}, {"lr", 2e-3}, {"alpha", 0.8},
+          {"stages", {{{"type", "distill"}, {"steps", 20}, {"batch", 4}, {"seq", 64}, {"lr", 4e-3}, {"alpha", 0.8},
                        {"temperature", 2.0}, {"val_windows", 4}, {"hidden", {{"pairs", {{0, 0}, {1, 4}}}, {"beta", 0.1}}}}}},
           {"output", {{"dir", out}, {"format", "llama2c"}}}};
 }
@@ -62,6 +62,20 @@ TEST(RealTraining, DataPrepareRoundTripAndFingerprintCheck) {
   }
 }
 
+TEST(RealTraining, OutputFormatThatCannotHoldTheStudentFailsBeforeTraining) {
+  REQUIRE_DATA(kModel);
+  testutil::TempDir dir;
+  json j = recipe(dir / "out");
+  j["student"]["width"] = {{"n_heads", 4}, {"calibration_windows", 4}};
+  try {
+    pipeline::run_recipe(pipeline::parse_recipe(j, ""), {});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("$.output.format"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "out/state-stage0.h5"));
+}
+
 TEST(RealTraining, StudentWithAnotherVocabularyIsRefusedNamingBoth) {
   REQUIRE_DATA(kModel);
   REQUIRE_DATA(kTok32k);
@@ -93,13 +107,20 @@ TEST(RealTraining, ShortDistillRunWritesAWorkingStudent) {
   testutil::TempDir dir;
   json j = recipe(dir / "out");
   j["eval"] = {{"text", testutil::data(kText)}, {"ctx", 64}, {"max_windows", 4}};
+  j["student"]["width"] = {{"ffn_dim", 128}, {"n_heads", 4}, {"calibration_windows", 8}};  // Minitron-style narrowing
+  j["stages"][0]["hidden"]["projection"] = true;
+  j["output"]["format"] = "hf";
   const json res = pipeline::run_recipe(pipeline::parse_recipe(j, ""), {});
-  EXPECT_TRUE(std::filesystem::exists(dir / "out/model.bin"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "out/model/model.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(dir / "out/results.json"));
   EXPECT_TRUE(std::filesystem::exists(dir / "out/state-stage0.h5"));
-  const LoadedModel m = load_model(dir / "out/model.bin", testutil::data(kTok));
+  const LoadedModel m = load_model(dir / "out/model", testutil::data(kTok));
   EXPECT_EQ(m.model.config.n_layers, 2);
+  EXPECT_EQ(m.model.config.ffn_dim, 128);
+  EXPECT_EQ(m.model.config.n_heads, 4);
+  EXPECT_EQ(m.model.config.n_kv_heads, 2);
+  EXPECT_EQ(res["width_reduction"]["to"]["ffn_dim"], 128);
   const double ppl = res["eval"]["student_ppl"], teacher = res["eval"]["teacher_ppl"];
-  EXPECT_GT(ppl, teacher);  // two of five layers after 6 steps: worse than the teacher ...
+  EXPECT_GT(ppl, teacher);  // two narrowed layers of five after 20 steps: worse than the teacher ...
   EXPECT_LT(ppl, 100.0);    // ... but far from the uniform 512
 }

@@ -85,6 +85,19 @@ TEST(Recipe, UnknownKeyIsRejected) {
   expect_error(j, {"$.bogus", "unknown key"});
 }
 
+TEST(Recipe, WidthReductionIsValidated) {
+  json j = good();
+  j["student"]["width"] = {{"ffn_dim", 96}, {"n_heads", 4}};
+  const pipeline::Recipe r = pipeline::parse_recipe(j, "");
+  EXPECT_TRUE(r.student.shrink);
+  EXPECT_EQ(r.student.width.ffn_dim, 96);
+  j["student"]["width"]["heads"] = 2;
+  expect_error(j, {"$.student.width.heads", "unknown key"});
+  j = good();
+  j["student"] = {{"init", "random"}, {"shape", "stories15M"}, {"width", {{"dim", 8}}}};
+  expect_error(j, {"$.student.width", "from_teacher"});
+}
+
 TEST(Recipe, DataNeedsExactlyOneSource) {
   json j = good();
   j["data"] = json::object();

@@ -239,7 +239,15 @@ Recipe parse_recipe(const json& j, const std::string& base) {
     }
     for (const auto& x : l) r.student.layers.push_back(x.get<int>());
   }
-  if (s.has("width")) fail("recipe", s.at("width") + ": width reduction by importance is not implemented yet; use \"layers\"");
+  if (s.has("width")) {
+    Obj w(s.raw("width"), s.at("width"));
+    r.student.shrink = true;
+    r.student.width.ffn_dim = int(w.integer("ffn_dim", 0, 0, 1 << 24));
+    r.student.width.n_heads = int(w.integer("n_heads", 0, 0, 1 << 16));
+    r.student.width.dim = int(w.integer("dim", 0, 0, 1 << 24));
+    r.student.calibration_windows = int(w.integer("calibration_windows", 32, 1, 1 << 20));
+    w.done();
+  }
   r.student.shape = s.str("shape", "");
   if (s.has("config")) {
     if (!s.raw("config").is_object()) s.bad("config", "an object of model config fields");
@@ -250,6 +258,7 @@ Recipe parse_recipe(const json& j, const std::string& base) {
   if (r.student.init == "model" && r.student.model.model.empty()) s.bad("model", "a model path (init is \"model\")");
   if (r.student.init == "from_teacher" && !r.teacher) fail("recipe", "$.student.init: from_teacher needs a \"teacher\"");
   if (r.student.init != "from_teacher" && !r.student.layers.empty()) s.bad("layers", "nothing (layers apply to from_teacher)");
+  if (r.student.init != "from_teacher" && r.student.shrink) s.bad("width", "nothing (width reduction applies to from_teacher)");
   s.done();
 
   if (!o.has("stages") || !o.raw("stages").is_array() || o.raw("stages").empty()) o.bad("stages", "a non-empty array of stages");

@@ -10,6 +10,7 @@
 
 #include "train/objective.h"
 #include "train/trainer.h"
+#include "train/width_prune.h"
 
 namespace condense::pipeline {
 
@@ -38,6 +39,9 @@ struct StudentSpec {
   nlohmann::json config;              // ... or config fields overriding the teacher's
   ModelSource model;                  // model: start from this checkpoint
   uint64_t seed = 1;
+  bool shrink = false;                // from_teacher: width reduction by importance
+  train::WidthTarget width;
+  int calibration_windows = 32;
 };
 
 struct StageSpec {

@@ -17,6 +17,7 @@
 #include "runtime/generate.h"
 #include "runtime/perplexity.h"
 #include "train/student_init.h"
+#include "train/width_prune.h"
 
 namespace condense::pipeline {
 
@@ -134,7 +135,24 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
     data_j["train_tokens"] = data.train_tokens();
   }
   log_line(o, {{"event", "data"}, {"data", data_j}});
+  json width_j;
+  if (r.student.shrink) {
+    const int seq = std::min(256, student.config.max_seq);
+    const train::Importance imp = train::measure_importance(student, data, r.student.calibration_windows, seq, bos, r.student.seed);
+    const ModelConfig before = student.config;
+    student = train::shrink_width(student, imp, r.student.width);
+    width_j = {{"calibration_windows", r.student.calibration_windows}, {"seq", seq},
+               {"from", {{"dim", before.dim}, {"n_heads", before.n_heads}, {"n_kv_heads", before.n_kv_heads}, {"ffn_dim", before.ffn_dim}}},
+               {"to", {{"dim", student.config.dim}, {"n_heads", student.config.n_heads}, {"n_kv_heads", student.config.n_kv_heads},
+                       {"ffn_dim", student.config.ffn_dim}}}};
+    log_line(o, {{"event", "width_reduction"}, {"width", width_j}});
+  }
 
+  if (r.output_format == "llama2c" && student.config.q_dim() != student.config.dim) {
+    fail("recipe", "$.output.format: llama2c cannot hold this student (n_heads * head_dim = " + std::to_string(student.config.q_dim()) +
+                       " differs from dim " + std::to_string(student.config.dim) + ")",
+         "Use \"format\": \"hf\"");
+  }
   json stages = json::array();
   for (size_t si = 0; si < r.stages.size(); ++si) {
     const StageSpec& st = r.stages[si];
@@ -200,6 +218,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
 
   json res = {{"recipe", r.name}, {"output_model", model_out}, {"tokenizer", tok_path}, {"data", data_j}, {"stages", stages},
               {"student", {{"n_layers", student.config.n_layers}, {"dim", student.config.dim}, {"params", student.config.n_params()}}}};
+  if (!width_j.is_null()) res["width_reduction"] = width_j;
   if (!r.eval_text.empty()) {
     const std::vector<int> ids = tok->encode(read_text_file(r.eval_text));
     auto ppl = [&](const Model& m) {

@@ -81,6 +81,18 @@ size_t ModelGraph::activation_bytes() const {
   return b;
 }
 
+ops::Mat ModelGraph::activation(int layer, Act which) {
+  if (!keep_ || layer < 0 || layer >= cfg_.n_layers) fail("ModelGraph::activation", "no kept activations for layer " + std::to_string(layer));
+  Saved& s = saved_[size_t(layer)];
+  switch (which) {
+    case Act::AttnNormOut: return ops::mat(s.xn1);
+    case Act::FfnNormOut: return ops::mat(s.xn2);
+    case Act::Attention: return ops::mat(s.att);
+    case Act::FfnHidden: return ops::mat(s.h);
+  }
+  return {};
+}
+
 // rows [batch*seq, n_kv*hd] -> [batch][n_kv][seq][hd]
 void ModelGraph::scatter_heads(const ops::Mat& r, Tensor& hm) const {
   const int hd = cfg_.head_dim, nkv = cfg_.n_kv_heads;

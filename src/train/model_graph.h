@@ -33,6 +33,12 @@ class ModelGraph {
   // Bytes held for activations and backward scratch.
   size_t activation_bytes() const;
 
+  // Activations of layer l from the last forward (keep_activations only), for
+  // importance measurements: the two RMSNorm outputs, the attention output
+  // before o_proj [rows, q_dim] and the SwiGLU output before down_proj [rows, ffn].
+  enum class Act { AttnNormOut, FfnNormOut, Attention, FfnHidden };
+  ops::Mat activation(int layer, Act which);
+
  private:
   struct Saved {
     Tensor x_in, xn1, q, k, v, att, x_mid, xn2, gate, up, h;  // k, v head-major [batch][n_kv][seq][hd]
