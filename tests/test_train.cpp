@@ -56,19 +56,6 @@ std::vector<double> to64(const Tensor& t) {
   return std::vector<double>(t.f32(), t.f32() + t.numel());
 }
 
-ref::Ref64Model to_ref(const Model& m) {
-  const ModelConfig& c = m.config;
-  ref::Ref64Model r;
-  r.c = {c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab, c.rope_theta, c.norm_eps, c.tied_embeddings, c.qkv_bias};
-  r.embed = to64(m.embed);
-  r.final_norm = to64(m.final_norm);
-  r.lm_head = to64(m.lm_head);
-  for (const LayerWeights& l : m.layers) {
-    r.layers.push_back({to64(l.attn_norm), to64(l.wq), to64(l.wk), to64(l.wv), to64(l.wo), to64(l.bq), to64(l.bk), to64(l.bv),
-                        to64(l.ffn_norm), to64(l.w_gate), to64(l.w_up), to64(l.w_down)});
-  }
-  return r;
-}
 
 struct Case {
   Model student, teacher;
@@ -95,7 +82,7 @@ void check_gradient(Case& k) {
 
   ref::Ref64Objective o{k.cfg.token.ce, k.cfg.token.kd, k.cfg.token.temperature, k.cfg.hidden_beta, {}};
   for (const auto& p : k.cfg.hidden) o.hidden.push_back({p.student_layer, p.teacher_layer});
-  ref::Ref64Model s64 = to_ref(k.student), t64 = to_ref(k.teacher);
+  ref::Ref64Model s64 = ref::ref_from_model(k.student), t64 = ref::ref_from_model(k.teacher);
   std::vector<std::vector<double>> proj64;
   size_t pi = 0;
   for (size_t i = 0; i < k.cfg.hidden.size(); ++i) {
@@ -132,7 +119,7 @@ void check_gradient(Case& k) {
       mag += std::fabs(u_proj[i][size_t(j)] * pg[i].f32()[j]);
     }
   }
-  ref::Ref64Model u64 = to_ref(u);
+  ref::Ref64Model u64 = ref::ref_from_model(u);
   const double h = 1e-4;
   auto shifted = [&](double sign) {
     ref::Ref64Model p = s64;

@@ -58,21 +58,6 @@ train::Importance random_importance(const ModelConfig& c, uint32_t seed) {
   return imp;
 }
 
-std::vector<double> to64(const Tensor& t) { return t.defined() ? std::vector<double>(t.f32(), t.f32() + t.numel()) : std::vector<double>{}; }
-
-ref::Ref64Model to_ref(const Model& m) {
-  const ModelConfig& c = m.config;
-  ref::Ref64Model r;
-  r.c = {c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab, c.rope_theta, c.norm_eps, c.tied_embeddings, c.qkv_bias};
-  r.embed = to64(m.embed);
-  r.final_norm = to64(m.final_norm);
-  r.lm_head = to64(m.lm_head);
-  for (const LayerWeights& l : m.layers) {
-    r.layers.push_back({to64(l.attn_norm), to64(l.wq), to64(l.wk), to64(l.wv), to64(l.wo), to64(l.bq), to64(l.bk), to64(l.bv),
-                        to64(l.ffn_norm), to64(l.w_gate), to64(l.w_up), to64(l.w_down)});
-  }
-  return r;
-}
 
 std::vector<int> top(const std::vector<double>& s, int k) {
   std::vector<int> idx(s.size());
@@ -104,7 +89,7 @@ TEST(Width, DroppingUnitsEqualsZeroingTheirOutputs) {
   EXPECT_EQ(s.config.n_kv_heads, 2);
   // the reference: the original with dropped FFN channels' w_down columns and
   // dropped heads' o_proj columns set to zero
-  ref::Ref64Model z = to_ref(m);
+  ref::Ref64Model z = ref::ref_from_model(m);
   const ModelConfig& c = m.config;
   for (int l = 0; l < c.n_layers; ++l) {
     const std::vector<int> kf = top(imp.ffn[size_t(l)], 12), kg = top(imp.group[size_t(l)], 2);
@@ -120,13 +105,13 @@ TEST(Width, DroppingUnitsEqualsZeroingTheirOutputs) {
     }
   }
   const std::vector<int> tokens = {1, 5, 9, 2, 27, 13, 13, 0, 8};
-  const std::vector<double> want = ref::forward64(z, tokens, nullptr), got = ref::forward64(to_ref(s), tokens, nullptr);
+  const std::vector<double> want = ref::forward64(z, tokens, nullptr), got = ref::forward64(ref::ref_from_model(s), tokens, nullptr);
   ASSERT_EQ(want.size(), got.size());
   double worst = 0;
   for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(want[i] - got[i]));
   EXPECT_LT(worst, 1e-9);
   // and the dropped units mattered: the full model differs
-  const std::vector<double> full = ref::forward64(to_ref(m), tokens, nullptr);
+  const std::vector<double> full = ref::forward64(ref::ref_from_model(m), tokens, nullptr);
   double diff = 0;
   for (size_t i = 0; i < full.size(); ++i) diff = std::max(diff, std::fabs(full[i] - want[i]));
   EXPECT_GT(diff, 1e-3);

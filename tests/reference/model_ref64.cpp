@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/model.h"
+
 namespace ref {
 
 std::vector<std::vector<double>*> Ref64Model::params() {
@@ -11,6 +13,26 @@ std::vector<std::vector<double>*> Ref64Model::params() {
     for (auto* v : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.ffn_norm, &l.wg, &l.wu, &l.wd}) p.push_back(v);
   }
   return p;
+}
+
+namespace {
+std::vector<double> to64(const condense::Tensor& t) {
+  return t.defined() ? std::vector<double>(t.f32(), t.f32() + t.numel()) : std::vector<double>{};
+}
+}  // namespace
+
+Ref64Model ref_from_model(const condense::Model& m) {
+  const condense::ModelConfig& c = m.config;
+  Ref64Model r;
+  r.c = {c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim, c.vocab, c.rope_theta, c.norm_eps, c.tied_embeddings, c.qkv_bias};
+  r.embed = to64(m.embed);
+  r.final_norm = to64(m.final_norm);
+  r.lm_head = to64(m.lm_head);
+  for (const condense::LayerWeights& l : m.layers) {
+    r.layers.push_back({to64(l.attn_norm), to64(l.wq), to64(l.wk), to64(l.wv), to64(l.wo), to64(l.bq), to64(l.bk), to64(l.bv),
+                        to64(l.ffn_norm), to64(l.w_gate), to64(l.w_up), to64(l.w_down)});
+  }
+  return r;
 }
 
 namespace {

@@ -6,6 +6,10 @@
 #pragma once
 #include <vector>
 
+namespace condense {
+struct Model;
+}
+
 namespace ref {
 
 struct Ref64Config {
@@ -25,6 +29,9 @@ struct Ref64Model {
   // Every parameter vector, in one fixed order (for perturbing along a direction).
   std::vector<std::vector<double>*> params();
 };
+
+// The weights of a condense::Model, read into float64 (the only link to production types).
+Ref64Model ref_from_model(const condense::Model& m);
 
 // Logits [T * vocab] of one sequence at positions 0..T-1; layer_out[l] receives
 // layer l's output [T * dim] when not null.
