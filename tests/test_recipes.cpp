@@ -98,6 +98,18 @@ TEST(Recipe, WidthReductionIsValidated) {
   expect_error(j, {"$.student.width", "from_teacher"});
 }
 
+TEST(Recipe, RandomStudentConfigIsValidatedUpFront) {
+  json j = good();
+  j["student"] = {{"init", "random"}, {"config", {{"n_layers", "three"}}}};
+  expect_error(j, {"$.student.config.n_layers", "an integer"});
+  j["student"] = {{"init", "random"}, {"config", {{"n_layer", 3}}}};
+  expect_error(j, {"$.student.config.n_layer", "unknown key"});
+  j["student"] = {{"init", "random"}, {"shape", "stories16M"}};
+  expect_error(j, {"$.student.shape", "stories15M"});
+  j["student"] = {{"init", "random"}, {"config", {{"n_layers", 3}}}, {"tokenizer", "t.bin"}};
+  expect_error(j, {"$.student.tokenizer"});
+}
+
 TEST(Recipe, DataNeedsExactlyOneSource) {
   json j = good();
   j["data"] = json::object();

@@ -142,19 +142,13 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
         const int valid = int(std::min<int64_t>(kNR, n - pn * kNR));
         kMicro[size_t(mr - 1)](kc, ap + mb * kMR * kc, bp + pn * kNR * kc, c + mb * kMR * ldc + pn * kNR, ldc, valid, acc);
       };
-      if (by_group) {
+      // Threads split the row groups when there are enough of them, else the panels.
+      const int64_t outer = by_group ? groups : npanels, inner = by_group ? npanels : groups;
 #pragma omp for schedule(static)
-        for (int64_t g = 0; g < groups; ++g) {
-          for (int64_t pn = 0; pn < npanels; ++pn) {
-            for (int64_t mb = g * kGroup; mb < std::min(mblocks, (g + 1) * kGroup); ++mb) tile(mb, pn);
-          }
-        }
-      } else {
-#pragma omp for schedule(static)
-        for (int64_t pn = 0; pn < npanels; ++pn) {
-          for (int64_t g = 0; g < groups; ++g) {
-            for (int64_t mb = g * kGroup; mb < std::min(mblocks, (g + 1) * kGroup); ++mb) tile(mb, pn);
-          }
+      for (int64_t o = 0; o < outer; ++o) {
+        for (int64_t i = 0; i < inner; ++i) {
+          const int64_t g = by_group ? o : i, pn = by_group ? i : o;
+          for (int64_t mb = g * kGroup; mb < std::min(mblocks, (g + 1) * kGroup); ++mb) tile(mb, pn);
         }
       }  // the implicit barrier keeps this slab's packs alive until every tile used them
     }

@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+
+#include "io/json_text.h"
 #include <set>
 
 #include "io/atomic_writer.h"
@@ -31,12 +33,7 @@ T get_field(const json& j, const char* key, const std::string& where, T fallback
 }  // namespace
 
 ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(where, std::string("not valid JSON: ") + e.what());
-  }
+  const json j = parse_json(text, where);
   if (!j.is_object()) fail(where, "config.json is not a JSON object");
   ModelConfig c;
   const std::string type = get_field<std::string>(j, "model_type", where, "", true);

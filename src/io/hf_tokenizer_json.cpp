@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "io/file_view.h"
+#include "io/json_text.h"
 #include "model/text_codec.h"
 
 namespace condense {
@@ -59,12 +60,7 @@ void read_pre_tokenizer(const json& p, HfBpeSpec& s, const std::string& where, c
 }  // namespace
 
 std::unique_ptr<HfBpeTokenizer> parse_hf_tokenizer_json(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(where, std::string("not valid JSON: ") + e.what());
-  }
+  const json j = parse_json(text, where);
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) fail(where, "no 'model' object", "Not a Hugging Face tokenizer.json");
   const json& m = j["model"];
   const std::string mt = type_of(m).empty() ? "BPE" : type_of(m);

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/json_text.h"
+
 #include "io/atomic_writer.h"
 
 namespace condense {
@@ -22,12 +24,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
     fail(path, "header length " + std::to_string(n) + " exceeds the file (" + std::to_string(f.size()) + " bytes)",
          "The file is truncated or not safetensors");
   }
-  json h;
-  try {
-    h = json::parse(f.data() + 8, f.data() + 8 + n);
-  } catch (const json::exception& e) {
-    fail(path, std::string("header is not valid JSON: ") + e.what(), "The file is corrupted or not safetensors");
-  }
+  const json h = parse_json(std::string_view(reinterpret_cast<const char*>(f.data()) + 8, n), path + ": header",
+                           "The file is corrupted or not safetensors");
   if (!h.is_object()) fail(path, "header is not a JSON object");
   const uint64_t base = 8 + n, data_len = f.size() - base;
   for (auto it = h.begin(); it != h.end(); ++it) {

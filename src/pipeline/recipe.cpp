@@ -2,9 +2,12 @@
 
 #include <filesystem>
 #include <set>
+#include <sstream>
 
 #include "core/error.h"
 #include "io/file_view.h"
+#include "io/json_text.h"
+#include "model/shapes.h"
 
 namespace condense::pipeline {
 
@@ -12,11 +15,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 json load_recipe_json(const std::string& path) {
-  try {
-    return json::parse(read_text_file(path));
-  } catch (const json::parse_error& e) {
-    fail(path, std::string("is not valid JSON: ") + e.what());
-  }
+  return parse_json(read_text_file(path), path);
 }
 
 void apply_set(json& j, const std::string& a) {
@@ -111,10 +110,6 @@ class Obj {
         fail("recipe", at(it.key()) + ": unknown key" + (list.empty() ? "" : " (this object uses: " + list + ")"));
       }
     }
-  }
-  // Marks keys as known without reading them (optional ones read elsewhere).
-  void known(std::initializer_list<const char*> keys) const {
-    for (const char* k : keys) seen_.insert(k);
   }
 
  private:
@@ -249,13 +244,29 @@ Recipe parse_recipe(const json& j, const std::string& base) {
     w.done();
   }
   r.student.shape = s.str("shape", "");
-  if (s.has("config")) {
-    if (!s.raw("config").is_object()) s.bad("config", "an object of model config fields");
-    r.student.config = s.raw("config");
+  if (!r.student.shape.empty()) {
+    try {
+      shape_config(r.student.shape);
+    } catch (const Error& e) {
+      s.bad("shape", std::string("a known shape (") + e.what() + ")");
+    }
   }
-  if (s.has("model")) r.student.model = {resolve(s.str("model", ""), base), resolve(s.str("tokenizer", ""), base)};
-  else s.known({"tokenizer"});
+  if (s.has("config")) {
+    Obj c(s.raw("config"), s.at("config"));
+    ConfigOverrides& v = r.student.config;
+    for (auto [key, field] : {std::pair{"dim", &v.dim}, {"n_layers", &v.n_layers}, {"n_heads", &v.n_heads}, {"n_kv_heads", &v.n_kv_heads},
+                              {"head_dim", &v.head_dim}, {"ffn_dim", &v.ffn_dim}, {"max_seq", &v.max_seq}}) {
+      *field = int(c.integer(key, 0, 1, 1 << 24));
+    }
+    if (c.has("tied_embeddings")) v.tied_embeddings = c.boolean("tied_embeddings", true);
+    c.done();
+  }
+  r.student.model = {resolve(s.str("model", ""), base), resolve(s.str("tokenizer", ""), base)};
   if (r.student.init == "model" && r.student.model.model.empty()) s.bad("model", "a model path (init is \"model\")");
+  if (r.student.init != "model" && !r.student.model.tokenizer.empty()) s.bad("tokenizer", "nothing (applies to init \"model\")");
+  if (r.student.init == "random" && r.student.shape.empty() && !r.teacher) {
+    s.bad("shape", "a shape name (random init without a teacher has no config to start from)");
+  }
   if (r.student.init == "from_teacher" && !r.teacher) fail("recipe", "$.student.init: from_teacher needs a \"teacher\"");
   if (r.student.init != "from_teacher" && !r.student.layers.empty()) s.bad("layers", "nothing (layers apply to from_teacher)");
   if (r.student.init != "from_teacher" && r.student.shrink) s.bad("width", "nothing (width reduction applies to from_teacher)");

@@ -32,11 +32,17 @@ struct DataSpec {
   GenerateSpec generate;
 };
 
+// Random-init config fields overriding the shape's or the teacher's (0 / empty: keep).
+struct ConfigOverrides {
+  int dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn_dim = 0, max_seq = 0;
+  std::optional<bool> tied_embeddings;
+};
+
 struct StudentSpec {
   std::string init = "from_teacher";  // from_teacher | random | model
   std::vector<int> layers;            // from_teacher: teacher layers kept (empty: all)
   std::string shape;                  // random: a `condense init` shape name ...
-  nlohmann::json config;              // ... or config fields overriding the teacher's
+  ConfigOverrides config;             // ... or the teacher's config, with these fields overridden
   ModelSource model;                  // model: start from this checkpoint
   uint64_t seed = 1;
   bool shrink = false;                // from_teacher: width reduction by importance

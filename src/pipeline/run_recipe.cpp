@@ -30,29 +30,17 @@ void log_line(const RunOptions& o, const json& j) {
   if (o.log_json) std::cerr << j.dump() << "\n";
 }
 
-// Teacher config with the recipe's overrides (vocabulary fixed by the tokenizer).
+// The shape's or the teacher's config with the recipe's overrides; the
+// vocabulary is the shared tokenizer's.
 ModelConfig random_config(const StudentSpec& s, const ModelConfig* teacher, int vocab) {
-  ModelConfig c;
-  if (!s.shape.empty()) c = shape_config(s.shape);
-  else if (teacher) c = *teacher;
-  else fail("recipe", "$.student: random init needs \"shape\" or a teacher whose config it starts from");
-  for (auto it = s.config.begin(); it != s.config.end(); ++it) {
-    const std::string k = it.key(), path = "$.student.config." + k;
-    auto need_int = [&]() {
-      if (!it->is_number_integer() || it->get<int>() <= 0) fail("recipe", path + ": expected a positive integer, got " + it->dump());
-      return it->get<int>();
-    };
-    if (k == "dim") c.dim = need_int();
-    else if (k == "n_layers") c.n_layers = need_int();
-    else if (k == "n_heads") c.n_heads = need_int();
-    else if (k == "n_kv_heads") c.n_kv_heads = need_int();
-    else if (k == "head_dim") c.head_dim = need_int();
-    else if (k == "ffn_dim") c.ffn_dim = need_int();
-    else if (k == "max_seq") c.max_seq = need_int();
-    else if (k == "tied_embeddings" && it->is_boolean()) c.tied_embeddings = it->get<bool>();
-    else fail("recipe", path + ": unknown or ill-typed field (allowed: dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, max_seq, tied_embeddings)");
+  ModelConfig c = s.shape.empty() ? *teacher : shape_config(s.shape);  // parse_recipe ensured one exists
+  const ConfigOverrides& v = s.config;
+  for (auto [field, value] : {std::pair{&c.dim, v.dim}, {&c.n_layers, v.n_layers}, {&c.n_heads, v.n_heads}, {&c.n_kv_heads, v.n_kv_heads},
+                              {&c.head_dim, v.head_dim}, {&c.ffn_dim, v.ffn_dim}, {&c.max_seq, v.max_seq}}) {
+    if (value > 0) *field = value;
   }
-  c.vocab = vocab;  // the shared tokenizer decides, whatever a standard shape says
+  if (v.tied_embeddings) c.tied_embeddings = *v.tied_embeddings;
+  c.vocab = vocab;
   c.validate("$.student");
   return c;
 }
@@ -174,14 +162,13 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
                    double(tr.state_bytes()) / 1e6);
       prog.emplace(st.name, topt.steps, false);
     }
-    double loss_tail = 0, tok_s = 0, secs = 0;
+    double loss_tail = 0, tok_s = 0;
     int tail_n = 0;
     json last_val;
     const auto t0 = clock::now();
     tr.run(
         [&](const train::StepLog& s) {
-          secs += s.seconds;
-          tok_s = double(s.step) > 0 ? s.tokens_per_s : 0;
+          tok_s = s.tokens_per_s;
           if (topt.steps - s.step < 10) {
             loss_tail += s.loss.total;
             ++tail_n;

@@ -12,8 +12,10 @@ namespace condense::train {
 namespace {
 Tensor buf(int64_t rows, int64_t cols) { return Tensor::empty(DType::F32, {rows, cols}); }
 
-// y = x W^T (+ b)
-void linear(const ops::Mat& x, Tensor& w, const ops::Mat& y) { ops::matmul(x, false, ops::mat(w), true, y); }
+// y = x W^T, or y += x W^T (a residual added in the same pass)
+void linear(const ops::Mat& x, Tensor& w, const ops::Mat& y, bool accumulate = false) {
+  ops::matmul(x, false, ops::mat(w), true, y, 1.f, accumulate ? 1.f : 0.f);
+}
 
 // dW += dy^T x; dx (+)= dy W
 void linear_backward(const ops::Mat& x, Tensor& w, const ops::Mat& dy, Tensor& dw, const ops::Mat& dx, bool accumulate_dx) {
@@ -56,7 +58,6 @@ ModelGraph::ModelGraph(const ModelConfig& cfg, int batch, int seq, bool keep)
   xn_final_ = buf(n, d);
   k_rows_ = buf(n, kvd);
   v_rows_ = buf(n, kvd);
-  tmp_ = buf(n, d);
   if (keep) {
     dx_ = buf(n, d);
     dxn_ = buf(n, d);
@@ -75,7 +76,7 @@ size_t ModelGraph::activation_bytes() const {
   for (const Saved& s : saved_) {
     for (const Tensor* t : {&s.x_in, &s.xn1, &s.q, &s.k, &s.v, &s.att, &s.x_mid, &s.xn2, &s.gate, &s.up, &s.h}) b += t->nbytes();
   }
-  for (const Tensor* t : {&x_final_, &xn_final_, &k_rows_, &v_rows_, &tmp_, &dx_, &dxn_, &dh_, &dq_, &dk_rows_, &dv_rows_, &dk_, &dv_}) {
+  for (const Tensor* t : {&x_final_, &xn_final_, &k_rows_, &v_rows_, &dx_, &dxn_, &dh_, &dq_, &dk_rows_, &dv_rows_, &dk_, &dv_}) {
     if (t->defined()) b += t->nbytes();
   }
   return b;
@@ -118,7 +119,7 @@ void ModelGraph::gather_heads(const Tensor& hm, const ops::Mat& r) const {
 
 ops::Mat ModelGraph::forward(const Model& cm, const int* tokens, const LayerHook& on_output) {
   Model& m = const_cast<Model&>(cm);  // forward reads weights only; ops take non-const views
-  const int64_t n = rows(), d = cfg_.dim, qd = cfg_.q_dim(), hd = cfg_.head_dim;
+  const int64_t n = rows(), d = cfg_.dim, hd = cfg_.head_dim;
   const int64_t head_stride = int64_t(seq_) * hd, seq_stride = int64_t(cfg_.n_kv_heads) * head_stride;
   tokens_.assign(tokens, tokens + n);
   ops::Mat x0 = ops::mat(saved_[0].x_in);
@@ -128,7 +129,7 @@ ops::Mat ModelGraph::forward(const Model& cm, const int* tokens, const LayerHook
     }
     std::memcpy(x0.row(i), m.embed.f32() + int64_t(tokens[i]) * d, size_t(d) * 4);
   }
-  ops::Mat tmp = ops::mat(tmp_), kr = ops::mat(k_rows_), vr = ops::mat(v_rows_);
+  ops::Mat kr = ops::mat(k_rows_), vr = ops::mat(v_rows_);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     LayerWeights& w = m.layers[size_t(l)];
     Saved& s = saved_[keep_ ? size_t(l) : 0];
@@ -153,22 +154,19 @@ ops::Mat ModelGraph::forward(const Model& cm, const int* tokens, const LayerHook
                          head_stride, cfg_.n_heads, cfg_.n_kv_heads, int(hd), att.rows_slice(int64_t(b) * seq_, seq_));
     }
     ops::Mat x_mid = ops::mat(s.x_mid), xn2 = ops::mat(s.xn2);
-    linear(att, w.wo, tmp);
     std::memcpy(x_mid.data, x.data, size_t(n * d) * 4);
-    ops::add(x_mid, tmp);
+    linear(att, w.wo, x_mid, true);
     ops::rmsnorm(x_mid, w.ffn_norm, cfg_.norm_eps, xn2);
     ops::Mat gate = ops::mat(s.gate), up = ops::mat(s.up), h = ops::mat(s.h);
     linear(xn2, w.w_gate, gate);
     linear(xn2, w.w_up, up);
     ops::silu_mul(gate, up, h);
-    linear(h, w.w_down, tmp);
     Tensor& out_t = l + 1 < cfg_.n_layers ? saved_[keep_ ? size_t(l + 1) : 0].x_in : x_final_;
     ops::Mat out = ops::mat(out_t);
     std::memcpy(out.data, x_mid.data, size_t(n * d) * 4);
-    ops::add(out, tmp);
+    linear(h, w.w_down, out, true);
     if (on_output) on_output(l, out);
   }
-  (void)qd;
   ops::Mat xf = ops::mat(x_final_), xnf = ops::mat(xn_final_);
   ops::rmsnorm(xf, m.final_norm, cfg_.norm_eps, xnf);
   return xnf;

@@ -50,7 +50,7 @@ class ModelGraph {
   int batch_, seq_;
   bool keep_;
   std::vector<Saved> saved_;
-  Tensor x_final_, xn_final_, k_rows_, v_rows_, tmp_;
+  Tensor x_final_, xn_final_, k_rows_, v_rows_;
   Tensor dx_, dxn_, dh_, dq_, dk_rows_, dv_rows_, dk_, dv_;  // backward scratch (keep mode only)
   std::vector<int> tokens_;
   ops::RopeTable rope_;

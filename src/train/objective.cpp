@@ -26,7 +26,6 @@ Objective::Objective(const ModelConfig& s, const Model* teacher, const Objective
       fail("Objective", "teacher vocabulary (" + std::to_string(t.vocab) + ") differs from the student's (" + std::to_string(s.vocab) + ")");
     }
     teacher_graph_.emplace(t, batch, seq, false);
-    teacher_final_ = Tensor::empty(DType::F32, {int64_t(batch) * seq, t.dim});
     for (const HiddenPair& p : cfg.hidden) {
       if (p.student_layer < 0 || p.student_layer >= s.n_layers || p.teacher_layer < 0 || p.teacher_layer >= t.n_layers) {
         fail("Objective", "hidden pair (student " + std::to_string(p.student_layer) + ", teacher " + std::to_string(p.teacher_layer) +
@@ -48,7 +47,7 @@ Objective::Objective(const ModelConfig& s, const Model* teacher, const Objective
 
 size_t Objective::activation_bytes() const {
   size_t b = student_graph_.activation_bytes() + d_final_.nbytes();
-  if (teacher_graph_) b += teacher_graph_->activation_bytes() + teacher_final_.nbytes();
+  if (teacher_graph_) b += teacher_graph_->activation_bytes();
   for (const Tensor& t : teacher_hidden_) b += t.nbytes();
   for (const Tensor& t : d_hidden_) b += t.nbytes();
   return b;
@@ -57,15 +56,13 @@ size_t Objective::activation_bytes() const {
 LossReport Objective::run(Model& student, const int* inputs, const int* targets, float scale, Model* grads,
                           std::vector<Tensor>* proj_grads) {
   const bool hidden = !cfg_.hidden.empty() && cfg_.hidden_beta > 0;
-  ops::Mat xt;
+  ops::Mat xt;  // the teacher's final hidden states, in its graph until its next forward
   if (teacher_graph_) {
-    ops::Mat tf = teacher_graph_->forward(*teacher_, inputs, [&](int l, const ops::Mat& x) {
+    xt = teacher_graph_->forward(*teacher_, inputs, [&](int l, const ops::Mat& x) {
       for (size_t k = 0; k < cfg_.hidden.size(); ++k) {
         if (hidden && cfg_.hidden[k].teacher_layer == l) std::memcpy(teacher_hidden_[k].f32(), x.data, teacher_hidden_[k].nbytes());
       }
     });
-    std::memcpy(teacher_final_.f32(), tf.data, teacher_final_.nbytes());
-    xt = ops::mat(teacher_final_);
   }
   LossReport rep;
   ops::Mat xs = student_graph_.forward(student, inputs, [&](int l, const ops::Mat& x) {

@@ -54,7 +54,7 @@ class Objective {
   LmLoss loss_;
   std::vector<Tensor> proj_, teacher_hidden_, d_hidden_;
   std::vector<int> proj_index_;  // per pair: index into proj_ or -1
-  Tensor d_final_, teacher_final_;
+  Tensor d_final_;
 };
 
 // Random init for learned projections: N(0, 1/ds), seeded.

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "io/atomic_writer.h"
 #include "io/file_view.h"
+#include "io/json_text.h"
 
 namespace condense::train {
 
@@ -126,12 +127,7 @@ PrepareResult prepare_token_data(const Tokenizer& tok, const PrepareOptions& opt
 TokenDataset TokenDataset::open(const std::string& dir, const std::string& expect) {
   const std::string mpath = (fs::path(dir) / "manifest.json").string();
   if (!fs::exists(mpath)) fail(dir, "has no manifest.json", "Create it with: condense data prepare --text FILE --tokenizer T --out " + dir);
-  nlohmann::json man;
-  try {
-    man = nlohmann::json::parse(read_text_file(mpath));
-  } catch (const nlohmann::json::exception& e) {
-    fail(mpath, std::string("is not valid JSON: ") + e.what());
-  }
+  const nlohmann::json man = parse_json(read_text_file(mpath), mpath);
   if (man.value("format", "") != "condense-tokens" || man.value("version", 0) != 1) {
     fail(mpath, "is not a version-1 condense token manifest");
   }

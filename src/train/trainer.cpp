@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/json_text.h"
 #include "io/train_state.h"
 
 namespace condense::train {
@@ -118,12 +119,7 @@ void Trainer::save(const std::string& path) {
 }
 
 void Trainer::resume(const std::string& path) {
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(read_train_state_meta(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, std::string("metadata is not JSON: ") + e.what());
-  }
+  const nlohmann::json meta = parse_json(read_train_state_meta(path), path + ": metadata");
   if (meta.value("format", "") != "condense-train-state" || meta.value("version", 0) != 1) {
     fail(path, "is not a version-1 condense training state");
   }
