@@ -39,7 +39,7 @@ void register_eval(CLI::App& app) {
     const std::vector<int> tokens = tok.encode(read_text_file(a->text));
     Engine engine(lm.model, std::min(lm.model.config.max_seq, a->ctx));
     const std::string model_path = lm.model.path;
-    lm.model = Model{};
+    release_weights(lm.model);
     std::optional<Progress> progress;  // made at the first window, when the total is known
     PerplexityResult r = evaluate_perplexity(engine, tokens, a->ctx, a->max_windows, [&](int done, int total) {
       if (!progress) progress.emplace("eval", total, a->log_json);

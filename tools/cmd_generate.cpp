@@ -38,7 +38,7 @@ void register_generate(CLI::App& app) {
     for (int id : tok.encode(a->prompt)) prompt.push_back(id);
     const int max_seq = std::min<int>(lm.model.config.max_seq, int(prompt.size()) + a->steps);
     Engine engine(lm.model, max_seq);
-    lm.model = Model{};  // the engine holds packed copies; free the originals
+    release_weights(lm.model);  // the engine holds packed copies; free the originals
     const uint64_t seed = a->seed ? a->seed : uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
     Sampler sampler(a->temperature, a->top_p, seed);
     std::cout << a->prompt << std::flush;

@@ -39,4 +39,13 @@ void allocate_weights(Model& m) {
   for_each_weight(m, [](const WeightRef& w) { *w.tensor = Tensor::empty(DType::F32, w.shape); });
 }
 
+void release_weights(Model& m) {
+  m.embed = Tensor();
+  m.final_norm = Tensor();
+  m.lm_head = Tensor();
+  m.layers.clear();
+  m.layers.shrink_to_fit();
+  m.compression.clear();
+}
+
 }  // namespace condense

@@ -9,6 +9,7 @@
 
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/quantized_weight.h"
 
 namespace condense {
 
@@ -37,6 +38,11 @@ struct Model {
   std::string path;
   bool random_init = false;
   std::map<std::string, DType> source_dtypes;
+  // Packed forms of compressed weights, by weight name (the f32 tensors hold
+  // their effective values; see model/quantized_weight.h).
+  std::map<std::string, WeightCompression> compression;
+  // The recipe stages that produced this model, as a JSON array (text).
+  std::string history = "[]";
 
   const Tensor& head() const { return config.tied_embeddings ? embed : lm_head; }
 };
@@ -45,6 +51,9 @@ struct Model {
 void for_each_weight(Model& model, const std::function<void(const WeightRef&)>& fn);
 // The same walk for readers (savers, info); `fn` must not modify the tensors.
 void for_each_weight(const Model& model, const std::function<void(const WeightRef&)>& fn);
+// Drops every weight (and packed form), keeping config and provenance: frees
+// the originals once an Engine holds its own packed copies.
+void release_weights(Model& model);
 // Resizes `layers` to the config and allocates every weight as f32 (uninitialized).
 void allocate_weights(Model& model);
 

@@ -83,8 +83,8 @@ size_t ModelGraph::activation_bytes() const {
 }
 
 ops::Mat ModelGraph::activation(int layer, Act which) {
-  if (!keep_ || layer < 0 || layer >= cfg_.n_layers) fail("ModelGraph::activation", "no kept activations for layer " + std::to_string(layer));
-  Saved& s = saved_[size_t(layer)];
+  if (layer < 0 || layer >= cfg_.n_layers) fail("ModelGraph::activation", "no layer " + std::to_string(layer));
+  Saved& s = saved_[keep_ ? size_t(layer) : 0];
   switch (which) {
     case Act::AttnNormOut: return ops::mat(s.xn1);
     case Act::FfnNormOut: return ops::mat(s.xn2);
@@ -117,10 +117,56 @@ void ModelGraph::gather_heads(const Tensor& hm, const ops::Mat& r) const {
   }
 }
 
-ops::Mat ModelGraph::forward(const Model& cm, const int* tokens, const LayerHook& on_output) {
-  Model& m = const_cast<Model&>(cm);  // forward reads weights only; ops take non-const views
+void ModelGraph::run_block(LayerWeights& w, Saved& s, Tensor& out_t) {
   const int64_t n = rows(), d = cfg_.dim, hd = cfg_.head_dim;
   const int64_t head_stride = int64_t(seq_) * hd, seq_stride = int64_t(cfg_.n_kv_heads) * head_stride;
+  ops::Mat kr = ops::mat(k_rows_), vr = ops::mat(v_rows_);
+  ops::Mat x = ops::mat(s.x_in), xn1 = ops::mat(s.xn1), q = ops::mat(s.q), att = ops::mat(s.att);
+  ops::rmsnorm(x, w.attn_norm, cfg_.norm_eps, xn1);
+  linear(xn1, w.wq, q);
+  linear(xn1, w.wk, kr);
+  linear(xn1, w.wv, vr);
+  if (cfg_.qkv_bias) {
+    ops::add_bias(q, w.bq);
+    ops::add_bias(kr, w.bk);
+    ops::add_bias(vr, w.bv);
+  }
+  for (int b = 0; b < batch_; ++b) {
+    ops::rope(q.rows_slice(int64_t(b) * seq_, seq_), cfg_.n_heads, int(hd), 0, rope_);
+    ops::rope(kr.rows_slice(int64_t(b) * seq_, seq_), cfg_.n_kv_heads, int(hd), 0, rope_);
+  }
+  scatter_heads(kr, s.k);
+  scatter_heads(vr, s.v);
+  for (int b = 0; b < batch_; ++b) {
+    ops::attention_seq(q.rows_slice(int64_t(b) * seq_, seq_), s.k.f32() + b * seq_stride, s.v.f32() + b * seq_stride,
+                       head_stride, cfg_.n_heads, cfg_.n_kv_heads, int(hd), att.rows_slice(int64_t(b) * seq_, seq_));
+  }
+  ops::Mat x_mid = ops::mat(s.x_mid), xn2 = ops::mat(s.xn2);
+  std::memcpy(x_mid.data, x.data, size_t(n * d) * 4);
+  linear(att, w.wo, x_mid, true);
+  ops::rmsnorm(x_mid, w.ffn_norm, cfg_.norm_eps, xn2);
+  ops::Mat gate = ops::mat(s.gate), up = ops::mat(s.up), h = ops::mat(s.h);
+  linear(xn2, w.w_gate, gate);
+  linear(xn2, w.w_up, up);
+  ops::silu_mul(gate, up, h);
+  ops::Mat out = ops::mat(out_t);
+  std::memcpy(out.data, x_mid.data, size_t(n * d) * 4);
+  linear(h, w.w_down, out, true);
+}
+
+ops::Mat ModelGraph::forward_block(const Model& cm, int layer, const ops::Mat& x_in) {
+  if (keep_) fail("ModelGraph::forward_block", "runs on graphs built without kept activations");
+  if (layer < 0 || layer >= cfg_.n_layers) fail("ModelGraph::forward_block", "no layer " + std::to_string(layer));
+  ops::check(x_in.rows == rows() && x_in.cols == cfg_.dim, "forward_block", "x_in must be [batch*seq, dim]");
+  ops::Mat x = ops::mat(saved_[0].x_in);
+  for (int64_t r = 0; r < x.rows; ++r) std::memcpy(x.row(r), x_in.row(r), size_t(x.cols) * 4);
+  run_block(const_cast<Model&>(cm).layers[size_t(layer)], saved_[0], x_final_);
+  return ops::mat(x_final_);
+}
+
+ops::Mat ModelGraph::forward(const Model& cm, const int* tokens, const LayerHook& on_output) {
+  Model& m = const_cast<Model&>(cm);  // forward reads weights only; ops take non-const views
+  const int64_t n = rows(), d = cfg_.dim;
   tokens_.assign(tokens, tokens + n);
   ops::Mat x0 = ops::mat(saved_[0].x_in);
   for (int64_t i = 0; i < n; ++i) {
@@ -129,43 +175,10 @@ ops::Mat ModelGraph::forward(const Model& cm, const int* tokens, const LayerHook
     }
     std::memcpy(x0.row(i), m.embed.f32() + int64_t(tokens[i]) * d, size_t(d) * 4);
   }
-  ops::Mat kr = ops::mat(k_rows_), vr = ops::mat(v_rows_);
   for (int l = 0; l < cfg_.n_layers; ++l) {
-    LayerWeights& w = m.layers[size_t(l)];
-    Saved& s = saved_[keep_ ? size_t(l) : 0];
-    ops::Mat x = ops::mat(s.x_in), xn1 = ops::mat(s.xn1), q = ops::mat(s.q), att = ops::mat(s.att);
-    ops::rmsnorm(x, w.attn_norm, cfg_.norm_eps, xn1);
-    linear(xn1, w.wq, q);
-    linear(xn1, w.wk, kr);
-    linear(xn1, w.wv, vr);
-    if (cfg_.qkv_bias) {
-      ops::add_bias(q, w.bq);
-      ops::add_bias(kr, w.bk);
-      ops::add_bias(vr, w.bv);
-    }
-    for (int b = 0; b < batch_; ++b) {
-      ops::rope(q.rows_slice(int64_t(b) * seq_, seq_), cfg_.n_heads, int(hd), 0, rope_);
-      ops::rope(kr.rows_slice(int64_t(b) * seq_, seq_), cfg_.n_kv_heads, int(hd), 0, rope_);
-    }
-    scatter_heads(kr, s.k);
-    scatter_heads(vr, s.v);
-    for (int b = 0; b < batch_; ++b) {
-      ops::attention_seq(q.rows_slice(int64_t(b) * seq_, seq_), s.k.f32() + b * seq_stride, s.v.f32() + b * seq_stride,
-                         head_stride, cfg_.n_heads, cfg_.n_kv_heads, int(hd), att.rows_slice(int64_t(b) * seq_, seq_));
-    }
-    ops::Mat x_mid = ops::mat(s.x_mid), xn2 = ops::mat(s.xn2);
-    std::memcpy(x_mid.data, x.data, size_t(n * d) * 4);
-    linear(att, w.wo, x_mid, true);
-    ops::rmsnorm(x_mid, w.ffn_norm, cfg_.norm_eps, xn2);
-    ops::Mat gate = ops::mat(s.gate), up = ops::mat(s.up), h = ops::mat(s.h);
-    linear(xn2, w.w_gate, gate);
-    linear(xn2, w.w_up, up);
-    ops::silu_mul(gate, up, h);
     Tensor& out_t = l + 1 < cfg_.n_layers ? saved_[keep_ ? size_t(l + 1) : 0].x_in : x_final_;
-    ops::Mat out = ops::mat(out_t);
-    std::memcpy(out.data, x_mid.data, size_t(n * d) * 4);
-    linear(h, w.w_down, out, true);
-    if (on_output) on_output(l, out);
+    run_block(m.layers[size_t(l)], saved_[keep_ ? size_t(l) : 0], out_t);
+    if (on_output) on_output(l, ops::mat(out_t));
   }
   ops::Mat xf = ops::mat(x_final_), xnf = ops::mat(xn_final_);
   ops::rmsnorm(xf, m.final_norm, cfg_.norm_eps, xnf);

@@ -30,11 +30,16 @@ class ModelGraph {
   // backward pass goes through layer l. Needs keep_activations.
   void backward(const Model& m, const ops::Mat& d_final, Model& grads, const LayerHook& inject = {});
 
+  // Runs block `layer` alone on x_in [rows, dim] (graphs without kept
+  // activations: layer-by-layer calibration). Returns its output [rows, dim],
+  // valid until the next call.
+  ops::Mat forward_block(const Model& m, int layer, const ops::Mat& x_in);
+
   // Bytes held for activations and backward scratch.
   size_t activation_bytes() const;
 
-  // Activations of layer l from the last forward (keep_activations only), for
-  // importance measurements: the two RMSNorm outputs, the attention output
+  // Activations of layer l from the last forward (without kept activations:
+  // of the last block run, whatever l), for importance and calibration: the two RMSNorm outputs, the attention output
   // before o_proj [rows, q_dim] and the SwiGLU output before down_proj [rows, ffn].
   enum class Act { AttnNormOut, FfnNormOut, Attention, FfnHidden };
   ops::Mat activation(int layer, Act which);
@@ -43,6 +48,7 @@ class ModelGraph {
   struct Saved {
     Tensor x_in, xn1, q, k, v, att, x_mid, xn2, gate, up, h;  // k, v head-major [batch][n_kv][seq][hd]
   };
+  void run_block(LayerWeights& w, Saved& s, Tensor& out);
   void scatter_heads(const ops::Mat& rows, Tensor& head_major) const;
   void gather_heads(const Tensor& head_major, const ops::Mat& rows) const;
 

@@ -1,0 +1,104 @@
+#include "compress/calibration.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/ops/gemm.h"
+#include "train/model_graph.h"
+
+namespace condense::compress {
+
+using train::ModelGraph;
+
+const char* site_name(Site s) {
+  switch (s) {
+    case Site::AttnIn: return "attn_in";
+    case Site::AttnOut: return "attn_out";
+    case Site::FfnIn: return "ffn_in";
+    case Site::FfnHidden: return "ffn_hidden";
+  }
+  return "?";
+}
+
+std::vector<Tensor*> site_weights(LayerWeights& w, Site s) {
+  switch (s) {
+    case Site::AttnIn: return {&w.wq, &w.wk, &w.wv};
+    case Site::AttnOut: return {&w.wo};
+    case Site::FfnIn: return {&w.w_gate, &w.w_up};
+    case Site::FfnHidden: return {&w.w_down};
+  }
+  return {};
+}
+
+LayerwiseCalibrator::LayerwiseCalibrator(const Model& m, std::vector<int> inputs, int n_seq, int seq, int chunk)
+    : m_(m), inputs_(std::move(inputs)), n_seq_(n_seq), seq_(seq), chunk_(std::max(1, std::min(chunk, n_seq))) {
+  if (n_seq <= 0 || seq <= 0) fail("calibration", "needs at least one sequence of at least one token");
+  if (int64_t(inputs_.size()) != int64_t(n_seq) * seq) fail("calibration", "token count does not match n_seq * seq");
+  while (n_seq % chunk_ != 0) --chunk_;  // equal chunks: the graph has a fixed batch
+  const int64_t d = m.config.dim;
+  hidden_ = Tensor::empty(DType::F32, {int64_t(n_seq) * seq, d});
+  float* h = hidden_.f32();
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    const int t = inputs_[i];
+    if (t < 0 || t >= m.config.vocab) fail("calibration", "token id " + std::to_string(t) + " is outside the vocabulary");
+    std::memcpy(h + int64_t(i) * d, m.embed.f32() + int64_t(t) * d, size_t(d) * 4);
+  }
+  graph_ = std::make_unique<ModelGraph>(m.config, chunk_, seq, false);
+  const int64_t widest = std::max<int64_t>({d, m.config.q_dim(), m.config.ffn_dim});
+  hess_chunk_ = Tensor::empty(DType::F32, {widest, widest});
+}
+
+LayerwiseCalibrator::~LayerwiseCalibrator() = default;
+
+size_t LayerwiseCalibrator::bytes() const {
+  return hidden_.nbytes() + graph_->activation_bytes() + hess_chunk_.nbytes();
+}
+
+std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer) {
+  using Act = ModelGraph::Act;
+  const Act acts[kNumSites] = {Act::AttnNormOut, Act::Attention, Act::FfnNormOut, Act::FfnHidden};
+  std::array<SiteStats, kNumSites> st;
+  const int64_t rows = int64_t(chunk_) * seq_;
+  ops::Mat all = ops::mat(hidden_);
+  for (int c = 0; c < n_seq_ / chunk_; ++c) {
+    graph_->forward_block(m_, layer, all.rows_slice(int64_t(c) * rows, rows));
+    for (int si = 0; si < kNumSites; ++si) {
+      const ops::Mat x = graph_->activation(layer, acts[si]);
+      SiteStats& s = st[size_t(si)];
+      const int64_t k = x.cols;
+      if (s.cols == 0) {
+        s.cols = k;
+        s.hessian.assign(size_t(k * k), 0.0);
+        s.abs_mean.assign(size_t(k), 0.0);
+      }
+      // f32 GEMM per chunk (at most chunk*seq rows summed), float64 across chunks
+      ops::Mat hc{hess_chunk_.f32(), k, k, k};
+      ops::matmul(x, true, x, false, hc);
+      for (int64_t i = 0; i < k * k; ++i) s.hessian[size_t(i)] += double(hc.data[i]);
+      for (int64_t r = 0; r < x.rows; ++r) {
+        const float* xr = x.row(r);
+        for (int64_t j = 0; j < k; ++j) s.abs_mean[size_t(j)] += std::fabs(double(xr[j]));
+      }
+      s.samples += x.rows;
+    }
+  }
+  for (SiteStats& s : st) {
+    const double inv = 1.0 / double(s.samples);
+    for (double& v : s.hessian) v *= inv;
+    for (double& v : s.abs_mean) v *= inv;
+  }
+  return st;
+}
+
+void LayerwiseCalibrator::advance(int layer) {
+  const int64_t rows = int64_t(chunk_) * seq_;
+  ops::Mat all = ops::mat(hidden_);
+  for (int c = 0; c < n_seq_ / chunk_; ++c) {
+    ops::Mat x = all.rows_slice(int64_t(c) * rows, rows);
+    const ops::Mat y = graph_->forward_block(m_, layer, x);
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(x.row(r), y.row(r), size_t(x.cols) * 4);
+  }
+}
+
+}  // namespace condense::compress

@@ -1,0 +1,46 @@
+// The quantize stage on a whole model: chooses the target weights by glob,
+// then quantizes them by round-to-nearest, GPTQ or AWQ. GPTQ and AWQ calibrate
+// layer by layer (compress/calibration.h), so memory stays bounded by the
+// calibration set's hidden states plus one block. Existing pruning masks are
+// kept. Quantized weights keep their effective values in the f32 tensors and
+// their packed form in Model::compression.
+#pragma once
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "compress/awq.h"
+#include "compress/gptq.h"
+#include "model/model.h"
+
+namespace condense::compress {
+
+struct CalibrationSet {
+  std::vector<int> inputs;  // n_seq windows of seq ids, each starting with BOS
+  int n_seq = 0, seq = 0;
+  int chunk = 8;            // sequences per block run
+};
+
+struct QuantizeOptions {
+  QuantScheme scheme;
+  std::string method = "rtn";        // rtn | gptq | awq
+  std::vector<std::string> targets;  // globs over weight names; empty: every linear weight in the blocks
+  GptqOptions gptq;
+  AwqOptions awq;
+};
+
+// Weight names the globs select (fnmatch), in model order; fails naming a glob
+// that matches nothing, and refuses a tied head (it is the embedding).
+std::vector<std::string> select_weights(const Model& m, const std::vector<std::string>& globs, const std::string& where);
+
+// Returns a report: per tensor the scheme and the layer-wise output error of
+// the method next to round-to-nearest's (when calibrated), calibration memory,
+// peak RSS and time. on_progress(done, total) counts tensors.
+nlohmann::json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* calib,
+                              const std::function<void(int, int)>& on_progress = {});
+
+// Peak resident memory of this process so far (VmHWM), bytes; 0 if unknown.
+size_t peak_rss_bytes();
+
+}  // namespace condense::compress
