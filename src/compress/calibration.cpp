@@ -55,7 +55,7 @@ size_t LayerwiseCalibrator::bytes() const {
   return hidden_.nbytes() + graph_->activation_bytes() + hess_chunk_.nbytes();
 }
 
-std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer) {
+std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer, unsigned sites) {
   using Act = ModelGraph::Act;
   const Act acts[kNumSites] = {Act::AttnNormOut, Act::Attention, Act::FfnNormOut, Act::FfnHidden};
   std::array<SiteStats, kNumSites> st;
@@ -64,6 +64,7 @@ std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer) {
   for (int c = 0; c < n_seq_ / chunk_; ++c) {
     graph_->forward_block(m_, layer, all.rows_slice(int64_t(c) * rows, rows));
     for (int si = 0; si < kNumSites; ++si) {
+      if (!((sites >> si) & 1u)) continue;
       const ops::Mat x = graph_->activation(layer, acts[si]);
       SiteStats& s = st[size_t(si)];
       const int64_t k = x.cols;
@@ -84,6 +85,7 @@ std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer) {
     }
   }
   for (SiteStats& s : st) {
+    if (s.samples == 0) continue;
     const double inv = 1.0 / double(s.samples);
     for (double& v : s.hessian) v *= inv;
     for (double& v : s.abs_mean) v *= inv;

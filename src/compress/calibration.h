@@ -36,9 +36,9 @@ class LayerwiseCalibrator {
   ~LayerwiseCalibrator();
 
   // Runs block `layer` with its current weights over the whole set and
-  // returns the statistics of its four input sites. The hidden states are not
-  // changed.
-  std::array<SiteStats, kNumSites> collect(int layer);
+  // returns the statistics of the input sites in `sites` (bit i: Site i; the
+  // others stay empty). The hidden states are not changed.
+  std::array<SiteStats, kNumSites> collect(int layer, unsigned sites = 0xf);
   // Runs block `layer` with its current weights and keeps the outputs as the
   // next block's inputs.
   void advance(int layer);

@@ -17,6 +17,7 @@ struct GptqOptions {
   double damp = 0.01;     // fraction of mean(diag H) added to the diagonal
   int block = 128;        // columns per lazy-update block
   bool act_order = false; // quantize columns by decreasing H_jj (group scales then come from the original weights)
+  bool true_sequential = true;  // within a block, each later site's Hessian sees the already quantized earlier ones
 };
 
 struct GptqReport {

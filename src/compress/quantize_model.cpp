@@ -142,7 +142,8 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
         for (Tensor* t : site_weights(lw, Site(si))) any |= targets.count(tnames.at(t)) > 0;
       }
       if (any) {
-        std::array<SiteStats, kNumSites> st = cal.collect(l);
+        const bool sequential = opt.method == "gptq" && opt.gptq.true_sequential;
+        std::array<SiteStats, kNumSites> st = cal.collect(l, sequential ? 1u : 0xfu);
         // AWQ: scales per site, folded into the producer of the site's input
         std::map<const Tensor*, std::vector<float>> col_scale, row_scale;
         std::map<const Tensor*, std::vector<float>> original;
@@ -187,6 +188,7 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
           }
         }
         for (int si = 0; si < kNumSites; ++si) {
+          if (sequential && si > 0) st[size_t(si)] = std::move(cal.collect(l, 1u << si)[size_t(si)]);
           const SiteStats& ss = st[size_t(si)];
           for (Tensor* t : site_weights(lw, Site(si))) {
             const std::string& name = tnames.at(t);

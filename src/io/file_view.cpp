@@ -32,7 +32,7 @@ FileView::FileView(const std::string& path) : path_(path) {
 }
 
 FileView::~FileView() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ && owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 void FileView::require(uint64_t offset, uint64_t n, const std::string& what) const {

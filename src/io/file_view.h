@@ -12,6 +12,8 @@ namespace condense {
 class FileView {
  public:
   explicit FileView(const std::string& path);
+  // A view of bytes held elsewhere (an embedded file); `name` is used in errors.
+  FileView(std::string name, const uint8_t* data, uint64_t size) : path_(std::move(name)), data_(data), size_(size), owned_(false) {}
   ~FileView();
   FileView(const FileView&) = delete;
   FileView& operator=(const FileView&) = delete;
@@ -34,6 +36,7 @@ class FileView {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  bool owned_ = true;
 };
 
 std::string read_text_file(const std::string& path);

@@ -126,6 +126,11 @@ void save_llama2c(const Model& model, const std::string& path) {
 
 std::unique_ptr<Llama2cTokenizer> load_llama2c_tokenizer(const std::string& path) {
   FileView f(path);
+  return parse_llama2c_tokenizer(f);
+}
+
+std::unique_ptr<Llama2cTokenizer> parse_llama2c_tokenizer(const FileView& f) {
+  const std::string& path = f.path();
   const int32_t max_len = f.read<int32_t>(0, "max_token_length");
   if (max_len <= 0 || max_len > 4096) fail(path, "implausible max_token_length " + std::to_string(max_len), "Not a llama2.c tokenizer.bin");
   std::vector<std::string> pieces;

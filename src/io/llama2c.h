@@ -23,6 +23,8 @@ namespace condense {
 Model load_llama2c(const std::string& path);
 void save_llama2c(const Model& model, const std::string& path);
 std::unique_ptr<Llama2cTokenizer> load_llama2c_tokenizer(const std::string& path);
+class FileView;
+std::unique_ptr<Llama2cTokenizer> parse_llama2c_tokenizer(const FileView& bytes);
 void save_llama2c_tokenizer(const Llama2cTokenizer& tok, const std::string& path);
 
 }  // namespace condense

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "io/cpk.h"
 #include "io/file_view.h"
 #include "io/gguf.h"
 #include "io/hf_model.h"
@@ -15,7 +16,9 @@ namespace fs = std::filesystem;
 std::string detect_format(const std::string& path) {
   if (!fs::exists(path)) fail(path, "does not exist", "Check the model path");
   if (fs::is_directory(path)) return "hf-safetensors";
+  if (is_cpk(path)) return "cpk";
   const std::string ext = fs::path(path).extension().string();
+  if (ext == ".cpk") fail(path, "has the .cpk extension but not the .cpk magic", "The file is corrupted or mislabeled");
   if (ext == ".safetensors" || fs::path(path).filename() == "config.json") return "hf-safetensors";
   FileView f(path);
   if (f.size() >= 4 && std::memcmp(f.data(), "GGUF", 4) == 0) return "gguf";
@@ -28,6 +31,13 @@ std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path) {
   if (ext == ".model") return std::make_unique<SentencePieceTokenizer>(read_text_file(path), path);
   if (ext == ".json") return load_hf_tokenizer_json(path);
   return load_llama2c_tokenizer(path);
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_bytes(const std::string& bytes, const std::string& file_name, const std::string& where) {
+  const std::string ext = fs::path(file_name).extension().string();
+  if (ext == ".model") return std::make_unique<SentencePieceTokenizer>(bytes, where);
+  if (ext == ".json") return parse_hf_tokenizer_json(bytes, where);
+  return parse_llama2c_tokenizer(FileView(where, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
 namespace {
@@ -60,6 +70,8 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
       if (auto_tok.empty() && fs::exists(fs::path(lm.model.path) / n)) auto_tok = (fs::path(lm.model.path) / n).string();
     }
     if (auto_tok.empty()) lm.tokenizer_note = "no tokenizer.model or tokenizer.json in " + lm.model.path;
+  } else if (format == "cpk") {
+    lm = load_cpk(path);
   } else if (format == "gguf") {
     GgufModel g = load_gguf_model(path);
     lm.model = std::move(g.model);

@@ -25,6 +25,9 @@ struct LoadedModel {
 std::string detect_format(const std::string& path);
 LoadedModel load_model(const std::string& path, const std::string& tokenizer_path = "");
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
+// A tokenizer file's bytes held in memory (embedded in a .cpk); `file_name`'s
+// extension says the kind as for load_tokenizer_file, `where` names it in errors.
+std::unique_ptr<Tokenizer> load_tokenizer_bytes(const std::string& bytes, const std::string& file_name, const std::string& where);
 // The tokenizer or an Error saying what to pass.
 const Tokenizer& require_tokenizer(const LoadedModel& m);
 

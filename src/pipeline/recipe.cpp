@@ -134,15 +134,80 @@ ModelSource model_source(const Obj& o, const std::string& base) {
   return m;
 }
 
+QuantScheme parse_scheme(const Obj& w) {
+  QuantScheme q;
+  const std::string t = w.str("type", "", {"int8", "int4", "fp8"});
+  if (t.empty()) w.bad("type", "one of int8, int4, fp8");
+  q.type = quant_type_from_name(t);
+  q.symmetric = w.boolean("symmetric", true);
+  if (q.type == DType::F8E4M3 && !q.symmetric) w.bad("symmetric", "true (fp8 has no zero point)");
+  q.group = int(w.integer("group", 0, 1, 1 << 20));
+  const std::string g = w.str("granularity", q.group ? "group" : (q.type == DType::I4 ? "" : "channel"), {"tensor", "channel", "group"});
+  if (g.empty()) w.bad("group", "a group size (int4 is group-wise: 32, 64 or 128 are usual)");
+  if (g == "group" && !q.group) w.bad("group", "a group size for granularity \"group\"");
+  if (g != "group" && q.group) w.bad("granularity", "\"group\" (a group size was given)");
+  q.granularity = g == "tensor" ? Granularity::PerTensor : (g == "channel" ? Granularity::PerChannel : Granularity::Group);
+  w.done();
+  return q;
+}
+
+void parse_quantize(const Obj& o, StageSpec& s, uint64_t seed) {
+  compress::QuantizeOptions& q = s.quantize;
+  if (!o.has("weights")) o.bad("weights", "an object like {\"type\": \"int4\", \"group\": 32}");
+  q.scheme = parse_scheme(Obj(o.raw("weights"), o.at("weights")));
+  q.method = o.str("method", "rtn", {"rtn", "gptq", "awq"});
+  if (o.has("targets")) {
+    const json& t = o.raw("targets");
+    if (!t.is_array() || t.empty() || !std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_string(); })) {
+      o.bad("targets", "a non-empty array of weight-name patterns (e.g. \"model.layers.*.mlp.*\")");
+    }
+    for (const auto& x : t) q.targets.push_back(x.get<std::string>());
+  }
+  if (o.has("gptq")) {
+    if (q.method != "gptq") o.bad("gptq", "nothing (method is not gptq)");
+    Obj g(o.raw("gptq"), o.at("gptq"));
+    q.gptq.damp = g.num("damp", 0.01, 0, 10);
+    q.gptq.block = int(g.integer("block", 128, 1, 1 << 16));
+    q.gptq.act_order = g.boolean("act_order", false);
+    q.gptq.true_sequential = g.boolean("true_sequential", true);
+    g.done();
+  }
+  if (o.has("awq")) {
+    if (q.method != "awq") o.bad("awq", "nothing (method is not awq)");
+    Obj a(o.raw("awq"), o.at("awq"));
+    q.awq.grid = int(a.integer("grid", 20, 1, 1000));
+    q.awq.clip = a.boolean("clip", true);
+    q.awq.clip_grid = int(a.integer("clip_grid", 20, 1, 1000));
+    q.awq.max_shrink = a.num("max_shrink", 0.5, 0, 0.99);
+    a.done();
+  }
+  if (o.has("calibration")) {
+    if (q.method == "rtn") o.bad("calibration", "nothing (rtn needs no calibration)");
+    Obj c(o.raw("calibration"), o.at("calibration"));
+    s.calibration.samples = int(c.integer("samples", 128, 1, 1 << 20));
+    s.calibration.seq = int(c.integer("seq", 256, 2, 1 << 20));
+    s.calibration.chunk = int(c.integer("chunk", 8, 1, 1 << 20));
+    s.calibration.seed = uint64_t(c.integer("seed", int64_t(seed), 0, INT64_MAX));
+    c.done();
+  } else {
+    s.calibration.seed = seed;
+  }
+}
+
 StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
   Obj o(j, path);
   StageSpec s;
   s.type = o.str("type", "", {"train", "distill", "prune", "quantize", "qat", "calibrate_kv"});
   if (s.type.empty()) o.bad("type", "one of train, distill");
-  if (s.type != "train" && s.type != "distill") {
-    fail("recipe", o.at("type") + ": stage '" + s.type + "' is not implemented yet (this version runs train and distill)");
+  if (s.type != "train" && s.type != "distill" && s.type != "quantize") {
+    fail("recipe", o.at("type") + ": stage '" + s.type + "' is not implemented yet (this version runs train, distill and quantize)");
   }
   s.name = o.str("name", s.type);
+  if (s.type == "quantize") {
+    parse_quantize(o, s, seed);
+    o.done();
+    return s;
+  }
   train::TrainOptions& t = s.train;
   t.steps = o.integer("steps", 100, 1, int64_t(1) << 40);
   t.batch = int(o.integer("batch", 8, 1, 1 << 16));
@@ -276,6 +341,12 @@ Recipe parse_recipe(const json& j, const std::string& base) {
   const json& st = o.raw("stages");
   for (size_t i = 0; i < st.size(); ++i) {
     r.stages.push_back(parse_stage(st[i], "$.stages[" + std::to_string(i) + "]", seed));
+    if ((r.stages.back().type == "train" || r.stages.back().type == "distill") && i > 0 &&
+        std::any_of(r.stages.begin(), r.stages.end() - 1, [](const StageSpec& p) { return p.type == "quantize"; })) {
+      fail("recipe", "$.stages[" + std::to_string(i) + "]: a " + r.stages.back().type +
+                         " stage after quantize would train away the quantized weights",
+           "Train or distill before quantizing (quantization-aware training is the qat stage)");
+    }
     if (r.stages.back().type == "distill" && !r.teacher) {
       fail("recipe", "$.stages[" + std::to_string(i) + "]: a distill stage needs a \"teacher\" at $.teacher");
     }
@@ -285,7 +356,11 @@ Recipe parse_recipe(const json& j, const std::string& base) {
   if (!o.has("output")) o.bad("output", "an object with \"dir\"");
   Obj out(o.raw("output"), o.at("output"));
   r.output_dir = resolve(out.req_str("dir"), base);
-  r.output_format = out.str("format", "hf", {"hf", "llama2c"});
+  const bool compresses = std::any_of(r.stages.begin(), r.stages.end(), [](const StageSpec& st) { return st.compresses(); });
+  r.output_format = out.str("format", compresses ? "cpk" : "hf", {"hf", "llama2c", "cpk"});
+  if (compresses && r.output_format != "cpk") {
+    out.bad("format", "\"cpk\" (a compressed model's packed weights only fit a .cpk; hf/llama2c would store dequantized f32)");
+  }
   out.done();
   if (o.has("eval")) {
     Obj e(o.raw("eval"), o.at("eval"));

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "compress/quantize_model.h"
 #include "train/objective.h"
 #include "train/trainer.h"
 #include "train/width_prune.h"
@@ -50,11 +51,19 @@ struct StudentSpec {
   int calibration_windows = 32;
 };
 
+struct CalibrationSpec {
+  int samples = 128, seq = 256, chunk = 8;
+  uint64_t seed = 1;
+};
+
 struct StageSpec {
-  std::string type;                   // train | distill
+  std::string type;                   // train | distill | quantize
   std::string name;
-  train::TrainOptions train;
+  train::TrainOptions train;          // train, distill
   train::ObjectiveConfig objective;
+  compress::QuantizeOptions quantize; // quantize
+  CalibrationSpec calibration;        // quantize (gptq, awq)
+  bool compresses() const { return type == "quantize"; }
 };
 
 struct Recipe {
@@ -63,7 +72,7 @@ struct Recipe {
   DataSpec data;
   StudentSpec student;
   std::vector<StageSpec> stages;
-  std::string output_dir, output_format = "hf";  // hf | llama2c
+  std::string output_dir, output_format = "hf";  // hf | llama2c | cpk (the default when a stage compresses)
   std::string eval_text;
   int eval_ctx = 256, eval_windows = 16;
   nlohmann::json source;              // the recipe as given (after --set), stored with outputs

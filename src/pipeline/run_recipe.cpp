@@ -8,12 +8,15 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "compress/quantize_model.h"
 #include "io/atomic_writer.h"
+#include "io/cpk.h"
 #include "io/file_view.h"
 #include "io/hf_model.h"
 #include "io/llama2c.h"
 #include "io/model_loader.h"
 #include "model/shapes.h"
+#include "runtime/compare.h"
 #include "runtime/generate.h"
 #include "runtime/perplexity.h"
 #include "train/student_init.h"
@@ -47,6 +50,37 @@ ModelConfig random_config(const StudentSpec& s, const ModelConfig* teacher, int 
 
 std::string vocab_name(const Tokenizer& t, const std::string& path) {
   return "'" + path + "' (" + t.kind() + ", " + std::to_string(t.vocab_size()) + " tokens)";
+}
+
+// Calibration windows from the training split (a function of the seed), then
+// the quantizer; returns the stage's results entry.
+json run_quantize(const StageSpec& st, Model& student, const train::TokenDataset& data, int bos, const RunOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const compress::QuantizeOptions& q = st.quantize;
+  std::optional<compress::CalibrationSet> cal;
+  if (q.method != "rtn") {
+    const CalibrationSpec& cs = st.calibration;
+    const int seq = std::min(cs.seq, student.config.max_seq);
+    cal.emplace();
+    cal->n_seq = cs.samples;
+    cal->seq = seq;
+    cal->chunk = cs.chunk;
+    cal->inputs.resize(size_t(cs.samples) * size_t(seq));
+    std::vector<int> targets(static_cast<size_t>(seq));
+    for (int i = 0; i < cs.samples; ++i) data.sample(cs.seed, 0, i, 1, seq, bos, cal->inputs.data() + size_t(i) * size_t(seq), targets.data());
+  }
+  std::optional<Progress> prog;
+  if (!o.log_json) std::fprintf(stderr, "%s: %s %s\n", st.name.c_str(), q.method.c_str(), q.scheme.describe().c_str());
+  const json rep = compress::quantize_model(student, q, cal ? &*cal : nullptr, [&](int done, int total) {
+    if (!prog) prog.emplace(st.name, total, o.log_json);
+    prog->update(done);
+  });
+  if (prog) prog->finish();
+  int retries = rep.contains("calibration") ? rep["calibration"].value("cholesky_retries", 0) : 0;
+  if (retries) std::fprintf(stderr, "%s: GPTQ's Cholesky factorisation failed %d times; dampening was raised (see results.json)\n", st.name.c_str(), retries);
+  log_line(o, {{"event", "quantize"}, {"stage", st.name}, {"report", rep}});
+  return {{"name", st.name}, {"type", st.type}, {"report", rep},
+          {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
 }
 
 }  // namespace
@@ -142,8 +176,16 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
          "Use \"format\": \"hf\"");
   }
   json stages = json::array();
+  json history = json::array();
   for (size_t si = 0; si < r.stages.size(); ++si) {
     const StageSpec& st = r.stages[si];
+    if (st.type == "quantize") {
+      const json q = run_quantize(st, student, data, bos, o);
+      stages.push_back(q);
+      history.push_back({{"stage", st.name}, {"type", st.type}, {"method", st.quantize.method}, {"scheme", st.quantize.scheme.describe()}});
+      continue;
+    }
+    history.push_back({{"stage", st.name}, {"type", st.type}, {"steps", st.train.steps}});
     train::TrainOptions topt = st.train;
     topt.state_path = (fs::path(r.output_dir) / ("state-stage" + std::to_string(si) + ".h5")).string();
     const Model* t = st.type == "distill" ? &teacher->model : nullptr;
@@ -195,7 +237,14 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
 
   // output model
   std::string model_out;
-  if (r.output_format == "hf") {
+  student.history = history.dump();
+  if (r.output_format == "cpk") {
+    model_out = (fs::path(r.output_dir) / "model.cpk").string();
+    CpkWriteOptions w;
+    w.tokenizer_path = tok_path.find(" (embedded") == std::string::npos ? tok_path : "";
+    w.provenance_json = json{{"recipe", r.source}, {"created_by", "condense"}}.dump();
+    save_cpk(student, model_out, w);
+  } else if (r.output_format == "hf") {
     model_out = (fs::path(r.output_dir) / "model").string();
     save_hf_model(student, model_out, DType::F32, {{"condense.recipe", r.name}});
   } else {
@@ -212,8 +261,16 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
       Engine e(m, std::min(m.config.max_seq, r.eval_ctx));
       return evaluate_perplexity(e, ids, r.eval_ctx, r.eval_windows).ppl;
     };
-    json ev = {{"text", r.eval_text}, {"ctx", r.eval_ctx}, {"max_windows", r.eval_windows}, {"student_ppl", ppl(student)}};
-    if (teacher) ev["teacher_ppl"] = ppl(teacher->model);
+    json ev = {{"text", r.eval_text}, {"ctx", r.eval_ctx}, {"max_windows", r.eval_windows}};
+    if (teacher) {
+      Engine es(student, std::min(student.config.max_seq, r.eval_ctx)), et(teacher->model, std::min(teacher->model.config.max_seq, r.eval_ctx));
+      const Comparison c = compare_models(es, et, ids, r.eval_ctx, r.eval_windows);
+      ev["student_ppl"] = c.ppl;
+      ev["teacher_ppl"] = c.reference_ppl;
+      ev["vs_teacher"] = {{"delta_ppl_pct", c.delta_ppl_pct}, {"kl_mean", c.kl_mean}, {"kl_p99", c.kl_p99}, {"top1_agreement", c.top1_agreement}};
+    } else {
+      ev["student_ppl"] = ppl(student);
+    }
     res["eval"] = ev;
     log_line(o, {{"event", "eval"}, {"eval", ev}});
   }
