@@ -1,8 +1,10 @@
 // condense info MODEL: what a model file holds.
+#include <cstdio>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "io/cpk.h"
 #include "io/model_loader.h"
 #ifdef CONDENSE_HAVE_CUDA
 #include "kernels/gpu/device_query.h"
@@ -10,6 +12,55 @@
 #include "tools/cli_common.h"
 
 namespace condense::cli {
+
+namespace {
+
+// Per tensor: stored format, sparsity and bits per weight; totals for the
+// blocks' linear weights (against their f32 bytes) and for the whole file.
+nlohmann::json cpk_storage(const std::string& path) {
+  const CpkInfo info = read_cpk_info(path);
+  nlohmann::json tensors = nlohmann::json::array();
+  uint64_t lin_bytes = 0, lin_f32 = 0, all_bytes = 0;
+  int64_t lin_elems = 0, lin_kept = 0;
+  for (const CpkTensorInfo& t : info.tensors) {
+    tensors.push_back({{"name", t.name}, {"format", t.format}, {"scheme", t.scheme}, {"shape", t.shape}, {"bytes", t.bytes},
+                       {"sparsity", t.elements ? 1.0 - double(t.kept) / double(t.elements) : 0.0}, {"sparse_encoding", t.sparsity},
+                       {"bits_per_weight", t.elements ? 8.0 * double(t.bytes) / double(t.elements) : 0.0}});
+    all_bytes += t.bytes;
+    if (t.linear) {
+      lin_bytes += t.bytes;
+      lin_f32 += uint64_t(t.elements) * 4;
+      lin_elems += t.elements;
+      lin_kept += t.kept;
+    }
+  }
+  return {{"version", std::to_string(info.major) + "." + std::to_string(info.minor)},
+          {"file_bytes", info.file_bytes},
+          {"header_bytes", info.header_bytes},
+          {"tensor_bytes", all_bytes},
+          {"linear_weights", {{"bytes", lin_bytes}, {"f32_bytes", lin_f32}, {"fraction_of_f32", lin_f32 ? double(lin_bytes) / double(lin_f32) : 0.0},
+                              {"bits_per_weight", lin_elems ? 8.0 * double(lin_bytes) / double(lin_elems) : 0.0},
+                              {"sparsity", lin_elems ? 1.0 - double(lin_kept) / double(lin_elems) : 0.0}}},
+          {"tensors", tensors}};
+}
+
+void print_cpk_storage(const nlohmann::json& p) {
+  std::printf("cpk:         version %s, %llu bytes (header %llu)\n", p["version"].get<std::string>().c_str(),
+              (unsigned long long)p["file_bytes"].get<uint64_t>(), (unsigned long long)p["header_bytes"].get<uint64_t>());
+  std::printf("  %-44s %-22s %8s %7s %10s\n", "tensor", "format", "sparsity", "bits/w", "bytes");
+  for (const auto& t : p["tensors"]) {
+    const std::string f = t["scheme"].get<std::string>().empty() ? t["format"].get<std::string>() : t["scheme"].get<std::string>();
+    std::printf("  %-44s %-22s %7.1f%% %7.3f %10llu\n", t["name"].get<std::string>().c_str(), f.c_str(), 100 * t["sparsity"].get<double>(),
+                t["bits_per_weight"].get<double>(), (unsigned long long)t["bytes"].get<uint64_t>());
+  }
+  const auto& l = p["linear_weights"];
+  std::printf("linear weights: %llu bytes = %.2f%% of their f32 %llu bytes (%.3f bits/weight, %.1f%% sparse)\n",
+              (unsigned long long)l["bytes"].get<uint64_t>(), 100 * l["fraction_of_f32"].get<double>(),
+              (unsigned long long)l["f32_bytes"].get<uint64_t>(), l["bits_per_weight"].get<double>(), 100 * l["sparsity"].get<double>());
+  std::printf("whole file:     %llu bytes\n", (unsigned long long)p["file_bytes"].get<uint64_t>());
+}
+
+}  // namespace
 
 void register_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show a model's format, config, parameter count, bytes by dtype and tokenizer");
@@ -44,6 +95,9 @@ void register_info(CLI::App& app) {
                                                     {"vocab", lm.tokenizer->vocab_size()}}
                                    : nlohmann::json{{"missing", lm.tokenizer_note}}}};
     for (const auto& [dt, pb] : by_dtype) j["dtypes"][dt] = {{"parameters", pb.first}, {"bytes", pb.second}};
+    nlohmann::json packed;
+    if (m.format == "cpk") packed = cpk_storage(m.path);
+    if (!packed.is_null()) j["cpk"] = packed;
     j["gpu_devices"] = nlohmann::json::array();
 #ifdef CONDENSE_HAVE_CUDA
     for (const auto& d : kernels::gpu::list_devices()) {
@@ -63,6 +117,7 @@ void register_info(CLI::App& app) {
     for (const auto& [dt, pb] : by_dtype) {
       std::cout << "  " << dt << ": " << pb.first << " parameters, " << pb.second << " bytes (" << pb.second / 1048576.0 << " MiB)\n";
     }
+    if (!packed.is_null()) print_cpk_storage(packed);
     for (const auto& d : j["gpu_devices"]) std::cout << "gpu:         " << d["name"].get<std::string>() << "\n";
     if (lm.tokenizer) {
       std::cout << "tokenizer:   " << lm.tokenizer->kind() << ", " << lm.tokenizer->vocab_size() << " tokens, " << lm.tokenizer_path << "\n";
