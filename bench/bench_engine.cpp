@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     Engine e(lm.model, ctx);
     const std::string format = lm.model.format;
     const bool random = lm.model.random_init;
-    lm.model = Model{};
+    release_weights(lm.model);
     std::vector<int> tokens(static_cast<size_t>(ctx));
     for (int i = 0; i < ctx; ++i) tokens[size_t(i)] = int((uint64_t(i) * 2654435761u) % uint64_t(c.vocab));
     std::vector<float> logits(size_t(batch) * size_t(c.vocab));

@@ -127,3 +127,42 @@ TEST(Recipe, SetOverridesByPath) {
   EXPECT_THROW(pipeline::apply_set(j, "stages[5].steps=1"), Error);
   EXPECT_THROW(pipeline::apply_set(j, "novalue"), Error);
 }
+
+TEST(Recipe, QuantizeStageParsesAndDefaultsToCpk) {
+  json j = good();
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int4", "group": 32, "symmetric": false},
+                                  "method": "gptq", "gptq": {"damp": 0.02, "act_order": true}, "calibration": {"samples": 16, "seq": 64}},
+                                 {"type": "calibrate_kv", "dtype": "fp8", "granularity": "head"}])");
+  const pipeline::Recipe r = pipeline::parse_recipe(j, "");
+  EXPECT_EQ(r.output_format, "cpk");
+  const compress::QuantizeOptions& q = r.stages[0].quantize;
+  EXPECT_EQ(q.scheme.describe(), "int4 g32 asym");
+  EXPECT_EQ(q.method, "gptq");
+  EXPECT_DOUBLE_EQ(q.gptq.damp, 0.02);
+  EXPECT_TRUE(q.gptq.act_order);
+  EXPECT_EQ(r.stages[0].calibration.samples, 16);
+  EXPECT_TRUE(r.stages[1].kv.per_head);
+  EXPECT_EQ(r.stages[1].kv.type, DType::F8E4M3);
+}
+
+TEST(Recipe, QuantizeStageErrorsNameThePath) {
+  json j = good();
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int3"}}])");
+  expect_error(j, {"$.stages[0].weights.type", "int8, int4, fp8"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int4"}}])");
+  expect_error(j, {"$.stages[0].weights.group", "group size"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "fp8", "symmetric": false}}])");
+  expect_error(j, {"$.stages[0].weights.symmetric"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "gptq": {"damp": 0.1}}])");
+  expect_error(j, {"$.stages[0].gptq", "method is not gptq"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "calibration": {"samples": 8}}])");
+  expect_error(j, {"$.stages[0].calibration", "rtn needs no calibration"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}}])");
+  j["output"]["format"] = "hf";
+  expect_error(j, {"$.output.format", "cpk"});
+  j["output"].erase("format");
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}}, {"type": "train", "steps": 5}])");
+  expect_error(j, {"$.stages[1]", "after quantize"});
+  j["stages"] = json::parse(R"([{"type": "calibrate_kv", "dtype": "fp16"}])");
+  expect_error(j, {"$.stages[0].dtype", "fp8, int8"});
+}

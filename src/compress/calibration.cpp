@@ -93,6 +93,26 @@ std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer, unsigne
   return st;
 }
 
+void LayerwiseCalibrator::kv_absmax(int layer, std::vector<float>& k_amax, std::vector<float>& v_amax) {
+  const int n_kv = m_.config.n_kv_heads;
+  k_amax.assign(size_t(n_kv), 0.f);
+  v_amax.assign(size_t(n_kv), 0.f);
+  const int64_t rows = int64_t(chunk_) * seq_;
+  ops::Mat all = ops::mat(hidden_);
+  for (int c = 0; c < n_seq_ / chunk_; ++c) {
+    graph_->forward_block(m_, layer, all.rows_slice(int64_t(c) * rows, rows));
+    for (auto [act, out] : {std::pair{ModelGraph::Act::Keys, &k_amax}, {ModelGraph::Act::Values, &v_amax}}) {
+      const ops::Mat x = graph_->activation(layer, act);  // [chunk][n_kv][seq] rows of head_dim
+      for (int64_t r = 0; r < x.rows; ++r) {
+        const int h = int((r / seq_) % n_kv);
+        const float* p = x.row(r);
+        float& a = (*out)[size_t(h)];
+        for (int64_t j = 0; j < x.cols; ++j) a = std::max(a, std::fabs(p[j]));
+      }
+    }
+  }
+}
+
 void LayerwiseCalibrator::advance(int layer) {
   const int64_t rows = int64_t(chunk_) * seq_;
   ops::Mat all = ops::mat(hidden_);

@@ -39,6 +39,9 @@ class LayerwiseCalibrator {
   // returns the statistics of the input sites in `sites` (bit i: Site i; the
   // others stay empty). The hidden states are not changed.
   std::array<SiteStats, kNumSites> collect(int layer, unsigned sites = 0xf);
+  // Largest |key| (after RoPE) and |value| per kv head of block `layer` over
+  // the whole set: [n_kv] each. The hidden states are not changed.
+  void kv_absmax(int layer, std::vector<float>& k_amax, std::vector<float>& v_amax);
   // Runs block `layer` with its current weights and keeps the outputs as the
   // next block's inputs.
   void advance(int layer);

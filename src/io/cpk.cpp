@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -206,6 +207,13 @@ void save_cpk(const Model& m, const std::string& path, const CpkWriteOptions& op
                  {"history", parse_json(m.history, "model history")},
                  {"tensors", tensors},
                  {"sections", sec.table}};
+  if (m.kv_cache.quantized()) {
+    const KvCacheQuant& q = m.kv_cache;
+    const size_t per = size_t(m.config.n_layers) * size_t(q.per_head ? m.config.n_kv_heads : 1);
+    if (q.k_scales.size() != per || q.v_scales.size() != per) fail(path, "KV cache scales do not match the config's layers/heads");
+    header["kv_cache"] = {{"dtype", q.type == DType::F8E4M3 ? "fp8-e4m3" : "int8"}, {"granularity", q.per_head ? "head" : "tensor"},
+                          {"k_scales", q.k_scales}, {"v_scales", q.v_scales}};
+  }
   const std::string h = header.dump();
   std::vector<uint8_t> pre(kMagic, kMagic + 8);
   put<uint32_t>(pre, kCpkMajor);
@@ -474,6 +482,20 @@ LoadedModel load_cpk(const std::string& path) {
     });
     if (used != by_name.size()) bad(path, std::to_string(by_name.size() - used) + " tensors in the file belong to no weight of the config");
     if (rd.header.contains("history")) m.history = rd.header["history"].dump();
+    if (rd.header.contains("kv_cache")) {
+      const json& k = rd.header["kv_cache"];
+      const std::string dt = k.at("dtype").get<std::string>(), g = k.at("granularity").get<std::string>();
+      if (dt != "fp8-e4m3" && dt != "int8") fail(path, "unknown KV cache dtype '" + dt + "'", "Use a newer condense");
+      if (g != "tensor" && g != "head") fail(path, "unknown KV cache granularity '" + g + "'", "Use a newer condense");
+      m.kv_cache.type = dt == "int8" ? DType::I8 : DType::F8E4M3;
+      m.kv_cache.per_head = g == "head";
+      m.kv_cache.k_scales = k.at("k_scales").get<std::vector<float>>();
+      m.kv_cache.v_scales = k.at("v_scales").get<std::vector<float>>();
+      const size_t per = size_t(m.config.n_layers) * size_t(m.kv_cache.per_head ? m.config.n_kv_heads : 1);
+      if (m.kv_cache.k_scales.size() != per || m.kv_cache.v_scales.size() != per) bad(path, "KV cache scales do not match the config's layers/heads");
+      for (float v : m.kv_cache.k_scales) if (!(v > 0) || !std::isfinite(v)) bad(path, "KV cache scale not positive and finite");
+      for (float v : m.kv_cache.v_scales) if (!(v > 0) || !std::isfinite(v)) bad(path, "KV cache scale not positive and finite");
+    }
     const json& tok = rd.header.contains("tokenizer") ? rd.header["tokenizer"] : json(nullptr);
     if (!tok.is_null()) {
       const std::vector<uint8_t> b = rd.section(tok.at("section"), "tokenizer");

@@ -39,6 +39,12 @@ void allocate_weights(Model& m) {
   for_each_weight(m, [](const WeightRef& w) { *w.tensor = Tensor::empty(DType::F32, w.shape); });
 }
 
+std::vector<float> KvCacheQuant::layer_scales(const std::vector<float>& all, int layer, int n_kv) const {
+  std::vector<float> s(static_cast<size_t>(n_kv), 1.f);
+  for (int h = 0; h < n_kv; ++h) s[size_t(h)] = per_head ? all.at(size_t(layer * n_kv + h)) : all.at(size_t(layer));
+  return s;
+}
+
 void release_weights(Model& m) {
   m.embed = Tensor();
   m.final_norm = Tensor();

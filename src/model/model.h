@@ -9,6 +9,7 @@
 
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/kv_cache_quant.h"
 #include "model/quantized_weight.h"
 
 namespace condense {
@@ -41,6 +42,8 @@ struct Model {
   // Packed forms of compressed weights, by weight name (the f32 tensors hold
   // their effective values; see model/quantized_weight.h).
   std::map<std::string, WeightCompression> compression;
+  // KV cache storage chosen by a calibrate_kv stage.
+  KvCacheQuant kv_cache;
   // The recipe stages that produced this model, as a JSON array (text).
   std::string history = "[]";
 

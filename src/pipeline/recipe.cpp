@@ -134,6 +134,8 @@ ModelSource model_source(const Obj& o, const std::string& base) {
   return m;
 }
 
+void parse_calibration(const Obj& o, StageSpec& s, uint64_t seed);
+
 QuantScheme parse_scheme(const Obj& w) {
   QuantScheme q;
   const std::string t = w.str("type", "", {"int8", "int4", "fp8"});
@@ -181,8 +183,12 @@ void parse_quantize(const Obj& o, StageSpec& s, uint64_t seed) {
     q.awq.max_shrink = a.num("max_shrink", 0.5, 0, 0.99);
     a.done();
   }
+  if (o.has("calibration") && q.method == "rtn") o.bad("calibration", "nothing (rtn needs no calibration)");
+  parse_calibration(o, s, seed);
+}
+
+void parse_calibration(const Obj& o, StageSpec& s, uint64_t seed) {
   if (o.has("calibration")) {
-    if (q.method == "rtn") o.bad("calibration", "nothing (rtn needs no calibration)");
     Obj c(o.raw("calibration"), o.at("calibration"));
     s.calibration.samples = int(c.integer("samples", 128, 1, 1 << 20));
     s.calibration.seq = int(c.integer("seq", 256, 2, 1 << 20));
@@ -199,12 +205,21 @@ StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
   StageSpec s;
   s.type = o.str("type", "", {"train", "distill", "prune", "quantize", "qat", "calibrate_kv"});
   if (s.type.empty()) o.bad("type", "one of train, distill");
-  if (s.type != "train" && s.type != "distill" && s.type != "quantize") {
-    fail("recipe", o.at("type") + ": stage '" + s.type + "' is not implemented yet (this version runs train, distill and quantize)");
+  if (s.type != "train" && s.type != "distill" && s.type != "quantize" && s.type != "calibrate_kv") {
+    fail("recipe", o.at("type") + ": stage '" + s.type + "' is not implemented yet (this version runs train, distill, quantize and calibrate_kv)");
   }
   s.name = o.str("name", s.type);
   if (s.type == "quantize") {
     parse_quantize(o, s, seed);
+    o.done();
+    return s;
+  }
+  if (s.type == "calibrate_kv") {
+    const std::string t = o.str("dtype", "fp8", {"fp8", "int8"});
+    s.kv.type = t == "fp8" ? DType::F8E4M3 : DType::I8;
+    s.kv.per_head = o.str("granularity", "tensor", {"tensor", "head"}) == "head";
+    s.kv.unit_scales = o.str("scales", "calibrated", {"calibrated", "unit"}) == "unit";
+    parse_calibration(o, s, seed);
     o.done();
     return s;
   }

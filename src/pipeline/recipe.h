@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "compress/kv_calibration.h"
 #include "compress/quantize_model.h"
 #include "train/objective.h"
 #include "train/trainer.h"
@@ -57,13 +58,14 @@ struct CalibrationSpec {
 };
 
 struct StageSpec {
-  std::string type;                   // train | distill | quantize
+  std::string type;                   // train | distill | quantize | calibrate_kv
   std::string name;
   train::TrainOptions train;          // train, distill
   train::ObjectiveConfig objective;
   compress::QuantizeOptions quantize; // quantize
-  CalibrationSpec calibration;        // quantize (gptq, awq)
-  bool compresses() const { return type == "quantize"; }
+  CalibrationSpec calibration;        // quantize (gptq, awq), calibrate_kv
+  compress::KvCalibrationOptions kv;  // calibrate_kv
+  bool compresses() const { return type == "quantize" || type == "calibrate_kv"; }
 };
 
 struct Recipe {

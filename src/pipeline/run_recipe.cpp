@@ -52,23 +52,35 @@ std::string vocab_name(const Tokenizer& t, const std::string& path) {
   return "'" + path + "' (" + t.kind() + ", " + std::to_string(t.vocab_size()) + " tokens)";
 }
 
-// Calibration windows from the training split (a function of the seed), then
-// the quantizer; returns the stage's results entry.
+// Calibration windows from the training split, a function of the seed.
+compress::CalibrationSet calibration_set(const CalibrationSpec& cs, const Model& m, const train::TokenDataset& data, int bos) {
+  compress::CalibrationSet cal;
+  const int seq = std::min(cs.seq, m.config.max_seq);
+  cal.n_seq = cs.samples;
+  cal.seq = seq;
+  cal.chunk = cs.chunk;
+  cal.inputs.resize(size_t(cs.samples) * size_t(seq));
+  std::vector<int> targets(static_cast<size_t>(seq));
+  for (int i = 0; i < cs.samples; ++i) data.sample(cs.seed, 0, i, 1, seq, bos, cal.inputs.data() + size_t(i) * size_t(seq), targets.data());
+  return cal;
+}
+
+json run_calibrate_kv(const StageSpec& st, Model& student, const train::TokenDataset& data, int bos, const RunOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::optional<compress::CalibrationSet> cal;
+  if (!st.kv.unit_scales) cal = calibration_set(st.calibration, student, data, bos);
+  const json rep = compress::calibrate_kv(student, st.kv, cal ? &*cal : nullptr);
+  log_line(o, {{"event", "calibrate_kv"}, {"stage", st.name}, {"report", rep}});
+  return {{"name", st.name}, {"type", st.type}, {"report", rep},
+          {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+}
+
+// The quantizer (calibrated for gptq/awq); returns the stage's results entry.
 json run_quantize(const StageSpec& st, Model& student, const train::TokenDataset& data, int bos, const RunOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const compress::QuantizeOptions& q = st.quantize;
   std::optional<compress::CalibrationSet> cal;
-  if (q.method != "rtn") {
-    const CalibrationSpec& cs = st.calibration;
-    const int seq = std::min(cs.seq, student.config.max_seq);
-    cal.emplace();
-    cal->n_seq = cs.samples;
-    cal->seq = seq;
-    cal->chunk = cs.chunk;
-    cal->inputs.resize(size_t(cs.samples) * size_t(seq));
-    std::vector<int> targets(static_cast<size_t>(seq));
-    for (int i = 0; i < cs.samples; ++i) data.sample(cs.seed, 0, i, 1, seq, bos, cal->inputs.data() + size_t(i) * size_t(seq), targets.data());
-  }
+  if (q.method != "rtn") cal = calibration_set(st.calibration, student, data, bos);
   std::optional<Progress> prog;
   if (!o.log_json) std::fprintf(stderr, "%s: %s %s\n", st.name.c_str(), q.method.c_str(), q.scheme.describe().c_str());
   const json rep = compress::quantize_model(student, q, cal ? &*cal : nullptr, [&](int done, int total) {
@@ -183,6 +195,12 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
       const json q = run_quantize(st, student, data, bos, o);
       stages.push_back(q);
       history.push_back({{"stage", st.name}, {"type", st.type}, {"method", st.quantize.method}, {"scheme", st.quantize.scheme.describe()}});
+      continue;
+    }
+    if (st.type == "calibrate_kv") {
+      stages.push_back(run_calibrate_kv(st, student, data, bos, o));
+      history.push_back({{"stage", st.name}, {"type", st.type}, {"kv_cache", stages.back()["report"]["dtype"]},
+                         {"scales", stages.back()["report"]["scales"]}});
       continue;
     }
     history.push_back({{"stage", st.name}, {"type", st.type}, {"steps", st.train.steps}});

@@ -25,6 +25,12 @@ Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq >
       std::memcpy(l.qkv_bias.f32() + cfg_.q_dim() + kvd, w.bv.f32(), w.bv.nbytes());
     }
     l.kv = ops::KvCacheLayer::make(cfg_.n_kv_heads, max_seq_, cfg_.head_dim);
+    if (m.kv_cache.quantized()) {
+      const int li = int(layers_.size());
+      l.kv.qtype = m.kv_cache.type;
+      l.kv.k_scale = m.kv_cache.layer_scales(m.kv_cache.k_scales, li, cfg_.n_kv_heads);
+      l.kv.v_scale = m.kv_cache.layer_scales(m.kv_cache.v_scales, li, cfg_.n_kv_heads);
+    }
     layers_.push_back(std::move(l));
   }
   head_ = ops::PackedLinear::pack({&m.head()});

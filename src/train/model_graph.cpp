@@ -90,6 +90,8 @@ ops::Mat ModelGraph::activation(int layer, Act which) {
     case Act::FfnNormOut: return ops::mat(s.xn2);
     case Act::Attention: return ops::mat(s.att);
     case Act::FfnHidden: return ops::mat(s.h);
+    case Act::Keys: return {s.k.f32(), s.k.numel() / cfg_.head_dim, cfg_.head_dim, cfg_.head_dim};
+    case Act::Values: return {s.v.f32(), s.v.numel() / cfg_.head_dim, cfg_.head_dim, cfg_.head_dim};
   }
   return {};
 }

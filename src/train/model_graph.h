@@ -41,7 +41,8 @@ class ModelGraph {
   // Activations of layer l from the last forward (without kept activations:
   // of the last block run, whatever l), for importance and calibration: the two RMSNorm outputs, the attention output
   // before o_proj [rows, q_dim] and the SwiGLU output before down_proj [rows, ffn].
-  enum class Act { AttnNormOut, FfnNormOut, Attention, FfnHidden };
+  // Keys (after RoPE) and Values come head-major: [batch * n_kv * seq, head_dim].
+  enum class Act { AttnNormOut, FfnNormOut, Attention, FfnHidden, Keys, Values };
   ops::Mat activation(int layer, Act which);
 
  private:

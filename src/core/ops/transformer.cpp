@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/common/int_codes.h"
+#include "kernels/common/minifloat.h"
 #include "kernels/cpu/transformer_f32.h"
 
 namespace condense::ops {
@@ -68,8 +70,21 @@ void KvCacheLayer::store(const Mat& k_rows, const Mat& v_rows, int64_t pos0) {
   const int64_t head_stride = int64_t(max_pos) * hd;
   for (int64_t r = 0; r < k_rows.rows; ++r) {
     for (int h = 0; h < n_kv; ++h) {
-      std::copy_n(k_rows.row(r) + h * hd, hd, k.f32() + h * head_stride + (pos0 + r) * hd);
-      std::copy_n(v_rows.row(r) + h * hd, hd, v.f32() + h * head_stride + (pos0 + r) * hd);
+      float* kd = k.f32() + h * head_stride + (pos0 + r) * hd;
+      float* vd = v.f32() + h * head_stride + (pos0 + r) * hd;
+      std::copy_n(k_rows.row(r) + h * hd, hd, kd);
+      std::copy_n(v_rows.row(r) + h * hd, hd, vd);
+      if (qtype == DType::F32) continue;
+      const float ks = k_scale[size_t(h)], vs = v_scale[size_t(h)];
+      for (int i = 0; i < hd; ++i) {
+        if (qtype == DType::F8E4M3) {
+          kd[i] = ks * minifloat::e4m3_to_f32(minifloat::f32_to_e4m3(kd[i] / ks));
+          vd[i] = vs * minifloat::e4m3_to_f32(minifloat::f32_to_e4m3(vd[i] / vs));
+        } else {
+          kd[i] = ks * float(intcode::f32_to_i8(kd[i] / ks));
+          vd[i] = vs * float(intcode::f32_to_i8(vd[i] / vs));
+        }
+      }
     }
   }
 }

@@ -8,6 +8,8 @@
 //   attention: q: [rows, n_heads*hd]; out: [rows, n_heads*hd], must not alias q;
 //              k_cache, v_cache: KvCache layers (head-major)
 #pragma once
+#include <vector>
+
 #include "core/ops/mat.h"
 
 namespace condense::ops {
@@ -28,6 +30,10 @@ void add_bias(const Mat& x, const Tensor& b);
 struct KvCacheLayer {
   Tensor k, v;
   int n_kv = 0, hd = 0, max_pos = 0;
+  // Quantized storage, simulated: store() keeps scale * decode(encode(x / scale))
+  // per kv head (F8E4M3 or I8; F32 stores values as they are).
+  DType qtype = DType::F32;
+  std::vector<float> k_scale, v_scale;  // [n_kv]
   static KvCacheLayer make(int n_kv, int max_pos, int hd);
   // Stores rows k, v: [rows, n_kv*hd] at positions pos0.. .
   void store(const Mat& k_rows, const Mat& v_rows, int64_t pos0);
