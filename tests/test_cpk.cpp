@@ -38,15 +38,6 @@ ModelConfig cfg() {
   return c;
 }
 
-QuantScheme scheme(DType t, Granularity g, int group, bool sym) {
-  QuantScheme s;
-  s.type = t;
-  s.granularity = g;
-  s.group = group;
-  s.symmetric = sym;
-  return s;
-}
-
 void pack(Model& m, const std::string& name, Tensor& t, const QuantScheme& s, double prune_fraction, uint32_t seed) {
   const int64_t rows = t.dim(0), cols = t.dim(1);
   float* w = t.f32();
@@ -73,14 +64,14 @@ Model packed_model() {
   Model m = random_model(cfg(), 7);
   LayerWeights& a = m.layers[0];
   LayerWeights& b = m.layers[1];
-  pack(m, "model.layers.0.self_attn.q_proj.weight", a.wq, scheme(DType::I8, Granularity::PerChannel, 0, true), 0, 1);
-  pack(m, "model.layers.0.self_attn.k_proj.weight", a.wk, scheme(DType::I8, Granularity::PerChannel, 0, false), 0, 2);
-  pack(m, "model.layers.0.mlp.down_proj.weight", a.w_down, scheme(DType::I4, Granularity::Group, 16, false), 0, 3);
-  pack(m, "model.layers.0.mlp.up_proj.weight", a.w_up, scheme(DType::I4, Granularity::Group, 8, true), 0.5, 4);
-  pack(m, "model.layers.0.mlp.gate_proj.weight", a.w_gate, scheme(DType::F8E4M3, Granularity::PerTensor, 0, true), 0, 5);
+  pack(m, "model.layers.0.self_attn.q_proj.weight", a.wq, QuantScheme::of(DType::I8, Granularity::PerChannel, 0, true), 0, 1);
+  pack(m, "model.layers.0.self_attn.k_proj.weight", a.wk, QuantScheme::of(DType::I8, Granularity::PerChannel, 0, false), 0, 2);
+  pack(m, "model.layers.0.mlp.down_proj.weight", a.w_down, QuantScheme::of(DType::I4, Granularity::Group, 16, false), 0, 3);
+  pack(m, "model.layers.0.mlp.up_proj.weight", a.w_up, QuantScheme::of(DType::I4, Granularity::Group, 8, true), 0.5, 4);
+  pack(m, "model.layers.0.mlp.gate_proj.weight", a.w_gate, QuantScheme::of(DType::F8E4M3, Granularity::PerTensor, 0, true), 0, 5);
   pack(m, "model.layers.1.self_attn.o_proj.weight", b.wo, {}, 0.5, 6);   // sparse f32, bitmap
   pack(m, "model.layers.1.mlp.down_proj.weight", b.w_down, {}, 0.99, 7);  // very sparse, long rows: CSR is smaller
-  pack(m, "model.layers.1.mlp.up_proj.weight", b.w_up, scheme(DType::F8E4M3, Granularity::PerChannel, 0, true), 0.3, 8);
+  pack(m, "model.layers.1.mlp.up_proj.weight", b.w_up, QuantScheme::of(DType::F8E4M3, Granularity::PerChannel, 0, true), 0.3, 8);
   m.history = R"([{"stage":"test"}])";
   return m;
 }

@@ -19,15 +19,6 @@ using namespace condense::compress;
 
 namespace {
 
-QuantScheme scheme(DType t, Granularity g, int group = 0, bool sym = true) {
-  QuantScheme s;
-  s.type = t;
-  s.granularity = g;
-  s.group = group;
-  s.symmetric = sym;
-  return s;
-}
-
 std::vector<float> randn(int64_t n, uint32_t seed, float sd = 0.05f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> d(0.f, sd);
@@ -108,19 +99,19 @@ void check_rtn(const QuantScheme& s, int64_t rows, int64_t cols, uint32_t seed) 
 
 }  // namespace
 
-TEST(Rtn, Int8PerChannel) { check_rtn(scheme(DType::I8, Granularity::PerChannel), 12, 64, 1); }
-TEST(Rtn, Int8Asymmetric) { check_rtn(scheme(DType::I8, Granularity::PerChannel, 0, false), 12, 64, 2); }
+TEST(Rtn, Int8PerChannel) { check_rtn(QuantScheme::of(DType::I8, Granularity::PerChannel), 12, 64, 1); }
+TEST(Rtn, Int8Asymmetric) { check_rtn(QuantScheme::of(DType::I8, Granularity::PerChannel, 0, false), 12, 64, 2); }
 TEST(Rtn, Int4Group32ShortLastGroup) {
   // 172 = 5 * 32 + 12: stories260K's FFN width
-  const QuantScheme s = scheme(DType::I4, Granularity::Group, 32);
+  const QuantScheme s = QuantScheme::of(DType::I4, Granularity::Group, 32);
   EXPECT_EQ(s.groups_per_row(172), 6);
   check_rtn(s, 8, 172, 3);
-  check_rtn(scheme(DType::I4, Granularity::Group, 32, false), 8, 172, 4);
-  check_rtn(scheme(DType::I4, Granularity::Group, 128), 8, 172, 5);
+  check_rtn(QuantScheme::of(DType::I4, Granularity::Group, 32, false), 8, 172, 4);
+  check_rtn(QuantScheme::of(DType::I4, Granularity::Group, 128), 8, 172, 5);
 }
 TEST(Rtn, Fp8PerTensorAndPerChannel) {
-  check_rtn(scheme(DType::F8E4M3, Granularity::PerTensor), 10, 48, 6);
-  check_rtn(scheme(DType::F8E4M3, Granularity::PerChannel), 10, 48, 7);
+  check_rtn(QuantScheme::of(DType::F8E4M3, Granularity::PerTensor), 10, 48, 6);
+  check_rtn(QuantScheme::of(DType::F8E4M3, Granularity::PerChannel), 10, 48, 7);
 }
 
 TEST(Rtn, ShortLastGroupHasItsOwnScale) {
@@ -128,7 +119,7 @@ TEST(Rtn, ShortLastGroupHasItsOwnScale) {
   const int64_t cols = 44;
   std::vector<float> w = randn(cols, 8, 1.f);
   for (int64_t c = 32; c < cols; ++c) w[size_t(c)] *= 0.01f;
-  const WeightCompression wc = quantize_rtn(scheme(DType::I4, Granularity::Group, 32), w.data(), 1, cols);
+  const WeightCompression wc = quantize_rtn(QuantScheme::of(DType::I4, Granularity::Group, 32), w.data(), 1, cols);
   ASSERT_EQ(wc.scales.size(), 2u);
   double amax = 0;
   for (int64_t c = 32; c < cols; ++c) amax = std::max(amax, std::fabs(double(w[size_t(c)])));
@@ -138,7 +129,7 @@ TEST(Rtn, ShortLastGroupHasItsOwnScale) {
 TEST(Codes, ExhaustiveRoundTrip) {
   for (DType t : {DType::I8, DType::I4}) {
     for (bool sym : {true, false}) {
-      const QuantScheme s = scheme(t, Granularity::PerChannel, 0, sym);
+      const QuantScheme s = QuantScheme::of(t, Granularity::PerChannel, 0, sym);
       const uint8_t zero = sym ? 0 : uint8_t(s.qmax() / 2);
       for (int q = s.qmin(); q <= s.qmax(); ++q) {
         const uint8_t code = t == DType::I4 ? uint8_t(q & 0xf) : uint8_t(q & 0xff);
@@ -153,7 +144,7 @@ TEST(Codes, ExhaustiveRoundTrip) {
       EXPECT_EQ(quant_value(s, 1e6f, 1.f, zero), t == DType::I4 ? uint8_t(s.qmax() & 0xf) : uint8_t(s.qmax()));
     }
   }
-  const QuantScheme f8 = scheme(DType::F8E4M3, Granularity::PerTensor);
+  const QuantScheme f8 = QuantScheme::of(DType::F8E4M3, Granularity::PerTensor);
   for (int c = 0; c < 256; ++c) {
     if ((c & 0x7f) == 0x7f) continue;  // NaN
     const float v = dequant_code(f8, uint8_t(c), 2.f, 0);
@@ -164,9 +155,9 @@ TEST(Codes, ExhaustiveRoundTrip) {
 
 TEST(Codes, BadSchemesFailClearly) {
   std::vector<float> w = randn(16, 9);
-  EXPECT_THROW(quantize_rtn(scheme(DType::F8E4M3, Granularity::PerChannel, 0, false), w.data(), 1, 16), Error);
-  EXPECT_THROW(quantize_rtn(scheme(DType::I4, Granularity::Group, 0), w.data(), 1, 16), Error);
-  EXPECT_THROW(quantize_rtn(scheme(DType::BF16, Granularity::PerChannel), w.data(), 1, 16), Error);
+  EXPECT_THROW(quantize_rtn(QuantScheme::of(DType::F8E4M3, Granularity::PerChannel, 0, false), w.data(), 1, 16), Error);
+  EXPECT_THROW(quantize_rtn(QuantScheme::of(DType::I4, Granularity::Group, 0), w.data(), 1, 16), Error);
+  EXPECT_THROW(quantize_rtn(QuantScheme::of(DType::BF16, Granularity::PerChannel), w.data(), 1, 16), Error);
   EXPECT_THROW(quant_type_from_name("int3"), Error);
 }
 
@@ -177,7 +168,7 @@ TEST(Codes, MaskedElementsStayZeroAndLeaveTheRange) {
   std::vector<float> kept = w;
   const std::vector<uint64_t> mask = mask_from_nonzero(w.data(), 64);
   std::vector<float> out(64);
-  const WeightCompression wc = quantize_rtn(scheme(DType::I4, Granularity::Group, 16), w.data(), 1, 64, mask, out.data());
+  const WeightCompression wc = quantize_rtn(QuantScheme::of(DType::I4, Granularity::Group, 16), w.data(), 1, 64, mask, out.data());
   EXPECT_EQ(out[5], 0.f);
   EXPECT_EQ(out[6], 0.f);
   EXPECT_EQ(wc.count_kept(64), 62);
@@ -300,7 +291,7 @@ TEST(Gptq, MatchesFloat64ColumnByColumnReference) {
   const int64_t rows = 12, cols = 44;  // 44 = a group of 32 + a short one of 12
   const std::vector<double> h = hessian(cols, 400, 11);
   for (bool sym : {true, false}) {
-    const QuantScheme s = scheme(DType::I4, Granularity::Group, 32, sym);
+    const QuantScheme s = QuantScheme::of(DType::I4, Granularity::Group, 32, sym);
     std::vector<float> w = randn(rows * cols, 12);
     const std::vector<double> ref = gptq_ref(s, w, rows, cols, h, 0.01);
     GptqOptions o;
@@ -318,8 +309,8 @@ TEST(Gptq, MatchesFloat64ColumnByColumnReference) {
 TEST(Gptq, BeatsRoundToNearestOnCorrelatedInputs) {
   const int64_t rows = 32, cols = 96;
   const std::vector<double> h = hessian(cols, 600, 13);
-  for (const QuantScheme& s : {scheme(DType::I4, Granularity::Group, 32), scheme(DType::I8, Granularity::PerChannel),
-                               scheme(DType::F8E4M3, Granularity::PerChannel)}) {
+  for (const QuantScheme& s : {QuantScheme::of(DType::I4, Granularity::Group, 32), QuantScheme::of(DType::I8, Granularity::PerChannel),
+                               QuantScheme::of(DType::F8E4M3, Granularity::PerChannel)}) {
     for (bool act_order : {false, true}) {
       const std::vector<float> w = randn(rows * cols, 14);
       std::vector<float> rtn(w.size()), g = w;
@@ -342,7 +333,7 @@ TEST(Gptq, RaisesDampingWhenCholeskyFails) {
   GptqOptions o;
   o.damp = 0.01;
   GptqReport rep;
-  gptq_quantize(scheme(DType::I8, Granularity::PerChannel), w.data(), rows, cols, h, o, {}, &rep);
+  gptq_quantize(QuantScheme::of(DType::I8, Granularity::PerChannel), w.data(), rows, cols, h, o, {}, &rep);
   EXPECT_GT(rep.retries, 0);
   EXPECT_GT(rep.damp_used, 0.01);
   for (float v : w) EXPECT_TRUE(std::isfinite(v));
@@ -354,7 +345,7 @@ TEST(Gptq, KeepsPrunedElementsZero) {
   std::vector<float> w = randn(rows * cols, 18);
   for (size_t i = 0; i < w.size(); i += 3) w[i] = 0;
   const std::vector<uint64_t> mask = mask_from_nonzero(w.data(), rows * cols);
-  gptq_quantize(scheme(DType::I4, Granularity::Group, 16), w.data(), rows, cols, h, {}, mask);
+  gptq_quantize(QuantScheme::of(DType::I4, Granularity::Group, 16), w.data(), rows, cols, h, {}, mask);
   for (size_t i = 0; i < w.size(); i += 3) EXPECT_EQ(w[i], 0.f);
 }
 
@@ -363,7 +354,7 @@ TEST(Awq, ClipSearchAndScalesDoNotLoseToRoundToNearest) {
   std::vector<double> h = hessian(cols, 500, 19);
   std::vector<double> absmean(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j) absmean[size_t(j)] = std::sqrt(h[size_t(j * cols + j)]);
-  const QuantScheme s = scheme(DType::I4, Granularity::Group, 32);
+  const QuantScheme s = QuantScheme::of(DType::I4, Granularity::Group, 32);
   const std::vector<float> w = randn(rows * cols, 20);
   std::vector<float> rtn(w.size()), clip = w;
   quantize_rtn(s, w.data(), rows, cols, {}, rtn.data());

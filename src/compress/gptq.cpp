@@ -45,13 +45,7 @@ WeightCompression gptq_quantize(const QuantScheme& s, float* w, int64_t rows, in
   validate_scheme(s, cols, "GPTQ");
   if (int64_t(hessian.size()) != cols * cols) fail("GPTQ", "the Hessian is not [cols, cols]");
   GptqReport rep;
-  WeightCompression wc;
-  wc.scheme = s;
-  wc.mask = mask;
-  const int64_t ns = s.num_scales(rows, cols);
-  wc.scales.assign(size_t(ns), 1.f);
-  if (!s.symmetric) wc.zeros.assign(size_t(ns), 0);
-  wc.codes.assign(size_t(rows * cols), 0);
+  WeightCompression wc = WeightCompression::blank(s, rows, cols, mask);
 
   // permuted copies: column i of W / H is original column perm[i]
   std::vector<int64_t> perm(static_cast<size_t>(cols));

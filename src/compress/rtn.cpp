@@ -46,13 +46,7 @@ void validate_scheme(const QuantScheme& s, int64_t cols, const std::string& wher
 WeightCompression quantize_rtn(const QuantScheme& s, const float* w, int64_t rows, int64_t cols, const std::vector<uint64_t>& mask,
                                float* w_out) {
   validate_scheme(s, cols, "quantize");
-  WeightCompression wc;
-  wc.scheme = s;
-  wc.mask = mask;
-  const int64_t ns = s.num_scales(rows, cols);
-  wc.scales.assign(size_t(ns), 1.f);
-  if (!s.symmetric) wc.zeros.assign(size_t(ns), 0);
-  wc.codes.assign(size_t(rows * cols), 0);
+  WeightCompression wc = WeightCompression::blank(s, rows, cols, mask);
   auto kept_range = [&](int64_t r, int64_t c0, int64_t c1, float& lo, float& hi) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t i = r * cols + c;

@@ -71,6 +71,17 @@ std::string QuantScheme::describe() const {
   return s;
 }
 
+WeightCompression WeightCompression::blank(const QuantScheme& s, int64_t rows, int64_t cols, std::vector<uint64_t> mask) {
+  WeightCompression wc;
+  wc.scheme = s;
+  wc.mask = std::move(mask);
+  const int64_t ns = s.num_scales(rows, cols);
+  wc.scales.assign(size_t(ns), 1.f);
+  if (!s.symmetric) wc.zeros.assign(size_t(ns), 0);
+  wc.codes.assign(size_t(rows * cols), 0);
+  return wc;
+}
+
 int64_t WeightCompression::count_kept(int64_t n) const {
   if (mask.empty()) return n;
   int64_t k = 0;

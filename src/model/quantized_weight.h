@@ -25,6 +25,7 @@ struct QuantScheme {
   int group = 0;            // Group: columns per group
   bool symmetric = true;    // false: integer codes with a zero point per group
 
+  static QuantScheme of(DType type, Granularity g, int group = 0, bool symmetric = true) { return {type, g, group, symmetric}; }
   bool quantized() const { return type != DType::F32; }
   int64_t groups_per_row(int64_t cols) const;
   int64_t num_scales(int64_t rows, int64_t cols) const;
@@ -51,6 +52,8 @@ struct WeightCompression {
                                 // two's complement when symmetric, unsigned when asymmetric); fp8 the E4M3 byte
   std::vector<uint64_t> mask;   // one bit per element, 1 = kept; empty = dense
 
+  // Scales of 1, zero points and codes of 0, sized for a [rows, cols] weight.
+  static WeightCompression blank(const QuantScheme& s, int64_t rows, int64_t cols, std::vector<uint64_t> mask);
   bool sparse() const { return !mask.empty(); }
   bool kept(int64_t i) const { return mask.empty() || ((mask[size_t(i >> 6)] >> (i & 63)) & 1u); }
   int64_t count_kept(int64_t n) const;
