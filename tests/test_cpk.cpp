@@ -18,25 +18,11 @@
 #include "io/crc32c.h"
 #include "model/shapes.h"
 #include "tests/test_util.h"
+#include "tests/tiny_model.h"
 
 using namespace condense;
 
 namespace {
-
-ModelConfig cfg() {
-  ModelConfig c;
-  c.dim = 24;
-  c.n_layers = 2;
-  c.n_heads = 6;
-  c.n_kv_heads = 3;
-  c.head_dim = 4;
-  c.ffn_dim = 72;  // down_proj rows of 72: int4 g16 leaves a last group of 8
-  c.vocab = 30;
-  c.max_seq = 16;
-  c.tied_embeddings = false;
-  c.validate("test");
-  return c;
-}
 
 void pack(Model& m, const std::string& name, Tensor& t, const QuantScheme& s, double prune_fraction, uint32_t seed) {
   const int64_t rows = t.dim(0), cols = t.dim(1);
@@ -61,7 +47,7 @@ void pack(Model& m, const std::string& name, Tensor& t, const QuantScheme& s, do
 
 // A model whose weights use every storage form the format has.
 Model packed_model() {
-  Model m = random_model(cfg(), 7);
+  Model m = random_model(testutil::tiny_config({.dim = 24, .heads = 6, .kv = 3, .hd = 4, .ffn = 72, .vocab = 30, .max_seq = 16, .tied = false}), 7);
   LayerWeights& a = m.layers[0];
   LayerWeights& b = m.layers[1];
   pack(m, "model.layers.0.self_attn.q_proj.weight", a.wq, QuantScheme::of(DType::I8, Granularity::PerChannel, 0, true), 0, 1);
@@ -77,14 +63,7 @@ Model packed_model() {
 }
 
 void expect_same(const Model& a, const Model& b) {
-  std::vector<const Tensor*> ta, tb;
-  for_each_weight(a, [&](const WeightRef& r) { ta.push_back(r.tensor); });
-  for_each_weight(b, [&](const WeightRef& r) { tb.push_back(r.tensor); });
-  ASSERT_EQ(ta.size(), tb.size());
-  for (size_t i = 0; i < ta.size(); ++i) {
-    ASSERT_EQ(ta[i]->shape(), tb[i]->shape());
-    EXPECT_EQ(std::memcmp(ta[i]->data(), tb[i]->data(), ta[i]->nbytes()), 0) << "tensor " << i;
-  }
+  testutil::expect_same_weights(a, b);
   ASSERT_EQ(a.compression.size(), b.compression.size());
   for (const auto& [name, wa] : a.compression) {
     SCOPED_TRACE(name);

@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "model/shapes.h"
 #include "tests/test_util.h"
+#include "tests/tiny_model.h"
 
 using namespace condense;
 namespace fs = std::filesystem;
@@ -20,21 +21,7 @@ namespace fs = std::filesystem;
 namespace {
 
 ModelConfig tiny_config(bool tied, bool bias = false) {
-  ModelConfig c;
-  c.dim = 48; c.n_layers = 2; c.n_heads = 6; c.n_kv_heads = 2; c.head_dim = 8; c.ffn_dim = 100;
-  c.vocab = 300; c.max_seq = 64; c.tied_embeddings = tied; c.qkv_bias = bias;
-  return c;
-}
-
-void expect_same_weights(Model& a, Model& b) {
-  std::vector<const Tensor*> wa, wb;
-  for_each_weight(a, [&](const WeightRef& w) { wa.push_back(w.tensor); });
-  for_each_weight(b, [&](const WeightRef& w) { wb.push_back(w.tensor); });
-  ASSERT_EQ(wa.size(), wb.size());
-  for (size_t i = 0; i < wa.size(); ++i) {
-    ASSERT_EQ(wa[i]->shape(), wb[i]->shape());
-    ASSERT_EQ(std::memcmp(wa[i]->data(), wb[i]->data(), wa[i]->nbytes()), 0) << "weight " << i;
-  }
+  return testutil::tiny_config({.dim = 48, .heads = 6, .kv = 2, .hd = 8, .ffn = 100, .vocab = 300, .max_seq = 64, .tied = tied, .bias = bias});
 }
 
 // Runs f, expects condense::Error whose message contains every needle.
@@ -59,7 +46,7 @@ TEST(Llama2cFormat, RoundTripIsExactTiedAndUntied) {
     save_llama2c(m, dir / "m.bin");
     Model back = load_llama2c(dir / "m.bin");
     EXPECT_EQ(back.config.tied_embeddings, tied);
-    expect_same_weights(m, back);
+    testutil::expect_same_weights(m, back);
   }
 }
 
@@ -97,14 +84,14 @@ TEST(HfFormat, RoundTripF32IsExactAndHalfTypesAreRounded) {
     save_hf_model(m, dir / "f32", DType::F32);
     Model back = load_hf_model(dir / "f32");
     EXPECT_EQ(back.config.qkv_bias, bias);
-    expect_same_weights(m, back);
+    testutil::expect_same_weights(m, back);
 
     for (DType dt : {DType::BF16, DType::F16}) {
       save_hf_model(m, dir / "half", dt);
       Model half = load_hf_model(dir / "half");
       Model rounded = random_model(tiny_config(false, bias), 5);
       for_each_weight(rounded, [&](const WeightRef& w) { *w.tensor = w.tensor->to(dt).to(DType::F32); });
-      expect_same_weights(rounded, half);
+      testutil::expect_same_weights(rounded, half);
       EXPECT_EQ(half.source_dtypes.at("model.embed_tokens.weight"), dt);
     }
   }
@@ -130,7 +117,7 @@ TEST(HfFormat, ShardedIndexLoads) {
   testutil::write_file(dir / "sharded/model.safetensors.index.json", index.dump());
   fs::copy_file(dir / "one/config.json", dir / "sharded/config.json");
   Model back = load_hf_model(dir / "sharded");
-  expect_same_weights(m, back);
+  testutil::expect_same_weights(m, back);
 }
 
 TEST(HfFormat, CorruptSafetensorsFailClearly) {
@@ -271,7 +258,7 @@ TEST(GgufFormat, RoundTripF32ExactAndF16Bf16Rounded) {
     GgufModel g = load_gguf_model(dir / "m.gguf");
     EXPECT_EQ(g.model.config.tied_embeddings, tied);
     EXPECT_EQ(g.model.config.n_kv_heads, 2);
-    expect_same_weights(m, g.model);
+    testutil::expect_same_weights(m, g.model);
     ASSERT_TRUE(g.tokenizer);
     EXPECT_EQ(g.tokenizer->encode("ab ab ba"), tok.encode("ab ab ba"));
     EXPECT_EQ(g.tokenizer->decode(g.tokenizer->encode("ab ab\xff"), 1), "ab ab\xff");
@@ -284,7 +271,7 @@ TEST(GgufFormat, RoundTripF32ExactAndF16Bf16Rounded) {
       for_each_weight(rounded, [&](const WeightRef& w) {
         if (w.tensor->ndim() == 2) *w.tensor = w.tensor->to(dt).to(DType::F32);  // 1-D weights stay f32, as llama.cpp keeps them
       });
-      expect_same_weights(rounded, h.model);
+      testutil::expect_same_weights(rounded, h.model);
     }
   }
 }

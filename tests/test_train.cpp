@@ -12,6 +12,7 @@
 
 #include "model/model.h"
 #include "tests/reference/model_ref64.h"
+#include "tests/tiny_model.h"
 #include "train/objective.h"
 #include "train/param_set.h"
 
@@ -20,20 +21,7 @@ using namespace condense;
 namespace {
 
 ModelConfig tiny_config(int dim, int layers, int heads, int kv, int hd, int ffn, bool tied, bool bias) {
-  ModelConfig c;
-  c.dim = dim;
-  c.n_layers = layers;
-  c.n_heads = heads;
-  c.n_kv_heads = kv;
-  c.head_dim = hd;
-  c.ffn_dim = ffn;
-  c.vocab = 37;
-  c.max_seq = 16;
-  c.rope_theta = 500.f;
-  c.tied_embeddings = tied;
-  c.qkv_bias = bias;
-  c.validate("test");
-  return c;
+  return testutil::tiny_config({dim, layers, heads, kv, hd, ffn, 37, 16, tied, bias, 500.f});
 }
 
 // Weights ~ N(0, scale^2), norms ~ N(1, 0.2^2): large enough that every

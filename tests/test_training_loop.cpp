@@ -15,25 +15,12 @@
 #include "io/train_state.h"
 #include "model/shapes.h"
 #include "tests/test_util.h"
+#include "tests/tiny_model.h"
 #include "train/trainer.h"
 
 using namespace condense;
 
 namespace {
-
-ModelConfig tiny() {
-  ModelConfig c;
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.ffn_dim = 48;
-  c.vocab = 40;
-  c.max_seq = 32;
-  c.validate("test");
-  return c;
-}
 
 // A token stream with structure to learn: a fixed random 24-token phrase with
 // one of 3 random tokens substituted at every 6th position.
@@ -121,7 +108,7 @@ TEST(AdamW, MatchesFloat64Formulas) {
 // any kernel's rounding moves these by ~1e-6; a change in what is computed
 // moves them by far more than the 2e-4 allowed.
 TEST(Training, TenStepLossGolden) {
-  Model m = random_model(tiny(), 11);
+  Model m = random_model(testutil::tiny_config({}), 11);
   const auto d = train::TokenDataset::from_tokens(stream(2000, 5), stream(200, 6), "test");
   const std::vector<double> got = losses(m, d, tiny_opts(10));
   const std::vector<double> want = {3.7408161599275576, 3.5566785408083468, 3.3530726260063992, 3.1373267620723073, 3.1007918429580097,
@@ -131,7 +118,7 @@ TEST(Training, TenStepLossGolden) {
 }
 
 TEST(Training, TinyModelOverfitsAShortText) {
-  Model m = random_model(tiny(), 12);
+  Model m = random_model(testutil::tiny_config({}), 12);
   const auto d = train::TokenDataset::from_tokens(stream(32, 7), stream(32, 7), "test");  // exactly one window
   train::TrainOptions o = tiny_opts(300);
   o.seq = 32;
@@ -148,21 +135,21 @@ TEST(Training, TinyModelOverfitsAShortText) {
 
 TEST(Training, DeterministicForASeed) {
   const auto d = train::TokenDataset::from_tokens(stream(2000, 5), stream(200, 6), "test");
-  Model a = random_model(tiny(), 13), b = random_model(tiny(), 13);
+  Model a = random_model(testutil::tiny_config({}), 13), b = random_model(testutil::tiny_config({}), 13);
   EXPECT_EQ(losses(a, d, tiny_opts(6)), losses(b, d, tiny_opts(6)));
 }
 
 TEST(Training, ResumeEqualsUninterrupted) {
   testutil::TempDir dir;
   const auto d = train::TokenDataset::from_tokens(stream(2000, 5), stream(200, 6), "test");
-  Model full = random_model(tiny(), 14);
+  Model full = random_model(testutil::tiny_config({}), 14);
   const std::vector<double> want = losses(full, d, tiny_opts(12));
 
   train::TrainOptions o = tiny_opts(12);
   o.state_path = dir / "state.h5";
-  Model part = random_model(tiny(), 14);
+  Model part = random_model(testutil::tiny_config({}), 14);
   std::vector<double> got = losses(part, d, o, 5);  // interrupted after 5 steps; state written at the stop
-  Model fresh = random_model(tiny(), 99);            // weights come from the state, not from here
+  Model fresh = random_model(testutil::tiny_config({}), 99);            // weights come from the state, not from here
   train::Trainer tr(fresh, nullptr, {}, o, d, 1);
   tr.resume(o.state_path);
   EXPECT_EQ(tr.step(), 5);
@@ -177,7 +164,7 @@ TEST(Training, ResumeEqualsUninterrupted) {
 
 TEST(Training, NonFiniteLossStopsWithoutTouchingWeights) {
   const auto d = train::TokenDataset::from_tokens(stream(2000, 5), stream(200, 6), "test");
-  Model m = random_model(tiny(), 15);
+  Model m = random_model(testutil::tiny_config({}), 15);
   m.layers[1].w_up.f32()[3] = NAN;
   const Tensor before = m.layers[0].wq.clone();
   train::Trainer tr(m, nullptr, {}, tiny_opts(3), d, 1);
@@ -238,7 +225,7 @@ TEST(Training, GradientAccumulationEqualsALargerBatch) {
   // Adam is nearly blind to a gradient's scale, so compare the gradient norms
   // as well as the losses.
   auto curve = [&](const train::TrainOptions& o) {
-    Model m = random_model(tiny(), 16);
+    Model m = random_model(testutil::tiny_config({}), 16);
     std::vector<std::pair<double, double>> out;
     train::Trainer tr(m, nullptr, {}, o, d, 1);
     tr.run([&](const train::StepLog& s) { out.push_back({s.loss.total, s.grad_norm}); }, {});

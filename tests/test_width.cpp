@@ -12,26 +12,16 @@
 #include "core/error.h"
 #include "model/shapes.h"
 #include "tests/reference/model_ref64.h"
+#include "tests/tiny_model.h"
 #include "train/width_prune.h"
 
 using namespace condense;
 
 namespace {
 
+// groups of 2 query heads per kv head; biases; untied head
 ModelConfig cfg() {
-  ModelConfig c;
-  c.dim = 24;
-  c.n_layers = 2;
-  c.n_heads = 6;
-  c.n_kv_heads = 3;  // groups of 2 query heads
-  c.head_dim = 4;
-  c.ffn_dim = 20;
-  c.vocab = 30;
-  c.max_seq = 16;
-  c.qkv_bias = true;
-  c.tied_embeddings = false;
-  c.validate("test");
-  return c;
+  return testutil::tiny_config({.dim = 24, .heads = 6, .kv = 3, .hd = 4, .ffn = 20, .vocab = 30, .max_seq = 16, .tied = false, .bias = true});
 }
 
 Model model(uint64_t seed) {

@@ -16,11 +16,6 @@
 namespace condense::cli {
 
 namespace {
-// Same vocabulary and pieces: the fingerprint training uses for token data.
-bool train_fingerprint_differs(const Tokenizer& a, const Tokenizer& b) {
-  return train::tokenizer_fingerprint(a) != train::tokenizer_fingerprint(b);
-}
-
 struct EvalArgs {
   ModelArgs model;
   std::string text;
@@ -61,7 +56,7 @@ void register_eval(CLI::App& app) {
     nlohmann::json j = {{"model", model_path}, {"text", a->text}, {"ctx", a->ctx}, {"threads", active_threads()}};
     if (!a->reference.empty()) {
       LoadedModel ref = load_model(a->reference, a->reference_tokenizer);
-      if (ref.tokenizer && train_fingerprint_differs(*ref.tokenizer, tok)) {
+      if (ref.tokenizer && train::tokenizer_fingerprint(*ref.tokenizer) != train::tokenizer_fingerprint(tok)) {
         fail("--reference", "the reference's tokenizer (" + ref.tokenizer_path + ") differs from the model's (" + lm.tokenizer_path + ")",
              "Compare models that share a tokenizer");
       }

@@ -42,7 +42,7 @@ void inverse_hessian_cholesky(std::vector<double>& h, int64_t n, double damp, Gp
 
 WeightCompression gptq_quantize(const QuantScheme& s, float* w, int64_t rows, int64_t cols, const std::vector<double>& hessian,
                                 const GptqOptions& opt, const std::vector<uint64_t>& mask, GptqReport* report) {
-  validate_scheme(s, cols, "GPTQ");
+  validate_scheme(s, "GPTQ");
   if (int64_t(hessian.size()) != cols * cols) fail("GPTQ", "the Hessian is not [cols, cols]");
   GptqReport rep;
   WeightCompression wc = WeightCompression::blank(s, rows, cols, mask);

@@ -3,7 +3,6 @@
 #include <fnmatch.h>
 
 #include <chrono>
-#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -55,29 +54,18 @@ std::vector<std::string> select_weights(const Model& m, const std::vector<std::s
 
 namespace {
 
-struct Target {
-  std::string name;
-  Tensor* t;
-  int layer;
-};
-
 std::vector<uint64_t> existing_mask(const Model& m, const std::string& name) {
   auto it = m.compression.find(name);
   return it == m.compression.end() ? std::vector<uint64_t>{} : it->second.mask;
 }
 
-// The canonical name of a block weight, for matching targets to sites.
-std::map<const Tensor*, std::string> tensor_names(Model& m) {
-  std::map<const Tensor*, std::string> n;
-  for_each_weight(m, [&](const WeightRef& r) { n[r.tensor] = r.name; });
-  return n;
-}
+std::vector<float> copy_of(const Tensor& t) { return std::vector<float>(t.f32(), t.f32() + t.numel()); }
 
-void scale_cols(Tensor& w, const std::vector<float>& s, bool divide) {
+void multiply_cols(Tensor& w, const std::vector<float>& s) {
   const int64_t rows = w.dim(0), cols = w.dim(1);
   float* p = w.f32();
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) p[r * cols + c] = divide ? p[r * cols + c] / s[size_t(c)] : p[r * cols + c] * s[size_t(c)];
+    for (int64_t c = 0; c < cols; ++c) p[r * cols + c] *= s[size_t(c)];
   }
 }
 
@@ -89,20 +77,117 @@ void divide_rows(Tensor& w, const std::vector<float>& s) {
   }
 }
 
+// One block being quantized: which of its weights are targets, their names,
+// and (AWQ) the scales folded into each weight's columns and rows, with the
+// weights as they were before folding, to measure errors in original coordinates.
+struct BlockState {
+  LayerWeights& w;
+  std::map<const Tensor*, std::string> targets;
+  std::map<const Tensor*, std::vector<float>> col_scale, row_scale, original;
+
+  void keep_original(const Tensor* t) {
+    if (!original.count(t)) original[t] = copy_of(*t);
+  }
+};
+
+// AWQ for one site: searches the scales on the target weights reading it, then
+// multiplies every weight reading the site by them and divides the producer of
+// the site's input (an RMSNorm weight, v_proj's or up_proj's rows), which keeps
+// the float model's function.
+json fold_awq_site(const Model& m, BlockState& b, Site site, const SiteStats& st, const QuantizeOptions& opt) {
+  std::vector<AwqWeight> aw;
+  std::vector<std::vector<uint64_t>> masks;
+  for (Tensor* t : site_weights(b.w, site)) {
+    if (b.targets.count(t)) masks.push_back(existing_mask(m, b.targets.at(t)));
+  }
+  size_t i = 0;
+  for (Tensor* t : site_weights(b.w, site)) {
+    if (b.targets.count(t)) aw.push_back({t->f32(), t->dim(0), &masks[i++]});
+  }
+  if (aw.empty()) return nullptr;
+  const AwqSearch a = awq_search(opt.scheme, aw, st.cols, st.hessian, st.abs_mean, opt.awq);
+  for (Tensor* t : site_weights(b.w, site)) {
+    b.keep_original(t);
+    multiply_cols(*t, a.scales);
+    b.col_scale[t] = a.scales;
+  }
+  Tensor* producer_rows = nullptr;
+  switch (site) {
+    case Site::AttnIn: divide_rows(b.w.attn_norm, a.scales); break;
+    case Site::FfnIn: divide_rows(b.w.ffn_norm, a.scales); break;
+    case Site::AttnOut:
+      producer_rows = &b.w.wv;
+      if (m.config.qkv_bias) divide_rows(b.w.bv, a.scales);
+      break;
+    case Site::FfnHidden: producer_rows = &b.w.w_up; break;
+  }
+  if (producer_rows) {
+    b.keep_original(producer_rows);
+    divide_rows(*producer_rows, a.scales);
+    b.row_scale[producer_rows] = a.scales;
+  }
+  return {{"alpha", a.alpha}, {"loss", a.loss}, {"loss_alpha0", a.loss_unscaled}};
+}
+
+// GPTQ, or AWQ's clipped RTN, of one target weight from its site's statistics;
+// the report compares its output error with plain RTN's on the original weight.
+WeightCompression quantize_calibrated(const Model& m, BlockState& b, Tensor* t, const SiteStats& ss, const QuantizeOptions& opt,
+                                      json& report, int& retries) {
+  const std::string& name = b.targets.at(t);
+  const int64_t rows = t->dim(0), cols = t->dim(1);
+  const std::vector<uint64_t> mask = existing_mask(m, name);
+  const std::vector<float> ref = b.original.count(t) ? b.original.at(t) : copy_of(*t);
+  std::vector<float> rtn(ref.size());
+  quantize_rtn(opt.scheme, ref.data(), rows, cols, mask, rtn.data());
+  report = {{"scheme", opt.scheme.describe()}, {"method", opt.method}, {"output_error_rtn", output_error(ref.data(), rtn.data(), rows, cols, ss.hessian)}};
+  WeightCompression wc;
+  const auto col = b.col_scale.find(t), row = b.row_scale.find(t);
+  if (opt.method == "gptq") {
+    GptqReport rep;
+    wc = gptq_quantize(opt.scheme, t->f32(), rows, cols, ss.hessian, opt.gptq, mask, &rep);
+    report["damp"] = rep.damp_used;
+    if (rep.retries) report["cholesky_retries"] = rep.retries;
+    if (rep.dead_columns) report["dead_columns"] = rep.dead_columns;
+    retries += rep.retries;
+  } else {
+    // after folding, the site's input is x / s: H' = S^-1 H S^-1
+    std::vector<double> h = ss.hessian;
+    if (col != b.col_scale.end()) {
+      const std::vector<float>& s = col->second;
+      for (int64_t i = 0; i < cols; ++i) {
+        for (int64_t j = 0; j < cols; ++j) h[size_t(i * cols + j)] /= double(s[size_t(i)]) * double(s[size_t(j)]);
+      }
+    }
+    wc = quantize_clip_search(opt.scheme, t->f32(), rows, cols, h, opt.awq, mask);
+  }
+  // the effective weight back in original coordinates
+  std::vector<float> eff = copy_of(*t);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      float& v = eff[size_t(r * cols + c)];
+      if (col != b.col_scale.end()) v /= col->second[size_t(c)];
+      if (row != b.row_scale.end()) v *= row->second[size_t(r)];
+    }
+  }
+  report["output_error"] = output_error(ref.data(), eff.data(), rows, cols, ss.hessian);
+  return wc;
+}
+
 }  // namespace
 
 json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* calib, const std::function<void(int, int)>& on_progress) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<std::string> names = select_weights(m, opt.targets, "quantize.targets");
   if (opt.method != "rtn" && opt.method != "gptq" && opt.method != "awq") {
     fail("quantize.method", "'" + opt.method + "' is not one of rtn, gptq, awq");
   }
-  std::map<std::string, Target> targets;
+  const std::vector<std::string> names = select_weights(m, opt.targets, "quantize.targets");
+  const std::set<std::string> wanted(names.begin(), names.end());
+  std::map<std::string, Tensor*> targets;  // name -> tensor, in name order
   for_each_weight(m, [&](const WeightRef& r) {
-    if (std::find(names.begin(), names.end(), r.name) != names.end()) targets[r.name] = {r.name, r.tensor, r.layer};
+    if (wanted.count(r.name)) targets[r.name] = r.tensor;
   });
   for (const auto& [n, t] : targets) {
-    validate_scheme(opt.scheme, t.t->dim(1), "quantize " + n);
+    validate_scheme(opt.scheme, "quantize " + n);
     auto it = m.compression.find(n);
     if (it != m.compression.end() && it->second.scheme.quantized()) {
       fail("quantize", "'" + n + "' is already quantized (" + it->second.scheme.describe() + ")", "Quantize each weight once");
@@ -114,143 +199,62 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
       if (wc.scheme.quantized()) fail("quantize", "AWQ rescales weights, but '" + n + "' is already quantized", "Run AWQ before other quantize stages");
     }
   }
+  const bool calibrated = opt.method != "rtn";
+  if (calibrated && !calib) fail("quantize", opt.method + " needs calibration data", "Give the stage a \"calibration\" object");
 
   json tensors = json::object();
   int done = 0;
-  const int total = int(targets.size());
-  auto progress = [&] {
-    if (on_progress) on_progress(++done, total);
-  };
-  auto store = [&](const std::string& name, WeightCompression wc) {
+  auto finish = [&](const std::string& name, WeightCompression wc, json report) {
     m.compression[name] = std::move(wc);
+    tensors[name] = std::move(report);
+    targets.erase(name);
+    if (on_progress) on_progress(++done, int(names.size()));
   };
-
-  const bool calibrated = opt.method != "rtn";
-  if (calibrated && !calib) fail("quantize", opt.method + " needs calibration data", "Give the stage a \"calibration\" object");
   json calib_j;
-  // block weights go through the calibrated method; anything else (head, embedding) by RTN
-  std::set<std::string> handled;
   if (calibrated) {
+    // block weights by the calibrated method; the rest (head, embedding) by RTN below
     LayerwiseCalibrator cal(m, calib->inputs, calib->n_seq, calib->seq, calib->chunk);
     calib_j = {{"sequences", calib->n_seq}, {"seq", calib->seq}, {"tokens", cal.tokens()}, {"buffers_mb", double(cal.bytes()) / 1e6}};
-    const auto tnames = tensor_names(m);
+    std::map<const Tensor*, std::string> by_tensor;
+    for (const auto& [n, t] : targets) by_tensor[t] = n;
+    const bool sequential = opt.method == "gptq" && opt.gptq.true_sequential;
     int retries = 0;
     for (int l = 0; l < m.config.n_layers; ++l) {
-      LayerWeights& lw = m.layers[size_t(l)];
-      bool any = false;
+      BlockState b{m.layers[size_t(l)], {}, {}, {}, {}};
       for (int si = 0; si < kNumSites; ++si) {
-        for (Tensor* t : site_weights(lw, Site(si))) any |= targets.count(tnames.at(t)) > 0;
+        for (Tensor* t : site_weights(b.w, Site(si))) {
+          if (by_tensor.count(t)) b.targets[t] = by_tensor.at(t);
+        }
       }
-      if (any) {
-        const bool sequential = opt.method == "gptq" && opt.gptq.true_sequential;
+      if (!b.targets.empty()) {
         std::array<SiteStats, kNumSites> st = cal.collect(l, sequential ? 1u : 0xfu);
-        // AWQ: scales per site, folded into the producer of the site's input
-        std::map<const Tensor*, std::vector<float>> col_scale, row_scale;
-        std::map<const Tensor*, std::vector<float>> original;
         if (opt.method == "awq") {
           for (int si = 0; si < kNumSites; ++si) {
-            const Site site = Site(si);
-            std::vector<Tensor*> ws;
-            for (Tensor* t : site_weights(lw, site)) {
-              if (targets.count(tnames.at(t))) ws.push_back(t);
-            }
-            if (ws.empty()) continue;
             // o_proj's input channels are v_proj's outputs only when every query head has its own kv head
-            if (site == Site::AttnOut && m.config.n_heads != m.config.n_kv_heads) continue;
-            std::vector<AwqWeight> aw;
-            std::vector<std::vector<uint64_t>> masks;
-            masks.reserve(ws.size());
-            for (Tensor* t : ws) masks.push_back(existing_mask(m, tnames.at(t)));
-            for (size_t i = 0; i < ws.size(); ++i) aw.push_back({ws[i]->f32(), ws[i]->dim(0), &masks[i]});
-            const AwqSearch a = awq_search(opt.scheme, aw, st[size_t(si)].cols, st[size_t(si)].hessian, st[size_t(si)].abs_mean, opt.awq);
-            for (Tensor* t : site_weights(lw, site)) {
-              if (!original.count(t)) original[t].assign(t->f32(), t->f32() + t->numel());
-              scale_cols(*t, a.scales, false);
-              col_scale[t] = a.scales;
-            }
-            switch (site) {
-              case Site::AttnIn: divide_rows(lw.attn_norm, a.scales); break;
-              case Site::FfnIn: divide_rows(lw.ffn_norm, a.scales); break;
-              case Site::AttnOut:
-                if (!original.count(&lw.wv)) original[&lw.wv].assign(lw.wv.f32(), lw.wv.f32() + lw.wv.numel());
-                divide_rows(lw.wv, a.scales);
-                if (m.config.qkv_bias) divide_rows(lw.bv, a.scales);
-                row_scale[&lw.wv] = a.scales;
-                break;
-              case Site::FfnHidden:
-                if (!original.count(&lw.w_up)) original[&lw.w_up].assign(lw.w_up.f32(), lw.w_up.f32() + lw.w_up.numel());
-                divide_rows(lw.w_up, a.scales);
-                row_scale[&lw.w_up] = a.scales;
-                break;
-            }
-            tensors["layer" + std::to_string(l) + "." + site_name(site) + ".awq"] = {{"alpha", a.alpha}, {"loss", a.loss},
-                                                                                     {"loss_alpha0", a.loss_unscaled}};
+            if (Site(si) == Site::AttnOut && m.config.n_heads != m.config.n_kv_heads) continue;
+            json a = fold_awq_site(m, b, Site(si), st[size_t(si)], opt);
+            if (!a.is_null()) tensors["layer" + std::to_string(l) + "." + site_name(Site(si)) + ".awq"] = a;
           }
         }
         for (int si = 0; si < kNumSites; ++si) {
           if (sequential && si > 0) st[size_t(si)] = std::move(cal.collect(l, 1u << si)[size_t(si)]);
-          const SiteStats& ss = st[size_t(si)];
-          for (Tensor* t : site_weights(lw, Site(si))) {
-            const std::string& name = tnames.at(t);
-            if (!targets.count(name)) continue;
-            const int64_t rows = t->dim(0), cols = t->dim(1);
-            const std::vector<uint64_t> mask = existing_mask(m, name);
-            // reference: the weight as it was (original coordinates) and its RTN error
-            std::vector<float> ref = original.count(t) ? original[t] : std::vector<float>(t->f32(), t->f32() + t->numel());
-            std::vector<float> rtn(ref.size());
-            quantize_rtn(opt.scheme, ref.data(), rows, cols, mask, rtn.data());
-            const double err_rtn = output_error(ref.data(), rtn.data(), rows, cols, ss.hessian);
-            json tj = {{"scheme", opt.scheme.describe()}, {"method", opt.method}, {"output_error_rtn", err_rtn}};
-            WeightCompression wc;
-            if (opt.method == "gptq") {
-              GptqReport rep;
-              wc = gptq_quantize(opt.scheme, t->f32(), rows, cols, ss.hessian, opt.gptq, mask, &rep);
-              tj["damp"] = rep.damp_used;
-              if (rep.retries) tj["cholesky_retries"] = rep.retries;
-              if (rep.dead_columns) tj["dead_columns"] = rep.dead_columns;
-              retries += rep.retries;
-            } else {
-              // the site's input is x / s after folding: H' = S^-1 H S^-1
-              std::vector<double> h = ss.hessian;
-              if (col_scale.count(t)) {
-                const std::vector<float>& s = col_scale[t];
-                for (int64_t a = 0; a < cols; ++a) {
-                  for (int64_t b = 0; b < cols; ++b) h[size_t(a * cols + b)] /= double(s[size_t(a)]) * double(s[size_t(b)]);
-                }
-              }
-              wc = quantize_clip_search(opt.scheme, t->f32(), rows, cols, h, opt.awq, mask);
-            }
-            // the method's effective weight back in original coordinates
-            std::vector<float> eff(t->f32(), t->f32() + t->numel());
-            for (int64_t r = 0; r < rows; ++r) {
-              for (int64_t c = 0; c < cols; ++c) {
-                float& v = eff[size_t(r * cols + c)];
-                if (col_scale.count(t)) v /= col_scale[t][size_t(c)];
-                if (row_scale.count(t)) v *= row_scale[t][size_t(r)];
-              }
-            }
-            tj["output_error"] = output_error(ref.data(), eff.data(), rows, cols, ss.hessian);
-            tensors[name] = tj;
-            store(name, std::move(wc));
-            handled.insert(name);
-            progress();
+          for (Tensor* t : site_weights(b.w, Site(si))) {
+            if (!b.targets.count(t)) continue;
+            json report;
+            WeightCompression wc = quantize_calibrated(m, b, t, st[size_t(si)], opt, report, retries);
+            finish(b.targets.at(t), std::move(wc), report);
           }
         }
-        // AWQ changed weights that were not targets (a norm is always fine; a
-        // non-target v_proj/up_proj row scaling is exact in f32)
       }
       cal.advance(l);
     }
     calib_j["cholesky_retries"] = retries;
   }
-  for (auto& [name, t] : targets) {
-    if (handled.count(name)) continue;
-    const int64_t rows = t.t->dim(0), cols = t.t->dim(1);
-    store(name, quantize_rtn(opt.scheme, t.t->f32(), rows, cols, existing_mask(m, name), t.t->f32()));
-    tensors[name] = {{"scheme", opt.scheme.describe()}, {"method", "rtn"}};
-    progress();
+  for (const auto& [name, t] : std::map<std::string, Tensor*>(targets)) {
+    finish(name, quantize_rtn(opt.scheme, t->f32(), t->dim(0), t->dim(1), existing_mask(m, name), t->f32()),
+           {{"scheme", opt.scheme.describe()}, {"method", "rtn"}});
   }
-  json out = {{"method", opt.method}, {"scheme", opt.scheme.describe()}, {"tensors", tensors}, {"quantized", int(targets.size())},
+  json out = {{"method", opt.method}, {"scheme", opt.scheme.describe()}, {"tensors", tensors}, {"quantized", int(names.size())},
               {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
               {"peak_rss_mb", double(peak_rss_bytes()) / 1e6}};
   if (!calib_j.is_null()) out["calibration"] = calib_j;

@@ -26,7 +26,8 @@ GroupParams choose_params_range(const QuantScheme& s, float lo, float hi);
 WeightCompression quantize_rtn(const QuantScheme& s, const float* w, int64_t rows, int64_t cols,
                                const std::vector<uint64_t>& mask = {}, float* w_out = nullptr);
 
-// Checks that a scheme is usable on rows of `cols` (group size, fp8 symmetric).
-void validate_scheme(const QuantScheme& s, int64_t cols, const std::string& where);
+// Checks that a scheme is usable (a quantized type, a positive group size,
+// fp8 symmetric). Any row length works: the last group may be shorter.
+void validate_scheme(const QuantScheme& s, const std::string& where);
 
 }  // namespace condense::compress

@@ -65,33 +65,33 @@ compress::CalibrationSet calibration_set(const CalibrationSpec& cs, const Model&
   return cal;
 }
 
-json run_calibrate_kv(const StageSpec& st, Model& student, const train::TokenDataset& data, int bos, const RunOptions& o) {
+// A compressing stage (quantize, calibrate_kv) on the student, calibrated on
+// training windows when its method needs them; returns its results entry, whose
+// "summary" also goes into the model's history.
+json run_compress_stage(const StageSpec& st, Model& student, const train::TokenDataset& data, int bos, const RunOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  std::optional<compress::CalibrationSet> cal;
-  if (!st.kv.unit_scales) cal = calibration_set(st.calibration, student, data, bos);
-  const json rep = compress::calibrate_kv(student, st.kv, cal ? &*cal : nullptr);
-  log_line(o, {{"event", "calibrate_kv"}, {"stage", st.name}, {"report", rep}});
-  return {{"name", st.name}, {"type", st.type}, {"report", rep},
-          {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
-}
-
-// The quantizer (calibrated for gptq/awq); returns the stage's results entry.
-json run_quantize(const StageSpec& st, Model& student, const train::TokenDataset& data, int bos, const RunOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const bool quantize = st.type == "quantize";
   const compress::QuantizeOptions& q = st.quantize;
   std::optional<compress::CalibrationSet> cal;
-  if (q.method != "rtn") cal = calibration_set(st.calibration, student, data, bos);
-  std::optional<Progress> prog;
-  if (!o.log_json) std::fprintf(stderr, "%s: %s %s\n", st.name.c_str(), q.method.c_str(), q.scheme.describe().c_str());
-  const json rep = compress::quantize_model(student, q, cal ? &*cal : nullptr, [&](int done, int total) {
-    if (!prog) prog.emplace(st.name, total, o.log_json);
-    prog->update(done);
-  });
-  if (prog) prog->finish();
-  int retries = rep.contains("calibration") ? rep["calibration"].value("cholesky_retries", 0) : 0;
-  if (retries) std::fprintf(stderr, "%s: GPTQ's Cholesky factorisation failed %d times; dampening was raised (see results.json)\n", st.name.c_str(), retries);
-  log_line(o, {{"event", "quantize"}, {"stage", st.name}, {"report", rep}});
-  return {{"name", st.name}, {"type", st.type}, {"report", rep},
+  if (quantize ? q.method != "rtn" : !st.kv.unit_scales) cal = calibration_set(st.calibration, student, data, bos);
+  json rep, summary;
+  if (quantize) {
+    std::optional<Progress> prog;
+    if (!o.log_json) std::fprintf(stderr, "%s: %s %s\n", st.name.c_str(), q.method.c_str(), q.scheme.describe().c_str());
+    rep = compress::quantize_model(student, q, cal ? &*cal : nullptr, [&](int done, int total) {
+      if (!prog) prog.emplace(st.name, total, o.log_json);
+      prog->update(done);
+    });
+    if (prog) prog->finish();
+    const int retries = rep.contains("calibration") ? rep["calibration"].value("cholesky_retries", 0) : 0;
+    if (retries) std::fprintf(stderr, "%s: GPTQ's Cholesky factorisation failed %d times; dampening was raised (see results.json)\n", st.name.c_str(), retries);
+    summary = {{"method", q.method}, {"scheme", q.scheme.describe()}};
+  } else {
+    rep = compress::calibrate_kv(student, st.kv, cal ? &*cal : nullptr);
+    summary = {{"kv_cache", rep["dtype"]}, {"scales", rep["scales"]}, {"granularity", rep["granularity"]}};
+  }
+  log_line(o, {{"event", st.type}, {"stage", st.name}, {"report", rep}});
+  return {{"name", st.name}, {"type", st.type}, {"summary", summary}, {"report", rep},
           {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
 }
 
@@ -191,16 +191,11 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   json history = json::array();
   for (size_t si = 0; si < r.stages.size(); ++si) {
     const StageSpec& st = r.stages[si];
-    if (st.type == "quantize") {
-      const json q = run_quantize(st, student, data, bos, o);
-      stages.push_back(q);
-      history.push_back({{"stage", st.name}, {"type", st.type}, {"method", st.quantize.method}, {"scheme", st.quantize.scheme.describe()}});
-      continue;
-    }
-    if (st.type == "calibrate_kv") {
-      stages.push_back(run_calibrate_kv(st, student, data, bos, o));
-      history.push_back({{"stage", st.name}, {"type", st.type}, {"kv_cache", stages.back()["report"]["dtype"]},
-                         {"scales", stages.back()["report"]["scales"]}});
+    if (st.compresses()) {
+      stages.push_back(run_compress_stage(st, student, data, bos, o));
+      json h = {{"stage", st.name}, {"type", st.type}};
+      h.update(stages.back()["summary"]);
+      history.push_back(h);
       continue;
     }
     history.push_back({{"stage", st.name}, {"type", st.type}, {"steps", st.train.steps}});
