@@ -1,5 +1,6 @@
 #include "pipeline/recipe.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -200,29 +201,8 @@ void parse_calibration(const Obj& o, StageSpec& s, uint64_t seed) {
   }
 }
 
-StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
-  Obj o(j, path);
-  StageSpec s;
-  s.type = o.str("type", "", {"train", "distill", "prune", "quantize", "qat", "calibrate_kv"});
-  if (s.type.empty()) o.bad("type", "one of train, distill");
-  if (s.type != "train" && s.type != "distill" && s.type != "quantize" && s.type != "calibrate_kv") {
-    fail("recipe", o.at("type") + ": stage '" + s.type + "' is not implemented yet (this version runs train, distill, quantize and calibrate_kv)");
-  }
-  s.name = o.str("name", s.type);
-  if (s.type == "quantize") {
-    parse_quantize(o, s, seed);
-    o.done();
-    return s;
-  }
-  if (s.type == "calibrate_kv") {
-    const std::string t = o.str("dtype", "fp8", {"fp8", "int8"});
-    s.kv.type = t == "fp8" ? DType::F8E4M3 : DType::I8;
-    s.kv.per_head = o.str("granularity", "tensor", {"tensor", "head"}) == "head";
-    s.kv.unit_scales = o.str("scales", "calibrated", {"calibrated", "unit"}) == "unit";
-    parse_calibration(o, s, seed);
-    o.done();
-    return s;
-  }
+// The fields of a training run (a train or distill stage, or a gradual prune's "train").
+void parse_training(const Obj& o, StageSpec& s, const std::string& kind, uint64_t seed) {
   train::TrainOptions& t = s.train;
   t.steps = o.integer("steps", 100, 1, int64_t(1) << 40);
   t.batch = int(o.integer("batch", 8, 1, 1 << 16));
@@ -244,7 +224,7 @@ StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
   t.val_windows = int(o.integer("val_windows", 16, 0, 1 << 20));
   t.save_every = o.integer("save_every", 0, 0, int64_t(1) << 40);
   s.objective.loss_chunk = o.integer("loss_chunk", 512, 1, 1 << 20);
-  if (s.type == "distill") {
+  if (kind == "distill") {
     const double alpha = o.num("alpha", 0.5, 0, 1);
     s.objective.token = {float(1 - alpha), float(alpha), float(o.num("temperature", 1.0, 1e-3, 1e3))};
     if (o.has("hidden")) {
@@ -263,6 +243,90 @@ StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
       h.done();
     }
   }
+}
+
+void parse_prune(const Obj& o, StageSpec& s, uint64_t seed) {
+  compress::PruneOptions& p = s.prune;
+  p.method = o.str("method", "magnitude", {"magnitude", "wanda", "sparsegpt"});
+  p.scope = o.str("scope", "tensor", {"tensor", "global"});
+  if (o.has("pattern")) {
+    const std::string pat = o.str("pattern", "");
+    int n = 0, m = 0;
+    char tail = 0;
+    if (std::sscanf(pat.c_str(), "%d:%d%c", &n, &m, &tail) != 2 || n < 1 || m < 2 || n >= m) {
+      o.bad("pattern", "\"N:M\" with 1 <= N < M, keeping N of every M weights (e.g. \"2:4\")");
+    }
+    p.nm = {n, m};
+    if (o.has("sparsity")) o.bad("sparsity", "nothing (the pattern " + pat + " fixes it)");
+  }
+  p.sparsity = p.nm.active() ? p.nm.sparsity() : o.num("sparsity", 0.5, 0, 0.99);
+  if (o.has("targets")) {
+    const json& t = o.raw("targets");
+    if (!t.is_array() || t.empty() || !std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_string(); })) {
+      o.bad("targets", "a non-empty array of weight-name patterns (e.g. \"model.layers.*.mlp.*\")");
+    }
+    for (const auto& x : t) p.targets.push_back(x.get<std::string>());
+  }
+  if (o.has("sparsegpt")) {
+    if (p.method != "sparsegpt") o.bad("sparsegpt", "nothing (method is not sparsegpt)");
+    Obj g(o.raw("sparsegpt"), o.at("sparsegpt"));
+    p.sparsegpt.damp = g.num("damp", 0.01, 0, 10);
+    p.sparsegpt.block = int(g.integer("block", 128, 1, 1 << 16));
+    g.done();
+  }
+  if (o.has("calibration") && p.method == "magnitude") o.bad("calibration", "nothing (magnitude pruning needs no calibration)");
+  parse_calibration(o, s, seed);
+  if (o.has("gradual")) {
+    if (p.method != "magnitude") o.bad("gradual", "nothing (gradual pruning is by magnitude; method is " + p.method + ")");
+    if (p.nm.active()) o.bad("gradual", "nothing (an N:M pattern is one-shot)");
+    Obj g(o.raw("gradual"), o.at("gradual"));
+    if (!g.has("train")) g.bad("train", "the training run to prune during: {\"type\": \"distill\" or \"train\", \"steps\": ...}");
+    Obj t(g.raw("train"), g.at("train"));
+    s.gradual_with = t.str("type", "", {"train", "distill"});
+    if (s.gradual_with.empty()) t.bad("type", "one of train, distill");
+    parse_training(t, s, s.gradual_with, seed);
+    t.done();
+    compress::GradualSchedule& sc = s.gradual.emplace();
+    const int64_t steps = s.train.steps;
+    sc.final_sparsity = p.sparsity;
+    sc.initial = g.num("initial", 0, 0, p.sparsity);
+    sc.begin = g.integer("begin", 0, 0, steps - 1);
+    sc.end = g.integer("end", std::max<int64_t>(sc.begin + 1, steps * 3 / 4), sc.begin + 1, steps);
+    sc.every = g.integer("every", std::max<int64_t>(1, (sc.end - sc.begin) / 20), 1, steps);
+    g.done();
+  }
+}
+
+StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
+  Obj o(j, path);
+  StageSpec s;
+  s.type = o.str("type", "", {"train", "distill", "prune", "quantize", "qat", "calibrate_kv"});
+  if (s.type.empty()) o.bad("type", "one of train, distill, prune, quantize, calibrate_kv");
+  s.name = o.str("name", s.type);
+  if (s.type == "prune") {
+    parse_prune(o, s, seed);
+    o.done();
+    return s;
+  }
+  if (s.type == "quantize") {
+    parse_quantize(o, s, seed);
+    o.done();
+    return s;
+  }
+  if (s.type == "calibrate_kv") {
+    const std::string t = o.str("dtype", "fp8", {"fp8", "int8"});
+    s.kv.type = t == "fp8" ? DType::F8E4M3 : DType::I8;
+    s.kv.per_head = o.str("granularity", "tensor", {"tensor", "head"}) == "head";
+    s.kv.unit_scales = o.str("scales", "calibrated", {"calibrated", "unit"}) == "unit";
+    parse_calibration(o, s, seed);
+    o.done();
+    return s;
+  }
+  if (s.type == "qat") {
+    s.train.qat = true;
+    s.train.learn_scales = o.boolean("learn_scales", false);
+  }
+  parse_training(o, s, s.type == "qat" ? "distill" : s.type, seed);
   o.done();
   return s;
 }
@@ -356,14 +420,21 @@ Recipe parse_recipe(const json& j, const std::string& base) {
   const json& st = o.raw("stages");
   for (size_t i = 0; i < st.size(); ++i) {
     r.stages.push_back(parse_stage(st[i], "$.stages[" + std::to_string(i) + "]", seed));
-    if ((r.stages.back().type == "train" || r.stages.back().type == "distill") && i > 0 &&
-        std::any_of(r.stages.begin(), r.stages.end() - 1, [](const StageSpec& p) { return p.type == "quantize"; })) {
-      fail("recipe", "$.stages[" + std::to_string(i) + "]: a " + r.stages.back().type +
-                         " stage after quantize would train away the quantized weights",
-           "Train or distill before quantizing (quantization-aware training is the qat stage)");
+    const StageSpec& cur = r.stages.back();
+    const bool after_quantize = std::any_of(r.stages.begin(), r.stages.end() - 1, [](const StageSpec& p) { return p.type == "quantize"; });
+    if (cur.type == "qat" && !after_quantize) {
+      fail("recipe", "$.stages[" + std::to_string(i) + "]: a qat stage trains quantized weights, but no quantize stage comes before it",
+           "Put a quantize stage (its scales start the training) before qat");
     }
-    if (r.stages.back().type == "distill" && !r.teacher) {
-      fail("recipe", "$.stages[" + std::to_string(i) + "]: a distill stage needs a \"teacher\" at $.teacher");
+    if (after_quantize && cur.type != "qat" && (cur.trains() || cur.type == "prune")) {
+      fail("recipe", "$.stages[" + std::to_string(i) + "]: a " + (cur.type == "prune" ? std::string("prune") : cur.type) +
+                         " stage after quantize would " + (cur.type == "prune" ? "change" : "train away") + " the quantized weights",
+           cur.type == "prune" ? "Prune before quantizing" : "Train or distill before quantizing (quantization-aware training is the qat stage)");
+    }
+    if (cur.uses_teacher() && !r.teacher) {
+      fail("recipe", "$.stages[" + std::to_string(i) + "]: " + (cur.type == "qat" ? std::string("a qat stage distills from the original model and") :
+                                                                     "a distill" + std::string(cur.type == "prune" ? " run" : " stage")) +
+                         " needs a \"teacher\" at $.teacher");
     }
   }
   if (r.data.generate.samples > 0 && !r.teacher) fail("recipe", "$.data.generate: sequence-level distillation needs a \"teacher\"");

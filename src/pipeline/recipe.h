@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "compress/kv_calibration.h"
+#include "compress/prune_model.h"
 #include "compress/quantize_model.h"
 #include "train/objective.h"
 #include "train/trainer.h"
@@ -58,14 +59,19 @@ struct CalibrationSpec {
 };
 
 struct StageSpec {
-  std::string type;                   // train | distill | quantize | calibrate_kv
+  std::string type;                   // train | distill | prune | quantize | qat | calibrate_kv
   std::string name;
-  train::TrainOptions train;          // train, distill
+  train::TrainOptions train;          // train, distill, gradual prune, qat
   train::ObjectiveConfig objective;
+  compress::PruneOptions prune;       // prune
+  std::optional<compress::GradualSchedule> gradual;  // prune: magnitude on this schedule while training ...
+  std::string gradual_with;           // ... as a "train" or "distill" run
   compress::QuantizeOptions quantize; // quantize
-  CalibrationSpec calibration;        // quantize (gptq, awq), calibrate_kv
+  CalibrationSpec calibration;        // prune (wanda, sparsegpt), quantize (gptq, awq), calibrate_kv
   compress::KvCalibrationOptions kv;  // calibrate_kv
-  bool compresses() const { return type == "quantize" || type == "calibrate_kv"; }
+  bool compresses() const { return type == "prune" || type == "quantize" || type == "calibrate_kv"; }
+  bool trains() const { return type == "train" || type == "distill" || type == "qat" || gradual.has_value(); }
+  bool uses_teacher() const { return type == "distill" || type == "qat" || gradual_with == "distill"; }
 };
 
 struct Recipe {

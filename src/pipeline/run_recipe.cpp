@@ -72,10 +72,22 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
   const auto t0 = std::chrono::steady_clock::now();
   const bool quantize = st.type == "quantize";
   const compress::QuantizeOptions& q = st.quantize;
+  const compress::PruneOptions& p = st.prune;
   std::optional<compress::CalibrationSet> cal;
-  if (quantize ? q.method != "rtn" : !st.kv.unit_scales) cal = calibration_set(st.calibration, student, data, bos);
+  const bool calibrated = st.type == "prune" ? p.method != "magnitude" : (quantize ? q.method != "rtn" : !st.kv.unit_scales);
+  if (calibrated) cal = calibration_set(st.calibration, student, data, bos);
   json rep, summary;
-  if (quantize) {
+  if (st.type == "prune") {
+    std::optional<Progress> prog;
+    if (!o.log_json) std::fprintf(stderr, "%s: %s to %.0f%% sparsity\n", st.name.c_str(), p.method.c_str(), 100 * p.sparsity);
+    rep = compress::prune_model(student, p, cal ? &*cal : nullptr, [&](int done, int total) {
+      if (!prog) prog.emplace(st.name, total, o.log_json);
+      prog->update(done);
+    });
+    if (prog) prog->finish();
+    summary = {{"method", p.method}, {"sparsity", rep["sparsity"]}};
+    if (p.nm.active()) summary["pattern"] = rep["pattern"];
+  } else if (quantize) {
     std::optional<Progress> prog;
     if (!o.log_json) std::fprintf(stderr, "%s: %s %s\n", st.name.c_str(), q.method.c_str(), q.scheme.describe().c_str());
     rep = compress::quantize_model(student, q, cal ? &*cal : nullptr, [&](int done, int total) {
@@ -93,6 +105,92 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
   log_line(o, {{"event", st.type}, {"stage", st.name}, {"report", rep}});
   return {{"name", st.name}, {"type", st.type}, {"summary", summary}, {"report", rep},
           {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+}
+
+// A training stage (train, distill, or a gradual prune's run) on the student,
+// resuming from its state file when asked; returns its results entry. Gradual
+// pruning raises the masks by magnitude at each scheduled step before the
+// trainer continues; the state file holds the masks, so a resumed run goes on
+// from the same ones.
+json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& student, const Model* teacher,
+                     const train::TokenDataset& data, int bos, const RunOptions& o) {
+  using clock = std::chrono::steady_clock;
+  std::vector<std::string> prune_names;
+  json sparsity_log = json::array();
+  if (st.gradual) {
+    // every target gets a mask before the trainer starts, so the state file always holds the same tensors
+    prune_names = compress::prune_targets(student, st.prune, st.name);
+    compress::magnitude_prune_to(student, prune_names, st.gradual->initial, st.prune.scope);
+  }
+  train::TrainOptions topt = st.train;
+  topt.state_path = (fs::path(r.output_dir) / ("state-stage" + std::to_string(si) + ".h5")).string();
+  train::Trainer tr(student, st.uses_teacher() ? teacher : nullptr, st.objective, topt, data, bos);
+  tr.meta_json = json{{"recipe", r.source}, {"stage", si}}.dump();
+  if (o.resume && fs::exists(topt.state_path)) {
+    tr.resume(topt.state_path);
+    log_line(o, {{"event", "resume"}, {"stage", st.name}, {"step", tr.step()}, {"state", topt.state_path}});
+  }
+  log_line(o, {{"event", "stage"}, {"stage", st.name}, {"type", st.type}, {"steps", topt.steps},
+               {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"state_mb", double(tr.state_bytes()) / 1e6}});
+  std::optional<Progress> prog;
+  if (!o.log_json) {
+    std::fprintf(stderr, "%s: %lld steps of %d x %d tokens; activations %.1f MB, weights + gradients + AdamW moments %.1f MB\n",
+                 st.name.c_str(), (long long)topt.steps, topt.batch * topt.accum, topt.seq, double(tr.activation_bytes()) / 1e6,
+                 double(tr.state_bytes()) / 1e6);
+    prog.emplace(st.name, topt.steps, false);
+  }
+  double loss_tail = 0, tok_s = 0, sparsity = st.gradual ? st.gradual->at(tr.step()) : 0;
+  int tail_n = 0;
+  json last_val, sparsity_j;
+  const auto t0 = clock::now();
+  auto on_step = [&](const train::StepLog& s) {
+    tok_s = s.tokens_per_s;
+    if (topt.steps - s.step < 10) {
+      loss_tail += s.loss.total;
+      ++tail_n;
+    }
+    char detail[160];
+    if (st.gradual) std::snprintf(detail, sizeof detail, "loss %.4f  sparsity %.3f  lr %.2e  %.0f tok/s", s.loss.total, sparsity, s.lr, s.tokens_per_s);
+    else std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.0f tok/s", s.loss.total, s.lr, s.tokens_per_s);
+    if (prog) prog->update(s.step, detail);
+    json ev = {{"event", "step"}, {"stage", st.name}, {"step", s.step}, {"steps", topt.steps}, {"loss", s.loss.total},
+               {"ce", s.loss.ce}, {"kd", s.loss.kd}, {"hidden", s.loss.hidden}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+               {"tokens_per_s", s.tokens_per_s}, {"eta_s", s.seconds * double(topt.steps - s.step)}};
+    if (st.gradual) ev["sparsity"] = sparsity;
+    log_line(o, ev);
+  };
+  auto on_val = [&](const train::ValLog& v) {
+    last_val = {{"step", v.step}, {"loss", v.loss}, {"ce", v.ce}, {"ppl", v.ppl}, {"windows", v.windows}};
+    if (o.log_json) log_line(o, {{"event", "validation"}, {"stage", st.name}, {"step", v.step}, {"loss", v.loss}, {"ppl", v.ppl}});
+    else std::fprintf(stderr, "\n%s: step %lld validation loss %.4f ppl %.4f (%d windows)\n", st.name.c_str(), (long long)v.step, v.loss, v.ppl, v.windows);
+  };
+  if (!st.gradual) {
+    tr.run(on_step, on_val);
+  } else {
+    while (tr.step() < topt.steps) {
+      const int64_t t = tr.step();
+      if (st.gradual->update_at(t)) {
+        sparsity = st.gradual->at(t);
+        sparsity_j = compress::magnitude_prune_to(student, prune_names, sparsity, st.prune.scope);
+        tr.refresh_masks();
+        sparsity_log.push_back({{"step", t}, {"sparsity", sparsity}});
+        log_line(o, {{"event", "prune"}, {"stage", st.name}, {"step", t}, {"sparsity", sparsity}});
+      }
+      tr.run(on_step, on_val, std::min(st.gradual->next_update(t), topt.steps) - t);
+    }
+  }
+  if (prog) prog->finish();
+  json res = {{"name", st.name}, {"type", st.type}, {"steps", topt.steps}, {"final_train_loss", tail_n ? loss_tail / tail_n : NAN},
+              {"validation", last_val}, {"seconds", std::chrono::duration<double>(clock::now() - t0).count()},
+              {"last_step_tokens_per_s", tok_s}, {"state", topt.state_path},
+              {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"weights_grads_moments_mb", double(tr.state_bytes()) / 1e6}};
+  if (st.gradual) {
+    res["with"] = st.gradual_with;
+    res["schedule"] = {{"initial", st.gradual->initial}, {"final", st.gradual->final_sparsity}, {"begin", st.gradual->begin},
+                       {"end", st.gradual->end}, {"every", st.gradual->every}, {"updates", sparsity_log}};
+    res["sparsity"] = compress::sparsity_report(student, prune_names);
+  }
+  return res;
 }
 
 }  // namespace
@@ -191,61 +289,17 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   json history = json::array();
   for (size_t si = 0; si < r.stages.size(); ++si) {
     const StageSpec& st = r.stages[si];
-    if (st.compresses()) {
+    if (st.compresses() && !st.trains()) {
       stages.push_back(run_compress_stage(st, student, data, bos, o));
       json h = {{"stage", st.name}, {"type", st.type}};
       h.update(stages.back()["summary"]);
       history.push_back(h);
       continue;
     }
-    history.push_back({{"stage", st.name}, {"type", st.type}, {"steps", st.train.steps}});
-    train::TrainOptions topt = st.train;
-    topt.state_path = (fs::path(r.output_dir) / ("state-stage" + std::to_string(si) + ".h5")).string();
-    const Model* t = st.type == "distill" ? &teacher->model : nullptr;
-    train::Trainer tr(student, t, st.objective, topt, data, bos);
-    tr.meta_json = json{{"recipe", r.source}, {"stage", si}}.dump();
-    if (o.resume && fs::exists(topt.state_path)) {
-      tr.resume(topt.state_path);
-      log_line(o, {{"event", "resume"}, {"stage", st.name}, {"step", tr.step()}, {"state", topt.state_path}});
-    }
-    log_line(o, {{"event", "stage"}, {"stage", st.name}, {"type", st.type}, {"steps", topt.steps},
-                 {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"state_mb", double(tr.state_bytes()) / 1e6}});
-    std::optional<Progress> prog;
-    if (!o.log_json) {
-      std::fprintf(stderr, "%s: %lld steps of %d x %d tokens; activations %.1f MB, weights + gradients + AdamW moments %.1f MB\n",
-                   st.name.c_str(), (long long)topt.steps, topt.batch * topt.accum, topt.seq, double(tr.activation_bytes()) / 1e6,
-                   double(tr.state_bytes()) / 1e6);
-      prog.emplace(st.name, topt.steps, false);
-    }
-    double loss_tail = 0, tok_s = 0;
-    int tail_n = 0;
-    json last_val;
-    const auto t0 = clock::now();
-    tr.run(
-        [&](const train::StepLog& s) {
-          tok_s = s.tokens_per_s;
-          if (topt.steps - s.step < 10) {
-            loss_tail += s.loss.total;
-            ++tail_n;
-          }
-          char detail[160];
-          std::snprintf(detail, sizeof detail, "loss %.4f  lr %.2e  %.0f tok/s", s.loss.total, s.lr, s.tokens_per_s);
-          if (prog) prog->update(s.step, detail);
-          log_line(o, {{"event", "step"}, {"stage", st.name}, {"step", s.step}, {"steps", topt.steps}, {"loss", s.loss.total},
-                       {"ce", s.loss.ce}, {"kd", s.loss.kd}, {"hidden", s.loss.hidden}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                       {"tokens_per_s", s.tokens_per_s},
-                       {"eta_s", s.seconds * double(topt.steps - s.step)}});
-        },
-        [&](const train::ValLog& v) {
-          last_val = {{"step", v.step}, {"loss", v.loss}, {"ce", v.ce}, {"ppl", v.ppl}, {"windows", v.windows}};
-          if (o.log_json) log_line(o, {{"event", "validation"}, {"stage", st.name}, {"step", v.step}, {"loss", v.loss}, {"ppl", v.ppl}});
-          else std::fprintf(stderr, "\n%s: step %lld validation loss %.4f ppl %.4f (%d windows)\n", st.name.c_str(), (long long)v.step, v.loss, v.ppl, v.windows);
-        });
-    if (prog) prog->finish();
-    stages.push_back({{"name", st.name}, {"type", st.type}, {"steps", topt.steps}, {"final_train_loss", tail_n ? loss_tail / tail_n : NAN},
-                      {"validation", last_val}, {"seconds", std::chrono::duration<double>(clock::now() - t0).count()},
-                      {"last_step_tokens_per_s", tok_s}, {"state", topt.state_path},
-                      {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"weights_grads_moments_mb", double(tr.state_bytes()) / 1e6}});
+    json h = {{"stage", st.name}, {"type", st.type}, {"steps", st.train.steps}};
+    stages.push_back(run_train_stage(st, si, r, student, teacher ? &teacher->model : nullptr, data, bos, o));
+    if (st.gradual) h["sparsity"] = stages.back()["sparsity"]["sparsity"];
+    history.push_back(h);
   }
 
   // output model

@@ -16,6 +16,19 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
   if (opt.steps <= 0 || opt.accum <= 0) fail("Trainer", "steps and grad_accum must be positive");
   grads_ = zeros_model(student.config);
   params_ = model_params(student, grads_, opt.decay_all);
+  if (opt.qat) {
+    // the optimizer trains the latent weights; the model's tensors are their fake-quantized values
+    fq_ = std::make_unique<FakeQuant>(student, opt.learn_scales);
+    for (FakeQuant::Entry& e : fq_->entries()) {
+      for (Param& p : params_.params) {
+        if (p.name == e.name) {
+          p.value = &e.latent;
+          p.grad = &e.latent_grad;
+        }
+      }
+      if (opt.learn_scales) params_.params.push_back({"qat_scale/" + e.name, &e.scale, &e.scale_grad, false});
+    }
+  }
   for (size_t i = 0; i < objective_.projections().size(); ++i) {
     proj_grads_.push_back(Tensor::zeros(DType::F32, objective_.projections()[i].shape()));
   }
@@ -23,11 +36,46 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
     params_.params.push_back({"hidden_projection." + std::to_string(i), &objective_.projections()[i], &proj_grads_[i], false});
   }
   adam_ = std::make_unique<AdamW>(params_, opt.adam);
+  refresh_masks();
   inputs_.resize(size_t(opt.batch) * size_t(opt.seq));
   targets_.resize(inputs_.size());
 }
 
 Trainer::~Trainer() = default;
+
+namespace {
+bool kept(const std::vector<uint64_t>& m, int64_t i) { return (m[size_t(i >> 6)] >> (i & 63)) & 1u; }
+}  // namespace
+
+void Trainer::refresh_masks() {
+  masks_.assign(params_.params.size(), nullptr);
+  for (size_t i = 0; i < params_.params.size(); ++i) {
+    auto it = student_.compression.find(params_.params[i].name);
+    if (it == student_.compression.end()) continue;
+    if (it->second.scheme.quantized() && !fq_) {
+      fail("train", "'" + it->first + "' is quantized; training would change it", "Train before quantizing (or use a qat stage)");
+    }
+    if (!it->second.sparse()) continue;
+    masks_[i] = &it->second.mask;
+    float* v = params_.params[i].value->f32();
+    float* m = adam_->m()[i].f32();
+    float* s = adam_->v()[i].f32();
+    for (int64_t e = 0; e < params_.params[i].value->numel(); ++e) {
+      if (!kept(*masks_[i], e)) v[e] = m[e] = s[e] = 0.f;
+    }
+  }
+}
+
+void Trainer::zero_masked(bool grads) {
+  for (size_t i = 0; i < masks_.size(); ++i) {
+    if (!masks_[i]) continue;
+    Tensor* t = grads ? params_.params[i].grad : params_.params[i].value;
+    float* g = t->f32();
+    for (int64_t e = 0; e < t->numel(); ++e) {
+      if (!kept(*masks_[i], e)) g[e] = 0.f;
+    }
+  }
+}
 
 size_t Trainer::state_bytes() const { return size_t(params_.numel()) * 4 * 4; }
 
@@ -79,6 +127,8 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
       sum.hidden += r.hidden / opt_.accum;
       sum.tokens += r.tokens;
     }
+    zero_masked(true);
+    if (fq_) fq_->backward(grads_);
     const double gn = params_.grad_norm();
     if (!std::isfinite(sum.total) || !std::isfinite(gn)) {
       fail("train", "step " + std::to_string(step_ + 1) + ": the " + (std::isfinite(sum.total) ? "gradient norm" : "loss") +
@@ -90,6 +140,8 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
     if (opt_.clip > 0 && gn > opt_.clip) params_.scale_grads(float(opt_.clip / gn));
     const double lr = opt_.schedule.at(step_);
     adam_->step(params_, lr);
+    zero_masked(false);  // with zero gradients and moments the update is 0 already, unless eps is 0 (0/0)
+    if (fq_) fq_->quantize();
     ++step_;
     const double secs = std::chrono::duration<double>(clock::now() - t0).count();
     if (on_step) on_step({step_, sum, lr, gn, double(sum.tokens) / secs, secs});
@@ -101,11 +153,20 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
 
 NamedTensors Trainer::state_tensors() {
   NamedTensors t;
+  mask_values_.clear();
+  for (size_t i = 0; i < params_.params.size(); ++i) {
+    if (masks_[i]) mask_values_.push_back(Tensor::zeros(DType::F32, params_.params[i].value->shape()));
+  }
+  size_t k = 0;
   for (size_t i = 0; i < params_.params.size(); ++i) {
     const std::string& n = params_.params[i].name;
     t.push_back({"param/" + n, params_.params[i].value});
     t.push_back({"adam_m/" + n, &adam_->m()[i]});
     t.push_back({"adam_v/" + n, &adam_->v()[i]});
+    if (!masks_[i]) continue;
+    Tensor& mv = mask_values_[k++];
+    for (int64_t e = 0; e < mv.numel(); ++e) mv.f32()[e] = kept(*masks_[i], e) ? 1.f : 0.f;
+    t.push_back({"mask/" + n, &mv});
   }
   return t;
 }
@@ -129,6 +190,18 @@ void Trainer::resume(const std::string& path) {
   }
   const NamedTensors t = state_tensors();
   read_train_state_tensors(path, t);
+  size_t k = 0;
+  for (size_t i = 0; i < params_.params.size(); ++i) {
+    if (!masks_[i]) continue;
+    const Tensor& mv = mask_values_[k++];
+    std::vector<uint64_t>& mask = student_.compression.at(params_.params[i].name).mask;
+    std::fill(mask.begin(), mask.end(), 0);
+    for (int64_t e = 0; e < mv.numel(); ++e) {
+      if (mv.f32()[e] != 0.f) mask[size_t(e >> 6)] |= uint64_t(1) << (e & 63);
+    }
+  }
+  refresh_masks();
+  if (fq_) fq_->quantize();
   step_ = meta.at("step").get<int64_t>();
   adam_->set_steps(meta.at("adam_steps").get<int64_t>());
 }

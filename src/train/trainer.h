@@ -5,6 +5,10 @@
 // (seed, step, micro-batch), and no reduction depends on thread timing.
 // A step whose loss or gradient is not finite stops the run with an error
 // before touching the weights; the last state written stays the good one.
+// Pruning masks in the student's Model::compression stay applied: removed
+// weights, their gradients and their AdamW moments are kept at exactly 0.
+// Quantized weights are refused unless opt.qat, which trains them through
+// FakeQuant: the optimizer updates latent copies (and LSQ scales).
 #pragma once
 #include <functional>
 #include <memory>
@@ -12,6 +16,7 @@
 
 #include "io/train_state.h"
 #include "train/adamw.h"
+#include "train/fake_quant.h"
 #include "train/objective.h"
 #include "train/param_set.h"
 #include "train/token_data.h"
@@ -30,6 +35,8 @@ struct TrainOptions {
   int val_windows = 16;
   int64_t save_every = 0;    // steps between state saves (0: only at the end)
   std::string state_path;    // empty: no state written
+  bool qat = false;          // fake-quantize the model's quantized weights (train/fake_quant.h) ...
+  bool learn_scales = false; // ... with learned step sizes (LSQ)
 };
 
 struct StepLog {
@@ -58,6 +65,9 @@ class Trainer {
   void run(const std::function<void(const StepLog&)>& on_step, const std::function<void(const ValLog&)>& on_val,
            int64_t stop_after = -1);
   ValLog validate();
+  // Re-reads the student's masks after they changed (gradual pruning) and
+  // zeroes the newly removed weights and their moments.
+  void refresh_masks();
   void save(const std::string& path);
 
   int64_t step() const { return step_; }
@@ -67,8 +77,10 @@ class Trainer {
   std::string meta_json = "{}";
 
  private:
-  // What a state file holds: every parameter and its two AdamW moments.
+  // What a state file holds: every parameter, its two AdamW moments and its
+  // mask (as 0/1 values in mask_values_, when it has one).
   NamedTensors state_tensors();
+  void zero_masked(bool grads);  // the removed entries of every gradient (or value)
 
   Model& student_;
   TrainOptions opt_;
@@ -77,10 +89,13 @@ class Trainer {
   Objective objective_;
   Model grads_;
   std::vector<Tensor> proj_grads_;
+  std::unique_ptr<FakeQuant> fq_;
   ParamSet params_;
   std::unique_ptr<AdamW> adam_;
   int64_t step_ = 0;
   std::vector<int> inputs_, targets_;
+  std::vector<const std::vector<uint64_t>*> masks_;  // parallel to params_ (null: dense)
+  std::vector<Tensor> mask_values_;
 };
 
 }  // namespace condense::train
