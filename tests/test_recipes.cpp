@@ -48,10 +48,66 @@ TEST(Recipe, UnknownStageNamesTheAllowedOnes) {
   expect_error(j, {"$.stages[0].type", "one of train, distill"});
 }
 
-TEST(Recipe, LaterStagesSayNotImplemented) {
+TEST(Recipe, PruneStageParses) {
   json j = good();
-  j["stages"][0] = {{"type", "prune"}};
-  expect_error(j, {"$.stages[0].type", "not implemented yet"});
+  j["stages"] = json::parse(R"([{"type": "prune", "method": "sparsegpt", "sparsity": 0.6, "sparsegpt": {"block": 64},
+                                  "calibration": {"samples": 8, "seq": 32}},
+                                 {"type": "prune", "method": "wanda", "pattern": "2:4", "targets": ["model.layers.*.mlp.*"]},
+                                 {"type": "prune", "sparsity": 0.7, "gradual": {"end": 80, "every": 10,
+                                  "train": {"type": "distill", "steps": 100, "alpha": 1.0}}}])");
+  const pipeline::Recipe r = pipeline::parse_recipe(j, "");
+  EXPECT_EQ(r.output_format, "cpk");
+  EXPECT_EQ(r.stages[0].prune.method, "sparsegpt");
+  EXPECT_DOUBLE_EQ(r.stages[0].prune.sparsity, 0.6);
+  EXPECT_EQ(r.stages[0].prune.sparsegpt.block, 64);
+  EXPECT_EQ(r.stages[0].calibration.samples, 8);
+  EXPECT_EQ(r.stages[1].prune.nm.n, 2);
+  EXPECT_EQ(r.stages[1].prune.nm.m, 4);
+  EXPECT_DOUBLE_EQ(r.stages[1].prune.sparsity, 0.5);
+  ASSERT_TRUE(r.stages[2].gradual.has_value());
+  EXPECT_TRUE(r.stages[2].trains());
+  EXPECT_TRUE(r.stages[2].uses_teacher());
+  EXPECT_EQ(r.stages[2].train.steps, 100);
+  EXPECT_EQ(r.stages[2].gradual->end, 80);
+  EXPECT_EQ(r.stages[2].gradual->every, 10);
+  EXPECT_DOUBLE_EQ(r.stages[2].gradual->final_sparsity, 0.7);
+  EXPECT_FLOAT_EQ(r.stages[2].objective.token.kd, 1.f);
+}
+
+TEST(Recipe, PruneStageErrorsNameThePath) {
+  json j = good();
+  j["stages"] = json::parse(R"([{"type": "prune", "pattern": "2:4", "sparsity": 0.5}])");
+  expect_error(j, {"$.stages[0].sparsity", "pattern"});
+  j["stages"] = json::parse(R"([{"type": "prune", "pattern": "4:2"}])");
+  expect_error(j, {"$.stages[0].pattern", "N:M"});
+  j["stages"] = json::parse(R"([{"type": "prune", "method": "wanda", "gradual": {"train": {"type": "train"}}}])");
+  expect_error(j, {"$.stages[0].gradual", "by magnitude"});
+  j["stages"] = json::parse(R"([{"type": "prune", "gradual": {"every": 5}}])");
+  expect_error(j, {"$.stages[0].gradual.train"});
+  j["stages"] = json::parse(R"([{"type": "prune", "calibration": {"samples": 4}}])");
+  expect_error(j, {"$.stages[0].calibration", "magnitude pruning needs no calibration"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}}, {"type": "prune"}])");
+  expect_error(j, {"$.stages[1]", "Prune before quantizing"});
+  j["stages"] = json::parse(R"([{"type": "prune", "sparsity": 1.0}])");
+  expect_error(j, {"$.stages[0].sparsity"});
+}
+
+TEST(Recipe, QatStageNeedsAQuantizeStageAndATeacher) {
+  json j = good();
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int4", "group": 32}},
+                                 {"type": "qat", "steps": 20, "learn_scales": true}])");
+  const pipeline::Recipe r = pipeline::parse_recipe(j, "");
+  EXPECT_TRUE(r.stages[1].train.qat);
+  EXPECT_TRUE(r.stages[1].train.learn_scales);
+  EXPECT_TRUE(r.stages[1].uses_teacher());
+  j["stages"] = json::parse(R"([{"type": "qat", "steps": 20}])");
+  expect_error(j, {"$.stages[0]", "no quantize stage comes before it"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int4", "group": 32}}, {"type": "qat"}, {"type": "train"}])");
+  expect_error(j, {"$.stages[2]", "after quantize"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int4", "group": 32}}, {"type": "qat"}])");
+  j.erase("teacher");
+  j["student"] = json::parse(R"({"init": "model", "model": "s.bin"})");
+  expect_error(j, {"$.stages[1]", "teacher"});
 }
 
 TEST(Recipe, WrongTypeNamesPathAndExpectation) {
