@@ -148,7 +148,7 @@ TEST(Cpk, CorruptionFailsClearly) {
   std::string v2 = good;
   v2[8] = 2;  // major version 2
   testutil::write_file(bad, v2);
-  EXPECT_NE(error_of(bad).find("version 2.0 is not readable"), std::string::npos) << error_of(bad);
+  EXPECT_NE(error_of(bad).find("version 2." + std::to_string(kCpkMinor) + " is not readable"), std::string::npos) << error_of(bad);
 
   testutil::write_file(bad, "not a checkpoint at all, just text that is long enough");
   EXPECT_NE(error_of(bad).find("not a .cpk file"), std::string::npos) << error_of(bad);

@@ -221,4 +221,20 @@ TEST(Recipe, QuantizeStageErrorsNameThePath) {
   expect_error(j, {"$.stages[1]", "after quantize"});
   j["stages"] = json::parse(R"([{"type": "calibrate_kv", "dtype": "fp16"}])");
   expect_error(j, {"$.stages[0].dtype", "fp8, int8"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "activations": {"type": "int4"}}])");
+  expect_error(j, {"$.stages[0].activations.type", "int8, fp8"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "activations": {"type": "int8", "alpha": 0.8}}])");
+  expect_error(j, {"$.stages[0].activations.alpha", "smoothquant is off"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "activations": {"type": "int8"}, "calibration": {"samples": 4}}])");
+  expect_error(j, {"$.stages[0].calibration", "rtn needs no calibration"});
+}
+
+TEST(Recipe, W8A8OptionsParse) {
+  json j = good();
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"},
+                                  "activations": {"type": "fp8", "smoothquant": true, "alpha": 0.7}, "calibration": {"samples": 4}}])");
+  const compress::ActivationOptions a = pipeline::parse_recipe(j, "").stages[0].quantize.activations;
+  EXPECT_EQ(a.type, DType::F8E4M3);
+  EXPECT_TRUE(a.smooth);
+  EXPECT_DOUBLE_EQ(a.alpha, 0.7);
 }

@@ -1,5 +1,6 @@
 #include "compress/calibration.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -55,7 +56,7 @@ size_t LayerwiseCalibrator::bytes() const {
   return hidden_.nbytes() + graph_->activation_bytes() + hess_chunk_.nbytes();
 }
 
-std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer, unsigned sites) {
+std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer, unsigned sites, bool hessian) {
   using Act = ModelGraph::Act;
   const Act acts[kNumSites] = {Act::AttnNormOut, Act::Attention, Act::FfnNormOut, Act::FfnHidden};
   std::array<SiteStats, kNumSites> st;
@@ -70,16 +71,22 @@ std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer, unsigne
       const int64_t k = x.cols;
       if (s.cols == 0) {
         s.cols = k;
-        s.hessian.assign(size_t(k * k), 0.0);
+        if (hessian) s.hessian.assign(size_t(k * k), 0.0);
         s.abs_mean.assign(size_t(k), 0.0);
+        s.abs_max.assign(size_t(k), 0.f);
       }
-      // f32 GEMM per chunk (at most chunk*seq rows summed), float64 across chunks
-      ops::Mat hc{hess_chunk_.f32(), k, k, k};
-      ops::matmul(x, true, x, false, hc);
-      for (int64_t i = 0; i < k * k; ++i) s.hessian[size_t(i)] += double(hc.data[i]);
+      if (hessian) {
+        // f32 GEMM per chunk (at most chunk*seq rows summed), float64 across chunks
+        ops::Mat hc{hess_chunk_.f32(), k, k, k};
+        ops::matmul(x, true, x, false, hc);
+        for (int64_t i = 0; i < k * k; ++i) s.hessian[size_t(i)] += double(hc.data[i]);
+      }
       for (int64_t r = 0; r < x.rows; ++r) {
         const float* xr = x.row(r);
-        for (int64_t j = 0; j < k; ++j) s.abs_mean[size_t(j)] += std::fabs(double(xr[j]));
+        for (int64_t j = 0; j < k; ++j) {
+          s.abs_mean[size_t(j)] += std::fabs(double(xr[j]));
+          s.abs_max[size_t(j)] = std::max(s.abs_max[size_t(j)], std::fabs(xr[j]));
+        }
       }
       s.samples += x.rows;
     }

@@ -26,6 +26,7 @@ struct SiteStats {
   int64_t cols = 0, samples = 0;
   std::vector<double> hessian;   // [cols, cols]: mean of x x^T over calibration tokens
   std::vector<double> abs_mean;  // [cols]: mean |x_j|
+  std::vector<float> abs_max;    // [cols]: max |x_j|
 };
 
 class LayerwiseCalibrator {
@@ -37,8 +38,9 @@ class LayerwiseCalibrator {
 
   // Runs block `layer` with its current weights over the whole set and
   // returns the statistics of the input sites in `sites` (bit i: Site i; the
-  // others stay empty). The hidden states are not changed.
-  std::array<SiteStats, kNumSites> collect(int layer, unsigned sites = 0xf);
+  // others stay empty). The hidden states are not changed. Without `hessian`
+  // only the per-channel |x| statistics are gathered (cheap).
+  std::array<SiteStats, kNumSites> collect(int layer, unsigned sites = 0xf, bool hessian = true);
   // Largest |key| (after RoPE) and |value| per kv head of block `layer` over
   // the whole set: [n_kv] each. The hidden states are not changed.
   void kv_absmax(int layer, std::vector<float>& k_amax, std::vector<float>& v_amax);

@@ -8,7 +8,9 @@
 #include <set>
 
 #include "compress/calibration.h"
+#include "compress/fold_scales.h"
 #include "compress/rtn.h"
+#include "compress/smoothquant.h"
 #include "core/error.h"
 
 namespace condense::compress {
@@ -61,22 +63,6 @@ std::vector<uint64_t> existing_mask(const Model& m, const std::string& name) {
 
 std::vector<float> copy_of(const Tensor& t) { return std::vector<float>(t.f32(), t.f32() + t.numel()); }
 
-void multiply_cols(Tensor& w, const std::vector<float>& s) {
-  const int64_t rows = w.dim(0), cols = w.dim(1);
-  float* p = w.f32();
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) p[r * cols + c] *= s[size_t(c)];
-  }
-}
-
-void divide_rows(Tensor& w, const std::vector<float>& s) {
-  const int64_t rows = w.dim(0), cols = w.ndim() == 2 ? w.dim(1) : 1;
-  float* p = w.f32();
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) p[r * cols + c] /= s[size_t(r)];
-  }
-}
-
 // One block being quantized: which of its weights are targets, their names,
 // and (AWQ) the scales folded into each weight's columns and rows, with the
 // weights as they were before folding, to measure errors in original coordinates.
@@ -106,26 +92,17 @@ json fold_awq_site(const Model& m, BlockState& b, Site site, const SiteStats& st
   }
   if (aw.empty()) return nullptr;
   const AwqSearch a = awq_search(opt.scheme, aw, st.cols, st.hessian, st.abs_mean, opt.awq);
+  // bookkeeping first: errors are measured against the weights as they were
   for (Tensor* t : site_weights(b.w, site)) {
     b.keep_original(t);
-    multiply_cols(*t, a.scales);
     b.col_scale[t] = a.scales;
   }
-  Tensor* producer_rows = nullptr;
-  switch (site) {
-    case Site::AttnIn: divide_rows(b.w.attn_norm, a.scales); break;
-    case Site::FfnIn: divide_rows(b.w.ffn_norm, a.scales); break;
-    case Site::AttnOut:
-      producer_rows = &b.w.wv;
-      if (m.config.qkv_bias) divide_rows(b.w.bv, a.scales);
-      break;
-    case Site::FfnHidden: producer_rows = &b.w.w_up; break;
-  }
+  Tensor* producer_rows = site == Site::AttnOut ? &b.w.wv : (site == Site::FfnHidden ? &b.w.w_up : nullptr);
   if (producer_rows) {
     b.keep_original(producer_rows);
-    divide_rows(*producer_rows, a.scales);
     b.row_scale[producer_rows] = a.scales;
   }
+  fold_input_scales(m.config, b.w, site, a.scales);
   return {{"alpha", a.alpha}, {"loss", a.loss}, {"loss_alpha0", a.loss_unscaled}};
 }
 
@@ -200,7 +177,20 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
     }
   }
   const bool calibrated = opt.method != "rtn";
-  if (calibrated && !calib) fail("quantize", opt.method + " needs calibration data", "Give the stage a \"calibration\" object");
+  const ActivationOptions& act = opt.activations;
+  const bool needs_calib = calibrated || act.smooth || act.type == DType::F8E4M3;
+  if (needs_calib && !calib) {
+    fail("quantize", std::string(calibrated ? opt.method : (act.smooth ? "SmoothQuant" : "static fp8 activation scales")) + " needs calibration data",
+         "Give the stage a \"calibration\" object");
+  }
+  json act_j;
+  if (act.smooth) {
+    // rescales weights: before anything is quantized
+    for (const auto& [n, wc] : m.compression) {
+      if (wc.scheme.quantized()) fail("quantize", "SmoothQuant rescales weights, but '" + n + "' is already quantized", "Smooth in the first quantize stage");
+    }
+    act_j["smoothquant"] = smooth_model(m, *calib, act.alpha);
+  }
 
   json tensors = json::object();
   int done = 0;
@@ -230,8 +220,7 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
         std::array<SiteStats, kNumSites> st = cal.collect(l, sequential ? 1u : 0xfu);
         if (opt.method == "awq") {
           for (int si = 0; si < kNumSites; ++si) {
-            // o_proj's input channels are v_proj's outputs only when every query head has its own kv head
-            if (Site(si) == Site::AttnOut && m.config.n_heads != m.config.n_kv_heads) continue;
+            if (!site_foldable(m.config, Site(si))) continue;
             json a = fold_awq_site(m, b, Site(si), st[size_t(si)], opt);
             if (!a.is_null()) tensors["layer" + std::to_string(l) + "." + site_name(Site(si)) + ".awq"] = a;
           }
@@ -254,10 +243,14 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
     finish(name, quantize_rtn(opt.scheme, t->f32(), t->dim(0), t->dim(1), existing_mask(m, name), t->f32()),
            {{"scheme", opt.scheme.describe()}, {"method", "rtn"}});
   }
+  if (act.type == DType::F8E4M3) act_j["input_scales"] = calibrate_input_scales(m, *calib)["input_scales"];
+  if (act.type == DType::I8) m.activations = {DType::I8, {}};
+  if (act.type != DType::F32) act_j["dtype"] = act.type == DType::I8 ? "int8 dynamic per-token" : "fp8-e4m3 static per-tensor";
   json out = {{"method", opt.method}, {"scheme", opt.scheme.describe()}, {"tensors", tensors}, {"quantized", int(names.size())},
               {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
               {"peak_rss_mb", double(peak_rss_bytes()) / 1e6}};
   if (!calib_j.is_null()) out["calibration"] = calib_j;
+  if (!act_j.is_null()) out["activations"] = act_j;
   return out;
 }
 

@@ -22,8 +22,16 @@ struct CalibrationSet {
   int chunk = 8;            // sequences per block run
 };
 
+// W8A8: the block linears' inputs quantized too (model/activation_quant.h).
+struct ActivationOptions {
+  DType type = DType::F32;  // F32: weights only; I8: dynamic per token; F8E4M3: static per tensor (calibrated)
+  bool smooth = false;      // SmoothQuant before the weights are quantized (needs calibration)
+  double alpha = 0.5;       // SmoothQuant migration strength
+};
+
 struct QuantizeOptions {
   QuantScheme scheme;
+  ActivationOptions activations;
   std::string method = "rtn";        // rtn | gptq | awq
   std::vector<std::string> targets;  // globs over weight names; empty: every linear weight in the blocks
   GptqOptions gptq;

@@ -214,6 +214,15 @@ void save_cpk(const Model& m, const std::string& path, const CpkWriteOptions& op
     header["kv_cache"] = {{"dtype", q.type == DType::F8E4M3 ? "fp8-e4m3" : "int8"}, {"granularity", q.per_head ? "head" : "tensor"},
                           {"k_scales", q.k_scales}, {"v_scales", q.v_scales}};
   }
+  if (m.activations.quantized()) {
+    const ActivationQuant& a = m.activations;
+    json aj = {{"dtype", a.type == DType::F8E4M3 ? "fp8-e4m3" : "int8"}, {"scales", a.type == DType::F8E4M3 ? "static" : "dynamic"}};
+    if (a.type == DType::F8E4M3) {
+      if (a.scales.size() != size_t(m.config.n_layers) * ActivationQuant::kSites) fail(path, "activation scales do not match the config's layers");
+      aj["input_scales"] = a.scales;
+    }
+    header["activations"] = aj;
+  }
   const std::string h = header.dump();
   std::vector<uint8_t> pre(kMagic, kMagic + 8);
   put<uint32_t>(pre, kCpkMajor);
@@ -495,6 +504,19 @@ LoadedModel load_cpk(const std::string& path) {
       if (m.kv_cache.k_scales.size() != per || m.kv_cache.v_scales.size() != per) bad(path, "KV cache scales do not match the config's layers/heads");
       for (float v : m.kv_cache.k_scales) if (!(v > 0) || !std::isfinite(v)) bad(path, "KV cache scale not positive and finite");
       for (float v : m.kv_cache.v_scales) if (!(v > 0) || !std::isfinite(v)) bad(path, "KV cache scale not positive and finite");
+    }
+    if (rd.header.contains("activations")) {
+      const json& a = rd.header["activations"];
+      const std::string dt = a.at("dtype").get<std::string>();
+      if (dt != "fp8-e4m3" && dt != "int8") fail(path, "unknown activation dtype '" + dt + "'", "Use a newer condense");
+      m.activations.type = dt == "int8" ? DType::I8 : DType::F8E4M3;
+      if (m.activations.type == DType::F8E4M3) {
+        m.activations.scales = a.at("input_scales").get<std::vector<float>>();
+        if (m.activations.scales.size() != size_t(m.config.n_layers) * ActivationQuant::kSites) bad(path, "activation scales do not match the config's layers");
+        for (float v : m.activations.scales) {
+          if (!(v > 0) || !std::isfinite(v)) bad(path, "activation scale not positive and finite");
+        }
+      }
     }
     const json& tok = rd.header.contains("tokenizer") ? rd.header["tokenizer"] : json(nullptr);
     if (!tok.is_null()) {

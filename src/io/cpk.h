@@ -12,7 +12,7 @@
 
 namespace condense {
 
-inline constexpr uint32_t kCpkMajor = 1, kCpkMinor = 0;
+inline constexpr uint32_t kCpkMajor = 1, kCpkMinor = 1;  // 1.1: optional "activations" key
 
 struct CpkWriteOptions {
   int zstd_level = 0;               // 0: sections stored raw; 1..19: zstd where it saves space

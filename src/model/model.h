@@ -9,6 +9,7 @@
 
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/activation_quant.h"
 #include "model/kv_cache_quant.h"
 #include "model/quantized_weight.h"
 
@@ -44,6 +45,8 @@ struct Model {
   std::map<std::string, WeightCompression> compression;
   // KV cache storage chosen by a calibrate_kv stage.
   KvCacheQuant kv_cache;
+  // Input quantization of the block linears (W8A8), chosen by a quantize stage.
+  ActivationQuant activations;
   // The recipe stages that produced this model, as a JSON array (text).
   std::string history = "[]";
 

@@ -184,7 +184,18 @@ void parse_quantize(const Obj& o, StageSpec& s, uint64_t seed) {
     q.awq.max_shrink = a.num("max_shrink", 0.5, 0, 0.99);
     a.done();
   }
-  if (o.has("calibration") && q.method == "rtn") o.bad("calibration", "nothing (rtn needs no calibration)");
+  if (o.has("activations")) {
+    Obj a(o.raw("activations"), o.at("activations"));
+    const std::string t = a.str("type", "", {"int8", "fp8"});
+    if (t.empty()) a.bad("type", "int8 (dynamic per-token scales) or fp8 (static per-tensor scales from calibration)");
+    q.activations.type = t == "int8" ? DType::I8 : DType::F8E4M3;
+    q.activations.smooth = a.boolean("smoothquant", false);
+    q.activations.alpha = a.num("alpha", 0.5, 0, 1);
+    if (a.has("alpha") && !q.activations.smooth) a.bad("alpha", "nothing (smoothquant is off)");
+    a.done();
+  }
+  const bool act_calib = q.activations.smooth || q.activations.type == DType::F8E4M3;
+  if (o.has("calibration") && q.method == "rtn" && !act_calib) o.bad("calibration", "nothing (rtn needs no calibration)");
   parse_calibration(o, s, seed);
 }
 

@@ -74,7 +74,8 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
   const compress::QuantizeOptions& q = st.quantize;
   const compress::PruneOptions& p = st.prune;
   std::optional<compress::CalibrationSet> cal;
-  const bool calibrated = st.type == "prune" ? p.method != "magnitude" : (quantize ? q.method != "rtn" : !st.kv.unit_scales);
+  const bool quantize_calibrated = q.method != "rtn" || q.activations.smooth || q.activations.type == DType::F8E4M3;
+  const bool calibrated = st.type == "prune" ? p.method != "magnitude" : (quantize ? quantize_calibrated : !st.kv.unit_scales);
   if (calibrated) cal = calibration_set(st.calibration, student, data, bos);
   json rep, summary;
   if (st.type == "prune") {
@@ -98,6 +99,8 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
     const int retries = rep.contains("calibration") ? rep["calibration"].value("cholesky_retries", 0) : 0;
     if (retries) std::fprintf(stderr, "%s: GPTQ's Cholesky factorisation failed %d times; dampening was raised (see results.json)\n", st.name.c_str(), retries);
     summary = {{"method", q.method}, {"scheme", q.scheme.describe()}};
+    if (rep.contains("activations")) summary["activations"] = rep["activations"]["dtype"];
+    if (q.activations.smooth) summary["smoothquant_alpha"] = q.activations.alpha;
   } else {
     rep = compress::calibrate_kv(student, st.kv, cal ? &*cal : nullptr);
     summary = {{"kv_cache", rep["dtype"]}, {"scales", rep["scales"]}, {"granularity", rep["granularity"]}};

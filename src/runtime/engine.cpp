@@ -31,8 +31,12 @@ Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq >
       l.kv.k_scale = m.kv_cache.layer_scales(m.kv_cache.k_scales, li, cfg_.n_kv_heads);
       l.kv.v_scale = m.kv_cache.layer_scales(m.kv_cache.v_scales, li, cfg_.n_kv_heads);
     }
+    if (m.activations.type == DType::F8E4M3) {
+      for (int si = 0; si < ActivationQuant::kSites; ++si) l.act_scale[si] = m.activations.scale(int(layers_.size()), si);
+    }
     layers_.push_back(std::move(l));
   }
+  act_type_ = m.activations.type;
   head_ = ops::PackedLinear::pack({&m.head()});
   rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
 }
@@ -41,6 +45,10 @@ size_t Engine::decode_weight_bytes() const {
   size_t b = head_.weight_bytes() + size_t(cfg_.dim) * 4;  // + one embedding row
   for (const Layer& l : layers_) b += l.qkv.weight_bytes() + l.o.weight_bytes() + l.gate_up.weight_bytes() + l.down.weight_bytes();
   return b;
+}
+
+void Engine::quantize_input(const Layer& l, int site, ops::Mat x) const {
+  if (act_type_ != DType::F32) fake_quant_rows(x.data, x.rows, x.cols, x.ld, act_type_, l.act_scale[site]);
 }
 
 void Engine::ensure_scratch(int n) {
@@ -80,6 +88,7 @@ void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_log
   }
   for (Layer& l : layers_) {
     ops::rmsnorm(x, l.attn_norm, cfg_.norm_eps, xn);
+    quantize_input(l, 0, xn);
     l.qkv.apply(xn, qkv);
     if (l.qkv_bias.defined()) ops::add_bias(qkv, l.qkv_bias);
     ops::Mat q = qkv.cols_slice(0, qd), k = qkv.cols_slice(qd, kvd), v = qkv.cols_slice(qd + kvd, kvd);
@@ -87,12 +96,15 @@ void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_log
     ops::rope(k, cfg_.n_kv_heads, hd, pos, rope_);
     l.kv.store(k, v, pos);
     ops::attention(q, l.kv, pos, cfg_.n_heads, att);
+    quantize_input(l, 1, att);
     l.o.apply(att, tmp);
     ops::add(x, tmp);
     ops::rmsnorm(x, l.ffn_norm, cfg_.norm_eps, xn);
+    quantize_input(l, 2, xn);
     l.gate_up.apply(xn, gu);
     ops::Mat g = gu.cols_slice(0, f), u = gu.cols_slice(f, f);
     ops::silu_mul(g, u, g);
+    quantize_input(l, 3, g);
     l.down.apply(g, tmp);
     ops::add(x, tmp);
   }

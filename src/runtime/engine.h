@@ -29,7 +29,10 @@ class Engine {
     Tensor attn_norm, ffn_norm, qkv_bias;  // qkv_bias undefined unless config.qkv_bias
     ops::PackedLinear qkv, o, gate_up, down;
     ops::KvCacheLayer kv;
+    float act_scale[ActivationQuant::kSites] = {1, 1, 1, 1};  // static fp8 input scales
   };
+  // Applies the model's activation quantization to the input of site `site`.
+  void quantize_input(const Layer& l, int site, ops::Mat x) const;
   void ensure_scratch(int n);
 
   ModelConfig cfg_;
@@ -38,6 +41,7 @@ class Engine {
   std::vector<Layer> layers_;
   ops::PackedLinear head_;
   ops::RopeTable rope_;
+  DType act_type_ = DType::F32;
   int scratch_rows_ = 0;
   Tensor x_, xn_, qkv_, att_, gu_, tmp_;
 };
