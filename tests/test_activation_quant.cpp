@@ -35,17 +35,7 @@ Model model(uint64_t seed) {
   return m;
 }
 
-compress::CalibrationSet calib(int n_seq, int seq) {
-  compress::CalibrationSet c;
-  c.n_seq = n_seq;
-  c.seq = seq;
-  c.chunk = 2;
-  for (int s = 0; s < n_seq; ++s) {
-    c.inputs.push_back(1);
-    for (int t = 1; t < seq; ++t) c.inputs.push_back((s * 7 + t * 13) % 40);
-  }
-  return c;
-}
+compress::CalibrationSet calib(int n_seq, int seq) { return testutil::pattern_calibration(n_seq, seq); }
 
 std::vector<float> logits(const Model& m, const std::vector<int>& toks) {
   Engine e(m, int(toks.size()));

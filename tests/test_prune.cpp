@@ -28,13 +28,7 @@ using namespace condense::compress;
 
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed, float sd = 0.05f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, sd);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using testutil::randn;
 
 bool kept(const std::vector<uint64_t>& m, int64_t i) { return (m[size_t(i >> 6)] >> (i & 63)) & 1u; }
 
@@ -384,16 +378,8 @@ TEST(PruneTraining, MasksSurviveStepsAndTheStateFile) {
   p.sparsity = 0.5;
   prune_model(m, p, nullptr);
   const Model before = tiny(6);  // unpruned copy: kept weights must move
-  std::vector<int> ids;
-  std::mt19937 rng(7);
-  for (int i = 0; i < 4000; ++i) ids.push_back(1 + int(rng() % uint32_t(m.config.vocab - 1)));
-  const train::TokenDataset data = train::TokenDataset::from_tokens(ids, std::vector<int>(ids.begin(), ids.begin() + 200), "test");
-  train::TrainOptions o;
-  o.steps = 4;
-  o.batch = 2;
-  o.seq = 16;
-  o.schedule.lr = 1e-2;
-  o.schedule.total_steps = 4;
+  const train::TokenDataset data = testutil::pattern_data(m.config.vocab, 7);
+  train::TrainOptions o = testutil::short_run(4, 2, 16, 1e-2);
   o.adam.weight_decay = 0.1;
   testutil::TempDir dir;
   o.state_path = dir / "state.h5";

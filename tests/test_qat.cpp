@@ -34,13 +34,7 @@ Model quantized_tiny(uint64_t seed, const QuantScheme& s) {
 
 const QuantScheme kInt4 = QuantScheme::of(DType::I4, Granularity::Group, 16);
 
-// A learnable stream: each token mostly follows from the previous one.
-train::TokenDataset pattern_data(int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> ids{1};
-  for (int i = 1; i < 4000; ++i) ids.push_back(rng() % 10 == 0 ? 1 + int(rng() % uint32_t(vocab - 1)) : 1 + (ids.back() * 3 + 1) % (vocab - 1));
-  return train::TokenDataset::from_tokens(ids, std::vector<int>(ids.begin(), ids.begin() + 300), "test");
-}
+using testutil::pattern_data;
 
 // Every quantized weight equals its codes through its scales, bit for bit.
 void expect_on_grid(const Model& m) {
@@ -154,12 +148,7 @@ TEST(Qat, TrainingKeepsWeightsOnTheGridAndMasksAtZero) {
     return c;
   }();
   const train::TokenDataset data = pattern_data(m.config.vocab, 7);
-  train::TrainOptions o;
-  o.steps = 6;
-  o.batch = 2;
-  o.seq = 16;
-  o.schedule.lr = 3e-2;
-  o.schedule.total_steps = 6;
+  train::TrainOptions o = testutil::short_run(6, 2, 16, 3e-2);
   o.qat = true;
   o.learn_scales = true;
   train::Trainer tr(m, nullptr, {}, o, data, m.config.bos_id);
@@ -191,12 +180,7 @@ TEST(Qat, TrainingKeepsWeightsOnTheGridAndMasksAtZero) {
 TEST(Qat, LowersTheLossOfARoundedModel) {
   Model m = quantized_tiny(8, kInt4);
   const train::TokenDataset data = pattern_data(m.config.vocab, 9);
-  train::TrainOptions o;
-  o.steps = 30;
-  o.batch = 4;
-  o.seq = 16;
-  o.schedule.lr = 1e-2;
-  o.schedule.total_steps = 30;
+  train::TrainOptions o = testutil::short_run(30, 4, 16, 1e-2);
   o.val_windows = 8;
   o.qat = true;
   train::Trainer tr(m, nullptr, {}, o, data, m.config.bos_id);
@@ -209,10 +193,7 @@ TEST(Qat, LowersTheLossOfARoundedModel) {
 TEST(Qat, TrainingAQuantizedModelWithoutQatIsRefused) {
   Model m = quantized_tiny(10, kInt4);
   const train::TokenDataset data = pattern_data(m.config.vocab, 11);
-  train::TrainOptions o;
-  o.steps = 1;
-  o.batch = 1;
-  o.seq = 8;
+  train::TrainOptions o = testutil::short_run(1, 1, 8, 1e-3);
   EXPECT_THROW(train::Trainer(m, nullptr, {}, o, data, m.config.bos_id), Error);
   Model dense = random_model(testutil::tiny_config({}), 12);
   o.qat = true;

@@ -14,6 +14,7 @@
 #include "compress/rtn.h"
 #include "core/error.h"
 #include "tests/reference/linalg_ref64.h"
+#include "tests/tiny_model.h"
 
 using namespace condense;
 using namespace condense::compress;
@@ -23,13 +24,7 @@ using ref::inverse;
 
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed, float sd = 0.05f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, sd);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using testutil::randn;
 
 // Every finite E4M3 value, decoded in float64 from the bit layout (bias 7,
 // 3 mantissa bits, subnormals below 2^-6, S.1111.111 is NaN).

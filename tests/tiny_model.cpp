@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
 
 namespace testutil {
 
@@ -32,6 +33,44 @@ void expect_same_weights(const condense::Model& a, const condense::Model& b) {
     ASSERT_EQ(wa[i]->shape(), wb[i]->shape());
     ASSERT_EQ(std::memcmp(wa[i]->data(), wb[i]->data(), wa[i]->nbytes()), 0) << "weight " << i;
   }
+}
+
+std::vector<float> randn(int64_t n, uint32_t seed, float sd) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, sd);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+condense::compress::CalibrationSet pattern_calibration(int n_seq, int seq, int vocab) {
+  condense::compress::CalibrationSet c;
+  c.n_seq = n_seq;
+  c.seq = seq;
+  c.chunk = 2;
+  for (int s = 0; s < n_seq; ++s) {
+    c.inputs.push_back(1);
+    for (int t = 1; t < seq; ++t) c.inputs.push_back((s * 7 + t * 13) % vocab);
+  }
+  return c;
+}
+
+condense::train::TokenDataset pattern_data(int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> ids{1};
+  for (int i = 1; i < 4000; ++i) ids.push_back(rng() % 10 == 0 ? 1 + int(rng() % uint32_t(vocab - 1)) : 1 + (ids.back() * 3 + 1) % (vocab - 1));
+  return condense::train::TokenDataset::from_tokens(ids, std::vector<int>(ids.begin(), ids.begin() + 300), "test");
+}
+
+condense::train::TrainOptions short_run(int64_t steps, int batch, int seq, double lr) {
+  condense::train::TrainOptions o;
+  o.steps = steps;
+  o.batch = batch;
+  o.seq = seq;
+  o.schedule.lr = lr;
+  o.schedule.total_steps = steps;
+  o.adam.weight_decay = 0;
+  return o;
 }
 
 }  // namespace testutil

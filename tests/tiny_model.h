@@ -1,7 +1,12 @@
 // Small models for unit tests: a config in one call (fields named, defaults
 // for the rest) and a byte-for-byte comparison of two models' weights.
 #pragma once
+#include <vector>
+
+#include "compress/quantize_model.h"
 #include "model/model.h"
+#include "train/token_data.h"
+#include "train/trainer.h"
 
 namespace testutil {
 
@@ -15,5 +20,15 @@ struct TinyShape {
 condense::ModelConfig tiny_config(const TinyShape& s);
 // Every weight of a and b has the same shape and the same bytes.
 void expect_same_weights(const condense::Model& a, const condense::Model& b);
+
+// n values drawn from N(0, sd^2), deterministic for a seed.
+std::vector<float> randn(int64_t n, uint32_t seed, float sd = 0.05f);
+// n_seq windows of seq tokens (BOS, then a fixed pattern below `vocab`), two per chunk.
+condense::compress::CalibrationSet pattern_calibration(int n_seq, int seq, int vocab = 40);
+// A learnable token stream (each token mostly follows from the previous one),
+// its first 300 tokens also the validation split.
+condense::train::TokenDataset pattern_data(int vocab, uint32_t seed);
+// Short-run training options: steps at a constant-then-cosine lr, no decay.
+condense::train::TrainOptions short_run(int64_t steps, int batch, int seq, double lr);
 
 }  // namespace testutil

@@ -137,6 +137,18 @@ ModelSource model_source(const Obj& o, const std::string& base) {
 
 void parse_calibration(const Obj& o, StageSpec& s, uint64_t seed);
 
+// "targets": weight-name globs of a prune or quantize stage (empty: the default set).
+std::vector<std::string> targets(const Obj& o) {
+  std::vector<std::string> out;
+  if (!o.has("targets")) return out;
+  const json& t = o.raw("targets");
+  if (!t.is_array() || t.empty() || !std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_string(); })) {
+    o.bad("targets", "a non-empty array of weight-name patterns (e.g. \"model.layers.*.mlp.*\")");
+  }
+  for (const auto& x : t) out.push_back(x.get<std::string>());
+  return out;
+}
+
 QuantScheme parse_scheme(const Obj& w) {
   QuantScheme q;
   const std::string t = w.str("type", "", {"int8", "int4", "fp8"});
@@ -159,13 +171,7 @@ void parse_quantize(const Obj& o, StageSpec& s, uint64_t seed) {
   if (!o.has("weights")) o.bad("weights", "an object like {\"type\": \"int4\", \"group\": 32}");
   q.scheme = parse_scheme(Obj(o.raw("weights"), o.at("weights")));
   q.method = o.str("method", "rtn", {"rtn", "gptq", "awq"});
-  if (o.has("targets")) {
-    const json& t = o.raw("targets");
-    if (!t.is_array() || t.empty() || !std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_string(); })) {
-      o.bad("targets", "a non-empty array of weight-name patterns (e.g. \"model.layers.*.mlp.*\")");
-    }
-    for (const auto& x : t) q.targets.push_back(x.get<std::string>());
-  }
+  q.targets = targets(o);
   if (o.has("gptq")) {
     if (q.method != "gptq") o.bad("gptq", "nothing (method is not gptq)");
     Obj g(o.raw("gptq"), o.at("gptq"));
@@ -271,13 +277,7 @@ void parse_prune(const Obj& o, StageSpec& s, uint64_t seed) {
     if (o.has("sparsity")) o.bad("sparsity", "nothing (the pattern " + pat + " fixes it)");
   }
   p.sparsity = p.nm.active() ? p.nm.sparsity() : o.num("sparsity", 0.5, 0, 0.99);
-  if (o.has("targets")) {
-    const json& t = o.raw("targets");
-    if (!t.is_array() || t.empty() || !std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_string(); })) {
-      o.bad("targets", "a non-empty array of weight-name patterns (e.g. \"model.layers.*.mlp.*\")");
-    }
-    for (const auto& x : t) p.targets.push_back(x.get<std::string>());
-  }
+  p.targets = targets(o);
   if (o.has("sparsegpt")) {
     if (p.method != "sparsegpt") o.bad("sparsegpt", "nothing (method is not sparsegpt)");
     Obj g(o.raw("sparsegpt"), o.at("sparsegpt"));

@@ -22,7 +22,23 @@ void step_range(const QuantScheme& s, uint8_t zero, float& lo, float& hi) {
   }
 }
 
-constexpr float kMinScale = 1e-10f;  // a learned scale never reaches 0 (latent / s would be infinite)
+constexpr float kMinScale = 1e-10f;
+
+// Visits every element of e: kept(i, si, scale, zero) for kept ones, removed(i) for pruned ones.
+template <class Kept, class Removed>
+void each_element(const FakeQuant::Entry& e, Kept kept, Removed removed) {
+  const QuantScheme& s = e.wc->scheme;
+  for (int64_t r = 0; r < e.rows; ++r) {
+    for (int64_t c = 0; c < e.cols; ++c) {
+      const int64_t i = r * e.cols + c, si = s.scale_index(r, c, e.cols);
+      if (!e.wc->kept(i)) {
+        removed(i);
+        continue;
+      }
+      kept(i, si, e.wc->scales[size_t(si)], s.symmetric ? uint8_t(0) : e.wc->zeros[size_t(si)]);
+    }
+  }
+}  // a learned scale never reaches 0 (latent / s would be infinite)
 
 }  // namespace
 
@@ -60,20 +76,14 @@ void FakeQuant::quantize() {
     }
     const float* lat = e.latent.f32();
     float* w = e.weight->f32();
-    for (int64_t r = 0; r < e.rows; ++r) {
-      for (int64_t c = 0; c < e.cols; ++c) {
-        const int64_t i = r * e.cols + c, si = s.scale_index(r, c, e.cols);
-        if (!e.wc->kept(i)) {
-          w[i] = 0.f;
-          continue;
-        }
-        const uint8_t zero = s.symmetric ? 0 : e.wc->zeros[size_t(si)];
-        const float scale = e.wc->scales[size_t(si)];
-        const uint8_t code = quant_value(s, lat[i], scale, zero);
-        e.wc->codes[size_t(i)] = code;
-        w[i] = dequant_code(s, code, scale, zero);
-      }
-    }
+    each_element(
+        e,
+        [&](int64_t i, int64_t, float scale, uint8_t zero) {
+          const uint8_t code = quant_value(s, lat[i], scale, zero);
+          e.wc->codes[size_t(i)] = code;
+          w[i] = dequant_code(s, code, scale, zero);
+        },
+        [&](int64_t i) { w[i] = 0.f; });
   }
 }
 
@@ -94,26 +104,21 @@ void FakeQuant::backward(Model& grads) {
     // LSQ's gradient scale: 1 / sqrt(weights per scale * largest code)
     const double per_scale = double(e.rows * e.cols) / double(e.scale.numel());
     const float gscale = float(1.0 / std::sqrt(per_scale * (s.type == DType::F8E4M3 ? 448.0 : double(s.qmax()))));
-    for (int64_t r = 0; r < e.rows; ++r) {
-      for (int64_t c = 0; c < e.cols; ++c) {
-        const int64_t i = r * e.cols + c, si = s.scale_index(r, c, e.cols);
-        if (!e.wc->kept(i)) {
+    each_element(
+        e,
+        [&](int64_t i, int64_t si, float scale, uint8_t zero) {
+          const float v = lat[i] / scale;
+          float lo, hi;
+          step_range(s, zero, lo, hi);
+          const bool inside = v >= lo && v <= hi;
+          if (inside) lg[i] += g[i];
+          if (learn_scales_) {
+            const float q = dequant_code(s, e.wc->codes[size_t(i)], 1.f, zero);  // the code's value in steps
+            sg[si] += g[i] * (inside ? q - v : q) * gscale;
+          }
           g[i] = 0.f;
-          continue;
-        }
-        const uint8_t zero = s.symmetric ? 0 : e.wc->zeros[size_t(si)];
-        const float scale = e.wc->scales[size_t(si)], v = lat[i] / scale;
-        float lo, hi;
-        step_range(s, zero, lo, hi);
-        const bool inside = v >= lo && v <= hi;
-        if (inside) lg[i] += g[i];
-        if (learn_scales_) {
-          const float q = dequant_code(s, e.wc->codes[size_t(i)], 1.f, zero);  // the code's value in steps
-          sg[si] += g[i] * (inside ? q - v : q) * gscale;
-        }
-        g[i] = 0.f;
-      }
-    }
+        },
+        [&](int64_t i) { g[i] = 0.f; });
   }
 }
 
