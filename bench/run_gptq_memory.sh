@@ -37,7 +37,7 @@ max_rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).gr
 wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", t).group(1)
 row = {"model": "stories110M (random init)", "params": res["student"]["params"], "method": "gptq int4 g128",
        "calibration": rep["calibration"], "quantize_seconds": rep["seconds"], "report_peak_rss_mb": rep["peak_rss_mb"],
-       "time_max_rss_mb": max_rss_kb / 1024, "wall": wall, "limit_mb": 3000}
+       "time_max_rss_mb": max_rss_kb * 1024 / 1e6, "wall": wall, "limit_mb": 3000}
 json.dump(row, open(sys.argv[3], "w"), indent=2)
 print(json.dumps(row, indent=2))
 print("wrote", sys.argv[3])
