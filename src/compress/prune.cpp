@@ -15,15 +15,12 @@ using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMaj
 
 namespace {
 
-bool bit(const std::vector<uint64_t>& m, int64_t i) { return m.empty() || ((m[size_t(i >> 6)] >> (i & 63)) & 1u); }
-void clear_bit(std::vector<uint64_t>& m, int64_t i) { m[size_t(i >> 6)] &= ~(uint64_t(1) << (i & 63)); }
-
 // Removes the `remove` lowest-scoring of `idx` (already-removed first).
 void remove_lowest(std::vector<int64_t>& idx, int64_t remove, const std::vector<float>& score, const std::vector<uint64_t>& existing,
                    std::vector<uint64_t>& mask) {
-  auto key = [&](int64_t i) { return bit(existing, i) ? score[size_t(i)] : -std::numeric_limits<float>::infinity(); };
+  auto key = [&](int64_t i) { return mask_kept(existing, i) ? score[size_t(i)] : -std::numeric_limits<float>::infinity(); };
   int64_t gone = 0;
-  for (int64_t i : idx) gone += !bit(existing, i);
+  for (int64_t i : idx) gone += !mask_kept(existing, i);
   remove = std::min<int64_t>(std::max(remove, gone), int64_t(idx.size()));
   if (remove == 0) return;
   auto less = [&](int64_t a, int64_t b) {
@@ -31,7 +28,7 @@ void remove_lowest(std::vector<int64_t>& idx, int64_t remove, const std::vector<
     return ka < kb || (ka == kb && a > b);
   };
   std::nth_element(idx.begin(), idx.begin() + (remove - 1), idx.end(), less);
-  for (int64_t k = 0; k < remove; ++k) clear_bit(mask, idx[size_t(k)]);
+  for (int64_t k = 0; k < remove; ++k) mask_remove(mask, idx[size_t(k)]);
 }
 
 void check_nm(const NmPattern& nm, int64_t cols, const char* where) {
@@ -119,13 +116,13 @@ std::vector<uint64_t> sparsegpt_prune(float* w, int64_t rows, int64_t cols, cons
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < nb; ++c) {
           score[size_t(r * nb + c)] = score_of(r, i1 + c);
-          if (!bit(existing, r * cols + i1 + c)) clear_bit(sub_existing, r * nb + c);
+          if (!mask_kept(existing, r * cols + i1 + c)) mask_remove(sub_existing, r * nb + c);
         }
       }
       sub_mask = select_mask(score, rows, nb, sparsity, Compare::Matrix, {}, sub_existing);
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < nb; ++c) {
-          if (!bit(sub_mask, r * nb + c)) clear_bit(mask, r * cols + i1 + c);
+          if (!mask_kept(sub_mask, r * nb + c)) mask_remove(mask, r * cols + i1 + c);
         }
       }
     }
@@ -137,19 +134,19 @@ std::vector<uint64_t> sparsegpt_prune(float* w, int64_t rows, int64_t cols, cons
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t c = 0; c < nm.m; ++c) {
             score[size_t(r * nm.m + c)] = score_of(r, i + c);
-            if (!bit(existing, r * cols + i + c)) clear_bit(sub_existing, r * nm.m + c);
+            if (!mask_kept(existing, r * cols + i + c)) mask_remove(sub_existing, r * nm.m + c);
           }
         }
         sub_mask = select_mask(score, rows, nm.m, 0, Compare::Row, nm, sub_existing);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t c = 0; c < nm.m; ++c) {
-            if (!bit(sub_mask, r * nm.m + c)) clear_bit(mask, r * cols + i + c);
+            if (!mask_kept(sub_mask, r * nm.m + c)) mask_remove(mask, r * cols + i + c);
           }
         }
       }
       const double d = U(i, i);
       for (int64_t r = 0; r < rows; ++r) {
-        const double wv = W(r, i), q = bit(mask, r * cols + i) ? wv : 0.0;
+        const double wv = W(r, i), q = mask_kept(mask, r * cols + i) ? wv : 0.0;
         W(r, i) = q;
         err(r, i - i1) = (wv - q) / d;
       }
@@ -158,30 +155,17 @@ std::vector<uint64_t> sparsegpt_prune(float* w, int64_t rows, int64_t cols, cons
     if (i2 < cols) W.block(0, i2, rows, cols - i2).noalias() -= err.leftCols(nb) * U.block(i1, i2, nb, cols - i2);
   }
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) w[r * cols + c] = bit(mask, r * cols + c) ? float(W(r, c)) : 0.f;
+    for (int64_t c = 0; c < cols; ++c) w[r * cols + c] = mask_kept(mask, r * cols + c) ? float(W(r, c)) : 0.f;
   }
   if (report) *report = {g.damp_used, g.retries};
   return mask;
 }
 
-std::vector<uint64_t> keep_all(int64_t n) {
-  std::vector<uint64_t> m(size_t((n + 63) / 64), ~uint64_t(0));
-  if (n % 64) m.back() = (uint64_t(1) << (n % 64)) - 1;
-  return m;
-}
-
 void apply_mask(float* w, int64_t n, const std::vector<uint64_t>& mask) {
   if (mask.empty()) return;
   for (int64_t i = 0; i < n; ++i) {
-    if (!bit(mask, i)) w[i] = 0.f;
+    if (!mask_kept(mask, i)) w[i] = 0.f;
   }
-}
-
-int64_t count_kept(const std::vector<uint64_t>& mask, int64_t n) {
-  if (mask.empty()) return n;
-  int64_t k = 0;
-  for (int64_t i = 0; i < n; ++i) k += bit(mask, i);
-  return k;
 }
 
 }  // namespace condense::compress

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "model/quantized_weight.h"
+
 namespace condense::compress {
 
 // Keep n of every m consecutive weights of a row (2:4); m == 0: unstructured.
@@ -51,10 +53,7 @@ std::vector<uint64_t> sparsegpt_prune(float* w, int64_t rows, int64_t cols, cons
                                       const NmPattern& nm, const SparseGptOptions& opt, const std::vector<uint64_t>& existing = {},
                                       SparseGptReport* report = nullptr);
 
-// A mask keeping all n elements.
-std::vector<uint64_t> keep_all(int64_t n);
-// Sets the removed elements of w to 0.
+// Sets the removed elements of w to 0 (masks: model/quantized_weight.h).
 void apply_mask(float* w, int64_t n, const std::vector<uint64_t>& mask);
-int64_t count_kept(const std::vector<uint64_t>& mask, int64_t n);
 
 }  // namespace condense::compress

@@ -34,30 +34,15 @@ int64_t GradualSchedule::next_update(int64_t t) const {
 
 namespace {
 
-std::map<std::string, Tensor*> tensors_by_name(Model& m, const std::vector<std::string>& names) {
-  const std::set<std::string> wanted(names.begin(), names.end());
-  std::map<std::string, Tensor*> out;
-  for_each_weight(m, [&](const WeightRef& r) {
-    if (wanted.count(r.name)) out[r.name] = r.tensor;
-  });
-  return out;
-}
-
-const std::vector<uint64_t>& mask_of(const Model& m, const std::string& name) {
-  static const std::vector<uint64_t> none;
-  auto it = m.compression.find(name);
-  return it == m.compression.end() ? none : it->second.mask;
-}
+json tensor_sparsity(int64_t kept, int64_t numel) { return {{"sparsity", 1.0 - double(kept) / double(numel)}, {"kept", kept}, {"numel", numel}}; }
 
 // Records the mask (a new entry is f32 + mask) and zeroes the removed values.
 json set_mask(Model& m, const std::string& name, Tensor& t, std::vector<uint64_t> mask) {
   apply_mask(t.f32(), t.numel(), mask);
   const int64_t kept = count_kept(mask, t.numel());
   m.compression[name].mask = std::move(mask);
-  return {{"sparsity", 1.0 - double(kept) / double(t.numel())}, {"kept", kept}, {"numel", t.numel()}};
+  return tensor_sparsity(kept, t.numel());
 }
-
-std::vector<float> copy_of(const Tensor& t) { return std::vector<float>(t.f32(), t.f32() + t.numel()); }
 
 }  // namespace
 
@@ -90,7 +75,7 @@ std::vector<std::string> prune_targets(const Model& m, const PruneOptions& opt, 
 }
 
 json magnitude_prune_to(Model& m, const std::vector<std::string>& names, double sparsity, const std::string& scope, const NmPattern& nm) {
-  const std::map<std::string, Tensor*> ts = tensors_by_name(m, names);
+  const std::map<std::string, Tensor*> ts = weights_by_name(m, names);
   json out = json::object();
   if (scope != "global") {
     for (const auto& [n, t] : ts) {
@@ -107,7 +92,7 @@ json magnitude_prune_to(Model& m, const std::vector<std::string>& names, double 
     const std::vector<uint64_t>& mk = mask_of(m, n);
     total += t->numel();
     for (int64_t i = 0; i < t->numel(); ++i) {
-      if (mk.empty() || ((mk[size_t(i >> 6)] >> (i & 63)) & 1u)) kept_abs.push_back(std::fabs(t->f32()[i]));
+      if (mask_kept(mk, i)) kept_abs.push_back(std::fabs(t->f32()[i]));
       else ++removed;
     }
   }
@@ -126,10 +111,9 @@ json magnitude_prune_to(Model& m, const std::vector<std::string>& names, double 
     if (mask.empty()) mask = keep_all(t->numel());
     for (int64_t i = 0; i < t->numel(); ++i) {
       const float a = std::fabs(t->f32()[i]);
-      const bool kept = (mask[size_t(i >> 6)] >> (i & 63)) & 1u;
-      if (kept && (a < thr || (a == thr && at_thr > 0))) {
+      if (mask_kept(mask, i) && (a < thr || (a == thr && at_thr > 0))) {
         if (a == thr) --at_thr;
-        mask[size_t(i >> 6)] &= ~(uint64_t(1) << (i & 63));
+        mask_remove(mask, i);
       }
     }
     out[n] = set_mask(m, n, *t, std::move(mask));
@@ -143,7 +127,7 @@ json sparsity_report(const Model& m, const std::vector<std::string>& names) {
   for_each_weight(m, [&](const WeightRef& r) {
     if (std::find(names.begin(), names.end(), r.name) == names.end()) return;
     const int64_t k = count_kept(mask_of(m, r.name), r.tensor->numel());
-    tensors[r.name] = {{"sparsity", 1.0 - double(k) / double(r.tensor->numel())}, {"kept", k}, {"numel", r.tensor->numel()}};
+    tensors[r.name] = tensor_sparsity(k, r.tensor->numel());
     kept += k;
     numel += r.tensor->numel();
   });
@@ -155,9 +139,9 @@ json prune_model(Model& m, const PruneOptions& opt, const CalibrationSet* calib,
   const std::vector<std::string> names = prune_targets(m, opt, "prune");
   const double sparsity = opt.nm.active() ? opt.nm.sparsity() : opt.sparsity;
   json tensors = json::object(), calib_j;
-  std::map<std::string, Tensor*> rest = tensors_by_name(m, names);
+  std::map<std::string, Tensor*> rest = weights_by_name(m, names);
   int done = 0;
-  if (opt.method != "magnitude") {
+  if (opt.needs_calibration()) {
     if (!calib) fail("prune", opt.method + " needs calibration data", "Give the stage a \"calibration\" object");
     LayerwiseCalibrator cal(m, calib->inputs, calib->n_seq, calib->seq, calib->chunk);
     calib_j = {{"sequences", calib->n_seq}, {"seq", calib->seq}, {"tokens", cal.tokens()}, {"buffers_mb", double(cal.bytes()) / 1e6}};
@@ -176,7 +160,7 @@ json prune_model(Model& m, const PruneOptions& opt, const CalibrationSet* calib,
         for (Tensor* t : here) {
           const std::string& name = by_tensor.at(t);
           const int64_t rows = t->dim(0), cols = t->dim(1);
-          const std::vector<float> orig = copy_of(*t);
+          const std::vector<float> orig(t->f32(), t->f32() + t->numel());
           const std::vector<uint64_t> existing = mask_of(m, name);
           std::vector<float> mag = orig;
           apply_mask(mag.data(), t->numel(),

@@ -23,6 +23,7 @@ struct PruneOptions {
   NmPattern nm;
   std::vector<std::string> targets;  // globs; empty: every linear weight in the blocks
   SparseGptOptions sparsegpt;
+  bool needs_calibration() const { return method != "magnitude"; }
 };
 
 // s(t) = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^3 on [t0, t1], s_i

@@ -54,12 +54,22 @@ std::vector<std::string> select_weights(const Model& m, const std::vector<std::s
   return names;
 }
 
-namespace {
-
-std::vector<uint64_t> existing_mask(const Model& m, const std::string& name) {
-  auto it = m.compression.find(name);
-  return it == m.compression.end() ? std::vector<uint64_t>{} : it->second.mask;
+std::map<std::string, Tensor*> weights_by_name(Model& m, const std::vector<std::string>& names) {
+  const std::set<std::string> wanted(names.begin(), names.end());
+  std::map<std::string, Tensor*> out;
+  for_each_weight(m, [&](const WeightRef& r) {
+    if (wanted.count(r.name)) out[r.name] = r.tensor;
+  });
+  return out;
 }
+
+const std::vector<uint64_t>& mask_of(const Model& m, const std::string& name) {
+  static const std::vector<uint64_t> none;
+  auto it = m.compression.find(name);
+  return it == m.compression.end() ? none : it->second.mask;
+}
+
+namespace {
 
 std::vector<float> copy_of(const Tensor& t) { return std::vector<float>(t.f32(), t.f32() + t.numel()); }
 
@@ -84,7 +94,7 @@ json fold_awq_site(const Model& m, BlockState& b, Site site, const SiteStats& st
   std::vector<AwqWeight> aw;
   std::vector<std::vector<uint64_t>> masks;
   for (Tensor* t : site_weights(b.w, site)) {
-    if (b.targets.count(t)) masks.push_back(existing_mask(m, b.targets.at(t)));
+    if (b.targets.count(t)) masks.push_back(mask_of(m, b.targets.at(t)));
   }
   size_t i = 0;
   for (Tensor* t : site_weights(b.w, site)) {
@@ -112,7 +122,7 @@ WeightCompression quantize_calibrated(const Model& m, BlockState& b, Tensor* t, 
                                       json& report, int& retries) {
   const std::string& name = b.targets.at(t);
   const int64_t rows = t->dim(0), cols = t->dim(1);
-  const std::vector<uint64_t> mask = existing_mask(m, name);
+  const std::vector<uint64_t>& mask = mask_of(m, name);
   const std::vector<float> ref = b.original.count(t) ? b.original.at(t) : copy_of(*t);
   std::vector<float> rtn(ref.size());
   quantize_rtn(opt.scheme, ref.data(), rows, cols, mask, rtn.data());
@@ -158,11 +168,7 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
     fail("quantize.method", "'" + opt.method + "' is not one of rtn, gptq, awq");
   }
   const std::vector<std::string> names = select_weights(m, opt.targets, "quantize.targets");
-  const std::set<std::string> wanted(names.begin(), names.end());
-  std::map<std::string, Tensor*> targets;  // name -> tensor, in name order
-  for_each_weight(m, [&](const WeightRef& r) {
-    if (wanted.count(r.name)) targets[r.name] = r.tensor;
-  });
+  std::map<std::string, Tensor*> targets = weights_by_name(m, names);
   for (const auto& [n, t] : targets) {
     validate_scheme(opt.scheme, "quantize " + n);
     auto it = m.compression.find(n);
@@ -178,8 +184,7 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
   }
   const bool calibrated = opt.method != "rtn";
   const ActivationOptions& act = opt.activations;
-  const bool needs_calib = calibrated || act.smooth || act.type == DType::F8E4M3;
-  if (needs_calib && !calib) {
+  if (opt.needs_calibration() && !calib) {
     fail("quantize", std::string(calibrated ? opt.method : (act.smooth ? "SmoothQuant" : "static fp8 activation scales")) + " needs calibration data",
          "Give the stage a \"calibration\" object");
   }
@@ -240,7 +245,7 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
     calib_j["cholesky_retries"] = retries;
   }
   for (const auto& [name, t] : std::map<std::string, Tensor*>(targets)) {
-    finish(name, quantize_rtn(opt.scheme, t->f32(), t->dim(0), t->dim(1), existing_mask(m, name), t->f32()),
+    finish(name, quantize_rtn(opt.scheme, t->f32(), t->dim(0), t->dim(1), mask_of(m, name), t->f32()),
            {{"scheme", opt.scheme.describe()}, {"method", "rtn"}});
   }
   if (act.type == DType::F8E4M3) act_j["input_scales"] = calibrate_input_scales(m, *calib)["input_scales"];

@@ -6,6 +6,7 @@
 // their packed form in Model::compression.
 #pragma once
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -36,11 +37,17 @@ struct QuantizeOptions {
   std::vector<std::string> targets;  // globs over weight names; empty: every linear weight in the blocks
   GptqOptions gptq;
   AwqOptions awq;
+  // GPTQ, AWQ, SmoothQuant and static fp8 input scales read calibration data.
+  bool needs_calibration() const { return method != "rtn" || activations.smooth || activations.type == DType::F8E4M3; }
 };
 
 // Weight names the globs select (fnmatch), in model order; fails naming a glob
 // that matches nothing, and refuses a tied head (it is the embedding).
 std::vector<std::string> select_weights(const Model& m, const std::vector<std::string>& globs, const std::string& where);
+// The named weights' tensors, by name.
+std::map<std::string, Tensor*> weights_by_name(Model& m, const std::vector<std::string>& names);
+// A weight's pruning mask (empty: dense).
+const std::vector<uint64_t>& mask_of(const Model& m, const std::string& name);
 
 // Returns a report: per tensor the scheme and the layer-wise output error of
 // the method next to round-to-nearest's (when calibrated), calibration memory,

@@ -18,11 +18,12 @@ json smooth_model(Model& m, const CalibrationSet& calib, double alpha) {
   for (int l = 0; l < m.config.n_layers; ++l) {
     LayerWeights& w = m.layers[size_t(l)];
     json lj = json::object();
-    // one site at a time: a later site's statistics see the earlier sites' smoothing (which leaves them unchanged in f32)
+    // one pass for all sites: smoothing one site leaves the f32 inputs of the others unchanged
+    const std::array<SiteStats, kNumSites> all = cal.collect(l, 0xf, false);
     for (int si = 0; si < kNumSites; ++si) {
       const Site site = Site(si);
       if (!site_foldable(m.config, site)) continue;
-      const SiteStats st = std::move(cal.collect(l, 1u << si, false)[size_t(si)]);
+      const SiteStats& st = all[size_t(si)];
       std::vector<float> wmax(size_t(st.cols), 0.f);
       for (Tensor* t : site_weights(w, site)) {
         const int64_t rows = t->dim(0), cols = t->dim(1);

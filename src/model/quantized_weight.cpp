@@ -82,10 +82,16 @@ WeightCompression WeightCompression::blank(const QuantScheme& s, int64_t rows, i
   return wc;
 }
 
-int64_t WeightCompression::count_kept(int64_t n) const {
-  if (mask.empty()) return n;
+std::vector<uint64_t> keep_all(int64_t n) {
+  std::vector<uint64_t> m(size_t((n + 63) / 64), ~uint64_t(0));
+  if (n % 64) m.back() = (uint64_t(1) << (n % 64)) - 1;
+  return m;
+}
+
+int64_t count_kept(const std::vector<uint64_t>& m, int64_t n) {
+  if (m.empty()) return n;
   int64_t k = 0;
-  for (uint64_t w : mask) k += std::popcount(w);
+  for (uint64_t w : m) k += std::popcount(w);  // bits past n are never set
   return k;
 }
 

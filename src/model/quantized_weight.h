@@ -44,6 +44,13 @@ struct QuantScheme {
 DType quant_type_from_name(const std::string& s);
 const char* quant_type_name(DType t);
 
+// Kept-bitmaps: one bit per element, 1 = kept; an empty one keeps everything.
+inline bool mask_kept(const std::vector<uint64_t>& m, int64_t i) { return m.empty() || ((m[size_t(i >> 6)] >> (i & 63)) & 1u); }
+inline void mask_remove(std::vector<uint64_t>& m, int64_t i) { m[size_t(i >> 6)] &= ~(uint64_t(1) << (i & 63)); }
+// A mask keeping all n elements, and the kept count of an n-element mask.
+std::vector<uint64_t> keep_all(int64_t n);
+int64_t count_kept(const std::vector<uint64_t>& m, int64_t n);
+
 struct WeightCompression {
   QuantScheme scheme;           // type F32: sparsity only
   std::vector<float> scales;    // num_scales(); each exactly representable where it is stored (f16 when possible)
@@ -55,8 +62,8 @@ struct WeightCompression {
   // Scales of 1, zero points and codes of 0, sized for a [rows, cols] weight.
   static WeightCompression blank(const QuantScheme& s, int64_t rows, int64_t cols, std::vector<uint64_t> mask);
   bool sparse() const { return !mask.empty(); }
-  bool kept(int64_t i) const { return mask.empty() || ((mask[size_t(i >> 6)] >> (i & 63)) & 1u); }
-  int64_t count_kept(int64_t n) const;
+  bool kept(int64_t i) const { return mask_kept(mask, i); }
+  int64_t count_kept(int64_t n) const { return condense::count_kept(mask, n); }
 };
 
 // One code's value, and the code of a value (round to nearest even, clamped to

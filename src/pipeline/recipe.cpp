@@ -200,8 +200,7 @@ void parse_quantize(const Obj& o, StageSpec& s, uint64_t seed) {
     if (a.has("alpha") && !q.activations.smooth) a.bad("alpha", "nothing (smoothquant is off)");
     a.done();
   }
-  const bool act_calib = q.activations.smooth || q.activations.type == DType::F8E4M3;
-  if (o.has("calibration") && q.method == "rtn" && !act_calib) o.bad("calibration", "nothing (rtn needs no calibration)");
+  if (o.has("calibration") && !q.needs_calibration()) o.bad("calibration", "nothing (rtn needs no calibration)");
   parse_calibration(o, s, seed);
 }
 
@@ -285,7 +284,7 @@ void parse_prune(const Obj& o, StageSpec& s, uint64_t seed) {
     p.sparsegpt.block = int(g.integer("block", 128, 1, 1 << 16));
     g.done();
   }
-  if (o.has("calibration") && p.method == "magnitude") o.bad("calibration", "nothing (magnitude pruning needs no calibration)");
+  if (o.has("calibration") && !p.needs_calibration()) o.bad("calibration", "nothing (magnitude pruning needs no calibration)");
   parse_calibration(o, s, seed);
   if (o.has("gradual")) {
     if (p.method != "magnitude") o.bad("gradual", "nothing (gradual pruning is by magnitude; method is " + p.method + ")");
@@ -430,22 +429,24 @@ Recipe parse_recipe(const json& j, const std::string& base) {
   if (!o.has("stages") || !o.raw("stages").is_array() || o.raw("stages").empty()) o.bad("stages", "a non-empty array of stages");
   const json& st = o.raw("stages");
   for (size_t i = 0; i < st.size(); ++i) {
-    r.stages.push_back(parse_stage(st[i], "$.stages[" + std::to_string(i) + "]", seed));
+    const std::string at = "$.stages[" + std::to_string(i) + "]";
+    r.stages.push_back(parse_stage(st[i], at, seed));
     const StageSpec& cur = r.stages.back();
     const bool after_quantize = std::any_of(r.stages.begin(), r.stages.end() - 1, [](const StageSpec& p) { return p.type == "quantize"; });
     if (cur.type == "qat" && !after_quantize) {
-      fail("recipe", "$.stages[" + std::to_string(i) + "]: a qat stage trains quantized weights, but no quantize stage comes before it",
+      fail("recipe", at + ": a qat stage trains quantized weights, but no quantize stage comes before it",
            "Put a quantize stage (its scales start the training) before qat");
     }
-    if (after_quantize && cur.type != "qat" && (cur.trains() || cur.type == "prune")) {
-      fail("recipe", "$.stages[" + std::to_string(i) + "]: a " + (cur.type == "prune" ? std::string("prune") : cur.type) +
-                         " stage after quantize would " + (cur.type == "prune" ? "change" : "train away") + " the quantized weights",
-           cur.type == "prune" ? "Prune before quantizing" : "Train or distill before quantizing (quantization-aware training is the qat stage)");
+    if (after_quantize && cur.type == "prune") {
+      fail("recipe", at + ": a prune stage after quantize would change the quantized weights", "Prune before quantizing");
+    }
+    if (after_quantize && cur.type != "qat" && cur.trains()) {
+      fail("recipe", at + ": a " + cur.type + " stage after quantize would train away the quantized weights",
+           "Train or distill before quantizing (quantization-aware training is the qat stage)");
     }
     if (cur.uses_teacher() && !r.teacher) {
-      fail("recipe", "$.stages[" + std::to_string(i) + "]: " + (cur.type == "qat" ? std::string("a qat stage distills from the original model and") :
-                                                                     "a distill" + std::string(cur.type == "prune" ? " run" : " stage")) +
-                         " needs a \"teacher\" at $.teacher");
+      const char* what = cur.type == "qat" ? "a qat stage distills from the original model and" : (cur.type == "prune" ? "a distill run" : "a distill stage");
+      fail("recipe", at + ": " + what + " needs a \"teacher\" at $.teacher");
     }
   }
   if (r.data.generate.samples > 0 && !r.teacher) fail("recipe", "$.data.generate: sequence-level distillation needs a \"teacher\"");

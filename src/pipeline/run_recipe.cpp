@@ -74,8 +74,7 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
   const compress::QuantizeOptions& q = st.quantize;
   const compress::PruneOptions& p = st.prune;
   std::optional<compress::CalibrationSet> cal;
-  const bool quantize_calibrated = q.method != "rtn" || q.activations.smooth || q.activations.type == DType::F8E4M3;
-  const bool calibrated = st.type == "prune" ? p.method != "magnitude" : (quantize ? quantize_calibrated : !st.kv.unit_scales);
+  const bool calibrated = st.type == "prune" ? p.needs_calibration() : (quantize ? q.needs_calibration() : !st.kv.unit_scales);
   if (calibrated) cal = calibration_set(st.calibration, student, data, bos);
   json rep, summary;
   if (st.type == "prune") {
@@ -144,7 +143,7 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
   }
   double loss_tail = 0, tok_s = 0, sparsity = st.gradual ? st.gradual->at(tr.step()) : 0;
   int tail_n = 0;
-  json last_val, sparsity_j;
+  json last_val;
   const auto t0 = clock::now();
   auto on_step = [&](const train::StepLog& s) {
     tok_s = s.tokens_per_s;
@@ -174,7 +173,7 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
       const int64_t t = tr.step();
       if (st.gradual->update_at(t)) {
         sparsity = st.gradual->at(t);
-        sparsity_j = compress::magnitude_prune_to(student, prune_names, sparsity, st.prune.scope);
+        compress::magnitude_prune_to(student, prune_names, sparsity, st.prune.scope);
         tr.refresh_masks();
         sparsity_log.push_back({{"step", t}, {"sparsity", sparsity}});
         log_line(o, {{"event", "prune"}, {"stage", st.name}, {"step", t}, {"sparsity", sparsity}});

@@ -22,7 +22,7 @@ void step_range(const QuantScheme& s, uint8_t zero, float& lo, float& hi) {
   }
 }
 
-constexpr float kMinScale = 1e-10f;
+constexpr float kMinScale = 1e-10f;  // a learned scale never reaches 0 (latent / s would be infinite)
 
 // Visits every element of e: kept(i, si, scale, zero) for kept ones, removed(i) for pruned ones.
 template <class Kept, class Removed>
@@ -38,15 +38,18 @@ void each_element(const FakeQuant::Entry& e, Kept kept, Removed removed) {
       kept(i, si, e.wc->scales[size_t(si)], s.symmetric ? uint8_t(0) : e.wc->zeros[size_t(si)]);
     }
   }
-}  // a learned scale never reaches 0 (latent / s would be infinite)
+}
 
 }  // namespace
 
-FakeQuant::FakeQuant(Model& m, bool learn_scales) : m_(m), learn_scales_(learn_scales) {
+FakeQuant::FakeQuant(Model& m, bool learn_scales) : learn_scales_(learn_scales) {
+  size_t index = 0;
   for_each_weight(m, [&](const WeightRef& r) {
+    const size_t weight_index = index++;
     auto it = m.compression.find(r.name);
     if (it == m.compression.end() || !it->second.scheme.quantized()) return;
     Entry e;
+    e.weight_index = weight_index;
     e.name = r.name;
     e.weight = r.tensor;
     e.wc = &it->second;
@@ -88,16 +91,11 @@ void FakeQuant::quantize() {
 }
 
 void FakeQuant::backward(Model& grads) {
-  std::vector<Tensor*> gw;
-  for_each_weight(grads, [&](const WeightRef& r) {
-    auto it = std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.name == r.name; });
-    if (it != entries_.end()) gw.push_back(r.tensor);
-  });
-  // for_each_weight visits both models in the same order, so gw[k] belongs to entries_[k]
-  for (size_t k = 0; k < entries_.size(); ++k) {
-    Entry& e = entries_[k];
+  std::vector<Tensor*> all;  // for_each_weight's order is the same for every model of a config
+  for_each_weight(grads, [&](const WeightRef& r) { all.push_back(r.tensor); });
+  for (Entry& e : entries_) {
     const QuantScheme& s = e.wc->scheme;
-    float* g = gw[k]->f32();
+    float* g = all[e.weight_index]->f32();
     const float* lat = e.latent.f32();
     float* lg = e.latent_grad.f32();
     float* sg = e.scale_grad.f32();

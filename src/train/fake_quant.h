@@ -28,12 +28,12 @@ class FakeQuant {
     Tensor latent, latent_grad;     // [rows, cols]
     Tensor scale, scale_grad;       // [num_scales]: the trained step sizes (LSQ)
     int64_t rows = 0, cols = 0;
+    size_t weight_index = 0;        // position in for_each_weight's order
   };
 
   // Fails when the model has no quantized weight.
   FakeQuant(Model& m, bool learn_scales);
   std::vector<Entry>& entries() { return entries_; }
-  bool learns_scales() const { return learn_scales_; }
 
   // weight = Q(latent); codes and scales into the compression entries.
   void quantize();
@@ -42,7 +42,6 @@ class FakeQuant {
   void backward(Model& grads);
 
  private:
-  Model& m_;
   bool learn_scales_;
   std::vector<Entry> entries_;
 };

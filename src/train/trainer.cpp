@@ -43,10 +43,6 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
 
 Trainer::~Trainer() = default;
 
-namespace {
-bool kept(const std::vector<uint64_t>& m, int64_t i) { return (m[size_t(i >> 6)] >> (i & 63)) & 1u; }
-}  // namespace
-
 void Trainer::refresh_masks() {
   masks_.assign(params_.params.size(), nullptr);
   for (size_t i = 0; i < params_.params.size(); ++i) {
@@ -61,7 +57,7 @@ void Trainer::refresh_masks() {
     float* m = adam_->m()[i].f32();
     float* s = adam_->v()[i].f32();
     for (int64_t e = 0; e < params_.params[i].value->numel(); ++e) {
-      if (!kept(*masks_[i], e)) v[e] = m[e] = s[e] = 0.f;
+      if (!mask_kept(*masks_[i], e)) v[e] = m[e] = s[e] = 0.f;
     }
   }
 }
@@ -72,7 +68,7 @@ void Trainer::zero_masked(bool grads) {
     Tensor* t = grads ? params_.params[i].grad : params_.params[i].value;
     float* g = t->f32();
     for (int64_t e = 0; e < t->numel(); ++e) {
-      if (!kept(*masks_[i], e)) g[e] = 0.f;
+      if (!mask_kept(*masks_[i], e)) g[e] = 0.f;
     }
   }
 }
@@ -165,7 +161,7 @@ NamedTensors Trainer::state_tensors() {
     t.push_back({"adam_v/" + n, &adam_->v()[i]});
     if (!masks_[i]) continue;
     Tensor& mv = mask_values_[k++];
-    for (int64_t e = 0; e < mv.numel(); ++e) mv.f32()[e] = kept(*masks_[i], e) ? 1.f : 0.f;
+    for (int64_t e = 0; e < mv.numel(); ++e) mv.f32()[e] = mask_kept(*masks_[i], e) ? 1.f : 0.f;
     t.push_back({"mask/" + n, &mv});
   }
   return t;
