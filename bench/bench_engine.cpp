@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "io/model_loader.h"
+#include "kernels/cpu/cpu_features.h"
 #include "runtime/engine.h"
 
 using namespace condense;
@@ -67,7 +68,8 @@ int main(int argc, char** argv) {
                         {"format", format},
                         {"random_init", random},
                         {"parameters", c.n_params()},
-                        {"threads", omp_get_max_threads()},
+                        {"threads", omp_get_max_threads()}, {"isa", kernels::isa_name(kernels::active_isa())},
+                        {"cpu", kernels::cpu_name()},
                         {"prefill_batch", batch},
                         {"prefill_tok_s", batch / best_prefill},
                         {"prefill_gflops", prefill_flops / best_prefill / 1e9},

@@ -2,7 +2,7 @@
 // decode GEMV (m = 1, memory-bound: compare bytes_per_second with bench_membw)
 // and prefill GEMM (m = 128, compute-bound: compare GFLOPS with this machine's
 // f32 FMA peak, ~117 GFLOP/s per thread per ../shared/MACHINE.md).
-// Threads: OMP_NUM_THREADS; report 1 thread as the headline (the machine is shared).
+// ISA: CONDENSE_ISA (avx512, avx2, portable; default the best). Threads: OMP_NUM_THREADS; report 1 thread as the headline (the machine is shared).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/ops/linear.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gemm_f32.h"
 
 using namespace condense;
@@ -75,4 +76,11 @@ BENCHMARK(run_linear)->Name("gemm")->ArgNames({"m", "n", "k"})
     ->Args({128, 2304, 768})->Args({128, 768, 768})->Args({128, 4096, 768})->Args({128, 768, 2048})
     ->Args({128, 32000, 768})->Args({256, 4096, 768})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  // CONDENSE_ISA chooses the kernels' path; the JSON context says which ran.
+  benchmark::AddCustomContext("isa", kernels::isa_name(kernels::active_isa()));
+  benchmark::AddCustomContext("cpu_name", kernels::cpu_name());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+}

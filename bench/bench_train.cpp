@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "io/model_loader.h"
+#include "kernels/cpu/cpu_features.h"
 #include "model/shapes.h"
 #include "train/trainer.h"
 
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
     });
     const double tokens = double(batch) * seq;
     const double flops = 6.0 * linear * tokens + 6.0 * c.n_layers * double(c.q_dim()) * seq * (seq + 1.0) * batch;
-    nlohmann::json j = {{"model", shape.empty() ? path : shape}, {"threads", omp_get_max_threads()}, {"batch", batch}, {"seq", seq},
+    nlohmann::json j = {{"model", shape.empty() ? path : shape}, {"threads", omp_get_max_threads()}, {"isa", kernels::isa_name(kernels::active_isa())},
+                        {"cpu", kernels::cpu_name()}, {"batch", batch}, {"seq", seq},
                         {"step_seconds", best}, {"tokens_per_s", tokens / best}, {"gflops", flops / best / 1e9},
                         {"flops_per_step", flops}, {"activation_mb", double(tr.activation_bytes()) / 1e6},
                         {"state_mb", double(tr.state_bytes()) / 1e6}};

@@ -1,5 +1,5 @@
 // CPU kernels against float64 loops written here, on seeded random inputs at
-// awkward sizes, on both the AVX-512 and the portable path. Tolerance for a
+// awkward sizes, on every ISA path (AVX-512, AVX2 + FMA, portable). Tolerance for a
 // K-long f32 accumulation: 2 * K * u * sum_k |a_k b_k| (u = 2^-24), the standard
 // bound gamma_K plus one rounding of the output.
 #include <gtest/gtest.h>
@@ -34,8 +34,8 @@ std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
 class KernelIsa : public ::testing::TestWithParam<kc::Isa> {
  protected:
   void SetUp() override {
+    if (!kc::isa_supported(GetParam())) GTEST_SKIP() << "this CPU lacks " << kc::isa_name(GetParam());
     kc::force_isa(GetParam());
-    if (kc::active_isa() != GetParam()) GTEST_SKIP() << "this CPU lacks " << kc::isa_name(GetParam());
   }
   void TearDown() override { kc::clear_forced_isa(); }
 };
@@ -86,10 +86,10 @@ TEST_P(KernelIsa, FusedPackEqualsSeparateMatrices) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, KernelIsa, ::testing::Values(kc::Isa::Avx512, kc::Isa::Portable),
+INSTANTIATE_TEST_SUITE_P(Isa, KernelIsa, ::testing::Values(kc::Isa::Avx512, kc::Isa::Avx2, kc::Isa::Portable),
                          [](const auto& info) { return std::string(kc::isa_name(info.param)); });
 
-TEST(Kernels, RmsNormMatchesFloat64) {
+TEST_P(KernelIsa, RmsNormMatchesFloat64) {
   const int64_t rows = 3, dim = 173;
   const auto x = randn(size_t(rows * dim), 10, 3.f), w = randn(size_t(dim), 11);
   std::vector<float> out(x.size());
@@ -106,7 +106,7 @@ TEST(Kernels, RmsNormMatchesFloat64) {
   }
 }
 
-TEST(Kernels, RopeMatchesFloat64RotateHalf) {
+TEST_P(KernelIsa, RopeMatchesFloat64RotateHalf) {
   const int heads = 3, hd = 10, rows = 4;
   const int64_t pos0 = 37;
   auto x = randn(size_t(rows * heads * hd), 12);
@@ -127,39 +127,45 @@ TEST(Kernels, RopeMatchesFloat64RotateHalf) {
   }
 }
 
-TEST(Kernels, AttentionMatchesFloat64WithGqa) {
-  const int n_heads = 6, n_kv = 2, hd = 12, rows = 5;
-  const int64_t pos0 = 9, npos = pos0 + rows, max_pos = npos + 3, hs = max_pos * hd;  // head-major [n_kv][max_pos][hd]
-  const auto q = randn(size_t(rows * n_heads * hd), 20), k = randn(size_t(n_kv * hs), 21), v = randn(size_t(n_kv * hs), 22);
-  std::vector<float> out(size_t(rows * n_heads * hd));
-  kc::attention_f32(q.data(), n_heads * hd, k.data(), v.data(), hs, rows, pos0, n_heads, n_kv, hd, out.data(), n_heads * hd);
-  for (int r = 0; r < rows; ++r) {
-    for (int h = 0; h < n_heads; ++h) {
-      const int kvh = h / (n_heads / n_kv);
-      std::vector<double> p;
-      double mx = -1e300, sum = 0;
-      for (int64_t s = 0; s <= pos0 + r; ++s) {
-        double d = 0;
-        for (int i = 0; i < hd; ++i) d += double(q[size_t((r * n_heads + h) * hd + i)]) * k[size_t(kvh * hs + s * hd + i)];
-        p.push_back(d / std::sqrt(double(hd)));
-        mx = std::max(mx, p.back());
-      }
-      for (double& e : p) { e = std::exp(e - mx); sum += e; }
-      for (int i = 0; i < hd; ++i) {
-        double ref = 0, mag = 0;
-        for (size_t s = 0; s < p.size(); ++s) {
-          ref += p[s] / sum * v[size_t(kvh * hs + int64_t(s) * hd + i)];
-          mag += p[s] / sum * std::fabs(v[size_t(kvh * hs + int64_t(s) * hd + i)]);
+// Short chunks take the per-row path, 16+ rows the blocked-GEMM path (several
+// 64-row blocks, after a cached prefix).
+TEST_P(KernelIsa, AttentionMatchesFloat64WithGqa) {
+  struct Case { int rows; int64_t pos0; };
+  for (const Case c : {Case{5, 9}, Case{1, 40}, Case{16, 0}, Case{150, 7}}) {
+    const int n_heads = 6, n_kv = 2, hd = 12, rows = c.rows;
+    const int64_t pos0 = c.pos0, npos = pos0 + rows, max_pos = npos + 3, hs = max_pos * hd;  // head-major [n_kv][max_pos][hd]
+    const auto q = randn(size_t(rows * n_heads * hd), 20), k = randn(size_t(n_kv * hs), 21), v = randn(size_t(n_kv * hs), 22);
+    std::vector<float> out(size_t(rows * n_heads * hd));
+    kc::attention_f32(q.data(), n_heads * hd, k.data(), v.data(), hs, rows, pos0, n_heads, n_kv, hd, out.data(), n_heads * hd);
+    for (int r = 0; r < rows; ++r) {
+      for (int h = 0; h < n_heads; ++h) {
+        const int kvh = h / (n_heads / n_kv);
+        std::vector<double> p;
+        double mx = -1e300, sum = 0;
+        for (int64_t s = 0; s <= pos0 + r; ++s) {
+          double d = 0;
+          for (int i = 0; i < hd; ++i) d += double(q[size_t((r * n_heads + h) * hd + i)]) * k[size_t(kvh * hs + s * hd + i)];
+          p.push_back(d / std::sqrt(double(hd)));
+          mx = std::max(mx, p.back());
         }
-        // scores carry ~hd roundings and exp amplifies them by |score|; sums over positions add npos
-        const double tol = 8 * (hd + double(npos)) * kU * mag;
-        EXPECT_NEAR(out[size_t((r * n_heads + h) * hd + i)], ref, tol) << "row " << r << " head " << h << " i " << i;
+        for (double& e : p) { e = std::exp(e - mx); sum += e; }
+        for (int i = 0; i < hd; ++i) {
+          double ref = 0, mag = 0;
+          for (size_t s = 0; s < p.size(); ++s) {
+            ref += p[s] / sum * v[size_t(kvh * hs + int64_t(s) * hd + i)];
+            mag += p[s] / sum * std::fabs(v[size_t(kvh * hs + int64_t(s) * hd + i)]);
+          }
+          // scores carry ~hd roundings and exp amplifies them by |score|; sums over positions add npos
+          const double tol = 8 * (hd + double(npos)) * kU * mag;
+          ASSERT_NEAR(out[size_t((r * n_heads + h) * hd + i)], ref, tol)
+              << "rows " << rows << " pos0 " << pos0 << ": row " << r << " head " << h << " i " << i;
+        }
       }
     }
   }
 }
 
-TEST(Kernels, SiluMulMatchesFloat64) {
+TEST_P(KernelIsa, SiluMulMatchesFloat64) {
   const auto g = randn(300, 30, 4.f), u = randn(300, 31);
   std::vector<float> h(300);
   kc::silu_mul_f32(g.data(), u.data(), 3, 100, 100, h.data(), 100);

@@ -1,4 +1,5 @@
-// Blocking as in linear_f32.cpp, with both operands packed on the fly, one
+// Blocking as in linear_f32.cpp (the same on every ISA; only the micro-kernel
+// differs), with both operands packed on the fly, one
 // KC-deep slab at a time: all threads pack the slab of A into MR-row blocks
 // ([kc][MR], alpha folded in); then each thread packs one 32-column panel slice
 // of B ([kc][32], zero-padded) and sweeps every row block over it. Buffers stay
@@ -27,20 +28,6 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
     float* ci = c + i * ldc;
     if (beta == 0.f) std::fill(ci, ci + n, 0.f);
     else for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
-  }
-}
-
-void gemm_portable(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                   int64_t b_rs, int64_t b_cs, float beta, float* c, int64_t ldc) {
-#pragma omp parallel for schedule(static) if (m * n * k >= (1 << 16))
-  for (int64_t i = 0; i < m; ++i) {
-    float* ci = c + i * ldc;
-    scale_c(1, n, beta, ci, ldc);
-    for (int64_t p = 0; p < k; ++p) {
-      const float aip = alpha * a[i * a_rs + p * a_cs];
-      const float* bp = b + p * b_rs;
-      for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j * b_cs];
-    }
   }
 }
 
@@ -105,10 +92,7 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
     scale_c(m, n, beta, c, ldc);
     return;
   }
-  if (active_isa() == Isa::Portable) {
-    gemm_portable(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, c, ldc);
-    return;
-  }
+  const MicroTable& micro = micro_table(active_isa());
   // GotoBLAS order: per KC slab, B is packed once into 32-wide panels and A into
   // 12-row blocks; each task then holds an MC-row group of A (~200 KB, in L2)
   // while it sweeps every B panel (streamed through L1). Buffers are per calling
@@ -128,23 +112,26 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
     for (int64_t k0 = 0; k0 < k; k0 += kKC) {
       const int64_t kc = std::min(kKC, k - k0);
       const bool acc = k0 > 0 || beta != 0.f;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
       for (int64_t mb = 0; mb < mblocks; ++mb) {
         const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
         pack_a(a, a_rs, a_cs, mb * kMR, mr, k0, kc, alpha, ap + mb * kMR * kc);
       }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
       for (int64_t pn = 0; pn < npanels; ++pn) {
         pack_b(b, b_rs, b_cs, k0, pn * kNR, int(std::min<int64_t>(kNR, n - pn * kNR)), kc, bp + pn * kNR * kc);
       }
       auto tile = [&](int64_t mb, int64_t pn) {
         const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
         const int valid = int(std::min<int64_t>(kNR, n - pn * kNR));
-        kMicro[size_t(mr - 1)](kc, ap + mb * kMR * kc, bp + pn * kNR * kc, c + mb * kMR * ldc + pn * kNR, ldc, valid, acc);
+        micro[size_t(mr - 1)](kc, ap + mb * kMR * kc, bp + pn * kNR * kc, c + mb * kMR * ldc + pn * kNR, ldc, valid, acc);
       };
       // Threads split the row groups when there are enough of them, else the panels.
       const int64_t outer = by_group ? groups : npanels, inner = by_group ? npanels : groups;
-#pragma omp for schedule(static)
+      // Dynamic: a thread slowed by a busy neighbour core takes fewer tasks
+      // instead of holding the others at the barrier (each C tile is still
+      // summed in one fixed order, so results do not depend on the schedule).
+#pragma omp for schedule(dynamic)
       for (int64_t o = 0; o < outer; ++o) {
         for (int64_t i = 0; i < inner; ++i) {
           const int64_t g = by_group ? o : i, pn = by_group ? i : o;

@@ -55,20 +55,53 @@ CONDENSE_AVX512 void gemv_panel_avx512(const float* x, int64_t k, const float* b
   _mm512_mask_storeu_ps(y + 16, lane_mask(valid - 16), hi);
 }
 
+// ------------------------------------------------------------------- AVX2 ---
+
+// Decode on 8-wide vectors: a panel row is 4 ymm; two k-steps in flight keep 8
+// independent accumulators, enough to hide FMA latency behind the stream.
+CONDENSE_AVX2 void gemv_panel_avx2(const float* x, int64_t k, const float* b, float* y, int valid) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  int64_t p = 0;
+  for (; p + 2 <= k; p += 2) {
+    const float* bp = b + p * kPanel;
+    const __m256 x0 = _mm256_broadcast_ss(x + p), x1 = _mm256_broadcast_ss(x + p + 1);
+    a0 = _mm256_fmadd_ps(x0, _mm256_load_ps(bp), a0);
+    a1 = _mm256_fmadd_ps(x0, _mm256_load_ps(bp + 8), a1);
+    a2 = _mm256_fmadd_ps(x0, _mm256_load_ps(bp + 16), a2);
+    a3 = _mm256_fmadd_ps(x0, _mm256_load_ps(bp + 24), a3);
+    a4 = _mm256_fmadd_ps(x1, _mm256_load_ps(bp + 32), a4);
+    a5 = _mm256_fmadd_ps(x1, _mm256_load_ps(bp + 40), a5);
+    a6 = _mm256_fmadd_ps(x1, _mm256_load_ps(bp + 48), a6);
+    a7 = _mm256_fmadd_ps(x1, _mm256_load_ps(bp + 56), a7);
+  }
+  if (p < k) {
+    const __m256 xv = _mm256_broadcast_ss(x + p);
+    const float* bp = b + p * kPanel;
+    a0 = _mm256_fmadd_ps(xv, _mm256_load_ps(bp), a0);
+    a1 = _mm256_fmadd_ps(xv, _mm256_load_ps(bp + 8), a1);
+    a2 = _mm256_fmadd_ps(xv, _mm256_load_ps(bp + 16), a2);
+    a3 = _mm256_fmadd_ps(xv, _mm256_load_ps(bp + 24), a3);
+  }
+  const __m256 r[4] = {_mm256_add_ps(a0, a4), _mm256_add_ps(a1, a5), _mm256_add_ps(a2, a6), _mm256_add_ps(a3, a7)};
+  for (int q = 0; q < 4; ++q) {
+    const int v = valid - 8 * q;
+    if (v <= 0) break;
+    if (v >= 8) _mm256_storeu_ps(y + 8 * q, r[q]);
+    else _mm256_maskstore_ps(y + 8 * q, lane_mask8(v), r[q]);
+  }
+}
+
 // --------------------------------------------------------------- portable ---
 
-void panel_portable(const float* x, int64_t m, int64_t k, int64_t ldx, const float* b, float* y, int64_t ldy,
-                    int valid) {
-  for (int64_t i = 0; i < m; ++i) {
-    float acc[kPanel] = {};
-    const float* xi = x + i * ldx;
-    for (int64_t p = 0; p < k; ++p) {
-      const float xv = xi[p];
-      const float* bp = b + p * kPanel;
-      for (int j = 0; j < kPanel; ++j) acc[j] += xv * bp[j];
-    }
-    std::memcpy(y + i * ldy, acc, size_t(valid) * sizeof(float));
+// Decode in plain C++ that compilers vectorize (32 independent sums per panel).
+void gemv_panel_portable(const float* x, int64_t k, const float* b, float* y, int valid) {
+  float acc[kPanel] = {};
+  for (int64_t p = 0; p < k; ++p) {
+    const float xv = x[p];
+    const float* bp = b + p * kPanel;
+    for (int j = 0; j < kPanel; ++j) acc[j] += xv * bp[j];
   }
+  std::memcpy(y, acc, size_t(valid) * sizeof(float));
 }
 
 // Packs rows [m0, m0 + mr) of x as [k][mr] (the micro-kernel's broadcast order).
@@ -101,20 +134,18 @@ void linear_f32(const float* x, int64_t m, int64_t k, int64_t ldx, const float* 
   const bool par = worth_threads(m, n, k);
   auto valid_cols = [n](int64_t p) { return int(std::min<int64_t>(kPanel, n - p * kPanel)); };
 
-  if (active_isa() == Isa::Portable) {
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t p = 0; p < np; ++p) {
-      panel_portable(x, m, k, ldx, packed + p * k * kPanel, y + p * kPanel, ldy, valid_cols(p));
-    }
-    return;
-  }
-
+  const Isa isa = active_isa();
   if (m == 1) {
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t p = 0; p < np; ++p) gemv_panel_avx512(x, k, packed + p * k * kPanel, y + p * kPanel, valid_cols(p));
+    auto gemv = isa == Isa::Avx512 ? gemv_panel_avx512 : isa == Isa::Avx2 ? gemv_panel_avx2 : gemv_panel_portable;
+    // Dynamic chunks of panels: a thread on a core shared with another process
+    // takes fewer of them instead of making the others wait.
+    const int64_t chunk = std::max<int64_t>(1, np / (8 * int64_t(omp_get_max_threads())));
+#pragma omp parallel for schedule(dynamic, chunk) if (par)
+    for (int64_t p = 0; p < np; ++p) gemv(x, k, packed + p * k * kPanel, y + p * kPanel, valid_cols(p));
     return;
   }
 
+  const MicroTable& micro = micro_table(isa);
   const int64_t mblocks = (m + kMR - 1) / kMR;
   std::vector<float> xp(size_t(mblocks * kMR * k));
 #pragma omp parallel if (par)
@@ -124,7 +155,7 @@ void linear_f32(const float* x, int64_t m, int64_t k, int64_t ldx, const float* 
       const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
       pack_x_block(x, ldx, mb * kMR, mr, k, xp.data() + mb * kMR * k);
     }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
     for (int64_t p = 0; p < np; ++p) {
       const float* panel = packed + p * k * kPanel;
       const int valid = valid_cols(p);
@@ -132,7 +163,7 @@ void linear_f32(const float* x, int64_t m, int64_t k, int64_t ldx, const float* 
         const int64_t kc = std::min(kKC, k - k0);
         for (int64_t mb = 0; mb < mblocks; ++mb) {
           const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
-          kMicro[size_t(mr - 1)](kc, xp.data() + mb * kMR * k + k0 * mr, panel + k0 * kPanel,
+          micro[size_t(mr - 1)](kc, xp.data() + mb * kMR * k + k0 * mr, panel + k0 * kPanel,
                                  y + mb * kMR * ldy + p * kPanel, ldy, valid, k0 > 0);
         }
       }

@@ -42,13 +42,18 @@ void rmsnorm_backward_f32(const float* x, const float* w, const float* dy, int64
 
 void silu_mul_backward_f32(const float* g, const float* u, const float* dh, int64_t rows, int64_t n, int64_t ld_gu,
                            int64_t ld_h, float* dg, float* du) {
-#pragma omp parallel for schedule(static) if (rows * n >= (1 << 16))
-  for (int64_t t = 0; t < rows; ++t) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float gv = g[t * ld_gu + j], uv = u[t * ld_gu + j], d = dh[t * ld_h + j];
-      const float s = 1.0f / (1.0f + std::exp(-gv));
-      dg[t * ld_gu + j] = d * uv * s * (1.0f + gv * (1.0f - s));  // silu'(g) = s (1 + g (1 - s))
-      du[t * ld_gu + j] = d * gv * s;
+#pragma omp parallel if (rows * n >= (1 << 16))
+  {
+    std::vector<float> e(static_cast<size_t>(n));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < rows; ++t) {
+      exp_shift_f32(g + t * ld_gu, 0.f, -1.f, n, e.data());  // vectorised exp(-g), as the forward
+      for (int64_t j = 0; j < n; ++j) {
+        const float gv = g[t * ld_gu + j], uv = u[t * ld_gu + j], d = dh[t * ld_h + j];
+        const float s = 1.0f / (1.0f + e[size_t(j)]);
+        dg[t * ld_gu + j] = d * uv * s * (1.0f + gv * (1.0f - s));  // silu'(g) = s (1 + g (1 - s))
+        du[t * ld_gu + j] = d * gv * s;
+      }
     }
   }
 }
