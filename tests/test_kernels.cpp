@@ -178,7 +178,8 @@ TEST_P(KernelIsa, SiluMulMatchesFloat64) {
 // gemm_f32 over every transpose combination (through strides), alpha/beta, awkward sizes.
 TEST_P(KernelIsa, GemmMatchesFloat64ForEveryTranspose) {
   struct Case { int64_t m, n, k; float alpha, beta; };
-  const Case cases[] = {{1, 1, 1, 1.f, 0.f}, {5, 33, 7, 0.5f, 1.f}, {13, 64, 300, 1.f, -0.75f}, {40, 97, 513, -2.f, 0.f}, {12, 32, 256, 1.f, 1.f}};
+  const Case cases[] = {{1, 1, 1, 1.f, 0.f}, {5, 33, 7, 0.5f, 1.f}, {13, 64, 300, 1.f, -0.75f}, {40, 97, 513, -2.f, 0.f}, {12, 32, 256, 1.f, 1.f},
+                        {200, 70, 260, 1.f, 0.5f}};  // the last: two 192-row groups, two KC slabs
   uint32_t seed = 100;
   for (const Case& c : cases) {
     for (int ta = 0; ta < 2; ++ta) {

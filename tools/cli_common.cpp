@@ -2,6 +2,12 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "kernels/cpu/cpu_features.h"
+
 namespace condense::cli {
 
 void add_model_args(CLI::App& app, ModelArgs& a) {
@@ -10,11 +16,25 @@ void add_model_args(CLI::App& app, ModelArgs& a) {
       ->required();
   app.add_option("--tokenizer", a.tokenizer,
                  "Tokenizer file (llama2.c tokenizer.bin, SentencePiece tokenizer.model or HF tokenizer.json) for formats that carry none");
-  app.add_option("--threads", a.threads, "OpenMP threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  add_threads_option(app, a.threads);
+}
+
+void add_threads_option(CLI::App& app, int& threads) {
+  app.add_option("--threads", threads,
+                 "Worker threads (default 0: OMP_NUM_THREADS if set, else every CPU this process may use - its affinity "
+                 "mask and cgroup CPU limit; more than that is reduced to it)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 void apply_threads(int threads) {
-  if (threads > 0) omp_set_num_threads(threads);
+  const int avail = kernels::available_cpus();
+  int n = threads > 0 ? threads : std::getenv("OMP_NUM_THREADS") ? omp_get_max_threads() : avail;
+  if (n > avail) {
+    std::fprintf(stderr, "condense: %d threads requested but this process may use %d CPU%s; using %d\n", n, avail,
+                 avail == 1 ? "" : "s", avail);
+    n = avail;
+  }
+  omp_set_num_threads(n);
 }
 
 int active_threads() { return omp_get_max_threads(); }

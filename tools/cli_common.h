@@ -13,7 +13,10 @@ struct ModelArgs {
 
 // Adds MODEL (positional), --tokenizer and --threads.
 void add_model_args(CLI::App& app, ModelArgs& a);
-// Applies --threads (0 = OpenMP's default).
+// Adds --threads (0 = the default below).
+void add_threads_option(CLI::App& app, int& threads);
+// Sets the worker threads: `threads`, or OMP_NUM_THREADS, or the CPUs this
+// process may use (kernels::available_cpus()), never more than those.
 void apply_threads(int threads);
 int active_threads();
 

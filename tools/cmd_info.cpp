@@ -6,6 +6,7 @@
 
 #include "io/cpk.h"
 #include "io/model_loader.h"
+#include "kernels/cpu/cpu_features.h"
 #ifdef CONDENSE_HAVE_CUDA
 #include "kernels/gpu/device_query.h"
 #endif
@@ -98,6 +99,13 @@ void register_info(CLI::App& app) {
     nlohmann::json packed;
     if (m.format == "cpk") packed = cpk_storage(m.path);
     if (!packed.is_null()) j["cpk"] = packed;
+    nlohmann::json isas = nlohmann::json::array();
+    for (kernels::Isa isa : kernels::kAllIsas) {
+      if (kernels::isa_supported(isa)) isas.push_back(kernels::isa_name(isa));
+    }
+    apply_threads(a->threads);
+    j["runtime"] = {{"isa", kernels::isa_name(kernels::active_isa())}, {"isas_supported", isas}, {"cpu", kernels::cpu_name()},
+                    {"threads", active_threads()}, {"available_cpus", kernels::available_cpus()}};
     j["gpu_devices"] = nlohmann::json::array();
 #ifdef CONDENSE_HAVE_CUDA
     for (const auto& d : kernels::gpu::list_devices()) {
@@ -118,6 +126,9 @@ void register_info(CLI::App& app) {
       std::cout << "  " << dt << ": " << pb.first << " parameters, " << pb.second << " bytes (" << pb.second / 1048576.0 << " MiB)\n";
     }
     if (!packed.is_null()) print_cpk_storage(packed);
+    std::cout << "kernels:     " << j["runtime"]["isa"].get<std::string>() << " (CPU " << kernels::cpu_name() << ", supports "
+              << isas.dump() << "; CONDENSE_ISA chooses), " << active_threads() << " threads of " << kernels::available_cpus()
+              << " CPUs available\n";
     for (const auto& d : j["gpu_devices"]) std::cout << "gpu:         " << d["name"].get<std::string>() << "\n";
     if (lm.tokenizer) {
       std::cout << "tokenizer:   " << lm.tokenizer->kind() << ", " << lm.tokenizer->vocab_size() << " tokens, " << lm.tokenizer_path << "\n";

@@ -38,7 +38,7 @@ void add_common(CLI::App* cmd, RunArgs& a) {
   cmd->add_flag("--log-json", a.log_json, "Progress, steps and validation as JSON lines on stderr");
   cmd->add_flag("--json", a.json, "Print the results object as JSON");
   cmd->add_flag("--dry-run", a.dry_run, "Validate the recipe (after --set) and print it; run nothing");
-  cmd->add_option("--threads", a.threads, "OpenMP threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  add_threads_option(*cmd, a.threads);
 }
 
 void execute(nlohmann::json j, const RunArgs& a) {

@@ -1,11 +1,38 @@
 // condense: the command-line entry point. Each subcommand lives in its own
 // tools/cmd_*.cpp and calls into src/; errors print one line and exit 1.
+#include <unistd.h>
+
+#include <cstdlib>
 #include <iostream>
+
+#include "kernels/cpu/cpu_features.h"
 
 #include "core/error.h"
 #include "tools/cli_common.h"
 
+namespace {
+
+// OpenMP threads wait passively (sleep, not spin) for their next parallel
+// region: spinning workers took the core from a neighbouring process and made
+// 2-thread runs 2-5x slower than 1 thread on a shared machine. libgomp reads
+// OMP_WAIT_POLICY once, when it is loaded, before main: so the process sets it
+// and replaces itself once. A user's own OMP_WAIT_POLICY is kept.
+void wait_passively(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  wait_passively(argv);
+  try {
+    condense::kernels::active_isa();  // a bad CONDENSE_ISA fails here, before any work
+  } catch (const std::exception& e) {
+    std::cerr << "condense: error: " << e.what() << "\n";
+    return 1;
+  }
   CLI::App app{"condense: compress, run and measure Llama-family language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "condense 0.1.0");
