@@ -33,20 +33,21 @@ done
 python3 - "$tmp/machine.json" "$tmp/engine.jsonl" "$out" <<'PY'
 import json, platform, sys
 machine = json.load(open(sys.argv[1]))
-bw, fma = {}, {}
+bw, fma = {}, {}  # bw: threads -> best GB/s over ISAs; fma: isa -> threads -> GFLOP/s
 for b in machine["benchmarks"]:
-    threads = int(b["name"].split("/")[1])
-    if b["name"].startswith("BM_ReadBandwidth"):
+    parts = b["name"].split("/")
+    if parts[0] == "BM_ReadBandwidth":
+        threads = int(parts[3])
         bw[threads] = max(bw.get(threads, 0), b["bytes_per_second"] / 1e9)   # decimal GB/s
-    elif b["name"].startswith("BM_FmaPeak"):
-        fma[threads] = b["GFLOPS"] / 1e9
+    elif parts[0] == "BM_FmaPeak":
+        fma.setdefault(parts[1], {})[int(parts[2])] = b["GFLOPS"] / 1e9
 runs = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 for r in runs:
     t = r["threads"]
     r["decode_bound_tok_s"] = bw[t] * 1e9 / r["decode_weight_bytes_per_token"]
     r["decode_fraction_of_bandwidth_bound"] = r["decode_tok_s"] / r["decode_bound_tok_s"]
-    r["prefill_fraction_of_fma_peak"] = r["prefill_gflops"] / fma[t]
-result = {"machine": {"cpu": machine["context"].get("host_name", platform.node()),
+    r["prefill_fraction_of_fma_peak"] = r["prefill_gflops"] / fma[r["isa"]][t]
+result = {"machine": {"cpu": machine["context"].get("cpu_name", platform.node()),
                       "read_bandwidth_gb_s": bw, "fma_peak_gflops": fma,
                       "note": "bandwidth: best of the bench_machine read variants, decimal GB/s"},
           "runs": runs}

@@ -28,13 +28,17 @@ done
 python3 - "$tmp/machine.json" "$tmp/train.jsonl" "$out" <<'PY'
 import json, sys
 machine = json.load(open(sys.argv[1]))
-peak = {int(b["name"].split("/")[1]): b["GFLOPS"] / 1e9 for b in machine["benchmarks"] if b["name"].startswith("BM_FmaPeak")}
+peak = {}  # isa -> threads -> GFLOP/s
+for b in machine["benchmarks"]:
+    parts = b["name"].split("/")
+    if parts[0] == "BM_FmaPeak":
+        peak.setdefault(parts[1], {})[int(parts[2])] = b["GFLOPS"] / 1e9
 rows = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 for r in rows:
-    r["fma_peak_gflops"] = peak[r["threads"]]
-    r["fraction_of_peak"] = r["gflops"] / peak[r["threads"]]
-json.dump({"machine": {"fma_peak_gflops": peak}, "train": rows}, open(sys.argv[3], "w"), indent=2)
+    r["fma_peak_gflops"] = peak[r["isa"]][r["threads"]]
+    r["fraction_of_peak"] = r["gflops"] / r["fma_peak_gflops"]
+json.dump({"machine": {"cpu": machine["context"].get("cpu_name"), "fma_peak_gflops": peak}, "train": rows}, open(sys.argv[3], "w"), indent=2)
 for r in rows:
-    print(f'{r["model"]:>60} threads={r["threads"]}: {r["tokens_per_s"]:.0f} tok/s, {r["gflops"]:.1f} GFLOP/s = {100*r["fraction_of_peak"]:.0f}% of {r["fma_peak_gflops"]:.1f}')
+    print(f'{r["model"]:>60} {r["isa"]} threads={r["threads"]}: {r["tokens_per_s"]:.0f} tok/s, {r["gflops"]:.1f} GFLOP/s = {100*r["fraction_of_peak"]:.0f}% of {r["fma_peak_gflops"]:.1f}')
 print("wrote", sys.argv[3])
 PY

@@ -8,6 +8,7 @@
 #include "core/progress.h"
 #include "io/file_view.h"
 #include "io/model_loader.h"
+#include "kernels/cpu/cpu_features.h"
 #include "runtime/compare.h"
 #include "runtime/perplexity.h"
 #include "tools/cli_common.h"
@@ -53,7 +54,7 @@ void register_eval(CLI::App& app) {
       if (!progress) progress.emplace("eval", total, a->log_json);
       progress->update(done);
     };
-    nlohmann::json j = {{"model", model_path}, {"text", a->text}, {"ctx", a->ctx}, {"threads", active_threads()}};
+    nlohmann::json j = {{"model", model_path}, {"text", a->text}, {"ctx", a->ctx}, {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())}};
     if (!a->reference.empty()) {
       LoadedModel ref = load_model(a->reference, a->reference_tokenizer);
       if (ref.tokenizer && train::tokenizer_fingerprint(*ref.tokenizer) != train::tokenizer_fingerprint(tok)) {

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/model_loader.h"
+#include "kernels/cpu/cpu_features.h"
 #include "runtime/generate.h"
 #include "tools/cli_common.h"
 
@@ -48,7 +49,7 @@ void register_generate(CLI::App& app) {
     nlohmann::json j = {{"prompt_tokens", st.prompt_tokens}, {"generated_tokens", st.generated},
                         {"prefill_tok_s", st.prefill_tok_s()}, {"decode_tok_s", st.decode_tok_s()},
                         {"prefill_s", st.prefill_seconds}, {"decode_s", st.decode_seconds},
-                        {"threads", active_threads()}, {"weight_bytes_per_token", engine.decode_weight_bytes()}};
+                        {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"weight_bytes_per_token", engine.decode_weight_bytes()}};
     if (a->json) {
       std::cout << j.dump() << "\n";
     } else {

@@ -16,6 +16,7 @@
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/microkernel_f32.h"
+#include "kernels/cpu/parallel.h"
 
 namespace condense::kernels {
 namespace {
@@ -104,7 +105,7 @@ void gemm_f32(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int6
   float* bp = bp_buf.get(size_t(npanels * kNR * kc_max));
   constexpr int64_t kGroup = 16;  // m-blocks per task: MC = 192 rows
   const int64_t groups = (mblocks + kGroup - 1) / kGroup;
-  const bool par = m * n * k >= (int64_t(1) << 16);
+  const bool par = m * n * k >= kParallelMacs;
   const bool by_group = groups >= 2 * int64_t(omp_get_max_threads());
   if (beta != 0.f && beta != 1.f) scale_c(m, n, beta, c, ldc);
 #pragma omp parallel if (par)

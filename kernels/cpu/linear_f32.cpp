@@ -14,6 +14,7 @@
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/microkernel_f32.h"
+#include "kernels/cpu/parallel.h"
 
 namespace condense::kernels {
 namespace {
@@ -112,8 +113,11 @@ void pack_x_block(const float* x, int64_t ldx, int64_t m0, int mr, int64_t k, fl
   }
 }
 
-// Whether a problem is big enough to be worth waking the other threads.
-bool worth_threads(int64_t m, int64_t n, int64_t k) { return m * n * k >= (int64_t(1) << 16); }
+// Whether a problem is big enough to be worth waking the other threads: decode
+// streams the weights (memory-bound), prefill computes on them.
+bool worth_threads(int64_t m, int64_t n, int64_t k) {
+  return m == 1 ? n * k * int64_t(sizeof(float)) >= kParallelBytes : m * n * k >= kParallelMacs;
+}
 
 }  // namespace
 

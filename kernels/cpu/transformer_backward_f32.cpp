@@ -2,6 +2,7 @@
 
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/vexp_f32.h"
+#include "kernels/cpu/parallel.h"
 
 #include <omp.h>
 
@@ -31,7 +32,7 @@ void rmsnorm_backward_f32(const float* x, const float* w, const float* dy, int64
     c[size_t(t)] = float(rt * rt * rt * dot / double(dim));
     for (int64_t i = 0; i < dim; ++i) dw[i] += gt[i] * xt[i] * float(rt);
   }
-#pragma omp parallel for schedule(static) if (rows * dim >= (1 << 16))
+#pragma omp parallel for schedule(static) if (rows * dim >= kParallelElems)
   for (int64_t t = 0; t < rows; ++t) {
     const float* xt = x + t * dim;
     const float* gt = dy + t * dim;
@@ -42,7 +43,7 @@ void rmsnorm_backward_f32(const float* x, const float* w, const float* dy, int64
 
 void silu_mul_backward_f32(const float* g, const float* u, const float* dh, int64_t rows, int64_t n, int64_t ld_gu,
                            int64_t ld_h, float* dg, float* du) {
-#pragma omp parallel if (rows * n >= (1 << 16))
+#pragma omp parallel if (rows * n >= kParallelElems)
   {
     std::vector<float> e(static_cast<size_t>(n));
 #pragma omp for schedule(static)
@@ -70,7 +71,7 @@ void attention_backward_f32(const float* q, int64_t ldq, const float* k, const f
   constexpr int64_t kRb = 64;
   const int group = n_heads / n_kv;
   const float scale = 1.0f / std::sqrt(float(hd));
-#pragma omp parallel if (rows * rows * n_heads * hd >= (1 << 16))
+#pragma omp parallel if (rows * rows * n_heads * hd >= kParallelMacs)
   {
     std::vector<float> p(static_cast<size_t>(std::min(kRb, rows) * rows)), dp(p.size());
 #pragma omp for schedule(static)
@@ -114,7 +115,7 @@ double cross_entropy_f32(const float* logits, const int* targets, int64_t rows, 
   // One f32 exp per logit, stored in dlogits and rescaled (exp dominates this
   // kernel); the normaliser and the loss are summed in float64.
   double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (rows * vocab >= (1 << 16))
+#pragma omp parallel for schedule(static) reduction(+ : total) if (rows * vocab >= kParallelElems)
   for (int64_t t = 0; t < rows; ++t) {
     const float* l = logits + t * vocab;
     float* d = dlogits + t * vocab;
@@ -140,7 +141,7 @@ double kl_divergence_f32(const float* teacher, const float* student, int64_t row
   // sum and log-probabilities in float64.
   const float inv_t = 1.0f / temperature;
   double total = 0;
-#pragma omp parallel reduction(+ : total) if (rows * vocab >= (1 << 16))
+#pragma omp parallel reduction(+ : total) if (rows * vocab >= kParallelElems)
   {
     std::vector<float> et(static_cast<size_t>(vocab)), es(static_cast<size_t>(vocab));
 #pragma omp for schedule(static)

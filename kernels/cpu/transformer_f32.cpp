@@ -3,6 +3,7 @@
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/transformer_backward_f32.h"
 #include "kernels/cpu/vexp_f32.h"
+#include "kernels/cpu/parallel.h"
 
 #include <omp.h>
 
@@ -32,7 +33,7 @@ inline float dot(const float* a, const float* b, int64_t n) {
 }  // namespace
 
 void rmsnorm_f32(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out) {
-#pragma omp parallel for schedule(static) if (rows * dim >= (1 << 16))
+#pragma omp parallel for schedule(static) if (rows * dim >= kParallelElems)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
     const float ss = dot(xr, xr, dim);
@@ -79,7 +80,7 @@ void silu_mul_f32(const float* g, const float* u, int64_t rows, int64_t n, int64
   // exp(-g) through the vectorised exp (a scalar std::exp per element cost ~10%
   // of a training step); e = exp(min(-g, 88.7)) stays finite, and g / (1 + e)
   // then underflows to -0 as silu does.
-#pragma omp parallel if (rows * n >= (1 << 16))
+#pragma omp parallel if (rows * n >= kParallelElems)
   {
     std::vector<float> e(static_cast<size_t>(n));
 #pragma omp for schedule(static)
@@ -126,7 +127,7 @@ void attention_f32(const float* q, int64_t ldq, const float* kc, const float* vc
   const int group = n_heads / n_kv;
   const float scale = 1.0f / std::sqrt(float(hd));
   const int64_t work = rows * n_heads * (pos0 + rows) * hd;
-  const bool par = work >= (1 << 16);
+  const bool par = work >= kParallelMacs;
   if (rows < 16) {
 #pragma omp parallel if (par)
     {

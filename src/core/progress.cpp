@@ -20,7 +20,16 @@ void Progress::update(int64_t done, const std::string& detail) {
                  detail.empty() ? "" : (detail + "\"").c_str());
     return;
   }
-  if (!tty_ || (done < total_ && now - last_ < std::chrono::milliseconds(100))) return;
+  if (!tty_) {
+    // A log file or pipe gets a plain line every 10 s (and the last one), so long
+    // work run from scripts or CI shows it is alive without flooding the log.
+    if (done < total_ && now - last_ < std::chrono::seconds(10)) return;
+    last_ = now;
+    std::fprintf(stderr, "%s %lld/%lld %.1fs eta %.1fs %s\n", label_.c_str(), (long long)done, (long long)total_, el, eta,
+                 detail.c_str());
+    return;
+  }
+  if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
   last_ = now;
   const int width = 30, fill = total_ > 0 ? int(width * done / total_) : width;
   std::fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld %.1fs eta %.1fs %s\033[K", label_.c_str(), fill,

@@ -1,6 +1,6 @@
 // Progress of long work on stderr: a redrawn bar on a terminal, one JSON line
-// per update with --log-json, nothing when stderr is a plain file and JSON is off
-// (only the final line). Not thread-safe: call from one thread.
+// per update with --log-json, a plain line every 10 s (and the final one) when
+// stderr is a file or pipe. Not thread-safe: call from one thread.
 #pragma once
 #include <chrono>
 #include <cstdint>

@@ -1,5 +1,7 @@
 #include "pipeline/run_recipe.h"
 
+#include <omp.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +17,7 @@
 #include "io/hf_model.h"
 #include "io/llama2c.h"
 #include "io/model_loader.h"
+#include "kernels/cpu/cpu_features.h"
 #include "model/shapes.h"
 #include "runtime/compare.h"
 #include "runtime/generate.h"
@@ -344,6 +347,8 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
     log_line(o, {{"event", "eval"}, {"eval", ev}});
   }
   res["seconds"] = std::chrono::duration<double>(clock::now() - t_start).count();
+  res["machine"] = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())},
+                    {"threads", omp_get_max_threads()}};
   const std::string text = res.dump(2) + "\n";
   AtomicWriter w((fs::path(r.output_dir) / "results.json").string());
   w.write(text.data(), text.size());

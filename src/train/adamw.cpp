@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "kernels/cpu/parallel.h"
 
 namespace condense::train {
 
@@ -27,7 +28,7 @@ void AdamW::step(ParamSet& params, double lr) {
     float* v = v_[i].f32();
     const float decay = p.decay ? float(1.0 - lr * cfg_.weight_decay) : 1.f;
     const int64_t n = p.value->numel();
-#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+#pragma omp parallel for schedule(static) if (n >= kernels::kParallelElems)
     for (int64_t j = 0; j < n; ++j) {
       m[j] = b1 * m[j] + (1.f - b1) * g[j];
       v[j] = b2 * v[j] + (1.f - b2) * g[j] * g[j];
