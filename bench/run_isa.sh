@@ -41,7 +41,7 @@ record() {  # record KIND NEIGHBOUR WAIT -- command...
 
 for isa in $isas; do
   export CONDENSE_ISA=$isa
-  record train 0 passive -- "$build/bench/bench_train" --shape stories15M --threads 1 --batch 8 --seq 256 --reps 3
+  record train 0 passive -- "$build/bench/bench_train" --shape stories15M --threads 1 --batch 8 --seq 256 --reps 5
   record engine 0 passive -- "$build/bench/bench_engine" "$models/stories110M" --threads 1 --batch 512 --decode 128 --reps 2
 done
 
