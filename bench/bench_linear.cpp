@@ -67,6 +67,10 @@ void run_train_gemm(benchmark::State& state) {
 BENCHMARK(run_train_gemm)->Name("train_gemm")->ArgNames({"t", "out", "in", "mode"})
     ->ArgsProduct({{2048}, {768}, {288}, {0, 1, 2}})->Args({2048, 288, 768, 0})->Args({2048, 288, 768, 1})->Args({2048, 288, 768, 2})
     ->ArgsProduct({{2048}, {32000}, {288}, {0, 1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+// stories15M attention blocks (head dim 48, 64 query rows against 256 keys): scores
+// S = Q K^T (k = 48) and O = P V (n = 48), as attention_f32 calls gemm_f32.
+BENCHMARK(run_train_gemm)->Name("attn_gemm")->ArgNames({"t", "out", "in", "mode"})
+    ->Args({64, 256, 48, 0})->Args({64, 48, 256, 0})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // stories110M: fused qkv 2304x768, o 768x768, fused gate/up 4096x768, down 768x2048, head 32000x768
 BENCHMARK(run_linear)->Name("gemv")->ArgNames({"m", "n", "k"})

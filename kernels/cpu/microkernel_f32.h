@@ -122,11 +122,13 @@ template <int MR>
 CONDENSE_AVX2 inline void micro_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int valid,
                                      bool accumulate) {
   constexpr int top = MR < 6 ? MR : 6, bottom = MR - top;
-  // Column half outermost: its 16 KB of B stays in L1 while both row groups pass.
-  for (int h = 0; h < 2 && valid > 16 * h; ++h) {
-    const int v = valid - 16 * h;
-    sub_avx2<top>(kc, a, MR, b + 16 * h, c + 16 * h, ldc, v, accumulate);
-    if constexpr (bottom > 0) sub_avx2<bottom>(kc, a + top, MR, b + 16 * h, c + top * ldc + 16 * h, ldc, v, accumulate);
+  // Row group outermost (measured 5-10% faster at training shapes than column
+  // half outermost): a group's 6 x kc A slice stays in L1 across both halves.
+  for (int h = 0; h < 2 && valid > 16 * h; ++h) sub_avx2<top>(kc, a, MR, b + 16 * h, c + 16 * h, ldc, valid - 16 * h, accumulate);
+  if constexpr (bottom > 0) {
+    for (int h = 0; h < 2 && valid > 16 * h; ++h) {
+      sub_avx2<bottom>(kc, a + top, MR, b + 16 * h, c + top * ldc + 16 * h, ldc, valid - 16 * h, accumulate);
+    }
   }
 }
 
