@@ -20,6 +20,7 @@ class Progress {
   int64_t total_;
   bool json_, tty_;
   std::chrono::steady_clock::time_point start_, last_;
+  int64_t printed_ = -1;  // the last count written as a plain line (finish() repeats the total)
 };
 
 }  // namespace condense
