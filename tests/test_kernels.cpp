@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -18,6 +19,11 @@
 
 using namespace condense;
 namespace kc = condense::kernels;
+
+namespace condense::kernels {
+// So a failure names the ISA instead of printing the enum's bytes.
+void PrintTo(Isa isa, std::ostream* os) { *os << isa_name(isa); }
+}  // namespace condense::kernels
 
 namespace {
 
