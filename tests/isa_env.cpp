@@ -17,14 +17,13 @@ class IsaEnvironment : public ::testing::Environment {
     namespace kc = condense::kernels;
     const char* env = std::getenv("CONDENSE_ISA");
     if (env && *env) {
+      kc::Isa isa;
       try {
-        kc::parse_isa(env);
+        isa = kc::parse_isa(env);
       } catch (const std::exception& e) {
         FAIL() << "CONDENSE_ISA: " << e.what();
       }
-      if (!kc::isa_supported(kc::parse_isa(env))) {
-        GTEST_SKIP() << "CONDENSE_ISA=" << env << " but this CPU (" << kc::cpu_name() << ") lacks it";
-      }
+      if (!kc::isa_supported(isa)) GTEST_SKIP() << "CONDENSE_ISA=" << env << " but this CPU (" << kc::cpu_name() << ") lacks it";
     }
     std::printf("kernels: %s on %s\n", kc::isa_name(kc::active_isa()), kc::cpu_name());
   }

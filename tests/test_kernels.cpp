@@ -95,7 +95,7 @@ TEST_P(KernelIsa, FusedPackEqualsSeparateMatrices) {
 INSTANTIATE_TEST_SUITE_P(Isa, KernelIsa, ::testing::Values(kc::Isa::Avx512, kc::Isa::Avx2, kc::Isa::Portable),
                          [](const auto& info) { return std::string(kc::isa_name(info.param)); });
 
-TEST_P(KernelIsa, RmsNormMatchesFloat64) {
+TEST(Kernels, RmsNormMatchesFloat64) {
   const int64_t rows = 3, dim = 173;
   const auto x = randn(size_t(rows * dim), 10, 3.f), w = randn(size_t(dim), 11);
   std::vector<float> out(x.size());
@@ -112,7 +112,7 @@ TEST_P(KernelIsa, RmsNormMatchesFloat64) {
   }
 }
 
-TEST_P(KernelIsa, RopeMatchesFloat64RotateHalf) {
+TEST(Kernels, RopeMatchesFloat64RotateHalf) {
   const int heads = 3, hd = 10, rows = 4;
   const int64_t pos0 = 37;
   auto x = randn(size_t(rows * heads * hd), 12);

@@ -10,6 +10,19 @@
 
 namespace condense::cli {
 
+namespace {
+
+void bound_threads(int n, int avail) {
+  if (n > avail) {
+    std::fprintf(stderr, "condense: %d threads requested but this process may use %d CPU%s; using %d\n", n, avail,
+                 avail == 1 ? "" : "s", avail);
+    n = avail;
+  }
+  omp_set_num_threads(n);
+}
+
+}  // namespace
+
 void add_model_args(CLI::App& app, ModelArgs& a) {
   app.add_option("model", a.model,
                  "Model: a llama2.c .bin, a Hugging Face folder (config.json + *.safetensors) or a .gguf file")
@@ -26,15 +39,13 @@ void add_threads_option(CLI::App& app, int& threads) {
       ->check(CLI::NonNegativeNumber);
 }
 
-void apply_threads(int threads) {
+void apply_default_threads() {
   const int avail = kernels::available_cpus();
-  int n = threads > 0 ? threads : std::getenv("OMP_NUM_THREADS") ? omp_get_max_threads() : avail;
-  if (n > avail) {
-    std::fprintf(stderr, "condense: %d threads requested but this process may use %d CPU%s; using %d\n", n, avail,
-                 avail == 1 ? "" : "s", avail);
-    n = avail;
-  }
-  omp_set_num_threads(n);
+  bound_threads(std::getenv("OMP_NUM_THREADS") ? omp_get_max_threads() : avail, avail);
+}
+
+void apply_threads(int threads) {
+  if (threads > 0) bound_threads(threads, kernels::available_cpus());
 }
 
 int active_threads() { return omp_get_max_threads(); }

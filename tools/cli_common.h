@@ -15,8 +15,10 @@ struct ModelArgs {
 void add_model_args(CLI::App& app, ModelArgs& a);
 // Adds --threads (0 = the default below).
 void add_threads_option(CLI::App& app, int& threads);
-// Sets the worker threads: `threads`, or OMP_NUM_THREADS, or the CPUs this
-// process may use (kernels::available_cpus()), never more than those.
+// Every command's default, set once in main: OMP_NUM_THREADS, else the CPUs
+// this process may use (kernels::available_cpus()), never more than those.
+void apply_default_threads();
+// Applies --threads when given (> 0), bounded like the default; 0 keeps it.
 void apply_threads(int threads);
 int active_threads();
 

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   wait_passively(argv);
   try {
     condense::kernels::active_isa();  // a bad CONDENSE_ISA fails here, before any work
-    condense::cli::apply_threads(0);   // every command's default; --threads overrides
+    condense::cli::apply_default_threads();  // every command's; --threads overrides
   } catch (const std::exception& e) {
     std::cerr << "condense: error: " << e.what() << "\n";
     return 1;

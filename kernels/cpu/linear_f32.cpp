@@ -15,6 +15,7 @@
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/microkernel_f32.h"
+#include "kernels/cpu/simd.h"
 #include "kernels/cpu/parallel.h"
 
 namespace condense::kernels {

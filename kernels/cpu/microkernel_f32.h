@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/simd.h"
 
 namespace condense::kernels {
 
@@ -26,16 +27,9 @@ inline constexpr int kMicroRows = 12;     // MR
 inline constexpr int kMicroCols = 32;     // the panel width
 inline constexpr int64_t kMicroDepth = 256;  // KC: a 256 x 32 panel slice (32 KB) stays in L1
 
-#define CONDENSE_AVX512 __attribute__((target("avx512f,fma")))
-#define CONDENSE_AVX2 __attribute__((target("avx2,fma")))
-
 using MicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int valid, bool accumulate);
 
 // ---------------------------------------------------------------- AVX-512 ---
-
-CONDENSE_AVX512 inline __mmask16 lane_mask(int valid) {
-  return valid >= 16 ? __mmask16(0xffff) : (valid <= 0 ? __mmask16(0) : __mmask16((1u << valid) - 1));
-}
 
 template <int MR>
 CONDENSE_AVX512 inline void micro_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int valid,
@@ -67,11 +61,6 @@ CONDENSE_AVX512 inline void micro_avx512(int64_t kc, const float* a, const float
 }
 
 // ------------------------------------------------------------------- AVX2 ---
-
-// Lanes [0, valid) set, for maskload/maskstore.
-CONDENSE_AVX2 inline __m256i lane_mask8(int valid) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 // R rows (of an A block packed with stride mr) x 16 columns (of the 32-wide panel).
 template <int R>
@@ -133,14 +122,6 @@ CONDENSE_AVX2 inline void micro_avx2(int64_t kc, const float* a, const float* b,
 }
 
 // --------------------------------------------------------------- portable ---
-
-typedef float vec4f __attribute__((vector_size(16)));
-
-inline vec4f load4(const float* p) {
-  vec4f v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
 
 // R rows x 8 columns; mul then add (no FMA contraction in ISO C++ mode).
 template <int R>

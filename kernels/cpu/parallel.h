@@ -4,7 +4,7 @@
 // microseconds, more in a VM where an idle vCPU halts. A region is opened only
 // for work that takes much longer than that on one thread; below it, one thread
 // is faster than two. (Measured: stories110M decode with a busy neighbour core
-// ran 13% slower at 2 threads than at 1 when every GEMV forked.)
+// ran at 0.84-0.88x of 1 thread at 2 threads when every GEMV forked.)
 #pragma once
 #include <cstdint>
 

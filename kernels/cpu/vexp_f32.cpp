@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_features.h"
-#include "kernels/cpu/microkernel_f32.h"
+#include "kernels/cpu/simd.h"
 
 namespace condense::kernels {
 
