@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   }
   if (threads > 0) omp_set_num_threads(threads);
   try {
-    LoadedModel lm = load_model(path);
+    LoadedModel lm = load_model(path, "", {.effective_f32 = false});
     const ModelConfig c = lm.model.config;
     const int ctx = std::max(batch, decode + 1);
     Engine e(lm.model, ctx);

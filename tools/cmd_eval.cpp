@@ -43,7 +43,7 @@ void register_eval(CLI::App& app) {
   cmd->add_flag("--log-json", a->log_json, "Progress as JSON lines on stderr");
   cmd->callback([a] {
     apply_threads(a->model.threads);
-    LoadedModel lm = load_model(a->model.model, a->model.tokenizer);
+    LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
     const Tokenizer& tok = require_tokenizer(lm);
     const std::vector<int> tokens = tok.encode(read_text_file(a->text));
     Engine engine(lm.model, std::min(lm.model.config.max_seq, a->ctx));
@@ -56,7 +56,7 @@ void register_eval(CLI::App& app) {
     };
     nlohmann::json j = {{"model", model_path}, {"text", a->text}, {"ctx", a->ctx}, {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())}};
     if (!a->reference.empty()) {
-      LoadedModel ref = load_model(a->reference, a->reference_tokenizer);
+      LoadedModel ref = load_model(a->reference, a->reference_tokenizer, {.effective_f32 = false});
       if (ref.tokenizer && train::tokenizer_fingerprint(*ref.tokenizer) != train::tokenizer_fingerprint(tok)) {
         fail("--reference", "the reference's tokenizer (" + ref.tokenizer_path + ") differs from the model's (" + lm.tokenizer_path + ")",
              "Compare models that share a tokenizer");

@@ -33,7 +33,7 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--json", a->json, "After the text, print the timing as one JSON object on stdout");
   cmd->callback([a] {
     apply_threads(a->model.threads);
-    LoadedModel lm = load_model(a->model.model, a->model.tokenizer);
+    LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
     const Tokenizer& tok = require_tokenizer(lm);
     std::vector<int> prompt = {lm.model.config.bos_id};
     for (int id : tok.encode(a->prompt)) prompt.push_back(id);

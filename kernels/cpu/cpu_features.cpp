@@ -22,7 +22,7 @@ namespace {
 // (XCR0), so a hypervisor that hides AVX-512 state is treated as AVX2-only.
 #ifdef CONDENSE_X86
 bool has_avx512() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"); }
-bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+bool has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"); }
 #else
 bool has_avx512() { return false; }
 bool has_avx2() { return false; }

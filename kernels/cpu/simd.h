@@ -10,7 +10,7 @@
 namespace condense::kernels {
 
 #define CONDENSE_AVX512 __attribute__((target("avx512f,fma")))
-#define CONDENSE_AVX2 __attribute__((target("avx2,fma")))
+#define CONDENSE_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 // Lanes [0, valid) of a zmm set.
 CONDENSE_AVX512 inline __mmask16 lane_mask(int valid) {

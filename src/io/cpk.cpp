@@ -356,8 +356,9 @@ QuantScheme parse_scheme(const json& t, const std::string& path, const std::stri
   return s;
 }
 
-// Decodes one tensor into `t` (allocated, f32) and, when packed, its WeightCompression.
-void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::string, WeightCompression>& packed) {
+// Decodes one tensor into `t` (allocated, f32) and, when packed, its WeightCompression;
+// with !effective_f32 a quantized tensor keeps only the packed form (`t` released).
+void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::string, WeightCompression>& packed, bool effective_f32) {
   const std::string name = tj.at("name").get<std::string>();
   const std::string& path = rd.path;
   const int64_t rows = t.ndim() == 2 ? t.dim(0) : 1, cols = t.ndim() == 2 ? t.dim(1) : t.dim(0), n = rows * cols;
@@ -455,7 +456,8 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
     wc.zeros.resize(size_t(ns));
     for (int64_t i = 0; i < ns; ++i) wc.zeros[size_t(i)] = u4 ? uint8_t((zb[size_t(i >> 1)] >> ((i & 1) * 4)) & 0xf) : zb[size_t(i)];
   }
-  dequantize(wc, rows, cols, t.f32());
+  if (effective_f32) dequantize(wc, rows, cols, t.f32());
+  else t = Tensor();  // never touched: its pages were never made resident
   packed[name] = std::move(wc);
 }
 
@@ -473,7 +475,7 @@ uint64_t tensor_bytes(const json& tj, const json& secs) {
 
 }  // namespace
 
-LoadedModel load_cpk(const std::string& path) {
+LoadedModel load_cpk(const std::string& path, bool effective_f32) {
   Reader rd(path);
   LoadedModel lm;
   Model& m = lm.model;
@@ -486,7 +488,7 @@ LoadedModel load_cpk(const std::string& path) {
     for_each_weight(m, [&](const WeightRef& r) {
       auto it = by_name.find(r.name);
       if (it == by_name.end()) bad(path, "tensor '" + r.name + "' (required by the config) is missing");
-      read_tensor(rd, *it->second, *r.tensor, m.compression);
+      read_tensor(rd, *it->second, *r.tensor, m.compression, effective_f32);
       ++used;
     });
     if (used != by_name.size()) bad(path, std::to_string(by_name.size() - used) + " tensors in the file belong to no weight of the config");

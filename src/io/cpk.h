@@ -26,7 +26,8 @@ void save_cpk(const Model& m, const std::string& path, const CpkWriteOptions& op
 bool is_cpk(const std::string& path);
 // The model (f32 tensors hold the effective values, Model::compression the
 // packed forms) and the embedded tokenizer, if any.
-LoadedModel load_cpk(const std::string& path);
+// effective_f32 = false leaves the f32 tensors of quantized weights undefined.
+LoadedModel load_cpk(const std::string& path, bool effective_f32 = true);
 
 // What each tensor takes in a .cpk: for `info`.
 struct CpkTensorInfo {

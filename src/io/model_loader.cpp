@@ -59,7 +59,7 @@ std::string find_llama2c_tokenizer(const std::string& model_path, std::string& n
 
 }  // namespace
 
-LoadedModel load_model(const std::string& path, const std::string& tokenizer_path) {
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path, const LoadOptions& opt) {
   LoadedModel lm;
   const std::string format = detect_format(path);
   std::string auto_tok;
@@ -71,7 +71,7 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
     }
     if (auto_tok.empty()) lm.tokenizer_note = "no tokenizer.model or tokenizer.json in " + lm.model.path;
   } else if (format == "cpk") {
-    lm = load_cpk(path);
+    lm = load_cpk(path, opt.effective_f32);
   } else if (format == "gguf") {
     GgufModel g = load_gguf_model(path);
     lm.model = std::move(g.model);

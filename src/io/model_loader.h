@@ -22,8 +22,15 @@ struct LoadedModel {
   std::string tokenizer_note;            // why none was found
 };
 
+// effective_f32 = false: a .cpk's quantized weights keep only their packed form
+// (Model::compression) and their f32 tensors stay undefined: what the runtime
+// engine needs, at the size of the file instead of 4 bytes per weight.
+struct LoadOptions {
+  bool effective_f32 = true;
+};
+
 std::string detect_format(const std::string& path);
-LoadedModel load_model(const std::string& path, const std::string& tokenizer_path = "");
+LoadedModel load_model(const std::string& path, const std::string& tokenizer_path = "", const LoadOptions& opt = {});
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
 // A tokenizer file's bytes held in memory (embedded in a .cpk); `file_name`'s
 // extension says the kind as for load_tokenizer_file, `where` names it in errors.

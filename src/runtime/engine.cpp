@@ -3,21 +3,25 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "runtime/linear_parts.h"
 
 namespace condense {
 
 Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq > 0 ? max_seq : m.config.max_seq) {
+  if (!m.embed.defined()) fail("engine", "the embedding 'model.embed_tokens.weight' has no f32 values (quantized embeddings are not supported yet)");
   embed_ = m.embed;
   final_norm_ = m.final_norm;
-  const int64_t kvd = cfg_.kv_dim();
+  const int64_t d = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), f = cfg_.ffn_dim;
   for (const LayerWeights& w : m.layers) {
     Layer l;
     l.attn_norm = w.attn_norm;
     l.ffn_norm = w.ffn_norm;
-    l.qkv = ops::PackedLinear::pack({&w.wq, &w.wk, &w.wv});
-    l.o = ops::PackedLinear::pack({&w.wo});
-    l.gate_up = ops::PackedLinear::pack({&w.w_gate, &w.w_up});
-    l.down = ops::PackedLinear::pack({&w.w_down});
+    const std::string p = "model.layers." + std::to_string(layers_.size()) + ".";
+    l.qkv = pack_linear(m, {{p + "self_attn.q_proj.weight", &w.wq}, {p + "self_attn.k_proj.weight", &w.wk}, {p + "self_attn.v_proj.weight", &w.wv}},
+                        {qd, kvd, kvd}, d);
+    l.o = pack_linear(m, {{p + "self_attn.o_proj.weight", &w.wo}}, {d}, qd);
+    l.gate_up = pack_linear(m, {{p + "mlp.gate_proj.weight", &w.w_gate}, {p + "mlp.up_proj.weight", &w.w_up}}, {f, f}, d);
+    l.down = pack_linear(m, {{p + "mlp.down_proj.weight", &w.w_down}}, {d}, f);
     if (cfg_.qkv_bias) {
       l.qkv_bias = Tensor::empty(DType::F32, {cfg_.q_dim() + 2 * kvd});
       std::memcpy(l.qkv_bias.f32(), w.bq.f32(), w.bq.nbytes());
@@ -37,7 +41,7 @@ Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq >
     layers_.push_back(std::move(l));
   }
   act_type_ = m.activations.type;
-  head_ = ops::PackedLinear::pack({&m.head()});
+  head_ = pack_linear(m, {{cfg_.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", &m.head()}}, {cfg_.vocab}, d);
   rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
 }
 

@@ -1,35 +1,143 @@
 #include "core/ops/linear.h"
 
+#include <cmath>
 #include <cstring>
 
-#include "kernels/cpu/linear_f32.h"
+#include "core/error.h"
+#include "kernels/common/minifloat.h"
 
 namespace condense::ops {
+namespace {
+
+bool same_encoding(const LinearPart& a, const LinearPart& b) {
+  if (a.code != b.code) return false;
+  if (a.code == kernels::WCode::F32) return true;
+  return !a.per_tensor && !b.per_tensor && a.group == b.group && a.asym == b.asym;
+}
+
+int64_t scale_count(const LinearPart& p) {
+  if (p.per_tensor) return 1;
+  const int64_t g = p.group > 0 ? p.group : p.cols;
+  return p.rows * ((p.cols + g - 1) / g);
+}
+
+Tensor zeroed_bytes(int64_t n) {
+  Tensor t = Tensor::empty(DType::I8, {std::max<int64_t>(n, 1)});
+  std::memset(t.data(), 0, size_t(std::max<int64_t>(n, 1)));
+  return t;
+}
+
+const char* code_name(kernels::WCode c) {
+  switch (c) {
+    case kernels::WCode::F32: return "f32";
+    case kernels::WCode::I8: return "int8";
+    case kernels::WCode::I4: return "int4";
+    case kernels::WCode::E4M3: return "fp8-e4m3";
+  }
+  return "?";
+}
+
+}  // namespace
 
 PackedLinear PackedLinear::pack(const std::vector<const Tensor*>& parts) {
-  PackedLinear p;
+  std::vector<LinearPart> lp;
+  for (const Tensor* t : parts) {
+    check(t->ndim() == 2 && t->dtype() == DType::F32, "PackedLinear::pack", "dense weights must be 2-D f32, got " + shape_str(t->shape()));
+    LinearPart p;
+    p.rows = t->dim(0);
+    p.cols = t->dim(1);
+    p.f32 = t->f32();
+    lp.push_back(p);
+  }
+  return pack_parts(lp);
+}
+
+PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts) {
+  PackedLinear out;
   check(!parts.empty(), "PackedLinear::pack", "no weights given");
-  p.k_ = parts[0]->dim(1);
-  for (const Tensor* t : parts) {
-    check(t->ndim() == 2 && t->dim(1) == p.k_, "PackedLinear::pack",
-          "weights to fuse must be 2-D with equal input width, got " + shape_str(t->shape()));
-    p.n_ += t->dim(0);
+  out.k_ = parts[0].cols;
+  for (const LinearPart& p : parts) {
+    check(p.cols == out.k_ && p.rows > 0, "PackedLinear::pack", "weights to fuse must have equal input width");
+    check(p.code == kernels::WCode::F32 ? p.f32 != nullptr : (p.codes && p.scales && (!p.asym || p.zeros)), "PackedLinear::pack",
+          "a part is missing its values, codes, scales or zero points");
+    check(p.code == kernels::WCode::F32 || p.group >= 0, "PackedLinear::pack", "negative group size");
   }
-  p.packed_ = Tensor::empty(DType::F32, {kernels::packed_f32_size(p.n_, p.k_)});
-  std::memset(p.packed_.data(), 0, p.packed_.nbytes());
-  int64_t row0 = 0;
-  for (const Tensor* t : parts) {
-    kernels::pack_f32_rows(t->f32(), t->dim(0), p.k_, row0, p.packed_.f32());
-    row0 += t->dim(0);
+  for (size_t i = 0; i < parts.size();) {
+    size_t j = i + 1;
+    while (j < parts.size() && same_encoding(parts[i], parts[j])) ++j;
+    Segment s;
+    s.col0 = out.n_;
+    kernels::QLayout& L = s.w.layout;
+    L.code = parts[i].code;
+    L.k = out.k_;
+    L.group = parts[i].group;
+    L.per_tensor = parts[i].per_tensor;
+    L.asym = parts[i].asym;
+    L.f16_scales = true;
+    L.small_scales = true;
+    for (size_t q = i; q < j; ++q) {
+      L.n += parts[q].rows;
+      if (L.code == kernels::WCode::F32) continue;
+      for (int64_t e = 0; e < scale_count(parts[q]); ++e) {
+        const float v = parts[q].scales[e];
+        check(std::isfinite(v), "PackedLinear::pack", "a scale is not finite");
+        if (minifloat::f16_to_f32(minifloat::f32_to_f16(v)) != v) L.f16_scales = false;
+        if (!(std::fabs(v) < 256.f)) L.small_scales = false;
+      }
+      if (L.code == kernels::WCode::E4M3) {
+        const int64_t n = parts[q].rows * parts[q].cols;
+        for (int64_t e = 0; e < n; ++e) {
+          check((parts[q].codes[e] & 0x7f) != 0x7f, "PackedLinear::pack", "an fp8 weight holds the E4M3 NaN code");
+        }
+      }
+    }
+    if (L.code == kernels::WCode::F32) L.f16_scales = false;
+    s.codes = zeroed_bytes(L.code_bytes());
+    s.scales = zeroed_bytes(L.scale_bytes());
+    s.zeros = zeroed_bytes(L.zero_bytes());
+    int64_t row0 = 0;
+    for (size_t q = i; q < j; ++q) {
+      const LinearPart& p = parts[q];
+      const void* values = p.code == kernels::WCode::F32 ? static_cast<const void*>(p.f32) : static_cast<const void*>(p.codes);
+      kernels::pack_q_rows(L, values, p.scales, p.zeros, p.rows, row0, static_cast<uint8_t*>(s.codes.data()), s.scales.data(),
+                           static_cast<uint8_t*>(s.zeros.data()));
+      row0 += p.rows;
+    }
+    s.w.codes = static_cast<const uint8_t*>(s.codes.data());
+    s.w.scales = s.scales.data();
+    s.w.zeros = static_cast<const uint8_t*>(s.zeros.data());
+    out.n_ += L.n;
+    out.segs_.push_back(std::move(s));
+    i = j;
   }
-  return p;
+  return out;
+}
+
+size_t PackedLinear::weight_bytes() const {
+  size_t b = 0;
+  for (const Segment& s : segs_) b += size_t(s.w.layout.code_bytes() + s.w.layout.scale_bytes() + s.w.layout.zero_bytes());
+  return b;
+}
+
+std::string PackedLinear::describe() const {
+  std::string d;
+  for (const Segment& s : segs_) {
+    const kernels::QLayout& L = s.w.layout;
+    std::string e = code_name(L.code);
+    if (L.code != kernels::WCode::F32) {
+      e += L.per_tensor ? " per-tensor" : L.group > 0 ? " g" + std::to_string(L.group) : " per-channel";
+      if (L.asym) e += " asym";
+    }
+    if (d.find(e) == std::string::npos) d += (d.empty() ? "" : " + ") + e;
+  }
+  return d;
 }
 
 void PackedLinear::apply(const Mat& x, const Mat& y) const {
   check(x.cols == k_ && y.cols == n_ && x.rows == y.rows, "linear",
         "x [" + std::to_string(x.rows) + ", " + std::to_string(x.cols) + "] . W^T [" + std::to_string(k_) + ", " +
             std::to_string(n_) + "] -> y [" + std::to_string(y.rows) + ", " + std::to_string(y.cols) + "] do not match");
-  kernels::linear_f32(x.data, x.rows, k_, x.ld, packed_.f32(), n_, y.data, y.ld);
+  for (const Segment& s : segs_) kernels::linear_q(x.data, x.rows, x.ld, s.w, y.data + s.col0, y.ld);
 }
 
 }  // namespace condense::ops

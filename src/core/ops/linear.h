@@ -1,28 +1,56 @@
-// PackedLinear: one or more weight matrices [n_i, k] (f32, "out x in") packed
-// once, row-concatenated, into the layout the linear kernels stream. Fusing q/k/v
-// or gate/up into one pack makes one pass over x and one thread fork instead of three.
+// PackedLinear: one or more weight matrices [n_i, k] ("out x in") packed once,
+// row-concatenated, into the panel layout the linear kernels stream
+// (kernels/cpu/qlinear.h), each in its own encoding: f32 values, or int8 /
+// int4 / fp8 codes with their scales (and zero points), never expanded to f32.
+// Fusing q/k/v or gate/up makes one pass over x instead of three; parts fuse
+// into one kernel call when they share an encoding (per-tensor scales do not
+// fuse), else they run one after another into their columns of y.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "core/ops/mat.h"
 #include "core/tensor.h"
+#include "kernels/cpu/qlinear.h"
 
 namespace condense::ops {
+
+// One matrix of a pack. Dense: `f32` [rows, cols]. Quantized: `codes`, one byte
+// per element (int4: the low nibble; signed two's complement when symmetric),
+// `scales` [rows][groups] (one when per_tensor), `zeros` likewise (asymmetric).
+struct LinearPart {
+  int64_t rows = 0, cols = 0;
+  const float* f32 = nullptr;
+  kernels::WCode code = kernels::WCode::F32;
+  int64_t group = 0;  // columns per scale group; 0: per channel
+  bool per_tensor = false, asym = false;
+  const uint8_t* codes = nullptr;
+  const float* scales = nullptr;
+  const uint8_t* zeros = nullptr;
+};
 
 class PackedLinear {
  public:
   PackedLinear() = default;
-  static PackedLinear pack(const std::vector<const Tensor*>& parts);
+  static PackedLinear pack(const std::vector<const Tensor*>& parts);  // f32 matrices
+  static PackedLinear pack_parts(const std::vector<LinearPart>& parts);
   int64_t out_features() const { return n_; }
   int64_t in_features() const { return k_; }
-  // Bytes of weights a pass reads (what decode speed is bound by).
-  size_t weight_bytes() const { return size_t(n_ * k_) * sizeof(float); }
+  // Bytes of weights a pass reads (codes, scales, zero points): what decode speed is bound by.
+  size_t weight_bytes() const;
+  // "int4 g32" / "f32" / "int8 per-channel + f32": what the kernels run.
+  std::string describe() const;
 
   // y[m, n] = x[m, k] . W^T. y must not overlap x.
   void apply(const Mat& x, const Mat& y) const;
 
  private:
-  Tensor packed_;
+  struct Segment {
+    kernels::QMatrix w;
+    int64_t col0 = 0;
+    Tensor codes, scales, zeros;  // owners of w's buffers (byte tensors)
+  };
+  std::vector<Segment> segs_;
   int64_t n_ = 0, k_ = 0;
 };
 

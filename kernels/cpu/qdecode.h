@@ -1,0 +1,323 @@
+// Decoders of the panel layout (qlinear.h): each gives the 32 effective f32
+// weights of one panel at one k-step, in registers, for one ISA. The generic
+// bodies in qlinear.cpp call init(w, panel) once, group(w, panel, g) when k
+// enters scale group g, then at(k, ...) per k-step. Integer codes become f32
+// exactly (cvt), then one multiply by the scale: fl(scale * q), the value
+// model/quantized_weight.h defines. E4M3 is decoded by moving its exponent and
+// mantissa bits into an f32 (a value 2^-120 times the E4M3 one, subnormals
+// included) and folding 2^120 into the scale, which is exact while scale < 2^8.
+// No lookup table on any path. Only included by kernels/cpu/qlinear.cpp.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/common/minifloat.h"
+#include "kernels/cpu/qlinear.h"
+#include "kernels/cpu/simd.h"
+
+namespace condense::kernels::qdec {
+
+inline constexpr float kE4M3Shift = 0x1p120f;  // E4M3 value / value of its bits moved into an f32
+
+inline int64_t scale_slot(const QLayout& L, int64_t p, int64_t g) { return L.per_tensor ? 0 : (p * L.groups() + g) * 32; }
+
+// The 32 scales of a panel's group as f32 (per-tensor: the one scale, repeated).
+inline void scales_f32(const QMatrix& w, int64_t p, int64_t g, float* s) {
+  const QLayout& L = w.layout;
+  const int64_t i = scale_slot(L, p, g), n = L.per_tensor ? 1 : 32;
+  for (int64_t j = 0; j < n; ++j) {
+    if (L.f16_scales) {
+      uint16_t h;
+      std::memcpy(&h, static_cast<const uint8_t*>(w.scales) + 2 * (i + j), 2);
+      s[j] = minifloat::f16_to_f32(h);
+    } else {
+      std::memcpy(&s[j], static_cast<const uint8_t*>(w.scales) + 4 * (i + j), 4);
+    }
+  }
+  for (int64_t j = n; j < 32; ++j) s[j] = s[0];
+}
+
+// The 32 zero points of a panel's group as ints.
+inline void zeros_i32(const QMatrix& w, int64_t p, int64_t g, int32_t* z) {
+  const QLayout& L = w.layout;
+  if (L.per_tensor) {
+    for (int j = 0; j < 32; ++j) z[j] = w.zeros[0];
+    return;
+  }
+  if (L.code == WCode::I4) {
+    const uint8_t* b = w.zeros + (p * L.groups() + g) * 16;
+    for (int j = 0; j < 32; ++j) z[j] = j < 16 ? (b[j] & 15) : (b[j - 16] >> 4);
+  } else {
+    const uint8_t* b = w.zeros + (p * L.groups() + g) * 32;
+    for (int j = 0; j < 32; ++j) z[j] = b[j];
+  }
+}
+
+// ---------------------------------------------------------------- AVX-512 ---
+
+CONDENSE_AVX512 inline void scales512(const QMatrix& w, int64_t p, int64_t g, __m512& s0, __m512& s1) {
+  const QLayout& L = w.layout;
+  const int64_t i = scale_slot(L, p, g);
+  if (L.f16_scales) {
+    const auto* h = static_cast<const uint16_t*>(w.scales) + i;
+    if (L.per_tensor) {
+      s0 = s1 = _mm512_cvtph_ps(_mm256_set1_epi16(short(h[0])));
+      return;
+    }
+    s0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h)));
+    s1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + 16)));
+  } else {
+    const float* f = static_cast<const float*>(w.scales) + i;
+    if (L.per_tensor) {
+      s0 = s1 = _mm512_set1_ps(f[0]);
+      return;
+    }
+    s0 = _mm512_loadu_ps(f);
+    s1 = _mm512_loadu_ps(f + 16);
+  }
+}
+
+CONDENSE_AVX512 inline void zeros512(const QMatrix& w, int64_t p, int64_t g, __m512i& z0, __m512i& z1) {
+  alignas(64) int32_t z[32];
+  zeros_i32(w, p, g, z);
+  z0 = _mm512_load_si512(z);
+  z1 = _mm512_load_si512(z + 16);
+}
+
+struct F32x512 {
+  const float* b;
+  CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { b = reinterpret_cast<const float*>(w.codes) + p * w.layout.k * 32; }
+  CONDENSE_AVX512 void group(const QMatrix&, int64_t, int64_t) {}
+  CONDENSE_AVX512 void at(int64_t k, __m512& w0, __m512& w1) const {
+    w0 = _mm512_load_ps(b + k * 32);
+    w1 = _mm512_load_ps(b + k * 32 + 16);
+  }
+};
+
+template <bool Asym>
+struct I8x512 {
+  const uint8_t* c;
+  __m512 s0, s1;
+  __m512i z0, z1;
+  CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
+  CONDENSE_AVX512 void group(const QMatrix& w, int64_t p, int64_t g) {
+    scales512(w, p, g, s0, s1);
+    if constexpr (Asym) zeros512(w, p, g, z0, z1);
+  }
+  CONDENSE_AVX512 void at(int64_t k, __m512& w0, __m512& w1) const {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 32));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 32 + 16));
+    __m512i i0, i1;
+    if constexpr (Asym) {
+      i0 = _mm512_sub_epi32(_mm512_cvtepu8_epi32(a), z0);
+      i1 = _mm512_sub_epi32(_mm512_cvtepu8_epi32(b), z1);
+    } else {
+      i0 = _mm512_cvtepi8_epi32(a);
+      i1 = _mm512_cvtepi8_epi32(b);
+    }
+    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(i0), s0);
+    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(i1), s1);
+  }
+};
+
+template <bool Asym>
+struct I4x512 {
+  const uint8_t* c;
+  __m512 s0, s1;
+  __m512i z0, z1;
+  CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 16; }
+  CONDENSE_AVX512 void group(const QMatrix& w, int64_t p, int64_t g) {
+    scales512(w, p, g, s0, s1);
+    if constexpr (Asym) zeros512(w, p, g, z0, z1);
+  }
+  CONDENSE_AVX512 void at(int64_t k, __m512& w0, __m512& w1) const {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 16));
+    __m512i i0, i1;
+    if constexpr (Asym) {
+      const __m512i d = _mm512_cvtepu8_epi32(a);
+      i0 = _mm512_sub_epi32(_mm512_and_si512(d, _mm512_set1_epi32(15)), z0);
+      i1 = _mm512_sub_epi32(_mm512_srli_epi32(d, 4), z1);
+    } else {
+      const __m512i d = _mm512_cvtepi8_epi32(a);  // sign-extended: d >> 4 is the signed high nibble
+      i0 = _mm512_srai_epi32(_mm512_slli_epi32(d, 28), 28);
+      i1 = _mm512_srai_epi32(d, 4);
+    }
+    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(i0), s0);
+    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(i1), s1);
+  }
+};
+
+// The f32 whose bits are E4M3 byte d's sign, exponent and mantissa (value 2^-120 x).
+CONDENSE_AVX512 inline __m512 e4m3_bits512(__m512i d) {
+  const __m512i mag = _mm512_srli_epi32(_mm512_slli_epi32(d, 25), 5);
+  return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(mag, d, _mm512_set1_epi32(int(0x80000000u)), 0xF8));  // mag | (d & sign)
+}
+
+template <bool Prescaled>
+struct E4M3x512 {
+  const uint8_t* c;
+  __m512 s0, s1;
+  CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
+  CONDENSE_AVX512 void group(const QMatrix& w, int64_t p, int64_t g) {
+    scales512(w, p, g, s0, s1);
+    if constexpr (Prescaled) {
+      s0 = _mm512_mul_ps(s0, _mm512_set1_ps(kE4M3Shift));
+      s1 = _mm512_mul_ps(s1, _mm512_set1_ps(kE4M3Shift));
+    }
+  }
+  CONDENSE_AVX512 void at(int64_t k, __m512& w0, __m512& w1) const {
+    __m512 f0 = e4m3_bits512(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 32))));
+    __m512 f1 = e4m3_bits512(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 32 + 16))));
+    if constexpr (!Prescaled) {
+      f0 = _mm512_mul_ps(f0, _mm512_set1_ps(kE4M3Shift));
+      f1 = _mm512_mul_ps(f1, _mm512_set1_ps(kE4M3Shift));
+    }
+    w0 = _mm512_mul_ps(f0, s0);
+    w1 = _mm512_mul_ps(f1, s1);
+  }
+};
+
+// ------------------------------------------------------------------- AVX2 ---
+// Four ymm per k-step (rows 0-7, 8-15, 16-23, 24-31). Scales and zero points
+// stay in memory (the 16-register file holds the accumulators of two panels);
+// the multiplies read them as memory operands.
+
+struct F32x256 {
+  const float* b;
+  CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { b = reinterpret_cast<const float*>(w.codes) + p * w.layout.k * 32; }
+  CONDENSE_AVX2 void group(const QMatrix&, int64_t, int64_t) {}
+  CONDENSE_AVX2 void at(int64_t k, __m256* wv) const {
+    for (int q = 0; q < 4; ++q) wv[q] = _mm256_load_ps(b + k * 32 + 8 * q);
+  }
+};
+
+struct ScaleZero256 {
+  alignas(32) float s[32];
+  alignas(32) int32_t z[32];
+  void load(const QMatrix& w, int64_t p, int64_t g, bool asym, float factor) {
+    scales_f32(w, p, g, s);
+    if (factor != 1.f) {
+      for (float& v : s) v *= factor;
+    }
+    if (asym) zeros_i32(w, p, g, z);
+  }
+};
+
+template <bool Asym>
+struct I8x256 {
+  const uint8_t* c;
+  ScaleZero256 sz;
+  CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
+  void group(const QMatrix& w, int64_t p, int64_t g) { sz.load(w, p, g, Asym, 1.f); }
+  CONDENSE_AVX2 void at(int64_t k, __m256* wv) const {
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + k * 32 + 8 * q));
+      __m256i i;
+      if constexpr (Asym) i = _mm256_sub_epi32(_mm256_cvtepu8_epi32(a), _mm256_load_si256(reinterpret_cast<const __m256i*>(sz.z + 8 * q)));
+      else i = _mm256_cvtepi8_epi32(a);
+      wv[q] = _mm256_mul_ps(_mm256_cvtepi32_ps(i), _mm256_load_ps(sz.s + 8 * q));
+    }
+  }
+};
+
+template <bool Asym>
+struct I4x256 {
+  const uint8_t* c;
+  ScaleZero256 sz;
+  CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 16; }
+  void group(const QMatrix& w, int64_t p, int64_t g) { sz.load(w, p, g, Asym, 1.f); }
+  CONDENSE_AVX2 void at(int64_t k, __m256* wv) const {
+    const __m128i a = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + k * 16));
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + k * 16 + 8));
+    __m256i i[4];
+    if constexpr (Asym) {
+      const __m256i da = _mm256_cvtepu8_epi32(a), db = _mm256_cvtepu8_epi32(b), m = _mm256_set1_epi32(15);
+      i[0] = _mm256_and_si256(da, m);
+      i[1] = _mm256_and_si256(db, m);
+      i[2] = _mm256_srli_epi32(da, 4);
+      i[3] = _mm256_srli_epi32(db, 4);
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) i[q] = _mm256_sub_epi32(i[q], _mm256_load_si256(reinterpret_cast<const __m256i*>(sz.z + 8 * q)));
+    } else {
+      const __m256i da = _mm256_cvtepi8_epi32(a), db = _mm256_cvtepi8_epi32(b);
+      i[0] = _mm256_srai_epi32(_mm256_slli_epi32(da, 28), 28);
+      i[1] = _mm256_srai_epi32(_mm256_slli_epi32(db, 28), 28);
+      i[2] = _mm256_srai_epi32(da, 4);
+      i[3] = _mm256_srai_epi32(db, 4);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) wv[q] = _mm256_mul_ps(_mm256_cvtepi32_ps(i[q]), _mm256_load_ps(sz.s + 8 * q));
+  }
+};
+
+CONDENSE_AVX2 inline __m256 e4m3_bits256(__m256i d) {
+  const __m256i mag = _mm256_srli_epi32(_mm256_slli_epi32(d, 25), 5);
+  return _mm256_castsi256_ps(_mm256_or_si256(mag, _mm256_and_si256(d, _mm256_set1_epi32(int(0x80000000u)))));
+}
+
+template <bool Prescaled>
+struct E4M3x256 {
+  const uint8_t* c;
+  ScaleZero256 sz;
+  CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
+  void group(const QMatrix& w, int64_t p, int64_t g) { sz.load(w, p, g, false, Prescaled ? kE4M3Shift : 1.f); }
+  CONDENSE_AVX2 void at(int64_t k, __m256* wv) const {
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      __m256 f = e4m3_bits256(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + k * 32 + 8 * q))));
+      if constexpr (!Prescaled) f = _mm256_mul_ps(f, _mm256_set1_ps(kE4M3Shift));
+      wv[q] = _mm256_mul_ps(f, _mm256_load_ps(sz.s + 8 * q));
+    }
+  }
+};
+
+// --------------------------------------------------------------- portable ---
+// Plain C++ on 32 floats (compilers vectorize the loops), same values.
+
+struct F32xP {
+  const float* b;
+  void init(const QMatrix& w, int64_t p) { b = reinterpret_cast<const float*>(w.codes) + p * w.layout.k * 32; }
+  void group(const QMatrix&, int64_t, int64_t) {}
+  void at(int64_t k, float* wv) const { std::memcpy(wv, b + k * 32, 32 * sizeof(float)); }
+};
+
+template <WCode Code, bool Asym>
+struct IntxP {
+  const uint8_t* c;
+  ScaleZero256 sz;
+  void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * (Code == WCode::I4 ? 16 : 32); }
+  void group(const QMatrix& w, int64_t p, int64_t g) { sz.load(w, p, g, Asym, 1.f); }
+  void at(int64_t k, float* wv) const {
+    for (int j = 0; j < 32; ++j) {
+      int q;
+      if constexpr (Code == WCode::I4) {
+        const uint8_t b = c[k * 16 + (j & 15)];
+        const int nib = j < 16 ? (b & 15) : (b >> 4);
+        q = Asym ? nib - sz.z[j] : nib - ((nib & 8) ? 16 : 0);
+      } else {
+        const uint8_t b = c[k * 32 + j];
+        q = Asym ? int(b) - sz.z[j] : int(int8_t(b));
+      }
+      wv[j] = sz.s[j] * float(q);
+    }
+  }
+};
+
+struct E4M3xP {
+  const uint8_t* c;
+  ScaleZero256 sz;
+  void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
+  void group(const QMatrix& w, int64_t p, int64_t g) { sz.load(w, p, g, false, 1.f); }
+  void at(int64_t k, float* wv) const {
+    for (int j = 0; j < 32; ++j) {
+      const uint32_t b = c[k * 32 + j];
+      const float v = minifloat::bits_f32(((b & 0x7f) << 20) | ((b & 0x80) << 24)) * kE4M3Shift;
+      wv[j] = sz.s[j] * v;
+    }
+  }
+};
+
+}  // namespace condense::kernels::qdec

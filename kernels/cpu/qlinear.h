@@ -1,0 +1,70 @@
+// Linear layers over weights kept in their stored encoding: f32, int8, int4
+// (group-wise, symmetric or with zero points) and fp8 E4M3, each with per-tensor,
+// per-channel or per-group scales. y[m, n] = sum_k x[m, k] * w(n, k), where w is
+// the weight's effective value exactly as model/quantized_weight.h defines it:
+// fl(scale * q) (integers: q - zero when asymmetric; fp8: the E4M3 value).
+//
+// Panel layout (a one-time repack of the stored codes; docs/FORMAT.md "Runtime
+// layout"): output rows go in panels of kPanel = 32, zero-padded past n; inside
+// a panel the codes run along k, one k-step holding the 32 rows' codes:
+//   f32:  [k][32] floats;  int8/fp8: [k][32] bytes;
+//   int4: [k][16] bytes, byte j holding row j in its low nibble, row j+16 high.
+// Scales: per-tensor one value; else [panel][group][32] (per-channel: 1 group),
+// stored as f16 when every scale is an f16 value (as .cpk files store them),
+// else f32. Zero points (asymmetric only): [panel][group][32] bytes for int8,
+// [panel][group][16] nibble pairs for int4, like the codes. Apart from the
+// padding of the last panel this takes the bytes the .cpk stores.
+//
+// Arithmetic: every row of x is reduced in one fixed order per output element
+// (KC = 256-long FMA chains from zero, chains added in k order), whatever m, the
+// other rows or the thread count are, so a row's result is bitwise the same in
+// any batch. Decoding gives exactly the effective f32 weights, so the result is
+// bitwise the f32 kernel's on the dequantized matrix (portable: mul + add).
+#pragma once
+#include <cstdint>
+
+namespace condense::kernels {
+
+enum class WCode : uint8_t { F32, I8, I4, E4M3 };
+
+struct QLayout {
+  WCode code = WCode::F32;
+  int64_t n = 0, k = 0;
+  int64_t group = 0;        // columns per scale group; 0 = one group per row (per-channel)
+  bool per_tensor = false;  // one scale for the whole matrix
+  bool asym = false;        // integer codes with a zero point per scale
+  bool f16_scales = false;
+  bool small_scales = false;  // every |scale| < 256: fp8 decoding folds 2^120 into the scale
+
+  int64_t panels() const { return (n + 31) / 32; }
+  int64_t group_len() const { return group > 0 ? group : k; }
+  int64_t groups() const { return (k + group_len() - 1) / group_len(); }
+  // Bytes of each part; scale_count() scales, zero_bytes() 0 when symmetric.
+  int64_t code_bytes() const;
+  int64_t scale_count() const;
+  int64_t scale_bytes() const { return scale_count() * (f16_scales ? 2 : 4); }
+  int64_t zero_bytes() const;
+};
+
+// A packed matrix (pointers into buffers sized by the layout, 64-byte aligned).
+struct QMatrix {
+  QLayout layout;
+  const uint8_t* codes = nullptr;  // f32: the packed floats
+  const void* scales = nullptr;
+  const uint8_t* zeros = nullptr;
+};
+
+// Packs rows [row0, row0 + rows) of a matrix with layout L from row-major
+// inputs: f32 values (code F32), or one code byte per element (int4: the low
+// nibble, as model/quantized_weight.h holds them) with scales [rows][groups]
+// (one when per_tensor) and zero points [rows][groups] (asymmetric). Several
+// calls with consecutive row0 fuse matrices that share a scheme. Outputs must be
+// zero-filled once beforehand (the padding stays zero).
+void pack_q_rows(const QLayout& L, const void* values, const float* scales, const uint8_t* zeros, int64_t rows,
+                 int64_t row0, uint8_t* codes_out, void* scales_out, uint8_t* zeros_out);
+
+// x: [m, L.k] with row stride ldx; y: [m, L.n] with row stride ldy; y must not
+// alias x. Uses the OpenMP threads when the problem is large enough.
+void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y, int64_t ldy);
+
+}  // namespace condense::kernels

@@ -1,0 +1,88 @@
+// The one-time repack of stored codes into the panel layout of qlinear.h.
+#include <cstring>
+
+#include "kernels/common/minifloat.h"
+#include "kernels/cpu/qlinear.h"
+
+namespace condense::kernels {
+
+int64_t QLayout::code_bytes() const {
+  const int64_t per_k = code == WCode::F32 ? 32 * 4 : code == WCode::I4 ? 16 : 32;
+  return panels() * k * per_k;
+}
+
+int64_t QLayout::scale_count() const {
+  if (code == WCode::F32) return 0;
+  return per_tensor ? 1 : panels() * groups() * 32;
+}
+
+int64_t QLayout::zero_bytes() const {
+  if (!asym) return 0;
+  return per_tensor ? 1 : panels() * groups() * (code == WCode::I4 ? 16 : 32);
+}
+
+namespace {
+
+void put_scale(const QLayout& L, void* out, int64_t i, float s) {
+  if (L.f16_scales) {
+    const uint16_t h = minifloat::f32_to_f16(s);
+    std::memcpy(static_cast<uint8_t*>(out) + 2 * i, &h, 2);
+  } else {
+    std::memcpy(static_cast<uint8_t*>(out) + 4 * i, &s, 4);
+  }
+}
+
+// Byte `j` of a 16-byte nibble pair block holds rows j (low) and j + 16 (high).
+void put_nibble(uint8_t* block, int row_in_panel, uint8_t v) {
+  uint8_t& b = block[row_in_panel & 15];
+  if (row_in_panel < 16) b = uint8_t((b & 0xf0) | (v & 0x0f));
+  else b = uint8_t((b & 0x0f) | ((v & 0x0f) << 4));
+}
+
+}  // namespace
+
+void pack_q_rows(const QLayout& L, const void* values, const float* scales, const uint8_t* zeros, int64_t rows,
+                 int64_t row0, uint8_t* codes_out, void* scales_out, uint8_t* zeros_out) {
+  const int64_t K = L.k, G = L.groups();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t row = row0 + r, p = row / 32;
+    const int j = int(row % 32);
+    switch (L.code) {
+      case WCode::F32: {
+        const float* src = static_cast<const float*>(values) + r * K;
+        float* dst = reinterpret_cast<float*>(codes_out) + p * K * 32 + j;
+        for (int64_t c = 0; c < K; ++c) dst[c * 32] = src[c];
+        continue;  // no scales
+      }
+      case WCode::I8:
+      case WCode::E4M3: {
+        const uint8_t* src = static_cast<const uint8_t*>(values) + r * K;
+        uint8_t* dst = codes_out + p * K * 32 + j;
+        for (int64_t c = 0; c < K; ++c) dst[c * 32] = src[c];
+        break;
+      }
+      case WCode::I4: {
+        const uint8_t* src = static_cast<const uint8_t*>(values) + r * K;
+        uint8_t* dst = codes_out + p * K * 16;
+        for (int64_t c = 0; c < K; ++c) put_nibble(dst + c * 16, j, src[c]);
+        break;
+      }
+    }
+    if (L.per_tensor) {
+      if (row == 0) {
+        put_scale(L, scales_out, 0, scales[0]);
+        if (L.asym) zeros_out[0] = zeros[0];
+      }
+      continue;
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t slot = (p * G + g) * 32 + j;
+      put_scale(L, scales_out, slot, scales[r * G + g]);
+      if (!L.asym) continue;
+      if (L.code == WCode::I4) put_nibble(zeros_out + (p * G + g) * 16, j, zeros[r * G + g]);
+      else zeros_out[slot] = zeros[r * G + g];
+    }
+  }
+}
+
+}  // namespace condense::kernels

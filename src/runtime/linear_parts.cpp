@@ -1,0 +1,66 @@
+#include "runtime/linear_parts.h"
+
+#include "core/error.h"
+
+namespace condense {
+
+LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols) {
+  LinearSource src;
+  ops::LinearPart& p = src.part;
+  p.rows = rows;
+  p.cols = cols;
+  auto it = m.compression.find(name);
+  if (it == m.compression.end() || !it->second.scheme.quantized()) {
+    if (!t.defined() || t.dtype() != DType::F32 || t.numel() != rows * cols) {
+      fail("engine", "weight '" + name + "' has no f32 values and no packed form the runtime can run");
+    }
+    p.f32 = t.f32();
+    return src;
+  }
+  const WeightCompression& wc = it->second;
+  const QuantScheme& s = wc.scheme;
+  switch (s.type) {
+    case DType::I8: p.code = kernels::WCode::I8; break;
+    case DType::I4: p.code = kernels::WCode::I4; break;
+    case DType::F8E4M3: p.code = kernels::WCode::E4M3; break;
+    default: fail("engine", "weight '" + name + "' is stored as " + s.describe() + ", which the runtime has no kernel for");
+  }
+  p.per_tensor = s.granularity == Granularity::PerTensor;
+  p.group = s.granularity == Granularity::Group ? s.group : 0;
+  p.asym = s.type != DType::F8E4M3 && !s.symmetric;
+  if (int64_t(wc.codes.size()) != rows * cols || int64_t(wc.scales.size()) != s.num_scales(rows, cols) ||
+      (p.asym && wc.zeros.size() != wc.scales.size())) {
+    fail("engine", "weight '" + name + "' (" + s.describe() + "): codes, scales or zero points do not match its shape");
+  }
+  p.scales = wc.scales.data();
+  p.zeros = p.asym ? wc.zeros.data() : nullptr;
+  p.codes = wc.codes.data();
+  if (wc.sparse() && p.asym) {
+    src.codes = wc.codes;
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      if (!wc.kept(i)) src.codes[size_t(i)] = wc.zeros[size_t(s.scale_index(i / cols, i % cols, cols))];
+    }
+    p.codes = src.codes.data();
+  } else if (wc.sparse()) {
+    // Symmetric integer code 0 and E4M3 code 0 both mean 0.0: what a pruned
+    // element holds already, unless a writer left something else there.
+    src.codes = wc.codes;
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      if (!wc.kept(i)) src.codes[size_t(i)] = 0;
+    }
+    p.codes = src.codes.data();
+  }
+  return src;
+}
+
+ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::string, const Tensor*>>& weights,
+                              const std::vector<int64_t>& rows, int64_t cols) {
+  std::vector<LinearSource> srcs;
+  srcs.reserve(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i) srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols));
+  std::vector<ops::LinearPart> parts;
+  for (const LinearSource& s : srcs) parts.push_back(s.part);
+  return ops::PackedLinear::pack_parts(parts);
+}
+
+}  // namespace condense

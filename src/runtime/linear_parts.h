@@ -1,0 +1,29 @@
+// The kernel-side description of a Model's linear weights: each one in the
+// encoding the model stores (model/quantized_weight.h: int8, int4, fp8 codes
+// with scales and zero points, never expanded to f32), or its f32 values when it
+// has no packed form. The engine packs these into ops::PackedLinear.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/ops/linear.h"
+#include "model/model.h"
+
+namespace condense {
+
+struct LinearSource {
+  ops::LinearPart part;
+  std::vector<uint8_t> codes;  // owned copy when pruned codes had to be rewritten
+};
+
+// `t` is the weight's f32 tensor (may be undefined when the packed form is
+// there); rows x cols its shape. Pruned elements of a sparse quantized weight
+// get the code that means 0 (asymmetric: the zero point), so a dense kernel
+// computes the effective weight. Fails naming the weight when it has neither form.
+LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols);
+
+// Packs the named weights of `m` (each [rows_i, cols]) as one fused linear.
+ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::string, const Tensor*>>& weights,
+                              const std::vector<int64_t>& rows, int64_t cols);
+
+}  // namespace condense
