@@ -1,5 +1,6 @@
 // Decoders of the panel layout (qlinear.h): each gives the 32 effective f32
-// weights of one panel at one k-step, in registers, for one ISA. The generic
+// weights of one panel at one k-step, in registers, for one ISA (or, where
+// kScaleAtEnd, the codes' values, the scale then multiplying the finished sum). The generic
 // bodies in qlinear.cpp call init(w, panel) once, group(w, panel, g) when k
 // enters scale group g, then at(k, ...) per k-step. Integer codes become f32
 // exactly (cvt), then one multiply by the scale: fl(scale * q), the value
@@ -87,6 +88,7 @@ CONDENSE_AVX512 inline void zeros512(const QMatrix& w, int64_t p, int64_t g, __m
 }
 
 struct F32x512 {
+  static constexpr bool kScaleAtEnd = false;
   const float* b;
   CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { b = reinterpret_cast<const float*>(w.codes) + p * w.layout.k * 32; }
   CONDENSE_AVX512 void group(const QMatrix&, int64_t, int64_t) {}
@@ -96,8 +98,11 @@ struct F32x512 {
   }
 };
 
-template <bool Asym>
+// Channel: one scale per row (or per tensor), applied to the finished sum
+// instead of to each weight (ScaleAtEnd), which halves the float work per code.
+template <bool Asym, bool Channel>
 struct I8x512 {
+  static constexpr bool kScaleAtEnd = Channel;
   const uint8_t* c;
   __m512 s0, s1;
   __m512i z0, z1;
@@ -117,13 +122,18 @@ struct I8x512 {
       i0 = _mm512_cvtepi8_epi32(a);
       i1 = _mm512_cvtepi8_epi32(b);
     }
-    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(i0), s0);
-    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(i1), s1);
+    w0 = _mm512_cvtepi32_ps(i0);
+    w1 = _mm512_cvtepi32_ps(i1);
+    if constexpr (!Channel) {
+      w0 = _mm512_mul_ps(w0, s0);
+      w1 = _mm512_mul_ps(w1, s1);
+    }
   }
 };
 
 template <bool Asym>
 struct I4x512 {
+  static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
   __m512 s0, s1;
   __m512i z0, z1;
@@ -157,6 +167,7 @@ CONDENSE_AVX512 inline __m512 e4m3_bits512(__m512i d) {
 
 template <bool Prescaled>
 struct E4M3x512 {
+  static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
   __m512 s0, s1;
   CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
@@ -185,6 +196,7 @@ struct E4M3x512 {
 // the multiplies read them as memory operands.
 
 struct F32x256 {
+  static constexpr bool kScaleAtEnd = false;
   const float* b;
   CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { b = reinterpret_cast<const float*>(w.codes) + p * w.layout.k * 32; }
   CONDENSE_AVX2 void group(const QMatrix&, int64_t, int64_t) {}
@@ -205,8 +217,9 @@ struct ScaleZero256 {
   }
 };
 
-template <bool Asym>
+template <bool Asym, bool Channel>
 struct I8x256 {
+  static constexpr bool kScaleAtEnd = Channel;
   const uint8_t* c;
   ScaleZero256 sz;
   CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
@@ -218,13 +231,15 @@ struct I8x256 {
       __m256i i;
       if constexpr (Asym) i = _mm256_sub_epi32(_mm256_cvtepu8_epi32(a), _mm256_load_si256(reinterpret_cast<const __m256i*>(sz.z + 8 * q)));
       else i = _mm256_cvtepi8_epi32(a);
-      wv[q] = _mm256_mul_ps(_mm256_cvtepi32_ps(i), _mm256_load_ps(sz.s + 8 * q));
+      wv[q] = _mm256_cvtepi32_ps(i);
+      if constexpr (!Channel) wv[q] = _mm256_mul_ps(wv[q], _mm256_load_ps(sz.s + 8 * q));
     }
   }
 };
 
 template <bool Asym>
 struct I4x256 {
+  static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
   ScaleZero256 sz;
   CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 16; }
@@ -260,6 +275,7 @@ CONDENSE_AVX2 inline __m256 e4m3_bits256(__m256i d) {
 
 template <bool Prescaled>
 struct E4M3x256 {
+  static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
   ScaleZero256 sz;
   CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
@@ -278,14 +294,16 @@ struct E4M3x256 {
 // Plain C++ on 32 floats (compilers vectorize the loops), same values.
 
 struct F32xP {
+  static constexpr bool kScaleAtEnd = false;
   const float* b;
   void init(const QMatrix& w, int64_t p) { b = reinterpret_cast<const float*>(w.codes) + p * w.layout.k * 32; }
   void group(const QMatrix&, int64_t, int64_t) {}
   void at(int64_t k, float* wv) const { std::memcpy(wv, b + k * 32, 32 * sizeof(float)); }
 };
 
-template <WCode Code, bool Asym>
+template <WCode Code, bool Asym, bool Channel = false>
 struct IntxP {
+  static constexpr bool kScaleAtEnd = Channel;
   const uint8_t* c;
   ScaleZero256 sz;
   void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * (Code == WCode::I4 ? 16 : 32); }
@@ -301,12 +319,13 @@ struct IntxP {
         const uint8_t b = c[k * 32 + j];
         q = Asym ? int(b) - sz.z[j] : int(int8_t(b));
       }
-      wv[j] = sz.s[j] * float(q);
+      wv[j] = Channel ? float(q) : sz.s[j] * float(q);
     }
   }
 };
 
 struct E4M3xP {
+  static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
   ScaleZero256 sz;
   void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }

@@ -63,6 +63,10 @@ struct QMatrix {
 void pack_q_rows(const QLayout& L, const void* values, const float* scales, const uint8_t* zeros, int64_t rows,
                  int64_t row0, uint8_t* codes_out, void* scales_out, uint8_t* zeros_out);
 
+// The effective weights of row r (fl(scale * q), exactly model/quantized_weight.h's
+// values), k floats: an embedding lookup from a quantized (tied) table.
+void decode_row(const QMatrix& w, int64_t r, float* out);
+
 // x: [m, L.k] with row stride ldx; y: [m, L.n] with row stride ldy; y must not
 // alias x. Uses the OpenMP threads when the problem is large enough.
 void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y, int64_t ldy);

@@ -85,4 +85,46 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
   }
 }
 
+void decode_row(const QMatrix& w, int64_t r, float* out) {
+  const QLayout& L = w.layout;
+  const int64_t K = L.k, G = L.groups(), glen = L.group_len(), p = r / 32;
+  const int j = int(r % 32);
+  if (L.code == WCode::F32) {
+    const float* src = reinterpret_cast<const float*>(w.codes) + p * K * 32 + j;
+    for (int64_t c = 0; c < K; ++c) out[c] = src[c * 32];
+    return;
+  }
+  for (int64_t c = 0; c < K; ++c) {
+    const int64_t g = c / glen, slot = L.per_tensor ? 0 : (p * G + g) * 32 + j;
+    float s;
+    if (L.f16_scales) {
+      uint16_t h;
+      std::memcpy(&h, static_cast<const uint8_t*>(w.scales) + 2 * slot, 2);
+      s = minifloat::f16_to_f32(h);
+    } else {
+      std::memcpy(&s, static_cast<const uint8_t*>(w.scales) + 4 * slot, 4);
+    }
+    int zero = 0;
+    if (L.asym) {
+      if (L.per_tensor) zero = w.zeros[0];
+      else if (L.code == WCode::I4) zero = (w.zeros[(p * G + g) * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
+      else zero = w.zeros[slot];
+    }
+    switch (L.code) {
+      case WCode::I8: {
+        const uint8_t b = w.codes[p * K * 32 + c * 32 + j];
+        out[c] = s * float(L.asym ? int(b) - zero : int(int8_t(b)));
+        break;
+      }
+      case WCode::I4: {
+        const int nib = (w.codes[p * K * 16 + c * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
+        out[c] = s * float(L.asym ? nib - zero : nib - ((nib & 8) ? 16 : 0));
+        break;
+      }
+      case WCode::E4M3: out[c] = s * minifloat::e4m3_to_f32(w.codes[p * K * 32 + c * 32 + j]); break;
+      case WCode::F32: break;
+    }
+  }
+}
+
 }  // namespace condense::kernels

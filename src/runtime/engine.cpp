@@ -8,8 +8,16 @@
 namespace condense {
 
 Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq > 0 ? max_seq : m.config.max_seq) {
-  if (!m.embed.defined()) fail("engine", "the embedding 'model.embed_tokens.weight' has no f32 values (quantized embeddings are not supported yet)");
-  embed_ = m.embed;
+  const char* kEmbed = "model.embed_tokens.weight";
+  auto ec = m.compression.find(kEmbed);
+  if (ec != m.compression.end() && ec->second.scheme.quantized()) {
+    // A quantized table stays packed: lookups decode one row. Tied, it is the head's pack.
+    embed_from_head_ = cfg_.tied_embeddings;
+    if (!embed_from_head_) embed_packed_ = pack_linear(m, {{kEmbed, &m.embed}}, {cfg_.vocab}, cfg_.dim);
+  } else {
+    if (!m.embed.defined()) fail("engine", std::string("the embedding '") + kEmbed + "' has no values");
+    embed_ = m.embed;
+  }
   final_norm_ = m.final_norm;
   const int64_t d = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), f = cfg_.ffn_dim;
   for (const LayerWeights& w : m.layers) {
@@ -46,7 +54,9 @@ Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq >
 }
 
 size_t Engine::decode_weight_bytes() const {
-  size_t b = head_.weight_bytes() + size_t(cfg_.dim) * 4;  // + one embedding row
+  // + one embedding row per token
+  const ops::PackedLinear& table = embed_from_head_ ? head_ : embed_packed_;
+  size_t b = head_.weight_bytes() + (embed_.defined() ? size_t(cfg_.dim) * 4 : table.weight_bytes() / size_t(cfg_.vocab));
   for (const Layer& l : layers_) b += l.qkv.weight_bytes() + l.o.weight_bytes() + l.gate_up.weight_bytes() + l.down.weight_bytes();
   return b;
 }
@@ -88,7 +98,8 @@ void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_log
     if (tokens[i] < 0 || tokens[i] >= cfg_.vocab) {
       fail("Engine::forward", "token id " + std::to_string(tokens[i]) + " is outside the vocabulary of " + std::to_string(cfg_.vocab));
     }
-    std::memcpy(x.row(i), embed_.f32() + int64_t(tokens[i]) * d, size_t(d) * 4);
+    if (embed_.defined()) std::memcpy(x.row(i), embed_.f32() + int64_t(tokens[i]) * d, size_t(d) * 4);
+    else (embed_from_head_ ? head_ : embed_packed_).row(tokens[i], x.row(i));
   }
   for (Layer& l : layers_) {
     ops::rmsnorm(x, l.attn_norm, cfg_.norm_eps, xn);

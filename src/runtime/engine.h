@@ -37,7 +37,9 @@ class Engine {
 
   ModelConfig cfg_;
   int max_seq_;
-  Tensor embed_, final_norm_;
+  Tensor embed_, final_norm_;             // embed_ undefined when the table is quantized:
+  ops::PackedLinear embed_packed_;        // then rows come from here (or from head_ when tied)
+  bool embed_from_head_ = false;
   std::vector<Layer> layers_;
   ops::PackedLinear head_;
   ops::RopeTable rope_;

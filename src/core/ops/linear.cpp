@@ -133,6 +133,13 @@ std::string PackedLinear::describe() const {
   return d;
 }
 
+void PackedLinear::row(int64_t r, float* out) const {
+  check(r >= 0 && r < n_, "PackedLinear::row", "row " + std::to_string(r) + " is outside [0, " + std::to_string(n_) + ")");
+  for (const Segment& s : segs_) {
+    if (r < s.col0 + s.w.layout.n) return kernels::decode_row(s.w, r - s.col0, out);
+  }
+}
+
 void PackedLinear::apply(const Mat& x, const Mat& y) const {
   check(x.cols == k_ && y.cols == n_ && x.rows == y.rows, "linear",
         "x [" + std::to_string(x.rows) + ", " + std::to_string(x.cols) + "] . W^T [" + std::to_string(k_) + ", " +

@@ -41,6 +41,9 @@ class PackedLinear {
   // "int4 g32" / "f32" / "int8 per-channel + f32": what the kernels run.
   std::string describe() const;
 
+  // Row r's effective weights (k floats): embedding lookups from a tied table.
+  void row(int64_t r, float* out) const;
+
   // y[m, n] = x[m, k] . W^T. y must not overlap x.
   void apply(const Mat& x, const Mat& y) const;
 

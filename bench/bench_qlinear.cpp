@@ -1,0 +1,93 @@
+// The native linear kernels of each stored encoding (kernels/cpu/qlinear.h) at
+// a stories110M shape (fused q/k/v: n = 2304, k = 768): decode (m = 1,
+// memory-bound: bytes_per_second is the packed bytes streamed, compare with
+// bench_machine's read bandwidth) and batched rows (m = 4, 16, 128: GFLOPS,
+// compare with the FMA peak). Decode cycles through enough copies (>= 512 MB)
+// that no pass finds its matrix in the L3.
+// ISA: CONDENSE_ISA (default the best); threads: OMP_NUM_THREADS.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/ops/linear.h"
+#include "kernels/cpu/cpu_features.h"
+
+using namespace condense;
+namespace kc = condense::kernels;
+
+namespace {
+
+struct Enc {
+  const char* name;
+  kc::WCode code;
+  int64_t group;
+  bool asym;
+};
+const Enc kEncs[] = {{"f32", kc::WCode::F32, 0, false},     {"int8_channel", kc::WCode::I8, 0, false},
+                     {"int4_g32", kc::WCode::I4, 32, false}, {"int4_g32_asym", kc::WCode::I4, 32, true},
+                     {"fp8_channel", kc::WCode::E4M3, 0, false}};
+
+void run(benchmark::State& state, Enc e) {
+  const int64_t m = state.range(0), n = 2304, k = 768;
+  std::mt19937 g(1);
+  std::normal_distribution<float> nd;
+  std::vector<float> dense(size_t(n * k)), x(size_t(m * k)), y(size_t(m * n));
+  for (auto& v : dense) v = nd(g);
+  for (auto& v : x) v = nd(g);
+  ops::LinearPart p;
+  p.rows = n;
+  p.cols = k;
+  p.code = e.code;
+  p.group = e.group;
+  p.asym = e.asym;
+  std::vector<uint8_t> codes(size_t(n * k)), zeros;
+  const int64_t ns = n * (e.group ? k / e.group : 1);
+  std::vector<float> scales(size_t(ns), 0.0123f);
+  for (auto& c : codes) c = uint8_t(e.code == kc::WCode::I4 ? g() % 16 : e.code == kc::WCode::E4M3 ? g() % 0x7e : g() % 256);
+  if (e.asym) zeros.assign(size_t(ns), 8);
+  if (e.code == kc::WCode::F32) {
+    p.f32 = dense.data();
+  } else {
+    p.codes = codes.data();
+    p.scales = scales.data();
+    p.zeros = e.asym ? zeros.data() : nullptr;
+  }
+  const ops::PackedLinear one = ops::PackedLinear::pack_parts({p});
+  const int64_t copies = m == 1 ? std::max<int64_t>(1, (int64_t(512) << 20) / int64_t(one.weight_bytes())) : 1;
+  std::vector<ops::PackedLinear> packed;
+  for (int64_t c = 0; c < copies; ++c) packed.push_back(ops::PackedLinear::pack_parts({p}));
+  size_t next = 0;
+  for (auto _ : state) {
+    packed[next].apply({x.data(), m, k, k}, {y.data(), m, n, n});
+    next = (next + 1) % packed.size();
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double it = double(state.iterations());
+  state.SetBytesProcessed(int64_t(it * double(one.weight_bytes())));
+  state.counters["GFLOPS"] = benchmark::Counter(it * 2.0 * double(m * n * k), benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string isa = kc::isa_name(kc::active_isa());
+  for (const Enc& e : kEncs) {
+    benchmark::RegisterBenchmark(("BM_QLinear/" + std::string(e.name) + "/" + isa).c_str(), run, e)
+        ->ArgName("m")
+        ->Arg(1)
+        ->Arg(4)
+        ->Arg(16)
+        ->Arg(128)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
+  }
+  benchmark::AddCustomContext("isa", isa);
+  benchmark::AddCustomContext("cpu", kc::cpu_name());
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
