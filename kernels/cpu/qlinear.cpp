@@ -29,6 +29,7 @@ namespace {
 
 constexpr int kMR = kMicroRows;
 constexpr int64_t kKC = kMicroDepth;
+constexpr int64_t kPrefetchBytes = 4096;  // how far ahead of the decode a panel stream is prefetched
 
 // ---------------------------------------------------------------- AVX-512 ---
 
@@ -39,6 +40,10 @@ CONDENSE_AVX512 void gemv_avx512(const float* x, const QMatrix& w, int64_t p0, f
   Dec d[P];
 #pragma GCC unroll 2
   for (int i = 0; i < P; ++i) d[i].init(w, p0 + i);
+  const int64_t bpk = L.code_bytes() / (L.panels() * K), pf = kPrefetchBytes / bpk;
+  const uint8_t* pb[P];
+#pragma GCC unroll 2
+  for (int i = 0; i < P; ++i) pb[i] = w.codes + (p0 + i) * K * bpk;
   __m512 t0[P], t1[P];
 #pragma GCC unroll 2
   for (int i = 0; i < P; ++i) t0[i] = t1[i] = _mm512_setzero_ps();
@@ -53,6 +58,8 @@ CONDENSE_AVX512 void gemv_avx512(const float* x, const QMatrix& w, int64_t p0, f
       for (int i = 0; i < P; ++i) d[i].group(w, p0 + i, g);
       for (; k < ge; ++k) {
         const __m512 xb = _mm512_set1_ps(x[k]);
+#pragma GCC unroll 2
+        for (int i = 0; i < P; ++i) _mm_prefetch(reinterpret_cast<const char*>(pb[i] + (k + pf) * bpk), _MM_HINT_T0);
 #pragma GCC unroll 2
         for (int i = 0; i < P; ++i) {
           __m512 w0, w1;
