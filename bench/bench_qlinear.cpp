@@ -4,10 +4,12 @@
 // bench_machine's read bandwidth) and batched rows (m = 4, 16, 128: GFLOPS,
 // compare with the FMA peak). Decode cycles through enough copies (>= 512 MB)
 // that no pass finds its matrix in the L3.
+// "_xint8": integer activations (W8A8 / W4A8: vpdpbusd where the CPU has VNNI).
 // ISA: CONDENSE_ISA (default the best); threads: OMP_NUM_THREADS.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -24,11 +26,12 @@ struct Enc {
   const char* name;
   kc::WCode code;
   int64_t group;
-  bool asym;
+  bool asym, a8;
 };
-const Enc kEncs[] = {{"f32", kc::WCode::F32, 0, false},     {"int8_channel", kc::WCode::I8, 0, false},
-                     {"int4_g32", kc::WCode::I4, 32, false}, {"int4_g32_asym", kc::WCode::I4, 32, true},
-                     {"fp8_channel", kc::WCode::E4M3, 0, false}};
+const Enc kEncs[] = {{"f32", kc::WCode::F32, 0, false, false},          {"int8_channel", kc::WCode::I8, 0, false, false},
+                     {"int4_g32", kc::WCode::I4, 32, false, false},      {"int4_g32_asym", kc::WCode::I4, 32, true, false},
+                     {"fp8_channel", kc::WCode::E4M3, 0, false, false},  {"int8_channel_xint8", kc::WCode::I8, 0, false, true},
+                     {"int4_g32_xint8", kc::WCode::I4, 32, false, true}, {"int4_g32_asym_xint8", kc::WCode::I4, 32, true, true}};
 
 void run(benchmark::State& state, Enc e) {
   const int64_t m = state.range(0), n = 2304, k = 768;
@@ -43,6 +46,7 @@ void run(benchmark::State& state, Enc e) {
   p.code = e.code;
   p.group = e.group;
   p.asym = e.asym;
+  p.int8_activations = e.a8;
   std::vector<uint8_t> codes(size_t(n * k)), zeros;
   const int64_t ns = n * (e.group ? k / e.group : 1);
   std::vector<float> scales(size_t(ns), 0.0123f);
@@ -56,7 +60,7 @@ void run(benchmark::State& state, Enc e) {
     p.zeros = e.asym ? zeros.data() : nullptr;
   }
   const ops::PackedLinear one = ops::PackedLinear::pack_parts({p});
-  const int64_t copies = m == 1 ? std::max<int64_t>(1, (int64_t(512) << 20) / int64_t(one.weight_bytes())) : 1;
+  const int64_t copies = std::getenv("BENCH_ONE_COPY") ? 1 : m == 1 ? std::max<int64_t>(1, (int64_t(512) << 20) / int64_t(one.weight_bytes())) : 1;
   std::vector<ops::PackedLinear> packed;
   for (int64_t c = 0; c < copies; ++c) packed.push_back(ops::PackedLinear::pack_parts({p}));
   size_t next = 0;

@@ -114,8 +114,9 @@ struct Matrix {
     }
   }
 
-  ops::LinearPart part() const {
+  ops::LinearPart part(bool a8 = false) const {
     ops::LinearPart p;
+    p.int8_activations = a8;
     p.rows = n;
     p.cols = k;
     p.code = s.code;
@@ -268,6 +269,76 @@ TEST(QLinear, RefusesTheFp8NanCode) {
   Matrix w(kSchemes[8], 32, 32, 5);
   w.codes[7] = 0xff;
   EXPECT_THROW(ops::PackedLinear::pack_parts({w.part()}), Error);
+}
+
+// Integer activations (W8A8 / W4A8): x rows quantized here as the recipes
+// define it (s = amax / 127, q = round(x / s) clamped to +-127), the reference
+// sum_k (s q_k) w(n, k) in float64. The kernel's integer sums are exact; its
+// float work is one conversion and one FMA per group and a final multiply,
+// inside the same 2 (K + 1) u sum |x w| bound.
+TEST_P(QLinearIsa, IntegerActivationsMatchFloat64) {
+  struct Shape { int64_t n, k; };
+  const Shape shapes[] = {{172, 64}, {64, 172}, {33, 300}, {100, 520}};
+  uint32_t seed = 2000;
+  for (const Scheme& sc : kSchemes) {
+    if (sc.code != kc::WCode::I8 && sc.code != kc::WCode::I4) continue;
+    for (const Shape& sh : shapes) {
+      const Matrix w(sc, sh.n, sh.k, seed++);
+      const ops::PackedLinear p = ops::PackedLinear::pack_parts({w.part(true)});
+      ASSERT_TRUE(p.integer_activations());
+      for (int64_t m : {1, 2, 3, 4, 5, 9, 17}) {
+        const int64_t ldx = sh.k + 3, ldy = sh.n + 5;
+        auto x = randn(size_t(m * ldx), seed++);
+        if (m > 2) std::fill(x.begin() + 2 * ldx, x.begin() + 2 * ldx + sh.k, 0.f);  // a zero row gives 0
+        const auto y = apply(p, x, m, ldx, ldy);
+        for (int64_t r = 0; r < m; ++r) {
+          float amax = 0;
+          for (int64_t c = 0; c < sh.k; ++c) amax = std::fmax(amax, std::fabs(x[size_t(r * ldx + c)]));
+          const float s = amax / 127.f, inv = amax > 0 ? 1.f / s : 0.f;
+          for (int64_t j = 0; j < sh.n; ++j) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < sh.k; ++c) {
+              const float q = std::fmin(127.f, std::fmax(-127.f, std::nearbyint(x[size_t(r * ldx + c)] * inv)));
+              const double t = double(s) * q * double(w.eff[size_t(j * sh.k + c)]);
+              ref += t;
+              mag += std::fabs(t);
+            }
+            ASSERT_NEAR(y[size_t(r * ldy + j)], ref, 2.0 * double(sh.k + 1) * kU * mag + 1e-30)
+                << sc.name << " x int8, n=" << sh.n << " k=" << sh.k << " m=" << m << " row " << r << " col " << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(QLinearIsa, IntegerActivationsBatchInvariantBitwise) {
+  uint32_t seed = 3000;
+  for (const Scheme& sc : kSchemes) {
+    if (sc.code != kc::WCode::I8 && sc.code != kc::WCode::I4) continue;
+    const Matrix w(sc, 100, 300, seed++);
+    const auto p = ops::PackedLinear::pack_parts({w.part(true)});
+    const auto rows = randn(size_t(9 * w.k), seed++);
+    const auto all = apply(p, rows, 9, w.k, w.n);
+    for (int64_t r = 0; r < 9; ++r) {
+      const auto one = apply(p, std::vector<float>(rows.begin() + r * w.k, rows.begin() + (r + 1) * w.k), 1, w.k, w.n);
+      ASSERT_EQ(0, std::memcmp(one.data(), &all[size_t(r * w.n)], size_t(w.n) * 4)) << sc.name << " row " << r;
+    }
+  }
+}
+
+TEST(QLinear, RowLookupGivesTheEffectiveWeightsInEveryLayout) {
+  for (const Scheme& sc : kSchemes) {
+    const Matrix w(sc, 70, 172, 11);
+    for (bool a8 : {false, true}) {
+      const auto p = ops::PackedLinear::pack_parts({w.part(a8)});
+      std::vector<float> row(size_t(w.k));
+      for (int64_t r : {0, 17, 31, 32, 69}) {
+        p.row(r, row.data());
+        ASSERT_EQ(0, std::memcmp(row.data(), &w.eff[size_t(r * w.k)], size_t(w.k) * 4)) << sc.name << " a8=" << a8 << " row " << r;
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, QLinearIsa, ::testing::ValuesIn(kc::kAllIsas), [](const auto& i) { return std::string(kc::isa_name(i.param)); });

@@ -80,6 +80,14 @@ bool isa_supported(Isa isa) {
   return false;
 }
 
+bool avx512_vnni_supported() {
+#ifdef CONDENSE_X86
+  return has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 Isa best_isa() { return has_avx512() ? Isa::Avx512 : has_avx2() ? Isa::Avx2 : Isa::Portable; }
 
 Isa active_isa() {

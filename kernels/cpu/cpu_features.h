@@ -13,6 +13,9 @@ inline constexpr Isa kAllIsas[] = {Isa::Avx512, Isa::Avx2, Isa::Portable};
 
 // Whether this CPU (and OS) can run the ISA's kernels.
 bool isa_supported(Isa isa);
+// AVX-512 VNNI + BW (vpdpbusd on zmm): the Avx512 path's integer dot products
+// use it when present, else the AVX2 bodies.
+bool avx512_vnni_supported();
 // The best supported ISA.
 Isa best_isa();
 // The ISA the kernels use: force_isa()'s, else the CONDENSE_ISA environment

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "kernels/common/minifloat.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/qlinear.h"
 #include "kernels/cpu/simd.h"
 
@@ -24,6 +25,13 @@ inline constexpr float kE4M3Shift = 0x1p120f;  // E4M3 value / value of its bits
 
 inline int64_t scale_slot(const QLayout& L, int64_t p, int64_t g) { return L.per_tensor ? 0 : (p * L.groups() + g) * 32; }
 
+// A finite f16 as f32: its exponent and mantissa bits moved into an f32 are
+// 2^-112 times its value (subnormals included), so one exact multiply.
+inline float f16_value(uint16_t h) {
+  const float mag = minifloat::bits_f32(uint32_t(h & 0x7fff) << 13) * 0x1p112f;
+  return (h & 0x8000) ? -mag : mag;
+}
+
 // The 32 scales of a panel's group as f32 (per-tensor: the one scale, repeated).
 inline void scales_f32(const QMatrix& w, int64_t p, int64_t g, float* s) {
   const QLayout& L = w.layout;
@@ -32,7 +40,7 @@ inline void scales_f32(const QMatrix& w, int64_t p, int64_t g, float* s) {
     if (L.f16_scales) {
       uint16_t h;
       std::memcpy(&h, static_cast<const uint8_t*>(w.scales) + 2 * (i + j), 2);
-      s[j] = minifloat::f16_to_f32(h);
+      s[j] = f16_value(h);
     } else {
       std::memcpy(&s[j], static_cast<const uint8_t*>(w.scales) + 4 * (i + j), 4);
     }
@@ -209,11 +217,18 @@ struct ScaleZero256 {
   alignas(32) float s[32];
   alignas(32) int32_t z[32];
   void load(const QMatrix& w, int64_t p, int64_t g, bool asym, float factor) {
-    scales_f32(w, p, g, s);
+    if (w.layout.f16_scales && !w.layout.per_tensor && active_isa() != Isa::Portable) {
+      load_f16c(static_cast<const uint16_t*>(w.scales) + scale_slot(w.layout, p, g));
+    } else {
+      scales_f32(w, p, g, s);
+    }
     if (factor != 1.f) {
       for (float& v : s) v *= factor;
     }
     if (asym) zeros_i32(w, p, g, z);
+  }
+  CONDENSE_AVX2 void load_f16c(const uint16_t* h) {
+    for (int q = 0; q < 4; ++q) _mm256_store_ps(s + 8 * q, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 8 * q))));
   }
 };
 

@@ -22,6 +22,7 @@
 #include "kernels/cpu/microkernel_f32.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/qdecode.h"
+#include "kernels/cpu/qlinear_a8.h"
 #include "kernels/cpu/simd.h"
 
 namespace condense::kernels {
@@ -291,6 +292,7 @@ void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y
   const QLayout& L = w.layout;
   const int64_t np = L.panels(), K = L.k;
   const Isa isa = active_isa();
+  if (L.a8) return linear_a8(x, m, ldx, w, y, ldy);
   const Bodies& b = bodies(isa, L);
 
   if (m == 1) {

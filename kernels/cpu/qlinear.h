@@ -15,6 +15,17 @@
 // [panel][group][16] nibble pairs for int4, like the codes. Apart from the
 // padding of the last panel this takes the bytes the .cpk stores.
 //
+// Integer activations (a8: int8 and int4 weights only): each row of x is
+// quantized as the W8A8 recipes define it (s = amax / 127, q = round(x / s)
+// clamped to +-127) and multiplied in integers (VNNI vpdpbusd, AVX2
+// vpmaddubsw, portable int32), exact per scale group; then per group
+// f += scale * float(sum), and y = f * s. Layout ("VNNI order"): weight codes
+// made unsigned (symmetric: q + 128 / q + 8; asymmetric: the code), a panel's
+// k-axis cut into 4-long (int8) or 8-long (int4) steps, each step 128 bytes:
+// [32 rows][4 bytes], int8 one code per byte, int4 byte j holding steps j
+// (low nibble) and 4 + j (high). Each scale group starts a new step (a ragged
+// group is padded with codes the zero activations of the padding cancel).
+//
 // Arithmetic: every row of x is reduced in one fixed order per output element
 // (KC = 256-long FMA chains from zero, chains added in k order), whatever m, the
 // other rows or the thread count are, so a row's result is bitwise the same in
@@ -35,10 +46,15 @@ struct QLayout {
   bool asym = false;        // integer codes with a zero point per scale
   bool f16_scales = false;
   bool small_scales = false;  // every |scale| < 256: fp8 decoding folds 2^120 into the scale
+  bool a8 = false;            // integer activations, VNNI order (int8 / int4 codes only)
 
   int64_t panels() const { return (n + 31) / 32; }
   int64_t group_len() const { return group > 0 ? group : k; }
   int64_t groups() const { return (k + group_len() - 1) / group_len(); }
+  // a8: k positions per step, per (padded) full group, and in all (the padded k).
+  int64_t a8_unit() const { return code == WCode::I4 ? 8 : 4; }
+  int64_t a8_group_span() const { return (group_len() + a8_unit() - 1) / a8_unit() * a8_unit(); }
+  int64_t a8_kp() const;
   // Bytes of each part; scale_count() scales, zero_bytes() 0 when symmetric.
   int64_t code_bytes() const;
   int64_t scale_count() const;

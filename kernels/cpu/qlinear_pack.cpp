@@ -6,9 +6,14 @@
 
 namespace condense::kernels {
 
+int64_t QLayout::a8_kp() const {
+  const int64_t last = k - (groups() - 1) * group_len();
+  return (groups() - 1) * a8_group_span() + (last + a8_unit() - 1) / a8_unit() * a8_unit();
+}
+
 int64_t QLayout::code_bytes() const {
   const int64_t per_k = code == WCode::F32 ? 32 * 4 : code == WCode::I4 ? 16 : 32;
-  return panels() * k * per_k;
+  return panels() * (a8 ? a8_kp() : k) * per_k;
 }
 
 int64_t QLayout::scale_count() const {
@@ -57,12 +62,30 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
       case WCode::I8:
       case WCode::E4M3: {
         const uint8_t* src = static_cast<const uint8_t*>(values) + r * K;
+        if (L.a8) {
+          uint8_t* dst = codes_out + p * L.a8_kp() * 32;
+          for (int64_t c = 0; c < K; ++c) {
+            const int64_t pos = (c / L.group_len()) * L.a8_group_span() + c % L.group_len();
+            dst[(pos / 4) * 128 + j * 4 + pos % 4] = L.asym ? src[c] : uint8_t(src[c] ^ 0x80);  // q + 128
+          }
+          break;
+        }
         uint8_t* dst = codes_out + p * K * 32 + j;
         for (int64_t c = 0; c < K; ++c) dst[c * 32] = src[c];
         break;
       }
       case WCode::I4: {
         const uint8_t* src = static_cast<const uint8_t*>(values) + r * K;
+        if (L.a8) {
+          uint8_t* dst = codes_out + p * L.a8_kp() * 16;
+          for (int64_t c = 0; c < K; ++c) {
+            const int64_t pos = (c / L.group_len()) * L.a8_group_span() + c % L.group_len();
+            const uint8_t u = L.asym ? uint8_t(src[c] & 15) : uint8_t((src[c] + 8) & 15);  // q + 8
+            uint8_t& b = dst[(pos / 8) * 128 + j * 4 + pos % 4];
+            b = pos % 8 < 4 ? uint8_t((b & 0xf0) | u) : uint8_t((b & 0x0f) | (u << 4));
+          }
+          break;
+        }
         uint8_t* dst = codes_out + p * K * 16;
         for (int64_t c = 0; c < K; ++c) put_nibble(dst + c * 16, j, src[c]);
         break;
@@ -110,14 +133,18 @@ void decode_row(const QMatrix& w, int64_t r, float* out) {
       else if (L.code == WCode::I4) zero = (w.zeros[(p * G + g) * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
       else zero = w.zeros[slot];
     }
+    const int64_t pos = (c / glen) * L.a8_group_span() + c % glen;  // a8 only
     switch (L.code) {
       case WCode::I8: {
-        const uint8_t b = w.codes[p * K * 32 + c * 32 + j];
+        uint8_t b = L.a8 ? w.codes[p * L.a8_kp() * 32 + (pos / 4) * 128 + j * 4 + pos % 4] : w.codes[p * K * 32 + c * 32 + j];
+        if (L.a8 && !L.asym) b ^= 0x80;
         out[c] = s * float(L.asym ? int(b) - zero : int(int8_t(b)));
         break;
       }
       case WCode::I4: {
-        const int nib = (w.codes[p * K * 16 + c * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
+        int nib = L.a8 ? (w.codes[p * L.a8_kp() * 16 + (pos / 8) * 128 + j * 4 + pos % 4] >> (pos % 8 < 4 ? 0 : 4)) & 15
+                       : (w.codes[p * K * 16 + c * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
+        if (L.a8 && !L.asym) nib = (nib - 8) & 15;
         out[c] = s * float(L.asym ? nib - zero : nib - ((nib & 8) ? 16 : 0));
         break;
       }

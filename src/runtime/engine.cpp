@@ -25,11 +25,12 @@ Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq >
     l.attn_norm = w.attn_norm;
     l.ffn_norm = w.ffn_norm;
     const std::string p = "model.layers." + std::to_string(layers_.size()) + ".";
+    const bool a8 = m.activations.type == DType::I8;
     l.qkv = pack_linear(m, {{p + "self_attn.q_proj.weight", &w.wq}, {p + "self_attn.k_proj.weight", &w.wk}, {p + "self_attn.v_proj.weight", &w.wv}},
-                        {qd, kvd, kvd}, d);
-    l.o = pack_linear(m, {{p + "self_attn.o_proj.weight", &w.wo}}, {d}, qd);
-    l.gate_up = pack_linear(m, {{p + "mlp.gate_proj.weight", &w.w_gate}, {p + "mlp.up_proj.weight", &w.w_up}}, {f, f}, d);
-    l.down = pack_linear(m, {{p + "mlp.down_proj.weight", &w.w_down}}, {d}, f);
+                        {qd, kvd, kvd}, d, a8);
+    l.o = pack_linear(m, {{p + "self_attn.o_proj.weight", &w.wo}}, {d}, qd, a8);
+    l.gate_up = pack_linear(m, {{p + "mlp.gate_proj.weight", &w.w_gate}, {p + "mlp.up_proj.weight", &w.w_up}}, {f, f}, d, a8);
+    l.down = pack_linear(m, {{p + "mlp.down_proj.weight", &w.w_down}}, {d}, f, a8);
     if (cfg_.qkv_bias) {
       l.qkv_bias = Tensor::empty(DType::F32, {cfg_.q_dim() + 2 * kvd});
       std::memcpy(l.qkv_bias.f32(), w.bq.f32(), w.bq.nbytes());
@@ -61,7 +62,9 @@ size_t Engine::decode_weight_bytes() const {
   return b;
 }
 
-void Engine::quantize_input(const Layer& l, int site, ops::Mat x) const {
+void Engine::quantize_input(const Layer& l, int site, ops::Mat x, const ops::PackedLinear& consumer) const {
+  // Integer kernels quantize their input rows themselves, the same way.
+  if (act_type_ == DType::I8 && consumer.integer_activations()) return;
   if (act_type_ != DType::F32) fake_quant_rows(x.data, x.rows, x.cols, x.ld, act_type_, l.act_scale[site]);
 }
 
@@ -103,7 +106,7 @@ void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_log
   }
   for (Layer& l : layers_) {
     ops::rmsnorm(x, l.attn_norm, cfg_.norm_eps, xn);
-    quantize_input(l, 0, xn);
+    quantize_input(l, 0, xn, l.qkv);
     l.qkv.apply(xn, qkv);
     if (l.qkv_bias.defined()) ops::add_bias(qkv, l.qkv_bias);
     ops::Mat q = qkv.cols_slice(0, qd), k = qkv.cols_slice(qd, kvd), v = qkv.cols_slice(qd + kvd, kvd);
@@ -111,15 +114,15 @@ void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_log
     ops::rope(k, cfg_.n_kv_heads, hd, pos, rope_);
     l.kv.store(k, v, pos);
     ops::attention(q, l.kv, pos, cfg_.n_heads, att);
-    quantize_input(l, 1, att);
+    quantize_input(l, 1, att, l.o);
     l.o.apply(att, tmp);
     ops::add(x, tmp);
     ops::rmsnorm(x, l.ffn_norm, cfg_.norm_eps, xn);
-    quantize_input(l, 2, xn);
+    quantize_input(l, 2, xn, l.gate_up);
     l.gate_up.apply(xn, gu);
     ops::Mat g = gu.cols_slice(0, f), u = gu.cols_slice(f, f);
     ops::silu_mul(g, u, g);
-    quantize_input(l, 3, g);
+    quantize_input(l, 3, g, l.down);
     l.down.apply(g, tmp);
     ops::add(x, tmp);
   }

@@ -31,8 +31,9 @@ class Engine {
     ops::KvCacheLayer kv;
     float act_scale[ActivationQuant::kSites] = {1, 1, 1, 1};  // static fp8 input scales
   };
-  // Applies the model's activation quantization to the input of site `site`.
-  void quantize_input(const Layer& l, int site, ops::Mat x) const;
+  // Applies the model's activation quantization to the input of site `site`
+  // (read by `consumer`), unless the consumer's kernels quantize it themselves.
+  void quantize_input(const Layer& l, int site, ops::Mat x, const ops::PackedLinear& consumer) const;
   void ensure_scratch(int n);
 
   ModelConfig cfg_;

@@ -54,12 +54,15 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
 }
 
 ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::string, const Tensor*>>& weights,
-                              const std::vector<int64_t>& rows, int64_t cols) {
+                              const std::vector<int64_t>& rows, int64_t cols, bool int8_activations) {
   std::vector<LinearSource> srcs;
   srcs.reserve(weights.size());
   for (size_t i = 0; i < weights.size(); ++i) srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols));
   std::vector<ops::LinearPart> parts;
-  for (const LinearSource& s : srcs) parts.push_back(s.part);
+  for (const LinearSource& s : srcs) {
+    parts.push_back(s.part);
+    parts.back().int8_activations = int8_activations;
+  }
   return ops::PackedLinear::pack_parts(parts);
 }
 

@@ -22,8 +22,11 @@ struct LinearSource {
 // computes the effective weight. Fails naming the weight when it has neither form.
 LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols);
 
+// int8_activations: integer kernels for int8/int4 weights (the W8A8 recipes'
+// dynamic per-row input quantization done inside the kernel).
+
 // Packs the named weights of `m` (each [rows_i, cols]) as one fused linear.
 ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::string, const Tensor*>>& weights,
-                              const std::vector<int64_t>& rows, int64_t cols);
+                              const std::vector<int64_t>& rows, int64_t cols, bool int8_activations = false);
 
 }  // namespace condense

@@ -9,8 +9,12 @@
 namespace condense::ops {
 namespace {
 
+bool a8(const LinearPart& p) {
+  return p.int8_activations && (p.code == kernels::WCode::I8 || p.code == kernels::WCode::I4);
+}
+
 bool same_encoding(const LinearPart& a, const LinearPart& b) {
-  if (a.code != b.code) return false;
+  if (a.code != b.code || a8(a) != a8(b)) return false;
   if (a.code == kernels::WCode::F32) return true;
   return !a.per_tensor && !b.per_tensor && a.group == b.group && a.asym == b.asym;
 }
@@ -73,6 +77,7 @@ PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts) {
     L.group = parts[i].group;
     L.per_tensor = parts[i].per_tensor;
     L.asym = parts[i].asym;
+    L.a8 = a8(parts[i]);
     L.f16_scales = true;
     L.small_scales = true;
     for (size_t q = i; q < j; ++q) {
@@ -119,6 +124,13 @@ size_t PackedLinear::weight_bytes() const {
   return b;
 }
 
+bool PackedLinear::integer_activations() const {
+  for (const Segment& s : segs_) {
+    if (!s.w.layout.a8) return false;
+  }
+  return !segs_.empty();
+}
+
 std::string PackedLinear::describe() const {
   std::string d;
   for (const Segment& s : segs_) {
@@ -127,6 +139,7 @@ std::string PackedLinear::describe() const {
     if (L.code != kernels::WCode::F32) {
       e += L.per_tensor ? " per-tensor" : L.group > 0 ? " g" + std::to_string(L.group) : " per-channel";
       if (L.asym) e += " asym";
+      if (L.a8) e += " x int8";
     }
     if (d.find(e) == std::string::npos) d += (d.empty() ? "" : " + ") + e;
   }

@@ -24,6 +24,9 @@ struct LinearPart {
   kernels::WCode code = kernels::WCode::F32;
   int64_t group = 0;  // columns per scale group; 0: per channel
   bool per_tensor = false, asym = false;
+  // int8 / int4 codes: multiply with int8-quantized rows of x (W8A8 / W4A8,
+  // dynamic per row), in integers; other encodings ignore it.
+  bool int8_activations = false;
   const uint8_t* codes = nullptr;
   const float* scales = nullptr;
   const uint8_t* zeros = nullptr;
@@ -38,6 +41,8 @@ class PackedLinear {
   int64_t in_features() const { return k_; }
   // Bytes of weights a pass reads (codes, scales, zero points): what decode speed is bound by.
   size_t weight_bytes() const;
+  // Whether every part multiplies int8-quantized activations itself.
+  bool integer_activations() const;
   // "int4 g32" / "f32" / "int8 per-channel + f32": what the kernels run.
   std::string describe() const;
 

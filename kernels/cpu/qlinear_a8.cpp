@@ -1,0 +1,341 @@
+// Integer-activation linears (qlinear.h, a8 layouts): x rows quantized to int8
+// once per call, then integer dot products against the unsigned codes, exact
+// per scale group. One body per ISA handles MR rows of x against one 32-row
+// panel, so a panel's codes (and, for int4, their unpacking) are loaded once
+// per MR rows; m = 1 is MR = 1 of the same body, and every row goes through the
+// same operations whatever MR is (batch invariance). The unsigned-code offset
+// (q + 128, q + 8, or the zero point) is removed per group in int32 through the
+// group's sum of activation codes.
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+// GCC 12 reports the undefined pass-through operand inside its own AVX-512
+// conversion intrinsics as maybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/qdecode.h"
+#include "kernels/cpu/qlinear.h"
+#include "kernels/cpu/qlinear_a8.h"
+#include "kernels/cpu/simd.h"
+
+namespace condense::kernels {
+namespace {
+
+// Rows of x in integers: codes at the layout's padded k positions (zeros in
+// the padding), the per-group sums of the codes, and each row's scale.
+struct A8Rows {
+  std::vector<int8_t> q;   // [m][kp] (+4 bytes of slack for the last 4-byte read)
+  std::vector<int32_t> sx; // [m][groups]
+  std::vector<float> s;    // [m]
+  int64_t kp = 0, groups = 0;
+};
+
+// The W8A8 recipe's quantization (model/activation_quant.h fake_quant_rows):
+// s = amax / 127, q = nearbyint(x * (1 / s)) clamped to +-127; a zero row is 0.
+void quantize_rows(const float* x, int64_t m, int64_t ldx, const QLayout& L, A8Rows& out) {
+  const int64_t K = L.k, glen = L.group_len(), span = L.a8_group_span();
+  out.kp = L.a8_kp();
+  out.groups = L.groups();
+  out.q.assign(size_t(m * out.kp + 8), 0);
+  out.sx.assign(size_t(m * out.groups), 0);
+  out.s.assign(size_t(m), 0.f);
+  for (int64_t r = 0; r < m; ++r) {
+    const float* xr = x + r * ldx;
+    float amax = 0;
+    for (int64_t c = 0; c < K; ++c) amax = std::fmax(amax, std::fabs(xr[c]));
+    if (amax == 0) continue;
+    const float s = amax / 127.f, inv = 1.f / s;
+    out.s[size_t(r)] = s;
+    int8_t* q = out.q.data() + r * out.kp;
+    int32_t* sx = out.sx.data() + r * out.groups;
+    for (int64_t c = 0; c < K; ++c) {
+      const int v = int(std::fmin(127.f, std::fmax(-127.f, std::nearbyint(xr[c] * inv))));
+      q[(c / glen) * span + c % glen] = int8_t(v);
+      sx[c / glen] += v;
+    }
+  }
+}
+
+int32_t load32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+int32_t code_offset(const QLayout& L) { return L.code == WCode::I4 ? 8 : 128; }
+
+constexpr int64_t kPrefetchBytes = 4096;  // how far ahead of the kernel a panel's codes are prefetched
+
+// ----------------------------------------------------------- AVX-512 VNNI ---
+
+// NP panels x MR rows of x. (NP = 2 at m = 1, two streams from memory, was
+// measured 20-30% slower than one panel at a time on Zen 4; only NP = 1 is used.)
+template <int MR, int NP, bool I4, bool Asym>
+CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p0, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+  const QLayout& L = w.layout;
+  const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
+  const uint8_t* c[NP];
+#pragma GCC unroll 2
+  for (int i = 0; i < NP; ++i) c[i] = w.codes + (p0 + i) * xr.kp * (I4 ? 16 : 32);
+  const __m512i nib = _mm512_set1_epi8(0x0f);
+  __m512 f[NP][MR][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < NP * MR; ++i) f[i / MR][i % MR][0] = f[i / MR][i % MR][1] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
+    __m512i a[NP][MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < NP * MR; ++i) a[i / MR][i % MR][0] = a[i / MR][i % MR][1] = _mm512_setzero_si512();
+    for (int64_t st = 0; st < steps; ++st) {
+      const int64_t pos = g * span + st * unit;
+#pragma GCC unroll 2
+      for (int i = 0; i < NP; ++i) {
+        _mm_prefetch(reinterpret_cast<const char*>(c[i] + kPrefetchBytes), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c[i] + kPrefetchBytes + 64), _MM_HINT_T0);
+        const __m512i v0 = _mm512_loadu_si512(c[i]), v1 = _mm512_loadu_si512(c[i] + 64);
+        c[i] += 128;
+        if constexpr (I4) {
+          const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
+          const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
+#pragma GCC unroll 4
+          for (int r = 0; r < MR; ++r) {
+            const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
+            const __m512i xl = _mm512_set1_epi32(load32(q)), xh = _mm512_set1_epi32(load32(q + 4));
+            a[i][r][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[i][r][0], l0, xl), h0, xh);
+            a[i][r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[i][r][1], l1, xl), h1, xh);
+          }
+        } else {
+#pragma GCC unroll 4
+          for (int r = 0; r < MR; ++r) {
+            const __m512i xb = _mm512_set1_epi32(load32(xr.q.data() + (r0 + r) * xr.kp + pos));
+            a[i][r][0] = _mm512_dpbusd_epi32(a[i][r][0], v0, xb);
+            a[i][r][1] = _mm512_dpbusd_epi32(a[i][r][1], v1, xb);
+          }
+        }
+      }
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < NP; ++i) {
+      __m512 s0, s1;
+      qdec::scales512(w, p0 + i, g, s0, s1);
+      __m512i z0 = _mm512_setzero_si512(), z1 = z0;
+      if constexpr (Asym) qdec::zeros512(w, p0 + i, g, z0, z1);
+#pragma GCC unroll 4
+      for (int r = 0; r < MR; ++r) {
+        const int32_t sxs = xr.sx[size_t((r0 + r) * G + g)];
+        const __m512i sx = _mm512_set1_epi32(sxs);
+        const __m512i c0 = Asym ? _mm512_mullo_epi32(z0, sx) : _mm512_set1_epi32(code_offset(L) * sxs);
+        const __m512i c1 = Asym ? _mm512_mullo_epi32(z1, sx) : c0;
+        const __m512 t0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][r][0], c0));
+        const __m512 t1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][r][1], c1));
+        f[i][r][0] = _mm512_fmadd_ps(t0, s0, f[i][r][0]);
+        f[i][r][1] = _mm512_fmadd_ps(t1, s1, f[i][r][1]);
+      }
+    }
+  }
+#pragma GCC unroll 2
+  for (int i = 0; i < NP; ++i) {
+    const int valid = int(std::min<int64_t>(32, L.n - (p0 + i) * 32));
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const __m512 s = _mm512_set1_ps(xr.s[size_t(r0 + r)]);
+      float* yr = y + (r0 + r) * ldy + (p0 + i) * 32;
+      _mm512_mask_storeu_ps(yr, lane_mask(valid), _mm512_mul_ps(f[i][r][0], s));
+      _mm512_mask_storeu_ps(yr + 16, lane_mask(valid - 16), _mm512_mul_ps(f[i][r][1], s));
+    }
+  }
+}
+
+// ------------------------------------------------------------------- AVX2 ---
+// vpmaddubsw multiplies unsigned by signed bytes into saturating int16 pairs:
+// int4 codes (<= 15) never saturate; int8 codes are split into nibbles, the
+// high one weighted by 16 in the vpmaddwd that widens to int32. Half a panel
+// (16 rows, two ymm) at a time keeps MR x 2 accumulators in the 16 registers.
+
+template <int MR, bool I4, bool Asym>
+CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+  const QLayout& L = w.layout;
+  const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
+  const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+  const int valid = int(std::min<int64_t>(32, L.n - p * 32));
+  for (int h = 0; h < 2 && valid > 16 * h; ++h) {
+    const uint8_t* c = w.codes + p * xr.kp * (I4 ? 16 : 32) + 64 * h;
+    __m256 f[MR][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
+      __m256i a[MR][2];
+#pragma GCC unroll 4
+      for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm256_setzero_si256();
+      for (int64_t st = 0; st < steps; ++st, c += 128) {
+        const int64_t pos = g * span + st * unit;
+        const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+        const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32));
+        const __m256i l0 = _mm256_and_si256(v0, nib), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib);
+        const __m256i l1 = _mm256_and_si256(v1, nib), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nib);
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; ++r) {
+          const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
+          if constexpr (I4) {
+            const __m256i xl = _mm256_set1_epi32(load32(q)), xh = _mm256_set1_epi32(load32(q + 4));
+            const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh));  // <= 4 * 15 * 127
+            const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh));
+            a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(p0, ones));
+            a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(p1, ones));
+          } else {
+            const __m256i xb = _mm256_set1_epi32(load32(q));
+            a[r][0] = _mm256_add_epi32(a[r][0], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(l0, xb), ones),
+                                                                 _mm256_madd_epi16(_mm256_maddubs_epi16(h0, xb), sixteen)));
+            a[r][1] = _mm256_add_epi32(a[r][1], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(l1, xb), ones),
+                                                                 _mm256_madd_epi16(_mm256_maddubs_epi16(h1, xb), sixteen)));
+          }
+        }
+      }
+      qdec::ScaleZero256 sz;
+      sz.load(w, p, g, Asym, 1.f);
+      const __m256i off = _mm256_set1_epi32(code_offset(L));
+#pragma GCC unroll 4
+      for (int r = 0; r < MR; ++r) {
+        const __m256i sx = _mm256_set1_epi32(xr.sx[size_t((r0 + r) * G + g)]);
+#pragma GCC unroll 2
+        for (int q = 0; q < 2; ++q) {
+          const __m256i z = Asym ? _mm256_load_si256(reinterpret_cast<const __m256i*>(sz.z + 16 * h + 8 * q)) : off;
+          const __m256 t = _mm256_cvtepi32_ps(_mm256_sub_epi32(a[r][q], _mm256_mullo_epi32(z, sx)));
+          f[r][q] = _mm256_fmadd_ps(t, _mm256_load_ps(sz.s + 16 * h + 8 * q), f[r][q]);
+        }
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const __m256 s = _mm256_set1_ps(xr.s[size_t(r0 + r)]);
+      float* yr = y + (r0 + r) * ldy + p * 32 + 16 * h;
+#pragma GCC unroll 2
+      for (int q = 0; q < 2; ++q) {
+        const int v = valid - 16 * h - 8 * q;
+        const __m256 out = _mm256_mul_ps(f[r][q], s);
+        if (v >= 8) _mm256_storeu_ps(yr + 8 * q, out);
+        else if (v > 0) _mm256_maskstore_ps(yr + 8 * q, lane_mask8(v), out);
+      }
+    }
+  }
+}
+
+// --------------------------------------------------------------- portable ---
+
+template <int MR, bool I4, bool Asym>
+void body_portable(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+  const QLayout& L = w.layout;
+  const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
+  const uint8_t* c = w.codes + p * xr.kp * (I4 ? 16 : 32);
+  float f[MR][32] = {};
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
+    int32_t a[MR][32] = {};
+    for (int64_t st = 0; st < steps; ++st, c += 128) {
+      const int64_t pos = g * span + st * unit;
+      for (int r = 0; r < MR; ++r) {
+        const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
+        for (int j = 0; j < 32; ++j) {
+          int32_t acc = 0;
+          for (int b = 0; b < 4; ++b) {
+            const uint8_t u = c[j * 4 + b];
+            if constexpr (I4) acc += int32_t(u & 15) * q[b] + int32_t(u >> 4) * q[4 + b];
+            else acc += int32_t(u) * q[b];
+          }
+          a[r][j] += acc;
+        }
+      }
+    }
+    qdec::ScaleZero256 sz;
+    sz.load(w, p, g, Asym, 1.f);
+    for (int r = 0; r < MR; ++r) {
+      const int32_t sx = xr.sx[size_t((r0 + r) * G + g)];
+      for (int j = 0; j < 32; ++j) {
+        const int32_t z = Asym ? sz.z[j] : code_offset(L);
+        f[r][j] = f[r][j] + float(a[r][j] - z * sx) * sz.s[j];
+      }
+    }
+  }
+  const int valid = int(std::min<int64_t>(32, L.n - p * 32));
+  for (int r = 0; r < MR; ++r) {
+    for (int j = 0; j < valid; ++j) y[(r0 + r) * ldy + p * 32 + j] = f[r][j] * xr.s[size_t(r0 + r)];
+  }
+}
+
+// ------------------------------------------------------------ the tables ---
+
+using Body = void (*)(const QMatrix&, int64_t, const A8Rows&, int64_t, float*, int64_t);
+constexpr int kMaxMR = 4;
+
+template <int MR, bool I4, bool Asym>
+CONDENSE_AVX512_VNNI void body_vnni1(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+  body_vnni<MR, 1, I4, Asym>(w, p, xr, r0, y, ldy);
+}
+
+#define CONDENSE_A8_ROW(fn)                                                                              \
+  template <bool I4, bool Asym>                                                                          \
+  std::array<Body, kMaxMR> fn##_row() {                                                                  \
+    return {&fn<1, I4, Asym>, &fn<2, I4, Asym>, &fn<3, I4, Asym>, &fn<4, I4, Asym>};                     \
+  }
+// AVX2 keeps MR x 4 accumulators in 16 registers only up to MR = 2: three
+// and four rows run as 2 + 1 and 2 + 2 (each row's operations unchanged).
+template <int MR, bool I4, bool Asym>
+CONDENSE_AVX2 void body_avx2_split(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+  if constexpr (MR <= 2) {
+    body_avx2<MR, I4, Asym>(w, p, xr, r0, y, ldy);
+  } else {
+    body_avx2<2, I4, Asym>(w, p, xr, r0, y, ldy);
+    body_avx2<MR - 2, I4, Asym>(w, p, xr, r0 + 2, y, ldy);
+  }
+}
+
+CONDENSE_A8_ROW(body_vnni1)
+CONDENSE_A8_ROW(body_avx2_split)
+CONDENSE_A8_ROW(body_portable)
+#undef CONDENSE_A8_ROW
+
+// Bodies for MR = 1..4 rows of x; AVX-512 CPUs without VNNI run AVX2's.
+const std::array<Body, kMaxMR>& bodies(const QLayout& L) {
+  static const std::array<Body, kMaxMR> vnni[4] = {body_vnni1_row<false, false>(), body_vnni1_row<false, true>(),
+                                                   body_vnni1_row<true, false>(), body_vnni1_row<true, true>()};
+  static const std::array<Body, kMaxMR> avx2[4] = {body_avx2_split_row<false, false>(), body_avx2_split_row<false, true>(),
+                                                   body_avx2_split_row<true, false>(), body_avx2_split_row<true, true>()};
+  static const std::array<Body, kMaxMR> portable[4] = {body_portable_row<false, false>(), body_portable_row<false, true>(),
+                                                       body_portable_row<true, false>(), body_portable_row<true, true>()};
+  const int i = (L.code == WCode::I4 ? 2 : 0) + (L.asym ? 1 : 0);
+  const Isa isa = active_isa();
+  if (isa == Isa::Avx512 && avx512_vnni_supported()) return vnni[i];
+  if (isa == Isa::Avx512 || isa == Isa::Avx2) return avx2[i];
+  return portable[i];
+}
+
+}  // namespace
+
+void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y, int64_t ldy) {
+  const QLayout& L = w.layout;
+  // One buffer per thread that calls (the engine's), reused across calls.
+  static thread_local A8Rows xr;
+  quantize_rows(x, m, ldx, L, xr);
+  const auto& table = bodies(L);
+  const int64_t np = L.panels();
+  const bool par = m == 1 ? L.code_bytes() >= kParallelBytes : m * L.n * L.k >= kParallelMacs;
+  const A8Rows& rows = xr;
+#pragma omp parallel for schedule(dynamic) if (par)
+  for (int64_t p = 0; p < np; ++p) {
+    for (int64_t r0 = 0; r0 < m; r0 += kMaxMR) {
+      const int mr = int(std::min<int64_t>(kMaxMR, m - r0));
+      table[size_t(mr - 1)](w, p, rows, r0, y, ldy);
+    }
+  }
+}
+
+}  // namespace condense::kernels
