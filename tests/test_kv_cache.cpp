@@ -11,6 +11,7 @@
 #include "compress/kv_calibration.h"
 #include "core/error.h"
 #include "io/cpk.h"
+#include "kernels/cpu/kv_paged.h"
 #include "model/shapes.h"
 #include "runtime/engine.h"
 #include "tests/test_util.h"
@@ -97,16 +98,30 @@ TEST(KvCache, CpkKeepsTheScales) {
 }
 
 TEST(KvCache, StoreMatchesFloat64Codec) {
-  ops::KvCacheLayer kv = ops::KvCacheLayer::make(2, 4, 8);
-  kv.qtype = DType::F8E4M3;
-  kv.k_scale = {0.05f, 0.2f};
-  kv.v_scale = {0.01f, 3.f};
+  // One paged block (2 kv heads of 8), position 2, written and read back.
+  const float ks[2] = {0.05f, 0.2f}, vs[2] = {0.01f, 3.f};
+  std::vector<uint8_t> block(size_t(kernels::kv_block_bytes(kernels::KvCode::E4M3, 2, 8, 16)));
+  const int32_t table[1] = {0};
+  kernels::KvPagedView kv;
+  kv.code = kernels::KvCode::E4M3;
+  kv.base = block.data();
+  kv.block_bytes = int64_t(block.size());
+  kv.table = table;
+  kv.n_kv = 2;
+  kv.hd = 8;
+  kv.k_scale = ks;
+  kv.v_scale = vs;
   std::vector<float> k(16), v(16);
   for (int i = 0; i < 16; ++i) {
     k[size_t(i)] = float(std::sin(i * 1.7) * 20);
     v[size_t(i)] = float(std::cos(i * 0.9) * 2);
   }
-  kv.store(ops::Mat{k.data(), 1, 16, 16}, ops::Mat{v.data(), 1, 16, 16}, 2);
+  kernels::kv_paged_write(kv, k.data(), v.data(), 2);
+  std::vector<float> kr(16), vr(16);
+  for (int h = 0; h < 2; ++h) {
+    kernels::kv_paged_read(kv, false, h, 2, 1, kr.data() + h * 8);
+    kernels::kv_paged_read(kv, true, h, 2, 1, vr.data() + h * 8);
+  }
   // float64 reference: nearest E4M3 value (enumerated) of x / scale, saturating at 448
   std::vector<double> grid;
   for (int c = 0; c < 127; ++c) {
@@ -124,9 +139,9 @@ TEST(KvCache, StoreMatchesFloat64Codec) {
   };
   for (int h = 0; h < 2; ++h) {
     for (int i = 0; i < 8; ++i) {
-      const double kq = kv.k.f32()[(h * 4 + 2) * 8 + i], vq = kv.v.f32()[(h * 4 + 2) * 8 + i];
-      EXPECT_NEAR(kq, ref(k[size_t(h * 8 + i)], kv.k_scale[size_t(h)]), 1e-6 * std::fabs(kq) + 1e-9);
-      EXPECT_NEAR(vq, ref(v[size_t(h * 8 + i)], kv.v_scale[size_t(h)]), 1e-6 * std::fabs(vq) + 1e-9);
+      const double kq = kr[size_t(h * 8 + i)], vq = vr[size_t(h * 8 + i)];
+      EXPECT_NEAR(kq, ref(k[size_t(h * 8 + i)], ks[h]), 1e-6 * std::fabs(kq) + 1e-9);
+      EXPECT_NEAR(vq, ref(v[size_t(h * 8 + i)], vs[h]), 1e-6 * std::fabs(vq) + 1e-9);
     }
   }
 }

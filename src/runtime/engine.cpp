@@ -1,13 +1,26 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/cpu/kv_paged.h"
 #include "runtime/linear_parts.h"
 
 namespace condense {
 
-Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq > 0 ? max_seq : m.config.max_seq) {
+namespace {
+
+kernels::KvCode checkpoint_kv(const KvCacheQuant& q) {
+  if (q.type == DType::F8E4M3) return kernels::KvCode::E4M3;
+  if (q.type == DType::I8) return kernels::KvCode::I8;
+  return kernels::KvCode::F32;
+}
+
+}  // namespace
+
+Engine::Engine(const Model& m, const EngineOptions& opt)
+    : cfg_(m.config), max_seq_(opt.max_seq > 0 ? opt.max_seq : m.config.max_seq) {
   const char* kEmbed = "model.embed_tokens.weight";
   auto ec = m.compression.find(kEmbed);
   if (ec != m.compression.end() && ec->second.scheme.quantized()) {
@@ -37,13 +50,6 @@ Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq >
       std::memcpy(l.qkv_bias.f32() + cfg_.q_dim(), w.bk.f32(), w.bk.nbytes());
       std::memcpy(l.qkv_bias.f32() + cfg_.q_dim() + kvd, w.bv.f32(), w.bv.nbytes());
     }
-    l.kv = ops::KvCacheLayer::make(cfg_.n_kv_heads, max_seq_, cfg_.head_dim);
-    if (m.kv_cache.quantized()) {
-      const int li = int(layers_.size());
-      l.kv.qtype = m.kv_cache.type;
-      l.kv.k_scale = m.kv_cache.layer_scales(m.kv_cache.k_scales, li, cfg_.n_kv_heads);
-      l.kv.v_scale = m.kv_cache.layer_scales(m.kv_cache.v_scales, li, cfg_.n_kv_heads);
-    }
     if (m.activations.type == DType::F8E4M3) {
       for (int si = 0; si < ActivationQuant::kSites; ++si) l.act_scale[si] = m.activations.scale(int(layers_.size()), si);
     }
@@ -52,6 +58,51 @@ Engine::Engine(const Model& m, int max_seq) : cfg_(m.config), max_seq_(max_seq >
   act_type_ = m.activations.type;
   head_ = pack_linear(m, {{cfg_.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", &m.head()}}, {cfg_.vocab}, d);
   rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
+  const int64_t blocks = opt.kv_blocks > 0 ? opt.kv_blocks : (max_seq_ + kKvBlockTokens - 1) / kKvBlockTokens;
+  kv_ = KvPool(cfg_, blocks, opt.kv_dtype.empty() ? checkpoint_kv(m.kv_cache) : kv_code_from_name(opt.kv_dtype), m.kv_cache);
+  add_sequence();
+}
+
+int Engine::add_sequence() {
+  for (size_t i = 0; i < seqs_.size(); ++i) {
+    if (!seqs_[i].live) {
+      seqs_[i] = Seq{true, 0, {}};
+      return int(i);
+    }
+  }
+  seqs_.push_back(Seq{true, 0, {}});
+  return int(seqs_.size() - 1);
+}
+
+Engine::Seq& Engine::seq(int id) {
+  if (id < 0 || size_t(id) >= seqs_.size() || !seqs_[size_t(id)].live) fail("engine", "no sequence " + std::to_string(id));
+  return seqs_[size_t(id)];
+}
+
+void Engine::drop_sequence(int id) {
+  Seq& s = seq(id);
+  kv_.shrink(s.blocks, 0);
+  s = Seq{};
+}
+
+void Engine::truncate(int id, int len) {
+  Seq& s = seq(id);
+  if (len < 0 || len > s.len) fail("engine", "cannot truncate sequence " + std::to_string(id) + " of " + std::to_string(s.len) + " positions to " + std::to_string(len));
+  s.len = len;
+  kv_.shrink(s.blocks, len);
+}
+
+int Engine::length(int id) const {
+  if (id < 0 || size_t(id) >= seqs_.size() || !seqs_[size_t(id)].live) fail("engine", "no sequence " + std::to_string(id));
+  return seqs_[size_t(id)].len;
+}
+
+size_t Engine::weight_bytes() const {
+  size_t b = head_.weight_bytes() + embed_packed_.weight_bytes() + (embed_.defined() ? embed_.nbytes() : 0) + final_norm_.nbytes();
+  for (const Layer& l : layers_) {
+    b += l.qkv.weight_bytes() + l.o.weight_bytes() + l.gate_up.weight_bytes() + l.down.weight_bytes() + l.attn_norm.nbytes() + l.ffn_norm.nbytes();
+  }
+  return b;
 }
 
 size_t Engine::decode_weight_bytes() const {
@@ -81,39 +132,88 @@ void Engine::ensure_scratch(int n) {
 }
 
 void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_logits) {
-  if (n <= 0 || n_logits < 0 || n_logits > n) fail("Engine::forward", "need 0 <= n_logits <= n and n > 0");
-  if (pos < 0 || pos + n > max_seq_) {
-    fail("Engine::forward", "positions " + std::to_string(pos) + ".." + std::to_string(pos + n - 1) +
-                                " exceed the context of " + std::to_string(max_seq_),
-         "Use a shorter prompt/--ctx or a larger --max-seq");
+  if (pos < 0 || pos > length(0)) {
+    fail("Engine::forward", "position " + std::to_string(pos) + " skips past the " + std::to_string(length(0)) + " positions the sequence holds");
   }
-  ensure_scratch(n);
+  truncate(0, pos);
+  step({SeqStep{0, tokens, n, logits, n_logits}});
+}
+
+void Engine::step(const std::vector<SeqStep>& batch) {
+  if (batch.empty()) return;
+  // Check everything and take the KV blocks before touching any state.
+  int total = 0, total_logits = 0;
+  for (const SeqStep& b : batch) {
+    const Seq& s = seq(b.seq);
+    if (b.n <= 0 || b.n_logits < 0 || b.n_logits > b.n) fail("Engine::step", "need 0 <= n_logits <= n and n > 0");
+    if (s.len + b.n > max_seq_) {
+      fail("Engine::step", "positions " + std::to_string(s.len) + ".." + std::to_string(s.len + b.n - 1) + " exceed the context of " +
+                               std::to_string(max_seq_),
+           "Use a shorter prompt/--ctx or a larger --max-seq");
+    }
+    for (int i = 0; i < b.n; ++i) {
+      if (b.tokens[i] < 0 || b.tokens[i] >= cfg_.vocab) {
+        fail("Engine::step", "token id " + std::to_string(b.tokens[i]) + " is outside the vocabulary of " + std::to_string(cfg_.vocab));
+      }
+    }
+    for (const SeqStep& o : batch) {
+      if (&o != &b && o.seq == b.seq) fail("Engine::step", "sequence " + std::to_string(b.seq) + " appears twice in one step");
+    }
+    total += b.n;
+    total_logits += b.n_logits;
+  }
+  {
+    int64_t need = 0;
+    for (const SeqStep& b : batch) {
+      const Seq& s = seq(b.seq);
+      need += std::max<int64_t>(0, (s.len + b.n + kKvBlockTokens - 1) / kKvBlockTokens - int64_t(s.blocks.size()));
+    }
+    if (need > kv_.free_blocks()) {
+      fail("KV cache", "out of blocks: this step needs " + std::to_string(need) + " more, " + std::to_string(kv_.free_blocks()) + " of " +
+                           std::to_string(kv_.total_blocks()) + " are free (16 positions each)",
+           "Give the engine more KV blocks (--kv-blocks / --kv-memory), fewer or shorter sequences");
+    }
+    for (const SeqStep& b : batch) {
+      Seq& s = seq(b.seq);
+      kv_.reserve(s.blocks, s.len + b.n);
+    }
+  }
+  ensure_scratch(total);
   const int64_t d = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), f = cfg_.ffn_dim;
   const int hd = cfg_.head_dim;
-  ops::Mat x = ops::mat(x_).rows_slice(0, n);
-  ops::Mat xn = ops::mat(xn_).rows_slice(0, n);
-  ops::Mat qkv = ops::mat(qkv_).rows_slice(0, n);
-  ops::Mat att = ops::mat(att_).rows_slice(0, n);
-  ops::Mat gu = ops::mat(gu_).rows_slice(0, n);
-  ops::Mat tmp = ops::mat(tmp_).rows_slice(0, n);
+  ops::Mat x = ops::mat(x_).rows_slice(0, total);
+  ops::Mat xn = ops::mat(xn_).rows_slice(0, total);
+  ops::Mat qkv = ops::mat(qkv_).rows_slice(0, total);
+  ops::Mat att = ops::mat(att_).rows_slice(0, total);
+  ops::Mat gu = ops::mat(gu_).rows_slice(0, total);
+  ops::Mat tmp = ops::mat(tmp_).rows_slice(0, total);
 
-  for (int i = 0; i < n; ++i) {
-    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab) {
-      fail("Engine::forward", "token id " + std::to_string(tokens[i]) + " is outside the vocabulary of " + std::to_string(cfg_.vocab));
+  int row = 0;
+  for (const SeqStep& b : batch) {
+    for (int i = 0; i < b.n; ++i, ++row) {
+      if (embed_.defined()) std::memcpy(x.row(row), embed_.f32() + int64_t(b.tokens[i]) * d, size_t(d) * 4);
+      else (embed_from_head_ ? head_ : embed_packed_).row(b.tokens[i], x.row(row));
     }
-    if (embed_.defined()) std::memcpy(x.row(i), embed_.f32() + int64_t(tokens[i]) * d, size_t(d) * 4);
-    else (embed_from_head_ ? head_ : embed_packed_).row(tokens[i], x.row(i));
   }
-  for (Layer& l : layers_) {
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    Layer& l = layers_[li];
     ops::rmsnorm(x, l.attn_norm, cfg_.norm_eps, xn);
     quantize_input(l, 0, xn, l.qkv);
     l.qkv.apply(xn, qkv);
     if (l.qkv_bias.defined()) ops::add_bias(qkv, l.qkv_bias);
-    ops::Mat q = qkv.cols_slice(0, qd), k = qkv.cols_slice(qd, kvd), v = qkv.cols_slice(qd + kvd, kvd);
-    ops::rope(q, cfg_.n_heads, hd, pos, rope_);
-    ops::rope(k, cfg_.n_kv_heads, hd, pos, rope_);
-    l.kv.store(k, v, pos);
-    ops::attention(q, l.kv, pos, cfg_.n_heads, att);
+    row = 0;
+    for (const SeqStep& b : batch) {
+      Seq& s = seq(b.seq);
+      ops::Mat qs = qkv.rows_slice(row, b.n);
+      ops::Mat q = qs.cols_slice(0, qd), k = qs.cols_slice(qd, kvd), v = qs.cols_slice(qd + kvd, kvd);
+      ops::rope(q, cfg_.n_heads, hd, s.len, rope_);
+      ops::rope(k, cfg_.n_kv_heads, hd, s.len, rope_);
+      const kernels::KvPagedView view = kv_.view(int(li), s.blocks);
+      for (int i = 0; i < b.n; ++i) kernels::kv_paged_write(view, k.row(i), v.row(i), s.len + i);
+      ops::Mat a = att.rows_slice(row, b.n);
+      kernels::attention_paged_f32(q.data, q.ld, b.n, s.len, cfg_.n_heads, view, a.data, a.ld);
+      row += b.n;
+    }
     quantize_input(l, 1, att, l.o);
     l.o.apply(att, tmp);
     ops::add(x, tmp);
@@ -126,11 +226,28 @@ void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_log
     l.down.apply(g, tmp);
     ops::add(x, tmp);
   }
-  if (n_logits == 0) return;
-  ops::Mat last = x.rows_slice(n - n_logits, n_logits);
-  ops::Mat last_n = xn.rows_slice(0, n_logits);
+  for (const SeqStep& b : batch) seq(b.seq).len += b.n;
+  if (total_logits == 0) return;
+  // The rows that need logits, gathered, normed and through the head together.
+  row = 0;
+  int out = 0;
+  for (const SeqStep& b : batch) {
+    for (int i = b.n - b.n_logits; i < b.n; ++i) std::memcpy(tmp.row(out++), x.row(row + i), size_t(d) * 4);
+    row += b.n;
+  }
+  ops::Mat last = tmp.rows_slice(0, total_logits), last_n = xn.rows_slice(0, total_logits);
   ops::rmsnorm(last, final_norm_, cfg_.norm_eps, last_n);
-  head_.apply(last_n, ops::Mat{logits, n_logits, cfg_.vocab, cfg_.vocab});
+  if (batch.size() == 1) {
+    head_.apply(last_n, ops::Mat{batch[0].logits, total_logits, cfg_.vocab, cfg_.vocab});
+    return;
+  }
+  if (logits_.size() < size_t(total_logits) * size_t(cfg_.vocab)) logits_.resize(size_t(total_logits) * size_t(cfg_.vocab));
+  head_.apply(last_n, ops::Mat{logits_.data(), total_logits, cfg_.vocab, cfg_.vocab});
+  out = 0;
+  for (const SeqStep& b : batch) {
+    if (b.n_logits > 0) std::memcpy(b.logits, logits_.data() + size_t(out) * size_t(cfg_.vocab), size_t(b.n_logits) * size_t(cfg_.vocab) * 4);
+    out += b.n_logits;
+  }
 }
 
 }  // namespace condense

@@ -1,40 +1,79 @@
-// Engine: runs a Model's forward pass on the CPU with a KV cache. One code path
-// serves prefill/evaluation (many tokens, GEMMs) and decoding (one token, GEMV):
-// forward() takes n tokens at positions pos .. pos+n-1 and needs the cache to
-// hold 0 .. pos-1. Not thread-safe: one Engine per sequence.
+// Engine: runs a Model's forward pass on the CPU over a paged KV cache
+// (runtime/kv_pool.h), weights in their stored encodings (runtime/
+// linear_parts.h). step() advances several sequences at once: each brings
+// n >= 1 new tokens (a prefill chunk or one decode token) at its own position;
+// all rows go through every linear together, attention runs per sequence over
+// its own blocks, logits come back per sequence. A sequence's results do not
+// depend on the other sequences in the batch (every kernel reduces a row the
+// same way whatever the batch). Not thread-safe.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "core/ops/linear.h"
 #include "core/ops/transformer.h"
 #include "model/model.h"
+#include "runtime/kv_pool.h"
 
 namespace condense {
 
+struct EngineOptions {
+  int max_seq = 0;            // positions per sequence; <= 0: the config's
+  int64_t kv_blocks = 0;      // KV pool size in 16-position blocks; <= 0: one max_seq sequence
+  std::string kv_dtype;       // "" : the checkpoint's (calibrated fp8/int8), else f32; or f32|f16|bf16|fp8|int8
+};
+
 class Engine {
  public:
-  // Packs the weights (the Model may be dropped afterwards). max_seq <= 0 uses
-  // the config's; the KV cache is allocated for that many positions.
-  explicit Engine(const Model& model, int max_seq = 0);
+  // Packs the weights (the Model may be dropped afterwards) and allocates the
+  // KV pool. Sequence 0 exists from the start (forward() uses it).
+  Engine(const Model& model, const EngineOptions& opt);
+  explicit Engine(const Model& model, int max_seq = 0) : Engine(model, EngineOptions{max_seq, 0, ""}) {}
 
   const ModelConfig& config() const { return cfg_; }
   int max_seq() const { return max_seq_; }
-  // Writes logits [n_logits, vocab] for the last n_logits of the n tokens.
+
+  // Sequences: ids are small integers, reused after drop_sequence().
+  int add_sequence();
+  void drop_sequence(int seq);
+  // Forgets positions >= len (their blocks go back to the pool).
+  void truncate(int seq, int len);
+  int length(int seq) const;
+
+  struct SeqStep {
+    int seq;
+    const int* tokens;  // n tokens at positions length(seq) .. length(seq) + n - 1
+    int n;
+    float* logits;      // [n_logits, vocab] for the last n_logits of the n tokens (may be null when 0)
+    int n_logits;
+  };
+  void step(const std::vector<SeqStep>& batch);
+
+  // One sequence (0): n tokens at positions pos .. pos + n - 1, forgetting
+  // whatever it held at pos and after; pos must not exceed what it holds.
   void forward(const int* tokens, int n, int pos, float* logits, int n_logits);
-  // Bytes of weights one decode step reads.
+
+  // Bytes of weights one decode step reads (linears, head, one embedding row).
   size_t decode_weight_bytes() const;
+  size_t weight_bytes() const;  // everything the engine holds for weights
+  const KvPool& kv() const { return kv_; }
 
  private:
   struct Layer {
     Tensor attn_norm, ffn_norm, qkv_bias;  // qkv_bias undefined unless config.qkv_bias
     ops::PackedLinear qkv, o, gate_up, down;
-    ops::KvCacheLayer kv;
     float act_scale[ActivationQuant::kSites] = {1, 1, 1, 1};  // static fp8 input scales
+  };
+  struct Seq {
+    bool live = false;
+    int len = 0;
+    std::vector<int32_t> blocks;
   };
   // Applies the model's activation quantization to the input of site `site`
   // (read by `consumer`), unless the consumer's kernels quantize it themselves.
   void quantize_input(const Layer& l, int site, ops::Mat x, const ops::PackedLinear& consumer) const;
   void ensure_scratch(int n);
+  Seq& seq(int id);
 
   ModelConfig cfg_;
   int max_seq_;
@@ -45,8 +84,11 @@ class Engine {
   ops::PackedLinear head_;
   ops::RopeTable rope_;
   DType act_type_ = DType::F32;
+  KvPool kv_;
+  std::vector<Seq> seqs_;
   int scratch_rows_ = 0;
   Tensor x_, xn_, qkv_, att_, gu_, tmp_;
+  std::vector<float> logits_;  // head output of a multi-sequence step
 };
 
 }  // namespace condense

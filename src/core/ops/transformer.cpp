@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/common/int_codes.h"
-#include "kernels/common/minifloat.h"
 #include "kernels/cpu/transformer_f32.h"
 
 namespace condense::ops {
@@ -51,51 +49,6 @@ void add(const Mat& x, const Mat& y) {
 void add_bias(const Mat& x, const Tensor& b) {
   check(b.numel() == x.cols, "add_bias", "bias has " + std::to_string(b.numel()) + " values for " + std::to_string(x.cols) + " columns");
   for (int64_t r = 0; r < x.rows; ++r) kernels::add_f32(x.row(r), b.f32(), x.cols);
-}
-
-KvCacheLayer KvCacheLayer::make(int n_kv, int max_pos, int hd) {
-  KvCacheLayer c;
-  c.n_kv = n_kv;
-  c.hd = hd;
-  c.max_pos = max_pos;
-  c.k = Tensor::zeros(DType::F32, {n_kv, max_pos, hd});
-  c.v = Tensor::zeros(DType::F32, {n_kv, max_pos, hd});
-  return c;
-}
-
-void KvCacheLayer::store(const Mat& k_rows, const Mat& v_rows, int64_t pos0) {
-  check(k_rows.cols == int64_t(n_kv) * hd && v_rows.cols == k_rows.cols && v_rows.rows == k_rows.rows, "kv_store",
-        "k/v rows are not n_kv * head_dim wide");
-  check(pos0 >= 0 && pos0 + k_rows.rows <= max_pos, "kv_store", "positions past the cache");
-  const int64_t head_stride = int64_t(max_pos) * hd;
-  for (int64_t r = 0; r < k_rows.rows; ++r) {
-    for (int h = 0; h < n_kv; ++h) {
-      float* kd = k.f32() + h * head_stride + (pos0 + r) * hd;
-      float* vd = v.f32() + h * head_stride + (pos0 + r) * hd;
-      std::copy_n(k_rows.row(r) + h * hd, hd, kd);
-      std::copy_n(v_rows.row(r) + h * hd, hd, vd);
-      if (qtype == DType::F32) continue;
-      const float ks = k_scale[size_t(h)], vs = v_scale[size_t(h)];
-      for (int i = 0; i < hd; ++i) {
-        if (qtype == DType::F8E4M3) {
-          kd[i] = ks * minifloat::e4m3_to_f32(minifloat::f32_to_e4m3(kd[i] / ks));
-          vd[i] = vs * minifloat::e4m3_to_f32(minifloat::f32_to_e4m3(vd[i] / vs));
-        } else {
-          kd[i] = ks * float(intcode::f32_to_i8(kd[i] / ks));
-          vd[i] = vs * float(intcode::f32_to_i8(vd[i] / vs));
-        }
-      }
-    }
-  }
-}
-
-void attention(const Mat& q, const KvCacheLayer& c, int64_t pos0, int n_heads, const Mat& out) {
-  check(q.cols == int64_t(n_heads) * c.hd && out.cols == q.cols && out.rows == q.rows, "attention", "q/out width mismatch");
-  check(n_heads % c.n_kv == 0, "attention", "n_kv must divide n_heads");
-  check(pos0 + q.rows <= c.max_pos, "attention",
-        "cache holds " + std::to_string(c.max_pos) + " positions, need " + std::to_string(pos0 + q.rows));
-  kernels::attention_f32(q.data, q.ld, c.k.f32(), c.v.f32(), int64_t(c.max_pos) * c.hd, q.rows, pos0, n_heads, c.n_kv, c.hd,
-                         out.data, out.ld);
 }
 
 void attention_seq(const Mat& q, const float* k, const float* v, int64_t head_stride, int n_heads, int n_kv, int hd,

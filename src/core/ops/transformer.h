@@ -5,8 +5,8 @@
 //   silu_mul:  g, u, h: [rows, n]; h may alias g
 //   add:       x += y, both [rows, cols]
 //   add_bias:  x[r, :] += b for every row; b: [cols]
-//   attention: q: [rows, n_heads*hd]; out: [rows, n_heads*hd], must not alias q;
-//              k_cache, v_cache: KvCache layers (head-major)
+//   attention_seq: q: [rows, n_heads*hd]; out: [rows, n_heads*hd], must not alias q
+//   (the runtime's attention over its paged cache: kernels/cpu/kv_paged.h)
 #pragma once
 #include <vector>
 
@@ -26,20 +26,6 @@ void rope(const Mat& x, int heads, int hd, int64_t pos0, const RopeTable& table)
 void silu_mul(const Mat& g, const Mat& u, const Mat& h);
 void add(const Mat& x, const Mat& y);
 void add_bias(const Mat& x, const Tensor& b);
-// One layer's K and V cache, head-major: [n_kv][max_pos][hd] f32.
-struct KvCacheLayer {
-  Tensor k, v;
-  int n_kv = 0, hd = 0, max_pos = 0;
-  // Quantized storage, simulated: store() keeps scale * decode(encode(x / scale))
-  // per kv head (F8E4M3 or I8; F32 stores values as they are).
-  DType qtype = DType::F32;
-  std::vector<float> k_scale, v_scale;  // [n_kv]
-  static KvCacheLayer make(int n_kv, int max_pos, int hd);
-  // Stores rows k, v: [rows, n_kv*hd] at positions pos0.. .
-  void store(const Mat& k_rows, const Mat& v_rows, int64_t pos0);
-};
-
-void attention(const Mat& q, const KvCacheLayer& cache, int64_t pos0, int n_heads, const Mat& out);
 // Causal attention of one whole sequence (positions 0..rows-1) whose keys and
 // values are head-major [n_kv][rows..][hd], kv heads head_stride apart (training).
 void attention_seq(const Mat& q, const float* k, const float* v, int64_t head_stride, int n_heads, int n_kv, int hd,

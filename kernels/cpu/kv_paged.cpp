@@ -1,0 +1,149 @@
+// Reads are one plain loop per dtype, compiled three times (AVX-512, AVX2 +
+// F16C, baseline) so each ISA vectorizes it; every read is exact (the f16 and
+// E4M3 bit fields are moved into an f32 and rescaled by a power of two), so all
+// three give the same floats. Attention reads one kv head's keys and values at
+// a time into an L2-sized f32 buffer and runs attention_f32 on its query heads.
+#include "kernels/cpu/kv_paged.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/common/int_codes.h"
+#include "kernels/common/minifloat.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/cpu/transformer_f32.h"
+
+namespace condense::kernels {
+namespace {
+
+inline uint8_t* elem_ptr(const KvPagedView& kv, bool values, int h, int64_t pos) {
+  const int64_t b = kv.table[pos / kv.block_tokens], slot = pos % kv.block_tokens, esz = kv_code_bytes(kv.code);
+  const int64_t half = int64_t(kv.n_kv) * kv.block_tokens * kv.hd * esz;
+  return kv.base + b * kv.block_bytes + (values ? half : 0) + ((int64_t(h) * kv.block_tokens + slot) * kv.hd) * esz;
+}
+
+template <KvCode C>
+__attribute__((always_inline)) inline void read_run(const uint8_t* src, float scale, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (C == KvCode::F32) {
+      std::memcpy(&out[i], src + 4 * i, 4);
+    } else if constexpr (C == KvCode::F16) {
+      uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);
+      const float mag = minifloat::bits_f32(uint32_t(h & 0x7fff) << 13) * 0x1p112f;  // exact (finite values)
+      out[i] = (h & 0x8000) ? -mag : mag;
+    } else if constexpr (C == KvCode::BF16) {
+      uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);
+      out[i] = minifloat::bits_f32(uint32_t(h) << 16);
+    } else if constexpr (C == KvCode::E4M3) {
+      const uint32_t b = src[i];
+      const float v = minifloat::bits_f32(((b & 0x7f) << 20) | ((b & 0x80) << 24)) * 0x1p120f;  // exact
+      out[i] = scale * v;
+    } else {
+      out[i] = scale * float(int8_t(src[i]));
+    }
+  }
+}
+
+template <KvCode C>
+void read_head(const KvPagedView& kv, bool values, int h, int64_t pos0, int64_t n, float* out) {
+  const float scale = C == KvCode::E4M3 || C == KvCode::I8 ? (values ? kv.v_scale : kv.k_scale)[h] : 1.f;
+  for (int64_t p = pos0; p < pos0 + n;) {
+    const int64_t run = std::min<int64_t>(kv.block_tokens - p % kv.block_tokens, pos0 + n - p);  // one block's slots
+    read_run<C>(elem_ptr(kv, values, h, p), scale, run * kv.hd, out + (p - pos0) * kv.hd);
+    p += run;
+  }
+}
+
+using ReadFn = void (*)(const KvPagedView&, bool, int, int64_t, int64_t, float*);
+
+template <KvCode C>
+CONDENSE_AVX512 void read_avx512(const KvPagedView& kv, bool values, int h, int64_t pos0, int64_t n, float* out) {
+  read_head<C>(kv, values, h, pos0, n, out);
+}
+template <KvCode C>
+CONDENSE_AVX2 void read_avx2(const KvPagedView& kv, bool values, int h, int64_t pos0, int64_t n, float* out) {
+  read_head<C>(kv, values, h, pos0, n, out);
+}
+
+ReadFn reader(KvCode c) {
+  static const ReadFn avx512[] = {&read_avx512<KvCode::F32>, &read_avx512<KvCode::F16>, &read_avx512<KvCode::BF16>,
+                                  &read_avx512<KvCode::E4M3>, &read_avx512<KvCode::I8>};
+  static const ReadFn avx2[] = {&read_avx2<KvCode::F32>, &read_avx2<KvCode::F16>, &read_avx2<KvCode::BF16>,
+                                &read_avx2<KvCode::E4M3>, &read_avx2<KvCode::I8>};
+  static const ReadFn portable[] = {&read_head<KvCode::F32>, &read_head<KvCode::F16>, &read_head<KvCode::BF16>,
+                                    &read_head<KvCode::E4M3>, &read_head<KvCode::I8>};
+  const Isa isa = active_isa();
+  return (isa == Isa::Avx512 ? avx512 : isa == Isa::Avx2 ? avx2 : portable)[int(c)];
+}
+
+}  // namespace
+
+int kv_code_bytes(KvCode c) {
+  switch (c) {
+    case KvCode::F32: return 4;
+    case KvCode::F16:
+    case KvCode::BF16: return 2;
+    case KvCode::E4M3:
+    case KvCode::I8: return 1;
+  }
+  return 4;
+}
+
+int64_t kv_block_bytes(KvCode c, int n_kv, int hd, int block_tokens) {
+  return 2 * int64_t(n_kv) * block_tokens * hd * kv_code_bytes(c);
+}
+
+void kv_paged_write(const KvPagedView& kv, const float* k_row, const float* v_row, int64_t pos) {
+  for (int part = 0; part < 2; ++part) {
+    const float* src = part ? v_row : k_row;
+    for (int h = 0; h < kv.n_kv; ++h) {
+      uint8_t* dst = elem_ptr(kv, part == 1, h, pos);
+      const float* x = src + int64_t(h) * kv.hd;
+      const float s = kv.code == KvCode::E4M3 || kv.code == KvCode::I8 ? (part ? kv.v_scale : kv.k_scale)[h] : 1.f;
+      for (int i = 0; i < kv.hd; ++i) {
+        switch (kv.code) {
+          case KvCode::F32: std::memcpy(dst + 4 * i, &x[i], 4); break;
+          case KvCode::F16: {
+            const uint16_t c = minifloat::f32_to_f16(x[i]);
+            std::memcpy(dst + 2 * i, &c, 2);
+            break;
+          }
+          case KvCode::BF16: {
+            const uint16_t c = minifloat::f32_to_bf16(x[i]);
+            std::memcpy(dst + 2 * i, &c, 2);
+            break;
+          }
+          case KvCode::E4M3: dst[i] = minifloat::f32_to_e4m3(x[i] / s); break;
+          case KvCode::I8: dst[i] = uint8_t(intcode::f32_to_i8(x[i] / s)); break;
+        }
+      }
+    }
+  }
+}
+
+void kv_paged_read(const KvPagedView& kv, bool values, int h, int64_t pos0, int64_t n, float* out) {
+  reader(kv.code)(kv, values, h, pos0, n, out);
+}
+
+void attention_paged_f32(const float* q, int64_t ldq, int64_t rows, int64_t pos0, int n_heads, const KvPagedView& kv,
+                         float* out, int64_t ldo) {
+  const int64_t n_pos = pos0 + rows, hd = kv.hd;
+  const int group = n_heads / kv.n_kv;
+  static thread_local std::vector<float> buf;
+  if (buf.size() < size_t(2 * n_pos * hd)) buf.resize(size_t(2 * n_pos * hd));
+  float* k = buf.data();
+  float* v = buf.data() + n_pos * hd;
+  const ReadFn read = reader(kv.code);
+  for (int g = 0; g < kv.n_kv; ++g) {
+    read(kv, false, g, 0, n_pos, k);
+    read(kv, true, g, 0, n_pos, v);
+    attention_f32(q + int64_t(g) * group * hd, ldq, k, v, n_pos * hd, rows, pos0, group, 1, int(hd),
+                  out + int64_t(g) * group * hd, ldo);
+  }
+}
+
+}  // namespace condense::kernels
