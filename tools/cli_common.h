@@ -29,5 +29,6 @@ void register_init(CLI::App& app);
 void register_run(CLI::App& app);
 void register_train(CLI::App& app);
 void register_data(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace condense::cli

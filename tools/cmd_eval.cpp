@@ -23,7 +23,7 @@ struct EvalArgs {
   int ctx = 256;
   int max_windows = 0;
   bool json = false, log_json = false;
-  std::string reference, reference_tokenizer;
+  std::string reference, reference_tokenizer, kv_dtype;
 };
 }  // namespace
 
@@ -39,6 +39,7 @@ void register_eval(CLI::App& app) {
                   "mean and p99, top-1 agreement and the perplexity change")
       ->check(CLI::ExistingPath);
   cmd->add_option("--reference-tokenizer", a->reference_tokenizer, "Tokenizer for --reference when it carries none");
+  cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache dtype of the model (not the reference): f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
   cmd->add_flag("--json", a->json, "Print the result as one JSON object");
   cmd->add_flag("--log-json", a->log_json, "Progress as JSON lines on stderr");
   cmd->callback([a] {
@@ -46,7 +47,7 @@ void register_eval(CLI::App& app) {
     LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
     const Tokenizer& tok = require_tokenizer(lm);
     const std::vector<int> tokens = tok.encode(read_text_file(a->text));
-    Engine engine(lm.model, std::min(lm.model.config.max_seq, a->ctx));
+    Engine engine(lm.model, EngineOptions{std::min(lm.model.config.max_seq, a->ctx), 0, a->kv_dtype});
     const std::string model_path = lm.model.path;
     release_weights(lm.model);
     std::optional<Progress> progress;  // made at the first window, when the total is known
@@ -54,7 +55,8 @@ void register_eval(CLI::App& app) {
       if (!progress) progress.emplace("eval", total, a->log_json);
       progress->update(done);
     };
-    nlohmann::json j = {{"model", model_path}, {"text", a->text}, {"ctx", a->ctx}, {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())}};
+    nlohmann::json j = {{"model", model_path}, {"text", a->text}, {"ctx", a->ctx}, {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())},
+                       {"kv_dtype", kv_code_name(engine.kv().code())}, {"weights", engine.describe_linears()}};
     if (!a->reference.empty()) {
       LoadedModel ref = load_model(a->reference, a->reference_tokenizer, {.effective_f32 = false});
       if (ref.tokenizer && train::tokenizer_fingerprint(*ref.tokenizer) != train::tokenizer_fingerprint(tok)) {

@@ -17,6 +17,7 @@ struct GenerateArgs {
   int steps = 256;
   float temperature = 1.0f, top_p = 0.9f;
   uint64_t seed = 0;
+  std::string kv_dtype;
   bool json = false;
 };
 }  // namespace
@@ -30,6 +31,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--temperature", a->temperature, "0 = greedy; higher = more random")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", a->top_p, "Nucleus sampling mass in (0, 1]");
   cmd->add_option("--seed", a->seed, "Sampling seed (default: time-based)");
+  cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache dtype: f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
   cmd->add_flag("--json", a->json, "After the text, print the timing as one JSON object on stdout");
   cmd->callback([a] {
     apply_threads(a->model.threads);
@@ -38,7 +40,7 @@ void register_generate(CLI::App& app) {
     std::vector<int> prompt = {lm.model.config.bos_id};
     for (int id : tok.encode(a->prompt)) prompt.push_back(id);
     const int max_seq = std::min<int>(lm.model.config.max_seq, int(prompt.size()) + a->steps);
-    Engine engine(lm.model, max_seq);
+    Engine engine(lm.model, EngineOptions{max_seq, 0, a->kv_dtype});
     release_weights(lm.model);  // the engine holds packed copies; free the originals
     const uint64_t seed = a->seed ? a->seed : uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
     Sampler sampler(a->temperature, a->top_p, seed);
@@ -49,7 +51,8 @@ void register_generate(CLI::App& app) {
     nlohmann::json j = {{"prompt_tokens", st.prompt_tokens}, {"generated_tokens", st.generated},
                         {"prefill_tok_s", st.prefill_tok_s()}, {"decode_tok_s", st.decode_tok_s()},
                         {"prefill_s", st.prefill_seconds}, {"decode_s", st.decode_seconds},
-                        {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"weight_bytes_per_token", engine.decode_weight_bytes()}};
+                        {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"weight_bytes_per_token", engine.decode_weight_bytes()},
+                        {"kv_dtype", kv_code_name(engine.kv().code())}};
     if (a->json) {
       std::cout << j.dump() << "\n";
     } else {

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   condense::cli::register_info(app);
   condense::cli::register_generate(app);
   condense::cli::register_eval(app);
+  condense::cli::register_bench(app);
   condense::cli::register_init(app);
   condense::cli::register_data(app);
   condense::cli::register_train(app);

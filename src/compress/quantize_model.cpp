@@ -17,15 +17,6 @@ namespace condense::compress {
 
 using nlohmann::json;
 
-size_t peak_rss_bytes() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return size_t(std::stoull(line.substr(6))) * 1024;
-  }
-  return 0;
-}
-
 std::vector<std::string> select_weights(const Model& m, const std::vector<std::string>& globs, const std::string& where) {
   std::vector<std::string> names;
   std::set<std::string> used;

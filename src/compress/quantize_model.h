@@ -13,6 +13,7 @@
 
 #include "compress/awq.h"
 #include "compress/gptq.h"
+#include "core/process_stats.h"
 #include "model/model.h"
 
 namespace condense::compress {
@@ -54,8 +55,5 @@ const std::vector<uint64_t>& mask_of(const Model& m, const std::string& name);
 // peak RSS and time. on_progress(done, total) counts tensors.
 nlohmann::json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* calib,
                               const std::function<void(int, int)>& on_progress = {});
-
-// Peak resident memory of this process so far (VmHWM), bytes; 0 if unknown.
-size_t peak_rss_bytes();
 
 }  // namespace condense::compress

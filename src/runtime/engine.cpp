@@ -79,6 +79,19 @@ Engine::Seq& Engine::seq(int id) {
   return seqs_[size_t(id)];
 }
 
+int Engine::fork_sequence(int id) {
+  const int len = length(id);
+  const int f = add_sequence();
+  try {
+    kv_.copy(seq(id).blocks, seq(f).blocks, len);
+  } catch (...) {
+    drop_sequence(f);
+    throw;
+  }
+  seq(f).len = len;
+  return f;
+}
+
 void Engine::drop_sequence(int id) {
   Seq& s = seq(id);
   kv_.shrink(s.blocks, 0);
@@ -103,6 +116,26 @@ size_t Engine::weight_bytes() const {
     b += l.qkv.weight_bytes() + l.o.weight_bytes() + l.gate_up.weight_bytes() + l.down.weight_bytes() + l.attn_norm.nbytes() + l.ffn_norm.nbytes();
   }
   return b;
+}
+
+std::string Engine::describe_linears() const {
+  std::string blocks;
+  for (const Layer& l : layers_) {
+    for (const ops::PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) {
+      const std::string d = p->describe();
+      if (blocks.find(d) == std::string::npos) blocks += (blocks.empty() ? "" : ", ") + d;
+    }
+  }
+  const std::string emb = embed_.defined() ? "f32" : embed_from_head_ ? "the head's" : embed_packed_.describe();
+  return "blocks: " + blocks + "; head: " + head_.describe() + "; embedding: " + emb;
+}
+
+void Engine::macs_per_token(int64_t* f32_macs, int64_t* int8_macs) const {
+  *f32_macs = head_.macs();
+  *int8_macs = 0;
+  for (const Layer& l : layers_) {
+    for (const ops::PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) (p->integer_activations() ? *int8_macs : *f32_macs) += p->macs();
+  }
 }
 
 size_t Engine::decode_weight_bytes() const {

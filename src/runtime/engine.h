@@ -36,6 +36,8 @@ class Engine {
   // Sequences: ids are small integers, reused after drop_sequence().
   int add_sequence();
   void drop_sequence(int seq);
+  // A new sequence holding a copy of `seq`'s positions (its own blocks).
+  int fork_sequence(int seq);
   // Forgets positions >= len (their blocks go back to the pool).
   void truncate(int seq, int len);
   int length(int seq) const;
@@ -56,6 +58,11 @@ class Engine {
   // Bytes of weights one decode step reads (linears, head, one embedding row).
   size_t decode_weight_bytes() const;
   size_t weight_bytes() const;  // everything the engine holds for weights
+  // Multiply-adds of the linears (and head) per token: in f32 FMAs, and in
+  // int8 dot products (the integer-activation kernels).
+  void macs_per_token(int64_t* f32_macs, int64_t* int8_macs) const;
+  // What the linear kernels run, e.g. "blocks: int4 g32 x int8; head: int8 per-channel".
+  std::string describe_linears() const;
   const KvPool& kv() const { return kv_; }
 
  private:

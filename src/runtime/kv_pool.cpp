@@ -66,6 +66,18 @@ void KvPool::reserve(std::vector<int32_t>& table, int64_t positions) {
   }
 }
 
+void KvPool::copy(const std::vector<int32_t>& from, std::vector<int32_t>& to, int64_t positions) {
+  if (!to.empty()) fail("KV cache", "copy into a sequence that holds blocks");
+  reserve(to, positions);
+  auto* base = static_cast<uint8_t*>(storage_.data());
+  for (int l = 0; l < n_layers_; ++l) {
+    for (size_t i = 0; i < to.size(); ++i) {
+      std::memcpy(base + (int64_t(l) * n_blocks_ + to[i]) * block_bytes_, base + (int64_t(l) * n_blocks_ + from[i]) * block_bytes_,
+                  size_t(block_bytes_));
+    }
+  }
+}
+
 void KvPool::shrink(std::vector<int32_t>& table, int64_t positions) {
   const size_t keep = size_t((positions + kKvBlockTokens - 1) / kKvBlockTokens);
   while (table.size() > keep) {

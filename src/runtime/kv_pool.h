@@ -36,6 +36,8 @@ class KvPool {
   // Grows `table` to cover `positions` positions, all or nothing; throws when
   // the pool has too few free blocks, saying how many it has.
   void reserve(std::vector<int32_t>& table, int64_t positions);
+  // `to` (empty) gets copies of the blocks of `from` covering `positions`.
+  void copy(const std::vector<int32_t>& from, std::vector<int32_t>& to, int64_t positions);
   // Gives back the blocks past the first ceil(positions / 16).
   void shrink(std::vector<int32_t>& table, int64_t positions);
   kernels::KvPagedView view(int layer, const std::vector<int32_t>& table);

@@ -41,6 +41,8 @@ class PackedLinear {
   int64_t in_features() const { return k_; }
   // Bytes of weights a pass reads (codes, scales, zero points): what decode speed is bound by.
   size_t weight_bytes() const;
+  // Multiply-adds per row of x.
+  int64_t macs() const { return n_ * k_; }
   // Whether every part multiplies int8-quantized activations itself.
   bool integer_activations() const;
   // "int4 g32" / "f32" / "int8 per-channel + f32": what the kernels run.

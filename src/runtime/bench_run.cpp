@@ -1,0 +1,175 @@
+#include "runtime/bench_run.h"
+
+#include <malloc.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "core/error.h"
+#include "core/process_stats.h"
+#include "io/model_loader.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/machine_probe.h"
+#include "runtime/engine.h"
+
+namespace condense {
+namespace {
+
+using json = nlohmann::json;
+using clk = std::chrono::steady_clock;
+
+double since(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
+
+std::vector<int> synthetic_tokens(int n, int vocab) {
+  std::vector<int> t(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) t[size_t(i)] = int((uint64_t(i) * 2654435761u + 12345) % uint64_t(vocab));
+  return t;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+json run_bench(const std::string& path, const BenchOptions& opt, const std::function<void(int, int, const std::string&)>& progress) {
+  const int total = 2 + int(opt.prefill.size()) + int(opt.contexts.size() * opt.batches.size());
+  int done = 0;
+  auto tick = [&](const std::string& what) {
+    if (progress) progress(++done, total, what);
+  };
+  const auto t_load = clk::now();
+  LoadedModel lm = load_model(path, opt.tokenizer, {.effective_f32 = false});
+  const ModelConfig cfg = lm.model.config;
+  const int max_prefill = opt.prefill.empty() ? 0 : *std::max_element(opt.prefill.begin(), opt.prefill.end());
+  const int max_ctx = opt.contexts.empty() ? 0 : *std::max_element(opt.contexts.begin(), opt.contexts.end());
+  const int max_batch = opt.batches.empty() ? 1 : *std::max_element(opt.batches.begin(), opt.batches.end());
+  const int need = std::max(max_prefill, max_ctx + opt.decode_tokens + 1);
+  const int max_seq = std::min(cfg.max_seq, need);
+  const int64_t blocks_per_seq = (max_seq + kKvBlockTokens - 1) / kKvBlockTokens;
+  Engine e(lm.model, EngineOptions{max_seq, std::max<int64_t>(blocks_per_seq * max_batch, blocks_per_seq + 1), opt.kv_dtype});
+  const std::string format = lm.model.format;
+  const std::string activations = lm.model.activations.type == DType::I8 ? "int8" : lm.model.activations.type == DType::F8E4M3 ? "fp8-e4m3 (simulated)" : "f32";
+  release_weights(lm.model);
+  malloc_trim(0);  // the packed forms read from the file are gone: give their pages back
+  const double load_s = since(t_load);
+  const size_t rss_loaded = current_rss_bytes();
+  tick("load");
+
+  const int threads = omp_get_max_threads();
+  const kernels::probe::Limits lim = kernels::probe::measure(threads, opt.probe_bytes, 2);
+  reset_peak_rss();  // the probe's buffer is not the model's
+  tick("machine limits");
+  int64_t f32_macs = 0, int8_macs = 0;
+  e.macs_per_token(&f32_macs, &int8_macs);
+  // Seconds of compute at the measured peaks (linears and head; attention not
+  // counted): per decoded token, and per prompt token (the head runs once per prompt).
+  auto compute_s = [&](double f32, double int8) {
+    return 2.0 * f32 / (lim.fma_gflops * 1e9) + (int8 > 0 ? 2.0 * int8 / (std::max(lim.int8_gops, 1e-9) * 1e9) : 0.0);
+  };
+  const double compute_s_per_token = compute_s(double(f32_macs), double(int8_macs));
+  const double head_macs = double(int64_t(cfg.vocab) * cfg.dim);
+  const double wbytes = double(e.decode_weight_bytes()), kv_tok = double(e.kv().bytes_per_token());
+
+  json out;
+  out["schema"] = "condense-bench/1";
+  out["kind"] = "offline";
+  out["date"] = utc_now();
+  out["model"] = {{"path", path}, {"format", format}, {"dim", cfg.dim}, {"n_layers", cfg.n_layers}, {"vocab", cfg.vocab},
+                  {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()},
+                  {"f32_macs_per_token", f32_macs}, {"int8_macs_per_token", int8_macs}, {"activations", activations}, {"load_s", load_s},
+                  {"linears", e.describe_linears()}};
+  out["machine"] = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"threads", threads},
+                    {"read_gbs", lim.read_gbs}, {"fma_gflops", lim.fma_gflops}, {"int8_gops", lim.int8_gops}, {"int8_kind", lim.int8_kind}};
+  out["kv"] = {{"dtype", kv_code_name(e.kv().code())}, {"bytes_per_token", e.kv().bytes_per_token()}, {"pool_bytes", e.kv().bytes()},
+               {"block_tokens", kKvBlockTokens}};
+
+  const auto toks = synthetic_tokens(std::max(max_seq, 1), cfg.vocab);
+  std::vector<float> logits(size_t(max_batch) * size_t(cfg.vocab));
+  json prefill = json::array();
+  double ttft = 0;
+  for (int p : opt.prefill) {
+    json row = {{"tokens", p}};
+    if (p > max_seq) {
+      row["skipped"] = "longer than the model's max_seq (" + std::to_string(cfg.max_seq) + ")";
+    } else {
+      double best = 1e30;
+      for (int r = 0; r < std::max(1, opt.reps); ++r) {
+        const int s = e.add_sequence();
+        const auto t0 = clk::now();
+        e.step({{s, toks.data(), p, logits.data(), 1}});
+        best = std::min(best, since(t0));
+        e.drop_sequence(s);
+      }
+      const double bound = p / compute_s(p * (double(f32_macs) - head_macs) + head_macs, p * double(int8_macs));
+      row.update({{"seconds", best}, {"tok_s", p / best}, {"compute_bound_tok_s", bound}, {"fraction_of_bound", p / best / bound}});
+      if (ttft == 0) ttft = best;
+    }
+    prefill.push_back(row);
+    tick("prefill " + std::to_string(p));
+  }
+  out["prefill"] = prefill;
+  out["ttft_s"] = ttft;  // the first prompt length's prefill, through its first logits
+
+  json decode = json::array();
+  for (int ctx : opt.contexts) {
+    int base = -1;
+    if (ctx + opt.decode_tokens + 1 <= max_seq) {
+      base = e.add_sequence();
+      for (int p0 = 0; p0 < ctx; p0 += 512) e.step({{base, toks.data() + p0, std::min(512, ctx - p0), nullptr, 0}});
+    }
+    for (int b : opt.batches) {
+      json row = {{"batch", b}, {"context", ctx}};
+      if (base < 0) {
+        row["skipped"] = "context + decode tokens exceed the model's max_seq (" + std::to_string(cfg.max_seq) + ")";
+      } else {
+        std::vector<int> seqs = {base};
+        for (int i = 1; i < b; ++i) seqs.push_back(e.fork_sequence(base));
+        std::vector<int> next(static_cast<size_t>(b));
+        std::vector<double> steps;
+        const int warm = 1;
+        for (int t = 0; t < opt.decode_tokens + warm; ++t) {
+          std::vector<Engine::SeqStep> batch;
+          for (int i = 0; i < b; ++i) {
+            next[size_t(i)] = toks[size_t((ctx + t + i) % max_seq)];
+            batch.push_back({seqs[size_t(i)], &next[size_t(i)], 1, logits.data() + size_t(i) * size_t(cfg.vocab), 1});
+          }
+          const auto t0 = clk::now();
+          e.step(batch);
+          if (t >= warm) steps.push_back(since(t0));
+        }
+        double sum = 0;
+        for (double s : steps) sum += s;
+        const double tok_s = double(b) * double(steps.size()) / sum;
+        const double bytes = wbytes + double(b) * (ctx + opt.decode_tokens / 2.0) * kv_tok;  // mid-run KV read per step
+        const double bw_bound = double(b) / (bytes / (lim.read_gbs * 1e9));
+        const double cp_bound = 1.0 / compute_s_per_token;
+        const double bound = std::min(bw_bound, cp_bound);
+        row.update({{"tokens", b * int(steps.size())}, {"tok_s", tok_s}, {"step_ms_p50", 1e3 * median(steps)},
+                    {"bytes_per_step", bytes}, {"bandwidth_bound_tok_s", bw_bound}, {"compute_bound_tok_s", cp_bound},
+                    {"bound", bw_bound <= cp_bound ? "bandwidth" : "compute"}, {"fraction_of_bound", tok_s / bound}});
+        for (int i = 1; i < b; ++i) e.drop_sequence(seqs[size_t(i)]);
+        e.truncate(base, ctx);
+      }
+      decode.push_back(row);
+      tick("decode batch " + std::to_string(b) + " context " + std::to_string(ctx));
+    }
+    if (base >= 0) e.drop_sequence(base);
+  }
+  out["decode"] = decode;
+  out["memory"] = {{"rss_after_load_bytes", rss_loaded}, {"peak_rss_bytes", peak_rss_bytes()},
+                   {"weight_bytes", e.weight_bytes()}, {"kv_pool_bytes", e.kv().bytes()}};
+  return out;
+}
+
+}  // namespace condense
