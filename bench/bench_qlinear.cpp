@@ -4,6 +4,7 @@
 // bench_machine's read bandwidth) and batched rows (m = 4, 16, 128: GFLOPS,
 // compare with the FMA peak). Decode cycles through enough copies (>= 512 MB)
 // that no pass finds its matrix in the L3.
+// "_sparseNN": NN% of the weights pruned at random (sparse kernels), "_2of4": 2:4.
 // "_xint8": integer activations (W8A8 / W4A8: vpdpbusd where the CPU has VNNI).
 // ISA: CONDENSE_ISA (default the best); threads: OMP_NUM_THREADS.
 #include <benchmark/benchmark.h>
@@ -27,11 +28,15 @@ struct Enc {
   kc::WCode code;
   int64_t group;
   bool asym, a8;
+  double sparsity = 0;  // fraction pruned at random; -1: 2:4
 };
 const Enc kEncs[] = {{"f32", kc::WCode::F32, 0, false, false},          {"int8_channel", kc::WCode::I8, 0, false, false},
                      {"int4_g32", kc::WCode::I4, 32, false, false},      {"int4_g32_asym", kc::WCode::I4, 32, true, false},
                      {"fp8_channel", kc::WCode::E4M3, 0, false, false},  {"int8_channel_xint8", kc::WCode::I8, 0, false, true},
-                     {"int4_g32_xint8", kc::WCode::I4, 32, false, true}, {"int4_g32_asym_xint8", kc::WCode::I4, 32, true, true}};
+                     {"int4_g32_xint8", kc::WCode::I4, 32, false, true}, {"int4_g32_asym_xint8", kc::WCode::I4, 32, true, true},
+                     {"f32_sparse50", kc::WCode::F32, 0, false, false, 0.5},   {"f32_sparse70", kc::WCode::F32, 0, false, false, 0.7},
+                     {"f32_2of4", kc::WCode::F32, 0, false, false, -1},        {"int8_channel_sparse50", kc::WCode::I8, 0, false, false, 0.5},
+                     {"int8_channel_sparse70", kc::WCode::I8, 0, false, false, 0.7}, {"int8_channel_2of4", kc::WCode::I8, 0, false, false, -1}};
 
 void run(benchmark::State& state, Enc e) {
   const int64_t m = state.range(0), n = 2304, k = 768;
@@ -52,6 +57,17 @@ void run(benchmark::State& state, Enc e) {
   std::vector<float> scales(size_t(ns), 0.0123f);
   for (auto& c : codes) c = uint8_t(e.code == kc::WCode::I4 ? g() % 16 : e.code == kc::WCode::E4M3 ? g() % 0x7e : g() % 256);
   if (e.asym) zeros.assign(size_t(ns), 8);
+  std::vector<uint64_t> mask;
+  if (e.sparsity != 0) {
+    mask.assign(size_t((n * k + 63) / 64), 0);
+    std::uniform_real_distribution<double> u(0, 1);
+    for (int64_t i = 0; i < n * k; ++i) {
+      const bool keep = e.sparsity < 0 ? (i % 4 == int64_t(g() % 2) || i % 4 == 3) : u(g) >= e.sparsity;
+      if (keep) mask[size_t(i >> 6)] |= uint64_t(1) << (i & 63);
+      else dense[size_t(i)] = 0.f;
+    }
+    p.mask = mask.data();
+  }
   if (e.code == kc::WCode::F32) {
     p.f32 = dense.data();
   } else {

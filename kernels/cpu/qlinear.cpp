@@ -22,6 +22,7 @@
 #include "kernels/cpu/microkernel_f32.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/qdecode.h"
+#include "kernels/cpu/qdecode_sparse.h"
 #include "kernels/cpu/qlinear_a8.h"
 #include "kernels/cpu/simd.h"
 
@@ -41,7 +42,8 @@ CONDENSE_AVX512 void gemv_avx512(const float* x, const QMatrix& w, int64_t p0, f
   Dec d[P];
 #pragma GCC unroll 2
   for (int i = 0; i < P; ++i) d[i].init(w, p0 + i);
-  const int64_t bpk = L.code_bytes() / (L.panels() * K), pf = kPrefetchBytes / bpk;
+  // Sparse panels have no fixed bytes per k-step: the hardware prefetcher alone.
+  const int64_t bpk = L.sparse ? 0 : L.code_bytes() / (L.panels() * K), pf = bpk ? kPrefetchBytes / bpk : 0;
   const uint8_t* pb[P];
 #pragma GCC unroll 2
   for (int i = 0; i < P; ++i) pb[i] = w.codes + (p0 + i) * K * bpk;
@@ -93,6 +95,7 @@ CONDENSE_AVX512 void decode_avx512(const QMatrix& w, int64_t p, int64_t k0, int6
   const int64_t G = w.layout.group_len();
   Dec d;
   d.init(w, p);
+  if constexpr (requires { d.seek(k0); }) d.seek(k0);
   for (int64_t k = k0; k < kend;) {
     const int64_t g = k / G, ge = std::min(kend, (g + 1) * G);
     d.group(w, p, g);
@@ -159,6 +162,7 @@ CONDENSE_AVX2 void decode_avx2(const QMatrix& w, int64_t p, int64_t k0, int64_t 
   const int64_t G = w.layout.group_len();
   Dec d;
   d.init(w, p);
+  if constexpr (requires { d.seek(k0); }) d.seek(k0);
   for (int64_t k = k0; k < kend;) {
     const int64_t g = k / G, ge = std::min(kend, (g + 1) * G);
     d.group(w, p, g);
@@ -214,6 +218,7 @@ void decode_portable(const QMatrix& w, int64_t p, int64_t k0, int64_t kend, floa
   const int64_t G = w.layout.group_len();
   Dec d;
   d.init(w, p);
+  if constexpr (requires { d.seek(k0); }) d.seek(k0);
   for (int64_t k = k0; k < kend;) {
     const int64_t g = k / G, ge = std::min(kend, (g + 1) * G);
     d.group(w, p, g);
@@ -268,10 +273,26 @@ const Bodies& bodies(Isa isa, const QLayout& L) {
                                     portable_bodies<E4M3xP>(true),
                                     portable_bodies<IntxP<WCode::I8, false, true>>(true),
                                     portable_bodies<IntxP<WCode::I8, true, true>>(true)};
+  static const Bodies sp_avx512[] = {avx512_bodies<SpF32x512>(true),         avx512_bodies<SpI8x512<false, false>>(true),
+                                     avx512_bodies<SpI8x512<true, false>>(true), avx512_bodies<SpI8x512<false, true>>(true),
+                                     avx512_bodies<SpI8x512<true, true>>(true)};
+  static const Bodies sp_avx2[] = {avx2_bodies<SpF32x256>(true),         avx2_bodies<SpI8x256<false, false>>(true),
+                                   avx2_bodies<SpI8x256<true, false>>(true), avx2_bodies<SpI8x256<false, true>>(true),
+                                   avx2_bodies<SpI8x256<true, true>>(true)};
+  static const Bodies sp_portable[] = {portable_bodies<SpxP<WCode::F32, false, false>>(true),
+                                       portable_bodies<SpxP<WCode::I8, false, false>>(true),
+                                       portable_bodies<SpxP<WCode::I8, true, false>>(true),
+                                       portable_bodies<SpxP<WCode::I8, false, true>>(true),
+                                       portable_bodies<SpxP<WCode::I8, true, true>>(true)};
+  const bool channel = L.group == 0 || L.per_tensor;
+  if (L.sparse) {
+    const int i = L.code == WCode::F32 ? 0 : 1 + (L.asym ? 1 : 0) + (channel ? 2 : 0);
+    return isa == Isa::Avx512 ? sp_avx512[i] : isa == Isa::Avx2 ? sp_avx2[i] : sp_portable[i];
+  }
   int i = 0;
   switch (L.code) {
     case WCode::F32: i = 0; break;
-    case WCode::I8: i = (L.asym ? 2 : 1) + (L.group == 0 || L.per_tensor ? 6 : 0); break;
+    case WCode::I8: i = (L.asym ? 2 : 1) + (channel ? 6 : 0); break;
     case WCode::I4: i = L.asym ? 4 : 3; break;
     case WCode::E4M3: i = L.small_scales ? 6 : 5; break;
   }

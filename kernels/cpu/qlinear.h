@@ -15,6 +15,16 @@
 // [panel][group][16] nibble pairs for int4, like the codes. Apart from the
 // padding of the last panel this takes the bytes the .cpk stores.
 //
+// Sparse (f32 and int8 codes, with integer or f32 activations... f32 only):
+// the codes of removed weights are not stored. Per panel and k-step a 32-bit
+// mask says which of the 32 rows' weights are kept (bit j: row j); the kept
+// codes follow in panel, k, row order, and each panel's first code's index is
+// stored, so panels decode independently. The kernels expand the kept codes
+// into their lanes in registers (AVX-512 vpexpandd, AVX2 a permutation table)
+// and multiply the zeros like the dense kernels do, so a sparse matrix gives
+// the dense kernel's result bit for bit while reading 1 bit per weight plus
+// the kept codes.
+//
 // Integer activations (a8: int8 and int4 weights only): each row of x is
 // quantized as the W8A8 recipes define it (s = amax / 127, q = round(x / s)
 // clamped to +-127) and multiplied in integers (VNNI vpdpbusd, AVX2
@@ -47,6 +57,8 @@ struct QLayout {
   bool f16_scales = false;
   bool small_scales = false;  // every |scale| < 256: fp8 decoding folds 2^120 into the scale
   bool a8 = false;            // integer activations, VNNI order (int8 / int4 codes only)
+  bool sparse = false;        // kept codes only (f32 / int8, not a8); `kept` of them
+  int64_t kept = 0;
 
   int64_t panels() const { return (n + 31) / 32; }
   int64_t group_len() const { return group > 0 ? group : k; }
@@ -60,6 +72,8 @@ struct QLayout {
   int64_t scale_count() const;
   int64_t scale_bytes() const { return scale_count() * (f16_scales ? 2 : 4); }
   int64_t zero_bytes() const;
+  int64_t mask_bytes() const { return sparse ? panels() * k * 4 + panels() * 8 : 0; }  // masks + panel starts
+  int64_t bytes() const { return code_bytes() + scale_bytes() + zero_bytes() + mask_bytes(); }
 };
 
 // A packed matrix (pointers into buffers sized by the layout, 64-byte aligned).
@@ -68,6 +82,8 @@ struct QMatrix {
   const uint8_t* codes = nullptr;  // f32: the packed floats
   const void* scales = nullptr;
   const uint8_t* zeros = nullptr;
+  const uint32_t* masks = nullptr;        // sparse: [panel][k]
+  const int64_t* panel_start = nullptr;   // sparse: index of each panel's first kept code
 };
 
 // Packs rows [row0, row0 + rows) of a matrix with layout L from row-major
@@ -78,6 +94,13 @@ struct QMatrix {
 // zero-filled once beforehand (the padding stays zero).
 void pack_q_rows(const QLayout& L, const void* values, const float* scales, const uint8_t* zeros, int64_t rows,
                  int64_t row0, uint8_t* codes_out, void* scales_out, uint8_t* zeros_out);
+
+// Sparse: the masks, panel starts and kept codes of rows [0, L.n), given
+// `kept(row, col)` and the rows' codes (f32 values or code bytes) through
+// `code_at(row, col)` (returning the bytes to copy). codes_out holds
+// L.code_bytes() bytes (kept codes + 64 bytes of slack for vector reads).
+void pack_sparse(const QLayout& L, bool (*kept)(const void*, int64_t, int64_t), const void* (*code_at)(const void*, int64_t, int64_t),
+                 const void* ctx, uint8_t* codes_out, uint32_t* masks_out, int64_t* panel_start_out);
 
 // The effective weights of row r (fl(scale * q), exactly model/quantized_weight.h's
 // values), k floats: an embedding lookup from a quantized (tied) table.

@@ -1,4 +1,5 @@
 // The one-time repack of stored codes into the panel layout of qlinear.h.
+#include <bit>
 #include <cstring>
 
 #include "kernels/common/minifloat.h"
@@ -12,6 +13,7 @@ int64_t QLayout::a8_kp() const {
 }
 
 int64_t QLayout::code_bytes() const {
+  if (sparse) return kept * (code == WCode::F32 ? 4 : 1) + 64;
   const int64_t per_k = code == WCode::F32 ? 32 * 4 : code == WCode::I4 ? 16 : 32;
   return panels() * (a8 ? a8_kp() : k) * per_k;
 }
@@ -52,7 +54,8 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t row = row0 + r, p = row / 32;
     const int j = int(row % 32);
-    switch (L.code) {
+    if (L.code == WCode::F32 && !codes_out) continue;
+    if (codes_out) switch (L.code) {
       case WCode::F32: {
         const float* src = static_cast<const float*>(values) + r * K;
         float* dst = reinterpret_cast<float*>(codes_out) + p * K * 32 + j;
@@ -108,10 +111,59 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
   }
 }
 
+void pack_sparse(const QLayout& L, bool (*kept)(const void*, int64_t, int64_t), const void* (*code_at)(const void*, int64_t, int64_t),
+                 const void* ctx, uint8_t* codes_out, uint32_t* masks_out, int64_t* panel_start_out) {
+  const int64_t esz = L.code == WCode::F32 ? 4 : 1;
+  int64_t idx = 0;
+  for (int64_t p = 0; p < L.panels(); ++p) {
+    panel_start_out[p] = idx;
+    for (int64_t c = 0; c < L.k; ++c) {
+      uint32_t m = 0;
+      for (int j = 0; j < 32; ++j) {
+        const int64_t row = p * 32 + j;
+        if (row >= L.n || !kept(ctx, row, c)) continue;
+        m |= uint32_t(1) << j;
+        std::memcpy(codes_out + idx * esz, code_at(ctx, row, c), size_t(esz));
+        ++idx;
+      }
+      masks_out[p * L.k + c] = m;
+    }
+  }
+}
+
 void decode_row(const QMatrix& w, int64_t r, float* out) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), p = r / 32;
   const int j = int(r % 32);
+  if (L.sparse) {
+    // The row's kept codes, found by counting the kept lanes below it per k-step.
+    int64_t idx = w.panel_start[p];
+    for (int64_t c = 0; c < K; ++c) {
+      const uint32_t m = w.masks[p * K + c];
+      float v = 0.f;
+      if ((m >> j) & 1) {
+        const int64_t at = idx + std::popcount(m & ((uint32_t(1) << j) - 1));
+        if (L.code == WCode::F32) {
+          std::memcpy(&v, w.codes + 4 * at, 4);
+        } else {
+          const int64_t g = c / glen, slot = L.per_tensor ? 0 : (p * G + g) * 32 + j;
+          float s;
+          if (L.f16_scales) {
+            uint16_t h;
+            std::memcpy(&h, static_cast<const uint8_t*>(w.scales) + 2 * slot, 2);
+            s = minifloat::f16_to_f32(h);
+          } else {
+            std::memcpy(&s, static_cast<const uint8_t*>(w.scales) + 4 * slot, 4);
+          }
+          const uint8_t b = w.codes[at];
+          v = s * float(L.asym ? int(b) - int(w.zeros[L.per_tensor ? 0 : slot]) : int(int8_t(b)));
+        }
+      }
+      out[c] = v;
+      idx += std::popcount(m);
+    }
+    return;
+  }
   if (L.code == WCode::F32) {
     const float* src = reinterpret_cast<const float*>(w.codes) + p * K * 32 + j;
     for (int64_t c = 0; c < K; ++c) out[c] = src[c * 32];

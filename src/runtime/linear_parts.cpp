@@ -15,6 +15,7 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
       fail("engine", "weight '" + name + "' has no f32 values and no packed form the runtime can run");
     }
     p.f32 = t.f32();
+    if (it != m.compression.end() && it->second.sparse()) p.mask = it->second.mask.data();  // pruned f32
     return src;
   }
   const WeightCompression& wc = it->second;
@@ -35,6 +36,7 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
   p.scales = wc.scales.data();
   p.zeros = p.asym ? wc.zeros.data() : nullptr;
   p.codes = wc.codes.data();
+  if (wc.sparse()) p.mask = wc.mask.data();  // sparse kernels where the encoding has them; else the rewritten codes
   if (wc.sparse() && p.asym) {
     src.codes = wc.codes;
     for (int64_t i = 0; i < rows * cols; ++i) {

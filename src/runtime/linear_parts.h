@@ -17,9 +17,9 @@ struct LinearSource {
 };
 
 // `t` is the weight's f32 tensor (may be undefined when the packed form is
-// there); rows x cols its shape. Pruned elements of a sparse quantized weight
-// get the code that means 0 (asymmetric: the zero point), so a dense kernel
-// computes the effective weight. Fails naming the weight when it has neither form.
+// there); rows x cols its shape. A pruned weight passes its kept-bitmap (the
+// sparse kernels read only kept codes), and its pruned elements get the code
+// that means 0 (asymmetric: the zero point) for encodings that run dense. Fails naming the weight when it has neither form.
 LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols);
 
 // int8_activations: integer kernels for int8/int4 weights (the W8A8 recipes'

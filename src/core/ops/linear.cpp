@@ -1,6 +1,7 @@
 #include "core/ops/linear.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -13,8 +14,12 @@ bool a8(const LinearPart& p) {
   return p.int8_activations && (p.code == kernels::WCode::I8 || p.code == kernels::WCode::I4);
 }
 
+bool sparse(const LinearPart& p) {
+  return p.mask && !a8(p) && (p.code == kernels::WCode::F32 || p.code == kernels::WCode::I8);
+}
+
 bool same_encoding(const LinearPart& a, const LinearPart& b) {
-  if (a.code != b.code || a8(a) != a8(b)) return false;
+  if (a.code != b.code || a8(a) != a8(b) || sparse(a) != sparse(b)) return false;
   if (a.code == kernels::WCode::F32) return true;
   return !a.per_tensor && !b.per_tensor && a.group == b.group && a.asym == b.asym;
 }
@@ -24,6 +29,29 @@ int64_t scale_count(const LinearPart& p) {
   const int64_t g = p.group > 0 ? p.group : p.cols;
   return p.rows * ((p.cols + g - 1) / g);
 }
+
+// Rows of fused parts, as pack_sparse reads them.
+struct SparseRows {
+  std::vector<const LinearPart*> parts;
+  std::vector<int64_t> row0;
+  // The part holding fused row `row`, and the element's index in it.
+  const LinearPart& at(int64_t row, int64_t col, int64_t* e) const {
+    size_t i = parts.size() - 1;
+    while (row < row0[i]) --i;
+    *e = (row - row0[i]) * parts[i]->cols + col;
+    return *parts[i];
+  }
+  static bool kept(const void* self, int64_t row, int64_t col) {
+    int64_t e;
+    const LinearPart& p = static_cast<const SparseRows*>(self)->at(row, col, &e);
+    return (p.mask[e >> 6] >> (e & 63)) & 1;
+  }
+  static const void* code(const void* self, int64_t row, int64_t col) {
+    int64_t e;
+    const LinearPart& p = static_cast<const SparseRows*>(self)->at(row, col, &e);
+    return p.code == kernels::WCode::F32 ? static_cast<const void*>(p.f32 + e) : static_cast<const void*>(p.codes + e);
+  }
+};
 
 Tensor zeroed_bytes(int64_t n) {
   Tensor t = Tensor::empty(DType::I8, {std::max<int64_t>(n, 1)});
@@ -78,10 +106,14 @@ PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts) {
     L.per_tensor = parts[i].per_tensor;
     L.asym = parts[i].asym;
     L.a8 = a8(parts[i]);
+    L.sparse = sparse(parts[i]);
     L.f16_scales = true;
     L.small_scales = true;
     for (size_t q = i; q < j; ++q) {
       L.n += parts[q].rows;
+      if (L.sparse) {
+        for (int64_t e = 0; e < parts[q].rows * parts[q].cols; ++e) L.kept += (parts[q].mask[e >> 6] >> (e & 63)) & 1;
+      }
       if (L.code == kernels::WCode::F32) continue;
       for (int64_t e = 0; e < scale_count(parts[q]); ++e) {
         const float v = parts[q].scales[e];
@@ -100,13 +132,26 @@ PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts) {
     s.codes = zeroed_bytes(L.code_bytes());
     s.scales = zeroed_bytes(L.scale_bytes());
     s.zeros = zeroed_bytes(L.zero_bytes());
+    s.masks = zeroed_bytes(L.mask_bytes());
     int64_t row0 = 0;
     for (size_t q = i; q < j; ++q) {
       const LinearPart& p = parts[q];
       const void* values = p.code == kernels::WCode::F32 ? static_cast<const void*>(p.f32) : static_cast<const void*>(p.codes);
-      kernels::pack_q_rows(L, values, p.scales, p.zeros, p.rows, row0, static_cast<uint8_t*>(s.codes.data()), s.scales.data(),
-                           static_cast<uint8_t*>(s.zeros.data()));
+      kernels::pack_q_rows(L, values, p.scales, p.zeros, p.rows, row0, L.sparse ? nullptr : static_cast<uint8_t*>(s.codes.data()),
+                           s.scales.data(), static_cast<uint8_t*>(s.zeros.data()));
       row0 += p.rows;
+    }
+    if (L.sparse) {
+      SparseRows ctx;
+      for (size_t q = i; q < j; ++q) {
+        ctx.row0.push_back(ctx.parts.empty() ? 0 : ctx.row0.back() + ctx.parts.back()->rows);
+        ctx.parts.push_back(&parts[q]);
+      }
+      auto* masks = reinterpret_cast<uint32_t*>(s.masks.data());
+      kernels::pack_sparse(L, &SparseRows::kept, &SparseRows::code, &ctx, static_cast<uint8_t*>(s.codes.data()), masks,
+                           reinterpret_cast<int64_t*>(masks + L.panels() * L.k));
+      s.w.masks = masks;
+      s.w.panel_start = reinterpret_cast<const int64_t*>(masks + L.panels() * L.k);
     }
     s.w.codes = static_cast<const uint8_t*>(s.codes.data());
     s.w.scales = s.scales.data();
@@ -120,7 +165,7 @@ PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts) {
 
 size_t PackedLinear::weight_bytes() const {
   size_t b = 0;
-  for (const Segment& s : segs_) b += size_t(s.w.layout.code_bytes() + s.w.layout.scale_bytes() + s.w.layout.zero_bytes());
+  for (const Segment& s : segs_) b += size_t(s.w.layout.bytes());
   return b;
 }
 
@@ -140,6 +185,11 @@ std::string PackedLinear::describe() const {
       e += L.per_tensor ? " per-tensor" : L.group > 0 ? " g" + std::to_string(L.group) : " per-channel";
       if (L.asym) e += " asym";
       if (L.a8) e += " x int8";
+    }
+    if (L.sparse) {
+      char pct[32];
+      std::snprintf(pct, sizeof pct, " %.0f%% sparse", 100.0 * (1.0 - double(L.kept) / double(L.n * L.k)));
+      e += pct;
     }
     if (d.find(e) == std::string::npos) d += (d.empty() ? "" : " + ") + e;
   }

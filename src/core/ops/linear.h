@@ -27,6 +27,11 @@ struct LinearPart {
   // int8 / int4 codes: multiply with int8-quantized rows of x (W8A8 / W4A8,
   // dynamic per row), in integers; other encodings ignore it.
   bool int8_activations = false;
+  // Pruned: one bit per element, row-major, 1 = kept (model/quantized_weight.h's
+  // kept-bitmap). f32 and int8 weights (with f32 activations) then run the
+  // sparse kernels that store and read only the kept codes; other encodings
+  // run dense, their pruned codes meaning 0.
+  const uint64_t* mask = nullptr;
   const uint8_t* codes = nullptr;
   const float* scales = nullptr;
   const uint8_t* zeros = nullptr;
@@ -58,7 +63,7 @@ class PackedLinear {
   struct Segment {
     kernels::QMatrix w;
     int64_t col0 = 0;
-    Tensor codes, scales, zeros;  // owners of w's buffers (byte tensors)
+    Tensor codes, scales, zeros, masks;  // owners of w's buffers (byte tensors)
   };
   std::vector<Segment> segs_;
   int64_t n_ = 0, k_ = 0;
