@@ -27,7 +27,7 @@ TEST(BenchRun, FollowsTheSchemaWithBoundsFromTheSameRun) {
   BenchOptions o;
   o.prefill = {16, 64};
   o.batches = {1, 3};
-  o.contexts = {8, 46};
+  o.contexts = {8, 46, 60};
   o.decode_tokens = 4;
   o.reps = 1;
   o.probe_bytes = size_t(8) << 20;
@@ -36,7 +36,7 @@ TEST(BenchRun, FollowsTheSchemaWithBoundsFromTheSameRun) {
     ++calls;
     EXPECT_LE(done, total);
   });
-  EXPECT_EQ(calls, 2 + 2 + 4);
+  EXPECT_EQ(calls, 2 + 2 + 6);
   EXPECT_EQ(j["schema"], "condense-bench/1");
   EXPECT_EQ(j["kind"], "offline");
   for (const char* k : {"read_gbs", "fma_gflops"}) EXPECT_GT(j["machine"][k].get<double>(), 0) << k;
@@ -47,11 +47,15 @@ TEST(BenchRun, FollowsTheSchemaWithBoundsFromTheSameRun) {
               j["prefill"][0]["tok_s"].get<double>() / j["prefill"][0]["compute_bound_tok_s"].get<double>(), 1e-9);
   EXPECT_TRUE(j["prefill"][1].contains("skipped"));  // 64 > max_seq 48
   EXPECT_DOUBLE_EQ(j["ttft_s"].get<double>(), j["prefill"][0]["seconds"].get<double>());
-  ASSERT_EQ(j["decode"].size(), 4u);
+  ASSERT_EQ(j["decode"].size(), 6u);
   for (const auto& d : j["decode"]) {
-    if (d["context"] == 46) {
-      EXPECT_TRUE(d.contains("skipped")) << d.dump();  // 46 + 4 + 1 > 48
+    if (d["context"] == 60) {
+      EXPECT_TRUE(d.contains("skipped")) << d.dump();  // longer than max_seq 48
       continue;
+    }
+    if (d.contains("requested_context")) {
+      EXPECT_EQ(d["requested_context"], 46);
+      EXPECT_EQ(d["context"], 48 - 4 - 1);  // moved back so the 4 steps end at max_seq
     }
     EXPECT_EQ(d["tokens"].get<int>(), d["batch"].get<int>() * 4);
     const double bound = std::min(d["bandwidth_bound_tok_s"].get<double>(), d["compute_bound_tok_s"].get<double>());

@@ -122,7 +122,10 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   out["ttft_s"] = ttft;  // the first prompt length's prefill, through its first logits
 
   json decode = json::array();
-  for (int ctx : opt.contexts) {
+  for (int asked : opt.contexts) {
+    // A context the model can hold but not with the decode steps after it is
+    // moved back so the last step ends at max_seq (1024 on a 1024 model: 1007).
+    const int ctx = asked <= max_seq && asked + opt.decode_tokens + 1 > max_seq ? std::max(0, max_seq - opt.decode_tokens - 1) : asked;
     int base = -1;
     if (ctx + opt.decode_tokens + 1 <= max_seq) {
       base = e.add_sequence();
@@ -130,6 +133,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
     }
     for (int b : opt.batches) {
       json row = {{"batch", b}, {"context", ctx}};
+      if (ctx != asked) row["requested_context"] = asked;
       if (base < 0) {
         row["skipped"] = "context + decode tokens exceed the model's max_seq (" + std::to_string(cfg.max_seq) + ")";
       } else {
