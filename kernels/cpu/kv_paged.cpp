@@ -6,12 +6,16 @@
 #include "kernels/cpu/kv_paged.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "kernels/common/int_codes.h"
 #include "kernels/common/minifloat.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/dot_f32.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vexp_f32.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/transformer_f32.h"
 
@@ -129,8 +133,75 @@ void kv_paged_read(const KvPagedView& kv, bool values, int h, int64_t pos0, int6
   reader(kv.code)(kv, values, h, pos0, n, out);
 }
 
+namespace {
+
+// Rows < 16 (decode, short chunks): attention_f32's row path (per row and head:
+// scores by dot_f32, the vectorised exp, then o += p v in position order),
+// walking the blocks: f32 blocks are read in place, others one block of one kv
+// head at a time into a 16 x hd buffer shared by the query heads of its group.
+void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos0, int n_heads, const KvPagedView& kv, float* out,
+                          int64_t ldo) {
+  const int64_t hd = kv.hd, T = kv.block_tokens;
+  const int group = n_heads / kv.n_kv;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const ReadFn read = reader(kv.code);
+  const int64_t work = rows * n_heads * (pos0 + rows) * hd;
+#pragma omp parallel if (work >= kParallelMacs)
+  {
+    static thread_local std::vector<float> scores, buf;  // reused: decode calls this per layer per token
+    if (scores.size() < size_t(group * (pos0 + rows))) scores.resize(size_t(group * (pos0 + rows)));
+    if (buf.size() < size_t(T * hd)) buf.resize(size_t(T * hd));
+#pragma omp for schedule(dynamic) collapse(2)
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int g = 0; g < kv.n_kv; ++g) {
+        const int64_t n_vis = pos0 + r + 1;
+        auto block = [&](bool values, int64_t p0, int64_t n) -> const float* {
+          if (kv.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(kv, values, g, p0));
+          read(kv, values, g, p0, n, buf.data());
+          return buf.data();
+        };
+        for (int64_t p0 = 0; p0 < n_vis; p0 += T) {
+          const int64_t n = std::min(T, n_vis - p0);
+          const float* kb = block(false, p0, n);
+          for (int h = 0; h < group; ++h) {
+            const float* qh = q + r * ldq + int64_t(g * group + h) * hd;
+            float* sc = scores.data() + int64_t(h) * n_vis;
+            for (int64_t t = 0; t < n; ++t) sc[p0 + t] = dot_f32(qh, kb + t * hd, hd) * scale;
+          }
+        }
+        for (int h = 0; h < group; ++h) {
+          float* sc = scores.data() + int64_t(h) * n_vis;
+          const float mx = *std::max_element(sc, sc + n_vis);
+          const float inv = float(1.0 / exp_shift_f32(sc, mx, 1.f, n_vis, sc));
+          for (int64_t s = 0; s < n_vis; ++s) sc[s] *= inv;
+          float* o = out + r * ldo + int64_t(g * group + h) * hd;
+          std::fill(o, o + hd, 0.f);
+        }
+        for (int64_t p0 = 0; p0 < n_vis; p0 += T) {
+          const int64_t n = std::min(T, n_vis - p0);
+          const float* vb = block(true, p0, n);
+          for (int h = 0; h < group; ++h) {
+            const float* sc = scores.data() + int64_t(h) * n_vis;
+            float* o = out + r * ldo + int64_t(g * group + h) * hd;
+            for (int64_t t = 0; t < n; ++t) {
+              const float p = sc[p0 + t];
+              const float* vs = vb + t * hd;
+              for (int64_t i = 0; i < hd; ++i) o[i] += p * vs[i];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void attention_paged_f32(const float* q, int64_t ldq, int64_t rows, int64_t pos0, int n_heads, const KvPagedView& kv,
                          float* out, int64_t ldo) {
+  if (rows < 16) return attention_rows_paged(q, ldq, rows, pos0, n_heads, kv, out, ldo);
+  // Chunks: one kv head's keys and values read into f32 at a time, then
+  // attention_f32's blocked GEMMs on them.
   const int64_t n_pos = pos0 + rows, hd = kv.hd;
   const int group = n_heads / kv.n_kv;
   static thread_local std::vector<float> buf;

@@ -1,5 +1,6 @@
 #include "kernels/cpu/transformer_f32.h"
 
+#include "kernels/cpu/dot_f32.h"
 #include "kernels/cpu/gemm_f32.h"
 #include "kernels/cpu/transformer_backward_f32.h"
 #include "kernels/cpu/vexp_f32.h"
@@ -13,30 +14,11 @@
 
 namespace condense::kernels {
 
-namespace {
-
-// Dot product with 16 independent partial sums: a plain `d += a[i] * b[i]` loop
-// is one dependent chain the compiler may not reorder (no -ffast-math), so it
-// would run scalar; this form vectorizes on every ISA.
-inline float dot(const float* a, const float* b, int64_t n) {
-  float acc[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j];
-  }
-  float d = 0.f;
-  for (; i < n; ++i) d += a[i] * b[i];
-  for (int j = 0; j < 16; ++j) d += acc[j];
-  return d;
-}
-
-}  // namespace
-
 void rmsnorm_f32(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out) {
 #pragma omp parallel for schedule(static) if (rows * dim >= kParallelElems)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * dim;
-    const float ss = dot(xr, xr, dim);
+    const float ss = dot_f32(xr, xr, dim);
     const float inv = 1.0f / std::sqrt(ss / float(dim) + eps);
     float* o = out + r * dim;
     for (int64_t i = 0; i < dim; ++i) o[i] = xr[i] * inv * w[i];
@@ -105,7 +87,7 @@ void attention_row(const float* qh, const float* kh, const float* vh, int64_t n_
                    float* o) {
   float mx = -INFINITY;
   for (int64_t s = 0; s < n_pos; ++s) {
-    scores[s] = dot(qh, kh + s * hd, hd) * scale;
+    scores[s] = dot_f32(qh, kh + s * hd, hd) * scale;
     mx = std::max(mx, scores[s]);
   }
   const float inv = float(1.0 / exp_shift_f32(scores, mx, 1.f, n_pos, scores));
