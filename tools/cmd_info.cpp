@@ -17,17 +17,19 @@ namespace condense::cli {
 namespace {
 
 // Per tensor: stored format, sparsity and bits per weight; totals for the
-// blocks' linear weights (against their f32 bytes) and for the whole file.
+// blocks' linear weights and for all weights (against their f32 bytes), and
+// the whole file.
 nlohmann::json cpk_storage(const std::string& path) {
   const CpkInfo info = read_cpk_info(path);
   nlohmann::json tensors = nlohmann::json::array();
   uint64_t lin_bytes = 0, lin_f32 = 0, all_bytes = 0;
-  int64_t lin_elems = 0, lin_kept = 0;
+  int64_t lin_elems = 0, lin_kept = 0, all_elems = 0;
   for (const CpkTensorInfo& t : info.tensors) {
     tensors.push_back({{"name", t.name}, {"format", t.format}, {"scheme", t.scheme}, {"shape", t.shape}, {"bytes", t.bytes},
                        {"sparsity", t.elements ? 1.0 - double(t.kept) / double(t.elements) : 0.0}, {"sparse_encoding", t.sparsity},
                        {"bits_per_weight", t.elements ? 8.0 * double(t.bytes) / double(t.elements) : 0.0}});
     all_bytes += t.bytes;
+    all_elems += t.elements;
     if (t.linear) {
       lin_bytes += t.bytes;
       lin_f32 += uint64_t(t.elements) * 4;
@@ -42,6 +44,9 @@ nlohmann::json cpk_storage(const std::string& path) {
           {"linear_weights", {{"bytes", lin_bytes}, {"f32_bytes", lin_f32}, {"fraction_of_f32", lin_f32 ? double(lin_bytes) / double(lin_f32) : 0.0},
                               {"bits_per_weight", lin_elems ? 8.0 * double(lin_bytes) / double(lin_elems) : 0.0},
                               {"sparsity", lin_elems ? 1.0 - double(lin_kept) / double(lin_elems) : 0.0}}},
+          {"all_weights", {{"bytes", all_bytes}, {"f32_bytes", uint64_t(all_elems) * 4},
+                           {"fraction_of_f32", all_elems ? double(all_bytes) / double(all_elems * 4) : 0.0},
+                           {"bits_per_weight", all_elems ? 8.0 * double(all_bytes) / double(all_elems) : 0.0}}},
           {"tensors", tensors}};
 }
 
@@ -58,6 +63,10 @@ void print_cpk_storage(const nlohmann::json& p) {
   std::printf("linear weights: %llu bytes = %.2f%% of their f32 %llu bytes (%.3f bits/weight, %.1f%% sparse)\n",
               (unsigned long long)l["bytes"].get<uint64_t>(), 100 * l["fraction_of_f32"].get<double>(),
               (unsigned long long)l["f32_bytes"].get<uint64_t>(), l["bits_per_weight"].get<double>(), 100 * l["sparsity"].get<double>());
+  const auto& w = p["all_weights"];
+  std::printf("all weights:    %llu bytes = %.2f%% of their f32 %llu bytes (%.3f bits/weight; embedding, head and norms included)\n",
+              (unsigned long long)w["bytes"].get<uint64_t>(), 100 * w["fraction_of_f32"].get<double>(),
+              (unsigned long long)w["f32_bytes"].get<uint64_t>(), w["bits_per_weight"].get<double>());
   std::printf("whole file:     %llu bytes\n", (unsigned long long)p["file_bytes"].get<uint64_t>());
 }
 
