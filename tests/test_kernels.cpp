@@ -16,35 +16,19 @@
 #include "kernels/cpu/linear_f32.h"
 #include "kernels/cpu/transformer_f32.h"
 #include "kernels/cpu/vexp_f32.h"
+#include "tests/isa_test.h"
 
 using namespace condense;
 namespace kc = condense::kernels;
 
-namespace condense::kernels {
-// So a failure names the ISA instead of printing the enum's bytes.
-void PrintTo(Isa isa, std::ostream* os) { *os << isa_name(isa); }
-}  // namespace condense::kernels
 
 namespace {
 
 constexpr double kU = 1.0 / (1 << 24);
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) { return testutil::normal(n, seed, scale); }
 
-class KernelIsa : public ::testing::TestWithParam<kc::Isa> {
- protected:
-  void SetUp() override {
-    if (!kc::isa_supported(GetParam())) GTEST_SKIP() << "this CPU lacks " << kc::isa_name(GetParam());
-    kc::force_isa(GetParam());
-  }
-  void TearDown() override { kc::clear_forced_isa(); }
-};
+class KernelIsa : public testutil::ForcedIsa {};
 
 }  // namespace
 

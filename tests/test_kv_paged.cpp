@@ -22,33 +22,18 @@
 #include "kernels/cpu/transformer_f32.h"
 #include "model/shapes.h"
 #include "runtime/engine.h"
+#include "tests/isa_test.h"
 #include "tests/tiny_model.h"
 
 using namespace condense;
 namespace kc = condense::kernels;
 
-namespace condense::kernels {
-void PrintTo(Isa isa, std::ostream* os) { *os << isa_name(isa); }
-}  // namespace condense::kernels
 
 namespace {
 
-class KvPagedIsa : public ::testing::TestWithParam<kc::Isa> {
- protected:
-  void SetUp() override {
-    if (!kc::isa_supported(GetParam())) GTEST_SKIP() << "this CPU lacks " << kc::isa_name(GetParam());
-    kc::force_isa(GetParam());
-  }
-  void TearDown() override { kc::clear_forced_isa(); }
-};
+class KvPagedIsa : public testutil::ForcedIsa {};
 
-std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.f) { return testutil::normal(n, seed, sd); }
 
 // A pool of n_blocks blocks for one layer, a permuted table over all of them.
 struct Pool {
@@ -167,7 +152,7 @@ TEST_P(KvPagedIsa, EveryDtypeReadsBackItsFloat64Codec) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, KvPagedIsa, ::testing::ValuesIn(kc::kAllIsas), [](const auto& i) { return std::string(kc::isa_name(i.param)); });
+INSTANTIATE_TEST_SUITE_P(Isa, KvPagedIsa, ::testing::ValuesIn(kc::kAllIsas), testutil::isa_test_name);
 
 namespace {
 

@@ -19,13 +19,11 @@
 #include "core/ops/linear.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/qlinear.h"
+#include "tests/isa_test.h"
 
 using namespace condense;
 namespace kc = condense::kernels;
 
-namespace condense::kernels {
-void PrintTo(Isa isa, std::ostream* os) { *os << isa_name(isa); }
-}  // namespace condense::kernels
 
 namespace {
 
@@ -134,22 +132,9 @@ struct Matrix {
   }
 };
 
-std::vector<float> randn(size_t n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d;
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+std::vector<float> randn(size_t n, uint32_t seed) { return testutil::normal(n, seed); }
 
-class QLinearIsa : public ::testing::TestWithParam<kc::Isa> {
- protected:
-  void SetUp() override {
-    if (!kc::isa_supported(GetParam())) GTEST_SKIP() << "this CPU lacks " << kc::isa_name(GetParam());
-    kc::force_isa(GetParam());
-  }
-  void TearDown() override { kc::clear_forced_isa(); }
-};
+class QLinearIsa : public testutil::ForcedIsa {};
 
 std::vector<float> apply(const ops::PackedLinear& p, const std::vector<float>& x, int64_t m, int64_t ldx, int64_t ldy) {
   std::vector<float> y(size_t(m * ldy), -7.f);
@@ -386,4 +371,4 @@ TEST(QLinear, RowLookupGivesTheEffectiveWeightsInEveryLayout) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, QLinearIsa, ::testing::ValuesIn(kc::kAllIsas), [](const auto& i) { return std::string(kc::isa_name(i.param)); });
+INSTANTIATE_TEST_SUITE_P(Isa, QLinearIsa, ::testing::ValuesIn(kc::kAllIsas), testutil::isa_test_name);

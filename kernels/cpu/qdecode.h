@@ -106,19 +106,25 @@ struct F32x512 {
   }
 };
 
-// Channel: one scale per row (or per tensor), applied to the finished sum
-// instead of to each weight (ScaleAtEnd), which halves the float work per code.
-template <bool Asym, bool Channel>
-struct I8x512 {
-  static constexpr bool kScaleAtEnd = Channel;
-  const uint8_t* c;
+// A group's 32 scales (and zero points) in registers: the integer decoders' group().
+template <bool Asym>
+struct GroupScales512 {
   __m512 s0, s1;
   __m512i z0, z1;
-  CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
   CONDENSE_AVX512 void group(const QMatrix& w, int64_t p, int64_t g) {
     scales512(w, p, g, s0, s1);
     if constexpr (Asym) zeros512(w, p, g, z0, z1);
   }
+};
+
+// Channel: one scale per row (or per tensor), applied to the finished sum
+// instead of to each weight (ScaleAtEnd), which halves the float work per code.
+template <bool Asym, bool Channel>
+struct I8x512 : GroupScales512<Asym> {
+  using GroupScales512<Asym>::s0, GroupScales512<Asym>::s1, GroupScales512<Asym>::z0, GroupScales512<Asym>::z1;
+  static constexpr bool kScaleAtEnd = Channel;
+  const uint8_t* c;
+  CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
   CONDENSE_AVX512 void at(int64_t k, __m512& w0, __m512& w1) const {
     const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 32));
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 32 + 16));
@@ -140,16 +146,11 @@ struct I8x512 {
 };
 
 template <bool Asym>
-struct I4x512 {
+struct I4x512 : GroupScales512<Asym> {
+  using GroupScales512<Asym>::s0, GroupScales512<Asym>::s1, GroupScales512<Asym>::z0, GroupScales512<Asym>::z1;
   static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
-  __m512 s0, s1;
-  __m512i z0, z1;
   CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 16; }
-  CONDENSE_AVX512 void group(const QMatrix& w, int64_t p, int64_t g) {
-    scales512(w, p, g, s0, s1);
-    if constexpr (Asym) zeros512(w, p, g, z0, z1);
-  }
   CONDENSE_AVX512 void at(int64_t k, __m512& w0, __m512& w1) const {
     const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 16));
     __m512i i0, i1;

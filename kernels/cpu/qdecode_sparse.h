@@ -69,15 +69,10 @@ struct SpF32x512 : SparseCursor<float> {
 };
 
 template <bool Asym, bool Channel>
-struct SpI8x512 : SparseCursor<uint8_t> {
+struct SpI8x512 : SparseCursor<uint8_t>, GroupScales512<Asym> {
+  using GroupScales512<Asym>::s0, GroupScales512<Asym>::s1, GroupScales512<Asym>::z0, GroupScales512<Asym>::z1;
   static constexpr bool kScaleAtEnd = Channel;
-  __m512 s0, s1;
-  __m512i z0, z1;
   void init(const QMatrix& w, int64_t p) { init_cursor(w, p); }
-  CONDENSE_AVX512 void group(const QMatrix& w, int64_t p, int64_t g) {
-    scales512(w, p, g, s0, s1);
-    if constexpr (Asym) zeros512(w, p, g, z0, z1);
-  }
   CONDENSE_AVX512 __m512 lane16(__mmask16 mk, __m512 s, __m512i z) {
     const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v));
     v += std::popcount(unsigned(mk));

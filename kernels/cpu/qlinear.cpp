@@ -33,6 +33,26 @@ constexpr int kMR = kMicroRows;
 constexpr int64_t kKC = kMicroDepth;
 constexpr int64_t kPrefetchBytes = 4096;  // how far ahead of the decode a panel stream is prefetched
 
+// Positions [k0, kend) in scale-group stretches: on_group(g) when a stretch of
+// group g starts, then step(k) for each of its positions.
+template <class OnGroup, class Step>
+__attribute__((always_inline)) inline void by_group(int64_t k0, int64_t kend, int64_t G, OnGroup&& on_group, Step&& step) {
+  for (int64_t k = k0; k < kend;) {
+    const int64_t g = k / G, ge = std::min(kend, (g + 1) * G);
+    on_group(g);
+    for (; k < ge; ++k) step(k);
+  }
+}
+
+// A panel's decoder placed at k0.
+template <class Dec>
+__attribute__((always_inline)) inline Dec decoder_at(const QMatrix& w, int64_t p, int64_t k0) {
+  Dec d;
+  d.init(w, p);
+  if constexpr (requires { d.seek(k0); }) d.seek(k0);
+  return d;
+}
+
 // ---------------------------------------------------------------- AVX-512 ---
 
 template <class Dec, int P>
@@ -92,20 +112,13 @@ CONDENSE_AVX512 void gemv_avx512(const float* x, const QMatrix& w, int64_t p0, f
 
 template <class Dec>
 CONDENSE_AVX512 void decode_avx512(const QMatrix& w, int64_t p, int64_t k0, int64_t kend, float* tile) {
-  const int64_t G = w.layout.group_len();
-  Dec d;
-  d.init(w, p);
-  if constexpr (requires { d.seek(k0); }) d.seek(k0);
-  for (int64_t k = k0; k < kend;) {
-    const int64_t g = k / G, ge = std::min(kend, (g + 1) * G);
-    d.group(w, p, g);
-    for (; k < ge; ++k) {
-      __m512 w0, w1;
-      d.at(k, w0, w1);
-      _mm512_store_ps(tile + (k - k0) * 32, w0);
-      _mm512_store_ps(tile + (k - k0) * 32 + 16, w1);
-    }
-  }
+  Dec d = decoder_at<Dec>(w, p, k0);
+  by_group(k0, kend, w.layout.group_len(), [&](int64_t g) CONDENSE_AVX512 { d.group(w, p, g); }, [&](int64_t k) CONDENSE_AVX512 {
+    __m512 w0, w1;
+    d.at(k, w0, w1);
+    _mm512_store_ps(tile + (k - k0) * 32, w0);
+    _mm512_store_ps(tile + (k - k0) * 32 + 16, w1);
+  });
 }
 
 // ------------------------------------------------------------------- AVX2 ---
@@ -159,20 +172,13 @@ CONDENSE_AVX2 void gemv_avx2(const float* x, const QMatrix& w, int64_t p0, float
 
 template <class Dec>
 CONDENSE_AVX2 void decode_avx2(const QMatrix& w, int64_t p, int64_t k0, int64_t kend, float* tile) {
-  const int64_t G = w.layout.group_len();
-  Dec d;
-  d.init(w, p);
-  if constexpr (requires { d.seek(k0); }) d.seek(k0);
-  for (int64_t k = k0; k < kend;) {
-    const int64_t g = k / G, ge = std::min(kend, (g + 1) * G);
-    d.group(w, p, g);
-    for (; k < ge; ++k) {
-      __m256 wv[4];
-      d.at(k, wv);
+  Dec d = decoder_at<Dec>(w, p, k0);
+  by_group(k0, kend, w.layout.group_len(), [&](int64_t g) CONDENSE_AVX2 { d.group(w, p, g); }, [&](int64_t k) CONDENSE_AVX2 {
+    __m256 wv[4];
+    d.at(k, wv);
 #pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) _mm256_store_ps(tile + (k - k0) * 32 + 8 * q, wv[q]);
-    }
-  }
+    for (int q = 0; q < 4; ++q) _mm256_store_ps(tile + (k - k0) * 32 + 8 * q, wv[q]);
+  });
 }
 
 // --------------------------------------------------------------- portable ---
@@ -215,15 +221,8 @@ void gemv_portable(const float* x, const QMatrix& w, int64_t p0, float* y) {
 
 template <class Dec>
 void decode_portable(const QMatrix& w, int64_t p, int64_t k0, int64_t kend, float* tile) {
-  const int64_t G = w.layout.group_len();
-  Dec d;
-  d.init(w, p);
-  if constexpr (requires { d.seek(k0); }) d.seek(k0);
-  for (int64_t k = k0; k < kend;) {
-    const int64_t g = k / G, ge = std::min(kend, (g + 1) * G);
-    d.group(w, p, g);
-    for (; k < ge; ++k) d.at(k, tile + (k - k0) * 32);
-  }
+  Dec d = decoder_at<Dec>(w, p, k0);
+  by_group(k0, kend, w.layout.group_len(), [&](int64_t g) { d.group(w, p, g); }, [&](int64_t k) { d.at(k, tile + (k - k0) * 32); });
 }
 
 // ------------------------------------------------------------ the tables ---

@@ -131,6 +131,22 @@ void pack_sparse(const QLayout& L, bool (*kept)(const void*, int64_t, int64_t), 
   }
 }
 
+namespace {
+
+float scale_at(const QMatrix& w, int64_t slot) {
+  float s;
+  if (w.layout.f16_scales) {
+    uint16_t h;
+    std::memcpy(&h, static_cast<const uint8_t*>(w.scales) + 2 * slot, 2);
+    s = minifloat::f16_to_f32(h);
+  } else {
+    std::memcpy(&s, static_cast<const uint8_t*>(w.scales) + 4 * slot, 4);
+  }
+  return s;
+}
+
+}  // namespace
+
 void decode_row(const QMatrix& w, int64_t r, float* out) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), p = r / 32;
@@ -146,17 +162,9 @@ void decode_row(const QMatrix& w, int64_t r, float* out) {
         if (L.code == WCode::F32) {
           std::memcpy(&v, w.codes + 4 * at, 4);
         } else {
-          const int64_t g = c / glen, slot = L.per_tensor ? 0 : (p * G + g) * 32 + j;
-          float s;
-          if (L.f16_scales) {
-            uint16_t h;
-            std::memcpy(&h, static_cast<const uint8_t*>(w.scales) + 2 * slot, 2);
-            s = minifloat::f16_to_f32(h);
-          } else {
-            std::memcpy(&s, static_cast<const uint8_t*>(w.scales) + 4 * slot, 4);
-          }
+          const int64_t slot = L.per_tensor ? 0 : (p * G + c / glen) * 32 + j;
           const uint8_t b = w.codes[at];
-          v = s * float(L.asym ? int(b) - int(w.zeros[L.per_tensor ? 0 : slot]) : int(int8_t(b)));
+          v = scale_at(w, slot) * float(L.asym ? int(b) - int(w.zeros[slot]) : int(int8_t(b)));
         }
       }
       out[c] = v;
@@ -171,14 +179,7 @@ void decode_row(const QMatrix& w, int64_t r, float* out) {
   }
   for (int64_t c = 0; c < K; ++c) {
     const int64_t g = c / glen, slot = L.per_tensor ? 0 : (p * G + g) * 32 + j;
-    float s;
-    if (L.f16_scales) {
-      uint16_t h;
-      std::memcpy(&h, static_cast<const uint8_t*>(w.scales) + 2 * slot, 2);
-      s = minifloat::f16_to_f32(h);
-    } else {
-      std::memcpy(&s, static_cast<const uint8_t*>(w.scales) + 4 * slot, 4);
-    }
+    const float s = scale_at(w, slot);
     int zero = 0;
     if (L.asym) {
       if (L.per_tensor) zero = w.zeros[0];
