@@ -92,7 +92,8 @@ double bf16_ref(float x) {  // bf16 keeps 8 significant bits: round the f32 to t
 }  // namespace
 
 TEST_P(KvPagedIsa, PermutedBlocksEqualContiguousF32Bitwise) {
-  const int n_kv = 2, hd = 16, n_heads = 6, n_pos = 77;
+  for (int hd : {16, 8, 5}) {  // short heads take the keys-in-lanes score path
+  const int n_kv = 2, n_heads = 6, n_pos = 77;
   Pool pool(kc::KvCode::F32, n_kv, hd, 5, 7);
   const auto k = randn(size_t(n_pos * n_kv * hd), 1), v = randn(size_t(n_pos * n_kv * hd), 2);
   for (int p = 0; p < n_pos; ++p) kc::kv_paged_write(pool.view, &k[size_t(p * n_kv * hd)], &v[size_t(p * n_kv * hd)], p);
@@ -110,7 +111,8 @@ TEST_P(KvPagedIsa, PermutedBlocksEqualContiguousF32Bitwise) {
     std::vector<float> a(q.size()), b(q.size());
     kc::attention_paged_f32(q.data(), n_heads * hd, rows, pos0, n_heads, pool.view, a.data(), n_heads * hd);
     kc::attention_f32(q.data(), n_heads * hd, kc_.data(), vc_.data(), n_pos * hd, rows, pos0, n_heads, n_kv, hd, b.data(), n_heads * hd);
-    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "rows " << rows;
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "rows " << rows << " head_dim " << hd;
+  }
   }
 }
 

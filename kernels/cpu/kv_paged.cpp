@@ -135,6 +135,23 @@ void kv_paged_read(const KvPagedView& kv, bool values, int h, int64_t pos0, int6
 
 namespace {
 
+typedef float vec4f_t __attribute__((vector_size(16)));
+
+// s[t] = dot_f32(q, column t of kt, n) for 16 columns of kt [n][16] and n < 16:
+// per lane the same chain d = ((0 + q0 k0) + q1 k1) + ..., multiply and add
+// rounded separately (this file is built for baseline x86-64: no FMA to fuse).
+void dot_lanes16(const float* q, const float* kt, int64_t n, float* s) {
+  vec4f_t d[4] = {};
+  for (int64_t i = 0; i < n; ++i) {
+    for (int j = 0; j < 4; ++j) {
+      vec4f_t k;
+      std::memcpy(&k, kt + i * 16 + 4 * j, sizeof k);
+      d[j] = d[j] + q[i] * k;
+    }
+  }
+  std::memcpy(s, d, sizeof d);
+}
+
 // Rows < 16 (decode, short chunks): attention_f32's row path (per row and head:
 // scores by dot_f32, the vectorised exp, then o += p v in position order),
 // walking the blocks: f32 blocks are read in place, others one block of one kv
@@ -163,6 +180,23 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
         for (int64_t p0 = 0; p0 < n_vis; p0 += T) {
           const int64_t n = std::min(T, n_vis - p0);
           const float* kb = block(false, p0, n);
+          if (hd < 16 && T == 16) {
+            // Short heads: dot_f32 is one sequential mul-add chain per key;
+            // the same chain for the block's keys side by side (keys transposed
+            // into lanes) gives the same scores in a few vector operations.
+            float kt[16 * 16];
+            for (int64_t t = 0; t < T; ++t) {
+              for (int64_t i = 0; i < hd; ++i) kt[i * T + t] = t < n ? kb[t * hd + i] : 0.f;
+            }
+            for (int h = 0; h < group; ++h) {
+              const float* qh = q + r * ldq + int64_t(g * group + h) * hd;
+              float s[16];
+              dot_lanes16(qh, kt, hd, s);
+              float* sc = scores.data() + int64_t(h) * n_vis;
+              for (int64_t t = 0; t < n; ++t) sc[p0 + t] = s[t] * scale;
+            }
+            continue;
+          }
           for (int h = 0; h < group; ++h) {
             const float* qh = q + r * ldq + int64_t(g * group + h) * hd;
             float* sc = scores.data() + int64_t(h) * n_vis;

@@ -197,14 +197,15 @@ std::string PackedLinear::describe() const {
 }
 
 void PackedLinear::row(int64_t r, float* out) const {
-  check(r >= 0 && r < n_, "PackedLinear::row", "row " + std::to_string(r) + " is outside [0, " + std::to_string(n_) + ")");
+  if (r < 0 || r >= n_) check(false, "PackedLinear::row", "row " + std::to_string(r) + " is outside [0, " + std::to_string(n_) + ")");
   for (const Segment& s : segs_) {
     if (r < s.col0 + s.w.layout.n) return kernels::decode_row(s.w, r - s.col0, out);
   }
 }
 
 void PackedLinear::apply(const Mat& x, const Mat& y) const {
-  check(x.cols == k_ && y.cols == n_ && x.rows == y.rows, "linear",
+  // The message is built only on failure: apply runs per layer per token.
+  if (!(x.cols == k_ && y.cols == n_ && x.rows == y.rows)) check(false, "linear",
         "x [" + std::to_string(x.rows) + ", " + std::to_string(x.cols) + "] . W^T [" + std::to_string(k_) + ", " +
             std::to_string(n_) + "] -> y [" + std::to_string(y.rows) + ", " + std::to_string(y.cols) + "] do not match");
   for (const Segment& s : segs_) kernels::linear_q(x.data, x.rows, x.ld, s.w, y.data + s.col0, y.ld);

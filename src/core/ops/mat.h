@@ -25,5 +25,9 @@ struct Mat {
 Mat mat(Tensor& t);
 // Throws condense::Error "<op>: <what>" when `ok` is false (shape mismatches).
 void check(bool ok, const char* op, const std::string& what);
+// The same for a literal message: nothing is built unless it fails (ops run per token).
+inline void check(bool ok, const char* op, const char* what) {
+  if (!ok) check(false, op, std::string(what));
+}
 
 }  // namespace condense::ops

@@ -31,7 +31,7 @@ void rmsnorm(const Mat& x, const Tensor& w, float eps, const Mat& out) {
 
 void rope(const Mat& x, int heads, int hd, int64_t pos0, const RopeTable& t) {
   check(x.cols == int64_t(heads) * hd && t.hd == hd, "rope", "x width is not heads * head_dim");
-  check(pos0 + x.rows <= t.cos.dim(0), "rope", "position " + std::to_string(pos0 + x.rows) + " is past the RoPE table");
+  if (pos0 + x.rows > t.cos.dim(0)) check(false, "rope", "position " + std::to_string(pos0 + x.rows) + " is past the RoPE table");
   kernels::rope_f32(x.data, x.rows, x.ld, heads, hd, pos0, t.cos.f32(), t.sin.f32());
 }
 
@@ -47,7 +47,7 @@ void add(const Mat& x, const Mat& y) {
 }
 
 void add_bias(const Mat& x, const Tensor& b) {
-  check(b.numel() == x.cols, "add_bias", "bias has " + std::to_string(b.numel()) + " values for " + std::to_string(x.cols) + " columns");
+  if (b.numel() != x.cols) check(false, "add_bias", "bias has " + std::to_string(b.numel()) + " values for " + std::to_string(x.cols) + " columns");
   for (int64_t r = 0; r < x.rows; ++r) kernels::add_f32(x.row(r), b.f32(), x.cols);
 }
 
