@@ -163,69 +163,74 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
   const float scale = 1.0f / std::sqrt(float(hd));
   const ReadFn read = reader(kv.code);
   const int64_t work = rows * n_heads * (pos0 + rows) * hd;
-#pragma omp parallel if (work >= kParallelMacs)
-  {
+  // One (row, kv head): the scores, softmax and values of its group's query heads.
+  auto one = [&](int64_t r, int g) {
     static thread_local std::vector<float> scores, buf;  // reused: decode calls this per layer per token
     if (scores.size() < size_t(group * (pos0 + rows))) scores.resize(size_t(group * (pos0 + rows)));
     if (buf.size() < size_t(T * hd)) buf.resize(size_t(T * hd));
-#pragma omp for schedule(dynamic) collapse(2)
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int g = 0; g < kv.n_kv; ++g) {
-        const int64_t n_vis = pos0 + r + 1;
-        auto block = [&](bool values, int64_t p0, int64_t n) -> const float* {
-          if (kv.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(kv, values, g, p0));
-          read(kv, values, g, p0, n, buf.data());
-          return buf.data();
-        };
-        for (int64_t p0 = 0; p0 < n_vis; p0 += T) {
-          const int64_t n = std::min(T, n_vis - p0);
-          const float* kb = block(false, p0, n);
-          if (hd < 16 && T == 16) {
-            // Short heads: dot_f32 is one sequential mul-add chain per key;
-            // the same chain for the block's keys side by side (keys transposed
-            // into lanes) gives the same scores in a few vector operations.
-            float kt[16 * 16];
-            for (int64_t t = 0; t < T; ++t) {
-              for (int64_t i = 0; i < hd; ++i) kt[i * T + t] = t < n ? kb[t * hd + i] : 0.f;
-            }
-            for (int h = 0; h < group; ++h) {
-              const float* qh = q + r * ldq + int64_t(g * group + h) * hd;
-              float s[16];
-              dot_lanes16(qh, kt, hd, s);
-              float* sc = scores.data() + int64_t(h) * n_vis;
-              for (int64_t t = 0; t < n; ++t) sc[p0 + t] = s[t] * scale;
-            }
-            continue;
-          }
-          for (int h = 0; h < group; ++h) {
-            const float* qh = q + r * ldq + int64_t(g * group + h) * hd;
-            float* sc = scores.data() + int64_t(h) * n_vis;
-            for (int64_t t = 0; t < n; ++t) sc[p0 + t] = dot_f32(qh, kb + t * hd, hd) * scale;
-          }
+    const int64_t n_vis = pos0 + r + 1;
+    auto block = [&](bool values, int64_t p0, int64_t n) -> const float* {
+      if (kv.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(kv, values, g, p0));
+      read(kv, values, g, p0, n, buf.data());
+      return buf.data();
+    };
+    for (int64_t p0 = 0; p0 < n_vis; p0 += T) {
+      const int64_t n = std::min(T, n_vis - p0);
+      const float* kb = block(false, p0, n);
+      if (hd < 16 && T == 16) {
+        // Short heads: dot_f32 is one sequential mul-add chain per key;
+        // the same chain for the block's keys side by side (keys transposed
+        // into lanes) gives the same scores in a few vector operations.
+        float kt[16 * 16];
+        for (int64_t t = 0; t < T; ++t) {
+          for (int64_t i = 0; i < hd; ++i) kt[i * T + t] = t < n ? kb[t * hd + i] : 0.f;
         }
         for (int h = 0; h < group; ++h) {
+          const float* qh = q + r * ldq + int64_t(g * group + h) * hd;
+          float s[16];
+          dot_lanes16(qh, kt, hd, s);
           float* sc = scores.data() + int64_t(h) * n_vis;
-          const float mx = *std::max_element(sc, sc + n_vis);
-          const float inv = float(1.0 / exp_shift_f32(sc, mx, 1.f, n_vis, sc));
-          for (int64_t s = 0; s < n_vis; ++s) sc[s] *= inv;
-          float* o = out + r * ldo + int64_t(g * group + h) * hd;
-          std::fill(o, o + hd, 0.f);
+          for (int64_t t = 0; t < n; ++t) sc[p0 + t] = s[t] * scale;
         }
-        for (int64_t p0 = 0; p0 < n_vis; p0 += T) {
-          const int64_t n = std::min(T, n_vis - p0);
-          const float* vb = block(true, p0, n);
-          for (int h = 0; h < group; ++h) {
-            const float* sc = scores.data() + int64_t(h) * n_vis;
-            float* o = out + r * ldo + int64_t(g * group + h) * hd;
-            for (int64_t t = 0; t < n; ++t) {
-              const float p = sc[p0 + t];
-              const float* vs = vb + t * hd;
-              for (int64_t i = 0; i < hd; ++i) o[i] += p * vs[i];
-            }
-          }
+        continue;
+      }
+      for (int h = 0; h < group; ++h) {
+        const float* qh = q + r * ldq + int64_t(g * group + h) * hd;
+        float* sc = scores.data() + int64_t(h) * n_vis;
+        for (int64_t t = 0; t < n; ++t) sc[p0 + t] = dot_f32(qh, kb + t * hd, hd) * scale;
+      }
+    }
+    for (int h = 0; h < group; ++h) {
+      float* sc = scores.data() + int64_t(h) * n_vis;
+      const float mx = *std::max_element(sc, sc + n_vis);
+      const float inv = float(1.0 / exp_shift_f32(sc, mx, 1.f, n_vis, sc));
+      for (int64_t s = 0; s < n_vis; ++s) sc[s] *= inv;
+      float* o = out + r * ldo + int64_t(g * group + h) * hd;
+      std::fill(o, o + hd, 0.f);
+    }
+    for (int64_t p0 = 0; p0 < n_vis; p0 += T) {
+      const int64_t n = std::min(T, n_vis - p0);
+      const float* vb = block(true, p0, n);
+      for (int h = 0; h < group; ++h) {
+        const float* sc = scores.data() + int64_t(h) * n_vis;
+        float* o = out + r * ldo + int64_t(g * group + h) * hd;
+        for (int64_t t = 0; t < n; ++t) {
+          const float p = sc[p0 + t];
+          const float* vs = vb + t * hd;
+          for (int64_t i = 0; i < hd; ++i) o[i] += p * vs[i];
         }
       }
     }
+  };
+  if (work < kParallelMacs) {  // no region at all: even an if(false) one costs libgomp calls per token
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int g = 0; g < kv.n_kv; ++g) one(r, g);
+    }
+    return;
+  }
+#pragma omp parallel for schedule(dynamic) collapse(2)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int g = 0; g < kv.n_kv; ++g) one(r, g);
   }
 }
 

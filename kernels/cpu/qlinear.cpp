@@ -319,12 +319,17 @@ void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y
     // Decode streams the weights: worth the other threads only for a long stream.
     const bool par = L.code_bytes() >= kParallelBytes;
     const int64_t pairs = (np + 1) / 2;
-    const int64_t chunk = std::max<int64_t>(1, pairs / (8 * int64_t(omp_get_max_threads())));
-#pragma omp parallel for schedule(dynamic, chunk) if (par)
-    for (int64_t i = 0; i < pairs; ++i) {
+    auto pair = [&](int64_t i) {
       if (2 * i + 1 < np) b.gemv2(x, w, 2 * i, y);
       else b.gemv1(x, w, 2 * i, y);
+    };
+    if (!par) {  // no region at all: even an if(false) one costs libgomp calls per linear per token
+      for (int64_t i = 0; i < pairs; ++i) pair(i);
+      return;
     }
+    const int64_t chunk = std::max<int64_t>(1, pairs / (8 * int64_t(omp_get_max_threads())));
+#pragma omp parallel for schedule(dynamic, chunk)
+    for (int64_t i = 0; i < pairs; ++i) pair(i);
     return;
   }
 
