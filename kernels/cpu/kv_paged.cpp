@@ -182,8 +182,9 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
         // the same chain for the block's keys side by side (keys transposed
         // into lanes) gives the same scores in a few vector operations.
         float kt[16 * 16];
-        for (int64_t t = 0; t < T; ++t) {
-          for (int64_t i = 0; i < hd; ++i) kt[i * T + t] = t < n ? kb[t * hd + i] : 0.f;
+        if (n < T) std::fill(kt, kt + hd * T, 0.f);
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t i = 0; i < hd; ++i) kt[i * T + t] = kb[t * hd + i];
         }
         for (int h = 0; h < group; ++h) {
           const float* qh = q + r * ldq + int64_t(g * group + h) * hd;
