@@ -40,6 +40,81 @@ struct A8Rows {
 
 // The W8A8 recipe's quantization (model/activation_quant.h fake_quant_rows):
 // s = amax / 127, q = nearbyint(x * (1 / s)) clamped to +-127; a zero row is 0.
+// One row's largest |x|, and one run of codes q = clamp(nearbyint(x * inv))
+// with their sum (returned). Per ISA; the vector bodies round to nearest even
+// as nearbyint does in the default rounding mode, so every body gives the same codes.
+float amax_portable(const float* x, int64_t n) {
+  float a = 0;
+  for (int64_t c = 0; c < n; ++c) a = std::fmax(a, std::fabs(x[c]));
+  return a;
+}
+int32_t quant_portable(const float* x, int64_t n, float inv, int8_t* q) {
+  int32_t sum = 0;
+  for (int64_t c = 0; c < n; ++c) {
+    const int v = int(std::fmin(127.f, std::fmax(-127.f, std::nearbyint(x[c] * inv))));
+    q[c] = int8_t(v);
+    sum += v;
+  }
+  return sum;
+}
+
+CONDENSE_AVX512_VNNI float amax_avx512(const float* x, int64_t n) {
+  __m512 a = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) a = _mm512_max_ps(a, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
+  alignas(64) float l[16];
+  _mm512_store_ps(l, a);
+  float m = amax_portable(x + c, n - c);
+  for (float v : l) m = std::max(m, v);
+  return m;
+}
+CONDENSE_AVX512_VNNI int32_t quant_avx512(const float* x, int64_t n, float inv, int8_t* q) {
+  const __m512 vi = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.f), lo = _mm512_set1_ps(-127.f);
+  __m512i sum = _mm512_setzero_si512();
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) {
+    const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(x + c), vi), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i v = _mm512_cvtps_epi32(_mm512_min_ps(hi, _mm512_max_ps(lo, r)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c), _mm512_cvtepi32_epi8(v));
+    sum = _mm512_add_epi32(sum, v);
+  }
+  alignas(64) int32_t l[16];
+  _mm512_store_si512(l, sum);
+  int32_t total = quant_portable(x + c, n - c, inv, q + c);
+  for (int32_t v : l) total += v;
+  return total;
+}
+
+CONDENSE_AVX2 float amax_avx2(const float* x, int64_t n) {
+  const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 a = _mm256_setzero_ps();
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) a = _mm256_max_ps(a, _mm256_and_ps(_mm256_loadu_ps(x + c), mask));
+  alignas(32) float l[8];
+  _mm256_store_ps(l, a);
+  float m = amax_portable(x + c, n - c);
+  for (float v : l) m = std::max(m, v);
+  return m;
+}
+CONDENSE_AVX2 int32_t quant_avx2(const float* x, int64_t n, float inv, int8_t* q) {
+  const __m256 vi = _mm256_set1_ps(inv), hi = _mm256_set1_ps(127.f), lo = _mm256_set1_ps(-127.f);
+  __m256i sum = _mm256_setzero_si256();
+  int64_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    const __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + c), vi), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256i v = _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, r)));
+    alignas(32) int32_t l[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(l), v);
+    for (int j = 0; j < 8; ++j) q[c + j] = int8_t(l[j]);
+    sum = _mm256_add_epi32(sum, v);
+  }
+  alignas(32) int32_t s[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(s), sum);
+  int32_t total = quant_portable(x + c, n - c, inv, q + c);
+  for (int32_t v : s) total += v;
+  return total;
+}
+
 void quantize_rows(const float* x, int64_t m, int64_t ldx, const QLayout& L, A8Rows& out) {
   const int64_t K = L.k, glen = L.group_len(), span = L.a8_group_span();
   out.kp = L.a8_kp();
@@ -47,20 +122,19 @@ void quantize_rows(const float* x, int64_t m, int64_t ldx, const QLayout& L, A8R
   out.q.assign(size_t(m * out.kp + 8), 0);
   out.sx.assign(size_t(m * out.groups), 0);
   out.s.assign(size_t(m), 0.f);
+  const Isa isa = active_isa();
+  const bool v512 = isa == Isa::Avx512 && avx512_vnni_supported();
+  auto amax_of = v512 ? amax_avx512 : isa != Isa::Portable ? amax_avx2 : amax_portable;
+  auto quant = v512 ? quant_avx512 : isa != Isa::Portable ? quant_avx2 : quant_portable;
   for (int64_t r = 0; r < m; ++r) {
     const float* xr = x + r * ldx;
-    float amax = 0;
-    for (int64_t c = 0; c < K; ++c) amax = std::fmax(amax, std::fabs(xr[c]));
+    const float amax = amax_of(xr, K);
     if (amax == 0) continue;
     const float s = amax / 127.f, inv = 1.f / s;
     out.s[size_t(r)] = s;
     int8_t* q = out.q.data() + r * out.kp;
     int32_t* sx = out.sx.data() + r * out.groups;
-    for (int64_t c = 0; c < K; ++c) {
-      const int v = int(std::fmin(127.f, std::fmax(-127.f, std::nearbyint(xr[c] * inv))));
-      q[(c / glen) * span + c % glen] = int8_t(v);
-      sx[c / glen] += v;
-    }
+    for (int64_t g = 0; g < out.groups; ++g) sx[g] = quant(xr + g * glen, std::min(glen, K - g * glen), inv, q + g * span);
   }
 }
 
