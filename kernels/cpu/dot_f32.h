@@ -18,8 +18,12 @@ inline float dot_f32(const float* a, const float* b, int64_t n) {
   float d = 0.f;
   for (; i < n; ++i) d += a[i] * b[i];
   if (n < 16) return d;  // the partial sums are all +0: adding them changes nothing
-  for (int j = 0; j < 16; ++j) d += acc[j];
-  return d;
+  // The 16 partial sums folded in halves (a fixed tree: a few vector adds, not a
+  // 16-long dependent chain per dot), then the tail's sum.
+  for (int w = 8; w > 0; w /= 2) {
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  }
+  return acc[0] + d;
 }
 
 }  // namespace condense::kernels
