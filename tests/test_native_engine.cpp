@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "compress/quantize_model.h"
+#include "core/error.h"
 #include "io/cpk.h"
 #include "io/model_loader.h"
 #include "model/shapes.h"
@@ -118,4 +119,23 @@ TEST(NativeEngine, CpkLoadedWithoutF32RunsLikeTheModelItCameFrom) {
   Engine e(lm.model);
   Engine f(simulated(m));
   EXPECT_LT(double(e.decode_weight_bytes()), 0.2 * double(f.decode_weight_bytes()));
+}
+
+TEST(NativeEngine, RefusesCodesTheKernelsWouldMisreadNamingTheWeight) {
+  Model m = random_model(testutil::tiny_config({.ffn = 72}), 6);
+  compress::QuantizeOptions q;
+  q.scheme = QuantScheme::of(DType::F8E4M3, Granularity::PerChannel);
+  compress::quantize_model(m, q, nullptr);
+  Model bad = m;
+  bad.compression.at("model.layers.1.mlp.up_proj.weight").codes[5] = 0xff;  // E4M3 NaN
+  try {
+    Engine e(bad);
+    FAIL() << "accepted a NaN code";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("model.layers.1.mlp.up_proj.weight"), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("NaN"), std::string::npos) << err.what();
+  }
+  Model inf = m;
+  inf.compression.at("model.layers.0.self_attn.q_proj.weight").scales[2] = INFINITY;
+  EXPECT_THROW(Engine e(inf), Error);
 }

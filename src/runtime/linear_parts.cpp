@@ -1,5 +1,7 @@
 #include "runtime/linear_parts.h"
 
+#include <cmath>
+
 #include "core/error.h"
 
 namespace condense {
@@ -32,6 +34,19 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
   if (int64_t(wc.codes.size()) != rows * cols || int64_t(wc.scales.size()) != s.num_scales(rows, cols) ||
       (p.asym && wc.zeros.size() != wc.scales.size())) {
     fail("engine", "weight '" + name + "' (" + s.describe() + "): codes, scales or zero points do not match its shape");
+  }
+  // What the kernels would silently misread is refused here, naming the weight.
+  for (size_t i = 0; i < wc.scales.size(); ++i) {
+    if (!std::isfinite(wc.scales[i])) {
+      fail("engine", "weight '" + name + "' (" + s.describe() + ") has a non-finite scale (" + std::to_string(wc.scales[i]) + ") at index " + std::to_string(i));
+    }
+  }
+  if (s.type == DType::F8E4M3) {
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      if ((wc.codes[size_t(i)] & 0x7f) == 0x7f && wc.kept(i)) {
+        fail("engine", "weight '" + name + "' (" + s.describe() + ") holds the E4M3 NaN code at element " + std::to_string(i));
+      }
+    }
   }
   p.scales = wc.scales.data();
   p.zeros = p.asym ? wc.zeros.data() : nullptr;
