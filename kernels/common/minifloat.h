@@ -88,4 +88,16 @@ CONDENSE_HD float e4m3_to_f32(uint8_t c) { return E4M3::decode(c); }
 CONDENSE_HD uint8_t f32_to_e5m2(float x) { return uint8_t(E5M2::encode(x)); }
 CONDENSE_HD float e5m2_to_f32(uint8_t c) { return E5M2::decode(c); }
 
+// Exact decodes of finite codes (never Inf or NaN) without branches, so loops of
+// them vectorize: the code's exponent and mantissa bits moved into an f32 give
+// the value times a power of two (subnormals included), which one multiply
+// removes. Kernels use them; a NaN/Inf code must be refused before.
+CONDENSE_HD float f16_finite_to_f32(uint16_t h) {
+  const float mag = bits_f32(uint32_t(h & 0x7fff) << 13) * 0x1p112f;
+  return (h & 0x8000) ? -mag : mag;
+}
+CONDENSE_HD float e4m3_finite_to_f32(uint8_t c) {
+  return bits_f32((uint32_t(c & 0x7f) << 20) | (uint32_t(c & 0x80) << 24)) * 0x1p120f;
+}
+
 }  // namespace condense::minifloat

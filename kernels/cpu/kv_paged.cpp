@@ -36,16 +36,13 @@ __attribute__((always_inline)) inline void read_run(const uint8_t* src, float sc
     } else if constexpr (C == KvCode::F16) {
       uint16_t h;
       std::memcpy(&h, src + 2 * i, 2);
-      const float mag = minifloat::bits_f32(uint32_t(h & 0x7fff) << 13) * 0x1p112f;  // exact (finite values)
-      out[i] = (h & 0x8000) ? -mag : mag;
+      out[i] = minifloat::f16_finite_to_f32(h);  // the cache holds finite values
     } else if constexpr (C == KvCode::BF16) {
       uint16_t h;
       std::memcpy(&h, src + 2 * i, 2);
       out[i] = minifloat::bits_f32(uint32_t(h) << 16);
     } else if constexpr (C == KvCode::E4M3) {
-      const uint32_t b = src[i];
-      const float v = minifloat::bits_f32(((b & 0x7f) << 20) | ((b & 0x80) << 24)) * 0x1p120f;  // exact
-      out[i] = scale * v;
+      out[i] = scale * minifloat::e4m3_finite_to_f32(src[i]);
     } else {
       out[i] = scale * float(int8_t(src[i]));
     }

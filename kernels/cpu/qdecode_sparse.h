@@ -117,7 +117,7 @@ struct SpI8x256 : SparseCursor<uint8_t> {
   static constexpr bool kScaleAtEnd = Channel;
   ScaleZero256 sz;
   void init(const QMatrix& w, int64_t p) { init_cursor(w, p); }
-  void group(const QMatrix& w, int64_t p, int64_t g) { sz.load(w, p, g, Asym, 1.f); }
+  CONDENSE_AVX2 void group(const QMatrix& w, int64_t p, int64_t g) { sz.load_avx2(w, p, g, Asym, 1.f); }
   CONDENSE_AVX2 void at(int64_t k, __m256* wv) {
     const uint32_t mk = m[k];
     const ExpandTable& t = expand_table();

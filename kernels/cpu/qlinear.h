@@ -15,7 +15,7 @@
 // [panel][group][16] nibble pairs for int4, like the codes. Apart from the
 // padding of the last panel this takes the bytes the .cpk stores.
 //
-// Sparse (f32 and int8 codes, with integer or f32 activations... f32 only):
+// Sparse (f32 and int8 codes, f32 activations only):
 // the codes of removed weights are not stored. Per panel and k-step a 32-bit
 // mask says which of the 32 rows' weights are kept (bit j: row j); the kept
 // codes follow in panel, k, row order, and each panel's first code's index is

@@ -150,81 +150,67 @@ constexpr int64_t kPrefetchBytes = 4096;  // how far ahead of the kernel a panel
 
 // ----------------------------------------------------------- AVX-512 VNNI ---
 
-// NP panels x MR rows of x. (NP = 2 at m = 1, two streams from memory, was
-// measured 20-30% slower than one panel at a time on Zen 4; only NP = 1 is used.)
-template <int MR, int NP, bool I4, bool Asym>
-CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p0, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+// One panel x MR rows of x. (Two panels in flight at m = 1, two streams from
+// memory, measured 20-30% slower on Zen 4.)
+template <int MR, bool I4, bool Asym>
+CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
-  const uint8_t* c[NP];
-#pragma GCC unroll 2
-  for (int i = 0; i < NP; ++i) c[i] = w.codes + (p0 + i) * xr.kp * (I4 ? 16 : 32);
+  const uint8_t* c = w.codes + p * xr.kp * (I4 ? 16 : 32);
   const __m512i nib = _mm512_set1_epi8(0x0f);
-  __m512 f[NP][MR][2];
-#pragma GCC unroll 8
-  for (int i = 0; i < NP * MR; ++i) f[i / MR][i % MR][0] = f[i / MR][i % MR][1] = _mm512_setzero_ps();
+  __m512 f[MR][2];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
     const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
-    __m512i a[NP][MR][2];
-#pragma GCC unroll 8
-    for (int i = 0; i < NP * MR; ++i) a[i / MR][i % MR][0] = a[i / MR][i % MR][1] = _mm512_setzero_si512();
-    for (int64_t st = 0; st < steps; ++st) {
+    __m512i a[MR][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_setzero_si512();
+    for (int64_t st = 0; st < steps; ++st, c += 128) {
       const int64_t pos = g * span + st * unit;
-#pragma GCC unroll 2
-      for (int i = 0; i < NP; ++i) {
-        _mm_prefetch(reinterpret_cast<const char*>(c[i] + kPrefetchBytes), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c[i] + kPrefetchBytes + 64), _MM_HINT_T0);
-        const __m512i v0 = _mm512_loadu_si512(c[i]), v1 = _mm512_loadu_si512(c[i] + 64);
-        c[i] += 128;
-        if constexpr (I4) {
-          const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
-          const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
+      _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchBytes), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchBytes + 64), _MM_HINT_T0);
+      const __m512i v0 = _mm512_loadu_si512(c), v1 = _mm512_loadu_si512(c + 64);
+      if constexpr (I4) {
+        const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
+        const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
 #pragma GCC unroll 4
-          for (int r = 0; r < MR; ++r) {
-            const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
-            const __m512i xl = _mm512_set1_epi32(load32(q)), xh = _mm512_set1_epi32(load32(q + 4));
-            a[i][r][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[i][r][0], l0, xl), h0, xh);
-            a[i][r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[i][r][1], l1, xl), h1, xh);
-          }
-        } else {
+        for (int r = 0; r < MR; ++r) {
+          const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
+          const __m512i xl = _mm512_set1_epi32(load32(q)), xh = _mm512_set1_epi32(load32(q + 4));
+          a[r][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][0], l0, xl), h0, xh);
+          a[r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][1], l1, xl), h1, xh);
+        }
+      } else {
 #pragma GCC unroll 4
-          for (int r = 0; r < MR; ++r) {
-            const __m512i xb = _mm512_set1_epi32(load32(xr.q.data() + (r0 + r) * xr.kp + pos));
-            a[i][r][0] = _mm512_dpbusd_epi32(a[i][r][0], v0, xb);
-            a[i][r][1] = _mm512_dpbusd_epi32(a[i][r][1], v1, xb);
-          }
+        for (int r = 0; r < MR; ++r) {
+          const __m512i xb = _mm512_set1_epi32(load32(xr.q.data() + (r0 + r) * xr.kp + pos));
+          a[r][0] = _mm512_dpbusd_epi32(a[r][0], v0, xb);
+          a[r][1] = _mm512_dpbusd_epi32(a[r][1], v1, xb);
         }
       }
     }
-#pragma GCC unroll 2
-    for (int i = 0; i < NP; ++i) {
-      __m512 s0, s1;
-      qdec::scales512(w, p0 + i, g, s0, s1);
-      __m512i z0 = _mm512_setzero_si512(), z1 = z0;
-      if constexpr (Asym) qdec::zeros512(w, p0 + i, g, z0, z1);
-#pragma GCC unroll 4
-      for (int r = 0; r < MR; ++r) {
-        const int32_t sxs = xr.sx[size_t((r0 + r) * G + g)];
-        const __m512i sx = _mm512_set1_epi32(sxs);
-        const __m512i c0 = Asym ? _mm512_mullo_epi32(z0, sx) : _mm512_set1_epi32(code_offset(L) * sxs);
-        const __m512i c1 = Asym ? _mm512_mullo_epi32(z1, sx) : c0;
-        const __m512 t0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][r][0], c0));
-        const __m512 t1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][r][1], c1));
-        f[i][r][0] = _mm512_fmadd_ps(t0, s0, f[i][r][0]);
-        f[i][r][1] = _mm512_fmadd_ps(t1, s1, f[i][r][1]);
-      }
-    }
-  }
-#pragma GCC unroll 2
-  for (int i = 0; i < NP; ++i) {
-    const int valid = int(std::min<int64_t>(32, L.n - (p0 + i) * 32));
+    __m512 s0, s1;
+    qdec::scales512(w, p, g, s0, s1);
+    __m512i z0 = _mm512_setzero_si512(), z1 = z0;
+    if constexpr (Asym) qdec::zeros512(w, p, g, z0, z1);
 #pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) {
-      const __m512 s = _mm512_set1_ps(xr.s[size_t(r0 + r)]);
-      float* yr = y + (r0 + r) * ldy + (p0 + i) * 32;
-      _mm512_mask_storeu_ps(yr, lane_mask(valid), _mm512_mul_ps(f[i][r][0], s));
-      _mm512_mask_storeu_ps(yr + 16, lane_mask(valid - 16), _mm512_mul_ps(f[i][r][1], s));
+      const int32_t sxs = xr.sx[size_t((r0 + r) * G + g)];
+      const __m512i sx = _mm512_set1_epi32(sxs);
+      const __m512i c0 = Asym ? _mm512_mullo_epi32(z0, sx) : _mm512_set1_epi32(code_offset(L) * sxs);
+      const __m512i c1 = Asym ? _mm512_mullo_epi32(z1, sx) : c0;
+      f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][0], c0)), s0, f[r][0]);
+      f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][1], c1)), s1, f[r][1]);
     }
+  }
+  const int valid = int(std::min<int64_t>(32, L.n - p * 32));
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) {
+    const __m512 s = _mm512_set1_ps(xr.s[size_t(r0 + r)]);
+    float* yr = y + (r0 + r) * ldy + p * 32;
+    _mm512_mask_storeu_ps(yr, lane_mask(valid), _mm512_mul_ps(f[r][0], s));
+    _mm512_mask_storeu_ps(yr + 16, lane_mask(valid - 16), _mm512_mul_ps(f[r][1], s));
   }
 }
 
@@ -275,7 +261,7 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const A8Rows& xr, int6
         }
       }
       qdec::ScaleZero256 sz;
-      sz.load(w, p, g, Asym, 1.f);
+      sz.load_avx2(w, p, g, Asym, 1.f);
       const __m256i off = _mm256_set1_epi32(code_offset(L));
 #pragma GCC unroll 4
       for (int r = 0; r < MR; ++r) {
@@ -350,11 +336,6 @@ void body_portable(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, fl
 using Body = void (*)(const QMatrix&, int64_t, const A8Rows&, int64_t, float*, int64_t);
 constexpr int kMaxMR = 4;
 
-template <int MR, bool I4, bool Asym>
-CONDENSE_AVX512_VNNI void body_vnni1(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
-  body_vnni<MR, 1, I4, Asym>(w, p, xr, r0, y, ldy);
-}
-
 #define CONDENSE_A8_ROW(fn)                                                                              \
   template <bool I4, bool Asym>                                                                          \
   std::array<Body, kMaxMR> fn##_row() {                                                                  \
@@ -372,15 +353,15 @@ CONDENSE_AVX2 void body_avx2_split(const QMatrix& w, int64_t p, const A8Rows& xr
   }
 }
 
-CONDENSE_A8_ROW(body_vnni1)
+CONDENSE_A8_ROW(body_vnni)
 CONDENSE_A8_ROW(body_avx2_split)
 CONDENSE_A8_ROW(body_portable)
 #undef CONDENSE_A8_ROW
 
 // Bodies for MR = 1..4 rows of x; AVX-512 CPUs without VNNI run AVX2's.
 const std::array<Body, kMaxMR>& bodies(const QLayout& L) {
-  static const std::array<Body, kMaxMR> vnni[4] = {body_vnni1_row<false, false>(), body_vnni1_row<false, true>(),
-                                                   body_vnni1_row<true, false>(), body_vnni1_row<true, true>()};
+  static const std::array<Body, kMaxMR> vnni[4] = {body_vnni_row<false, false>(), body_vnni_row<false, true>(),
+                                                   body_vnni_row<true, false>(), body_vnni_row<true, true>()};
   static const std::array<Body, kMaxMR> avx2[4] = {body_avx2_split_row<false, false>(), body_avx2_split_row<false, true>(),
                                                    body_avx2_split_row<true, false>(), body_avx2_split_row<true, true>()};
   static const std::array<Body, kMaxMR> portable[4] = {body_portable_row<false, false>(), body_portable_row<false, true>(),

@@ -1,12 +1,11 @@
 #include "runtime/linear_parts.h"
 
-#include <cmath>
-
 #include "core/error.h"
 
 namespace condense {
 
-LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols) {
+LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols,
+                           bool int8_activations) {
   LinearSource src;
   ops::LinearPart& p = src.part;
   p.rows = rows;
@@ -35,38 +34,21 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
       (p.asym && wc.zeros.size() != wc.scales.size())) {
     fail("engine", "weight '" + name + "' (" + s.describe() + "): codes, scales or zero points do not match its shape");
   }
-  // What the kernels would silently misread is refused here, naming the weight.
-  for (size_t i = 0; i < wc.scales.size(); ++i) {
-    if (!std::isfinite(wc.scales[i])) {
-      fail("engine", "weight '" + name + "' (" + s.describe() + ") has a non-finite scale (" + std::to_string(wc.scales[i]) + ") at index " + std::to_string(i));
-    }
-  }
-  if (s.type == DType::F8E4M3) {
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      if ((wc.codes[size_t(i)] & 0x7f) == 0x7f && wc.kept(i)) {
-        fail("engine", "weight '" + name + "' (" + s.describe() + ") holds the E4M3 NaN code at element " + std::to_string(i));
-      }
-    }
-  }
   p.scales = wc.scales.data();
   p.zeros = p.asym ? wc.zeros.data() : nullptr;
   p.codes = wc.codes.data();
-  if (wc.sparse()) p.mask = wc.mask.data();  // sparse kernels where the encoding has them; else the rewritten codes
-  if (wc.sparse() && p.asym) {
-    src.codes = wc.codes;
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      if (!wc.kept(i)) src.codes[size_t(i)] = wc.zeros[size_t(s.scale_index(i / cols, i % cols, cols))];
-    }
-    p.codes = src.codes.data();
-  } else if (wc.sparse()) {
-    // Symmetric integer code 0 and E4M3 code 0 both mean 0.0: what a pruned
-    // element holds already, unless a writer left something else there.
-    src.codes = wc.codes;
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      if (!wc.kept(i)) src.codes[size_t(i)] = 0;
-    }
-    p.codes = src.codes.data();
+  if (!wc.sparse()) return src;
+  p.mask = wc.mask.data();
+  // int8 with f32 activations runs the sparse kernels, which never read a pruned
+  // code. The rest run dense, so their pruned elements get the code meaning 0:
+  // the zero point (asymmetric), else 0 (symmetric integers, E4M3), whatever a
+  // writer left there.
+  if (s.type == DType::I8 && !int8_activations) return src;
+  src.codes = wc.codes;
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (!wc.kept(i)) src.codes[size_t(i)] = p.asym ? wc.zeros[size_t(s.scale_index(i / cols, i % cols, cols))] : 0;
   }
+  p.codes = src.codes.data();
   return src;
 }
 
@@ -74,11 +56,14 @@ ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::s
                               const std::vector<int64_t>& rows, int64_t cols, bool int8_activations) {
   std::vector<LinearSource> srcs;
   srcs.reserve(weights.size());
-  for (size_t i = 0; i < weights.size(); ++i) srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols));
+  for (size_t i = 0; i < weights.size(); ++i) {
+    srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols, int8_activations));
+  }
   std::vector<ops::LinearPart> parts;
-  for (const LinearSource& s : srcs) {
-    parts.push_back(s.part);
+  for (size_t i = 0; i < srcs.size(); ++i) {
+    parts.push_back(srcs[i].part);
     parts.back().int8_activations = int8_activations;
+    parts.back().name = weights[i].first.c_str();  // pack errors name the weight
   }
   return ops::PackedLinear::pack_parts(parts);
 }

@@ -53,12 +53,6 @@ struct SparseRows {
   }
 };
 
-Tensor zeroed_bytes(int64_t n) {
-  Tensor t = Tensor::empty(DType::I8, {std::max<int64_t>(n, 1)});
-  std::memset(t.data(), 0, size_t(std::max<int64_t>(n, 1)));
-  return t;
-}
-
 const char* code_name(kernels::WCode c) {
   switch (c) {
     case kernels::WCode::F32: return "f32";
@@ -67,6 +61,18 @@ const char* code_name(kernels::WCode c) {
     case kernels::WCode::E4M3: return "fp8-e4m3";
   }
   return "?";
+}
+
+// "weight 'NAME' (fp8-e4m3) <what>", or "a fp8-e4m3 weight <what>" when unnamed.
+std::string refused(const LinearPart& p, const std::string& what) {
+  const std::string enc = code_name(p.code);
+  return (p.name ? "weight '" + std::string(p.name) + "' (" + enc + ") " : "a " + enc + " weight ") + what;
+}
+
+Tensor zeroed_bytes(int64_t n) {
+  Tensor t = Tensor::empty(DType::I8, {std::max<int64_t>(n, 1)});
+  std::memset(t.data(), 0, size_t(std::max<int64_t>(n, 1)));
+  return t;
 }
 
 }  // namespace
@@ -117,14 +123,17 @@ PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts) {
       if (L.code == kernels::WCode::F32) continue;
       for (int64_t e = 0; e < scale_count(parts[q]); ++e) {
         const float v = parts[q].scales[e];
-        check(std::isfinite(v), "PackedLinear::pack", "a scale is not finite");
+        if (!std::isfinite(v)) check(false, "PackedLinear::pack", refused(parts[q], "has a non-finite scale at index " + std::to_string(e)));
         if (minifloat::f16_to_f32(minifloat::f32_to_f16(v)) != v) L.f16_scales = false;
         if (!(std::fabs(v) < 256.f)) L.small_scales = false;
       }
       if (L.code == kernels::WCode::E4M3) {
         const int64_t n = parts[q].rows * parts[q].cols;
         for (int64_t e = 0; e < n; ++e) {
-          check((parts[q].codes[e] & 0x7f) != 0x7f, "PackedLinear::pack", "an fp8 weight holds the E4M3 NaN code");
+          const bool kept = !parts[q].mask || ((parts[q].mask[e >> 6] >> (e & 63)) & 1);
+          if ((parts[q].codes[e] & 0x7f) == 0x7f && kept) {
+            check(false, "PackedLinear::pack", refused(parts[q], "holds the E4M3 NaN code at element " + std::to_string(e)));
+          }
         }
       }
     }

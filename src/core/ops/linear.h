@@ -35,6 +35,7 @@ struct LinearPart {
   const uint8_t* codes = nullptr;
   const float* scales = nullptr;
   const uint8_t* zeros = nullptr;
+  const char* name = nullptr;  // for errors: the weight refused
 };
 
 class PackedLinear {
