@@ -8,6 +8,8 @@
 // rounding of each weight, one of the output).
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <ostream>
@@ -355,6 +357,29 @@ TEST_P(QLinearIsa, SparseEqualsDenseBitwise) {
       }
     }
   }
+}
+
+// Big enough to open the OpenMP regions (kernels/cpu/parallel.h): two threads
+// give every row the bits one thread gives (each output element is reduced by
+// one thread in one order).
+TEST_P(QLinearIsa, ThreadsChangeNothing) {
+  const int saved = omp_get_max_threads();
+  for (const Scheme* sc : {&kSchemes[1], &kSchemes[3], &kSchemes[10]}) {  // int8 g32 asym, int4 g32, f32
+    for (bool a8 : {false, true}) {
+      if (a8 && sc->code == kc::WCode::F32) continue;
+      const Matrix w(*sc, 4096, sc->code == kc::WCode::F32 ? 1024 : 4096, 77);  // m = 1 streams >= 16 MB
+      const auto p = ops::PackedLinear::pack_parts({w.part(a8)});
+      for (int64_t m : {1, 40}) {
+        const auto x = randn(size_t(m * w.k), 78 + uint32_t(m));
+        omp_set_num_threads(1);
+        const auto one = apply(p, x, m, w.k, w.n);
+        omp_set_num_threads(2);
+        const auto two = apply(p, x, m, w.k, w.n);
+        ASSERT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * 4)) << sc->name << " a8=" << a8 << " m=" << m;
+      }
+    }
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(QLinear, RowLookupGivesTheEffectiveWeightsInEveryLayout) {

@@ -336,13 +336,16 @@ void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y
   const bool par = m * L.n * K >= kParallelMacs;
   const MicroTable& micro = micro_table(isa);
   const int64_t mblocks = (m + kMR - 1) / kMR;
-  std::vector<float> xp(size_t(mblocks * kMR * K));
+  // Packed rows of x, reused across calls (batched decode runs this per linear per step).
+  static thread_local std::vector<float> xp;
+  if (xp.size() < size_t(mblocks * kMR * K)) xp.resize(size_t(mblocks * kMR * K));
+  float* const xpk = xp.data();  // the calling thread's buffer (a thread_local named inside the region is each thread's own)
 #pragma omp parallel if (par)
   {
 #pragma omp for schedule(static)
     for (int64_t mb = 0; mb < mblocks; ++mb) {
       const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
-      pack_x_block(x, ldx, mb * kMR, mr, K, xp.data() + mb * kMR * K);
+      pack_x_block(x, ldx, mb * kMR, mr, K, xpk + mb * kMR * K);
     }
     alignas(64) float tile[kKC * 32];
 #pragma omp for schedule(dynamic)
@@ -359,7 +362,7 @@ void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y
         }
         for (int64_t mb = 0; mb < mblocks; ++mb) {
           const int mr = int(std::min<int64_t>(kMR, m - mb * kMR));
-          micro[size_t(mr - 1)](kc, xp.data() + mb * kMR * K + k0 * mr, slice, y + mb * kMR * ldy + p * 32, ldy, valid,
+          micro[size_t(mr - 1)](kc, xpk + mb * kMR * K + k0 * mr, slice, y + mb * kMR * ldy + p * 32, ldy, valid,
                                 k0 > 0);
         }
       }
