@@ -78,7 +78,8 @@ void run(benchmark::State& state, Enc e) {
   const ops::PackedLinear one = ops::PackedLinear::pack_parts({p});
   const int64_t copies = std::getenv("BENCH_ONE_COPY") ? 1 : m == 1 ? std::max<int64_t>(1, (int64_t(512) << 20) / int64_t(one.weight_bytes())) : 1;
   std::vector<ops::PackedLinear> packed;
-  for (int64_t c = 0; c < copies; ++c) packed.push_back(ops::PackedLinear::pack_parts({p}));
+  ByteArena arena;  // as the engine packs: huge pages, matrices back to back
+  for (int64_t c = 0; c < copies; ++c) packed.push_back(ops::PackedLinear::pack_parts({p}, &arena));
   size_t next = 0;
   for (auto _ : state) {
     packed[next].apply({x.data(), m, k, k}, {y.data(), m, n, n});

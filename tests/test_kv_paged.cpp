@@ -92,7 +92,7 @@ double bf16_ref(float x) {  // bf16 keeps 8 significant bits: round the f32 to t
 }  // namespace
 
 TEST_P(KvPagedIsa, PermutedBlocksEqualContiguousF32Bitwise) {
-  for (int hd : {64, 16, 8, 5}) {  // short heads take the keys-in-lanes score path
+  for (int hd : {256, 128, 64, 16, 8, 5}) {  // 16k: vector bodies (256: two passes over the values); short heads: keys in lanes
   const int n_kv = 2, n_heads = 6, n_pos = 77;
   Pool pool(kc::KvCode::F32, n_kv, hd, 5, 7);
   const auto k = randn(size_t(n_pos * n_kv * hd), 1), v = randn(size_t(n_pos * n_kv * hd), 2);

@@ -12,6 +12,7 @@
 
 #include "kernels/common/int_codes.h"
 #include "kernels/common/minifloat.h"
+#include "kernels/cpu/attention_rows.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/dot_f32.h"
 #include "kernels/cpu/parallel.h"
@@ -166,6 +167,30 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
     if (scores.size() < size_t(group * (pos0 + rows))) scores.resize(size_t(group * (pos0 + rows)));
     if (buf.size() < size_t(T * hd)) buf.resize(size_t(T * hd));
     const int64_t n_vis = pos0 + r + 1;
+    if (T == 16 && hd % 16 == 0 && active_isa() != Isa::Portable) {
+      // Vector bodies (attention_rows.h) over the blocks in place, or over this
+      // kv head's keys and values read into f32 once for all its query heads.
+      static thread_local std::vector<const float*> kp, vp;
+      static thread_local std::vector<float> kf, vf;
+      const int64_t nb = (n_vis + T - 1) / T;
+      kp.resize(size_t(nb));
+      vp.resize(size_t(nb));
+      if (kv.code != KvCode::F32) {
+        if (kf.size() < size_t(n_vis * hd)) kf.resize(size_t(n_vis * hd)), vf.resize(size_t(n_vis * hd));
+        read(kv, false, g, 0, n_vis, kf.data());
+        read(kv, true, g, 0, n_vis, vf.data());
+      }
+      for (int64_t b = 0; b < nb; ++b) {
+        kp[size_t(b)] = kv.code == KvCode::F32 ? reinterpret_cast<const float*>(elem_ptr(kv, false, g, b * T)) : kf.data() + b * T * hd;
+        vp[size_t(b)] = kv.code == KvCode::F32 ? reinterpret_cast<const float*>(elem_ptr(kv, true, g, b * T)) : vf.data() + b * T * hd;
+      }
+      const RowBlocks rb{kp.data(), vp.data(), n_vis, int(hd)};
+      for (int h = 0; h < group; ++h) {
+        const int64_t col = int64_t(g * group + h) * hd;
+        attention_row_blocks(q + r * ldq + col, rb, scale, scores.data(), out + r * ldo + col);
+      }
+      return;
+    }
     auto block = [&](bool values, int64_t p0, int64_t n) -> const float* {
       if (kv.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(kv, values, g, p0));
       read(kv, values, g, p0, n, buf.data());

@@ -4,10 +4,14 @@
 // bodies in qlinear.cpp call init(w, panel) once, group(w, panel, g) when k
 // enters scale group g, then at(k, ...) per k-step. Integer codes become f32
 // exactly (cvt), then one multiply by the scale: fl(scale * q), the value
-// model/quantized_weight.h defines. E4M3 is decoded by moving its exponent and
-// mantissa bits into an f32 (a value 2^-120 times the E4M3 one, subnormals
-// included) and folding 2^120 into the scale, which is exact while scale < 2^8.
-// No lookup table on any path. Only included by kernels/cpu/qlinear.cpp.
+// model/quantized_weight.h defines. E4M3 is decoded (AVX-512, AVX2) by moving
+// its bits into an f16 (sign to bit 15, exponent and mantissa to bits 13-7: a
+// value 2^-8 times the E4M3 one, subnormals included) that vcvtph2ps widens,
+// with 16-bit shifts on 256-bit registers (512-bit shifts and byte-to-dword
+// widening held the old f32-bit-field decode to ~8 GB/s on Zen 4); 2^8 is
+// folded into the scale, exact while scale < 2^8. Per-channel and per-tensor
+// fp8 apply the scale to the finished sum, as int8 does. No lookup table on
+// any path. Only included by kernels/cpu/qlinear.cpp.
 #pragma once
 #include <immintrin.h>
 
@@ -20,7 +24,7 @@
 
 namespace condense::kernels::qdec {
 
-inline constexpr float kE4M3Shift = 0x1p120f;  // E4M3 value / value of its bits moved into an f32
+inline constexpr float kE4M3Shift = 0x1p8f;  // E4M3 value / value of its bits moved into an f16
 
 inline int64_t scale_slot(const QLayout& L, int64_t p, int64_t g) { return L.per_tensor ? 0 : (p * L.groups() + g) * 32; }
 
@@ -160,15 +164,22 @@ struct I4x512 : GroupScales512<Asym> {
   }
 };
 
-// The f32 whose bits are E4M3 byte d's sign, exponent and mantissa (value 2^-120 x).
-CONDENSE_AVX512 inline __m512 e4m3_bits512(__m512i d) {
-  const __m512i mag = _mm512_srli_epi32(_mm512_slli_epi32(d, 25), 5);
-  return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(mag, d, _mm512_set1_epi32(int(0x80000000u)), 0xF8));  // mag | (d & sign)
+// 16 E4M3 bytes as the f32 values of the f16s holding their fields (2^-8 x):
+// 16-bit lanes of a ymm (d << 7 keeps the sign, which sign extension copied
+// into bit 8, at bit 15; the mask drops its copy at bit 14).
+CONDENSE_AVX512 inline __m512 e4m3_f16_512(const uint8_t* c) {
+  const __m256i d = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+  return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(d, 7), _mm256_set1_epi16(short(0xBF80))));
 }
 
-template <bool Prescaled>
+// Prescaled: every |scale| < 2^8, so 2^8 rides in the scale; otherwise each
+// value is multiplied by 2^8 (exact) before the scale. Channel (needs
+// Prescaled): the scale multiplies the finished sum.
+template <bool Prescaled, bool Channel = false>
 struct E4M3x512 {
-  static constexpr bool kScaleAtEnd = false;
+  static_assert(Prescaled || !Channel);
+  static constexpr bool kScaleAtEnd = Channel;
+  static constexpr float kEndFactor = kE4M3Shift;  // the finished sum's scale: scale x 2^8
   const uint8_t* c;
   __m512 s0, s1;
   CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
@@ -180,14 +191,18 @@ struct E4M3x512 {
     }
   }
   CONDENSE_AVX512 void at(int64_t k, __m512& w0, __m512& w1) const {
-    __m512 f0 = e4m3_bits512(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 32))));
-    __m512 f1 = e4m3_bits512(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + k * 32 + 16))));
+    __m512 f0 = e4m3_f16_512(c + k * 32), f1 = e4m3_f16_512(c + k * 32 + 16);
     if constexpr (!Prescaled) {
       f0 = _mm512_mul_ps(f0, _mm512_set1_ps(kE4M3Shift));
       f1 = _mm512_mul_ps(f1, _mm512_set1_ps(kE4M3Shift));
     }
-    w0 = _mm512_mul_ps(f0, s0);
-    w1 = _mm512_mul_ps(f1, s1);
+    if constexpr (Channel) {
+      w0 = f0;
+      w1 = f1;
+    } else {
+      w0 = _mm512_mul_ps(f0, s0);
+      w1 = _mm512_mul_ps(f1, s1);
+    }
   }
 };
 
@@ -284,14 +299,17 @@ struct I4x256 {
   }
 };
 
-CONDENSE_AVX2 inline __m256 e4m3_bits256(__m256i d) {
-  const __m256i mag = _mm256_srli_epi32(_mm256_slli_epi32(d, 25), 5);
-  return _mm256_castsi256_ps(_mm256_or_si256(mag, _mm256_and_si256(d, _mm256_set1_epi32(int(0x80000000u)))));
+// 8 E4M3 bytes as f32 (2^-8 x), as e4m3_f16_512 does.
+CONDENSE_AVX2 inline __m256 e4m3_f16_256(const uint8_t* c) {
+  const __m128i d = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c)));
+  return _mm256_cvtph_ps(_mm_and_si128(_mm_slli_epi16(d, 7), _mm_set1_epi16(short(0xBF80))));
 }
 
-template <bool Prescaled>
+template <bool Prescaled, bool Channel = false>
 struct E4M3x256 {
-  static constexpr bool kScaleAtEnd = false;
+  static_assert(Prescaled || !Channel);
+  static constexpr bool kScaleAtEnd = Channel;
+  static constexpr float kEndFactor = kE4M3Shift;  // the finished sum's scale: scale x 2^8
   const uint8_t* c;
   ScaleZero256 sz;
   CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
@@ -299,9 +317,9 @@ struct E4M3x256 {
   CONDENSE_AVX2 void at(int64_t k, __m256* wv) const {
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
-      __m256 f = e4m3_bits256(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + k * 32 + 8 * q))));
+      __m256 f = e4m3_f16_256(c + k * 32 + 8 * q);
       if constexpr (!Prescaled) f = _mm256_mul_ps(f, _mm256_set1_ps(kE4M3Shift));
-      wv[q] = _mm256_mul_ps(f, _mm256_load_ps(sz.s + 8 * q));
+      wv[q] = Channel ? f : _mm256_mul_ps(f, _mm256_load_ps(sz.s + 8 * q));
     }
   }
 };
@@ -340,15 +358,17 @@ struct IntxP {
   }
 };
 
+template <bool Channel = false>
 struct E4M3xP {
-  static constexpr bool kScaleAtEnd = false;
+  static constexpr bool kScaleAtEnd = Channel;
   const uint8_t* c;
   ScaleZero256 sz;
   void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
   void group(const QMatrix& w, int64_t p, int64_t g) { sz.load(w, p, g, false, 1.f); }
   void at(int64_t k, float* wv) const {
     for (int j = 0; j < 32; ++j) {
-      wv[j] = sz.s[j] * minifloat::e4m3_finite_to_f32(c[k * 32 + j]);
+      const float v = minifloat::e4m3_finite_to_f32(c[k * 32 + j]);
+      wv[j] = Channel ? v : sz.s[j] * v;
     }
   }
 };

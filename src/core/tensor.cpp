@@ -81,6 +81,19 @@ const float* Tensor::f32() const {
   return reinterpret_cast<const float*>(storage_.get());
 }
 
+Tensor Tensor::slice_bytes(const Tensor& base, size_t offset, int64_t n) {
+  if (n < 0 || offset % 64 != 0 || offset + size_t(n) > base.nbytes()) {
+    fail("Tensor::slice_bytes", std::to_string(n) + " bytes at offset " + std::to_string(offset) + " do not fit a " +
+                                    std::to_string(base.nbytes()) + "-byte tensor at 64-byte alignment");
+  }
+  Tensor t;
+  t.dtype_ = DType::I8;
+  t.device_ = base.device_;
+  t.shape_ = {n};
+  t.storage_ = std::shared_ptr<uint8_t>(base.storage_, base.storage_.get() + offset);
+  return t;
+}
+
 Tensor Tensor::clone() const {
   Tensor t = empty(dtype_, shape_, device_);
   std::memcpy(t.data(), data(), nbytes());

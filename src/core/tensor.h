@@ -22,6 +22,9 @@ class Tensor {
   static Tensor empty(DType dtype, Shape shape, Device device = Device::CPU);
   static Tensor zeros(DType dtype, Shape shape);
   static Tensor from_f32(const std::vector<float>& values, Shape shape);
+  // n bytes (an I8 tensor) at byte offset `offset` of base's storage, sharing it
+  // (base's storage lives while the slice does). offset must be a multiple of 64.
+  static Tensor slice_bytes(const Tensor& base, size_t offset, int64_t n);
 
   bool defined() const { return storage_ != nullptr; }
   DType dtype() const { return dtype_; }

@@ -22,11 +22,12 @@ kernels::KvCode checkpoint_kv(const KvCacheQuant& q) {
 Engine::Engine(const Model& m, const EngineOptions& opt)
     : cfg_(m.config), max_seq_(opt.max_seq > 0 ? opt.max_seq : m.config.max_seq) {
   const char* kEmbed = "model.embed_tokens.weight";
+  ByteArena arena;  // every packed weight, in the order a step reads them (its regions outlive it)
   auto ec = m.compression.find(kEmbed);
   if (ec != m.compression.end() && ec->second.scheme.quantized()) {
     // A quantized table stays packed: lookups decode one row. Tied, it is the head's pack.
     embed_from_head_ = cfg_.tied_embeddings;
-    if (!embed_from_head_) embed_packed_ = pack_linear(m, {{kEmbed, &m.embed}}, {cfg_.vocab}, cfg_.dim);
+    if (!embed_from_head_) embed_packed_ = pack_linear(m, {{kEmbed, &m.embed}}, {cfg_.vocab}, cfg_.dim, false, &arena);
   } else {
     if (!m.embed.defined()) fail("engine", std::string("the embedding '") + kEmbed + "' has no values");
     embed_ = m.embed;
@@ -40,10 +41,10 @@ Engine::Engine(const Model& m, const EngineOptions& opt)
     const std::string p = "model.layers." + std::to_string(layers_.size()) + ".";
     const bool a8 = m.activations.type == DType::I8;
     l.qkv = pack_linear(m, {{p + "self_attn.q_proj.weight", &w.wq}, {p + "self_attn.k_proj.weight", &w.wk}, {p + "self_attn.v_proj.weight", &w.wv}},
-                        {qd, kvd, kvd}, d, a8);
-    l.o = pack_linear(m, {{p + "self_attn.o_proj.weight", &w.wo}}, {d}, qd, a8);
-    l.gate_up = pack_linear(m, {{p + "mlp.gate_proj.weight", &w.w_gate}, {p + "mlp.up_proj.weight", &w.w_up}}, {f, f}, d, a8);
-    l.down = pack_linear(m, {{p + "mlp.down_proj.weight", &w.w_down}}, {d}, f, a8);
+                        {qd, kvd, kvd}, d, a8, &arena);
+    l.o = pack_linear(m, {{p + "self_attn.o_proj.weight", &w.wo}}, {d}, qd, a8, &arena);
+    l.gate_up = pack_linear(m, {{p + "mlp.gate_proj.weight", &w.w_gate}, {p + "mlp.up_proj.weight", &w.w_up}}, {f, f}, d, a8, &arena);
+    l.down = pack_linear(m, {{p + "mlp.down_proj.weight", &w.w_down}}, {d}, f, a8, &arena);
     if (cfg_.qkv_bias) {
       l.qkv_bias = Tensor::empty(DType::F32, {cfg_.q_dim() + 2 * kvd});
       std::memcpy(l.qkv_bias.f32(), w.bq.f32(), w.bq.nbytes());
@@ -56,7 +57,7 @@ Engine::Engine(const Model& m, const EngineOptions& opt)
     layers_.push_back(std::move(l));
   }
   act_type_ = m.activations.type;
-  head_ = pack_linear(m, {{cfg_.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", &m.head()}}, {cfg_.vocab}, d);
+  head_ = pack_linear(m, {{cfg_.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", &m.head()}}, {cfg_.vocab}, d, false, &arena);
   rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
   const int64_t blocks = opt.kv_blocks > 0 ? opt.kv_blocks : (max_seq_ + kKvBlockTokens - 1) / kKvBlockTokens;
   kv_ = KvPool(cfg_, blocks, opt.kv_dtype.empty() ? checkpoint_kv(m.kv_cache) : kv_code_from_name(opt.kv_dtype), m.kv_cache);

@@ -53,7 +53,8 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
 }
 
 ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::string, const Tensor*>>& weights,
-                              const std::vector<int64_t>& rows, int64_t cols, bool int8_activations) {
+                              const std::vector<int64_t>& rows, int64_t cols, bool int8_activations,
+                              ByteArena* arena) {
   std::vector<LinearSource> srcs;
   srcs.reserve(weights.size());
   for (size_t i = 0; i < weights.size(); ++i) {
@@ -65,7 +66,7 @@ ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::s
     parts.back().int8_activations = int8_activations;
     parts.back().name = weights[i].first.c_str();  // pack errors name the weight
   }
-  return ops::PackedLinear::pack_parts(parts);
+  return ops::PackedLinear::pack_parts(parts, arena);
 }
 
 }  // namespace condense

@@ -28,6 +28,7 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
 
 // Packs the named weights of `m` (each [rows_i, cols]) as one fused linear.
 ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::string, const Tensor*>>& weights,
-                              const std::vector<int64_t>& rows, int64_t cols, bool int8_activations = false);
+                              const std::vector<int64_t>& rows, int64_t cols, bool int8_activations = false,
+                              ByteArena* arena = nullptr);
 
 }  // namespace condense

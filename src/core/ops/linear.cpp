@@ -69,7 +69,8 @@ std::string refused(const LinearPart& p, const std::string& what) {
   return (p.name ? "weight '" + std::string(p.name) + "' (" + enc + ") " : "a " + enc + " weight ") + what;
 }
 
-Tensor zeroed_bytes(int64_t n) {
+Tensor zeroed_bytes(int64_t n, ByteArena* arena) {
+  if (arena) return arena->zeroed(n);
   Tensor t = Tensor::empty(DType::I8, {std::max<int64_t>(n, 1)});
   std::memset(t.data(), 0, size_t(std::max<int64_t>(n, 1)));
   return t;
@@ -90,7 +91,7 @@ PackedLinear PackedLinear::pack(const std::vector<const Tensor*>& parts) {
   return pack_parts(lp);
 }
 
-PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts) {
+PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts, ByteArena* arena) {
   PackedLinear out;
   check(!parts.empty(), "PackedLinear::pack", "no weights given");
   out.k_ = parts[0].cols;
@@ -138,10 +139,10 @@ PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts) {
       }
     }
     if (L.code == kernels::WCode::F32) L.f16_scales = false;
-    s.codes = zeroed_bytes(L.code_bytes());
-    s.scales = zeroed_bytes(L.scale_bytes());
-    s.zeros = zeroed_bytes(L.zero_bytes());
-    s.masks = zeroed_bytes(L.mask_bytes());
+    s.codes = zeroed_bytes(L.code_bytes(), arena);
+    s.scales = zeroed_bytes(L.scale_bytes(), arena);
+    s.zeros = zeroed_bytes(L.zero_bytes(), arena);
+    s.masks = zeroed_bytes(L.mask_bytes(), arena);
     int64_t row0 = 0;
     for (size_t q = i; q < j; ++q) {
       const LinearPart& p = parts[q];

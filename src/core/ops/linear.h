@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/ops/mat.h"
+#include "core/byte_arena.h"
 #include "core/tensor.h"
 #include "kernels/cpu/qlinear.h"
 
@@ -42,7 +43,8 @@ class PackedLinear {
  public:
   PackedLinear() = default;
   static PackedLinear pack(const std::vector<const Tensor*>& parts);  // f32 matrices
-  static PackedLinear pack_parts(const std::vector<LinearPart>& parts);
+  // Buffers come from `arena` when given (the engine's: huge pages, use order).
+  static PackedLinear pack_parts(const std::vector<LinearPart>& parts, ByteArena* arena = nullptr);
   int64_t out_features() const { return n_; }
   int64_t in_features() const { return k_; }
   // Bytes of weights a pass reads (codes, scales, zero points): what decode speed is bound by.

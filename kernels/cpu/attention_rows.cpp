@@ -1,0 +1,159 @@
+// Scores of a block's 16 keys are 16 dot_f32 reductions side by side: each
+// key's 16 partial sums in one vector (AVX2: two), then dot_f32's folding tree
+// (lane j += lane j + 8, j + 4, j + 2, j + 1) applied to all keys at once by
+// shuffles that pair the halves of two keys per add, which leaves the 16
+// scores in one vector in a fixed lane order that one permute undoes. The
+// value sum keeps the head's output in registers across all positions.
+// Multiplies and adds stay separate (this file is built with
+// -ffp-contract=off: GCC would fuse them in target functions) so every ISA
+// rounds as the scalar path does.
+#include "kernels/cpu/attention_rows.h"
+
+// GCC 12 reports the deliberately undefined pass-through operand inside its
+// own AVX-512 shuffle intrinsics (_mm512_undefined_*) as uninitialized.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/cpu/vexp_f32.h"
+
+namespace condense::kernels {
+namespace {
+
+constexpr int kT = 16;     // positions per block
+constexpr int kOutRegs = 8;  // output vectors kept in registers per pass over the values
+
+// ---------------------------------------------------------------- AVX-512 ---
+
+// Lanes: [a0..7, b0..7] + [a8..15, b8..15], and so on down the tree.
+CONDENSE_AVX512 inline __m512 fold_pair_256(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+CONDENSE_AVX512 inline __m512 fold_pair_128(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+CONDENSE_AVX512 inline __m512 fold_pair_64(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+CONDENSE_AVX512 inline __m512 fold_pair_32(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// scale * dot_f32(q, k_t) for the block's n keys (lanes >= n unspecified).
+CONDENSE_AVX512 __m512 scores16_avx512(const float* q, const float* k, int n, int hd, float scale) {
+  __m512 acc[kT];
+  for (int t = 0; t < kT; ++t) {
+    acc[t] = _mm512_setzero_ps();
+    if (t >= n) continue;
+    for (int c = 0; c < hd; c += 16) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_loadu_ps(q + c), _mm512_loadu_ps(k + t * hd + c)));
+  }
+  __m512 s[8], u[4], w[2];
+  for (int i = 0; i < 8; ++i) s[i] = fold_pair_256(acc[2 * i], acc[2 * i + 1]);
+  for (int i = 0; i < 4; ++i) u[i] = fold_pair_128(s[2 * i], s[2 * i + 1]);
+  for (int i = 0; i < 2; ++i) w[i] = fold_pair_64(u[2 * i], u[2 * i + 1]);
+  __m512 f = fold_pair_32(w[0], w[1]);  // lane 4L + i holds key 4i + L
+  f = _mm512_add_ps(f, _mm512_setzero_ps());  // dot_f32 adds its (empty) tail's +0
+  f = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
+  return _mm512_mul_ps(f, _mm512_set1_ps(scale));
+}
+
+CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float scale, float* sc) {
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    _mm512_mask_storeu_ps(sc + p0, lane_mask(n), scores16_avx512(q, b.k[p0 / kT], n, b.hd, scale));
+  }
+}
+
+CONDENSE_AVX512 void values_avx512(const float* p, const RowBlocks& b, float* o) {
+  for (int c0 = 0; c0 < b.hd; c0 += 16 * kOutRegs) {
+    const int nr = std::min(kOutRegs, (b.hd - c0) / 16);
+    __m512 acc[kOutRegs];
+    for (int i = 0; i < kOutRegs; ++i) acc[i] = _mm512_setzero_ps();
+    for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+      const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+      const float* vb = b.v[p0 / kT] + c0;
+      for (int t = 0; t < n; ++t) {
+        const __m512 pt = _mm512_set1_ps(p[p0 + t]);
+        for (int i = 0; i < nr; ++i) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pt, _mm512_loadu_ps(vb + t * b.hd + 16 * i)));
+      }
+    }
+    for (int i = 0; i < nr; ++i) _mm512_storeu_ps(o + c0 + 16 * i, acc[i]);
+  }
+}
+
+// ------------------------------------------------------------------- AVX2 ---
+
+// scale * dot_f32(q, k_t) for keys [t0, t0 + 8) of a block holding n.
+CONDENSE_AVX2 __m256 scores8_avx2(const float* q, const float* k, int t0, int n, int hd, float scale) {
+  __m256 a[8];
+  for (int j = 0; j < 8; ++j) {
+    __m256 lo = _mm256_setzero_ps(), hi = lo;
+    if (t0 + j < n) {
+      const float* kt = k + (t0 + j) * hd;
+      for (int c = 0; c < hd; c += 16) {
+        lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kt + c)));
+        hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(q + c + 8), _mm256_loadu_ps(kt + c + 8)));
+      }
+    }
+    a[j] = _mm256_add_ps(lo, hi);  // lane j += lane j + 8
+  }
+  __m256 s[4], w[2];
+  for (int i = 0; i < 4; ++i) {
+    s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20), _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+  }
+  for (int i = 0; i < 2; ++i) {
+    w[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  __m256 f = _mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  f = _mm256_add_ps(f, _mm256_setzero_ps());  // lane 4L + i holds key 2i + L
+  f = _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  return _mm256_mul_ps(f, _mm256_set1_ps(scale));
+}
+
+CONDENSE_AVX2 void scores_avx2(const float* q, const RowBlocks& b, float scale, float* sc) {
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    for (int t0 = 0; t0 < n; t0 += 8) {
+      _mm256_maskstore_ps(sc + p0 + t0, lane_mask8(n - t0), scores8_avx2(q, b.k[p0 / kT], t0, n, b.hd, scale));
+    }
+  }
+}
+
+CONDENSE_AVX2 void values_avx2(const float* p, const RowBlocks& b, float* o) {
+  for (int c0 = 0; c0 < b.hd; c0 += 8 * kOutRegs) {
+    const int nr = std::min(kOutRegs, (b.hd - c0) / 8);
+    __m256 acc[kOutRegs];
+    for (int i = 0; i < kOutRegs; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+      const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+      const float* vb = b.v[p0 / kT] + c0;
+      for (int t = 0; t < n; ++t) {
+        const __m256 pt = _mm256_set1_ps(p[p0 + t]);
+        for (int i = 0; i < nr; ++i) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pt, _mm256_loadu_ps(vb + t * b.hd + 8 * i)));
+      }
+    }
+    for (int i = 0; i < nr; ++i) _mm256_storeu_ps(o + c0 + 8 * i, acc[i]);
+  }
+}
+
+}  // namespace
+
+bool attention_row_blocks(const float* qh, const RowBlocks& b, float scale, float* scores, float* o) {
+  const Isa isa = active_isa();
+  if (b.hd <= 0 || b.hd % 16 != 0 || isa == Isa::Portable) return false;
+  if (isa == Isa::Avx512) scores_avx512(qh, b, scale, scores);
+  else scores_avx2(qh, b, scale, scores);
+  const float mx = *std::max_element(scores, scores + b.n_vis);
+  const float inv = float(1.0 / exp_shift_f32(scores, mx, 1.f, b.n_vis, scores));
+  for (int64_t s = 0; s < b.n_vis; ++s) scores[s] *= inv;
+  if (isa == Isa::Avx512) values_avx512(scores, b, o);
+  else values_avx2(scores, b, o);
+  return true;
+}
+
+}  // namespace condense::kernels
