@@ -43,17 +43,25 @@ CONDENSE_AVX512 inline __m512 fold_pair_32(__m512 a, __m512 b) {
   return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-// scale * dot_f32(q, k_t) for the block's n keys (lanes >= n unspecified).
+// scale * dot_f32(q, k_t) for the block's n keys (lanes >= n unspecified). C:
+// hd / 16 when known at compile time (accumulators stay in registers), else 0.
+template <int C>
 CONDENSE_AVX512 __m512 scores16_avx512(const float* q, const float* k, int n, int hd, float scale) {
+  const int nc = C ? C : hd / 16;
   __m512 acc[kT];
+#pragma GCC unroll 16
   for (int t = 0; t < kT; ++t) {
     acc[t] = _mm512_setzero_ps();
     if (t >= n) continue;
-    for (int c = 0; c < hd; c += 16) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_loadu_ps(q + c), _mm512_loadu_ps(k + t * hd + c)));
+#pragma GCC unroll 8
+    for (int c = 0; c < nc; ++c) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), _mm512_loadu_ps(k + t * hd + 16 * c)));
   }
   __m512 s[8], u[4], w[2];
+#pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) s[i] = fold_pair_256(acc[2 * i], acc[2 * i + 1]);
+#pragma GCC unroll 4
   for (int i = 0; i < 4; ++i) u[i] = fold_pair_128(s[2 * i], s[2 * i + 1]);
+#pragma GCC unroll 2
   for (int i = 0; i < 2; ++i) w[i] = fold_pair_64(u[2 * i], u[2 * i + 1]);
   __m512 f = fold_pair_32(w[0], w[1]);  // lane 4L + i holds key 4i + L
   f = _mm512_add_ps(f, _mm512_setzero_ps());  // dot_f32 adds its (empty) tail's +0
@@ -61,50 +69,77 @@ CONDENSE_AVX512 __m512 scores16_avx512(const float* q, const float* k, int n, in
   return _mm512_mul_ps(f, _mm512_set1_ps(scale));
 }
 
+template <int C>
 CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float scale, float* sc) {
   for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
     const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    _mm512_mask_storeu_ps(sc + p0, lane_mask(n), scores16_avx512(q, b.k[p0 / kT], n, b.hd, scale));
+    _mm512_mask_storeu_ps(sc + p0, lane_mask(n), scores16_avx512<C>(q, b.k[p0 / kT], n, b.hd, scale));
   }
 }
 
-CONDENSE_AVX512 void values_avx512(const float* p, const RowBlocks& b, float* o) {
-  for (int c0 = 0; c0 < b.hd; c0 += 16 * kOutRegs) {
-    const int nr = std::min(kOutRegs, (b.hd - c0) / 16);
-    __m512 acc[kOutRegs];
-    for (int i = 0; i < kOutRegs; ++i) acc[i] = _mm512_setzero_ps();
-    for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-      const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-      const float* vb = b.v[p0 / kT] + c0;
-      for (int t = 0; t < n; ++t) {
-        const __m512 pt = _mm512_set1_ps(p[p0 + t]);
-        for (int i = 0; i < nr; ++i) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pt, _mm512_loadu_ps(vb + t * b.hd + 16 * i)));
-      }
+// Output vectors [c0, c0 + NR) of the head (NR <= kOutRegs, in registers).
+template <int NR>
+CONDENSE_AVX512 void values_avx512(const float* p, const RowBlocks& b, int c0, float* o) {
+  __m512 acc[NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    const float* vb = b.v[p0 / kT] + 16 * c0;
+    for (int t = 0; t < n; ++t) {
+      const __m512 pt = _mm512_set1_ps(p[p0 + t]);
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pt, _mm512_loadu_ps(vb + t * b.hd + 16 * i)));
     }
-    for (int i = 0; i < nr; ++i) _mm512_storeu_ps(o + c0 + 16 * i, acc[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) _mm512_storeu_ps(o + 16 * (c0 + i), acc[i]);
+}
+
+CONDENSE_AVX512 void values_avx512(const float* p, const RowBlocks& b, float* o) {
+  static constexpr void (*kBodies[])(const float*, const RowBlocks&, int, float*) = {
+      values_avx512<1>, values_avx512<2>, values_avx512<3>, values_avx512<4>,
+      values_avx512<5>, values_avx512<6>, values_avx512<7>, values_avx512<8>};
+  const int nc = b.hd / 16;
+  for (int c0 = 0; c0 < nc; c0 += kOutRegs) kBodies[std::min(kOutRegs, nc - c0) - 1](p, b, c0, o);
+}
+
+CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float scale, float* sc) {
+  switch (b.hd) {
+    case 32: return scores_avx512<2>(q, b, scale, sc);
+    case 64: return scores_avx512<4>(q, b, scale, sc);
+    case 128: return scores_avx512<8>(q, b, scale, sc);
+    default: return scores_avx512<0>(q, b, scale, sc);
   }
 }
 
 // ------------------------------------------------------------------- AVX2 ---
 
-// scale * dot_f32(q, k_t) for keys [t0, t0 + 8) of a block holding n.
+// scale * dot_f32(q, k_t) for keys [t0, t0 + 8) of a block holding n (C as
+// for scores16_avx512).
+template <int C>
 CONDENSE_AVX2 __m256 scores8_avx2(const float* q, const float* k, int t0, int n, int hd, float scale) {
+  const int nc = C ? C : hd / 16;
   __m256 a[8];
+#pragma GCC unroll 8
   for (int j = 0; j < 8; ++j) {
     __m256 lo = _mm256_setzero_ps(), hi = lo;
     if (t0 + j < n) {
       const float* kt = k + (t0 + j) * hd;
-      for (int c = 0; c < hd; c += 16) {
-        lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kt + c)));
-        hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(q + c + 8), _mm256_loadu_ps(kt + c + 8)));
+#pragma GCC unroll 8
+      for (int c = 0; c < nc; ++c) {
+        lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(q + 16 * c), _mm256_loadu_ps(kt + 16 * c)));
+        hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(q + 16 * c + 8), _mm256_loadu_ps(kt + 16 * c + 8)));
       }
     }
     a[j] = _mm256_add_ps(lo, hi);  // lane j += lane j + 8
   }
   __m256 s[4], w[2];
+#pragma GCC unroll 4
   for (int i = 0; i < 4; ++i) {
     s[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20), _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
   }
+#pragma GCC unroll 2
   for (int i = 0; i < 2; ++i) {
     w[i] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                          _mm256_shuffle_ps(s[2 * i], s[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
@@ -115,30 +150,49 @@ CONDENSE_AVX2 __m256 scores8_avx2(const float* q, const float* k, int t0, int n,
   return _mm256_mul_ps(f, _mm256_set1_ps(scale));
 }
 
+template <int C>
 CONDENSE_AVX2 void scores_avx2(const float* q, const RowBlocks& b, float scale, float* sc) {
   for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
     const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
     for (int t0 = 0; t0 < n; t0 += 8) {
-      _mm256_maskstore_ps(sc + p0 + t0, lane_mask8(n - t0), scores8_avx2(q, b.k[p0 / kT], t0, n, b.hd, scale));
+      _mm256_maskstore_ps(sc + p0 + t0, lane_mask8(n - t0), scores8_avx2<C>(q, b.k[p0 / kT], t0, n, b.hd, scale));
     }
   }
 }
 
-CONDENSE_AVX2 void values_avx2(const float* p, const RowBlocks& b, float* o) {
-  for (int c0 = 0; c0 < b.hd; c0 += 8 * kOutRegs) {
-    const int nr = std::min(kOutRegs, (b.hd - c0) / 8);
-    __m256 acc[kOutRegs];
-    for (int i = 0; i < kOutRegs; ++i) acc[i] = _mm256_setzero_ps();
-    for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-      const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-      const float* vb = b.v[p0 / kT] + c0;
-      for (int t = 0; t < n; ++t) {
-        const __m256 pt = _mm256_set1_ps(p[p0 + t]);
-        for (int i = 0; i < nr; ++i) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pt, _mm256_loadu_ps(vb + t * b.hd + 8 * i)));
-      }
-    }
-    for (int i = 0; i < nr; ++i) _mm256_storeu_ps(o + c0 + 8 * i, acc[i]);
+CONDENSE_AVX2 void scores_avx2(const float* q, const RowBlocks& b, float scale, float* sc) {
+  switch (b.hd) {
+    case 32: return scores_avx2<2>(q, b, scale, sc);
+    case 64: return scores_avx2<4>(q, b, scale, sc);
+    case 128: return scores_avx2<8>(q, b, scale, sc);
+    default: return scores_avx2<0>(q, b, scale, sc);
   }
+}
+
+// Output vectors (8 floats) [c0, c0 + NR) of the head.
+template <int NR>
+CONDENSE_AVX2 void values_avx2(const float* p, const RowBlocks& b, int c0, float* o) {
+  __m256 acc[NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    const float* vb = b.v[p0 / kT] + 8 * c0;
+    for (int t = 0; t < n; ++t) {
+      const __m256 pt = _mm256_set1_ps(p[p0 + t]);
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pt, _mm256_loadu_ps(vb + t * b.hd + 8 * i)));
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) _mm256_storeu_ps(o + 8 * (c0 + i), acc[i]);
+}
+
+CONDENSE_AVX2 void values_avx2(const float* p, const RowBlocks& b, float* o) {
+  static constexpr void (*kBodies[])(const float*, const RowBlocks&, int, float*) = {
+      values_avx2<1>, values_avx2<2>, values_avx2<3>, values_avx2<4>, values_avx2<5>, values_avx2<6>, values_avx2<7>, values_avx2<8>};
+  const int nc = b.hd / 8;
+  for (int c0 = 0; c0 < nc; c0 += kOutRegs) kBodies[std::min(kOutRegs, nc - c0) - 1](p, b, c0, o);
 }
 
 }  // namespace

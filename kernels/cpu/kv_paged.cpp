@@ -1,8 +1,11 @@
 // Reads are one plain loop per dtype, compiled three times (AVX-512, AVX2 +
 // F16C, baseline) so each ISA vectorizes it; every read is exact (the f16 and
 // E4M3 bit fields are moved into an f32 and rescaled by a power of two), so all
-// three give the same floats. Attention reads one kv head's keys and values at
-// a time into an L2-sized f32 buffer and runs attention_f32 on its query heads.
+// three give the same floats. Attention of a chunk (16 rows or more) reads one
+// kv head's keys and values at a time into an L2-sized f32 buffer and runs
+// attention_f32 on its query heads; decode rows with head_dim a multiple of 16
+// run attention_rows.h's vector bodies over the blocks in place (f32) or over
+// the kv head read into f32 once for its query heads.
 #include "kernels/cpu/kv_paged.h"
 
 #include <algorithm>
