@@ -2,8 +2,8 @@
 # The native runtime's numbers (issue 11), recorded as JSON under bench/results/:
 # the random stories110M shape (`condense init`) compressed by RTN recipes into
 # every stored format (int8 / int4 g32 / fp8 weights with the tied embedding and
-# head quantized too, W8A8 / W4A8, 50% / 70% / 2:4 pruned f32 and int8, fp8 and
-# int8 KV), then `condense bench` on each at 1 and 2 threads. Every bench run
+# head quantized too, W8A8 / W4A8 (also with the head's input int8), 50% / 70% /
+# 2:4 pruned f32 and int8, fp8 and int8 KV), then `condense bench` on each at 1 and 2 threads. Every bench run
 # measures the machine's read bandwidth, FMA and int8 peaks itself.
 # Needs ../shared/data (the 32k tokenizer and text for calibration).
 # Usage: bench/run_native.sh [build-dir] [quick]   (~15 min; quick: 1 thread, fewer cases)
@@ -30,6 +30,8 @@ variants=(
   "int8-w8a8|[{\"type\": \"quantize\", \"weights\": {\"type\": \"int8\", \"granularity\": \"channel\"}, \"method\": \"rtn\", \"targets\": [\"$all\"], \"activations\": {\"type\": \"int8\"}}]"
   "int4|[{\"type\": \"quantize\", \"weights\": {\"type\": \"int4\", \"group\": 32}, \"method\": \"rtn\", \"targets\": [\"$all\"]}]"
   "int4-w4a8|[{\"type\": \"quantize\", \"weights\": {\"type\": \"int4\", \"group\": 32}, \"method\": \"rtn\", \"targets\": [\"$all\"], \"activations\": {\"type\": \"int8\"}}]"
+  "int8-w8a8-head|[{\"type\": \"quantize\", \"weights\": {\"type\": \"int8\", \"granularity\": \"channel\"}, \"method\": \"rtn\", \"targets\": [\"$all\"], \"activations\": {\"type\": \"int8\", \"head\": true}}]"
+  "int4-w4a8-head|[{\"type\": \"quantize\", \"weights\": {\"type\": \"int4\", \"group\": 32}, \"method\": \"rtn\", \"targets\": [\"$all\"], \"activations\": {\"type\": \"int8\", \"head\": true}}]"
   "fp8|[{\"type\": \"quantize\", \"weights\": {\"type\": \"fp8\", \"granularity\": \"channel\"}, \"method\": \"rtn\", \"targets\": [\"$all\"]}]"
   "f32-sparse50|[{\"type\": \"prune\", \"sparsity\": 0.5}]"
   "f32-sparse70|[{\"type\": \"prune\", \"sparsity\": 0.7}]"
@@ -62,7 +64,7 @@ run() {  # label model threads extra-args...
 }
 for t in "${threads[@]}"; do
   run f32 "$base" "$t" --tokenizer "$tok"
-  for name in int8 int8-w8a8 int4 int4-w4a8 fp8 f32-sparse50 f32-sparse70 f32-2of4 int8-dense int8-sparse50 int8-sparse70; do
+  for name in int8 int8-w8a8 int8-w8a8-head int4 int4-w4a8 int4-w4a8-head fp8 f32-sparse50 f32-sparse70 f32-2of4 int8-dense int8-sparse50 int8-sparse70; do
     run "$name" "$work/$name/model.cpk" "$t" --context 128 --batch 1 --batch 4 --batch 16 --decode-tokens 32
   done
   # KV dtypes at context 1024 (decode batch 1 and 4): f16 and bf16 on the f32 model, fp8 / int8 calibrated.
@@ -86,7 +88,7 @@ def dec(label, t, batch=1, ctx=128):
 for t in sorted({k[1] for k in by}):
     m = by[("f32", t)]["machine"]
     print(f"threads {t}: {m['cpu']} {m['isa']}, read {m['read_gbs']:.1f} GB/s, FMA {m['fma_gflops']:.0f} GFLOP/s, int8 {m['int8_gops']:.0f} GOPS ({m['int8_kind']})")
-    for label in ["f32", "int8", "int8-w8a8", "int4", "int4-w4a8", "fp8", "int8-dense", "f32-sparse50", "f32-sparse70", "f32-2of4", "int8-sparse50", "int8-sparse70"]:
+    for label in ["f32", "int8", "int8-w8a8", "int8-w8a8-head", "int4", "int4-w4a8", "int4-w4a8-head", "fp8", "int8-dense", "f32-sparse50", "f32-sparse70", "f32-2of4", "int8-sparse50", "int8-sparse70"]:
         d = dec(label, t)
         if not d: continue
         b = by[(label, t)]

@@ -149,3 +149,63 @@ TEST(W8A8, CpkKeepsActivationSettings) {
   const std::vector<int> toks(c.inputs.begin(), c.inputs.begin() + 16);
   EXPECT_EQ(logits(back.model, toks), logits(m, toks));
 }
+
+// `head`: the final-normed rows the LM head reads are quantized per token too.
+// The head's first `dim` rows are made the identity, so those logits are its
+// input itself: f32 without `head`, and with it exactly the per-row int8 grid
+// of that input computed here in float64 (s = amax / 127, round half to even,
+// the fake_quant_rows definition). The other rows: the random head applied to
+// that grid, in float64.
+TEST(W8A8, HeadInputQuantizedPerTokenWhenAsked) {
+  Model m = random_model(testutil::tiny_config({.ffn = 40, .vocab = 48, .tied = false}), 7);
+  const int64_t d = m.config.dim, V = m.config.vocab;
+  float* w = m.lm_head.f32();
+  for (int64_t r = 0; r < d; ++r) {
+    for (int64_t c = 0; c < d; ++c) w[r * d + c] = r == c ? 1.f : 0.f;
+  }
+  compress::QuantizeOptions q;
+  q.scheme = QuantScheme::of(DType::I8, Granularity::PerChannel);
+  q.activations.type = DType::I8;
+  q.activations.head = true;
+  compress::quantize_model(m, q, nullptr);  // the blocks' linears; the head stays f32
+  ASSERT_TRUE(m.activations.head);
+  Model plain = m;
+  plain.activations.head = false;
+  const std::vector<int> toks = {3, 1, 4, 1, 5, 9, 2, 6};
+  const std::vector<float> a = logits(m, toks), f = logits(plain, toks);
+  const int64_t T = int64_t(toks.size());
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xn = &f[size_t(t * V)];  // the head's f32 input
+    double amax = 0;
+    for (int64_t c = 0; c < d; ++c) amax = std::max(amax, std::fabs(double(xn[c])));
+    const double s = double(float(amax) / 127.f);
+    std::vector<double> grid(static_cast<size_t>(d));
+    for (int64_t c = 0; c < d; ++c) grid[size_t(c)] = double(float(s * std::nearbyint(double(xn[c]) / s)));
+    for (int64_t c = 0; c < d; ++c) ASSERT_EQ(double(a[size_t(t * V + c)]), grid[size_t(c)]) << "token " << t << " channel " << c;
+    for (int64_t r = d; r < V; ++r) {
+      double ref = 0;
+      for (int64_t c = 0; c < d; ++c) ref += double(w[r * d + c]) * grid[size_t(c)];
+      ASSERT_NEAR(a[size_t(t * V + r)], ref, 1e-5 * (1 + std::fabs(ref))) << "token " << t << " row " << r;
+    }
+  }
+}
+
+TEST(W8A8, CpkKeepsTheHeadSettingAndRefusesBadOnes) {
+  testutil::TempDir d;
+  Model m = model(8);
+  compress::QuantizeOptions q;
+  q.scheme = QuantScheme::of(DType::I4, Granularity::Group, 16);
+  q.targets = {"model.layers.*_proj.weight", "model.embed_tokens.weight"};
+  q.activations.type = DType::I8;
+  q.activations.head = true;
+  compress::quantize_model(m, q, nullptr);
+  save_cpk(m, d / "m.cpk", {});
+  const LoadedModel back = load_cpk(d / "m.cpk");
+  EXPECT_TRUE(back.model.activations.head);
+  const std::vector<int> toks = {7, 3, 3, 9, 1};
+  EXPECT_EQ(logits(back.model, toks), logits(m, toks));
+  Model fp8 = m;
+  fp8.activations = {DType::F8E4M3, std::vector<float>(size_t(m.config.n_layers) * ActivationQuant::kSites, 0.1f), true};
+  EXPECT_THROW(save_cpk(fp8, d / "bad.cpk", {}), Error);
+  EXPECT_FALSE(std::filesystem::exists(d / "bad.cpk"));
+}

@@ -84,19 +84,24 @@ TEST(NativeEngine, IntegerActivationsMatchTheSimulatedModel) {
                                  QuantScheme::of(DType::I4, Granularity::Group, 24, false)};
   const std::vector<int> toks = {1, 5, 9, 33, 2, 17, 17, 30, 4, 11, 39, 0, 8};
   for (const QuantScheme& s : schemes) {
-    Model m = random_model(testutil::tiny_config({.ffn = 72}), 4);
-    compress::QuantizeOptions q;
-    q.scheme = s;
-    q.activations.type = DType::I8;
-    compress::quantize_model(m, q, nullptr);
-    ASSERT_EQ(m.activations.type, DType::I8);
-    const auto native = logits_of(m, toks), sim = logits_of(simulated(m), toks);
-    double max_err = 0;
-    for (size_t i = 0; i < native.size(); ++i) {
-      max_err = std::max(max_err, double(std::fabs(native[i] - sim[i])));
-      ASSERT_NEAR(native[i], sim[i], 1e-4 * (1 + std::fabs(sim[i]))) << s.describe() << " logit " << i;
+    for (bool head : {false, true}) {  // head: the tied table quantized too, its input int8 (integer head kernels)
+      Model m = random_model(testutil::tiny_config({.ffn = 72}), 4);
+      compress::QuantizeOptions q;
+      q.scheme = s;
+      q.activations.type = DType::I8;
+      q.activations.head = head;
+      if (head) q.targets = {"model.layers.*_proj.weight", "model.embed_tokens.weight"};
+      compress::quantize_model(m, q, nullptr);
+      ASSERT_EQ(m.activations.type, DType::I8);
+      EXPECT_EQ(Engine(m).head_integer(), head);
+      const auto native = logits_of(m, toks), sim = logits_of(simulated(m), toks);
+      double max_err = 0;
+      for (size_t i = 0; i < native.size(); ++i) {
+        max_err = std::max(max_err, double(std::fabs(native[i] - sim[i])));
+        ASSERT_NEAR(native[i], sim[i], 1e-4 * (1 + std::fabs(sim[i]))) << s.describe() << " head " << head << " logit " << i;
+      }
+      EXPECT_GT(max_err, 0.0) << s.describe() << ": identical logits: the integer kernels did not run";
     }
-    EXPECT_GT(max_err, 0.0) << s.describe() << ": identical logits: the integer kernels did not run";
   }
 }
 

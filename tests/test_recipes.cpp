@@ -223,6 +223,10 @@ TEST(Recipe, QuantizeStageErrorsNameThePath) {
   expect_error(j, {"$.stages[0].dtype", "fp8, int8"});
   j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "activations": {"type": "int4"}}])");
   expect_error(j, {"$.stages[0].activations.type", "int8, fp8"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "activations": {"type": "fp8", "head": true}, "calibration": {"samples": 4}}])");
+  expect_error(j, {"$.stages[0].activations.head", "int8"});
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "activations": {"type": "int8", "head": 1}}])");
+  expect_error(j, {"$.stages[0].activations.head"});
   j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "activations": {"type": "int8", "alpha": 0.8}}])");
   expect_error(j, {"$.stages[0].activations.alpha", "smoothquant is off"});
   j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int8"}, "activations": {"type": "int8"}, "calibration": {"samples": 4}}])");
@@ -237,4 +241,7 @@ TEST(Recipe, W8A8OptionsParse) {
   EXPECT_EQ(a.type, DType::F8E4M3);
   EXPECT_TRUE(a.smooth);
   EXPECT_DOUBLE_EQ(a.alpha, 0.7);
+  EXPECT_FALSE(a.head);
+  j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int4", "group": 32}, "activations": {"type": "int8", "head": true}}])");
+  EXPECT_TRUE(pipeline::parse_recipe(j, "").stages[0].quantize.activations.head);
 }

@@ -240,8 +240,9 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
            {{"scheme", opt.scheme.describe()}, {"method", "rtn"}});
   }
   if (act.type == DType::F8E4M3) act_j["input_scales"] = calibrate_input_scales(m, *calib)["input_scales"];
-  if (act.type == DType::I8) m.activations = {DType::I8, {}};
+  if (act.type == DType::I8) m.activations = {DType::I8, {}, act.head};
   if (act.type != DType::F32) act_j["dtype"] = act.type == DType::I8 ? "int8 dynamic per-token" : "fp8-e4m3 static per-tensor";
+  if (act.type == DType::I8) act_j["head"] = act.head;
   json out = {{"method", opt.method}, {"scheme", opt.scheme.describe()}, {"tensors", tensors}, {"quantized", int(names.size())},
               {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
               {"peak_rss_mb", double(peak_rss_bytes()) / 1e6}};

@@ -29,6 +29,7 @@ struct ActivationOptions {
   DType type = DType::F32;  // F32: weights only; I8: dynamic per token; F8E4M3: static per tensor (calibrated)
   bool smooth = false;      // SmoothQuant before the weights are quantized (needs calibration)
   double alpha = 0.5;       // SmoothQuant migration strength
+  bool head = false;        // I8: the LM head's input quantized too (integer head kernels)
 };
 
 struct QuantizeOptions {

@@ -217,6 +217,10 @@ void save_cpk(const Model& m, const std::string& path, const CpkWriteOptions& op
   if (m.activations.quantized()) {
     const ActivationQuant& a = m.activations;
     json aj = {{"dtype", a.type == DType::F8E4M3 ? "fp8-e4m3" : "int8"}, {"scales", a.type == DType::F8E4M3 ? "static" : "dynamic"}};
+    if (a.head) {
+      if (a.type != DType::I8) fail(path, "only int8 activations can quantize the LM head's input");
+      aj["head"] = true;
+    }
     if (a.type == DType::F8E4M3) {
       if (a.scales.size() != size_t(m.config.n_layers) * ActivationQuant::kSites) fail(path, "activation scales do not match the config's layers");
       aj["input_scales"] = a.scales;
@@ -512,6 +516,11 @@ LoadedModel load_cpk(const std::string& path, bool effective_f32) {
       const std::string dt = a.at("dtype").get<std::string>();
       if (dt != "fp8-e4m3" && dt != "int8") fail(path, "unknown activation dtype '" + dt + "'", "Use a newer condense");
       m.activations.type = dt == "int8" ? DType::I8 : DType::F8E4M3;
+      if (a.contains("head")) {
+        if (!a["head"].is_boolean()) bad(path, "activations.head is not a boolean");
+        m.activations.head = a["head"].get<bool>();
+        if (m.activations.head && m.activations.type != DType::I8) bad(path, "activations.head is set for fp8 activations (int8 only)");
+      }
       if (m.activations.type == DType::F8E4M3) {
         m.activations.scales = a.at("input_scales").get<std::vector<float>>();
         if (m.activations.scales.size() != size_t(m.config.n_layers) * ActivationQuant::kSites) bad(path, "activation scales do not match the config's layers");

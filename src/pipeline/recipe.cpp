@@ -198,6 +198,10 @@ void parse_quantize(const Obj& o, StageSpec& s, uint64_t seed) {
     q.activations.smooth = a.boolean("smoothquant", false);
     q.activations.alpha = a.num("alpha", 0.5, 0, 1);
     if (a.has("alpha") && !q.activations.smooth) a.bad("alpha", "nothing (smoothquant is off)");
+    q.activations.head = a.boolean("head", false);
+    if (q.activations.head && q.activations.type != DType::I8) {
+      a.bad("head", "false for fp8 (a static head scale is not calibrated; only int8's dynamic per-token scales quantize the head's input)");
+    }
     a.done();
   }
   if (o.has("calibration") && !q.needs_calibration()) o.bad("calibration", "nothing (rtn needs no calibration)");

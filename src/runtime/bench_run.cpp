@@ -59,7 +59,9 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   const int64_t blocks_per_seq = (max_seq + kKvBlockTokens - 1) / kKvBlockTokens;
   Engine e(lm.model, EngineOptions{max_seq, std::max<int64_t>(blocks_per_seq * max_batch, blocks_per_seq + 1), opt.kv_dtype});
   const std::string format = lm.model.format;
-  const std::string activations = lm.model.activations.type == DType::I8 ? "int8" : lm.model.activations.type == DType::F8E4M3 ? "fp8-e4m3 (simulated)" : "f32";
+  const std::string activations = lm.model.activations.type == DType::I8 ? (lm.model.activations.head ? "int8 (head too)" : "int8")
+                                  : lm.model.activations.type == DType::F8E4M3 ? "fp8-e4m3 (simulated)"
+                                                                                : "f32";
   release_weights(lm.model);
   malloc_trim(0);  // the packed forms read from the file are gone: give their pages back
   const double load_s = since(t_load);
@@ -111,7 +113,8 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
         best = std::min(best, since(t0));
         e.drop_sequence(s);
       }
-      const double bound = p / compute_s(p * (double(f32_macs) - head_macs) + head_macs, p * double(int8_macs));
+      const double bound = e.head_integer() ? p / compute_s(p * double(f32_macs), p * (double(int8_macs) - head_macs) + head_macs)
+                                            : p / compute_s(p * (double(f32_macs) - head_macs) + head_macs, p * double(int8_macs));
       row.update({{"seconds", best}, {"tok_s", p / best}, {"compute_bound_tok_s", bound}, {"fraction_of_bound", p / best / bound}});
       if (ttft == 0) ttft = best;
     }

@@ -57,7 +57,9 @@ Engine::Engine(const Model& m, const EngineOptions& opt)
     layers_.push_back(std::move(l));
   }
   act_type_ = m.activations.type;
-  head_ = pack_linear(m, {{cfg_.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", &m.head()}}, {cfg_.vocab}, d, false, &arena);
+  head_a8_ = m.activations.type == DType::I8 && m.activations.head;
+  head_ = pack_linear(m, {{cfg_.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", &m.head()}}, {cfg_.vocab}, d, head_a8_,
+                      &arena);
   rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
   const int64_t blocks = opt.kv_blocks > 0 ? opt.kv_blocks : (max_seq_ + kKvBlockTokens - 1) / kKvBlockTokens;
   kv_ = KvPool(cfg_, blocks, opt.kv_dtype.empty() ? checkpoint_kv(m.kv_cache) : kv_code_from_name(opt.kv_dtype), m.kv_cache);
@@ -132,8 +134,8 @@ std::string Engine::describe_linears() const {
 }
 
 void Engine::macs_per_token(int64_t* f32_macs, int64_t* int8_macs) const {
-  *f32_macs = head_.macs();
-  *int8_macs = 0;
+  *f32_macs = head_.integer_activations() ? 0 : head_.macs();
+  *int8_macs = head_.integer_activations() ? head_.macs() : 0;
   for (const Layer& l : layers_) {
     for (const ops::PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) (p->integer_activations() ? *int8_macs : *f32_macs) += p->macs();
   }
@@ -271,6 +273,7 @@ void Engine::step(const std::vector<SeqStep>& batch) {
   }
   ops::Mat last = tmp.rows_slice(0, total_logits), last_n = xn.rows_slice(0, total_logits);
   ops::rmsnorm(last, final_norm_, cfg_.norm_eps, last_n);
+  if (head_a8_ && !head_.integer_activations()) fake_quant_rows(last_n.data, last_n.rows, last_n.cols, last_n.ld, DType::I8, 1.f);
   if (batch.size() == 1) {
     head_.apply(last_n, ops::Mat{batch[0].logits, total_logits, cfg_.vocab, cfg_.vocab});
     return;

@@ -61,6 +61,7 @@ class Engine {
   // Multiply-adds of the linears (and head) per token: in f32 FMAs, and in
   // int8 dot products (the integer-activation kernels).
   void macs_per_token(int64_t* f32_macs, int64_t* int8_macs) const;
+  bool head_integer() const { return head_.integer_activations(); }  // the head's macs are int8 ones
   // What the linear kernels run, e.g. "blocks: int4 g32 x int8; head: int8 per-channel".
   std::string describe_linears() const;
   const KvPool& kv() const { return kv_; }
@@ -91,6 +92,7 @@ class Engine {
   ops::PackedLinear head_;
   ops::RopeTable rope_;
   DType act_type_ = DType::F32;
+  bool head_a8_ = false;  // the head's input quantized per token (int8 activations with `head`)
   KvPool kv_;
   std::vector<Seq> seqs_;
   int scratch_rows_ = 0;
