@@ -154,6 +154,31 @@ TEST_P(KvPagedIsa, EveryDtypeReadsBackItsFloat64Codec) {
   }
 }
 
+// Attention over a cache in each stored dtype equals attention_f32 over the
+// values that cache reads back (the decode bodies convert block by block),
+// bitwise, through a permuted block table.
+TEST_P(KvPagedIsa, EveryDtypeAttendsOverWhatItReadsBack) {
+  const int n_kv = 2, n_heads = 4, hd = 32, n_pos = 45;
+  for (kc::KvCode code : {kc::KvCode::F16, kc::KvCode::BF16, kc::KvCode::E4M3, kc::KvCode::I8}) {
+    Pool pool(code, n_kv, hd, 4, 13);
+    const auto k = randn(size_t(n_pos * n_kv * hd), 7, 0.5f), v = randn(size_t(n_pos * n_kv * hd), 8, 0.5f);
+    for (int p = 0; p < n_pos; ++p) kc::kv_paged_write(pool.view, &k[size_t(p * n_kv * hd)], &v[size_t(p * n_kv * hd)], p);
+    std::vector<float> kc_(size_t(n_kv * n_pos * hd)), vc_(kc_.size());
+    for (int h = 0; h < n_kv; ++h) {
+      kc::kv_paged_read(pool.view, false, h, 0, n_pos, &kc_[size_t(h * n_pos * hd)]);
+      kc::kv_paged_read(pool.view, true, h, 0, n_pos, &vc_[size_t(h * n_pos * hd)]);
+    }
+    for (int rows : {1, 2}) {
+      const int pos0 = n_pos - rows;
+      const auto q = randn(size_t(rows * n_heads * hd), 21 + uint32_t(rows));
+      std::vector<float> a(q.size()), b(q.size());
+      kc::attention_paged_f32(q.data(), n_heads * hd, rows, pos0, n_heads, pool.view, a.data(), n_heads * hd);
+      kc::attention_f32(q.data(), n_heads * hd, kc_.data(), vc_.data(), n_pos * hd, rows, pos0, n_heads, n_kv, hd, b.data(), n_heads * hd);
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "code " << int(code) << " rows " << rows;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, KvPagedIsa, ::testing::ValuesIn(kc::kAllIsas), testutil::isa_test_name);
 
 namespace {

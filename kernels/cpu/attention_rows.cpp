@@ -69,39 +69,34 @@ CONDENSE_AVX512 __m512 scores16_avx512(const float* q, const float* k, int n, in
   return _mm512_mul_ps(f, _mm512_set1_ps(scale));
 }
 
-template <int C>
-CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float scale, float* sc) {
-  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    _mm512_mask_storeu_ps(sc + p0, lane_mask(n), scores16_avx512<C>(q, b.k[p0 / kT], n, b.hd, scale));
-  }
-}
-
-// Output vectors [c0, c0 + NR) of the head (NR <= kOutRegs, in registers).
+// Adds the n positions of one block to the head's output o (hd floats, vectors
+// [c0, c0 + NR) in registers meanwhile): chains in position order as before.
 template <int NR>
-CONDENSE_AVX512 void values_avx512(const float* p, const RowBlocks& b, int c0, float* o) {
+CONDENSE_AVX512 void values_avx512(const float* p, const float* vb, int n, int hd, int c0, float* o) {
   __m512 acc[NR];
 #pragma GCC unroll 8
-  for (int i = 0; i < NR; ++i) acc[i] = _mm512_setzero_ps();
-  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    const float* vb = b.v[p0 / kT] + 16 * c0;
-    for (int t = 0; t < n; ++t) {
-      const __m512 pt = _mm512_set1_ps(p[p0 + t]);
+  for (int i = 0; i < NR; ++i) acc[i] = _mm512_loadu_ps(o + 16 * (c0 + i));
+  vb += 16 * c0;
+  for (int t = 0; t < n; ++t) {
+    const __m512 pt = _mm512_set1_ps(p[t]);
 #pragma GCC unroll 8
-      for (int i = 0; i < NR; ++i) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pt, _mm512_loadu_ps(vb + t * b.hd + 16 * i)));
-    }
+    for (int i = 0; i < NR; ++i) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pt, _mm512_loadu_ps(vb + t * hd + 16 * i)));
   }
 #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) _mm512_storeu_ps(o + 16 * (c0 + i), acc[i]);
 }
 
-CONDENSE_AVX512 void values_avx512(const float* p, const RowBlocks& b, float* o) {
-  static constexpr void (*kBodies[])(const float*, const RowBlocks&, int, float*) = {
-      values_avx512<1>, values_avx512<2>, values_avx512<3>, values_avx512<4>,
-      values_avx512<5>, values_avx512<6>, values_avx512<7>, values_avx512<8>};
-  const int nc = b.hd / 16;
-  for (int c0 = 0; c0 < nc; c0 += kOutRegs) kBodies[std::min(kOutRegs, nc - c0) - 1](p, b, c0, o);
+template <int C>
+CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float scale, float* sc) {
+  const int nh = b.n_kv * b.group;
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    const float* kb = b.block(b.ctx, false, p0 / kT);
+    for (int h = 0; h < nh; ++h) {
+      const float* kh = kb + int64_t(h / b.group) * kT * b.hd;
+      _mm512_mask_storeu_ps(sc + h * b.n_vis + p0, lane_mask(n), scores16_avx512<C>(q + int64_t(h) * b.hd, kh, n, b.hd, scale));
+    }
+  }
 }
 
 CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float scale, float* sc) {
@@ -110,6 +105,21 @@ CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float sca
     case 64: return scores_avx512<4>(q, b, scale, sc);
     case 128: return scores_avx512<8>(q, b, scale, sc);
     default: return scores_avx512<0>(q, b, scale, sc);
+  }
+}
+
+CONDENSE_AVX512 void values_avx512(const float* p, const RowBlocks& b, float* o) {
+  static constexpr void (*kBodies[])(const float*, const float*, int, int, int, float*) = {
+      values_avx512<1>, values_avx512<2>, values_avx512<3>, values_avx512<4>,
+      values_avx512<5>, values_avx512<6>, values_avx512<7>, values_avx512<8>};
+  const int nh = b.n_kv * b.group, nc = b.hd / 16;
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    const float* vb = b.block(b.ctx, true, p0 / kT);
+    for (int h = 0; h < nh; ++h) {
+      const float* vh = vb + int64_t(h / b.group) * kT * b.hd;
+      for (int c0 = 0; c0 < nc; c0 += kOutRegs) kBodies[std::min(kOutRegs, nc - c0) - 1](p + h * b.n_vis + p0, vh, n, b.hd, c0, o + int64_t(h) * b.hd);
+    }
   }
 }
 
@@ -152,10 +162,15 @@ CONDENSE_AVX2 __m256 scores8_avx2(const float* q, const float* k, int t0, int n,
 
 template <int C>
 CONDENSE_AVX2 void scores_avx2(const float* q, const RowBlocks& b, float scale, float* sc) {
+  const int nh = b.n_kv * b.group;
   for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
     const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    for (int t0 = 0; t0 < n; t0 += 8) {
-      _mm256_maskstore_ps(sc + p0 + t0, lane_mask8(n - t0), scores8_avx2<C>(q, b.k[p0 / kT], t0, n, b.hd, scale));
+    const float* kb = b.block(b.ctx, false, p0 / kT);
+    for (int h = 0; h < nh; ++h) {
+      const float* kh = kb + int64_t(h / b.group) * kT * b.hd;
+      for (int t0 = 0; t0 < n; t0 += 8) {
+        _mm256_maskstore_ps(sc + h * b.n_vis + p0 + t0, lane_mask8(n - t0), scores8_avx2<C>(q + int64_t(h) * b.hd, kh, t0, n, b.hd, scale));
+      }
     }
   }
 }
@@ -169,42 +184,51 @@ CONDENSE_AVX2 void scores_avx2(const float* q, const RowBlocks& b, float scale, 
   }
 }
 
-// Output vectors (8 floats) [c0, c0 + NR) of the head.
+// As values_avx512: vectors (8 floats) [c0, c0 + NR) of one head's output.
 template <int NR>
-CONDENSE_AVX2 void values_avx2(const float* p, const RowBlocks& b, int c0, float* o) {
+CONDENSE_AVX2 void values_avx2(const float* p, const float* vb, int n, int hd, int c0, float* o) {
   __m256 acc[NR];
 #pragma GCC unroll 8
-  for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_ps();
-  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    const float* vb = b.v[p0 / kT] + 8 * c0;
-    for (int t = 0; t < n; ++t) {
-      const __m256 pt = _mm256_set1_ps(p[p0 + t]);
+  for (int i = 0; i < NR; ++i) acc[i] = _mm256_loadu_ps(o + 8 * (c0 + i));
+  vb += 8 * c0;
+  for (int t = 0; t < n; ++t) {
+    const __m256 pt = _mm256_set1_ps(p[t]);
 #pragma GCC unroll 8
-      for (int i = 0; i < NR; ++i) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pt, _mm256_loadu_ps(vb + t * b.hd + 8 * i)));
-    }
+    for (int i = 0; i < NR; ++i) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(pt, _mm256_loadu_ps(vb + t * hd + 8 * i)));
   }
 #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) _mm256_storeu_ps(o + 8 * (c0 + i), acc[i]);
 }
 
 CONDENSE_AVX2 void values_avx2(const float* p, const RowBlocks& b, float* o) {
-  static constexpr void (*kBodies[])(const float*, const RowBlocks&, int, float*) = {
+  static constexpr void (*kBodies[])(const float*, const float*, int, int, int, float*) = {
       values_avx2<1>, values_avx2<2>, values_avx2<3>, values_avx2<4>, values_avx2<5>, values_avx2<6>, values_avx2<7>, values_avx2<8>};
-  const int nc = b.hd / 8;
-  for (int c0 = 0; c0 < nc; c0 += kOutRegs) kBodies[std::min(kOutRegs, nc - c0) - 1](p, b, c0, o);
+  const int nh = b.n_kv * b.group, nc = b.hd / 8;
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    const float* vb = b.block(b.ctx, true, p0 / kT);
+    for (int h = 0; h < nh; ++h) {
+      const float* vh = vb + int64_t(h / b.group) * kT * b.hd;
+      for (int c0 = 0; c0 < nc; c0 += kOutRegs) kBodies[std::min(kOutRegs, nc - c0) - 1](p + h * b.n_vis + p0, vh, n, b.hd, c0, o + int64_t(h) * b.hd);
+    }
+  }
 }
 
 }  // namespace
 
-bool attention_row_blocks(const float* qh, const RowBlocks& b, float scale, float* scores, float* o) {
+bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float* scores, float* o) {
   const Isa isa = active_isa();
   if (b.hd <= 0 || b.hd % 16 != 0 || isa == Isa::Portable) return false;
-  if (isa == Isa::Avx512) scores_avx512(qh, b, scale, scores);
-  else scores_avx2(qh, b, scale, scores);
-  const float mx = *std::max_element(scores, scores + b.n_vis);
-  const float inv = float(1.0 / exp_shift_f32(scores, mx, 1.f, b.n_vis, scores));
-  for (int64_t s = 0; s < b.n_vis; ++s) scores[s] *= inv;
+  const int nh = b.n_kv * b.group;
+  if (isa == Isa::Avx512) scores_avx512(q, b, scale, scores);
+  else scores_avx2(q, b, scale, scores);
+  for (int h = 0; h < nh; ++h) {
+    float* sc = scores + int64_t(h) * b.n_vis;
+    const float mx = *std::max_element(sc, sc + b.n_vis);
+    const float inv = float(1.0 / exp_shift_f32(sc, mx, 1.f, b.n_vis, sc));
+    for (int64_t s = 0; s < b.n_vis; ++s) sc[s] *= inv;
+  }
+  std::fill(o, o + int64_t(nh) * b.hd, 0.f);
   if (isa == Isa::Avx512) values_avx512(scores, b, o);
   else values_avx2(scores, b, o);
   return true;

@@ -10,16 +10,23 @@
 
 namespace condense::kernels {
 
+// A row's cached positions in blocks of 16: block(ctx, values, b) gives block
+// b's keys (or values) of every kv head as f32 [n_kv][16][hd] (the paged
+// cache's own layout in place, or a block converted into a buffer that stays
+// valid until the next call).
 struct RowBlocks {
-  const float* const* k;  // k[b]: positions [16b, 16b + 16) as [16][hd] f32 (the last block partial)
-  const float* const* v;
+  const float* (*block)(void* ctx, bool values, int64_t b);
+  void* ctx;
   int64_t n_vis;  // positions attended: [0, n_vis)
-  int hd;
+  int n_kv, group, hd;  // query head h reads kv head h / group
 };
 
-// o[hd] = softmax(scale * K qh) V, scores[n_vis] as scratch. False (and nothing
+// o[n_kv * group][hd] = softmax(scale * K q_h) V per query head h of q (rows of
+// hd floats, head-major), scores[n_kv * group][n_vis] as scratch. The blocks
+// are walked in order, every head of a block at once (one contiguous read per
+// block instead of one 16-position piece per head, far apart). False (nothing
 // written) when the active ISA has no vector body for this hd (hd % 16 != 0):
 // the caller runs its scalar path.
-bool attention_row_blocks(const float* qh, const RowBlocks& b, float scale, float* scores, float* o);
+bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float* scores, float* o);
 
 }  // namespace condense::kernels

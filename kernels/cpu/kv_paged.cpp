@@ -164,36 +164,44 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
   const float scale = 1.0f / std::sqrt(float(hd));
   const ReadFn read = reader(kv.code);
   const int64_t work = rows * n_heads * (pos0 + rows) * hd;
+  if (T == 16 && hd % 16 == 0 && active_isa() != Isa::Portable) {
+    // Vector bodies (attention_rows.h), block by block over every head.
+    struct Ctx {
+      const KvPagedView* kv;
+      ReadFn read;
+      int64_t n_vis;
+      float* buf;  // a converted block, [n_kv][16][hd]
+    };
+    auto block = [](void* c, bool values, int64_t b) -> const float* {
+      const Ctx& x = *static_cast<const Ctx*>(c);
+      const KvPagedView& v = *x.kv;
+      if (v.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(v, values, 0, b * v.block_tokens));
+      const int64_t n = std::min<int64_t>(v.block_tokens, x.n_vis - b * v.block_tokens);
+      for (int g = 0; g < v.n_kv; ++g) x.read(v, values, g, b * v.block_tokens, n, x.buf + int64_t(g) * v.block_tokens * v.hd);
+      return x.buf;
+    };
+    auto row = [&](int64_t r) {
+      static thread_local std::vector<float> scores, buf;  // reused: decode calls this per layer per token
+      if (scores.size() < size_t(n_heads * (pos0 + rows))) scores.resize(size_t(n_heads * (pos0 + rows)));
+      if (buf.size() < size_t(kv.n_kv * T * hd)) buf.resize(size_t(kv.n_kv * T * hd));
+      Ctx ctx{&kv, read, pos0 + r + 1, buf.data()};
+      const RowBlocks rb{block, &ctx, ctx.n_vis, kv.n_kv, group, int(hd)};
+      attention_row_blocks(q + r * ldq, rb, scale, scores.data(), out + r * ldo);
+    };
+    if (work < kParallelMacs) {
+      for (int64_t r = 0; r < rows; ++r) row(r);
+      return;
+    }
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t r = 0; r < rows; ++r) row(r);
+    return;
+  }
   // One (row, kv head): the scores, softmax and values of its group's query heads.
   auto one = [&](int64_t r, int g) {
     static thread_local std::vector<float> scores, buf;  // reused: decode calls this per layer per token
     if (scores.size() < size_t(group * (pos0 + rows))) scores.resize(size_t(group * (pos0 + rows)));
     if (buf.size() < size_t(T * hd)) buf.resize(size_t(T * hd));
     const int64_t n_vis = pos0 + r + 1;
-    if (T == 16 && hd % 16 == 0 && active_isa() != Isa::Portable) {
-      // Vector bodies (attention_rows.h) over the blocks in place, or over this
-      // kv head's keys and values read into f32 once for all its query heads.
-      static thread_local std::vector<const float*> kp, vp;
-      static thread_local std::vector<float> kf, vf;
-      const int64_t nb = (n_vis + T - 1) / T;
-      kp.resize(size_t(nb));
-      vp.resize(size_t(nb));
-      if (kv.code != KvCode::F32) {
-        if (kf.size() < size_t(n_vis * hd)) kf.resize(size_t(n_vis * hd)), vf.resize(size_t(n_vis * hd));
-        read(kv, false, g, 0, n_vis, kf.data());
-        read(kv, true, g, 0, n_vis, vf.data());
-      }
-      for (int64_t b = 0; b < nb; ++b) {
-        kp[size_t(b)] = kv.code == KvCode::F32 ? reinterpret_cast<const float*>(elem_ptr(kv, false, g, b * T)) : kf.data() + b * T * hd;
-        vp[size_t(b)] = kv.code == KvCode::F32 ? reinterpret_cast<const float*>(elem_ptr(kv, true, g, b * T)) : vf.data() + b * T * hd;
-      }
-      const RowBlocks rb{kp.data(), vp.data(), n_vis, int(hd)};
-      for (int h = 0; h < group; ++h) {
-        const int64_t col = int64_t(g * group + h) * hd;
-        attention_row_blocks(q + r * ldq + col, rb, scale, scores.data(), out + r * ldo + col);
-      }
-      return;
-    }
     auto block = [&](bool values, int64_t p0, int64_t n) -> const float* {
       if (kv.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(kv, values, g, p0));
       read(kv, values, g, p0, n, buf.data());
