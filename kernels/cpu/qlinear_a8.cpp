@@ -36,6 +36,11 @@ struct A8Rows {
   std::vector<int32_t> sx; // [m][groups]
   std::vector<float> s;    // [m]
   int64_t kp = 0, groups = 0;
+  // How far ahead of the VNNI body its panel's codes are fetched: at m = 1 a
+  // short distance; with several passes over each panel (one per MR rows), the
+  // next panel at the same offset, so that it streams from memory while this
+  // one's passes run from the cache.
+  int64_t prefetch = 0;
 };
 
 // The W8A8 recipe's quantization (model/activation_quant.h fake_quant_rows):
@@ -168,8 +173,8 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const A8Rows& x
     for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_setzero_si512();
     for (int64_t st = 0; st < steps; ++st, c += 128) {
       const int64_t pos = g * span + st * unit;
-      _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchBytes), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(c + kPrefetchBytes + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch + 64), _MM_HINT_T0);
       const __m512i v0 = _mm512_loadu_si512(c), v1 = _mm512_loadu_si512(c + 64);
       if constexpr (I4) {
         const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
@@ -380,6 +385,7 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   // One buffer per thread that calls (the engine's), reused across calls.
   static thread_local A8Rows xr;
   quantize_rows(x, m, ldx, L, xr);
+  xr.prefetch = m > kMaxMR ? xr.kp * (L.code == WCode::I4 ? 16 : 32) : kPrefetchBytes;
   const auto& table = bodies(L);
   const int64_t np = L.panels();
   const bool par = m == 1 ? L.code_bytes() >= kParallelBytes : m * L.n * L.k >= kParallelMacs;
