@@ -325,8 +325,9 @@ void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y
   const Bodies& b = bodies(isa, L);
 
   if (m == 1) {
-    // Decode streams the weights: worth the other threads only for a long stream.
-    const bool par = L.code_bytes() >= kParallelBytes;
+    // Decode streams the weights: worth the other threads only for a long
+    // stream, or a shorter one whose decoding is the bottleneck.
+    const bool par = L.code_bytes() >= (L.code == WCode::F32 ? kParallelBytes : kParallelDecodeBytes);
     const int64_t pairs = (np + 1) / 2;
     auto pair = [&](int64_t i) {
       if (2 * i + 1 < np) b.gemv2(x, w, 2 * i, y);
