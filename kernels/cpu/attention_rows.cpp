@@ -3,7 +3,9 @@
 // (lane j += lane j + 8, j + 4, j + 2, j + 1) applied to all keys at once by
 // shuffles that pair the halves of two keys per add, which leaves the 16
 // scores in one vector in a fixed lane order that one permute undoes. The
-// value sum keeps the head's output in registers across all positions.
+// value sums hold a head's output in registers across a block's positions
+// (stored between blocks, which rounds nothing). One ISA-free walker runs the
+// per-ISA block bodies through a table, blocks outermost.
 // Multiplies and adds stay separate (this file is built with
 // -ffp-contract=off: GCC would fuse them in target functions) so every ISA
 // rounds as the scalar path does.
@@ -87,40 +89,8 @@ CONDENSE_AVX512 void values_avx512(const float* p, const float* vb, int n, int h
 }
 
 template <int C>
-CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float scale, float* sc) {
-  const int nh = b.n_kv * b.group;
-  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    const float* kb = b.block(b.ctx, false, p0 / kT);
-    for (int h = 0; h < nh; ++h) {
-      const float* kh = kb + int64_t(h / b.group) * kT * b.hd;
-      _mm512_mask_storeu_ps(sc + h * b.n_vis + p0, lane_mask(n), scores16_avx512<C>(q + int64_t(h) * b.hd, kh, n, b.hd, scale));
-    }
-  }
-}
-
-CONDENSE_AVX512 void scores_avx512(const float* q, const RowBlocks& b, float scale, float* sc) {
-  switch (b.hd) {
-    case 32: return scores_avx512<2>(q, b, scale, sc);
-    case 64: return scores_avx512<4>(q, b, scale, sc);
-    case 128: return scores_avx512<8>(q, b, scale, sc);
-    default: return scores_avx512<0>(q, b, scale, sc);
-  }
-}
-
-CONDENSE_AVX512 void values_avx512(const float* p, const RowBlocks& b, float* o) {
-  static constexpr void (*kBodies[])(const float*, const float*, int, int, int, float*) = {
-      values_avx512<1>, values_avx512<2>, values_avx512<3>, values_avx512<4>,
-      values_avx512<5>, values_avx512<6>, values_avx512<7>, values_avx512<8>};
-  const int nh = b.n_kv * b.group, nc = b.hd / 16;
-  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    const float* vb = b.block(b.ctx, true, p0 / kT);
-    for (int h = 0; h < nh; ++h) {
-      const float* vh = vb + int64_t(h / b.group) * kT * b.hd;
-      for (int c0 = 0; c0 < nc; c0 += kOutRegs) kBodies[std::min(kOutRegs, nc - c0) - 1](p + h * b.n_vis + p0, vh, n, b.hd, c0, o + int64_t(h) * b.hd);
-    }
-  }
+CONDENSE_AVX512 void score_block_avx512(const float* q, const float* k, int n, int hd, float scale, float* out) {
+  _mm512_mask_storeu_ps(out, lane_mask(n), scores16_avx512<C>(q, k, n, hd, scale));
 }
 
 // ------------------------------------------------------------------- AVX2 ---
@@ -161,27 +131,8 @@ CONDENSE_AVX2 __m256 scores8_avx2(const float* q, const float* k, int t0, int n,
 }
 
 template <int C>
-CONDENSE_AVX2 void scores_avx2(const float* q, const RowBlocks& b, float scale, float* sc) {
-  const int nh = b.n_kv * b.group;
-  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    const float* kb = b.block(b.ctx, false, p0 / kT);
-    for (int h = 0; h < nh; ++h) {
-      const float* kh = kb + int64_t(h / b.group) * kT * b.hd;
-      for (int t0 = 0; t0 < n; t0 += 8) {
-        _mm256_maskstore_ps(sc + h * b.n_vis + p0 + t0, lane_mask8(n - t0), scores8_avx2<C>(q + int64_t(h) * b.hd, kh, t0, n, b.hd, scale));
-      }
-    }
-  }
-}
-
-CONDENSE_AVX2 void scores_avx2(const float* q, const RowBlocks& b, float scale, float* sc) {
-  switch (b.hd) {
-    case 32: return scores_avx2<2>(q, b, scale, sc);
-    case 64: return scores_avx2<4>(q, b, scale, sc);
-    case 128: return scores_avx2<8>(q, b, scale, sc);
-    default: return scores_avx2<0>(q, b, scale, sc);
-  }
+CONDENSE_AVX2 void score_block_avx2(const float* q, const float* k, int n, int hd, float scale, float* out) {
+  for (int t0 = 0; t0 < n; t0 += 8) _mm256_maskstore_ps(out + t0, lane_mask8(n - t0), scores8_avx2<C>(q, k, t0, n, hd, scale));
 }
 
 // As values_avx512: vectors (8 floats) [c0, c0 + NR) of one head's output.
@@ -200,28 +151,39 @@ CONDENSE_AVX2 void values_avx2(const float* p, const float* vb, int n, int hd, i
   for (int i = 0; i < NR; ++i) _mm256_storeu_ps(o + 8 * (c0 + i), acc[i]);
 }
 
-CONDENSE_AVX2 void values_avx2(const float* p, const RowBlocks& b, float* o) {
-  static constexpr void (*kBodies[])(const float*, const float*, int, int, int, float*) = {
-      values_avx2<1>, values_avx2<2>, values_avx2<3>, values_avx2<4>, values_avx2<5>, values_avx2<6>, values_avx2<7>, values_avx2<8>};
-  const int nh = b.n_kv * b.group, nc = b.hd / 8;
-  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
-    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
-    const float* vb = b.block(b.ctx, true, p0 / kT);
-    for (int h = 0; h < nh; ++h) {
-      const float* vh = vb + int64_t(h / b.group) * kT * b.hd;
-      for (int c0 = 0; c0 < nc; c0 += kOutRegs) kBodies[std::min(kOutRegs, nc - c0) - 1](p + h * b.n_vis + p0, vh, n, b.hd, c0, o + int64_t(h) * b.hd);
-    }
-  }
-}
+// ------------------------------------------------------------ the walker ---
+
+using ScoreFn = void (*)(const float*, const float*, int, int, float, float*);
+using ValueFn = void (*)(const float*, const float*, int, int, int, float*);
+struct Bodies {
+  ScoreFn score[4];  // hd 32, 64, 128, any multiple of 16
+  ValueFn value[kOutRegs];  // NR = 1..kOutRegs output vectors
+  int lanes;                // floats per output vector
+};
+
+constexpr Bodies kAvx512 = {{&score_block_avx512<2>, &score_block_avx512<4>, &score_block_avx512<8>, &score_block_avx512<0>},
+                            {&values_avx512<1>, &values_avx512<2>, &values_avx512<3>, &values_avx512<4>, &values_avx512<5>,
+                             &values_avx512<6>, &values_avx512<7>, &values_avx512<8>},
+                            16};
+constexpr Bodies kAvx2 = {{&score_block_avx2<2>, &score_block_avx2<4>, &score_block_avx2<8>, &score_block_avx2<0>},
+                          {&values_avx2<1>, &values_avx2<2>, &values_avx2<3>, &values_avx2<4>, &values_avx2<5>, &values_avx2<6>,
+                           &values_avx2<7>, &values_avx2<8>},
+                          8};
 
 }  // namespace
 
 bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float* scores, float* o) {
   const Isa isa = active_isa();
   if (b.hd <= 0 || b.hd % 16 != 0 || isa == Isa::Portable) return false;
-  const int nh = b.n_kv * b.group;
-  if (isa == Isa::Avx512) scores_avx512(q, b, scale, scores);
-  else scores_avx2(q, b, scale, scores);
+  const Bodies& B = isa == Isa::Avx512 ? kAvx512 : kAvx2;
+  const ScoreFn score = B.score[b.hd == 32 ? 0 : b.hd == 64 ? 1 : b.hd == 128 ? 2 : 3];
+  const int nh = b.n_kv * b.group, nv = b.hd / B.lanes;
+  // Every head's scores, block by block; each head's softmax; its values block by block.
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    const float* kb = b.block(b.ctx, false, p0 / kT);
+    for (int h = 0; h < nh; ++h) score(q + int64_t(h) * b.hd, kb + int64_t(h / b.group) * kT * b.hd, n, b.hd, scale, scores + h * b.n_vis + p0);
+  }
   for (int h = 0; h < nh; ++h) {
     float* sc = scores + int64_t(h) * b.n_vis;
     const float mx = *std::max_element(sc, sc + b.n_vis);
@@ -229,8 +191,15 @@ bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float
     for (int64_t s = 0; s < b.n_vis; ++s) sc[s] *= inv;
   }
   std::fill(o, o + int64_t(nh) * b.hd, 0.f);
-  if (isa == Isa::Avx512) values_avx512(scores, b, o);
-  else values_avx2(scores, b, o);
+  for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
+    const float* vb = b.block(b.ctx, true, p0 / kT);
+    for (int h = 0; h < nh; ++h) {
+      for (int c0 = 0; c0 < nv; c0 += kOutRegs) {
+        B.value[std::min(kOutRegs, nv - c0) - 1](scores + h * b.n_vis + p0, vb + int64_t(h / b.group) * kT * b.hd, n, b.hd, c0, o + int64_t(h) * b.hd);
+      }
+    }
+  }
   return true;
 }
 
