@@ -158,7 +158,8 @@ TEST_P(KvPagedIsa, EveryDtypeReadsBackItsFloat64Codec) {
 // values that cache reads back (the decode bodies convert block by block),
 // bitwise, through a permuted block table.
 TEST_P(KvPagedIsa, EveryDtypeAttendsOverWhatItReadsBack) {
-  const int n_kv = 2, n_heads = 4, hd = 32, n_pos = 45;
+  const int n_kv = 2, n_heads = 4, n_pos = 45;
+  for (int hd : {32, 8})
   for (kc::KvCode code : {kc::KvCode::F16, kc::KvCode::BF16, kc::KvCode::E4M3, kc::KvCode::I8}) {
     Pool pool(code, n_kv, hd, 4, 13);
     const auto k = randn(size_t(n_pos * n_kv * hd), 7, 0.5f), v = randn(size_t(n_pos * n_kv * hd), 8, 0.5f);
@@ -174,7 +175,7 @@ TEST_P(KvPagedIsa, EveryDtypeAttendsOverWhatItReadsBack) {
       std::vector<float> a(q.size()), b(q.size());
       kc::attention_paged_f32(q.data(), n_heads * hd, rows, pos0, n_heads, pool.view, a.data(), n_heads * hd);
       kc::attention_f32(q.data(), n_heads * hd, kc_.data(), vc_.data(), n_pos * hd, rows, pos0, n_heads, n_kv, hd, b.data(), n_heads * hd);
-      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "code " << int(code) << " rows " << rows;
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "code " << int(code) << " rows " << rows << " head_dim " << hd;
     }
   }
 }

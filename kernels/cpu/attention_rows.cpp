@@ -88,6 +88,49 @@ CONDENSE_AVX512 void values_avx512(const float* p, const float* vb, int n, int h
   for (int i = 0; i < NR; ++i) _mm512_storeu_ps(o + 16 * (c0 + i), acc[i]);
 }
 
+// Permute indices of the 16 x 8 -> 8 x 16 transpose in score_block_hd8_avx512.
+struct Hd8Transpose {
+  alignas(64) int32_t a[2][16], b[2][16], c[2][16];
+  constexpr Hd8Transpose() : a(), b(), c() {
+    for (int h = 0; h < 2; ++h) {
+      for (int p = 0; p < 16; ++p) {
+        const int i = p / 4, r = p % 4, d = p / 8, r8 = p % 8;
+        a[h][p] = r < 2 ? r * 8 + i + 4 * h : 16 + (r - 2) * 8 + i + 4 * h;        // 4 rows: [dim 4h + i][row]
+        b[h][p] = r8 < 4 ? (d + 2 * h) * 4 + r8 : 16 + (d + 2 * h) * 4 + r8 - 4;  // 8 rows: [dim 2h + d][row]
+        c[h][p] = p < 8 ? 8 * h + p : 16 + 8 * h + p - 8;                           // 16 rows: dim h
+      }
+    }
+  }
+};
+constexpr Hd8Transpose kHd8{};
+
+// head_dim 8 (dot_f32's short form: one chain from 0 over the 8 products):
+// the block's 16 x 8 keys transposed in registers (three rounds of
+// two-source permutes), then the chain over dims with the 16 keys in lanes.
+CONDENSE_AVX512 void score_block_hd8_avx512(const float* q, const float* k, int n, int, float scale, float* out) {
+  __m512 z[8], a[8], b[8];
+  for (int j = 0; j < 8; ++j) z[j] = _mm512_loadu_ps(k + 16 * j);  // keys 2j, 2j + 1
+  const __m512i ia0 = _mm512_load_si512(kHd8.a[0]), ia1 = _mm512_load_si512(kHd8.a[1]);
+  const __m512i ib0 = _mm512_load_si512(kHd8.b[0]), ib1 = _mm512_load_si512(kHd8.b[1]);
+  const __m512i ic0 = _mm512_load_si512(kHd8.c[0]), ic1 = _mm512_load_si512(kHd8.c[1]);
+  for (int g = 0; g < 4; ++g) {  // rows 4g..4g+3: dims 0-3 and 4-7
+    a[2 * g] = _mm512_permutex2var_ps(z[2 * g], ia0, z[2 * g + 1]);
+    a[2 * g + 1] = _mm512_permutex2var_ps(z[2 * g], ia1, z[2 * g + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {  // rows 8g..8g+7: dim pairs (0,1) (2,3) from the low dims, (4,5) (6,7) from the high
+    for (int h = 0; h < 2; ++h) {
+      b[4 * g + 2 * h] = _mm512_permutex2var_ps(a[4 * g + h], ib0, a[4 * g + 2 + h]);
+      b[4 * g + 2 * h + 1] = _mm512_permutex2var_ps(a[4 * g + h], ib1, a[4 * g + 2 + h]);
+    }
+  }
+  __m512 acc = _mm512_setzero_ps();
+  for (int dp = 0; dp < 4; ++dp) {  // dims 2dp, 2dp + 1 over the 16 rows
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(q[2 * dp]), _mm512_permutex2var_ps(b[dp], ic0, b[4 + dp])));
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(q[2 * dp + 1]), _mm512_permutex2var_ps(b[dp], ic1, b[4 + dp])));
+  }
+  _mm512_mask_storeu_ps(out, lane_mask(n), _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
+}
+
 template <int C>
 CONDENSE_AVX512 void score_block_avx512(const float* q, const float* k, int n, int hd, float scale, float* out) {
   _mm512_mask_storeu_ps(out, lane_mask(n), scores16_avx512<C>(q, k, n, hd, scale));
@@ -130,6 +173,31 @@ CONDENSE_AVX2 __m256 scores8_avx2(const float* q, const float* k, int t0, int n,
   return _mm256_mul_ps(f, _mm256_set1_ps(scale));
 }
 
+// head_dim 8 as score_block_hd8_avx512: 8 keys' rows transposed (the usual
+// unpack / shuffle / lane-swap 8 x 8 transpose), the chain over dims in lanes.
+CONDENSE_AVX2 void score_block_hd8_avx2(const float* q, const float* k, int n, int, float scale, float* out) {
+  for (int t0 = 0; t0 < n; t0 += 8) {
+    __m256 r[8], t[8], u[8];
+    for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(k + (t0 + j) * 8);
+    for (int j = 0; j < 4; ++j) {
+      t[2 * j] = _mm256_unpacklo_ps(r[2 * j], r[2 * j + 1]);
+      t[2 * j + 1] = _mm256_unpackhi_ps(r[2 * j], r[2 * j + 1]);
+    }
+    for (int j = 0; j < 2; ++j) {
+      u[4 * j] = _mm256_shuffle_ps(t[4 * j], t[4 * j + 2], 0x44);
+      u[4 * j + 1] = _mm256_shuffle_ps(t[4 * j], t[4 * j + 2], 0xEE);
+      u[4 * j + 2] = _mm256_shuffle_ps(t[4 * j + 1], t[4 * j + 3], 0x44);
+      u[4 * j + 3] = _mm256_shuffle_ps(t[4 * j + 1], t[4 * j + 3], 0xEE);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < 8; ++i) {  // dim i of the 8 keys
+      const __m256 col = _mm256_permute2f128_ps(u[i % 4], u[4 + i % 4], i < 4 ? 0x20 : 0x31);
+      acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i]), col));
+    }
+    _mm256_maskstore_ps(out + t0, lane_mask8(n - t0), _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
+  }
+}
+
 template <int C>
 CONDENSE_AVX2 void score_block_avx2(const float* q, const float* k, int n, int hd, float scale, float* out) {
   for (int t0 = 0; t0 < n; t0 += 8) _mm256_maskstore_ps(out + t0, lane_mask8(n - t0), scores8_avx2<C>(q, k, t0, n, hd, scale));
@@ -156,16 +224,17 @@ CONDENSE_AVX2 void values_avx2(const float* p, const float* vb, int n, int hd, i
 using ScoreFn = void (*)(const float*, const float*, int, int, float, float*);
 using ValueFn = void (*)(const float*, const float*, int, int, int, float*);
 struct Bodies {
-  ScoreFn score[4];  // hd 32, 64, 128, any multiple of 16
+  ScoreFn score[5];  // hd 32, 64, 128, any multiple of 16, 8
   ValueFn value[kOutRegs];  // NR = 1..kOutRegs output vectors
   int lanes;                // floats per output vector
 };
 
-constexpr Bodies kAvx512 = {{&score_block_avx512<2>, &score_block_avx512<4>, &score_block_avx512<8>, &score_block_avx512<0>},
+constexpr Bodies kAvx512 = {{&score_block_avx512<2>, &score_block_avx512<4>, &score_block_avx512<8>, &score_block_avx512<0>,
+                             &score_block_hd8_avx512},
                             {&values_avx512<1>, &values_avx512<2>, &values_avx512<3>, &values_avx512<4>, &values_avx512<5>,
                              &values_avx512<6>, &values_avx512<7>, &values_avx512<8>},
                             16};
-constexpr Bodies kAvx2 = {{&score_block_avx2<2>, &score_block_avx2<4>, &score_block_avx2<8>, &score_block_avx2<0>},
+constexpr Bodies kAvx2 = {{&score_block_avx2<2>, &score_block_avx2<4>, &score_block_avx2<8>, &score_block_avx2<0>, &score_block_hd8_avx2},
                           {&values_avx2<1>, &values_avx2<2>, &values_avx2<3>, &values_avx2<4>, &values_avx2<5>, &values_avx2<6>,
                            &values_avx2<7>, &values_avx2<8>},
                           8};
@@ -174,10 +243,11 @@ constexpr Bodies kAvx2 = {{&score_block_avx2<2>, &score_block_avx2<4>, &score_bl
 
 bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float* scores, float* o) {
   const Isa isa = active_isa();
-  if (b.hd <= 0 || b.hd % 16 != 0 || isa == Isa::Portable) return false;
+  if (b.hd <= 0 || (b.hd % 16 != 0 && b.hd != 8) || isa == Isa::Portable) return false;
   const Bodies& B = isa == Isa::Avx512 ? kAvx512 : kAvx2;
-  const ScoreFn score = B.score[b.hd == 32 ? 0 : b.hd == 64 ? 1 : b.hd == 128 ? 2 : 3];
-  const int nh = b.n_kv * b.group, nv = b.hd / B.lanes;
+  const ScoreFn score = B.score[b.hd == 8 ? 4 : b.hd == 32 ? 0 : b.hd == 64 ? 1 : b.hd == 128 ? 2 : 3];
+  const Bodies& V = b.hd % B.lanes == 0 ? B : kAvx2;  // head_dim 8: 8-wide value sums (AVX2 is within AVX-512)
+  const int nh = b.n_kv * b.group, nv = b.hd / V.lanes;
   // Every head's scores, block by block; each head's softmax; its values block by block.
   for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
     const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
@@ -196,7 +266,7 @@ bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float
     const float* vb = b.block(b.ctx, true, p0 / kT);
     for (int h = 0; h < nh; ++h) {
       for (int c0 = 0; c0 < nv; c0 += kOutRegs) {
-        B.value[std::min(kOutRegs, nv - c0) - 1](scores + h * b.n_vis + p0, vb + int64_t(h / b.group) * kT * b.hd, n, b.hd, c0, o + int64_t(h) * b.hd);
+        V.value[std::min(kOutRegs, nv - c0) - 1](scores + h * b.n_vis + p0, vb + int64_t(h / b.group) * kT * b.hd, n, b.hd, c0, o + int64_t(h) * b.hd);
       }
     }
   }

@@ -25,7 +25,7 @@ struct RowBlocks {
 // hd floats, head-major), scores[n_kv * group][n_vis] as scratch. The blocks
 // are walked in order, every head of a block at once (one contiguous read per
 // block instead of one 16-position piece per head, far apart). False (nothing
-// written) when the active ISA has no vector body for this hd (hd % 16 != 0):
+// written) when the active ISA has no vector body for this hd (a multiple of 16, or 8):
 // the caller runs its scalar path.
 bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float* scores, float* o);
 

@@ -4,8 +4,8 @@
 // three give the same floats. Attention of a chunk (16 rows or more) reads one
 // kv head's keys and values at a time into an L2-sized f32 buffer and runs
 // attention_f32 on its query heads; decode rows with head_dim a multiple of 16
-// run attention_rows.h's vector bodies over the blocks in place (f32) or over
-// the kv head read into f32 once for its query heads.
+// or 8 run attention_rows.h's vector bodies block by block (f32 in place, other
+// dtypes one converted block at a time), others the scalar path below.
 #include "kernels/cpu/kv_paged.h"
 
 #include <algorithm>
@@ -164,7 +164,7 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
   const float scale = 1.0f / std::sqrt(float(hd));
   const ReadFn read = reader(kv.code);
   const int64_t work = rows * n_heads * (pos0 + rows) * hd;
-  if (T == 16 && hd % 16 == 0 && active_isa() != Isa::Portable) {
+  if (T == 16 && (hd % 16 == 0 || hd == 8) && active_isa() != Isa::Portable) {
     // Vector bodies (attention_rows.h), block by block over every head.
     struct Ctx {
       const KvPagedView* kv;
