@@ -51,9 +51,8 @@ TEST(NativeEngine, MatchesTheSimulatedModel) {
   const Case cases[] = {
       {"int4 g16 sym", QuantScheme::of(DType::I4, Granularity::Group, 16), {}, true},
       {"int4 g24 asym (ragged)", QuantScheme::of(DType::I4, Granularity::Group, 24, false), {}, true},
-      // Per-channel / per-tensor int8 and fp8 scale the finished sums: f32 rounding apart.
-      {"fp8 per-channel", QuantScheme::of(DType::F8E4M3, Granularity::PerChannel), {}, false},
-      {"fp8 per-tensor", QuantScheme::of(DType::F8E4M3, Granularity::PerTensor), {}, false},
+      {"fp8 per-channel", QuantScheme::of(DType::F8E4M3, Granularity::PerChannel), {}, true},
+      {"fp8 per-tensor", QuantScheme::of(DType::F8E4M3, Granularity::PerTensor), {}, true},
       {"int8 g16 + embedding", QuantScheme::of(DType::I8, Granularity::Group, 16),
        {"model.layers.*_proj.weight", "model.embed_tokens.weight"}, true},
       {"int8 per-channel", QuantScheme::of(DType::I8, Granularity::PerChannel), {}, false},

@@ -9,9 +9,11 @@
 // value 2^-8 times the E4M3 one, subnormals included) that vcvtph2ps widens,
 // with 16-bit shifts on 256-bit registers (512-bit shifts and byte-to-dword
 // widening held the old f32-bit-field decode to ~8 GB/s on Zen 4); 2^8 is
-// folded into the scale, exact while scale < 2^8. Per-channel and per-tensor
-// fp8 apply the scale to the finished sum, as int8 does. No lookup table on
-// any path. Only included by kernels/cpu/qlinear.cpp.
+// folded into the scale, exact while scale < 2^8. Every fp8 weight stays
+// fl(scale * value) (no scale on the finished sum, unlike per-channel int8):
+// models with static fp8 activations re-round every linear's output, so the
+// native run matches the simulated one only when the products are the same.
+// No lookup table on any path. Only included by kernels/cpu/qlinear.cpp.
 #pragma once
 #include <immintrin.h>
 
@@ -173,13 +175,10 @@ CONDENSE_AVX512 inline __m512 e4m3_f16_512(const uint8_t* c) {
 }
 
 // Prescaled: every |scale| < 2^8, so 2^8 rides in the scale; otherwise each
-// value is multiplied by 2^8 (exact) before the scale. Channel (needs
-// Prescaled): the scale multiplies the finished sum.
-template <bool Prescaled, bool Channel = false>
+// value is multiplied by 2^8 (exact) before the scale.
+template <bool Prescaled>
 struct E4M3x512 {
-  static_assert(Prescaled || !Channel);
-  static constexpr bool kScaleAtEnd = Channel;
-  static constexpr float kEndFactor = kE4M3Shift;  // the finished sum's scale: scale x 2^8
+  static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
   __m512 s0, s1;
   CONDENSE_AVX512 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
@@ -196,13 +195,8 @@ struct E4M3x512 {
       f0 = _mm512_mul_ps(f0, _mm512_set1_ps(kE4M3Shift));
       f1 = _mm512_mul_ps(f1, _mm512_set1_ps(kE4M3Shift));
     }
-    if constexpr (Channel) {
-      w0 = f0;
-      w1 = f1;
-    } else {
-      w0 = _mm512_mul_ps(f0, s0);
-      w1 = _mm512_mul_ps(f1, s1);
-    }
+    w0 = _mm512_mul_ps(f0, s0);
+    w1 = _mm512_mul_ps(f1, s1);
   }
 };
 
@@ -305,11 +299,9 @@ CONDENSE_AVX2 inline __m256 e4m3_f16_256(const uint8_t* c) {
   return _mm256_cvtph_ps(_mm_and_si128(_mm_slli_epi16(d, 7), _mm_set1_epi16(short(0xBF80))));
 }
 
-template <bool Prescaled, bool Channel = false>
+template <bool Prescaled>
 struct E4M3x256 {
-  static_assert(Prescaled || !Channel);
-  static constexpr bool kScaleAtEnd = Channel;
-  static constexpr float kEndFactor = kE4M3Shift;  // the finished sum's scale: scale x 2^8
+  static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
   ScaleZero256 sz;
   CONDENSE_AVX2 void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
@@ -319,7 +311,7 @@ struct E4M3x256 {
     for (int q = 0; q < 4; ++q) {
       __m256 f = e4m3_f16_256(c + k * 32 + 8 * q);
       if constexpr (!Prescaled) f = _mm256_mul_ps(f, _mm256_set1_ps(kE4M3Shift));
-      wv[q] = Channel ? f : _mm256_mul_ps(f, _mm256_load_ps(sz.s + 8 * q));
+      wv[q] = _mm256_mul_ps(f, _mm256_load_ps(sz.s + 8 * q));
     }
   }
 };
@@ -358,17 +350,15 @@ struct IntxP {
   }
 };
 
-template <bool Channel = false>
 struct E4M3xP {
-  static constexpr bool kScaleAtEnd = Channel;
+  static constexpr bool kScaleAtEnd = false;
   const uint8_t* c;
   ScaleZero256 sz;
   void init(const QMatrix& w, int64_t p) { c = w.codes + p * w.layout.k * 32; }
   void group(const QMatrix& w, int64_t p, int64_t g) { sz.load(w, p, g, false, 1.f); }
   void at(int64_t k, float* wv) const {
     for (int j = 0; j < 32; ++j) {
-      const float v = minifloat::e4m3_finite_to_f32(c[k * 32 + j]);
-      wv[j] = Channel ? v : sz.s[j] * v;
+      wv[j] = sz.s[j] * minifloat::e4m3_finite_to_f32(c[k * 32 + j]);
     }
   }
 };

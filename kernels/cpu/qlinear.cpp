@@ -232,55 +232,46 @@ struct Bodies {
   void (*gemv2)(const float*, const QMatrix&, int64_t, float*);
   void (*decode)(const QMatrix&, int64_t, int64_t, int64_t, float*);  // null: f32, used in place
   bool scale_at_end;
-  float end_factor;  // scale_at_end: the finished sums are multiplied by scale x end_factor
 };
 
 template <class Dec>
-constexpr float end_factor() {
-  if constexpr (requires { Dec::kEndFactor; }) return Dec::kEndFactor;
-  return 1.f;
-}
-
-template <class Dec>
 constexpr Bodies avx512_bodies(bool decodes) {
-  return {&gemv_avx512<Dec, 1>, &gemv_avx512<Dec, 2>, decodes ? &decode_avx512<Dec> : nullptr, Dec::kScaleAtEnd, end_factor<Dec>()};
+  return {&gemv_avx512<Dec, 1>, &gemv_avx512<Dec, 2>, decodes ? &decode_avx512<Dec> : nullptr, Dec::kScaleAtEnd};
 }
 template <class Dec>
 constexpr Bodies avx2_bodies(bool decodes) {
-  return {&gemv_avx2<Dec, 1>, &gemv_avx2<Dec, 2>, decodes ? &decode_avx2<Dec> : nullptr, Dec::kScaleAtEnd, end_factor<Dec>()};
+  return {&gemv_avx2<Dec, 1>, &gemv_avx2<Dec, 2>, decodes ? &decode_avx2<Dec> : nullptr, Dec::kScaleAtEnd};
 }
 template <class Dec>
 constexpr Bodies portable_bodies(bool decodes) {
-  return {&gemv_portable<Dec, 1>, &gemv_portable<Dec, 2>, decodes ? &decode_portable<Dec> : nullptr, Dec::kScaleAtEnd, end_factor<Dec>()};
+  return {&gemv_portable<Dec, 1>, &gemv_portable<Dec, 2>, decodes ? &decode_portable<Dec> : nullptr, Dec::kScaleAtEnd};
 }
 
 const Bodies& bodies(Isa isa, const QLayout& L) {
   using namespace qdec;
   // Index: f32, i8 sym, i8 asym, i4 sym, i4 asym, e4m3, e4m3 prescaled, i8 sym
-  // per channel, i8 asym per channel, e4m3 prescaled per channel. f32 decode runs the 8-wide body on
+  // per channel, i8 asym per channel. f32 decode runs the 8-wide body on
   // AVX-512 CPUs too: on Zen 4 it streamed 8-10% faster than the 16-wide one.
   static const Bodies avx512[] = {
-      {&gemv_avx2<F32x256, 1>, &gemv_avx2<F32x256, 2>, nullptr, false, 1.f},
+      {&gemv_avx2<F32x256, 1>, &gemv_avx2<F32x256, 2>, nullptr, false},
       avx512_bodies<I8x512<false, false>>(true), avx512_bodies<I8x512<true, false>>(true),
       avx512_bodies<I4x512<false>>(true),        avx512_bodies<I4x512<true>>(true),
       avx512_bodies<E4M3x512<false>>(true),      avx512_bodies<E4M3x512<true>>(true),
-      avx512_bodies<I8x512<false, true>>(true),  avx512_bodies<I8x512<true, true>>(true),
-      avx512_bodies<E4M3x512<true, true>>(true)};
+      avx512_bodies<I8x512<false, true>>(true),  avx512_bodies<I8x512<true, true>>(true)};
   static const Bodies avx2[] = {avx2_bodies<F32x256>(false),              avx2_bodies<I8x256<false, false>>(true),
                                 avx2_bodies<I8x256<true, false>>(true),   avx2_bodies<I4x256<false>>(true),
                                 avx2_bodies<I4x256<true>>(true),          avx2_bodies<E4M3x256<false>>(true),
                                 avx2_bodies<E4M3x256<true>>(true),        avx2_bodies<I8x256<false, true>>(true),
-                                avx2_bodies<I8x256<true, true>>(true),    avx2_bodies<E4M3x256<true, true>>(true)};
+                                avx2_bodies<I8x256<true, true>>(true)};
   static const Bodies portable[] = {portable_bodies<F32xP>(false),
                                     portable_bodies<IntxP<WCode::I8, false>>(true),
                                     portable_bodies<IntxP<WCode::I8, true>>(true),
                                     portable_bodies<IntxP<WCode::I4, false>>(true),
                                     portable_bodies<IntxP<WCode::I4, true>>(true),
-                                    portable_bodies<E4M3xP<>>(true),
-                                    portable_bodies<E4M3xP<>>(true),
+                                    portable_bodies<E4M3xP>(true),
+                                    portable_bodies<E4M3xP>(true),
                                     portable_bodies<IntxP<WCode::I8, false, true>>(true),
-                                    portable_bodies<IntxP<WCode::I8, true, true>>(true),
-                                    portable_bodies<E4M3xP<true>>(true)};
+                                    portable_bodies<IntxP<WCode::I8, true, true>>(true)};
   static const Bodies sp_avx512[] = {avx512_bodies<SpF32x512>(true),         avx512_bodies<SpI8x512<false, false>>(true),
                                      avx512_bodies<SpI8x512<true, false>>(true), avx512_bodies<SpI8x512<false, true>>(true),
                                      avx512_bodies<SpI8x512<true, true>>(true)};
@@ -302,7 +293,7 @@ const Bodies& bodies(Isa isa, const QLayout& L) {
     case WCode::F32: i = 0; break;
     case WCode::I8: i = (L.asym ? 2 : 1) + (channel ? 6 : 0); break;
     case WCode::I4: i = L.asym ? 4 : 3; break;
-    case WCode::E4M3: i = !L.small_scales ? 5 : channel ? 9 : 6; break;
+    case WCode::E4M3: i = L.small_scales ? 6 : 5; break;
   }
   return isa == Isa::Avx512 ? avx512[i] : isa == Isa::Avx2 ? avx2[i] : portable[i];
 }
@@ -379,7 +370,6 @@ void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y
       if (b.scale_at_end) {
         float s[32];
         qdec::scales_f32(w, p, 0, s);
-        for (float& v : s) v *= b.end_factor;
         for (int64_t r = 0; r < m; ++r) {
           float* yr = y + r * ldy + p * 32;
           for (int j = 0; j < valid; ++j) yr[j] = yr[j] * s[j];
