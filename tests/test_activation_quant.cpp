@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "compress/quantize_model.h"
@@ -208,4 +209,24 @@ TEST(W8A8, CpkKeepsTheHeadSettingAndRefusesBadOnes) {
   fp8.activations = {DType::F8E4M3, std::vector<float>(size_t(m.config.n_layers) * ActivationQuant::kSites, 0.1f), true};
   EXPECT_THROW(save_cpk(fp8, d / "bad.cpk", {}), Error);
   EXPECT_FALSE(std::filesystem::exists(d / "bad.cpk"));
+}
+
+// `condense info` says how a checkpoint's activations and KV cache run.
+TEST(W8A8, InfoShowsActivationAndKvSettings) {
+  testutil::TempDir d;
+  Model m = model(9);
+  compress::QuantizeOptions q;
+  q.scheme = QuantScheme::of(DType::I8, Granularity::PerChannel);
+  q.activations.type = DType::I8;
+  q.activations.head = true;
+  compress::quantize_model(m, q, nullptr);
+  save_cpk(m, d / "m.cpk", {});
+  std::string out;
+  FILE* p = popen((std::string(CONDENSE_BIN) + " info " + (d / "m.cpk") + " 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(pclose(p), 0) << out;
+  EXPECT_NE(out.find("activations: int8 dynamic per token (block linears and the LM head)"), std::string::npos) << out;
+  EXPECT_NE(out.find("kv cache:    f32"), std::string::npos) << out;
 }

@@ -105,6 +105,16 @@ void register_info(CLI::App& app) {
                                                     {"vocab", lm.tokenizer->vocab_size()}}
                                    : nlohmann::json{{"missing", lm.tokenizer_note}}}};
     for (const auto& [dt, pb] : by_dtype) j["dtypes"][dt] = {{"parameters", pb.first}, {"bytes", pb.second}};
+    // What runs besides the weights' formats: activation and KV-cache quantization.
+    const std::string acts = m.activations.type == DType::I8 ? (m.activations.head ? "int8 dynamic per token (block linears and the LM head)"
+                                                                                   : "int8 dynamic per token (block linears; head input f32)")
+                             : m.activations.type == DType::F8E4M3 ? "fp8-e4m3 static per tensor (block linears; head input f32)"
+                                                                   : "f32";
+    const std::string kv = m.kv_cache.quantized() ? std::string(m.kv_cache.type == DType::F8E4M3 ? "fp8-e4m3" : "int8") +
+                                                        (m.kv_cache.per_head ? " per kv head" : " per layer")
+                                                  : "f32";
+    j["activations"] = acts;
+    j["kv_cache"] = kv;
     nlohmann::json packed;
     if (m.format == "cpk") packed = cpk_storage(m.path);
     if (!packed.is_null()) j["cpk"] = packed;
@@ -135,6 +145,8 @@ void register_info(CLI::App& app) {
       std::cout << "  " << dt << ": " << pb.first << " parameters, " << pb.second << " bytes (" << pb.second / 1048576.0 << " MiB)\n";
     }
     if (!packed.is_null()) print_cpk_storage(packed);
+    std::cout << "activations: " << acts << "\n"
+              << "kv cache:    " << kv << " (--kv-dtype overrides at run time)\n";
     std::cout << "kernels:     " << j["runtime"]["isa"].get<std::string>() << " (CPU " << kernels::cpu_name() << ", supports "
               << isas.dump() << "; CONDENSE_ISA chooses), " << active_threads() << " threads of " << kernels::available_cpus()
               << " CPUs available\n";
