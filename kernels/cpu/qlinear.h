@@ -55,7 +55,7 @@ struct QLayout {
   bool per_tensor = false;  // one scale for the whole matrix
   bool asym = false;        // integer codes with a zero point per scale
   bool f16_scales = false;
-  bool small_scales = false;  // every |scale| < 256: fp8 decoding folds 2^120 into the scale
+  bool small_scales = false;  // every |scale| < 256: fp8 decoding folds 2^8 into the scale
   bool a8 = false;            // integer activations, VNNI order (int8 / int4 codes only)
   bool sparse = false;        // kept codes only (f32 / int8, not a8); `kept` of them
   int64_t kept = 0;

@@ -80,7 +80,9 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
     return 2.0 * f32 / (lim.fma_gflops * 1e9) + (int8 > 0 ? 2.0 * int8 / (std::max(lim.int8_gops, 1e-9) * 1e9) : 0.0);
   };
   const double compute_s_per_token = compute_s(double(f32_macs), double(int8_macs));
+  // The head runs once per prompt: its macs (f32 or int8) are not multiplied by the prompt length.
   const double head_macs = double(int64_t(cfg.vocab) * cfg.dim);
+  const double head_f32 = e.head_integer() ? 0.0 : head_macs, head_int8 = e.head_integer() ? head_macs : 0.0;
   const double wbytes = double(e.decode_weight_bytes()), kv_tok = double(e.kv().bytes_per_token());
 
   json out;
@@ -113,8 +115,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
         best = std::min(best, since(t0));
         e.drop_sequence(s);
       }
-      const double bound = e.head_integer() ? p / compute_s(p * double(f32_macs), p * (double(int8_macs) - head_macs) + head_macs)
-                                            : p / compute_s(p * (double(f32_macs) - head_macs) + head_macs, p * double(int8_macs));
+      const double bound = p / compute_s(p * (double(f32_macs) - head_f32) + head_f32, p * (double(int8_macs) - head_int8) + head_int8);
       row.update({{"seconds", best}, {"tok_s", p / best}, {"compute_bound_tok_s", bound}, {"fraction_of_bound", p / best / bound}});
       if (ttft == 0) ttft = best;
     }
