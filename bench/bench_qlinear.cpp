@@ -36,7 +36,10 @@ const Enc kEncs[] = {{"f32", kc::WCode::F32, 0, false, false},          {"int8_c
                      {"int4_g32_xint8", kc::WCode::I4, 32, false, true}, {"int4_g32_asym_xint8", kc::WCode::I4, 32, true, true},
                      {"f32_sparse50", kc::WCode::F32, 0, false, false, 0.5},   {"f32_sparse70", kc::WCode::F32, 0, false, false, 0.7},
                      {"f32_2of4", kc::WCode::F32, 0, false, false, -1},        {"int8_channel_sparse50", kc::WCode::I8, 0, false, false, 0.5},
-                     {"int8_channel_sparse70", kc::WCode::I8, 0, false, false, 0.7}, {"int8_channel_2of4", kc::WCode::I8, 0, false, false, -1}};
+                     {"int8_channel_sparse70", kc::WCode::I8, 0, false, false, 0.7}, {"int8_channel_2of4", kc::WCode::I8, 0, false, false, -1},
+                     {"int8_channel_xint8_sparse50", kc::WCode::I8, 0, false, true, 0.5},
+                     {"int8_channel_xint8_sparse70", kc::WCode::I8, 0, false, true, 0.7},
+                     {"int8_channel_xint8_2of4", kc::WCode::I8, 0, false, true, -1}};
 
 void run(benchmark::State& state, Enc e) {
   const int64_t m = state.range(0), n = 2304, k = 768;

@@ -317,11 +317,13 @@ TEST_P(QLinearIsa, IntegerActivationsBatchInvariantBitwise) {
 // Pruned f32 and int8 weights run the sparse kernels, which store and read
 // only the kept codes: the result equals the dense kernel on the same weights
 // (pruned codes meaning 0) bit for bit, at every sparsity, for unstructured
-// masks and 2:4, on every m.
+// masks and 2:4, on every m; int8 with integer activations too (a8).
 TEST_P(QLinearIsa, SparseEqualsDenseBitwise) {
   uint32_t seed = 4000;
-  for (const Scheme& sc : kSchemes) {
+  for (const Scheme& sc : kSchemes)
+  for (bool a8 : {false, true}) {
     if (sc.code != kc::WCode::F32 && sc.code != kc::WCode::I8) continue;
+    if (a8 && sc.code != kc::WCode::I8) continue;
     for (double sparsity : {0.0, 0.5, 0.7, 0.97, -1.0}) {  // -1: 2:4 (two of every four along a row kept)
       Matrix w(sc, 100, 300, seed++);
       std::vector<uint64_t> mask(size_t((w.n * w.k + 63) / 64), 0);
@@ -339,21 +341,21 @@ TEST_P(QLinearIsa, SparseEqualsDenseBitwise) {
           }
         }
       }
-      ops::LinearPart sp = w.part();
+      ops::LinearPart sp = w.part(a8);
       sp.mask = mask.data();
-      const auto ps = ops::PackedLinear::pack_parts({sp}), pd = ops::PackedLinear::pack_parts({w.part()});
+      const auto ps = ops::PackedLinear::pack_parts({sp}), pd = ops::PackedLinear::pack_parts({w.part(a8)});
       if (sparsity >= 0.5) {
-        EXPECT_LT(ps.weight_bytes(), pd.weight_bytes()) << sc.name << " " << sparsity;
+        EXPECT_LT(ps.weight_bytes(), pd.weight_bytes()) << sc.name << " " << sparsity << " a8=" << a8;
       }
       for (int64_t m : {1, 3, 13}) {
         const auto x = randn(size_t(m * w.k), seed++);
         const auto ys = apply(ps, x, m, w.k, w.n), yd = apply(pd, x, m, w.k, w.n);
-        ASSERT_EQ(0, std::memcmp(ys.data(), yd.data(), ys.size() * 4)) << sc.name << " sparsity " << sparsity << " m=" << m;
+        ASSERT_EQ(0, std::memcmp(ys.data(), yd.data(), ys.size() * 4)) << sc.name << " sparsity " << sparsity << " a8=" << a8 << " m=" << m;
       }
       std::vector<float> row(size_t(w.k));
       for (int64_t r : {0, 33, 99}) {
         ps.row(r, row.data());
-        ASSERT_EQ(0, std::memcmp(row.data(), &w.eff[size_t(r * w.k)], size_t(w.k) * 4)) << sc.name << " row " << r;
+        ASSERT_EQ(0, std::memcmp(row.data(), &w.eff[size_t(r * w.k)], size_t(w.k) * 4)) << sc.name << " a8=" << a8 << " row " << r;
       }
     }
   }

@@ -80,6 +80,14 @@ bool isa_supported(Isa isa) {
   return false;
 }
 
+bool avx512_vbmi2_supported() {
+#ifdef CONDENSE_X86
+  return has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi2");
+#else
+  return false;
+#endif
+}
+
 bool avx512_vnni_supported() {
 #ifdef CONDENSE_X86
   return has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");

@@ -16,6 +16,8 @@ bool isa_supported(Isa isa);
 // AVX-512 VNNI + BW (vpdpbusd on zmm): the Avx512 path's integer dot products
 // use it when present, else the AVX2 bodies.
 bool avx512_vnni_supported();
+// Byte expansion (vpexpandb) inside the Avx512 ISA, where present.
+bool avx512_vbmi2_supported();
 // The best supported ISA.
 Isa best_isa();
 // The ISA the kernels use: force_isa()'s, else the CONDENSE_ISA environment

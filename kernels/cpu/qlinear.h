@@ -35,6 +35,12 @@
 // [32 rows][4 bytes], int8 one code per byte, int4 byte j holding steps j
 // (low nibble) and 4 + j (high). Each scale group starts a new step (a ragged
 // group is padded with codes the zero activations of the padding cancel).
+// Sparse int8 with integer activations: per panel and step a 128-bit mask of
+// the step's 128 bytes (4 words, bit i of word w: byte 32w + i) and only the
+// kept bytes, in step order; each panel is expanded into the dense VNNI order
+// (pruned bytes get the code of 0: 128, or the row's zero point) in an
+// L1-sized buffer before the dense body runs on it, so the result is the
+// dense one bit for bit while memory holds 1 bit per weight plus the kept codes.
 //
 // Arithmetic: every row of x is reduced in one fixed order per output element
 // (KC = 256-long FMA chains from zero, chains added in k order), whatever m, the
@@ -57,7 +63,7 @@ struct QLayout {
   bool f16_scales = false;
   bool small_scales = false;  // every |scale| < 256: fp8 decoding folds 2^8 into the scale
   bool a8 = false;            // integer activations, VNNI order (int8 / int4 codes only)
-  bool sparse = false;        // kept codes only (f32 / int8, not a8); `kept` of them
+  bool sparse = false;        // kept codes only (f32 / int8; a8: int8 only); `kept` of them
   int64_t kept = 0;
 
   int64_t panels() const { return (n + 31) / 32; }
@@ -72,7 +78,7 @@ struct QLayout {
   int64_t scale_count() const;
   int64_t scale_bytes() const { return scale_count() * (f16_scales ? 2 : 4); }
   int64_t zero_bytes() const;
-  int64_t mask_bytes() const { return sparse ? panels() * k * 4 + panels() * 8 : 0; }  // masks + panel starts
+  int64_t mask_bytes() const { return sparse ? panels() * (a8 ? a8_kp() : k) * 4 + panels() * 8 : 0; }  // masks + panel starts
   int64_t bytes() const { return code_bytes() + scale_bytes() + zero_bytes() + mask_bytes(); }
 };
 
@@ -82,7 +88,7 @@ struct QMatrix {
   const uint8_t* codes = nullptr;  // f32: the packed floats
   const void* scales = nullptr;
   const uint8_t* zeros = nullptr;
-  const uint32_t* masks = nullptr;        // sparse: [panel][k]
+  const uint32_t* masks = nullptr;        // sparse: [panel][k] (a8: [panel][step][4])
   const int64_t* panel_start = nullptr;   // sparse: index of each panel's first kept code
 };
 
@@ -101,6 +107,10 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
 // L.code_bytes() bytes (kept codes + 64 bytes of slack for vector reads).
 void pack_sparse(const QLayout& L, bool (*kept)(const void*, int64_t, int64_t), const void* (*code_at)(const void*, int64_t, int64_t),
                  const void* ctx, uint8_t* codes_out, uint32_t* masks_out, int64_t* panel_start_out);
+// The same for int8 with integer activations (L.a8): masks per step of the
+// VNNI order, kept codes made unsigned as the dense a8 layout does.
+void pack_sparse_a8(const QLayout& L, bool (*kept)(const void*, int64_t, int64_t), const void* (*code_at)(const void*, int64_t, int64_t),
+                    const void* ctx, uint8_t* codes_out, uint32_t* masks_out, int64_t* panel_start_out);
 
 // The effective weights of row r (fl(scale * q), exactly model/quantized_weight.h's
 // values), k floats: an embedding lookup from a quantized (tied) table.

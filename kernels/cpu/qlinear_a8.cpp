@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -41,6 +42,7 @@ struct A8Rows {
   // next panel at the same offset, so that it streams from memory while this
   // one's passes run from the cache.
   int64_t prefetch = 0;
+  bool next_panel = false;  // prefetch is the next panel (m > MR)
 };
 
 // The W8A8 recipe's quantization (model/activation_quant.h fake_quant_rows):
@@ -151,17 +153,53 @@ int32_t load32(const int8_t* p) {
 
 int32_t code_offset(const QLayout& L) { return L.code == WCode::I4 ? 8 : 128; }
 
+void zero_codes(const QMatrix& w, int64_t p, int64_t g, uint8_t* fill);
+
 constexpr int64_t kPrefetchBytes = 4096;  // how far ahead of the kernel a panel's codes are prefetched
 
 // ----------------------------------------------------------- AVX-512 VNNI ---
 
+// A group's integer sums into the float accumulators: the unsigned-code offset
+// removed through the group's activation-code sums, then the group's scales.
+template <int MR, bool Asym>
+CONDENSE_AVX512_VNNI inline void group_end_vnni(const QMatrix& w, int64_t p, int64_t g, const A8Rows& xr, int64_t r0,
+                                                const __m512i (&a)[MR][2], __m512 (&f)[MR][2]) {
+  const int64_t G = xr.groups;
+  __m512 s0, s1;
+  qdec::scales512(w, p, g, s0, s1);
+  __m512i z0 = _mm512_setzero_si512(), z1 = z0;
+  if constexpr (Asym) qdec::zeros512(w, p, g, z0, z1);
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) {
+    const int32_t sxs = xr.sx[size_t((r0 + r) * G + g)];
+    const __m512i sx = _mm512_set1_epi32(sxs);
+    const __m512i c0 = Asym ? _mm512_mullo_epi32(z0, sx) : _mm512_set1_epi32(code_offset(w.layout) * sxs);
+    const __m512i c1 = Asym ? _mm512_mullo_epi32(z1, sx) : c0;
+    f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][0], c0)), s0, f[r][0]);
+    f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][1], c1)), s1, f[r][1]);
+  }
+}
+
+template <int MR>
+CONDENSE_AVX512_VNNI inline void store_vnni(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, const __m512 (&f)[MR][2],
+                                            float* y, int64_t ldy) {
+  const int valid = int(std::min<int64_t>(32, w.layout.n - p * 32));
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) {
+    const __m512 s = _mm512_set1_ps(xr.s[size_t(r0 + r)]);
+    float* yr = y + (r0 + r) * ldy + p * 32;
+    _mm512_mask_storeu_ps(yr, lane_mask(valid), _mm512_mul_ps(f[r][0], s));
+    _mm512_mask_storeu_ps(yr + 16, lane_mask(valid - 16), _mm512_mul_ps(f[r][1], s));
+  }
+}
+
 // One panel x MR rows of x. (Two panels in flight at m = 1, two streams from
 // memory, measured 20-30% slower on Zen 4.)
 template <int MR, bool I4, bool Asym>
-CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
-  const uint8_t* c = w.codes + p * xr.kp * (I4 ? 16 : 32);
+  const uint8_t* c = pc;
   const __m512i nib = _mm512_set1_epi8(0x0f);
   __m512 f[MR][2];
 #pragma GCC unroll 4
@@ -195,28 +233,60 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const A8Rows& x
         }
       }
     }
-    __m512 s0, s1;
-    qdec::scales512(w, p, g, s0, s1);
-    __m512i z0 = _mm512_setzero_si512(), z1 = z0;
-    if constexpr (Asym) qdec::zeros512(w, p, g, z0, z1);
+    group_end_vnni<MR, Asym>(w, p, g, xr, r0, a, f);
+  }
+  store_vnni<MR>(w, p, xr, r0, f, y, ldy);
+}
+
+// Sparse int8 (qlinear.h): each 64-byte half of a step is expanded from the
+// kept codes with vpexpandb straight into the register the dense body loads,
+// the pruned bytes taking the code of 0 from `fill`, so the sums are the dense
+// body's. One pass over a panel's kept codes per MR rows.
+template <int MR, bool Asym>
+CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, const uint8_t*, const A8Rows& xr, int64_t r0, float* y,
+                                                 int64_t ldy) {
+  const QLayout& L = w.layout;
+  const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span();
+  const int64_t steps_all = xr.kp / 4;
+  const uint8_t* c = w.codes + w.panel_start[p];
+  const uint32_t* mk = w.masks + p * steps_all * 4;
+  // At m > MR the next panel is fetched while this one's passes run (as dense).
+  const int64_t ahead = !xr.next_panel ? kPrefetchBytes : p + 1 < L.panels() ? w.panel_start[p + 1] - w.panel_start[p] : 0;
+  __m512i fill0 = _mm512_set1_epi8(char(0x80)), fill1 = fill0;
+  __m512 f[MR][2];
 #pragma GCC unroll 4
-    for (int r = 0; r < MR; ++r) {
-      const int32_t sxs = xr.sx[size_t((r0 + r) * G + g)];
-      const __m512i sx = _mm512_set1_epi32(sxs);
-      const __m512i c0 = Asym ? _mm512_mullo_epi32(z0, sx) : _mm512_set1_epi32(code_offset(L) * sxs);
-      const __m512i c1 = Asym ? _mm512_mullo_epi32(z1, sx) : c0;
-      f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][0], c0)), s0, f[r][0]);
-      f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][1], c1)), s1, f[r][1]);
+  for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t steps = (std::min(glen, K - g * glen) + 3) / 4;
+    if constexpr (Asym) {
+      alignas(64) uint8_t z[128];
+      zero_codes(w, p, g, z);
+      fill0 = _mm512_load_si512(z);
+      fill1 = _mm512_load_si512(z + 64);
     }
-  }
-  const int valid = int(std::min<int64_t>(32, L.n - p * 32));
+    __m512i a[MR][2];
 #pragma GCC unroll 4
-  for (int r = 0; r < MR; ++r) {
-    const __m512 s = _mm512_set1_ps(xr.s[size_t(r0 + r)]);
-    float* yr = y + (r0 + r) * ldy + p * 32;
-    _mm512_mask_storeu_ps(yr, lane_mask(valid), _mm512_mul_ps(f[r][0], s));
-    _mm512_mask_storeu_ps(yr + 16, lane_mask(valid - 16), _mm512_mul_ps(f[r][1], s));
+    for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_setzero_si512();
+    for (int64_t st = 0; st < steps; ++st, mk += 4) {
+      const int64_t pos = g * span + st * 4;
+      _mm_prefetch(reinterpret_cast<const char*>(c + ahead), _MM_HINT_T0);
+      uint64_t m0, m1;
+      std::memcpy(&m0, mk, 8);
+      std::memcpy(&m1, mk + 2, 8);
+      const __m512i v0 = _mm512_mask_expand_epi8(fill0, m0, _mm512_loadu_si512(c));
+      c += std::popcount(m0);
+      const __m512i v1 = _mm512_mask_expand_epi8(fill1, m1, _mm512_loadu_si512(c));
+      c += std::popcount(m1);
+#pragma GCC unroll 4
+      for (int r = 0; r < MR; ++r) {
+        const __m512i xb = _mm512_set1_epi32(load32(xr.q.data() + (r0 + r) * xr.kp + pos));
+        a[r][0] = _mm512_dpbusd_epi32(a[r][0], v0, xb);
+        a[r][1] = _mm512_dpbusd_epi32(a[r][1], v1, xb);
+      }
+    }
+    group_end_vnni<MR, Asym>(w, p, g, xr, r0, a, f);
   }
+  store_vnni<MR>(w, p, xr, r0, f, y, ldy);
 }
 
 // ------------------------------------------------------------------- AVX2 ---
@@ -226,13 +296,13 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const A8Rows& x
 // (16 rows, two ymm) at a time keeps MR x 2 accumulators in the 16 registers.
 
 template <int MR, bool I4, bool Asym>
-CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
   const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
   const int valid = int(std::min<int64_t>(32, L.n - p * 32));
   for (int h = 0; h < 2 && valid > 16 * h; ++h) {
-    const uint8_t* c = w.codes + p * xr.kp * (I4 ? 16 : 32) + 64 * h;
+    const uint8_t* c = pc + 64 * h;
     __m256 f[MR][2];
 #pragma GCC unroll 4
     for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm256_setzero_ps();
@@ -297,10 +367,10 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const A8Rows& xr, int6
 // --------------------------------------------------------------- portable ---
 
 template <int MR, bool I4, bool Asym>
-void body_portable(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+void body_portable(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
-  const uint8_t* c = w.codes + p * xr.kp * (I4 ? 16 : 32);
+  const uint8_t* c = pc;
   float f[MR][32] = {};
   for (int64_t g = 0; g < G; ++g) {
     const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
@@ -336,9 +406,62 @@ void body_portable(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, fl
   }
 }
 
+// ------------------------------------------------------ sparse expansion ---
+// A sparse (int8) panel in the dense VNNI order: kp * 32 bytes, pruned bytes
+// holding the code of 0 (128; asymmetric: the row's zero point of the step's
+// group), so the dense bodies give the dense matrix's result.
+
+void zero_codes(const QMatrix& w, int64_t p, int64_t g, uint8_t* fill) {
+  const QLayout& L = w.layout;
+  for (int b = 0; b < 128; ++b) fill[b] = !L.asym ? 128 : L.per_tensor ? w.zeros[0] : w.zeros[(p * L.groups() + g) * 32 + b / 4];
+}
+
+// AVX2: 8 bytes at a time through a shuffle table. Entry m (8 bits of mask)
+// sends kept byte i to its lane from the 8 kept codes and each pruned lane j
+// to byte 8 + j, where the fill's bytes sit beside them.
+struct ExpandTable {
+  alignas(64) uint8_t idx[256][8];
+  ExpandTable() {
+    for (int m = 0; m < 256; ++m)
+      for (int j = 0, k = 0; j < 8; ++j) idx[m][j] = uint8_t((m >> j) & 1 ? k++ : 8 + j);
+  }
+};
+
+CONDENSE_AVX2 void expand_avx2(const QMatrix& w, int64_t p, uint8_t* out) {
+  static const ExpandTable table;
+  const QLayout& L = w.layout;
+  const int64_t steps = L.a8_kp() / 4, span = L.a8_group_span();
+  const uint8_t* src = w.codes + w.panel_start[p];
+  alignas(64) uint8_t fill[128];
+  for (int64_t u = 0, g = -1; u < steps; ++u) {
+    if (u * 4 / span != g) zero_codes(w, p, g = u * 4 / span, fill);
+    const uint32_t* m = w.masks + (p * steps + u) * 4;
+    for (int q = 0; q < 16; ++q) {
+      const unsigned mb = (m[q / 4] >> (8 * (q % 4))) & 255;
+      const __m128i v = _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src)),
+                                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(fill + 8 * q)));
+      const __m128i r = _mm_shuffle_epi8(v, _mm_loadl_epi64(reinterpret_cast<const __m128i*>(table.idx[mb])));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out + u * 128 + 8 * q), r);
+      src += std::popcount(mb);
+    }
+  }
+}
+
+void expand_portable(const QMatrix& w, int64_t p, uint8_t* out) {
+  const QLayout& L = w.layout;
+  const int64_t steps = L.a8_kp() / 4, span = L.a8_group_span();
+  const uint8_t* src = w.codes + w.panel_start[p];
+  uint8_t fill[128];
+  for (int64_t u = 0, g = -1; u < steps; ++u) {
+    if (u * 4 / span != g) zero_codes(w, p, g = u * 4 / span, fill);
+    const uint32_t* m = w.masks + (p * steps + u) * 4;
+    for (int b = 0; b < 128; ++b) out[u * 128 + b] = (m[b / 32] >> (b % 32)) & 1 ? *src++ : fill[b];
+  }
+}
+
 // ------------------------------------------------------------ the tables ---
 
-using Body = void (*)(const QMatrix&, int64_t, const A8Rows&, int64_t, float*, int64_t);
+using Body = void (*)(const QMatrix&, int64_t, const uint8_t*, const A8Rows&, int64_t, float*, int64_t);
 constexpr int kMaxMR = 4;
 
 #define CONDENSE_A8_ROW(fn)                                                                              \
@@ -349,12 +472,12 @@ constexpr int kMaxMR = 4;
 // AVX2 keeps MR x 4 accumulators in 16 registers only up to MR = 2: three
 // and four rows run as 2 + 1 and 2 + 2 (each row's operations unchanged).
 template <int MR, bool I4, bool Asym>
-CONDENSE_AVX2 void body_avx2_split(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
+CONDENSE_AVX2 void body_avx2_split(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   if constexpr (MR <= 2) {
-    body_avx2<MR, I4, Asym>(w, p, xr, r0, y, ldy);
+    body_avx2<MR, I4, Asym>(w, p, pc, xr, r0, y, ldy);
   } else {
-    body_avx2<2, I4, Asym>(w, p, xr, r0, y, ldy);
-    body_avx2<MR - 2, I4, Asym>(w, p, xr, r0 + 2, y, ldy);
+    body_avx2<2, I4, Asym>(w, p, pc, xr, r0, y, ldy);
+    body_avx2<MR - 2, I4, Asym>(w, p, pc, xr, r0 + 2, y, ldy);
   }
 }
 
@@ -385,16 +508,34 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   // One buffer per thread that calls (the engine's), reused across calls.
   static thread_local A8Rows xr;
   quantize_rows(x, m, ldx, L, xr);
-  xr.prefetch = m > kMaxMR ? xr.kp * (L.code == WCode::I4 ? 16 : 32) : kPrefetchBytes;
-  const auto& table = bodies(L);
+  xr.next_panel = m > kMaxMR;
+  xr.prefetch = xr.next_panel ? xr.kp * (L.code == WCode::I4 ? 16 : 32) : kPrefetchBytes;
   const int64_t np = L.panels();
   const bool par = m == 1 ? L.code_bytes() >= kParallelBytes : m * L.n * L.k >= kParallelMacs;
   const A8Rows& rows = xr;
+  const int64_t panel_bytes = xr.kp * (L.code == WCode::I4 ? 16 : 32);
+  // Sparse: AVX-512 expands in registers (VBMI2); the others expand each panel
+  // into an L1-sized buffer in the dense order and run the dense bodies on it.
+  const bool fused = L.sparse && active_isa() == Isa::Avx512 && avx512_vnni_supported() && avx512_vbmi2_supported();
+  static const std::array<Body, kMaxMR> sparse_vnni[2] = {
+      {&body_vnni_sparse<1, false>, &body_vnni_sparse<2, false>, &body_vnni_sparse<3, false>, &body_vnni_sparse<4, false>},
+      {&body_vnni_sparse<1, true>, &body_vnni_sparse<2, true>, &body_vnni_sparse<3, true>, &body_vnni_sparse<4, true>}};
+  const auto& table = fused ? sparse_vnni[L.asym ? 1 : 0] : bodies(L);
+  void (*const expand)(const QMatrix&, int64_t, uint8_t*) = !L.sparse || fused         ? nullptr
+                                                             : active_isa() != Isa::Portable ? &expand_avx2
+                                                                                             : &expand_portable;
 #pragma omp parallel for schedule(dynamic) if (par)
   for (int64_t p = 0; p < np; ++p) {
+    const uint8_t* pc = w.codes + p * panel_bytes;
+    if (expand) {
+      static thread_local std::vector<uint8_t> dense;  // this thread's (named inside the loop)
+      if (dense.size() < size_t(panel_bytes + 64)) dense.resize(size_t(panel_bytes + 64));
+      expand(w, p, dense.data());
+      pc = dense.data();
+    }
     for (int64_t r0 = 0; r0 < m; r0 += kMaxMR) {
       const int mr = int(std::min<int64_t>(kMaxMR, m - r0));
-      table[size_t(mr - 1)](w, p, rows, r0, y, ldy);
+      table[size_t(mr - 1)](w, p, pc, rows, r0, y, ldy);
     }
   }
 }

@@ -131,6 +131,26 @@ void pack_sparse(const QLayout& L, bool (*kept)(const void*, int64_t, int64_t), 
   }
 }
 
+void pack_sparse_a8(const QLayout& L, bool (*kept)(const void*, int64_t, int64_t), const void* (*code_at)(const void*, int64_t, int64_t),
+                    const void* ctx, uint8_t* codes_out, uint32_t* masks_out, int64_t* panel_start_out) {
+  const int64_t steps = L.a8_kp() / 4, span = L.a8_group_span(), glen = L.group_len();
+  int64_t idx = 0;
+  for (int64_t p = 0; p < L.panels(); ++p) {
+    panel_start_out[p] = idx;
+    for (int64_t u = 0; u < steps; ++u) {
+      uint32_t* m = masks_out + (p * steps + u) * 4;
+      m[0] = m[1] = m[2] = m[3] = 0;
+      for (int b = 0; b < 128; ++b) {
+        const int64_t row = p * 32 + b / 4, pos = u * 4 + b % 4, off = pos % span, c = (pos / span) * glen + off;
+        if (row >= L.n || off >= glen || c >= L.k || !kept(ctx, row, c)) continue;
+        const uint8_t code = *static_cast<const uint8_t*>(code_at(ctx, row, c));
+        codes_out[idx++] = L.asym ? code : uint8_t(code ^ 0x80);  // q + 128
+        m[b / 32] |= uint32_t(1) << (b % 32);
+      }
+    }
+  }
+}
+
 namespace {
 
 float scale_at(const QMatrix& w, int64_t slot) {
@@ -151,6 +171,29 @@ void decode_row(const QMatrix& w, int64_t r, float* out) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), p = r / 32;
   const int j = int(r % 32);
+  if (L.sparse && L.a8) {
+    // Row j's bytes of a step are mask bits 4j..4j+3; its kept codes sit after
+    // the step's kept bytes of the rows before it.
+    const int64_t steps = L.a8_kp() / 4, span = L.a8_group_span();
+    int64_t idx = w.panel_start[p];
+    for (int64_t c = 0; c < K; ++c) out[c] = 0.f;
+    const int word = j / 8, shift = 4 * (j % 8);
+    for (int64_t u = 0; u < steps; ++u) {
+      const uint32_t* m = w.masks + (p * steps + u) * 4;
+      int64_t at = idx;
+      for (int q = 0; q < word; ++q) at += std::popcount(m[q]);
+      at += std::popcount(m[word] & ((uint32_t(1) << shift) - 1));
+      for (int b = 0; b < 4; ++b) {
+        if (!((m[word] >> (shift + b)) & 1)) continue;
+        const int64_t pos = u * 4 + b, c = (pos / span) * glen + pos % span;
+        const int64_t slot = L.per_tensor ? 0 : (p * G + pos / span) * 32 + j;
+        const int zero = L.asym ? (L.per_tensor ? w.zeros[0] : w.zeros[slot]) : 128;
+        out[c] = scale_at(w, slot) * float(int(w.codes[at++]) - zero);
+      }
+      idx += std::popcount(m[0]) + std::popcount(m[1]) + std::popcount(m[2]) + std::popcount(m[3]);
+    }
+    return;
+  }
   if (L.sparse) {
     // The row's kept codes, found by counting the kept lanes below it per k-step.
     int64_t idx = w.panel_start[p];

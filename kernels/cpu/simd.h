@@ -13,6 +13,9 @@ namespace condense::kernels {
 #define CONDENSE_AVX2 __attribute__((target("avx2,fma,f16c")))
 // AVX-512 integer dot products (vpdpbusd): inside the Avx512 ISA, where present.
 #define CONDENSE_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
+// Byte expansion from a mask (vpexpandb): inside the Avx512 ISA, where present.
+#define CONDENSE_AVX512_VBMI2 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi2")))
+#define CONDENSE_AVX512_VNNI_VBMI2 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi2,fma")))
 
 // Lanes [0, valid) of a zmm set.
 CONDENSE_AVX512 inline __mmask16 lane_mask(int valid) {

@@ -4,8 +4,7 @@
 
 namespace condense {
 
-LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols,
-                           bool int8_activations) {
+LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols) {
   LinearSource src;
   ops::LinearPart& p = src.part;
   p.rows = rows;
@@ -39,11 +38,11 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
   p.codes = wc.codes.data();
   if (!wc.sparse()) return src;
   p.mask = wc.mask.data();
-  // int8 with f32 activations runs the sparse kernels, which never read a pruned
-  // code. The rest run dense, so their pruned elements get the code meaning 0:
-  // the zero point (asymmetric), else 0 (symmetric integers, E4M3), whatever a
-  // writer left there.
-  if (s.type == DType::I8 && !int8_activations) return src;
+  // int8 runs the sparse kernels (f32 or integer activations), which never read
+  // a pruned code. The rest run dense, so their pruned elements get the code
+  // meaning 0: the zero point (asymmetric), else 0 (symmetric integers, E4M3),
+  // whatever a writer left there.
+  if (s.type == DType::I8) return src;
   src.codes = wc.codes;
   for (int64_t i = 0; i < rows * cols; ++i) {
     if (!wc.kept(i)) src.codes[size_t(i)] = p.asym ? wc.zeros[size_t(s.scale_index(i / cols, i % cols, cols))] : 0;
@@ -58,7 +57,7 @@ ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::s
   std::vector<LinearSource> srcs;
   srcs.reserve(weights.size());
   for (size_t i = 0; i < weights.size(); ++i) {
-    srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols, int8_activations));
+    srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols));
   }
   std::vector<ops::LinearPart> parts;
   for (size_t i = 0; i < srcs.size(); ++i) {

@@ -20,8 +20,7 @@ struct LinearSource {
 // there); rows x cols its shape. A pruned weight passes its kept-bitmap (the
 // sparse kernels read only kept codes), and its pruned elements get the code
 // that means 0 (asymmetric: the zero point) for encodings that run dense. Fails naming the weight when it has neither form.
-LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols,
-                           bool int8_activations = false);
+LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols);
 
 // int8_activations: integer kernels for int8/int4 weights (the W8A8 recipes'
 // dynamic per-row input quantization done inside the kernel).

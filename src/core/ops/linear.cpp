@@ -15,7 +15,7 @@ bool a8(const LinearPart& p) {
 }
 
 bool sparse(const LinearPart& p) {
-  return p.mask && !a8(p) && (p.code == kernels::WCode::F32 || p.code == kernels::WCode::I8);
+  return p.mask && (a8(p) ? p.code == kernels::WCode::I8 : p.code == kernels::WCode::F32 || p.code == kernels::WCode::I8);
 }
 
 bool same_encoding(const LinearPart& a, const LinearPart& b) {
@@ -158,10 +158,11 @@ PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts, Byte
         ctx.parts.push_back(&parts[q]);
       }
       auto* masks = reinterpret_cast<uint32_t*>(s.masks.data());
-      kernels::pack_sparse(L, &SparseRows::kept, &SparseRows::code, &ctx, static_cast<uint8_t*>(s.codes.data()), masks,
-                           reinterpret_cast<int64_t*>(masks + L.panels() * L.k));
+      auto* starts = reinterpret_cast<int64_t*>(masks + L.panels() * (L.a8 ? L.a8_kp() : L.k));
+      (L.a8 ? kernels::pack_sparse_a8 : kernels::pack_sparse)(L, &SparseRows::kept, &SparseRows::code, &ctx,
+                                                              static_cast<uint8_t*>(s.codes.data()), masks, starts);
       s.w.masks = masks;
-      s.w.panel_start = reinterpret_cast<const int64_t*>(masks + L.panels() * L.k);
+      s.w.panel_start = starts;
     }
     s.w.codes = static_cast<const uint8_t*>(s.codes.data());
     s.w.scales = s.scales.data();
