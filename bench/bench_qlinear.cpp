@@ -79,7 +79,10 @@ void run(benchmark::State& state, Enc e) {
     p.zeros = e.asym ? zeros.data() : nullptr;
   }
   const ops::PackedLinear one = ops::PackedLinear::pack_parts({p});
-  const int64_t copies = std::getenv("BENCH_ONE_COPY") ? 1 : m == 1 ? std::max<int64_t>(1, (int64_t(512) << 20) / int64_t(one.weight_bytes())) : 1;
+  // m = 1 (and every m with BENCH_STREAM set) cycles through 512 MB of copies,
+  // so the weights come from memory as in a model's decode step.
+  const bool stream = !std::getenv("BENCH_ONE_COPY") && (m == 1 || std::getenv("BENCH_STREAM"));
+  const int64_t copies = stream ? std::max<int64_t>(1, (int64_t(512) << 20) / int64_t(one.weight_bytes())) : 1;
   std::vector<ops::PackedLinear> packed;
   ByteArena arena;  // as the engine packs: huge pages, matrices back to back
   for (int64_t c = 0; c < copies; ++c) packed.push_back(ops::PackedLinear::pack_parts({p}, &arena));

@@ -54,7 +54,7 @@ __attribute__((always_inline)) inline void read_run(const uint8_t* src, float sc
 }
 
 template <KvCode C>
-void read_head(const KvPagedView& kv, bool values, int h, int64_t pos0, int64_t n, float* out) {
+__attribute__((always_inline)) inline void read_head(const KvPagedView& kv, bool values, int h, int64_t pos0, int64_t n, float* out) {
   const float scale = C == KvCode::E4M3 || C == KvCode::I8 ? (values ? kv.v_scale : kv.k_scale)[h] : 1.f;
   for (int64_t p = pos0; p < pos0 + n;) {
     const int64_t run = std::min<int64_t>(kv.block_tokens - p % kv.block_tokens, pos0 + n - p);  // one block's slots
@@ -73,14 +73,18 @@ template <KvCode C>
 CONDENSE_AVX2 void read_avx2(const KvPagedView& kv, bool values, int h, int64_t pos0, int64_t n, float* out) {
   read_head<C>(kv, values, h, pos0, n, out);
 }
+template <KvCode C>
+void read_portable(const KvPagedView& kv, bool values, int h, int64_t pos0, int64_t n, float* out) {
+  read_head<C>(kv, values, h, pos0, n, out);
+}
 
 ReadFn reader(KvCode c) {
   static const ReadFn avx512[] = {&read_avx512<KvCode::F32>, &read_avx512<KvCode::F16>, &read_avx512<KvCode::BF16>,
                                   &read_avx512<KvCode::E4M3>, &read_avx512<KvCode::I8>};
   static const ReadFn avx2[] = {&read_avx2<KvCode::F32>, &read_avx2<KvCode::F16>, &read_avx2<KvCode::BF16>,
                                 &read_avx2<KvCode::E4M3>, &read_avx2<KvCode::I8>};
-  static const ReadFn portable[] = {&read_head<KvCode::F32>, &read_head<KvCode::F16>, &read_head<KvCode::BF16>,
-                                    &read_head<KvCode::E4M3>, &read_head<KvCode::I8>};
+  static const ReadFn portable[] = {&read_portable<KvCode::F32>, &read_portable<KvCode::F16>, &read_portable<KvCode::BF16>,
+                                    &read_portable<KvCode::E4M3>, &read_portable<KvCode::I8>};
   const Isa isa = active_isa();
   return (isa == Isa::Avx512 ? avx512 : isa == Isa::Avx2 ? avx2 : portable)[int(c)];
 }
@@ -175,6 +179,19 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
     auto block = [](void* c, bool values, int64_t b) -> const float* {
       const Ctx& x = *static_cast<const Ctx*>(c);
       const KvPagedView& v = *x.kv;
+      // Blocks are scattered, a few KB each, too short for the hardware
+      // prefetcher: fetch the block the walker reads next (keys in order, then
+      // values in order) while this one is used.
+      const int64_t last = (x.n_vis - 1) / v.block_tokens;
+      if (b < last || !values) {
+        const int64_t nb = b < last ? b + 1 : 0;
+        const uint8_t* next = elem_ptr(v, b < last ? values : true, 0, nb * v.block_tokens);
+        const int64_t bytes = std::min<int64_t>(v.block_tokens, x.n_vis - nb * v.block_tokens) * v.hd * kv_code_bytes(v.code);
+        for (int g = 0; g < v.n_kv; ++g) {
+          const uint8_t* h = next + int64_t(g) * v.block_tokens * v.hd * kv_code_bytes(v.code);
+          for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(h + o, 0, 2);
+        }
+      }
       if (v.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(v, values, 0, b * v.block_tokens));
       const int64_t n = std::min<int64_t>(v.block_tokens, x.n_vis - b * v.block_tokens);
       for (int g = 0; g < v.n_kv; ++g) x.read(v, values, g, b * v.block_tokens, n, x.buf + int64_t(g) * v.block_tokens * v.hd);

@@ -1,8 +1,8 @@
 // Integer-activation linears (qlinear.h, a8 layouts): x rows quantized to int8
 // once per call, then integer dot products against the unsigned codes, exact
-// per scale group. One body per ISA handles MR rows of x against one 32-row
-// panel, so a panel's codes (and, for int4, their unpacking) are loaded once
-// per MR rows; m = 1 is MR = 1 of the same body, and every row goes through the
+// per scale group. One body per ISA handles MR rows of x (AVX-512 up to 8,
+// AVX2 and portable up to 4) against one 32-row panel, so a panel's codes (and,
+// for int4, their unpacking) are loaded once per MR rows; m = 1 is MR = 1 of the same body, and every row goes through the
 // same operations whatever MR is (batch invariance). The unsigned-code offset
 // (q + 128, q + 8, or the zero point) is removed per group in int32 through the
 // group's sum of activation codes.
@@ -34,15 +34,20 @@ namespace {
 // the padding), the per-group sums of the codes, and each row's scale.
 struct A8Rows {
   std::vector<int8_t> q;   // [m][kp] (+4 bytes of slack for the last 4-byte read)
+  // The VNNI bodies' copy: rows in passes of `mr`, each pass [kp / 4][rows]
+  // 4-byte units, so a step's broadcasts read one line at fixed offsets.
+  std::vector<int32_t> qi;
   std::vector<int32_t> sx; // [m][groups]
   std::vector<float> s;    // [m]
   int64_t kp = 0, groups = 0;
   // How far ahead of the VNNI body its panel's codes are fetched: at m = 1 a
   // short distance; with several passes over each panel (one per MR rows), the
-  // next panel at the same offset, so that it streams from memory while this
-  // one's passes run from the cache.
+  // next panel, spread over this one's passes, so that it streams from memory
+  // while this one's passes run from the cache.
   int64_t prefetch = 0;
   bool next_panel = false;  // prefetch is the next panel (m > MR)
+  int64_t passes = 1;       // passes over each panel
+  int64_t mr = 4;           // rows per pass
 };
 
 // The W8A8 recipe's quantization (model/activation_quant.h fake_quant_rows):
@@ -156,6 +161,7 @@ int32_t code_offset(const QLayout& L) { return L.code == WCode::I4 ? 8 : 128; }
 void zero_codes(const QMatrix& w, int64_t p, int64_t g, uint8_t* fill);
 
 constexpr int64_t kPrefetchBytes = 4096;  // how far ahead of the kernel a panel's codes are prefetched
+constexpr _mm_hint kHint = _MM_HINT_T1;  // next panel into L2: T0 evicted this panel's lines between passes (m = 16: 175-186 vs 159-160 us)
 
 // ----------------------------------------------------------- AVX-512 VNNI ---
 
@@ -169,7 +175,7 @@ CONDENSE_AVX512_VNNI inline void group_end_vnni(const QMatrix& w, int64_t p, int
   qdec::scales512(w, p, g, s0, s1);
   __m512i z0 = _mm512_setzero_si512(), z1 = z0;
   if constexpr (Asym) qdec::zeros512(w, p, g, z0, z1);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     const int32_t sxs = xr.sx[size_t((r0 + r) * G + g)];
     const __m512i sx = _mm512_set1_epi32(sxs);
@@ -184,7 +190,7 @@ template <int MR>
 CONDENSE_AVX512_VNNI inline void store_vnni(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, const __m512 (&f)[MR][2],
                                             float* y, int64_t ldy) {
   const int valid = int(std::min<int64_t>(32, w.layout.n - p * 32));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     const __m512 s = _mm512_set1_ps(xr.s[size_t(r0 + r)]);
     float* yr = y + (r0 + r) * ldy + p * 32;
@@ -200,34 +206,45 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const uint8_t* 
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
   const uint8_t* c = pc;
+  const int32_t* xi = xr.qi.data() + r0 * (xr.kp / 4);
+  // m > MR: the next panel's lines spread evenly over this panel's passes (a
+  // burst in the first pass alone overflows the misses a core keeps in flight).
+  const uint8_t* next = pc + xr.prefetch;
+  const uint32_t rate = uint32_t((2 << 16) / xr.passes);
+  uint32_t acc = uint32_t(r0 / xr.mr * (xr.kp / unit)) * rate;
   const __m512i nib = _mm512_set1_epi8(0x0f);
   __m512 f[MR][2];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
     const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
     __m512i a[MR][2];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_setzero_si512();
     for (int64_t st = 0; st < steps; ++st, c += 128) {
       const int64_t pos = g * span + st * unit;
-      _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch + 64), _MM_HINT_T0);
+      if (xr.next_panel) {
+        const uint32_t a1 = acc + rate;
+        for (uint32_t l = acc >> 16; l < a1 >> 16; ++l) _mm_prefetch(reinterpret_cast<const char*>(next + 64 * l), kHint);
+        acc = a1;
+      } else {
+        _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch + 64), _MM_HINT_T0);
+      }
       const __m512i v0 = _mm512_loadu_si512(c), v1 = _mm512_loadu_si512(c + 64);
       if constexpr (I4) {
         const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
         const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
-          const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
-          const __m512i xl = _mm512_set1_epi32(load32(q)), xh = _mm512_set1_epi32(load32(q + 4));
+          const __m512i xl = _mm512_set1_epi32(xi[(pos / 4) * MR + r]), xh = _mm512_set1_epi32(xi[(pos / 4 + 1) * MR + r]);
           a[r][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][0], l0, xl), h0, xh);
           a[r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][1], l1, xl), h1, xh);
         }
       } else {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
-          const __m512i xb = _mm512_set1_epi32(load32(xr.q.data() + (r0 + r) * xr.kp + pos));
+          const __m512i xb = _mm512_set1_epi32(xi[(pos / 4) * MR + r]);
           a[r][0] = _mm512_dpbusd_epi32(a[r][0], v0, xb);
           a[r][1] = _mm512_dpbusd_epi32(a[r][1], v1, xb);
         }
@@ -249,12 +266,13 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span();
   const int64_t steps_all = xr.kp / 4;
   const uint8_t* c = w.codes + w.panel_start[p];
+  const int32_t* xi = xr.qi.data() + r0 * (xr.kp / 4);
   const uint32_t* mk = w.masks + p * steps_all * 4;
   // At m > MR the next panel is fetched while this one's passes run (as dense).
   const int64_t ahead = !xr.next_panel ? kPrefetchBytes : p + 1 < L.panels() ? w.panel_start[p + 1] - w.panel_start[p] : 0;
   __m512i fill0 = _mm512_set1_epi8(char(0x80)), fill1 = fill0;
   __m512 f[MR][2];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
     const int64_t steps = (std::min(glen, K - g * glen) + 3) / 4;
@@ -265,7 +283,7 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
       fill1 = _mm512_load_si512(z + 64);
     }
     __m512i a[MR][2];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_setzero_si512();
     for (int64_t st = 0; st < steps; ++st, mk += 4) {
       const int64_t pos = g * span + st * 4;
@@ -277,9 +295,9 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
       c += std::popcount(m0);
       const __m512i v1 = _mm512_mask_expand_epi8(fill1, m1, _mm512_loadu_si512(c));
       c += std::popcount(m1);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
-        const __m512i xb = _mm512_set1_epi32(load32(xr.q.data() + (r0 + r) * xr.kp + pos));
+        const __m512i xb = _mm512_set1_epi32(xi[(pos / 4) * MR + r]);
         a[r][0] = _mm512_dpbusd_epi32(a[r][0], v0, xb);
         a[r][1] = _mm512_dpbusd_epi32(a[r][1], v1, xb);
       }
@@ -304,12 +322,12 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, con
   for (int h = 0; h < 2 && valid > 16 * h; ++h) {
     const uint8_t* c = pc + 64 * h;
     __m256 f[MR][2];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm256_setzero_ps();
     for (int64_t g = 0; g < G; ++g) {
       const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
       __m256i a[MR][2];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm256_setzero_si256();
       for (int64_t st = 0; st < steps; ++st, c += 128) {
         const int64_t pos = g * span + st * unit;
@@ -317,7 +335,7 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, con
         const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32));
         const __m256i l0 = _mm256_and_si256(v0, nib), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib);
         const __m256i l1 = _mm256_and_si256(v1, nib), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nib);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
           const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
           if constexpr (I4) {
@@ -338,7 +356,7 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, con
       qdec::ScaleZero256 sz;
       sz.load_avx2(w, p, g, Asym, 1.f);
       const __m256i off = _mm256_set1_epi32(code_offset(L));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
         const __m256i sx = _mm256_set1_epi32(xr.sx[size_t((r0 + r) * G + g)]);
 #pragma GCC unroll 2
@@ -349,7 +367,7 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, con
         }
       }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m256 s = _mm256_set1_ps(xr.s[size_t(r0 + r)]);
       float* yr = y + (r0 + r) * ldy + p * 32 + 16 * h;
@@ -462,13 +480,14 @@ void expand_portable(const QMatrix& w, int64_t p, uint8_t* out) {
 // ------------------------------------------------------------ the tables ---
 
 using Body = void (*)(const QMatrix&, int64_t, const uint8_t*, const A8Rows&, int64_t, float*, int64_t);
-constexpr int kMaxMR = 4;
+constexpr int kMaxMR = 8;
 
-#define CONDENSE_A8_ROW(fn)                                                                              \
-  template <bool I4, bool Asym>                                                                          \
-  std::array<Body, kMaxMR> fn##_row() {                                                                  \
-    return {&fn<1, I4, Asym>, &fn<2, I4, Asym>, &fn<3, I4, Asym>, &fn<4, I4, Asym>};                     \
-  }
+// Bodies for MR = 1..max rows of x (one pass over a panel each).
+struct Bodies {
+  std::array<Body, kMaxMR> mr{};
+  int max = 0;
+};
+
 // AVX2 keeps MR x 4 accumulators in 16 registers only up to MR = 2: three
 // and four rows run as 2 + 1 and 2 + 2 (each row's operations unchanged).
 template <int MR, bool I4, bool Asym>
@@ -481,21 +500,41 @@ CONDENSE_AVX2 void body_avx2_split(const QMatrix& w, int64_t p, const uint8_t* p
   }
 }
 
-CONDENSE_A8_ROW(body_vnni)
-CONDENSE_A8_ROW(body_avx2_split)
-CONDENSE_A8_ROW(body_portable)
-#undef CONDENSE_A8_ROW
+// AVX-512 (32 registers): up to 8 rows x 2 accumulators per pass.
+template <bool I4, bool Asym>
+Bodies vnni_bodies() {
+  return {{&body_vnni<1, I4, Asym>, &body_vnni<2, I4, Asym>, &body_vnni<3, I4, Asym>, &body_vnni<4, I4, Asym>,
+           &body_vnni<5, I4, Asym>, &body_vnni<6, I4, Asym>, &body_vnni<7, I4, Asym>, &body_vnni<8, I4, Asym>},
+          8};
+}
+template <bool Asym>
+Bodies sparse_vnni_bodies() {
+  return {{&body_vnni_sparse<1, Asym>, &body_vnni_sparse<2, Asym>, &body_vnni_sparse<3, Asym>, &body_vnni_sparse<4, Asym>,
+           &body_vnni_sparse<5, Asym>, &body_vnni_sparse<6, Asym>, &body_vnni_sparse<7, Asym>, &body_vnni_sparse<8, Asym>},
+          8};
+}
+template <bool I4, bool Asym>
+Bodies avx2_bodies() {
+  return {{&body_avx2_split<1, I4, Asym>, &body_avx2_split<2, I4, Asym>, &body_avx2_split<3, I4, Asym>, &body_avx2_split<4, I4, Asym>}, 4};
+}
+template <bool I4, bool Asym>
+Bodies portable_bodies() {
+  return {{&body_portable<1, I4, Asym>, &body_portable<2, I4, Asym>, &body_portable<3, I4, Asym>, &body_portable<4, I4, Asym>}, 4};
+}
 
-// Bodies for MR = 1..4 rows of x; AVX-512 CPUs without VNNI run AVX2's.
-const std::array<Body, kMaxMR>& bodies(const QLayout& L) {
-  static const std::array<Body, kMaxMR> vnni[4] = {body_vnni_row<false, false>(), body_vnni_row<false, true>(),
-                                                   body_vnni_row<true, false>(), body_vnni_row<true, true>()};
-  static const std::array<Body, kMaxMR> avx2[4] = {body_avx2_split_row<false, false>(), body_avx2_split_row<false, true>(),
-                                                   body_avx2_split_row<true, false>(), body_avx2_split_row<true, true>()};
-  static const std::array<Body, kMaxMR> portable[4] = {body_portable_row<false, false>(), body_portable_row<false, true>(),
-                                                       body_portable_row<true, false>(), body_portable_row<true, true>()};
+// AVX-512 CPUs without VNNI run AVX2's; sparse int8 expands in registers where
+// VBMI2 is present.
+const Bodies& bodies(const QLayout& L, bool fused_sparse) {
+  static const Bodies vnni[4] = {vnni_bodies<false, false>(), vnni_bodies<false, true>(), vnni_bodies<true, false>(),
+                                 vnni_bodies<true, true>()};
+  static const Bodies sparse[2] = {sparse_vnni_bodies<false>(), sparse_vnni_bodies<true>()};
+  static const Bodies avx2[4] = {avx2_bodies<false, false>(), avx2_bodies<false, true>(), avx2_bodies<true, false>(),
+                                 avx2_bodies<true, true>()};
+  static const Bodies portable[4] = {portable_bodies<false, false>(), portable_bodies<false, true>(), portable_bodies<true, false>(),
+                                     portable_bodies<true, true>()};
   const int i = (L.code == WCode::I4 ? 2 : 0) + (L.asym ? 1 : 0);
   const Isa isa = active_isa();
+  if (fused_sparse) return sparse[L.asym ? 1 : 0];
   if (isa == Isa::Avx512 && avx512_vnni_supported()) return vnni[i];
   if (isa == Isa::Avx512 || isa == Isa::Avx2) return avx2[i];
   return portable[i];
@@ -508,19 +547,30 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   // One buffer per thread that calls (the engine's), reused across calls.
   static thread_local A8Rows xr;
   quantize_rows(x, m, ldx, L, xr);
-  xr.next_panel = m > kMaxMR;
+  // Sparse: AVX-512 expands in registers (VBMI2); the others expand each panel
+  // into an L1-sized buffer in the dense order and run the dense bodies on it.
+  const bool fused = L.sparse && active_isa() == Isa::Avx512 && avx512_vnni_supported() && avx512_vbmi2_supported();
+  const Bodies& table = bodies(L, fused);
+  xr.mr = table.max;
+  xr.next_panel = m > table.max;
+  xr.passes = (m + table.max - 1) / table.max;
   xr.prefetch = xr.next_panel ? xr.kp * (L.code == WCode::I4 ? 16 : 32) : kPrefetchBytes;
+  if (table.max == kMaxMR) {
+    const int64_t units = xr.kp / 4;
+    xr.qi.resize(size_t(m * units));
+    for (int64_t r0 = 0; r0 < m; r0 += kMaxMR) {
+      const int64_t mr = std::min<int64_t>(kMaxMR, m - r0);
+      int32_t* d = xr.qi.data() + r0 * units;
+      for (int64_t r = 0; r < mr; ++r) {
+        const int8_t* q = xr.q.data() + (r0 + r) * xr.kp;
+        for (int64_t u = 0; u < units; ++u) d[u * mr + r] = load32(q + 4 * u);
+      }
+    }
+  }
   const int64_t np = L.panels();
   const bool par = m == 1 ? L.code_bytes() >= kParallelBytes : m * L.n * L.k >= kParallelMacs;
   const A8Rows& rows = xr;
   const int64_t panel_bytes = xr.kp * (L.code == WCode::I4 ? 16 : 32);
-  // Sparse: AVX-512 expands in registers (VBMI2); the others expand each panel
-  // into an L1-sized buffer in the dense order and run the dense bodies on it.
-  const bool fused = L.sparse && active_isa() == Isa::Avx512 && avx512_vnni_supported() && avx512_vbmi2_supported();
-  static const std::array<Body, kMaxMR> sparse_vnni[2] = {
-      {&body_vnni_sparse<1, false>, &body_vnni_sparse<2, false>, &body_vnni_sparse<3, false>, &body_vnni_sparse<4, false>},
-      {&body_vnni_sparse<1, true>, &body_vnni_sparse<2, true>, &body_vnni_sparse<3, true>, &body_vnni_sparse<4, true>}};
-  const auto& table = fused ? sparse_vnni[L.asym ? 1 : 0] : bodies(L);
   void (*const expand)(const QMatrix&, int64_t, uint8_t*) = !L.sparse || fused         ? nullptr
                                                              : active_isa() != Isa::Portable ? &expand_avx2
                                                                                              : &expand_portable;
@@ -533,9 +583,9 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
       expand(w, p, dense.data());
       pc = dense.data();
     }
-    for (int64_t r0 = 0; r0 < m; r0 += kMaxMR) {
-      const int mr = int(std::min<int64_t>(kMaxMR, m - r0));
-      table[size_t(mr - 1)](w, p, pc, rows, r0, y, ldy);
+    for (int64_t r0 = 0; r0 < m; r0 += table.max) {
+      const int mr = int(std::min<int64_t>(table.max, m - r0));
+      table.mr[size_t(mr - 1)](w, p, pc, rows, r0, y, ldy);
     }
   }
 }
