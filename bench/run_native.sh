@@ -2,8 +2,9 @@
 # The native runtime's numbers (issue 11), recorded as JSON under bench/results/:
 # the random stories110M shape (`condense init`) compressed by RTN recipes into
 # every stored format (int8 / int4 g32 / fp8 weights with the tied embedding and
-# head quantized too, W8A8 / W4A8 (also with the head's input int8), 50% / 70% /
-# 2:4 pruned f32 and int8, fp8 and int8 KV), then `condense bench` on each at 1 and 2 threads. Every bench run
+# head quantized too, W8A8 / W4A8 (also with the head's input int8, and W8A8
+# with an int8 KV cache), 50% / 70% / 2:4 pruned f32, int8 and W8A8 (-all: the
+# tied embedding/head pruned too), fp8 and int8 KV), then `condense bench` on each at 1 and 2 threads. Every bench run
 # measures the machine's read bandwidth, FMA and int8 peaks itself.
 # Needs ../shared/data (the 32k tokenizer and text for calibration).
 # Usage: bench/run_native.sh [build-dir] [quick]   (~15 min; quick: 1 thread, fewer cases)
@@ -70,7 +71,9 @@ run() {  # label model threads extra-args...
 }
 for t in "${threads[@]}"; do
   run f32 "$base" "$t" --tokenizer "$tok"
-  for name in int8 int8-w8a8 int8-w8a8-head int4 int4-w4a8 int4-w4a8-head fp8 f32-sparse50 f32-sparse70 f32-2of4 int8-dense int8-sparse50 int8-sparse70; do
+  for name in int8 int8-w8a8 int8-w8a8-head int8-w8a8-head-int8kv int4 int4-w4a8 int4-w4a8-head fp8 f32-sparse50 f32-sparse70 f32-2of4 \
+              int8-dense int8-sparse50 int8-sparse70 int8-w8a8-head-sparse50 int8-w8a8-head-sparse70 int8-w8a8-head-2of4 \
+              int8-w8a8-head-sparse50-all int8-w8a8-head-sparse70-all; do
     run "$name" "$work/$name/model.cpk" "$t" --context 128 --batch 1 --batch 4 --batch 16 --decode-tokens 32
   done
   # KV dtypes at context 1024 (decode batch 1 and 4): f16 and bf16 on the f32 model, fp8 / int8 calibrated.
@@ -94,13 +97,16 @@ def dec(label, t, batch=1, ctx=128):
 for t in sorted({k[1] for k in by}):
     m = by[("f32", t)]["machine"]
     print(f"threads {t}: {m['cpu']} {m['isa']}, read {m['read_gbs']:.1f} GB/s, FMA {m['fma_gflops']:.0f} GFLOP/s, int8 {m['int8_gops']:.0f} GOPS ({m['int8_kind']})")
-    for label in ["f32", "int8", "int8-w8a8", "int8-w8a8-head", "int4", "int4-w4a8", "int4-w4a8-head", "fp8", "int8-dense", "f32-sparse50", "f32-sparse70", "f32-2of4", "int8-sparse50", "int8-sparse70"]:
+    for label in ["f32", "int8", "int8-w8a8", "int8-w8a8-head", "int8-w8a8-head-int8kv", "int4", "int4-w4a8", "int4-w4a8-head", "fp8",
+                  "int8-dense", "f32-sparse50", "f32-sparse70", "f32-2of4", "int8-sparse50", "int8-sparse70",
+                  "int8-w8a8-head-sparse50", "int8-w8a8-head-sparse70", "int8-w8a8-head-2of4", "int8-w8a8-head-sparse50-all",
+                  "int8-w8a8-head-sparse70-all"]:
         d = dec(label, t)
         if not d: continue
         b = by[(label, t)]
         d16 = dec(label, t, 16)
         pre = [p for p in b["prefill"] if p.get("tokens") == 512 and "tok_s" in p]
-        print(f"  {label:14s} decode b1 {d['tok_s']:7.1f} tok/s ({100*d['fraction_of_bound']:5.1f}% of {d['bound']}; "
+        print(f"  {label:27s} decode b1 {d['tok_s']:7.1f} tok/s ({100*d['fraction_of_bound']:5.1f}% of {d['bound']}; "
               f"{b['model']['decode_weight_bytes']/1e6:6.1f} MB/token)  b16 {d16['tok_s'] if d16 else 0:7.1f} tok/s "
               f"({100*(d16['fraction_of_bound'] if d16 else 0):4.1f}%)  prefill512 {pre[0]['tok_s'] if pre else 0:7.1f} tok/s "
               f"({100*(pre[0]['fraction_of_bound'] if pre else 0):4.1f}%)")

@@ -155,11 +155,13 @@ TEST_P(KvPagedIsa, EveryDtypeReadsBackItsFloat64Codec) {
 }
 
 // Attention over a cache in each stored dtype equals attention_f32 over the
-// values that cache reads back (the decode bodies convert block by block),
-// bitwise, through a permuted block table.
+// values that cache reads back (AVX-512 decodes the stored dtype in registers
+// inside the score and value bodies, AVX2 converts block by block), bitwise,
+// through a permuted block table; head_dim 32/64 (fixed-length bodies), 144
+// (any multiple of 16: two passes over the values) and 8.
 TEST_P(KvPagedIsa, EveryDtypeAttendsOverWhatItReadsBack) {
   const int n_kv = 2, n_heads = 4, n_pos = 45;
-  for (int hd : {32, 8})
+  for (int hd : {32, 64, 144, 8})
   for (kc::KvCode code : {kc::KvCode::F16, kc::KvCode::BF16, kc::KvCode::E4M3, kc::KvCode::I8}) {
     Pool pool(code, n_kv, hd, 4, 13);
     const auto k = randn(size_t(n_pos * n_kv * hd), 7, 0.5f), v = randn(size_t(n_pos * n_kv * hd), 8, 0.5f);

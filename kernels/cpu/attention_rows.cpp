@@ -45,6 +45,22 @@ CONDENSE_AVX512 inline __m512 fold_pair_32(__m512 a, __m512 b) {
   return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+// dot_f32's folding tree over 16 keys' partial-sum vectors, then the scale:
+// the 16 scores in key order.
+CONDENSE_AVX512 inline __m512 fold16_avx512(const __m512 (&acc)[kT], float scale) {
+  __m512 s[8], u[4], w[2];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) s[i] = fold_pair_256(acc[2 * i], acc[2 * i + 1]);
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) u[i] = fold_pair_128(s[2 * i], s[2 * i + 1]);
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i) w[i] = fold_pair_64(u[2 * i], u[2 * i + 1]);
+  __m512 f = fold_pair_32(w[0], w[1]);  // lane 4L + i holds key 4i + L
+  f = _mm512_add_ps(f, _mm512_setzero_ps());  // dot_f32 adds its (empty) tail's +0
+  f = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
+  return _mm512_mul_ps(f, _mm512_set1_ps(scale));
+}
+
 // scale * dot_f32(q, k_t) for the block's n keys (lanes >= n unspecified). C:
 // hd / 16 when known at compile time (accumulators stay in registers), else 0.
 template <int C>
@@ -58,17 +74,7 @@ CONDENSE_AVX512 __m512 scores16_avx512(const float* q, const float* k, int n, in
 #pragma GCC unroll 8
     for (int c = 0; c < nc; ++c) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), _mm512_loadu_ps(k + t * hd + 16 * c)));
   }
-  __m512 s[8], u[4], w[2];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) s[i] = fold_pair_256(acc[2 * i], acc[2 * i + 1]);
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i) u[i] = fold_pair_128(s[2 * i], s[2 * i + 1]);
-#pragma GCC unroll 2
-  for (int i = 0; i < 2; ++i) w[i] = fold_pair_64(u[2 * i], u[2 * i + 1]);
-  __m512 f = fold_pair_32(w[0], w[1]);  // lane 4L + i holds key 4i + L
-  f = _mm512_add_ps(f, _mm512_setzero_ps());  // dot_f32 adds its (empty) tail's +0
-  f = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
-  return _mm512_mul_ps(f, _mm512_set1_ps(scale));
+  return fold16_avx512(acc, scale);
 }
 
 // Adds the n positions of one block to the head's output o (hd floats, vectors
@@ -83,6 +89,83 @@ CONDENSE_AVX512 void values_avx512(const float* p, const float* vb, int n, int h
     const __m512 pt = _mm512_set1_ps(p[t]);
 #pragma GCC unroll 8
     for (int i = 0; i < NR; ++i) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pt, _mm512_loadu_ps(vb + t * hd + 16 * i)));
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) _mm512_storeu_ps(o + 16 * (c0 + i), acc[i]);
+}
+
+inline void prefetch_row(const uint8_t* p, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+}
+
+// Sixteen elements [i, i + 16) of a block in its stored dtype, as the f32
+// values the cache reads back (kv_paged.h: exact decodes, then fl(s * value)
+// for the scaled codes), decoded in registers.
+template <KvCode C>
+CONDENSE_AVX512 inline __m512 load16(const uint8_t* base, int64_t i, __m512 s) {
+  if constexpr (C == KvCode::F32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(base) + i);
+  } else if constexpr (C == KvCode::F16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + 2 * i)));
+  } else if constexpr (C == KvCode::BF16) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + 2 * i))), 16));
+  } else if constexpr (C == KvCode::I8) {
+    return _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + i)))));
+  } else {
+    static_assert(C == KvCode::E4M3);
+    // The E4M3 fields moved into an f32 (sign to bit 31, exponent and
+    // mantissa to bits 20..30) are the value times 2^-120, subnormals
+    // included; the power of two restores it exactly.
+    const __m512i u = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + i)));
+    const __m512i bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(u, _mm512_set1_epi32(0x80)), 24),
+                                         _mm512_slli_epi32(_mm512_and_si512(u, _mm512_set1_epi32(0x7f)), 20));
+    return _mm512_mul_ps(s, _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f)));
+  }
+}
+
+// scores16_avx512 over a block in its stored dtype, for every query head:
+// head h reads kv head h / group (kv scale ks[g]). Slots past n are read too
+// (a block is always whole) and only their lanes, never stored, hold them.
+// `next` (or null): the block read after this one, fetched a key's bytes per
+// key computed (a burst of a whole block at once stalls on the misses a core
+// keeps in flight).
+template <KvCode Code, int C>
+CONDENSE_AVX512 void score_heads_coded_avx512(const float* q, const uint8_t* k, int n, int hd, float scale, const float* ks, int nh,
+                                              int group, int64_t head_bytes, const uint8_t* next, float* scores, int64_t ld) {
+  const int nc = C ? C : hd / 16;
+  const int64_t row_bytes = head_bytes / kT;
+  const __mmask16 keep = lane_mask(n);
+  for (int h = 0; h < nh; ++h) {
+    const int g = h / group;
+    const __m512 vs = _mm512_set1_ps(ks ? ks[g] : 1.f);
+    const uint8_t* kg = k + g * head_bytes;
+    const float* qh = q + int64_t(h) * hd;
+    __m512 acc[kT];
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) {
+      if (next && h % group == 0) prefetch_row(next + g * head_bytes + t * row_bytes, row_bytes);
+      acc[t] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+      for (int c = 0; c < nc; ++c) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_loadu_ps(qh + 16 * c), load16<Code>(kg, t * hd + 16 * c, vs)));
+    }
+    _mm512_mask_storeu_ps(scores + h * ld, keep, fold16_avx512(acc, scale));
+  }
+}
+
+// values_avx512 over a block in its stored dtype.
+template <KvCode Code, int NR>
+CONDENSE_AVX512 void values_coded_avx512(const float* p, const uint8_t* vb, int n, int hd, int c0, float s, const uint8_t* next,
+                                         float* o) {
+  const __m512 vs = _mm512_set1_ps(s);
+  const int64_t row_bytes = int64_t(hd) * kv_code_bytes(Code);
+  __m512 acc[NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) acc[i] = _mm512_loadu_ps(o + 16 * (c0 + i));
+  for (int t = 0; t < n; ++t) {
+    if (next) prefetch_row(next + t * row_bytes, row_bytes);
+    const __m512 pt = _mm512_set1_ps(p[t]);
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pt, load16<Code>(vb, t * hd + 16 * (c0 + i), vs)));
   }
 #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) _mm512_storeu_ps(o + 16 * (c0 + i), acc[i]);
@@ -239,11 +322,76 @@ constexpr Bodies kAvx2 = {{&score_block_avx2<2>, &score_block_avx2<4>, &score_bl
                            &values_avx2<7>, &values_avx2<8>},
                           8};
 
+// Blocks in their stored dtype (AVX-512, head_dim a multiple of 16).
+using CodedScoreFn = void (*)(const float*, const uint8_t*, int, int, float, const float*, int, int, int64_t, const uint8_t*, float*,
+                              int64_t);
+using CodedValueFn = void (*)(const float*, const uint8_t*, int, int, int, float, const uint8_t*, float*);
+struct CodedBodies {
+  CodedScoreFn score[4];  // hd 32, 64, 128, any multiple of 16
+  CodedValueFn value[kOutRegs];
+};
+template <KvCode C>
+constexpr CodedBodies coded_bodies() {
+  return {{&score_heads_coded_avx512<C, 2>, &score_heads_coded_avx512<C, 4>, &score_heads_coded_avx512<C, 8>, &score_heads_coded_avx512<C, 0>},
+          {&values_coded_avx512<C, 1>, &values_coded_avx512<C, 2>, &values_coded_avx512<C, 3>, &values_coded_avx512<C, 4>,
+           &values_coded_avx512<C, 5>, &values_coded_avx512<C, 6>, &values_coded_avx512<C, 7>, &values_coded_avx512<C, 8>}};
+}
+constexpr CodedBodies kCoded[] = {coded_bodies<KvCode::F32>(), coded_bodies<KvCode::F16>(), coded_bodies<KvCode::BF16>(),
+                                  coded_bodies<KvCode::E4M3>(), coded_bodies<KvCode::I8>()};  // by KvCode
+
+void softmax_rows(const RowBlocks& b, int nh, float* scores) {
+  for (int h = 0; h < nh; ++h) {
+    float* sc = scores + int64_t(h) * b.n_vis;
+    const float mx = *std::max_element(sc, sc + b.n_vis);
+    const float inv = float(1.0 / exp_shift_f32(sc, mx, 1.f, b.n_vis, sc));
+    for (int64_t s = 0; s < b.n_vis; ++s) sc[s] *= inv;
+  }
+}
+
+// The walker over blocks in their stored dtype.
+void attention_coded(const float* q, const RowBlocks& b, float scale, float* scores, float* o) {
+  const CodedBodies& B = kCoded[int(b.code)];
+  const CodedScoreFn score = B.score[b.hd == 32 ? 0 : b.hd == 64 ? 1 : b.hd == 128 ? 2 : 3];
+  const int nh = b.n_kv * b.group, nv = b.hd / 16;
+  const int64_t head_bytes = int64_t(kT) * b.hd * kv_code_bytes(b.code);
+  auto kv_scale = [&](const float* s, int g) { return s ? s[g] : 1.f; };
+  // Keys block by block, then values; each body fetches the block read next.
+  const int64_t nb = (b.n_vis + kT - 1) / kT;
+  const uint8_t* kb = b.raw(b.ctx, false, 0);
+  for (int64_t i = 0; i < nb; ++i) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - i * kT));
+    const uint8_t* next = b.raw(b.ctx, i + 1 < nb ? false : true, i + 1 < nb ? i + 1 : 0);
+    score(q, kb, n, b.hd, scale, b.k_scale, nh, b.group, head_bytes, next, scores + i * kT, b.n_vis);
+    kb = next;
+  }
+  softmax_rows(b, nh, scores);
+  std::fill(o, o + int64_t(nh) * b.hd, 0.f);
+  const uint8_t* vb = kb;
+  for (int64_t i = 0; i < nb; ++i) {
+    const int n = int(std::min<int64_t>(kT, b.n_vis - i * kT));
+    const uint8_t* next = i + 1 < nb ? b.raw(b.ctx, true, i + 1) : nullptr;
+    for (int h = 0; h < nh; ++h) {
+      const int g = h / b.group;
+      for (int c0 = 0; c0 < nv; c0 += kOutRegs) {
+        // The next block's bytes of kv head g, fetched once (first head of its group, first pass).
+        const uint8_t* pf = next && h % b.group == 0 && c0 == 0 ? next + g * head_bytes : nullptr;
+        B.value[std::min(kOutRegs, nv - c0) - 1](scores + h * b.n_vis + i * kT, vb + g * head_bytes, n, b.hd, c0,
+                                                 kv_scale(b.v_scale, g), pf, o + int64_t(h) * b.hd);
+      }
+    }
+    vb = next;
+  }
+}
+
 }  // namespace
 
 bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float* scores, float* o) {
   const Isa isa = active_isa();
   if (b.hd <= 0 || (b.hd % 16 != 0 && b.hd != 8) || isa == Isa::Portable) return false;
+  if (b.raw && isa == Isa::Avx512 && b.hd % 16 == 0) {
+    attention_coded(q, b, scale, scores, o);
+    return true;
+  }
   const Bodies& B = isa == Isa::Avx512 ? kAvx512 : kAvx2;
   const ScoreFn score = B.score[b.hd == 8 ? 4 : b.hd == 32 ? 0 : b.hd == 64 ? 1 : b.hd == 128 ? 2 : 3];
   const Bodies& V = b.hd % B.lanes == 0 ? B : kAvx2;  // head_dim 8: 8-wide value sums (AVX2 is within AVX-512)
@@ -254,12 +402,7 @@ bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float
     const float* kb = b.block(b.ctx, false, p0 / kT);
     for (int h = 0; h < nh; ++h) score(q + int64_t(h) * b.hd, kb + int64_t(h / b.group) * kT * b.hd, n, b.hd, scale, scores + h * b.n_vis + p0);
   }
-  for (int h = 0; h < nh; ++h) {
-    float* sc = scores + int64_t(h) * b.n_vis;
-    const float mx = *std::max_element(sc, sc + b.n_vis);
-    const float inv = float(1.0 / exp_shift_f32(sc, mx, 1.f, b.n_vis, sc));
-    for (int64_t s = 0; s < b.n_vis; ++s) sc[s] *= inv;
-  }
+  softmax_rows(b, nh, scores);
   std::fill(o, o + int64_t(nh) * b.hd, 0.f);
   for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
     const int n = int(std::min<int64_t>(kT, b.n_vis - p0));

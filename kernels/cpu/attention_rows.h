@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/cpu/kv_paged.h"
+
 namespace condense::kernels {
 
 // A row's cached positions in blocks of 16: block(ctx, values, b) gives block
@@ -19,6 +21,15 @@ struct RowBlocks {
   void* ctx;
   int64_t n_vis;  // positions attended: [0, n_vis)
   int n_kv, group, hd;  // query head h reads kv head h / group
+  // Optional: block b in its stored dtype `code` ([n_kv][16][hd], kv_paged.h),
+  // with the per-kv-head scales of the scaled codes. Where given, AVX-512
+  // decodes the elements in registers as the scores and value sums read them
+  // (the same floats block() would give, so the same results) instead of
+  // converting each block into a buffer first.
+  const uint8_t* (*raw)(void* ctx, bool values, int64_t b) = nullptr;
+  KvCode code = KvCode::F32;
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
 };
 
 // o[n_kv * group][hd] = softmax(scale * K q_h) V per query head h of q (rows of

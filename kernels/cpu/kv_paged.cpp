@@ -4,9 +4,13 @@
 // three give the same floats. Attention of a chunk (16 rows or more) reads one
 // kv head's keys and values at a time into an L2-sized f32 buffer and runs
 // attention_f32 on its query heads; decode rows with head_dim a multiple of 16
-// or 8 run attention_rows.h's vector bodies block by block (f32 in place, other
-// dtypes one converted block at a time), others the scalar path below.
+// or 8 run attention_rows.h's vector bodies block by block (AVX-512 with
+// head_dim a multiple of 16: every dtype decoded in registers as it is used;
+// otherwise f32 in place, other dtypes one converted block at a time), others
+// the scalar path below.
 #include "kernels/cpu/kv_paged.h"
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -22,6 +26,10 @@
 #include "kernels/cpu/vexp_f32.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/transformer_f32.h"
+
+// GCC 12 reports the undefined pass-through operand inside its own AVX-512
+// intrinsics as maybe-uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace condense::kernels {
 namespace {
@@ -106,14 +114,48 @@ int64_t kv_block_bytes(KvCode c, int n_kv, int hd, int block_tokens) {
   return 2 * int64_t(n_kv) * block_tokens * hd * kv_code_bytes(c);
 }
 
+namespace {
+
+// int8 codes of hd values: intcode::f32_to_i8(x / s) (the quotient rounded to
+// nearest even, clamped to [-128, 127], NaN to 0), 16 or 8 at a time.
+CONDENSE_AVX512 int write_i8_avx512(const float* x, float s, int hd, uint8_t* dst) {
+  const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(-128.f), hi = _mm512_set1_ps(127.f);
+  int i = 0;
+  for (; i + 16 <= hd; i += 16) {
+    const __m512 r = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(x + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __mmask16 ord = _mm512_cmp_ps_mask(r, r, _CMP_ORD_Q);
+    const __m512i v = _mm512_maskz_cvtps_epi32(ord, _mm512_min_ps(hi, _mm512_max_ps(lo, r)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(v));
+  }
+  return i;
+}
+CONDENSE_AVX2 int write_i8_avx2(const float* x, float s, int hd, uint8_t* dst) {
+  const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-128.f), hi = _mm256_set1_ps(127.f);
+  int i = 0;
+  for (; i + 8 <= hd; i += 8) {
+    const __m256 r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 ord = _mm256_cmp_ps(r, r, _CMP_ORD_Q);
+    const __m256 c = _mm256_and_ps(ord, _mm256_min_ps(hi, _mm256_max_ps(lo, r)));
+    const __m128i v32lo = _mm256_castsi256_si128(_mm256_cvtps_epi32(c)), v32hi = _mm256_extracti128_si256(_mm256_cvtps_epi32(c), 1);
+    const __m128i b = _mm_packs_epi16(_mm_packs_epi32(v32lo, v32hi), _mm_setzero_si128());
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + i), b);
+  }
+  return i;
+}
+
+}  // namespace
+
 void kv_paged_write(const KvPagedView& kv, const float* k_row, const float* v_row, int64_t pos) {
+  const Isa isa = active_isa();
   for (int part = 0; part < 2; ++part) {
     const float* src = part ? v_row : k_row;
     for (int h = 0; h < kv.n_kv; ++h) {
       uint8_t* dst = elem_ptr(kv, part == 1, h, pos);
       const float* x = src + int64_t(h) * kv.hd;
       const float s = kv.code == KvCode::E4M3 || kv.code == KvCode::I8 ? (part ? kv.v_scale : kv.k_scale)[h] : 1.f;
-      for (int i = 0; i < kv.hd; ++i) {
+      int i0 = 0;
+      if (kv.code == KvCode::I8 && isa != Isa::Portable) i0 = (isa == Isa::Avx512 ? write_i8_avx512 : write_i8_avx2)(x, s, kv.hd, dst);
+      for (int i = i0; i < kv.hd; ++i) {
         switch (kv.code) {
           case KvCode::F32: std::memcpy(dst + 4 * i, &x[i], 4); break;
           case KvCode::F16: {
@@ -175,34 +217,42 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
       ReadFn read;
       int64_t n_vis;
       float* buf;  // a converted block, [n_kv][16][hd]
+      void (*prefetch)(const Ctx&, bool, int64_t);
+    };
+    // Blocks are scattered, a few KB each, too short for the hardware
+    // prefetcher: fetch the block the walker reads next (keys in order, then
+    // values in order) while this one is used.
+    auto prefetch_next = [](const Ctx& x, bool values, int64_t b) {
+      const KvPagedView& v = *x.kv;
+      const int64_t last = (x.n_vis - 1) / v.block_tokens;
+      if (b == last && values) return;
+      const int64_t nb = b < last ? b + 1 : 0, esz = kv_code_bytes(v.code);
+      const uint8_t* next = elem_ptr(v, b < last ? values : true, 0, nb * v.block_tokens);
+      const int64_t bytes = std::min<int64_t>(v.block_tokens, x.n_vis - nb * v.block_tokens) * v.hd * esz;
+      for (int g = 0; g < v.n_kv; ++g) {
+        const uint8_t* h = next + int64_t(g) * v.block_tokens * v.hd * esz;
+        for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(h + o, 0, 2);
+      }
     };
     auto block = [](void* c, bool values, int64_t b) -> const float* {
       const Ctx& x = *static_cast<const Ctx*>(c);
       const KvPagedView& v = *x.kv;
-      // Blocks are scattered, a few KB each, too short for the hardware
-      // prefetcher: fetch the block the walker reads next (keys in order, then
-      // values in order) while this one is used.
-      const int64_t last = (x.n_vis - 1) / v.block_tokens;
-      if (b < last || !values) {
-        const int64_t nb = b < last ? b + 1 : 0;
-        const uint8_t* next = elem_ptr(v, b < last ? values : true, 0, nb * v.block_tokens);
-        const int64_t bytes = std::min<int64_t>(v.block_tokens, x.n_vis - nb * v.block_tokens) * v.hd * kv_code_bytes(v.code);
-        for (int g = 0; g < v.n_kv; ++g) {
-          const uint8_t* h = next + int64_t(g) * v.block_tokens * v.hd * kv_code_bytes(v.code);
-          for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(h + o, 0, 2);
-        }
-      }
+      x.prefetch(x, values, b);
       if (v.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(v, values, 0, b * v.block_tokens));
       const int64_t n = std::min<int64_t>(v.block_tokens, x.n_vis - b * v.block_tokens);
       for (int g = 0; g < v.n_kv; ++g) x.read(v, values, g, b * v.block_tokens, n, x.buf + int64_t(g) * v.block_tokens * v.hd);
       return x.buf;
     };
+    auto raw = [](void* c, bool values, int64_t b) -> const uint8_t* {  // the bodies fetch ahead themselves
+      const Ctx& x = *static_cast<const Ctx*>(c);
+      return elem_ptr(*x.kv, values, 0, b * x.kv->block_tokens);
+    };
     auto row = [&](int64_t r) {
       static thread_local std::vector<float> scores, buf;  // reused: decode calls this per layer per token
       if (scores.size() < size_t(n_heads * (pos0 + rows))) scores.resize(size_t(n_heads * (pos0 + rows)));
       if (buf.size() < size_t(kv.n_kv * T * hd)) buf.resize(size_t(kv.n_kv * T * hd));
-      Ctx ctx{&kv, read, pos0 + r + 1, buf.data()};
-      const RowBlocks rb{block, &ctx, ctx.n_vis, kv.n_kv, group, int(hd)};
+      Ctx ctx{&kv, read, pos0 + r + 1, buf.data(), prefetch_next};
+      const RowBlocks rb{block, &ctx, ctx.n_vis, kv.n_kv, group, int(hd), raw, kv.code, kv.k_scale, kv.v_scale};
       attention_row_blocks(q + r * ldq, rb, scale, scores.data(), out + r * ldo);
     };
     if (work < kParallelMacs) {
