@@ -37,10 +37,12 @@
 // group is padded with codes the zero activations of the padding cancel).
 // Sparse int8 with integer activations: per panel and step a 128-bit mask of
 // the step's 128 bytes (4 words, bit i of word w: byte 32w + i) and only the
-// kept bytes, in step order; each panel is expanded into the dense VNNI order
-// (pruned bytes get the code of 0: 128, or the row's zero point) in an
-// L1-sized buffer before the dense body runs on it, so the result is the
-// dense one bit for bit while memory holds 1 bit per weight plus the kept codes.
+// kept bytes, in step order. AVX-512 with VBMI2 expands each 64-byte half of a
+// step in registers (vpexpandb, pruned bytes getting the code of 0: 128, or
+// the row's zero point) straight into vpdpbusd; other CPUs expand a panel
+// into an L1-sized buffer in the dense VNNI order (AVX2: an 8-bit-mask shuffle
+// table) before the dense body runs on it. Either way the result is the dense
+// one bit for bit while memory holds 1 bit per weight plus the kept codes.
 //
 // Arithmetic: every row of x is reduced in one fixed order per output element
 // (KC = 256-long FMA chains from zero, chains added in k order), whatever m, the
