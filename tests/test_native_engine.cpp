@@ -11,12 +11,15 @@
 #include <cstring>
 #include <vector>
 
+#include "compress/prune_model.h"
 #include "compress/quantize_model.h"
 #include "core/error.h"
 #include "io/cpk.h"
 #include "io/model_loader.h"
 #include "model/shapes.h"
+#include "kernels/cpu/qlinear.h"
 #include "runtime/engine.h"
+#include "runtime/linear_parts.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -143,4 +146,34 @@ TEST(NativeEngine, RefusesCodesTheKernelsWouldMisreadNamingTheWeight) {
   Model inf = m;
   inf.compression.at("model.layers.0.self_attn.q_proj.weight").scales[2] = INFINITY;
   EXPECT_THROW(Engine e(inf), Error);
+}
+
+// Pruned int8 runs the sparse kernels only where they beat the dense ones
+// (integer activations on AVX-512 with VBMI2; linear_parts.h); elsewhere the
+// engine packs it dense. Either way the logits are the same, bit for bit, and
+// CONDENSE_SPARSE=always / never forces the choice (always: fewer bytes).
+TEST(NativeEngine, PrunedInt8RunsSparseWhereItPays) {
+  for (bool a8 : {false, true}) {
+    Model m = random_model(testutil::tiny_config({.ffn = 72}), 9);
+    compress::PruneOptions po;
+    po.sparsity = 0.6;
+    compress::prune_model(m, po, nullptr);
+    compress::QuantizeOptions q;
+    q.scheme = QuantScheme::of(DType::I8, Granularity::PerChannel);
+    q.activations.type = a8 ? DType::I8 : DType::F32;
+    compress::quantize_model(m, q, nullptr);
+    const std::vector<int> toks = {2, 7, 1, 8, 2, 8, 1, 8, 2, 8};
+    int64_t bytes[2];
+    std::vector<float> logits[2];
+    for (int always = 0; always < 2; ++always) {
+      testutil::ScopedEnv env("CONDENSE_SPARSE", always ? "always" : "never");
+      bytes[always] = Engine(m).decode_weight_bytes();
+      logits[always] = logits_of(m, toks);
+    }
+    EXPECT_LT(bytes[1], bytes[0]) << "a8 " << a8;
+    ASSERT_EQ(0, std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * 4)) << "a8 " << a8;
+    const int64_t chosen = Engine(m).decode_weight_bytes();
+    EXPECT_EQ(chosen, bytes[sparse_int8_pays(a8) ? 1 : 0]) << "a8 " << a8;
+    EXPECT_EQ(sparse_int8_pays(a8), a8 && kernels::sparse_a8_in_registers());
+  }
 }

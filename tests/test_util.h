@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -28,6 +29,17 @@ struct TempDir {
   TempDir();
   ~TempDir();
   std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+// Sets an environment variable for the object's lifetime (restoring it after).
+struct ScopedEnv {
+  std::string name, old;
+  bool had = false;
+  ScopedEnv(const char* n, const char* value) : name(n) {
+    if (const char* v = std::getenv(n)) had = true, old = v;
+    ::setenv(n, value, 1);
+  }
+  ~ScopedEnv() { had ? ::setenv(name.c_str(), old.c_str(), 1) : ::unsetenv(name.c_str()); }
 };
 
 // Writes bytes to a file (for corruption tests).

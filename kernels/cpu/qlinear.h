@@ -118,6 +118,11 @@ void pack_sparse_a8(const QLayout& L, bool (*kept)(const void*, int64_t, int64_t
 // values), k floats: an embedding lookup from a quantized (tied) table.
 void decode_row(const QMatrix& w, int64_t r, float* out);
 
+// Whether the active ISA expands sparse int8 codes with integer activations
+// in registers (AVX-512 with VNNI and VBMI2), where the sparse kernel beats the
+// dense one.
+bool sparse_a8_in_registers();
+
 // x: [m, L.k] with row stride ldx; y: [m, L.n] with row stride ldy; y must not
 // alias x. Uses the OpenMP threads when the problem is large enough.
 void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y, int64_t ldy);

@@ -547,6 +547,8 @@ const Bodies& bodies(const QLayout& L, bool fused_sparse, bool next_panel) {
 
 }  // namespace
 
+bool sparse_a8_in_registers() { return active_isa() == Isa::Avx512 && avx512_vnni_supported() && avx512_vbmi2_supported(); }
+
 void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y, int64_t ldy) {
   const QLayout& L = w.layout;
   // One buffer per thread that calls (the engine's), reused across calls.
@@ -554,7 +556,7 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   quantize_rows(x, m, ldx, L, xr);
   // Sparse: AVX-512 expands in registers (VBMI2); the others expand each panel
   // into an L1-sized buffer in the dense order and run the dense bodies on it.
-  const bool fused = L.sparse && active_isa() == Isa::Avx512 && avx512_vnni_supported() && avx512_vbmi2_supported();
+  const bool fused = L.sparse && sparse_a8_in_registers();
   const Bodies& table = bodies(L, fused, m > kMaxMR);
   xr.mr = table.max;
   xr.next_panel = m > table.max;

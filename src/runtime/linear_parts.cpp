@@ -1,10 +1,20 @@
 #include "runtime/linear_parts.h"
 
+#include <cstdlib>
+
 #include "core/error.h"
+#include "kernels/cpu/qlinear.h"
 
 namespace condense {
 
-LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols) {
+bool sparse_int8_pays(bool int8_activations) {
+  const char* env = std::getenv("CONDENSE_SPARSE");
+  if (env && std::string(env) == "always") return true;
+  if (env && std::string(env) == "never") return false;
+  return int8_activations && kernels::sparse_a8_in_registers();
+}
+
+LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols, bool sparse_int8) {
   LinearSource src;
   ops::LinearPart& p = src.part;
   p.rows = rows;
@@ -37,12 +47,14 @@ LinearSource linear_source(const Model& m, const std::string& name, const Tensor
   p.zeros = p.asym ? wc.zeros.data() : nullptr;
   p.codes = wc.codes.data();
   if (!wc.sparse()) return src;
-  p.mask = wc.mask.data();
-  // int8 runs the sparse kernels (f32 or integer activations), which never read
+  // int8 runs the sparse kernels where they pay (sparse_int8), which never read
   // a pruned code. The rest run dense, so their pruned elements get the code
   // meaning 0: the zero point (asymmetric), else 0 (symmetric integers, E4M3),
   // whatever a writer left there.
-  if (s.type == DType::I8) return src;
+  if (s.type == DType::I8 && sparse_int8) {
+    p.mask = wc.mask.data();
+    return src;
+  }
   src.codes = wc.codes;
   for (int64_t i = 0; i < rows * cols; ++i) {
     if (!wc.kept(i)) src.codes[size_t(i)] = p.asym ? wc.zeros[size_t(s.scale_index(i / cols, i % cols, cols))] : 0;
@@ -57,7 +69,7 @@ ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::s
   std::vector<LinearSource> srcs;
   srcs.reserve(weights.size());
   for (size_t i = 0; i < weights.size(); ++i) {
-    srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols));
+    srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols, sparse_int8_pays(int8_activations)));
   }
   std::vector<ops::LinearPart> parts;
   for (size_t i = 0; i < srcs.size(); ++i) {

@@ -16,11 +16,20 @@ struct LinearSource {
   std::vector<uint8_t> codes;  // owned copy when pruned codes had to be rewritten
 };
 
+// Whether pruned int8 weights run the sparse kernels: where they beat the
+// dense ones on this CPU, i.e. with integer activations on AVX-512 with VBMI2
+// (vpexpandb in registers). With f32 inputs, or on AVX2 (a shuffle table per 8
+// bytes), expanding the kept codes costs more than the bytes it saves (Zen 4:
+// 0.66x and 0.4x dense), so they run dense at the dense model's memory.
+// CONDENSE_SPARSE=always / never overrides (always: the smallest memory).
+bool sparse_int8_pays(bool int8_activations);
+
 // `t` is the weight's f32 tensor (may be undefined when the packed form is
-// there); rows x cols its shape. A pruned weight passes its kept-bitmap (the
-// sparse kernels read only kept codes), and its pruned elements get the code
-// that means 0 (asymmetric: the zero point) for encodings that run dense. Fails naming the weight when it has neither form.
-LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols);
+// there); rows x cols its shape. A pruned f32 weight, and a pruned int8 one
+// when sparse_int8, passes its kept-bitmap (the sparse kernels read only kept
+// codes); the others run dense, their pruned elements given the code that means
+// 0 (asymmetric: the zero point). Fails naming the weight when it has neither form.
+LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols, bool sparse_int8);
 
 // int8_activations: integer kernels for int8/int4 weights (the W8A8 recipes'
 // dynamic per-row input quantization done inside the kernel).
