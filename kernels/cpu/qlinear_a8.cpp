@@ -467,6 +467,30 @@ CONDENSE_AVX2 void expand_avx2(const QMatrix& w, int64_t p, uint8_t* out) {
   }
 }
 
+// AVX-512 VBMI2, for many rows (prefill): a panel expanded once into the
+// buffer, as AVX2 does, instead of once per pass of 8 rows in registers.
+CONDENSE_AVX512_VNNI_VBMI2 void expand_vbmi2(const QMatrix& w, int64_t p, uint8_t* out) {
+  const QLayout& L = w.layout;
+  const int64_t steps = L.a8_kp() / 4, span = L.a8_group_span();
+  const uint8_t* src = w.codes + w.panel_start[p];
+  alignas(64) uint8_t fill[128];
+  __m512i f0 = _mm512_setzero_si512(), f1 = f0;
+  for (int64_t u = 0, g = -1; u < steps; ++u) {
+    if (u * 4 / span != g) {
+      zero_codes(w, p, g = u * 4 / span, fill);
+      f0 = _mm512_load_si512(fill);
+      f1 = _mm512_load_si512(fill + 64);
+    }
+    uint64_t m0, m1;
+    std::memcpy(&m0, w.masks + (p * steps + u) * 4, 8);
+    std::memcpy(&m1, w.masks + (p * steps + u) * 4 + 2, 8);
+    _mm512_storeu_si512(out + u * 128, _mm512_mask_expand_epi8(f0, m0, _mm512_loadu_si512(src)));
+    src += std::popcount(m0);
+    _mm512_storeu_si512(out + u * 128 + 64, _mm512_mask_expand_epi8(f1, m1, _mm512_loadu_si512(src)));
+    src += std::popcount(m1);
+  }
+}
+
 void expand_portable(const QMatrix& w, int64_t p, uint8_t* out) {
   const QLayout& L = w.layout;
   const int64_t steps = L.a8_kp() / 4, span = L.a8_group_span();
@@ -554,9 +578,12 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   // One buffer per thread that calls (the engine's), reused across calls.
   static thread_local A8Rows xr;
   quantize_rows(x, m, ldx, L, xr);
-  // Sparse: AVX-512 expands in registers (VBMI2); the others expand each panel
-  // into an L1-sized buffer in the dense order and run the dense bodies on it.
-  const bool fused = L.sparse && sparse_a8_in_registers();
+  // Sparse: AVX-512 (VBMI2) expands in registers for up to two passes of 8 rows
+  // (decode and batched decode; at m = 16 a buffer was 5-10% slower); for more
+  // rows, and on the other ISAs, each panel is expanded once into an L1-sized
+  // buffer in the dense order and the dense bodies run on it.
+  const bool in_regs = L.sparse && sparse_a8_in_registers();
+  const bool fused = in_regs && m <= 2 * kMaxMR;
   const Bodies& table = bodies(L, fused, m > kMaxMR);
   xr.mr = table.max;
   xr.next_panel = m > table.max;
@@ -578,9 +605,10 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   const bool par = m == 1 ? L.code_bytes() >= kParallelBytes : m * L.n * L.k >= kParallelMacs;
   const A8Rows& rows = xr;
   const int64_t panel_bytes = xr.kp * (L.code == WCode::I4 ? 16 : 32);
-  void (*const expand)(const QMatrix&, int64_t, uint8_t*) = !L.sparse || fused         ? nullptr
+  void (*const expand)(const QMatrix&, int64_t, uint8_t*) = !L.sparse || fused           ? nullptr
+                                                             : in_regs                        ? &expand_vbmi2
                                                              : active_isa() != Isa::Portable ? &expand_avx2
-                                                                                             : &expand_portable;
+                                                                                               : &expand_portable;
 #pragma omp parallel for schedule(dynamic) if (par)
   for (int64_t p = 0; p < np; ++p) {
     const uint8_t* pc = w.codes + p * panel_bytes;
