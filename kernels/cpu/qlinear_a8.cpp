@@ -189,6 +189,18 @@ CONDENSE_AVX512_VNNI inline void group_end_vnni(const QMatrix& w, int64_t p, int
   }
 }
 
+// One int8 step of MR rows: the panel's two 64-byte halves against each row's
+// four activation codes (xs: the pass's interleaved codes of this step).
+template <int MR>
+CONDENSE_AVX512_VNNI inline void step_i8_vnni(__m512i (&a)[MR][2], __m512i v0, __m512i v1, const int32_t* xs) {
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    const __m512i xb = _mm512_set1_epi32(xs[r]);
+    a[r][0] = _mm512_dpbusd_epi32(a[r][0], v0, xb);
+    a[r][1] = _mm512_dpbusd_epi32(a[r][1], v1, xb);
+  }
+}
+
 template <int MR>
 CONDENSE_AVX512_VNNI inline void store_vnni(const QMatrix& w, int64_t p, const A8Rows& xr, int64_t r0, const float (&f)[MR][32],
                                             float* y, int64_t ldy) {
@@ -246,12 +258,7 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const uint8_t* 
           a[r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][1], l1, xl), h1, xh);
         }
       } else {
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-          const __m512i xb = _mm512_set1_epi32(xi[(pos / 4) * MR + r]);
-          a[r][0] = _mm512_dpbusd_epi32(a[r][0], v0, xb);
-          a[r][1] = _mm512_dpbusd_epi32(a[r][1], v1, xb);
-        }
+        step_i8_vnni<MR>(a, v0, v1, xi + (pos / 4) * MR);
       }
     }
     group_end_vnni<MR, Asym>(w, p, g, xr, r0, a, f);
@@ -297,12 +304,7 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
       c += std::popcount(m0);
       const __m512i v1 = _mm512_mask_expand_epi8(fill1, m1, _mm512_loadu_si512(c));
       c += std::popcount(m1);
-#pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const __m512i xb = _mm512_set1_epi32(xi[(pos / 4) * MR + r]);
-        a[r][0] = _mm512_dpbusd_epi32(a[r][0], v0, xb);
-        a[r][1] = _mm512_dpbusd_epi32(a[r][1], v1, xb);
-      }
+      step_i8_vnni<MR>(a, v0, v1, xi + (pos / 4) * MR);
     }
     group_end_vnni<MR, Asym>(w, p, g, xr, r0, a, f);
   }
