@@ -151,7 +151,8 @@ TEST(NativeEngine, RefusesCodesTheKernelsWouldMisreadNamingTheWeight) {
 // Pruned int8 runs the sparse kernels only where they beat the dense ones
 // (integer activations on AVX-512 with VBMI2; linear_parts.h); elsewhere the
 // engine packs it dense. Either way the logits are the same, bit for bit, and
-// CONDENSE_SPARSE=always / never forces the choice (always: fewer bytes).
+// CONDENSE_SPARSE=always / never forces the choice (always: fewer bytes); an
+// unknown value is refused.
 TEST(NativeEngine, PrunedInt8RunsSparseWhereItPays) {
   for (bool a8 : {false, true}) {
     Model m = random_model(testutil::tiny_config({.ffn = 72}), 9);
@@ -172,8 +173,15 @@ TEST(NativeEngine, PrunedInt8RunsSparseWhereItPays) {
     }
     EXPECT_LT(bytes[1], bytes[0]) << "a8 " << a8;
     ASSERT_EQ(0, std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * 4)) << "a8 " << a8;
-    const int64_t chosen = Engine(m).decode_weight_bytes();
-    EXPECT_EQ(chosen, bytes[sparse_int8_pays(a8) ? 1 : 0]) << "a8 " << a8;
-    EXPECT_EQ(sparse_int8_pays(a8), a8 && kernels::sparse_a8_in_registers());
+    // auto: sparse only with integer activations where AVX-512 expands in registers.
+    testutil::ScopedEnv env("CONDENSE_SPARSE", "auto");
+    EXPECT_EQ(Engine(m).decode_weight_bytes(), bytes[a8 && kernels::sparse_a8_in_registers() ? 1 : 0]) << "a8 " << a8;
+  }
+  testutil::ScopedEnv bad("CONDENSE_SPARSE", "sometimes");
+  try {
+    sparse_int8_pays(true);
+    ADD_FAILURE() << "CONDENSE_SPARSE=sometimes was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("auto, always, never"), std::string::npos) << e.what();
   }
 }

@@ -61,39 +61,6 @@ CONDENSE_AVX512 inline __m512 fold16_avx512(const __m512 (&acc)[kT], float scale
   return _mm512_mul_ps(f, _mm512_set1_ps(scale));
 }
 
-// scale * dot_f32(q, k_t) for the block's n keys (lanes >= n unspecified). C:
-// hd / 16 when known at compile time (accumulators stay in registers), else 0.
-template <int C>
-CONDENSE_AVX512 __m512 scores16_avx512(const float* q, const float* k, int n, int hd, float scale) {
-  const int nc = C ? C : hd / 16;
-  __m512 acc[kT];
-#pragma GCC unroll 16
-  for (int t = 0; t < kT; ++t) {
-    acc[t] = _mm512_setzero_ps();
-    if (t >= n) continue;
-#pragma GCC unroll 8
-    for (int c = 0; c < nc; ++c) acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_loadu_ps(q + 16 * c), _mm512_loadu_ps(k + t * hd + 16 * c)));
-  }
-  return fold16_avx512(acc, scale);
-}
-
-// Adds the n positions of one block to the head's output o (hd floats, vectors
-// [c0, c0 + NR) in registers meanwhile): chains in position order as before.
-template <int NR>
-CONDENSE_AVX512 void values_avx512(const float* p, const float* vb, int n, int hd, int c0, float* o) {
-  __m512 acc[NR];
-#pragma GCC unroll 8
-  for (int i = 0; i < NR; ++i) acc[i] = _mm512_loadu_ps(o + 16 * (c0 + i));
-  vb += 16 * c0;
-  for (int t = 0; t < n; ++t) {
-    const __m512 pt = _mm512_set1_ps(p[t]);
-#pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i) acc[i] = _mm512_add_ps(acc[i], _mm512_mul_ps(pt, _mm512_loadu_ps(vb + t * hd + 16 * i)));
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < NR; ++i) _mm512_storeu_ps(o + 16 * (c0 + i), acc[i]);
-}
-
 inline void prefetch_row(const uint8_t* p, int64_t bytes) {
   for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
 }
@@ -123,8 +90,9 @@ CONDENSE_AVX512 inline __m512 load16(const uint8_t* base, int64_t i, __m512 s) {
   }
 }
 
-// scores16_avx512 over a block in its stored dtype, for every query head:
-// head h reads kv head h / group (kv scale ks[g]). Slots past n are read too
+// scale * dot_f32(q_h, k_t) for a block's 16 keys in their stored dtype, for
+// every query head: head h reads kv head h / group (kv scale ks[g]). C: hd / 16
+// when known at compile time (accumulators stay in registers), else 0. Slots past n are read too
 // (a block is always whole) and only their lanes, never stored, hold them.
 // `next` (or null): the block read after this one, fetched a key's bytes per
 // key computed (a burst of a whole block at once stalls on the misses a core
@@ -152,7 +120,9 @@ CONDENSE_AVX512 void score_heads_coded_avx512(const float* q, const uint8_t* k, 
   }
 }
 
-// values_avx512 over a block in its stored dtype.
+// Adds the n positions of one block (stored dtype) to a head's output o (hd
+// floats, vectors [c0, c0 + NR) in registers meanwhile): chains in position
+// order, stored between blocks, which rounds nothing.
 template <KvCode Code, int NR>
 CONDENSE_AVX512 void values_coded_avx512(const float* p, const uint8_t* vb, int n, int hd, int c0, float s, const uint8_t* next,
                                          float* o) {
@@ -214,15 +184,10 @@ CONDENSE_AVX512 void score_block_hd8_avx512(const float* q, const float* k, int 
   _mm512_mask_storeu_ps(out, lane_mask(n), _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
 }
 
-template <int C>
-CONDENSE_AVX512 void score_block_avx512(const float* q, const float* k, int n, int hd, float scale, float* out) {
-  _mm512_mask_storeu_ps(out, lane_mask(n), scores16_avx512<C>(q, k, n, hd, scale));
-}
-
 // ------------------------------------------------------------------- AVX2 ---
 
 // scale * dot_f32(q, k_t) for keys [t0, t0 + 8) of a block holding n (C as
-// for scores16_avx512).
+// for score_heads_coded_avx512).
 template <int C>
 CONDENSE_AVX2 __m256 scores8_avx2(const float* q, const float* k, int t0, int n, int hd, float scale) {
   const int nc = C ? C : hd / 16;
@@ -286,7 +251,7 @@ CONDENSE_AVX2 void score_block_avx2(const float* q, const float* k, int n, int h
   for (int t0 = 0; t0 < n; t0 += 8) _mm256_maskstore_ps(out + t0, lane_mask8(n - t0), scores8_avx2<C>(q, k, t0, n, hd, scale));
 }
 
-// As values_avx512: vectors (8 floats) [c0, c0 + NR) of one head's output.
+// As values_coded_avx512 over f32: vectors (8 floats) [c0, c0 + NR) of one head's output.
 template <int NR>
 CONDENSE_AVX2 void values_avx2(const float* p, const float* vb, int n, int hd, int c0, float* o) {
   __m256 acc[NR];
@@ -304,6 +269,7 @@ CONDENSE_AVX2 void values_avx2(const float* p, const float* vb, int n, int hd, i
 
 // ------------------------------------------------------------ the walker ---
 
+// Blocks as f32 (AVX2, and head_dim 8 on AVX-512).
 using ScoreFn = void (*)(const float*, const float*, int, int, float, float*);
 using ValueFn = void (*)(const float*, const float*, int, int, int, float*);
 struct Bodies {
@@ -312,17 +278,18 @@ struct Bodies {
   int lanes;                // floats per output vector
 };
 
-constexpr Bodies kAvx512 = {{&score_block_avx512<2>, &score_block_avx512<4>, &score_block_avx512<8>, &score_block_avx512<0>,
-                             &score_block_hd8_avx512},
-                            {&values_avx512<1>, &values_avx512<2>, &values_avx512<3>, &values_avx512<4>, &values_avx512<5>,
-                             &values_avx512<6>, &values_avx512<7>, &values_avx512<8>},
-                            16};
 constexpr Bodies kAvx2 = {{&score_block_avx2<2>, &score_block_avx2<4>, &score_block_avx2<8>, &score_block_avx2<0>, &score_block_hd8_avx2},
                           {&values_avx2<1>, &values_avx2<2>, &values_avx2<3>, &values_avx2<4>, &values_avx2<5>, &values_avx2<6>,
                            &values_avx2<7>, &values_avx2<8>},
                           8};
+// AVX-512 runs head_dim multiples of 16 through the coded bodies below; head_dim 8
+// has its own score transpose and sums values 8 wide (AVX2 is within AVX-512).
+constexpr Bodies kAvx512Hd8 = {{nullptr, nullptr, nullptr, nullptr, &score_block_hd8_avx512},
+                               {&values_avx2<1>, &values_avx2<2>, &values_avx2<3>, &values_avx2<4>, &values_avx2<5>, &values_avx2<6>,
+                                &values_avx2<7>, &values_avx2<8>},
+                               8};
 
-// Blocks in their stored dtype (AVX-512, head_dim a multiple of 16).
+// Blocks in their stored dtype, f32 included (AVX-512, head_dim a multiple of 16).
 using CodedScoreFn = void (*)(const float*, const uint8_t*, int, int, float, const float*, int, int, int64_t, const uint8_t*, float*,
                               int64_t);
 using CodedValueFn = void (*)(const float*, const uint8_t*, int, int, int, float, const uint8_t*, float*);
@@ -388,14 +355,13 @@ void attention_coded(const float* q, const RowBlocks& b, float scale, float* sco
 bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float* scores, float* o) {
   const Isa isa = active_isa();
   if (b.hd <= 0 || (b.hd % 16 != 0 && b.hd != 8) || isa == Isa::Portable) return false;
-  if (b.raw && isa == Isa::Avx512 && b.hd % 16 == 0) {
+  if (isa == Isa::Avx512 && b.hd % 16 == 0) {
     attention_coded(q, b, scale, scores, o);
     return true;
   }
-  const Bodies& B = isa == Isa::Avx512 ? kAvx512 : kAvx2;
+  const Bodies& B = isa == Isa::Avx512 ? kAvx512Hd8 : kAvx2;
   const ScoreFn score = B.score[b.hd == 8 ? 4 : b.hd == 32 ? 0 : b.hd == 64 ? 1 : b.hd == 128 ? 2 : 3];
-  const Bodies& V = b.hd % B.lanes == 0 ? B : kAvx2;  // head_dim 8: 8-wide value sums (AVX2 is within AVX-512)
-  const int nh = b.n_kv * b.group, nv = b.hd / V.lanes;
+  const int nh = b.n_kv * b.group, nv = b.hd / B.lanes;
   // Every head's scores, block by block; each head's softmax; its values block by block.
   for (int64_t p0 = 0; p0 < b.n_vis; p0 += kT) {
     const int n = int(std::min<int64_t>(kT, b.n_vis - p0));
@@ -409,7 +375,7 @@ bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float
     const float* vb = b.block(b.ctx, true, p0 / kT);
     for (int h = 0; h < nh; ++h) {
       for (int c0 = 0; c0 < nv; c0 += kOutRegs) {
-        V.value[std::min(kOutRegs, nv - c0) - 1](scores + h * b.n_vis + p0, vb + int64_t(h / b.group) * kT * b.hd, n, b.hd, c0, o + int64_t(h) * b.hd);
+        B.value[std::min(kOutRegs, nv - c0) - 1](scores + h * b.n_vis + p0, vb + int64_t(h / b.group) * kT * b.hd, n, b.hd, c0, o + int64_t(h) * b.hd);
       }
     }
   }

@@ -12,24 +12,23 @@
 
 namespace condense::kernels {
 
-// A row's cached positions in blocks of 16: block(ctx, values, b) gives block
-// b's keys (or values) of every kv head as f32 [n_kv][16][hd] (the paged
-// cache's own layout in place, or a block converted into a buffer that stays
-// valid until the next call).
+// A row's cached positions in blocks of 16, in two forms. block(ctx, values, b)
+// gives block b's keys (or values) of every kv head as f32 [n_kv][16][hd] (the
+// paged cache's own layout in place, or a block converted into a buffer that
+// stays valid until the next call): the AVX2 bodies and head_dim 8 read it.
+// raw(ctx, values, b) gives the block in its stored dtype `code` (same layout,
+// kv_paged.h), with the per-kv-head scales of the scaled codes: AVX-512 with
+// head_dim a multiple of 16 decodes it in registers as the scores and value
+// sums read it (the floats block() would give, so the same results).
 struct RowBlocks {
   const float* (*block)(void* ctx, bool values, int64_t b);
   void* ctx;
   int64_t n_vis;  // positions attended: [0, n_vis)
   int n_kv, group, hd;  // query head h reads kv head h / group
-  // Optional: block b in its stored dtype `code` ([n_kv][16][hd], kv_paged.h),
-  // with the per-kv-head scales of the scaled codes. Where given, AVX-512
-  // decodes the elements in registers as the scores and value sums read them
-  // (the same floats block() would give, so the same results) instead of
-  // converting each block into a buffer first.
-  const uint8_t* (*raw)(void* ctx, bool values, int64_t b) = nullptr;
-  KvCode code = KvCode::F32;
-  const float* k_scale = nullptr;
-  const float* v_scale = nullptr;
+  const uint8_t* (*raw)(void* ctx, bool values, int64_t b);
+  KvCode code;
+  const float* k_scale;  // [n_kv] (E4M3, I8), else unused
+  const float* v_scale;
 };
 
 // o[n_kv * group][hd] = softmax(scale * K q_h) V per query head h of q (rows of

@@ -143,6 +143,22 @@ CONDENSE_AVX2 int write_i8_avx2(const float* x, float s, int hd, uint8_t* dst) {
   return i;
 }
 
+// The block the f32-block walker (attention_rows.h) reads after block b of a
+// row attending n_vis positions (keys in order, then values in order), fetched
+// whole: blocks are scattered, a few KB each, too short for the hardware
+// prefetcher. (The in-register bodies fetch a key row per key instead.)
+void prefetch_after(const KvPagedView& v, int64_t n_vis, bool values, int64_t b) {
+  const int64_t last = (n_vis - 1) / v.block_tokens;
+  if (b == last && values) return;
+  const int64_t nb = b < last ? b + 1 : 0, esz = kv_code_bytes(v.code);
+  const uint8_t* next = elem_ptr(v, b < last ? values : true, 0, nb * v.block_tokens);
+  const int64_t bytes = std::min<int64_t>(v.block_tokens, n_vis - nb * v.block_tokens) * v.hd * esz;
+  for (int g = 0; g < v.n_kv; ++g) {
+    const uint8_t* h = next + int64_t(g) * v.block_tokens * v.hd * esz;
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(h + o, 0, 2);
+  }
+}
+
 }  // namespace
 
 void kv_paged_write(const KvPagedView& kv, const float* k_row, const float* v_row, int64_t pos) {
@@ -217,27 +233,11 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
       ReadFn read;
       int64_t n_vis;
       float* buf;  // a converted block, [n_kv][16][hd]
-      void (*prefetch)(const Ctx&, bool, int64_t);
-    };
-    // Blocks are scattered, a few KB each, too short for the hardware
-    // prefetcher: fetch the block the walker reads next (keys in order, then
-    // values in order) while this one is used.
-    auto prefetch_next = [](const Ctx& x, bool values, int64_t b) {
-      const KvPagedView& v = *x.kv;
-      const int64_t last = (x.n_vis - 1) / v.block_tokens;
-      if (b == last && values) return;
-      const int64_t nb = b < last ? b + 1 : 0, esz = kv_code_bytes(v.code);
-      const uint8_t* next = elem_ptr(v, b < last ? values : true, 0, nb * v.block_tokens);
-      const int64_t bytes = std::min<int64_t>(v.block_tokens, x.n_vis - nb * v.block_tokens) * v.hd * esz;
-      for (int g = 0; g < v.n_kv; ++g) {
-        const uint8_t* h = next + int64_t(g) * v.block_tokens * v.hd * esz;
-        for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(h + o, 0, 2);
-      }
     };
     auto block = [](void* c, bool values, int64_t b) -> const float* {
       const Ctx& x = *static_cast<const Ctx*>(c);
       const KvPagedView& v = *x.kv;
-      x.prefetch(x, values, b);
+      prefetch_after(v, x.n_vis, values, b);
       if (v.code == KvCode::F32) return reinterpret_cast<const float*>(elem_ptr(v, values, 0, b * v.block_tokens));
       const int64_t n = std::min<int64_t>(v.block_tokens, x.n_vis - b * v.block_tokens);
       for (int g = 0; g < v.n_kv; ++g) x.read(v, values, g, b * v.block_tokens, n, x.buf + int64_t(g) * v.block_tokens * v.hd);
@@ -251,7 +251,7 @@ void attention_rows_paged(const float* q, int64_t ldq, int64_t rows, int64_t pos
       static thread_local std::vector<float> scores, buf;  // reused: decode calls this per layer per token
       if (scores.size() < size_t(n_heads * (pos0 + rows))) scores.resize(size_t(n_heads * (pos0 + rows)));
       if (buf.size() < size_t(kv.n_kv * T * hd)) buf.resize(size_t(kv.n_kv * T * hd));
-      Ctx ctx{&kv, read, pos0 + r + 1, buf.data(), prefetch_next};
+      Ctx ctx{&kv, read, pos0 + r + 1, buf.data()};
       const RowBlocks rb{block, &ctx, ctx.n_vis, kv.n_kv, group, int(hd), raw, kv.code, kv.k_scale, kv.v_scale};
       attention_row_blocks(q + r * ldq, rb, scale, scores.data(), out + r * ldo);
     };

@@ -45,8 +45,7 @@ struct A8Rows {
   // next panel, spread over this one's passes, so that it streams from memory
   // while this one's passes run from the cache.
   int64_t prefetch = 0;
-  bool next_panel = false;  // prefetch is the next panel (m > MR)
-  int64_t passes = 1;       // passes over each panel
+  int64_t passes = 1;       // passes over each panel (> 1: prefetch is the next panel)
   int64_t mr = 4;           // rows per pass
 };
 
@@ -280,7 +279,7 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
   const int32_t* xi = xr.qi.data() + r0 * (xr.kp / 4);
   const uint32_t* mk = w.masks + p * steps_all * 4;
   // At m > MR the next panel is fetched while this one's passes run (as dense).
-  const int64_t ahead = !xr.next_panel ? kPrefetchBytes : p + 1 < L.panels() ? w.panel_start[p + 1] - w.panel_start[p] : 0;
+  const int64_t ahead = xr.passes == 1 ? kPrefetchBytes : p + 1 < L.panels() ? w.panel_start[p + 1] - w.panel_start[p] : 0;
   __m512i fill0 = _mm512_set1_epi8(char(0x80)), fill1 = fill0;
   alignas(64) float f[MR][32] = {};
   for (int64_t g = 0; g < G; ++g) {
@@ -588,9 +587,8 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   const bool fused = in_regs && m <= 2 * kMaxMR;
   const Bodies& table = bodies(L, fused, m > kMaxMR);
   xr.mr = table.max;
-  xr.next_panel = m > table.max;
   xr.passes = (m + table.max - 1) / table.max;
-  xr.prefetch = xr.next_panel ? xr.kp * (L.code == WCode::I4 ? 16 : 32) : kPrefetchBytes;
+  xr.prefetch = xr.passes > 1 ? xr.kp * (L.code == WCode::I4 ? 16 : 32) : kPrefetchBytes;
   if (table.max == kMaxMR) {
     const int64_t units = xr.kp / 4;
     xr.qi.resize(size_t(m * units));

@@ -8,9 +8,10 @@
 namespace condense {
 
 bool sparse_int8_pays(bool int8_activations) {
-  const char* env = std::getenv("CONDENSE_SPARSE");
-  if (env && std::string(env) == "always") return true;
-  if (env && std::string(env) == "never") return false;
+  const std::string mode = std::getenv("CONDENSE_SPARSE") ? std::getenv("CONDENSE_SPARSE") : "auto";
+  if (mode == "always") return true;
+  if (mode == "never") return false;
+  if (mode != "auto") fail("CONDENSE_SPARSE", "'" + mode + "' is not one of auto, always, never");
   return int8_activations && kernels::sparse_a8_in_registers();
 }
 

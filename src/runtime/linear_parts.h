@@ -21,7 +21,8 @@ struct LinearSource {
 // (vpexpandb in registers). With f32 inputs, or on AVX2 (a shuffle table per 8
 // bytes), expanding the kept codes costs more than the bytes it saves (Zen 4:
 // 0.66x and 0.4x dense), so they run dense at the dense model's memory.
-// CONDENSE_SPARSE=always / never overrides (always: the smallest memory).
+// CONDENSE_SPARSE=always / never overrides (always: the smallest memory);
+// auto (or unset) is this rule; another value is refused.
 bool sparse_int8_pays(bool int8_activations);
 
 // `t` is the weight's f32 tensor (may be undefined when the packed form is
