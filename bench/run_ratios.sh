@@ -13,11 +13,11 @@ threads="${3:-1}"
 models="$build/bench-models"
 [ -f "$models/native/int8-w8a8-head/model.cpk" ] || { echo "run_ratios.sh: run bench/run_native.sh first (needs $models/native)" >&2; exit 1; }
 out="$here/bench/results/ratios-$(date -u +%Y%m%d-%H%M%S).json"
-python3 - "$build/condense" "$models" "$rounds" "$threads" "$(git -C "$here" rev-parse --short HEAD)" "$out" <<'PY'
+data="${CONDENSE_DATA_DIR:-$here/../shared/data}"
+python3 - "$build/condense" "$models" "$rounds" "$threads" "$(git -C "$here" rev-parse --short HEAD)" "$out" "$data" <<'PY'
 import json, os, statistics, subprocess, sys
-condense, models, rounds, threads, head, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+condense, models, rounds, threads, head, out, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 nat = lambda n: f"{models}/native/{n}/model.cpk"
-tok = os.environ.get("CONDENSE_DATA_DIR", os.path.join(os.path.dirname(models), "..", "..", "shared", "data"))
 # label -> (model, batch)
 cases = {
     "f32": (f"{models}/stories110M", 1),
@@ -39,7 +39,7 @@ for rnd in range(1, rounds + 1):
         args = [condense, "bench", model, "--threads", threads, "--json", "--prefill", "8", "--reps", "1", "--context", "128",
                 "--batch", str(batch), "--decode-tokens", "32"]
         if not model.endswith(".cpk"):
-            args += ["--tokenizer", os.path.join(tok, "models/llama2c-tokenizer-32k/tokenizer.model")]
+            args += ["--tokenizer", os.path.join(data, "models/llama2c-tokenizer-32k/tokenizer.model")]
         d = json.loads(subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout)
         dec = d["decode"][0]
         runs.append({"round": rnd, "label": label, "batch": batch, "tok_s": dec["tok_s"], "fraction_of_bound": dec["fraction_of_bound"],
