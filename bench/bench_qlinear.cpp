@@ -6,6 +6,8 @@
 // that no pass finds its matrix in the L3.
 // "_sparseNN": NN% of the weights pruned at random (sparse kernels), "_2of4": 2:4.
 // "_xint8": integer activations (W8A8 / W4A8: vpdpbusd where the CPU has VNNI).
+// "_xint16": f32 inputs quantized to int16 inside the kernel (the weight-only
+// default, vpdpwssd / vpmaddwd); without a suffix the codes decode to f32.
 // ISA: CONDENSE_ISA (default the best); threads: OMP_NUM_THREADS.
 #include <benchmark/benchmark.h>
 
@@ -29,6 +31,7 @@ struct Enc {
   int64_t group;
   bool asym, a8;
   double sparsity = 0;  // fraction pruned at random; -1: 2:4
+  bool a16 = false;
 };
 const Enc kEncs[] = {{"f32", kc::WCode::F32, 0, false, false},          {"int8_channel", kc::WCode::I8, 0, false, false},
                      {"int4_g32", kc::WCode::I4, 32, false, false},      {"int4_g32_asym", kc::WCode::I4, 32, true, false},
@@ -39,7 +42,10 @@ const Enc kEncs[] = {{"f32", kc::WCode::F32, 0, false, false},          {"int8_c
                      {"int8_channel_sparse70", kc::WCode::I8, 0, false, false, 0.7}, {"int8_channel_2of4", kc::WCode::I8, 0, false, false, -1},
                      {"int8_channel_xint8_sparse50", kc::WCode::I8, 0, false, true, 0.5},
                      {"int8_channel_xint8_sparse70", kc::WCode::I8, 0, false, true, 0.7},
-                     {"int8_channel_xint8_2of4", kc::WCode::I8, 0, false, true, -1}};
+                     {"int8_channel_xint8_2of4", kc::WCode::I8, 0, false, true, -1},
+                     {"int8_channel_xint16", kc::WCode::I8, 0, false, false, 0, true},
+                     {"int4_g32_xint16", kc::WCode::I4, 32, false, false, 0, true},
+                     {"int4_g32_asym_xint16", kc::WCode::I4, 32, true, false, 0, true}};
 
 void run(benchmark::State& state, Enc e) {
   const int64_t m = state.range(0), n = 2304, k = 768;
@@ -55,6 +61,7 @@ void run(benchmark::State& state, Enc e) {
   p.group = e.group;
   p.asym = e.asym;
   p.int8_activations = e.a8;
+  p.int16_activations = e.a16;
   std::vector<uint8_t> codes(size_t(n * k)), zeros;
   const int64_t ns = n * (e.group ? k / e.group : 1);
   std::vector<float> scales(size_t(ns), 0.0123f);

@@ -40,7 +40,7 @@ TEST(BenchRun, FollowsTheSchemaWithBoundsFromTheSameRun) {
   EXPECT_EQ(j["schema"], "condense-bench/1");
   EXPECT_EQ(j["kind"], "offline");
   for (const char* k : {"read_gbs", "fma_gflops"}) EXPECT_GT(j["machine"][k].get<double>(), 0) << k;
-  EXPECT_EQ(j["model"]["linears"], "blocks: int4 g32; head: int4 g32; embedding: the head's");
+  EXPECT_EQ(j["model"]["linears"], "blocks: int4 g32 x int16; head: int4 g32 x int16; embedding: the head's");
   ASSERT_EQ(j["prefill"].size(), 2u);
   EXPECT_GT(j["prefill"][0]["tok_s"].get<double>(), 0);
   EXPECT_NEAR(j["prefill"][0]["fraction_of_bound"].get<double>(),

@@ -68,12 +68,33 @@ TEST(NativeEngine, MatchesTheSimulatedModel) {
     q.scheme = c.scheme;
     q.targets = c.targets;
     compress::quantize_model(m, q, nullptr);
-    const auto native = logits_of(m, toks), sim = logits_of(simulated(m), toks);
-    if (c.bitwise) {
-      ASSERT_EQ(0, std::memcmp(native.data(), sim.data(), native.size() * 4)) << c.name;
-    } else {
-      for (size_t i = 0; i < native.size(); ++i) ASSERT_NEAR(native[i], sim[i], 1e-5 * (1 + std::fabs(sim[i]))) << c.name << " logit " << i;
+    const auto sim = logits_of(simulated(m), toks);
+    {  // codes decoded to f32: the simulated arithmetic
+      testutil::ScopedEnv exact("CONDENSE_WEIGHT_ONLY", "f32");
+      const auto native = logits_of(m, toks);
+      if (c.bitwise) {
+        ASSERT_EQ(0, std::memcmp(native.data(), sim.data(), native.size() * 4)) << c.name;
+      } else {
+        for (size_t i = 0; i < native.size(); ++i) ASSERT_NEAR(native[i], sim[i], 1e-5 * (1 + std::fabs(sim[i]))) << c.name << " logit " << i;
+      }
     }
+    // The default: int8 / int4 linears quantize their inputs to int16 (error
+    // <= amax / 65534 per input), fp8 ones still decode to f32.
+    const auto native = logits_of(m, toks);
+    double max_err = 0;
+    for (size_t i = 0; i < native.size(); ++i) {
+      max_err = std::max(max_err, double(std::fabs(native[i] - sim[i])));
+      ASSERT_NEAR(native[i], sim[i], 1e-4 * (1 + std::fabs(sim[i]))) << c.name << " int16 inputs, logit " << i;
+    }
+    if (c.scheme.type == DType::F8E4M3) EXPECT_EQ(max_err, 0.0) << c.name;
+    else EXPECT_GT(max_err, 0.0) << c.name << ": identical logits: the int16 kernels did not run";
+  }
+  testutil::ScopedEnv bad("CONDENSE_WEIGHT_ONLY", "int12");
+  try {
+    weight_only_int16();
+    ADD_FAILURE() << "CONDENSE_WEIGHT_ONLY=int12 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("int16, f32"), std::string::npos) << e.what();
   }
 }
 
@@ -152,8 +173,10 @@ TEST(NativeEngine, RefusesCodesTheKernelsWouldMisreadNamingTheWeight) {
 // (integer activations on AVX-512 with VBMI2; linear_parts.h); elsewhere the
 // engine packs it dense. Either way the logits are the same, bit for bit, and
 // CONDENSE_SPARSE=always / never forces the choice (always: fewer bytes); an
-// unknown value is refused.
+// unknown value is refused. (f32 inputs: the comparison decodes the codes to
+// f32, as the sparse f32-input kernels do; there is no sparse int16 kernel.)
 TEST(NativeEngine, PrunedInt8RunsSparseWhereItPays) {
+  testutil::ScopedEnv exact("CONDENSE_WEIGHT_ONLY", "f32");
   for (bool a8 : {false, true}) {
     Model m = random_model(testutil::tiny_config({.ffn = 72}), 9);
     compress::PruneOptions po;

@@ -114,9 +114,11 @@ struct Matrix {
     }
   }
 
-  ops::LinearPart part(bool a8 = false) const {
+  // acts: 32 f32 inputs (codes decoded to f32), 8 int8 (a8), 16 int16 (a16).
+  ops::LinearPart part(int acts = 32) const {
     ops::LinearPart p;
-    p.int8_activations = a8;
+    p.int8_activations = acts == 8;
+    p.int16_activations = acts == 16;
     p.rows = n;
     p.cols = k;
     p.code = s.code;
@@ -258,40 +260,45 @@ TEST(QLinear, RefusesTheFp8NanCode) {
   EXPECT_THROW(ops::PackedLinear::pack_parts({w.part()}), Error);
 }
 
-// Integer activations (W8A8 / W4A8): x rows quantized here as the recipes
-// define it (s = amax / 127, q = round(x / s) clamped to +-127), the reference
-// sum_k (s q_k) w(n, k) in float64. The kernel's integer sums are exact; its
-// float work is one conversion and one FMA per group and a final multiply,
-// inside the same 2 (K + 1) u sum |x w| bound.
+// Integer activations (W8A8 / W4A8, and the weight-only a16 path): x rows
+// quantized here as the recipes define it (s = amax / Q, q = round(x / s)
+// clamped to +-Q, Q = 127 or 32767), the reference sum_k (s q_k) w(n, k) in
+// float64. The kernel's integer sums are exact; its float work is one
+// conversion and one FMA per block (a16: every 256 positions) and a final
+// multiply, inside the same 2 (K + 1) u sum |x w| bound. k = 1100 per channel
+// runs five a16 blocks, the last one ragged.
 TEST_P(QLinearIsa, IntegerActivationsMatchFloat64) {
   struct Shape { int64_t n, k; };
-  const Shape shapes[] = {{172, 64}, {64, 172}, {33, 300}, {100, 520}};
+  const Shape shapes[] = {{172, 64}, {64, 172}, {33, 300}, {100, 520}, {40, 1100}};
   uint32_t seed = 2000;
-  for (const Scheme& sc : kSchemes) {
-    if (sc.code != kc::WCode::I8 && sc.code != kc::WCode::I4) continue;
-    for (const Shape& sh : shapes) {
-      const Matrix w(sc, sh.n, sh.k, seed++);
-      const ops::PackedLinear p = ops::PackedLinear::pack_parts({w.part(true)});
-      ASSERT_TRUE(p.integer_activations());
-      for (int64_t m : {1, 2, 3, 4, 5, 9, 17}) {
-        const int64_t ldx = sh.k + 3, ldy = sh.n + 5;
-        auto x = randn(size_t(m * ldx), seed++);
-        if (m > 2) std::fill(x.begin() + 2 * ldx, x.begin() + 2 * ldx + sh.k, 0.f);  // a zero row gives 0
-        const auto y = apply(p, x, m, ldx, ldy);
-        for (int64_t r = 0; r < m; ++r) {
-          float amax = 0;
-          for (int64_t c = 0; c < sh.k; ++c) amax = std::fmax(amax, std::fabs(x[size_t(r * ldx + c)]));
-          const float s = amax / 127.f, inv = amax > 0 ? 1.f / s : 0.f;
-          for (int64_t j = 0; j < sh.n; ++j) {
-            double ref = 0, mag = 0;
-            for (int64_t c = 0; c < sh.k; ++c) {
-              const float q = std::fmin(127.f, std::fmax(-127.f, std::nearbyint(x[size_t(r * ldx + c)] * inv)));
-              const double t = double(s) * q * double(w.eff[size_t(j * sh.k + c)]);
-              ref += t;
-              mag += std::fabs(t);
+  for (int bits : {8, 16}) {
+    const float qmax = bits == 8 ? 127.f : 32767.f;
+    for (const Scheme& sc : kSchemes) {
+      if (sc.code != kc::WCode::I8 && sc.code != kc::WCode::I4) continue;
+      for (const Shape& sh : shapes) {
+        const Matrix w(sc, sh.n, sh.k, seed++);
+        const ops::PackedLinear p = ops::PackedLinear::pack_parts({w.part(bits)});
+        ASSERT_TRUE(bits == 8 ? p.integer_activations() : p.int16_activations()) << p.describe();
+        for (int64_t m : {1, 2, 3, 4, 5, 9, 17}) {
+          const int64_t ldx = sh.k + 3, ldy = sh.n + 5;
+          auto x = randn(size_t(m * ldx), seed++);
+          if (m > 2) std::fill(x.begin() + 2 * ldx, x.begin() + 2 * ldx + sh.k, 0.f);  // a zero row gives 0
+          const auto y = apply(p, x, m, ldx, ldy);
+          for (int64_t r = 0; r < m; ++r) {
+            float amax = 0;
+            for (int64_t c = 0; c < sh.k; ++c) amax = std::fmax(amax, std::fabs(x[size_t(r * ldx + c)]));
+            const float s = amax / qmax, inv = amax > 0 ? 1.f / s : 0.f;
+            for (int64_t j = 0; j < sh.n; ++j) {
+              double ref = 0, mag = 0;
+              for (int64_t c = 0; c < sh.k; ++c) {
+                const float q = std::fmin(qmax, std::fmax(-qmax, std::nearbyint(x[size_t(r * ldx + c)] * inv)));
+                const double t = double(s) * q * double(w.eff[size_t(j * sh.k + c)]);
+                ref += t;
+                mag += std::fabs(t);
+              }
+              ASSERT_NEAR(y[size_t(r * ldy + j)], ref, 2.0 * double(sh.k + 1) * kU * mag + 1e-30)
+                  << sc.name << " x int" << bits << ", n=" << sh.n << " k=" << sh.k << " m=" << m << " row " << r << " col " << j;
             }
-            ASSERT_NEAR(y[size_t(r * ldy + j)], ref, 2.0 * double(sh.k + 1) * kU * mag + 1e-30)
-                << sc.name << " x int8, n=" << sh.n << " k=" << sh.k << " m=" << m << " row " << r << " col " << j;
           }
         }
       }
@@ -299,17 +306,48 @@ TEST_P(QLinearIsa, IntegerActivationsMatchFloat64) {
   }
 }
 
+// a16 sums that would overflow int32 without the 256-position blocks: every
+// code at its extreme (the unsigned code 255 or 0 against the zero point) and
+// every activation at +-32767, k = 4000 (one per-channel group): the result is
+// still the float64 one.
+TEST_P(QLinearIsa, Int16ActivationsNeverOverflow) {
+  for (bool asym : {false, true}) {
+    Scheme sc{"int8 extreme", kc::WCode::I8, 0, false, asym, false, 0.01f};
+    Matrix w(sc, 40, 4000, 9);
+    for (int64_t r = 0; r < w.n; ++r) {
+      for (int64_t c = 0; c < w.k; ++c) w.codes[size_t(r * w.k + c)] = asym ? (r % 2 ? 255 : 0) : (r % 2 ? 127 : 0x81);  // +127 / -127
+      if (asym) w.zeros[size_t(r)] = r % 2 ? 0 : 255;
+      for (int64_t c = 0; c < w.k; ++c) {
+        const double q = asym ? int(w.codes[size_t(r * w.k + c)]) - int(w.zeros[size_t(r)]) : int(int8_t(w.codes[size_t(r * w.k + c)]));
+        w.eff[size_t(r * w.k + c)] = float(double(w.scales[size_t(r)]) * q);
+      }
+    }
+    const auto p = ops::PackedLinear::pack_parts({w.part(16)});
+    for (float sign : {1.f, -1.f}) {
+      const std::vector<float> x(size_t(w.k), sign * 0.75f);
+      const auto y = apply(p, x, 1, w.k, w.n);
+      for (int64_t j = 0; j < w.n; ++j) {
+        double ref = 0;
+        for (int64_t c = 0; c < w.k; ++c) ref += double(sign * 0.75f) * w.eff[size_t(j * w.k + c)];
+        ASSERT_NEAR(y[size_t(j)], ref, 1e-5 * std::fabs(ref)) << "asym " << asym << " row " << j;
+      }
+    }
+  }
+}
+
 TEST_P(QLinearIsa, IntegerActivationsBatchInvariantBitwise) {
   uint32_t seed = 3000;
-  for (const Scheme& sc : kSchemes) {
-    if (sc.code != kc::WCode::I8 && sc.code != kc::WCode::I4) continue;
-    const Matrix w(sc, 100, 300, seed++);
-    const auto p = ops::PackedLinear::pack_parts({w.part(true)});
-    const auto rows = randn(size_t(9 * w.k), seed++);
-    const auto all = apply(p, rows, 9, w.k, w.n);
-    for (int64_t r = 0; r < 9; ++r) {
-      const auto one = apply(p, std::vector<float>(rows.begin() + r * w.k, rows.begin() + (r + 1) * w.k), 1, w.k, w.n);
-      ASSERT_EQ(0, std::memcmp(one.data(), &all[size_t(r * w.n)], size_t(w.n) * 4)) << sc.name << " row " << r;
+  for (int bits : {8, 16}) {
+    for (const Scheme& sc : kSchemes) {
+      if (sc.code != kc::WCode::I8 && sc.code != kc::WCode::I4) continue;
+      const Matrix w(sc, 100, 600, seed++);
+      const auto p = ops::PackedLinear::pack_parts({w.part(bits)});
+      const auto rows = randn(size_t(19 * w.k), seed++);
+      const auto all = apply(p, rows, 19, w.k, w.n);
+      for (int64_t r = 0; r < 19; ++r) {
+        const auto one = apply(p, std::vector<float>(rows.begin() + r * w.k, rows.begin() + (r + 1) * w.k), 1, w.k, w.n);
+        ASSERT_EQ(0, std::memcmp(one.data(), &all[size_t(r * w.n)], size_t(w.n) * 4)) << sc.name << " int" << bits << " row " << r;
+      }
     }
   }
 }
@@ -341,9 +379,9 @@ TEST_P(QLinearIsa, SparseEqualsDenseBitwise) {
           }
         }
       }
-      ops::LinearPart sp = w.part(a8);
+      ops::LinearPart sp = w.part(a8 ? 8 : 32);
       sp.mask = mask.data();
-      const auto ps = ops::PackedLinear::pack_parts({sp}), pd = ops::PackedLinear::pack_parts({w.part(a8)});
+      const auto ps = ops::PackedLinear::pack_parts({sp}), pd = ops::PackedLinear::pack_parts({w.part(a8 ? 8 : 32)});
       if (sparsity >= 0.5) {
         EXPECT_LT(ps.weight_bytes(), pd.weight_bytes()) << sc.name << " " << sparsity << " a8=" << a8;
       }
@@ -367,17 +405,17 @@ TEST_P(QLinearIsa, SparseEqualsDenseBitwise) {
 TEST_P(QLinearIsa, ThreadsChangeNothing) {
   const int saved = omp_get_max_threads();
   for (const Scheme* sc : {&kSchemes[1], &kSchemes[3], &kSchemes[10]}) {  // int8 g32 asym, int4 g32, f32
-    for (bool a8 : {false, true}) {
-      if (a8 && sc->code == kc::WCode::F32) continue;
+    for (int acts : {32, 8, 16}) {
+      if (acts != 32 && sc->code == kc::WCode::F32) continue;
       const Matrix w(*sc, 4096, sc->code == kc::WCode::F32 ? 1024 : 4096, 77);  // m = 1 streams >= 16 MB
-      const auto p = ops::PackedLinear::pack_parts({w.part(a8)});
+      const auto p = ops::PackedLinear::pack_parts({w.part(acts)});
       for (int64_t m : {1, 40}) {
         const auto x = randn(size_t(m * w.k), 78 + uint32_t(m));
         omp_set_num_threads(1);
         const auto one = apply(p, x, m, w.k, w.n);
         omp_set_num_threads(2);
         const auto two = apply(p, x, m, w.k, w.n);
-        ASSERT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * 4)) << sc->name << " a8=" << a8 << " m=" << m;
+        ASSERT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * 4)) << sc->name << " acts " << acts << " m=" << m;
       }
     }
   }
@@ -387,12 +425,12 @@ TEST_P(QLinearIsa, ThreadsChangeNothing) {
 TEST(QLinear, RowLookupGivesTheEffectiveWeightsInEveryLayout) {
   for (const Scheme& sc : kSchemes) {
     const Matrix w(sc, 70, 172, 11);
-    for (bool a8 : {false, true}) {
-      const auto p = ops::PackedLinear::pack_parts({w.part(a8)});
+    for (int acts : {32, 8, 16}) {
+      const auto p = ops::PackedLinear::pack_parts({w.part(acts)});
       std::vector<float> row(size_t(w.k));
       for (int64_t r : {0, 17, 31, 32, 69}) {
         p.row(r, row.data());
-        ASSERT_EQ(0, std::memcmp(row.data(), &w.eff[size_t(r * w.k)], size_t(w.k) * 4)) << sc.name << " a8=" << a8 << " row " << r;
+        ASSERT_EQ(0, std::memcmp(row.data(), &w.eff[size_t(r * w.k)], size_t(w.k) * 4)) << sc.name << " acts " << acts << " row " << r;
       }
     }
   }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -74,6 +75,7 @@ std::string check_native(json r, const fs::path& dir, const std::string& name, d
   sim.model.compression.clear();  // effective f32 weights only, through the f32 kernels
   const std::vector<int> tokens = eval_tokens(native);
   const double a = ppl(native.model, tokens), b = ppl(sim.model, tokens);
+  std::printf("%s (%s): native / simulated perplexity - 1 = %.3g\n", name.c_str(), Engine(native.model).describe_linears().c_str(), a / b - 1);
   EXPECT_NEAR(a / b, 1.0, tol) << name << ": native " << a << ", simulated " << b;
   return cpk;
 }

@@ -173,6 +173,33 @@ AVX512VNNI double int8_vnni(int64_t iters) {
   return double(iters) * 8 * 64 * 2;
 }
 
+// The a16 kernels' product: int16 pairs into int32 (vpdpwssd; AVX2 vpmaddwd + vpaddd).
+AVX2 double int16_avx2(int64_t iters) {
+  __m256i acc[8];
+  for (int i = 0; i < 8; ++i) acc[i] = _mm256_set1_epi32(i);
+  const __m256i u = _mm256_set1_epi16(3), s = _mm256_set1_epi16(-2);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(u, s));
+      __asm__ volatile("" : "+x"(acc[i]));
+    }
+  }
+  sink(acc);
+  return double(iters) * 8 * 16 * 2;
+}
+
+AVX512VNNI double int16_vnni(int64_t iters) {
+  __m512i acc[8];
+  for (int i = 0; i < 8; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i u = _mm512_set1_epi16(3), s = _mm512_set1_epi16(-2);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) acc[i] = _mm512_dpwssd_epi32(acc[i], u, s);
+  }
+  sink(acc);
+  return double(iters) * 8 * 32 * 2;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -261,6 +288,9 @@ Limits measure(int threads, size_t read_bytes, int passes) {
   if (int8_dot_for(isa, &d)) {
     L.int8_kind = int8_dot_name(d);
     L.int8_gops = rate([&](int64_t it) { return int8_dots(d, it); }, int64_t(1) << 20);
+    const bool vnni = d == Int8Dot::Avx512Vnni;
+    L.int16_kind = vnni ? "avx512_vnni_dpwssd" : "avx2_maddwd";
+    L.int16_gops = rate([&](int64_t it) { return vnni ? int16_vnni(it) : int16_avx2(it); }, int64_t(1) << 20);
   }
   return L;
 }

@@ -1,6 +1,6 @@
 // This machine's limits, measured with the same instructions the kernels use:
 // memory read bandwidth (the bound for decode), f32 FMA throughput (prefill,
-// batched rows) and int8 dot-product throughput (integer-activation kernels).
+// batched rows) and int8 / int16 dot-product throughput (integer-activation kernels).
 // bench/bench_machine.cpp times these bodies under Google Benchmark;
 // `condense bench` measures them once per run (runtime/bench_run.h).
 #pragma once
@@ -33,6 +33,8 @@ struct Limits {
   double fma_gflops = 0;  // active ISA
   double int8_gops = 0;   // 0 when the ISA has no int8 dot
   std::string int8_kind;
+  double int16_gops = 0;  // int16 pair dots (the a16 kernels), 0 likewise
+  std::string int16_kind;
 };
 // Reads `read_bytes` (rounded to 64 floats) `passes` times with `threads`
 // threads (hardware and software prefetch, best), then times the FMA and int8

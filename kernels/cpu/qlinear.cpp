@@ -312,7 +312,7 @@ void linear_q(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* y
   const QLayout& L = w.layout;
   const int64_t np = L.panels(), K = L.k;
   const Isa isa = active_isa();
-  if (L.a8) return linear_a8(x, m, ldx, w, y, ldy);
+  if (L.int_acts()) return linear_a8(x, m, ldx, w, y, ldy);
   const Bodies& b = bodies(isa, L);
 
   if (m == 1) {

@@ -44,6 +44,21 @@
 // table) before the dense body runs on it. Either way the result is the dense
 // one bit for bit while memory holds 1 bit per weight plus the kept codes.
 //
+// 16-bit integer activations (a16: int8 and int4 weights with f32 inputs,
+// the weight-only recipes): each row of x is quantized to int16 (s = amax /
+// 32767, q = round(x / s) clamped to +-32767: an error of at most amax / 65534
+// per element, ~30x finer than the f16 activations of GPU W8A16 kernels) and
+// multiplied in integers (VNNI vpdpwssd, AVX2 vpmaddwd, portable int32) against
+// the codes widened to 16 bits, exact per block; then per block f += scale *
+// float(sum), and y = f * s. A block is a scale group, cut every 256 k
+// positions so that no int32 sum can overflow (2 * 255 * 32767 per pair, 128
+// pairs). Layout ("pair order"): the unsigned codes as for a8, the same 4-long
+// (int8) or 8-long (int4) steps of 128 bytes, each step four 32-byte chunks
+// that vpmovzxbw widens to 16 rows x 2 k positions: int8 chunk 2t + h holds
+// rows 16h..16h+15, positions 2t, 2t+1 (row i: bytes 2i, 2i+1); int4 chunk
+// 2t + h holds rows 16h..16h+15, positions 4t..4t+3, byte 2i + b of row i
+// holding position 4t + b (low nibble) and 4t + 2 + b (high).
+//
 // Arithmetic: every row of x is reduced in one fixed order per output element
 // (KC = 256-long FMA chains from zero, chains added in k order), whatever m, the
 // other rows or the thread count are, so a row's result is bitwise the same in
@@ -65,16 +80,23 @@ struct QLayout {
   bool f16_scales = false;
   bool small_scales = false;  // every |scale| < 256: fp8 decoding folds 2^8 into the scale
   bool a8 = false;            // integer activations, VNNI order (int8 / int4 codes only)
+  bool a16 = false;           // 16-bit integer activations, pair order (int8 / int4 codes only)
   bool sparse = false;        // kept codes only (f32 / int8; a8: int8 only); `kept` of them
   int64_t kept = 0;
 
   int64_t panels() const { return (n + 31) / 32; }
   int64_t group_len() const { return group > 0 ? group : k; }
   int64_t groups() const { return (k + group_len() - 1) / group_len(); }
-  // a8: k positions per step, per (padded) full group, and in all (the padded k).
+  bool int_acts() const { return a8 || a16; }
+  // a8 / a16: k positions per step, per (padded) full group, and in all (the padded k).
   int64_t a8_unit() const { return code == WCode::I4 ? 8 : 4; }
   int64_t a8_group_span() const { return (group_len() + a8_unit() - 1) / a8_unit() * a8_unit(); }
   int64_t a8_kp() const;
+  // Integer sums are flushed to float once per block: a group, cut (a16) every
+  // kA16Block positions; blocks of one group, and in all.
+  static constexpr int64_t kA16Block = 256;
+  int64_t blocks_per_group() const { return a16 ? (a8_group_span() + kA16Block - 1) / kA16Block : 1; }
+  int64_t sum_blocks() const { return groups() * blocks_per_group(); }
   // Bytes of each part; scale_count() scales, zero_bytes() 0 when symmetric.
   int64_t code_bytes() const;
   int64_t scale_count() const;
@@ -90,7 +112,7 @@ struct QMatrix {
   const uint8_t* codes = nullptr;  // f32: the packed floats
   const void* scales = nullptr;
   const uint8_t* zeros = nullptr;
-  const uint32_t* masks = nullptr;        // sparse: [panel][k] (a8: [panel][step][4])
+  const uint32_t* masks = nullptr;        // sparse: [panel][k] (a8: [panel][step][4]; a16 is never sparse)
   const int64_t* panel_start = nullptr;   // sparse: index of each panel's first kept code
 };
 

@@ -1,11 +1,13 @@
-// Integer-activation linears (qlinear.h, a8 layouts): x rows quantized to int8
-// once per call, then integer dot products against the unsigned codes, exact
-// per scale group. One body per ISA handles MR rows of x (AVX-512 up to 8,
-// AVX2 and portable up to 4) against one 32-row panel, so a panel's codes (and,
-// for int4, their unpacking) are loaded once per MR rows; m = 1 is MR = 1 of the same body, and every row goes through the
-// same operations whatever MR is (batch invariance). The unsigned-code offset
-// (q + 128, q + 8, or the zero point) is removed per group in int32 through the
-// group's sum of activation codes.
+// Integer-activation linears (qlinear.h, a8 and a16 layouts): x rows
+// quantized to int8 (a8) or int16 (a16) once per call, then integer dot
+// products against the unsigned codes (a16: widened to 16 bits), exact per
+// block (a scale group; a16 cuts it every 256 positions). One body per ISA
+// handles MR rows of x (AVX-512 up to 8, AVX2 and portable up to 4) against
+// one 32-row panel, so a panel's codes (and, for int4, their unpacking) are
+// loaded once per MR rows; m = 1 is MR = 1 of the same body, and every row
+// goes through the same operations whatever MR is (batch invariance). The
+// unsigned-code offset (q + 128, q + 8, or the zero point) is removed per block
+// in int32 through the block's sum of activation codes.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -31,15 +33,17 @@ namespace condense::kernels {
 namespace {
 
 // Rows of x in integers: codes at the layout's padded k positions (zeros in
-// the padding), the per-group sums of the codes, and each row's scale.
+// the padding), the per-block sums of the codes, and each row's scale.
 struct A8Rows {
-  std::vector<int8_t> q;   // [m][kp] (+4 bytes of slack for the last 4-byte read)
-  // The VNNI bodies' copy: rows in passes of `mr`, each pass [kp / 4][rows]
-  // 4-byte units, so a step's broadcasts read one line at fixed offsets.
+  std::vector<int8_t> q;    // a8: [m][kp] (+8 bytes of slack for the last 4-byte reads)
+  std::vector<int16_t> q16; // a16: [m][kp] (+8 likewise)
+  // The VNNI bodies' copy: rows in passes of `mr`, each pass [units][rows]
+  // 4-byte units (4 int8 or 2 int16 codes), so a step's broadcasts read one
+  // line at fixed offsets.
   std::vector<int32_t> qi;
-  std::vector<int32_t> sx; // [m][groups]
+  std::vector<int32_t> sx; // [m][blocks]
   std::vector<float> s;    // [m]
-  int64_t kp = 0, groups = 0;
+  int64_t kp = 0, blocks = 0;
   // How far ahead of the VNNI body its panel's codes are fetched: at m = 1 a
   // short distance; with several passes over each panel (one per MR rows), the
   // next panel, spread over this one's passes, so that it streams from memory
@@ -51,19 +55,24 @@ struct A8Rows {
 
 // The W8A8 recipe's quantization (model/activation_quant.h fake_quant_rows):
 // s = amax / 127, q = nearbyint(x * (1 / s)) clamped to +-127; a zero row is 0.
-// One row's largest |x|, and one run of codes q = clamp(nearbyint(x * inv))
-// with their sum (returned). Per ISA; the vector bodies round to nearest even
-// as nearbyint does in the default rounding mode, so every body gives the same codes.
+// a16 the same with 32767. One row's largest |x|, and one run of codes q =
+// clamp(nearbyint(x * inv)) with their sum (returned). Per ISA; the vector
+// bodies round to nearest even as nearbyint does in the default rounding mode,
+// so every body gives the same codes.
+template <class T>
+constexpr float kQMax = sizeof(T) == 1 ? 127.f : 32767.f;
+
 float amax_portable(const float* x, int64_t n) {
   float a = 0;
   for (int64_t c = 0; c < n; ++c) a = std::fmax(a, std::fabs(x[c]));
   return a;
 }
-int32_t quant_portable(const float* x, int64_t n, float inv, int8_t* q) {
+template <class T>
+int32_t quant_portable(const float* x, int64_t n, float inv, T* q) {
   int32_t sum = 0;
   for (int64_t c = 0; c < n; ++c) {
-    const int v = int(std::fmin(127.f, std::fmax(-127.f, std::nearbyint(x[c] * inv))));
-    q[c] = int8_t(v);
+    const int v = int(std::fmin(kQMax<T>, std::fmax(-kQMax<T>, std::nearbyint(x[c] * inv))));
+    q[c] = T(v);
     sum += v;
   }
   return sum;
@@ -79,14 +88,16 @@ CONDENSE_AVX512_VNNI float amax_avx512(const float* x, int64_t n) {
   for (float v : l) m = std::max(m, v);
   return m;
 }
-CONDENSE_AVX512_VNNI int32_t quant_avx512(const float* x, int64_t n, float inv, int8_t* q) {
-  const __m512 vi = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127.f), lo = _mm512_set1_ps(-127.f);
+template <class T>
+CONDENSE_AVX512_VNNI int32_t quant_avx512(const float* x, int64_t n, float inv, T* q) {
+  const __m512 vi = _mm512_set1_ps(inv), hi = _mm512_set1_ps(kQMax<T>), lo = _mm512_set1_ps(-kQMax<T>);
   __m512i sum = _mm512_setzero_si512();
   int64_t c = 0;
   for (; c + 16 <= n; c += 16) {
     const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(x + c), vi), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512i v = _mm512_cvtps_epi32(_mm512_min_ps(hi, _mm512_max_ps(lo, r)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c), _mm512_cvtepi32_epi8(v));
+    if constexpr (sizeof(T) == 1) _mm_storeu_si128(reinterpret_cast<__m128i*>(q + c), _mm512_cvtepi32_epi8(v));
+    else _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + c), _mm512_cvtepi32_epi16(v));
     sum = _mm512_add_epi32(sum, v);
   }
   alignas(64) int32_t l[16];
@@ -107,8 +118,9 @@ CONDENSE_AVX2 float amax_avx2(const float* x, int64_t n) {
   for (float v : l) m = std::max(m, v);
   return m;
 }
-CONDENSE_AVX2 int32_t quant_avx2(const float* x, int64_t n, float inv, int8_t* q) {
-  const __m256 vi = _mm256_set1_ps(inv), hi = _mm256_set1_ps(127.f), lo = _mm256_set1_ps(-127.f);
+template <class T>
+CONDENSE_AVX2 int32_t quant_avx2(const float* x, int64_t n, float inv, T* q) {
+  const __m256 vi = _mm256_set1_ps(inv), hi = _mm256_set1_ps(kQMax<T>), lo = _mm256_set1_ps(-kQMax<T>);
   __m256i sum = _mm256_setzero_si256();
   int64_t c = 0;
   for (; c + 8 <= n; c += 8) {
@@ -116,7 +128,7 @@ CONDENSE_AVX2 int32_t quant_avx2(const float* x, int64_t n, float inv, int8_t* q
     const __m256i v = _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, r)));
     alignas(32) int32_t l[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(l), v);
-    for (int j = 0; j < 8; ++j) q[c + j] = int8_t(l[j]);
+    for (int j = 0; j < 8; ++j) q[c + j] = T(l[j]);
     sum = _mm256_add_epi32(sum, v);
   }
   alignas(32) int32_t s[8];
@@ -126,27 +138,39 @@ CONDENSE_AVX2 int32_t quant_avx2(const float* x, int64_t n, float inv, int8_t* q
   return total;
 }
 
-void quantize_rows(const float* x, int64_t m, int64_t ldx, const QLayout& L, A8Rows& out) {
-  const int64_t K = L.k, glen = L.group_len(), span = L.a8_group_span();
+template <class T>
+void quantize_rows_as(const float* x, int64_t m, int64_t ldx, const QLayout& L, A8Rows& out, std::vector<T>& codes) {
+  const int64_t K = L.k, glen = L.group_len(), span = L.a8_group_span(), bpg = L.blocks_per_group();
+  const int64_t blen = L.a16 ? QLayout::kA16Block : glen;
   out.kp = L.a8_kp();
-  out.groups = L.groups();
-  out.q.assign(size_t(m * out.kp + 8), 0);
-  out.sx.assign(size_t(m * out.groups), 0);
+  out.blocks = L.sum_blocks();
+  codes.assign(size_t(m * out.kp + 8), 0);
+  out.sx.assign(size_t(m * out.blocks), 0);
   out.s.assign(size_t(m), 0.f);
   const Isa isa = active_isa();
   const bool v512 = isa == Isa::Avx512 && avx512_vnni_supported();
   auto amax_of = v512 ? amax_avx512 : isa != Isa::Portable ? amax_avx2 : amax_portable;
-  auto quant = v512 ? quant_avx512 : isa != Isa::Portable ? quant_avx2 : quant_portable;
+  auto quant = v512 ? quant_avx512<T> : isa != Isa::Portable ? quant_avx2<T> : quant_portable<T>;
   for (int64_t r = 0; r < m; ++r) {
     const float* xr = x + r * ldx;
     const float amax = amax_of(xr, K);
     if (amax == 0) continue;
-    const float s = amax / 127.f, inv = 1.f / s;
+    const float s = amax / kQMax<T>, inv = 1.f / s;
     out.s[size_t(r)] = s;
-    int8_t* q = out.q.data() + r * out.kp;
-    int32_t* sx = out.sx.data() + r * out.groups;
-    for (int64_t g = 0; g < out.groups; ++g) sx[g] = quant(xr + g * glen, std::min(glen, K - g * glen), inv, q + g * span);
+    T* q = codes.data() + r * out.kp;
+    int32_t* sx = out.sx.data() + r * out.blocks;
+    for (int64_t g = 0; g < L.groups(); ++g) {
+      const int64_t len = std::min(glen, K - g * glen);
+      for (int64_t b = 0; b * blen < len; ++b) {
+        sx[g * bpg + b] = quant(xr + g * glen + b * blen, std::min(blen, len - b * blen), inv, q + g * span + b * blen);
+      }
+    }
   }
+}
+
+void quantize_rows(const float* x, int64_t m, int64_t ldx, const QLayout& L, A8Rows& out) {
+  if (L.a16) quantize_rows_as(x, m, ldx, L, out, out.q16);
+  else quantize_rows_as(x, m, ldx, L, out, out.q);
 }
 
 int32_t load32(const int8_t* p) {
@@ -172,16 +196,15 @@ constexpr _mm_hint kHint = _MM_HINT_T1;  // next panel into L2: T0 evicted this 
 // which Zen 4 mostly eliminates at rename; the kernel reaches ~80% of the VNNI
 // peak at m = 16 from memory.)
 template <int MR, bool Asym>
-CONDENSE_AVX512_VNNI inline void group_end_vnni(const QMatrix& w, int64_t p, int64_t g, const A8Rows& xr, int64_t r0,
+CONDENSE_AVX512_VNNI inline void group_end_vnni(const QMatrix& w, int64_t p, int64_t g, int64_t blk, const A8Rows& xr, int64_t r0,
                                                 const __m512i (&a)[MR][2], float (&f)[MR][32]) {
-  const int64_t G = xr.groups;
   __m512 s0, s1;
   qdec::scales512(w, p, g, s0, s1);
   __m512i z0 = _mm512_setzero_si512(), z1 = z0;
   if constexpr (Asym) qdec::zeros512(w, p, g, z0, z1);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    const int32_t sxs = xr.sx[size_t((r0 + r) * G + g)];
+    const int32_t sxs = xr.sx[size_t((r0 + r) * xr.blocks + blk)];
     const __m512i sx = _mm512_set1_epi32(sxs);
     const __m512i c0 = Asym ? _mm512_mullo_epi32(z0, sx) : _mm512_set1_epi32(code_offset(w.layout) * sxs);
     const __m512i c1 = Asym ? _mm512_mullo_epi32(z1, sx) : c0;
@@ -215,14 +238,77 @@ CONDENSE_AVX512_VNNI inline void store_vnni(const QMatrix& w, int64_t p, const A
   }
 }
 
-// One panel x MR rows of x. (Two panels in flight at m = 1, two streams from
-// memory, measured 20-30% slower on Zen 4.)
-template <int MR, bool I4, bool Asym, bool NextPanel>
+// One a16 step of MR rows: the step's four 32-byte chunks widened to 16 bits
+// (int4: and the nibbles split) against each row's pairs of activation codes
+// (xs: the pass's interleaved pairs of this step). NA = 4 accumulators per row
+// (two per panel half) halve the dependency chains where few rows give little
+// independent work; block_sum adds them.
+template <int MR, int NA, bool I4>
+CONDENSE_AVX512_VNNI inline void step_a16_vnni(__m512i (&a)[MR][NA], const uint8_t* c, const int32_t* xs) {
+  __m512i v[4];
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) v[q] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32 * q)));
+  if constexpr (!I4) {  // chunk 2t + h: pair t of rows 16h..16h+15
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512i x0 = _mm512_set1_epi32(xs[r]), x1 = _mm512_set1_epi32(xs[MR + r]);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        if constexpr (NA == 4) {
+          a[r][h] = _mm512_dpwssd_epi32(a[r][h], v[h], x0);
+          a[r][2 + h] = _mm512_dpwssd_epi32(a[r][2 + h], v[2 + h], x1);
+        } else {
+          a[r][h] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(a[r][h], v[h], x0), v[2 + h], x1);
+        }
+      }
+    }
+  } else {  // chunk 2t + h: low nibbles pair 2t, high nibbles pair 2t + 1
+    const __m512i nib = _mm512_set1_epi16(15);
+    __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      lo[q] = _mm512_and_si512(v[q], nib);
+      hi[q] = _mm512_srli_epi16(v[q], 4);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512i x0 = _mm512_set1_epi32(xs[r]), x1 = _mm512_set1_epi32(xs[MR + r]);
+      const __m512i x2 = _mm512_set1_epi32(xs[2 * MR + r]), x3 = _mm512_set1_epi32(xs[3 * MR + r]);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const __m512i t0 = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(a[r][h], lo[h], x0), hi[h], x1);
+        if constexpr (NA == 4) {
+          a[r][h] = t0;
+          a[r][2 + h] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(a[r][2 + h], lo[2 + h], x2), hi[2 + h], x3);
+        } else {
+          a[r][h] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(t0, lo[2 + h], x2), hi[2 + h], x3);
+        }
+      }
+    }
+  }
+}
+
+// A row's integer sums per panel half.
+template <int MR, int NA>
+CONDENSE_AVX512_VNNI inline void block_sum(const __m512i (&a)[MR][NA], __m512i (&out)[MR][2]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    out[r][0] = NA == 4 ? _mm512_add_epi32(a[r][0], a[r][NA - 2]) : a[r][0];
+    out[r][1] = NA == 4 ? _mm512_add_epi32(a[r][1], a[r][NA - 1]) : a[r][1];
+  }
+}
+
+// One panel x MR rows of x, a8 or (A16) a16. (Two panels in flight at m = 1,
+// two streams from memory, measured 20-30% slower on Zen 4.)
+template <int MR, bool I4, bool Asym, bool NextPanel, bool A16>
 CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
+  const int64_t bpg = L.blocks_per_group(), bsteps = A16 ? QLayout::kA16Block / unit : (glen + unit - 1) / unit;
+  const int64_t code_unit = A16 ? 2 : 4;  // activation codes per 4-byte unit
+  constexpr int NA = A16 && MR <= 2 ? 4 : 2;
   const uint8_t* c = pc;
-  const int32_t* xi = xr.qi.data() + r0 * (xr.kp / 4);
+  const int32_t* xi = xr.qi.data() + r0 * (xr.kp / code_unit);
   // m <= MR: two lines per step, xr.prefetch ahead; m > MR: the next panel's
   // lines spread evenly over this panel's passes (a burst in the first pass
   // alone overflows the misses a core keeps in flight).
@@ -233,34 +319,46 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const uint8_t* 
   alignas(64) float f[MR][32] = {};
   for (int64_t g = 0; g < G; ++g) {
     const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
-    __m512i a[MR][2];
+    for (int64_t b = 0, st = 0; st < steps; ++b) {
+      const int64_t send = std::min(steps, st + bsteps);
+      __m512i a[MR][NA];
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_setzero_si512();
-    for (int64_t st = 0; st < steps; ++st, c += 128) {
-      const int64_t pos = g * span + st * unit;
-      if constexpr (NextPanel) {
-        // At most one line per step (two passes or more): one prefetch, no branch.
-        _mm_prefetch(reinterpret_cast<const char*>(next + 64 * (acc >> 16)), kHint);
-        acc += rate;
-      } else {  // m = 1 streams: into L1 (T1 measured 10-20% slower at m = 1)
-        _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch + 64), _MM_HINT_T0);
-      }
-      const __m512i v0 = _mm512_loadu_si512(c), v1 = _mm512_loadu_si512(c + 64);
-      if constexpr (I4) {
-        const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
-        const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-          const __m512i xl = _mm512_set1_epi32(xi[(pos / 4) * MR + r]), xh = _mm512_set1_epi32(xi[(pos / 4 + 1) * MR + r]);
-          a[r][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][0], l0, xl), h0, xh);
-          a[r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][1], l1, xl), h1, xh);
+      for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int q = 0; q < NA; ++q) a[r][q] = _mm512_setzero_si512();
+      for (; st < send; ++st, c += 128) {
+        const int64_t pos = g * span + st * unit;
+        if constexpr (NextPanel) {
+          // At most one line per step (two passes or more): one prefetch, no branch.
+          _mm_prefetch(reinterpret_cast<const char*>(next + 64 * (acc >> 16)), kHint);
+          acc += rate;
+        } else {  // m = 1 streams: into L1 (T1 measured 10-20% slower at m = 1)
+          _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch + 64), _MM_HINT_T0);
         }
-      } else {
-        step_i8_vnni<MR>(a, v0, v1, xi + (pos / 4) * MR);
+        if constexpr (A16) {
+          step_a16_vnni<MR, NA, I4>(a, c, xi + (pos / 2) * MR);
+          continue;
+        } else {
+          const __m512i v0 = _mm512_loadu_si512(c), v1 = _mm512_loadu_si512(c + 64);
+          if constexpr (I4) {
+            const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
+            const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r) {
+              const __m512i xl = _mm512_set1_epi32(xi[(pos / 4) * MR + r]), xh = _mm512_set1_epi32(xi[(pos / 4 + 1) * MR + r]);
+              a[r][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][0], l0, xl), h0, xh);
+              a[r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][1], l1, xl), h1, xh);
+            }
+          } else {
+            step_i8_vnni<MR>(a, v0, v1, xi + (pos / 4) * MR);
+          }
+        }
       }
+      __m512i sums[MR][2];
+      block_sum<MR, NA>(a, sums);
+      group_end_vnni<MR, Asym>(w, p, g, g * bpg + b, xr, r0, sums, f);
     }
-    group_end_vnni<MR, Asym>(w, p, g, xr, r0, a, f);
   }
   store_vnni<MR>(w, p, xr, r0, f, y, ldy);
 }
@@ -305,7 +403,7 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
       c += std::popcount(m1);
       step_i8_vnni<MR>(a, v0, v1, xi + (pos / 4) * MR);
     }
-    group_end_vnni<MR, Asym>(w, p, g, xr, r0, a, f);
+    group_end_vnni<MR, Asym>(w, p, g, g, xr, r0, a, f);
   }
   store_vnni<MR>(w, p, xr, r0, f, y, ldy);
 }
@@ -316,57 +414,102 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
 // high one weighted by 16 in the vpmaddwd that widens to int32. Half a panel
 // (16 rows, two ymm) at a time keeps MR x 2 accumulators in the 16 registers.
 
-template <int MR, bool I4, bool Asym>
+// a16: vpmaddwd on the codes widened to 16 bits (vpmovzxbw), 8 rows x 2
+// positions per ymm, summed into int32 by vpaddd.
+template <int MR, bool I4, bool A16>
+CONDENSE_AVX2 inline void step_avx2(__m256i (&a)[MR][2], const uint8_t* c, int h, const A8Rows& xr, int64_t r0, int64_t pos) {
+  const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+  if constexpr (A16) {
+    __m256i v[2][2];  // [pair t][rows 8e..8e+7 of the half]
+#pragma GCC unroll 2
+    for (int t = 0; t < 2; ++t)
+#pragma GCC unroll 2
+      for (int e = 0; e < 2; ++e) v[t][e] = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + (2 * t + h) * 32 + 16 * e)));
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const int16_t* q = xr.q16.data() + (r0 + r) * xr.kp + pos;
+      if constexpr (I4) {  // pair 2t: low nibbles of chunk t, pair 2t + 1: high
+        const __m256i m15 = _mm256_set1_epi16(15);
+        __m256i x[4];
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) {
+          int32_t v32;
+          std::memcpy(&v32, q + 2 * u, 4);
+          x[u] = _mm256_set1_epi32(v32);
+        }
+#pragma GCC unroll 2
+        for (int e = 0; e < 2; ++e) {
+          __m256i t = _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(v[0][e], m15), x[0]), _mm256_madd_epi16(_mm256_srli_epi16(v[0][e], 4), x[1]));
+          t = _mm256_add_epi32(t, _mm256_madd_epi16(_mm256_and_si256(v[1][e], m15), x[2]));
+          a[r][e] = _mm256_add_epi32(a[r][e], _mm256_add_epi32(t, _mm256_madd_epi16(_mm256_srli_epi16(v[1][e], 4), x[3])));
+        }
+      } else {
+        int32_t u0, u1;
+        std::memcpy(&u0, q, 4);
+        std::memcpy(&u1, q + 2, 4);
+        const __m256i x0 = _mm256_set1_epi32(u0), x1 = _mm256_set1_epi32(u1);
+#pragma GCC unroll 2
+        for (int e = 0; e < 2; ++e)
+          a[r][e] = _mm256_add_epi32(a[r][e], _mm256_add_epi32(_mm256_madd_epi16(v[0][e], x0), _mm256_madd_epi16(v[1][e], x1)));
+      }
+    }
+    return;
+  } else {
+    const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 * h));
+    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 * h + 32));
+    const __m256i l0 = _mm256_and_si256(v0, nib), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib);
+    const __m256i l1 = _mm256_and_si256(v1, nib), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nib);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
+      if constexpr (I4) {
+        const __m256i xl = _mm256_set1_epi32(load32(q)), xh = _mm256_set1_epi32(load32(q + 4));
+        const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh));  // <= 4 * 15 * 127
+        const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh));
+        a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(p0, ones));
+        a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(p1, ones));
+      } else {
+        const __m256i xb = _mm256_set1_epi32(load32(q));
+        a[r][0] = _mm256_add_epi32(a[r][0], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(l0, xb), ones),
+                                                             _mm256_madd_epi16(_mm256_maddubs_epi16(h0, xb), sixteen)));
+        a[r][1] = _mm256_add_epi32(a[r][1], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(l1, xb), ones),
+                                                             _mm256_madd_epi16(_mm256_maddubs_epi16(h1, xb), sixteen)));
+      }
+    }
+  }
+}
+
+template <int MR, bool I4, bool Asym, bool A16>
 CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
-  const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+  const int64_t bpg = L.blocks_per_group(), bsteps = A16 ? QLayout::kA16Block / unit : (glen + unit - 1) / unit;
   const int valid = int(std::min<int64_t>(32, L.n - p * 32));
   for (int h = 0; h < 2 && valid > 16 * h; ++h) {
-    const uint8_t* c = pc + 64 * h;
+    const uint8_t* c = pc;
     __m256 f[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm256_setzero_ps();
     for (int64_t g = 0; g < G; ++g) {
       const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
-      __m256i a[MR][2];
-#pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm256_setzero_si256();
-      for (int64_t st = 0; st < steps; ++st, c += 128) {
-        const int64_t pos = g * span + st * unit;
-        const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
-        const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32));
-        const __m256i l0 = _mm256_and_si256(v0, nib), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib);
-        const __m256i l1 = _mm256_and_si256(v1, nib), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nib);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-          const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
-          if constexpr (I4) {
-            const __m256i xl = _mm256_set1_epi32(load32(q)), xh = _mm256_set1_epi32(load32(q + 4));
-            const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh));  // <= 4 * 15 * 127
-            const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh));
-            a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(p0, ones));
-            a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(p1, ones));
-          } else {
-            const __m256i xb = _mm256_set1_epi32(load32(q));
-            a[r][0] = _mm256_add_epi32(a[r][0], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(l0, xb), ones),
-                                                                 _mm256_madd_epi16(_mm256_maddubs_epi16(h0, xb), sixteen)));
-            a[r][1] = _mm256_add_epi32(a[r][1], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(l1, xb), ones),
-                                                                 _mm256_madd_epi16(_mm256_maddubs_epi16(h1, xb), sixteen)));
-          }
-        }
-      }
       qdec::ScaleZero256 sz;
       sz.load_avx2(w, p, g, Asym, 1.f);
-      const __m256i off = _mm256_set1_epi32(code_offset(L));
+      for (int64_t b = 0, st = 0; st < steps; ++b) {
+        const int64_t send = std::min(steps, st + bsteps);
+        __m256i a[MR][2];
 #pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const __m256i sx = _mm256_set1_epi32(xr.sx[size_t((r0 + r) * G + g)]);
+        for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm256_setzero_si256();
+        for (; st < send; ++st, c += 128) step_avx2<MR, I4, A16>(a, c, h, xr, r0, g * span + st * unit);
+        const __m256i off = _mm256_set1_epi32(code_offset(L));
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+          const __m256i sx = _mm256_set1_epi32(xr.sx[size_t((r0 + r) * xr.blocks + g * bpg + b)]);
 #pragma GCC unroll 2
-        for (int q = 0; q < 2; ++q) {
-          const __m256i z = Asym ? _mm256_load_si256(reinterpret_cast<const __m256i*>(sz.z + 16 * h + 8 * q)) : off;
-          const __m256 t = _mm256_cvtepi32_ps(_mm256_sub_epi32(a[r][q], _mm256_mullo_epi32(z, sx)));
-          f[r][q] = _mm256_fmadd_ps(t, _mm256_load_ps(sz.s + 16 * h + 8 * q), f[r][q]);
+          for (int q = 0; q < 2; ++q) {
+            const __m256i z = Asym ? _mm256_load_si256(reinterpret_cast<const __m256i*>(sz.z + 16 * h + 8 * q)) : off;
+            const __m256 t = _mm256_cvtepi32_ps(_mm256_sub_epi32(a[r][q], _mm256_mullo_epi32(z, sx)));
+            f[r][q] = _mm256_fmadd_ps(t, _mm256_load_ps(sz.s + 16 * h + 8 * q), f[r][q]);
+          }
         }
       }
     }
@@ -387,37 +530,50 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, con
 
 // --------------------------------------------------------------- portable ---
 
-template <int MR, bool I4, bool Asym>
+template <int MR, bool I4, bool Asym, bool A16>
 void body_portable(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
+  const int64_t bpg = L.blocks_per_group(), bsteps = A16 ? QLayout::kA16Block / unit : (glen + unit - 1) / unit;
+  // Row j's code at position `in` of a step (unsigned, as stored).
+  auto code = [&](const uint8_t* c, int j, int64_t in) -> int32_t {
+    if constexpr (A16) {
+      int shift;
+      return (c[a16_byte(L, j, in, &shift)] >> shift) & (I4 ? 15 : 255);
+    } else if constexpr (I4) {
+      return (c[j * 4 + in % 4] >> (in < 4 ? 0 : 4)) & 15;
+    } else {
+      return c[j * 4 + in];
+    }
+  };
   const uint8_t* c = pc;
   float f[MR][32] = {};
   for (int64_t g = 0; g < G; ++g) {
     const int64_t steps = (std::min(glen, K - g * glen) + unit - 1) / unit;
-    int32_t a[MR][32] = {};
-    for (int64_t st = 0; st < steps; ++st, c += 128) {
-      const int64_t pos = g * span + st * unit;
-      for (int r = 0; r < MR; ++r) {
-        const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
-        for (int j = 0; j < 32; ++j) {
-          int32_t acc = 0;
-          for (int b = 0; b < 4; ++b) {
-            const uint8_t u = c[j * 4 + b];
-            if constexpr (I4) acc += int32_t(u & 15) * q[b] + int32_t(u >> 4) * q[4 + b];
-            else acc += int32_t(u) * q[b];
-          }
-          a[r][j] += acc;
-        }
-      }
-    }
     qdec::ScaleZero256 sz;
     sz.load(w, p, g, Asym, 1.f);
-    for (int r = 0; r < MR; ++r) {
-      const int32_t sx = xr.sx[size_t((r0 + r) * G + g)];
-      for (int j = 0; j < 32; ++j) {
-        const int32_t z = Asym ? sz.z[j] : code_offset(L);
-        f[r][j] = f[r][j] + float(a[r][j] - z * sx) * sz.s[j];
+    for (int64_t b = 0, st = 0; st < steps; ++b) {
+      const int64_t send = std::min(steps, st + bsteps);
+      int32_t a[MR][32] = {};
+      for (; st < send; ++st, c += 128) {
+        const int64_t pos = g * span + st * unit;
+        for (int r = 0; r < MR; ++r) {
+          for (int j = 0; j < 32; ++j) {
+            int32_t acc = 0;
+            for (int64_t in = 0; in < unit; ++in) {
+              const int32_t q = A16 ? xr.q16[size_t((r0 + r) * xr.kp + pos + in)] : xr.q[size_t((r0 + r) * xr.kp + pos + in)];
+              acc += code(c, j, in) * q;
+            }
+            a[r][j] += acc;
+          }
+        }
+      }
+      for (int r = 0; r < MR; ++r) {
+        const int32_t sx = xr.sx[size_t((r0 + r) * xr.blocks + g * bpg + b)];
+        for (int j = 0; j < 32; ++j) {
+          const int32_t z = Asym ? sz.z[j] : code_offset(L);
+          f[r][j] = f[r][j] + float(a[r][j] - z * sx) * sz.s[j];
+        }
       }
     }
   }
@@ -517,22 +673,22 @@ struct Bodies {
 
 // AVX2 keeps MR x 4 accumulators in 16 registers only up to MR = 2: three
 // and four rows run as 2 + 1 and 2 + 2 (each row's operations unchanged).
-template <int MR, bool I4, bool Asym>
+template <int MR, bool I4, bool Asym, bool A16>
 CONDENSE_AVX2 void body_avx2_split(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows& xr, int64_t r0, float* y, int64_t ldy) {
   if constexpr (MR <= 2) {
-    body_avx2<MR, I4, Asym>(w, p, pc, xr, r0, y, ldy);
+    body_avx2<MR, I4, Asym, A16>(w, p, pc, xr, r0, y, ldy);
   } else {
-    body_avx2<2, I4, Asym>(w, p, pc, xr, r0, y, ldy);
-    body_avx2<MR - 2, I4, Asym>(w, p, pc, xr, r0 + 2, y, ldy);
+    body_avx2<2, I4, Asym, A16>(w, p, pc, xr, r0, y, ldy);
+    body_avx2<MR - 2, I4, Asym, A16>(w, p, pc, xr, r0 + 2, y, ldy);
   }
 }
 
 // AVX-512 (32 registers): up to 8 rows x 2 accumulators per pass.
-template <bool I4, bool Asym, bool NextPanel>
+template <bool I4, bool Asym, bool NextPanel, bool A16>
 Bodies vnni_bodies() {
-  return {{&body_vnni<1, I4, Asym, NextPanel>, &body_vnni<2, I4, Asym, NextPanel>, &body_vnni<3, I4, Asym, NextPanel>,
-           &body_vnni<4, I4, Asym, NextPanel>, &body_vnni<5, I4, Asym, NextPanel>, &body_vnni<6, I4, Asym, NextPanel>,
-           &body_vnni<7, I4, Asym, NextPanel>, &body_vnni<8, I4, Asym, NextPanel>},
+  return {{&body_vnni<1, I4, Asym, NextPanel, A16>, &body_vnni<2, I4, Asym, NextPanel, A16>, &body_vnni<3, I4, Asym, NextPanel, A16>,
+           &body_vnni<4, I4, Asym, NextPanel, A16>, &body_vnni<5, I4, Asym, NextPanel, A16>, &body_vnni<6, I4, Asym, NextPanel, A16>,
+           &body_vnni<7, I4, Asym, NextPanel, A16>, &body_vnni<8, I4, Asym, NextPanel, A16>},
           8};
 }
 template <bool Asym>
@@ -541,33 +697,49 @@ Bodies sparse_vnni_bodies() {
            &body_vnni_sparse<5, Asym>, &body_vnni_sparse<6, Asym>, &body_vnni_sparse<7, Asym>, &body_vnni_sparse<8, Asym>},
           8};
 }
-template <bool I4, bool Asym>
+template <bool I4, bool Asym, bool A16>
 Bodies avx2_bodies() {
-  return {{&body_avx2_split<1, I4, Asym>, &body_avx2_split<2, I4, Asym>, &body_avx2_split<3, I4, Asym>, &body_avx2_split<4, I4, Asym>}, 4};
+  return {{&body_avx2_split<1, I4, Asym, A16>, &body_avx2_split<2, I4, Asym, A16>, &body_avx2_split<3, I4, Asym, A16>,
+           &body_avx2_split<4, I4, Asym, A16>},
+          4};
 }
-template <bool I4, bool Asym>
+template <bool I4, bool Asym, bool A16>
 Bodies portable_bodies() {
-  return {{&body_portable<1, I4, Asym>, &body_portable<2, I4, Asym>, &body_portable<3, I4, Asym>, &body_portable<4, I4, Asym>}, 4};
+  return {{&body_portable<1, I4, Asym, A16>, &body_portable<2, I4, Asym, A16>, &body_portable<3, I4, Asym, A16>,
+           &body_portable<4, I4, Asym, A16>},
+          4};
+}
+
+// The four (int4, asym) variants of each family, for a8 or a16.
+template <bool A16, bool NextPanel>
+std::array<Bodies, 4> vnni_family() {
+  return {vnni_bodies<false, false, NextPanel, A16>(), vnni_bodies<false, true, NextPanel, A16>(), vnni_bodies<true, false, NextPanel, A16>(),
+          vnni_bodies<true, true, NextPanel, A16>()};
+}
+template <bool A16>
+std::array<Bodies, 4> avx2_family() {
+  return {avx2_bodies<false, false, A16>(), avx2_bodies<false, true, A16>(), avx2_bodies<true, false, A16>(), avx2_bodies<true, true, A16>()};
+}
+template <bool A16>
+std::array<Bodies, 4> portable_family() {
+  return {portable_bodies<false, false, A16>(), portable_bodies<false, true, A16>(), portable_bodies<true, false, A16>(),
+          portable_bodies<true, true, A16>()};
 }
 
 // AVX-512 CPUs without VNNI run AVX2's; sparse int8 expands in registers where
 // VBMI2 is present.
 const Bodies& bodies(const QLayout& L, bool fused_sparse, bool next_panel) {
-  static const Bodies vnni[2][4] = {{vnni_bodies<false, false, false>(), vnni_bodies<false, true, false>(), vnni_bodies<true, false, false>(),
-                                     vnni_bodies<true, true, false>()},
-                                    {vnni_bodies<false, false, true>(), vnni_bodies<false, true, true>(), vnni_bodies<true, false, true>(),
-                                     vnni_bodies<true, true, true>()}};
+  static const std::array<Bodies, 4> vnni[2][2] = {{vnni_family<false, false>(), vnni_family<false, true>()},
+                                                   {vnni_family<true, false>(), vnni_family<true, true>()}};
   static const Bodies sparse[2] = {sparse_vnni_bodies<false>(), sparse_vnni_bodies<true>()};
-  static const Bodies avx2[4] = {avx2_bodies<false, false>(), avx2_bodies<false, true>(), avx2_bodies<true, false>(),
-                                 avx2_bodies<true, true>()};
-  static const Bodies portable[4] = {portable_bodies<false, false>(), portable_bodies<false, true>(), portable_bodies<true, false>(),
-                                     portable_bodies<true, true>()};
-  const int i = (L.code == WCode::I4 ? 2 : 0) + (L.asym ? 1 : 0);
+  static const std::array<Bodies, 4> avx2[2] = {avx2_family<false>(), avx2_family<true>()};
+  static const std::array<Bodies, 4> portable[2] = {portable_family<false>(), portable_family<true>()};
+  const int i = (L.code == WCode::I4 ? 2 : 0) + (L.asym ? 1 : 0), a16 = L.a16 ? 1 : 0;
   const Isa isa = active_isa();
   if (fused_sparse) return sparse[L.asym ? 1 : 0];
-  if (isa == Isa::Avx512 && avx512_vnni_supported()) return vnni[next_panel ? 1 : 0][i];
-  if (isa == Isa::Avx512 || isa == Isa::Avx2) return avx2[i];
-  return portable[i];
+  if (isa == Isa::Avx512 && avx512_vnni_supported()) return vnni[a16][next_panel ? 1 : 0][size_t(i)];
+  if (isa == Isa::Avx512 || isa == Isa::Avx2) return avx2[a16][size_t(i)];
+  return portable[a16][size_t(i)];
 }
 
 }  // namespace
@@ -590,14 +762,15 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   xr.passes = (m + table.max - 1) / table.max;
   xr.prefetch = xr.passes > 1 ? xr.kp * (L.code == WCode::I4 ? 16 : 32) : kPrefetchBytes;
   if (table.max == kMaxMR) {
-    const int64_t units = xr.kp / 4;
+    const int64_t units = xr.kp / (L.a16 ? 2 : 4);
     xr.qi.resize(size_t(m * units));
     for (int64_t r0 = 0; r0 < m; r0 += kMaxMR) {
       const int64_t mr = std::min<int64_t>(kMaxMR, m - r0);
       int32_t* d = xr.qi.data() + r0 * units;
       for (int64_t r = 0; r < mr; ++r) {
-        const int8_t* q = xr.q.data() + (r0 + r) * xr.kp;
-        for (int64_t u = 0; u < units; ++u) d[u * mr + r] = load32(q + 4 * u);
+        const uint8_t* q = L.a16 ? reinterpret_cast<const uint8_t*>(xr.q16.data() + (r0 + r) * xr.kp)
+                                 : reinterpret_cast<const uint8_t*>(xr.q.data() + (r0 + r) * xr.kp);
+        for (int64_t u = 0; u < units; ++u) std::memcpy(&d[u * mr + r], q + 4 * u, 4);
       }
     }
   }

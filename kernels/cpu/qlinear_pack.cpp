@@ -4,6 +4,7 @@
 
 #include "kernels/common/minifloat.h"
 #include "kernels/cpu/qlinear.h"
+#include "kernels/cpu/qlinear_a8.h"
 
 namespace condense::kernels {
 
@@ -15,7 +16,7 @@ int64_t QLayout::a8_kp() const {
 int64_t QLayout::code_bytes() const {
   if (sparse) return kept * (code == WCode::F32 ? 4 : 1) + 64;
   const int64_t per_k = code == WCode::F32 ? 32 * 4 : code == WCode::I4 ? 16 : 32;
-  return panels() * (a8 ? a8_kp() : k) * per_k;
+  return panels() * (int_acts() ? a8_kp() : k) * per_k;
 }
 
 int64_t QLayout::scale_count() const {
@@ -46,6 +47,9 @@ void put_nibble(uint8_t* block, int row_in_panel, uint8_t v) {
   else b = uint8_t((b & 0x0f) | ((v & 0x0f) << 4));
 }
 
+// The padded position of column c in the integer-activation layouts.
+int64_t int_pos(const QLayout& L, int64_t c) { return (c / L.group_len()) * L.a8_group_span() + c % L.group_len(); }
+
 }  // namespace
 
 void pack_q_rows(const QLayout& L, const void* values, const float* scales, const uint8_t* zeros, int64_t rows,
@@ -65,6 +69,12 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
       case WCode::I8:
       case WCode::E4M3: {
         const uint8_t* src = static_cast<const uint8_t*>(values) + r * K;
+        if (L.a16) {
+          uint8_t* dst = codes_out + p * L.a8_kp() * 32;
+          int shift;
+          for (int64_t c = 0; c < K; ++c) dst[a16_byte(L, j, int_pos(L, c), &shift)] = L.asym ? src[c] : uint8_t(src[c] ^ 0x80);
+          break;
+        }
         if (L.a8) {
           uint8_t* dst = codes_out + p * L.a8_kp() * 32;
           for (int64_t c = 0; c < K; ++c) {
@@ -79,6 +89,16 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
       }
       case WCode::I4: {
         const uint8_t* src = static_cast<const uint8_t*>(values) + r * K;
+        if (L.a16) {
+          uint8_t* dst = codes_out + p * L.a8_kp() * 16;
+          int shift;
+          for (int64_t c = 0; c < K; ++c) {
+            const uint8_t u = L.asym ? uint8_t(src[c] & 15) : uint8_t((src[c] + 8) & 15);  // q + 8
+            uint8_t& b = dst[a16_byte(L, j, int_pos(L, c), &shift)];
+            b = uint8_t((b & ~(15 << shift)) | (u << shift));
+          }
+          break;
+        }
         if (L.a8) {
           uint8_t* dst = codes_out + p * L.a8_kp() * 16;
           for (int64_t c = 0; c < K; ++c) {
@@ -229,18 +249,23 @@ void decode_row(const QMatrix& w, int64_t r, float* out) {
       else if (L.code == WCode::I4) zero = (w.zeros[(p * G + g) * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
       else zero = w.zeros[slot];
     }
-    const int64_t pos = (c / glen) * L.a8_group_span() + c % glen;  // a8 only
+    const int64_t pos = int_pos(L, c);  // a8 / a16 only
+    int shift = 0;
+    const int64_t at16 = L.a16 ? a16_byte(L, j, pos, &shift) : 0;
     switch (L.code) {
       case WCode::I8: {
-        uint8_t b = L.a8 ? w.codes[p * L.a8_kp() * 32 + (pos / 4) * 128 + j * 4 + pos % 4] : w.codes[p * K * 32 + c * 32 + j];
-        if (L.a8 && !L.asym) b ^= 0x80;
+        uint8_t b = L.a16 ? w.codes[p * L.a8_kp() * 32 + at16]
+                    : L.a8 ? w.codes[p * L.a8_kp() * 32 + (pos / 4) * 128 + j * 4 + pos % 4]
+                           : w.codes[p * K * 32 + c * 32 + j];
+        if (L.int_acts() && !L.asym) b ^= 0x80;
         out[c] = s * float(L.asym ? int(b) - zero : int(int8_t(b)));
         break;
       }
       case WCode::I4: {
-        int nib = L.a8 ? (w.codes[p * L.a8_kp() * 16 + (pos / 8) * 128 + j * 4 + pos % 4] >> (pos % 8 < 4 ? 0 : 4)) & 15
-                       : (w.codes[p * K * 16 + c * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
-        if (L.a8 && !L.asym) nib = (nib - 8) & 15;
+        int nib = L.a16 ? (w.codes[p * L.a8_kp() * 16 + at16] >> shift) & 15
+                  : L.a8 ? (w.codes[p * L.a8_kp() * 16 + (pos / 8) * 128 + j * 4 + pos % 4] >> (pos % 8 < 4 ? 0 : 4)) & 15
+                         : (w.codes[p * K * 16 + c * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
+        if (L.int_acts() && !L.asym) nib = (nib - 8) & 15;
         out[c] = s * float(L.asym ? nib - zero : nib - ((nib & 8) ? 16 : 0));
         break;
       }

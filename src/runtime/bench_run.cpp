@@ -72,17 +72,20 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   const kernels::probe::Limits lim = kernels::probe::measure(threads, opt.probe_bytes, 2);
   reset_peak_rss();  // the probe's buffer is not the model's
   tick("machine limits");
-  int64_t f32_macs = 0, int8_macs = 0;
-  e.macs_per_token(&f32_macs, &int8_macs);
+  int64_t f32_macs = 0, int8_macs = 0, int16_macs = 0;
+  e.macs_per_token(&f32_macs, &int8_macs, &int16_macs);
   // Seconds of compute at the measured peaks (linears and head; attention not
   // counted): per decoded token, and per prompt token (the head runs once per prompt).
-  auto compute_s = [&](double f32, double int8) {
-    return 2.0 * f32 / (lim.fma_gflops * 1e9) + (int8 > 0 ? 2.0 * int8 / (std::max(lim.int8_gops, 1e-9) * 1e9) : 0.0);
+  auto compute_s = [&](double f32, double int8, double int16) {
+    return 2.0 * f32 / (lim.fma_gflops * 1e9) + (int8 > 0 ? 2.0 * int8 / (std::max(lim.int8_gops, 1e-9) * 1e9) : 0.0) +
+           (int16 > 0 ? 2.0 * int16 / (std::max(lim.int16_gops, 1e-9) * 1e9) : 0.0);
   };
-  const double compute_s_per_token = compute_s(double(f32_macs), double(int8_macs));
-  // The head runs once per prompt: its macs (f32 or int8) are not multiplied by the prompt length.
+  const double compute_s_per_token = compute_s(double(f32_macs), double(int8_macs), double(int16_macs));
+  // The head runs once per prompt: its macs (f32, int8 or int16) are not multiplied by the prompt length.
   const double head_macs = double(int64_t(cfg.vocab) * cfg.dim);
-  const double head_f32 = e.head_integer() ? 0.0 : head_macs, head_int8 = e.head_integer() ? head_macs : 0.0;
+  const int head_kind = e.head_integer() ? 1 : e.head_int16() ? 2 : 0;
+  const double head_f32 = head_kind == 0 ? head_macs : 0.0, head_int8 = head_kind == 1 ? head_macs : 0.0,
+               head_int16 = head_kind == 2 ? head_macs : 0.0;
   const double wbytes = double(e.decode_weight_bytes()), kv_tok = double(e.kv().bytes_per_token());
 
   json out;
@@ -91,10 +94,11 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   out["date"] = utc_now();
   out["model"] = {{"path", path}, {"format", format}, {"dim", cfg.dim}, {"n_layers", cfg.n_layers}, {"vocab", cfg.vocab},
                   {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()},
-                  {"f32_macs_per_token", f32_macs}, {"int8_macs_per_token", int8_macs}, {"activations", activations}, {"load_s", load_s},
+                  {"f32_macs_per_token", f32_macs}, {"int8_macs_per_token", int8_macs}, {"int16_macs_per_token", int16_macs}, {"activations", activations}, {"load_s", load_s},
                   {"linears", e.describe_linears()}};
   out["machine"] = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"threads", threads},
-                    {"read_gbs", lim.read_gbs}, {"fma_gflops", lim.fma_gflops}, {"int8_gops", lim.int8_gops}, {"int8_kind", lim.int8_kind}};
+                    {"read_gbs", lim.read_gbs}, {"fma_gflops", lim.fma_gflops}, {"int8_gops", lim.int8_gops}, {"int8_kind", lim.int8_kind},
+                    {"int16_gops", lim.int16_gops}, {"int16_kind", lim.int16_kind}};
   out["kv"] = {{"dtype", kv_code_name(e.kv().code())}, {"bytes_per_token", e.kv().bytes_per_token()}, {"pool_bytes", e.kv().bytes()},
                {"block_tokens", kKvBlockTokens}};
 
@@ -115,7 +119,8 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
         best = std::min(best, since(t0));
         e.drop_sequence(s);
       }
-      const double bound = p / compute_s(p * (double(f32_macs) - head_f32) + head_f32, p * (double(int8_macs) - head_int8) + head_int8);
+      const double bound = p / compute_s(p * (double(f32_macs) - head_f32) + head_f32, p * (double(int8_macs) - head_int8) + head_int8,
+                                         p * (double(int16_macs) - head_int16) + head_int16);
       row.update({{"seconds", best}, {"tok_s", p / best}, {"compute_bound_tok_s", bound}, {"fraction_of_bound", p / best / bound}});
       if (ttft == 0) ttft = best;
     }

@@ -133,11 +133,14 @@ std::string Engine::describe_linears() const {
   return "blocks: " + blocks + "; head: " + head_.describe() + "; embedding: " + emb;
 }
 
-void Engine::macs_per_token(int64_t* f32_macs, int64_t* int8_macs) const {
-  *f32_macs = head_.integer_activations() ? 0 : head_.macs();
-  *int8_macs = head_.integer_activations() ? head_.macs() : 0;
+void Engine::macs_per_token(int64_t* f32_macs, int64_t* int8_macs, int64_t* int16_macs) const {
+  *f32_macs = *int8_macs = *int16_macs = 0;
+  auto add = [&](const ops::PackedLinear& p) {
+    (p.integer_activations() ? *int8_macs : p.int16_activations() ? *int16_macs : *f32_macs) += p.macs();
+  };
+  add(head_);
   for (const Layer& l : layers_) {
-    for (const ops::PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) (p->integer_activations() ? *int8_macs : *f32_macs) += p->macs();
+    for (const ops::PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) add(*p);
   }
 }
 

@@ -60,8 +60,9 @@ class Engine {
   size_t weight_bytes() const;  // everything the engine holds for weights
   // Multiply-adds of the linears (and head) per token: in f32 FMAs, and in
   // int8 dot products (the integer-activation kernels).
-  void macs_per_token(int64_t* f32_macs, int64_t* int8_macs) const;
+  void macs_per_token(int64_t* f32_macs, int64_t* int8_macs, int64_t* int16_macs) const;
   bool head_integer() const { return head_.integer_activations(); }  // the head's macs are int8 ones
+  bool head_int16() const { return head_.int16_activations(); }      // the head's macs are int16 ones
   // What the linear kernels run, e.g. "blocks: int4 g32 x int8; head: int8 per-channel".
   std::string describe_linears() const;
   const KvPool& kv() const { return kv_; }

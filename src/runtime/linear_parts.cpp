@@ -15,6 +15,13 @@ bool sparse_int8_pays(bool int8_activations) {
   return int8_activations && kernels::sparse_a8_in_registers();
 }
 
+bool weight_only_int16() {
+  const std::string mode = std::getenv("CONDENSE_WEIGHT_ONLY") ? std::getenv("CONDENSE_WEIGHT_ONLY") : "int16";
+  if (mode == "f32") return false;
+  if (mode != "int16") fail("CONDENSE_WEIGHT_ONLY", "'" + mode + "' is not one of int16, f32");
+  return true;
+}
+
 LinearSource linear_source(const Model& m, const std::string& name, const Tensor& t, int64_t rows, int64_t cols, bool sparse_int8) {
   LinearSource src;
   ops::LinearPart& p = src.part;
@@ -73,9 +80,11 @@ ops::PackedLinear pack_linear(const Model& m, const std::vector<std::pair<std::s
     srcs.push_back(linear_source(m, weights[i].first, *weights[i].second, rows[i], cols, sparse_int8_pays(int8_activations)));
   }
   std::vector<ops::LinearPart> parts;
+  const bool int16 = !int8_activations && weight_only_int16();
   for (size_t i = 0; i < srcs.size(); ++i) {
     parts.push_back(srcs[i].part);
     parts.back().int8_activations = int8_activations;
+    parts.back().int16_activations = int16;
     parts.back().name = weights[i].first.c_str();  // pack errors name the weight
   }
   return ops::PackedLinear::pack_parts(parts, arena);

@@ -25,6 +25,14 @@ struct LinearSource {
 // auto (or unset) is this rule; another value is refused.
 bool sparse_int8_pays(bool int8_activations);
 
+// Whether int8 / int4 weights with f32 inputs (weight-only recipes) run the
+// int16-activation kernels (kernels/cpu/qlinear.h a16: inputs quantized to
+// int16 per row inside the kernel, ~1.5x (int8) to 2x (int4) the speed of
+// decoding the codes to f32 on Zen 4) or decode the codes to f32 (bitwise the
+// dequantized f32 model, the simulated path's arithmetic).
+// CONDENSE_WEIGHT_ONLY=int16 (default) / f32; another value is refused.
+bool weight_only_int16();
+
 // `t` is the weight's f32 tensor (may be undefined when the packed form is
 // there); rows x cols its shape. A pruned f32 weight, and a pruned int8 one
 // when sparse_int8, passes its kept-bitmap (the sparse kernels read only kept

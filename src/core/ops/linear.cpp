@@ -14,12 +14,16 @@ bool a8(const LinearPart& p) {
   return p.int8_activations && (p.code == kernels::WCode::I8 || p.code == kernels::WCode::I4);
 }
 
+bool a16(const LinearPart& p) {
+  return !a8(p) && p.int16_activations && !p.mask && (p.code == kernels::WCode::I8 || p.code == kernels::WCode::I4);
+}
+
 bool sparse(const LinearPart& p) {
   return p.mask && (a8(p) ? p.code == kernels::WCode::I8 : p.code == kernels::WCode::F32 || p.code == kernels::WCode::I8);
 }
 
 bool same_encoding(const LinearPart& a, const LinearPart& b) {
-  if (a.code != b.code || a8(a) != a8(b) || sparse(a) != sparse(b)) return false;
+  if (a.code != b.code || a8(a) != a8(b) || a16(a) != a16(b) || sparse(a) != sparse(b)) return false;
   if (a.code == kernels::WCode::F32) return true;
   return !a.per_tensor && !b.per_tensor && a.group == b.group && a.asym == b.asym;
 }
@@ -113,6 +117,7 @@ PackedLinear PackedLinear::pack_parts(const std::vector<LinearPart>& parts, Byte
     L.per_tensor = parts[i].per_tensor;
     L.asym = parts[i].asym;
     L.a8 = a8(parts[i]);
+    L.a16 = a16(parts[i]);
     L.sparse = sparse(parts[i]);
     L.f16_scales = true;
     L.small_scales = true;
@@ -187,6 +192,13 @@ bool PackedLinear::integer_activations() const {
   return !segs_.empty();
 }
 
+bool PackedLinear::int16_activations() const {
+  for (const Segment& s : segs_) {
+    if (!s.w.layout.a16) return false;
+  }
+  return !segs_.empty();
+}
+
 std::string PackedLinear::describe() const {
   std::string d;
   for (const Segment& s : segs_) {
@@ -196,6 +208,7 @@ std::string PackedLinear::describe() const {
       e += L.per_tensor ? " per-tensor" : L.group > 0 ? " g" + std::to_string(L.group) : " per-channel";
       if (L.asym) e += " asym";
       if (L.a8) e += " x int8";
+      if (L.a16) e += " x int16";
     }
     if (L.sparse) {
       char pct[32];

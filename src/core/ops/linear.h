@@ -28,6 +28,11 @@ struct LinearPart {
   // int8 / int4 codes: multiply with int8-quantized rows of x (W8A8 / W4A8,
   // dynamic per row), in integers; other encodings ignore it.
   bool int8_activations = false;
+  // int8 / int4 codes with f32 inputs (when int8_activations is not set):
+  // multiply with int16-quantized rows of x (kernels/cpu/qlinear.h, a16), in
+  // integers; otherwise the codes are decoded to f32, the result bitwise the
+  // f32 kernel's on the dequantized weights. Dense weights only.
+  bool int16_activations = false;
   // Pruned: one bit per element, row-major, 1 = kept (model/quantized_weight.h's
   // kept-bitmap). f32 and int8 weights (with f32 activations) then run the
   // sparse kernels that store and read only the kept codes; other encodings
@@ -53,6 +58,8 @@ class PackedLinear {
   int64_t macs() const { return n_ * k_; }
   // Whether every part multiplies int8-quantized activations itself.
   bool integer_activations() const;
+  // Whether every part multiplies int16-quantized activations itself.
+  bool int16_activations() const;
   // "int4 g32" / "f32" / "int8 per-channel + f32": what the kernels run.
   std::string describe() const;
 
