@@ -79,7 +79,7 @@ TEST(NativeEngine, MatchesTheSimulatedModel) {
       }
     }
     // The default: int8 / int4 linears quantize their inputs to int16 (error
-    // <= amax / 65534 per input), fp8 ones still decode to f32.
+    // <= amax / 65278 per input), fp8 ones still decode to f32.
     const auto native = logits_of(m, toks);
     double max_err = 0;
     for (size_t i = 0; i < native.size(); ++i) {

@@ -262,7 +262,7 @@ TEST(QLinear, RefusesTheFp8NanCode) {
 
 // Integer activations (W8A8 / W4A8, and the weight-only a16 path): x rows
 // quantized here as the recipes define it (s = amax / Q, q = round(x / s)
-// clamped to +-Q, Q = 127 or 32767), the reference sum_k (s q_k) w(n, k) in
+// clamped to +-Q, Q = 127 or 32639), the reference sum_k (s q_k) w(n, k) in
 // float64. The kernel's integer sums are exact; its float work is one
 // conversion and one FMA per block (a16: every 256 positions) and a final
 // multiply, inside the same 2 (K + 1) u sum |x w| bound. k = 1100 per channel
@@ -272,7 +272,7 @@ TEST_P(QLinearIsa, IntegerActivationsMatchFloat64) {
   const Shape shapes[] = {{172, 64}, {64, 172}, {33, 300}, {100, 520}, {40, 1100}};
   uint32_t seed = 2000;
   for (int bits : {8, 16}) {
-    const float qmax = bits == 8 ? 127.f : 32767.f;
+    const float qmax = bits == 8 ? 127.f : 32639.f;
     for (const Scheme& sc : kSchemes) {
       if (sc.code != kc::WCode::I8 && sc.code != kc::WCode::I4) continue;
       for (const Shape& sh : shapes) {
@@ -308,7 +308,7 @@ TEST_P(QLinearIsa, IntegerActivationsMatchFloat64) {
 
 // a16 sums that would overflow int32 without the 256-position blocks: every
 // code at its extreme (the unsigned code 255 or 0 against the zero point) and
-// every activation at +-32767, k = 4000 (one per-channel group): the result is
+// every activation at +-32639, k = 4000 (one per-channel group): the result is
 // still the float64 one.
 TEST_P(QLinearIsa, Int16ActivationsNeverOverflow) {
   for (bool asym : {false, true}) {

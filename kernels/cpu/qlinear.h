@@ -46,18 +46,17 @@
 //
 // 16-bit integer activations (a16: int8 and int4 weights with f32 inputs,
 // the weight-only recipes): each row of x is quantized to int16 (s = amax /
-// 32767, q = round(x / s) clamped to +-32767: an error of at most amax / 65534
+// 32639, q = round(x / s) clamped to +-32639: an error of at most amax / 65278
 // per element, ~30x finer than the f16 activations of GPU W8A16 kernels) and
-// multiplied in integers (VNNI vpdpwssd, AVX2 vpmaddwd, portable int32) against
-// the codes widened to 16 bits, exact per block; then per block f += scale *
-// float(sum), and y = f * s. A block is a scale group, cut every 256 k
-// positions so that no int32 sum can overflow (2 * 255 * 32767 per pair, 128
-// pairs). Layout ("pair order"): the unsigned codes as for a8, the same 4-long
-// (int8) or 8-long (int4) steps of 128 bytes, each step four 32-byte chunks
-// that vpmovzxbw widens to 16 rows x 2 k positions: int8 chunk 2t + h holds
-// rows 16h..16h+15, positions 2t, 2t+1 (row i: bytes 2i, 2i+1); int4 chunk
-// 2t + h holds rows 16h..16h+15, positions 4t..4t+3, byte 2i + b of row i
-// holding position 4t + b (low nibble) and 4t + 2 + b (high).
+// multiplied in integers, exact per block; then per block f += scale *
+// float(sum), and y = f * s. Same layout as a8 (the VNNI order). A block is a
+// scale group, cut every 256 k positions so that no int32 sum can overflow
+// (256 * 255 * 32639 < 2^31). VNNI and AVX2 int4: each code split into two
+// signed bytes q = 256 h + l (|h|, |l| <= 127: hence 32639), the a8 int8 dot
+// products once per digit, sums 256 H + L (the codes need no widening: ~2x
+// the speed of widening them to 16 bits for vpdpwssd, on Zen 4). AVX2 int8:
+// the codes widened to 16 bits (vpmovzxbw) against 4 activation codes at a
+// time (vpmaddwd), each row's two lanes added per block.
 //
 // Arithmetic: every row of x is reduced in one fixed order per output element
 // (KC = 256-long FMA chains from zero, chains added in k order), whatever m, the
@@ -80,7 +79,7 @@ struct QLayout {
   bool f16_scales = false;
   bool small_scales = false;  // every |scale| < 256: fp8 decoding folds 2^8 into the scale
   bool a8 = false;            // integer activations, VNNI order (int8 / int4 codes only)
-  bool a16 = false;           // 16-bit integer activations, pair order (int8 / int4 codes only)
+  bool a16 = false;           // 16-bit integer activations, VNNI order (int8 / int4 codes only)
   bool sparse = false;        // kept codes only (f32 / int8; a8: int8 only); `kept` of them
   int64_t kept = 0;
 

@@ -1,13 +1,14 @@
-// Integer-activation linears (qlinear.h, a8 and a16 layouts): x rows
-// quantized to int8 (a8) or int16 (a16) once per call, then integer dot
-// products against the unsigned codes (a16: widened to 16 bits), exact per
-// block (a scale group; a16 cuts it every 256 positions). One body per ISA
-// handles MR rows of x (AVX-512 up to 8, AVX2 and portable up to 4) against
-// one 32-row panel, so a panel's codes (and, for int4, their unpacking) are
-// loaded once per MR rows; m = 1 is MR = 1 of the same body, and every row
-// goes through the same operations whatever MR is (batch invariance). The
-// unsigned-code offset (q + 128, q + 8, or the zero point) is removed per block
-// in int32 through the block's sum of activation codes.
+// Integer-activation linears (qlinear.h, a8 and a16 in the VNNI order): x
+// rows quantized to int8 (a8) or int16 (a16) once per call, then integer dot
+// products against the unsigned codes, exact per block (a scale group; a16
+// cuts it every 256 positions). a16 runs the int8 products once per byte
+// ("digit") of its codes, except AVX2 int8, which widens the codes to 16 bits.
+// One body per ISA handles MR rows of x (AVX-512 up to 8, a16 4; AVX2 and
+// portable up to 4) against one 32-row panel, so a panel's codes (and, for
+// int4, their unpacking) are loaded once per MR rows; m = 1 is MR = 1 of the
+// same body, and every row goes through the same operations whatever MR is
+// (batch invariance). The unsigned-code offset (q + 128, q + 8, or the zero
+// point) is removed per block in int32 through the block's sum of activation codes.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -35,11 +36,12 @@ namespace {
 // Rows of x in integers: codes at the layout's padded k positions (zeros in
 // the padding), the per-block sums of the codes, and each row's scale.
 struct A8Rows {
-  std::vector<int8_t> q;    // a8: [m][kp] (+8 bytes of slack for the last 4-byte reads)
+  std::vector<int8_t> q;    // a8: [m][kp] (+8 bytes of slack for the last 4-byte reads); a16: the low digits l
+  std::vector<int8_t> qh;   // a16: the high digits h of q16 = 256 h + l, likewise
   std::vector<int16_t> q16; // a16: [m][kp] (+8 likewise)
   // The VNNI bodies' copy: rows in passes of `mr`, each pass [units][rows]
-  // 4-byte units (4 int8 or 2 int16 codes), so a step's broadcasts read one
-  // line at fixed offsets.
+  // 4-byte units (4 int8 or 2 int16 codes; a16 int4: [units][digit][rows], the
+  // low digits' unit first), so a step's broadcasts read one line at fixed offsets.
   std::vector<int32_t> qi;
   std::vector<int32_t> sx; // [m][blocks]
   std::vector<float> s;    // [m]
@@ -55,12 +57,12 @@ struct A8Rows {
 
 // The W8A8 recipe's quantization (model/activation_quant.h fake_quant_rows):
 // s = amax / 127, q = nearbyint(x * (1 / s)) clamped to +-127; a zero row is 0.
-// a16 the same with 32767. One row's largest |x|, and one run of codes q =
+// a16 the same with 32639 (= 127 * 257: two signed digits). One row's largest |x|, and one run of codes q =
 // clamp(nearbyint(x * inv)) with their sum (returned). Per ISA; the vector
 // bodies round to nearest even as nearbyint does in the default rounding mode,
 // so every body gives the same codes.
 template <class T>
-constexpr float kQMax = sizeof(T) == 1 ? 127.f : 32767.f;
+constexpr float kQMax = sizeof(T) == 1 ? 127.f : 32639.f;
 
 float amax_portable(const float* x, int64_t n) {
   float a = 0;
@@ -169,8 +171,16 @@ void quantize_rows_as(const float* x, int64_t m, int64_t ldx, const QLayout& L, 
 }
 
 void quantize_rows(const float* x, int64_t m, int64_t ldx, const QLayout& L, A8Rows& out) {
-  if (L.a16) quantize_rows_as(x, m, ldx, L, out, out.q16);
-  else quantize_rows_as(x, m, ldx, L, out, out.q);
+  if (!L.a16) return quantize_rows_as(x, m, ldx, L, out, out.q);
+  quantize_rows_as(x, m, ldx, L, out, out.q16);
+  // q = 256 h + l with l the signed low byte: |h| <= 127 as |q| <= 32639.
+  out.q.resize(out.q16.size());
+  out.qh.resize(out.q16.size());
+  for (size_t i = 0; i < out.q16.size(); ++i) {
+    const int v = out.q16[i], l = int8_t(uint8_t(v & 255));
+    out.q[i] = int8_t(l);
+    out.qh[i] = int8_t((v - l) / 256);
+  }
 }
 
 int32_t load32(const int8_t* p) {
@@ -238,63 +248,45 @@ CONDENSE_AVX512_VNNI inline void store_vnni(const QMatrix& w, int64_t p, const A
   }
 }
 
-// One a16 step of MR rows: the step's four 32-byte chunks widened to 16 bits
-// (int4: and the nibbles split) against each row's pairs of activation codes
-// (xs: the pass's interleaved pairs of this step). NA = 4 accumulators per row
-// (two per panel half) halve the dependency chains where few rows give little
-// independent work; block_sum adds them.
-template <int MR, int NA, bool I4>
-CONDENSE_AVX512_VNNI inline void step_a16_vnni(__m512i (&a)[MR][NA], const uint8_t* c, const int32_t* xs) {
-  __m512i v[4];
+// One a16 step of MR rows: the a8 step once per digit of the activation
+// codes, the low digits' sums into a[r][0..1], the high digits' into
+// a[r][2..3]. xs: [unit][digit][rows]; int4 reads units pos/4 (low nibbles)
+// and pos/4 + 1 (high nibbles), int8 unit pos/4.
+template <int MR, bool I4>
+CONDENSE_AVX512_VNNI inline void step_digits_vnni(__m512i (&a)[MR][4], __m512i v0, __m512i v1, const int32_t* xs) {
+  if constexpr (I4) {
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
+    const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
 #pragma GCC unroll 4
-  for (int q = 0; q < 4; ++q) v[q] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32 * q)));
-  if constexpr (!I4) {  // chunk 2t + h: pair t of rows 16h..16h+15
-#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const __m512i x0 = _mm512_set1_epi32(xs[r]), x1 = _mm512_set1_epi32(xs[MR + r]);
 #pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        if constexpr (NA == 4) {
-          a[r][h] = _mm512_dpwssd_epi32(a[r][h], v[h], x0);
-          a[r][2 + h] = _mm512_dpwssd_epi32(a[r][2 + h], v[2 + h], x1);
-        } else {
-          a[r][h] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(a[r][h], v[h], x0), v[2 + h], x1);
-        }
+      for (int d = 0; d < 2; ++d) {
+        const __m512i xl = _mm512_set1_epi32(xs[d * MR + r]), xh = _mm512_set1_epi32(xs[(2 + d) * MR + r]);
+        a[r][2 * d] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][2 * d], l0, xl), h0, xh);
+        a[r][2 * d + 1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][2 * d + 1], l1, xl), h1, xh);
       }
     }
-  } else {  // chunk 2t + h: low nibbles pair 2t, high nibbles pair 2t + 1
-    const __m512i nib = _mm512_set1_epi16(15);
-    __m512i lo[4], hi[4];
+  } else {
 #pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) {
-      lo[q] = _mm512_and_si512(v[q], nib);
-      hi[q] = _mm512_srli_epi16(v[q], 4);
-    }
-#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const __m512i x0 = _mm512_set1_epi32(xs[r]), x1 = _mm512_set1_epi32(xs[MR + r]);
-      const __m512i x2 = _mm512_set1_epi32(xs[2 * MR + r]), x3 = _mm512_set1_epi32(xs[3 * MR + r]);
 #pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        const __m512i t0 = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(a[r][h], lo[h], x0), hi[h], x1);
-        if constexpr (NA == 4) {
-          a[r][h] = t0;
-          a[r][2 + h] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(a[r][2 + h], lo[2 + h], x2), hi[2 + h], x3);
-        } else {
-          a[r][h] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(t0, lo[2 + h], x2), hi[2 + h], x3);
-        }
+      for (int d = 0; d < 2; ++d) {
+        const __m512i xb = _mm512_set1_epi32(xs[d * MR + r]);
+        a[r][2 * d] = _mm512_dpbusd_epi32(a[r][2 * d], v0, xb);
+        a[r][2 * d + 1] = _mm512_dpbusd_epi32(a[r][2 * d + 1], v1, xb);
       }
     }
   }
 }
 
-// A row's integer sums per panel half.
+// A row's integer sums per panel half: a[r][h] (+ 256 a[r][2 + h], the high digits').
 template <int MR, int NA>
 CONDENSE_AVX512_VNNI inline void block_sum(const __m512i (&a)[MR][NA], __m512i (&out)[MR][2]) {
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    out[r][0] = NA == 4 ? _mm512_add_epi32(a[r][0], a[r][NA - 2]) : a[r][0];
-    out[r][1] = NA == 4 ? _mm512_add_epi32(a[r][1], a[r][NA - 1]) : a[r][1];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) out[r][h] = NA == 2 ? a[r][h] : _mm512_add_epi32(a[r][h], _mm512_slli_epi32(a[r][NA - 2 + h], 8));
   }
 }
 
@@ -305,10 +297,10 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const uint8_t* 
   const QLayout& L = w.layout;
   const int64_t K = L.k, G = L.groups(), glen = L.group_len(), span = L.a8_group_span(), unit = L.a8_unit();
   const int64_t bpg = L.blocks_per_group(), bsteps = A16 ? QLayout::kA16Block / unit : (glen + unit - 1) / unit;
-  const int64_t code_unit = A16 ? 2 : 4;  // activation codes per 4-byte unit
-  constexpr int NA = A16 && MR <= 2 ? 4 : 2;
+  const int64_t units_per_row = A16 ? xr.kp / 2 : xr.kp / 4;  // 4-byte units (a16: both digits)
+  constexpr int NA = A16 ? 4 : 2;
   const uint8_t* c = pc;
-  const int32_t* xi = xr.qi.data() + r0 * (xr.kp / code_unit);
+  const int32_t* xi = xr.qi.data() + r0 * units_per_row;
   // m <= MR: two lines per step, xr.prefetch ahead; m > MR: the next panel's
   // lines spread evenly over this panel's passes (a burst in the first pass
   // alone overflows the misses a core keeps in flight).
@@ -336,12 +328,11 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const uint8_t* 
           _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch + 64), _MM_HINT_T0);
         }
-        if constexpr (A16) {
-          step_a16_vnni<MR, NA, I4>(a, c, xi + (pos / 2) * MR);
-          continue;
-        } else {
+        {
           const __m512i v0 = _mm512_loadu_si512(c), v1 = _mm512_loadu_si512(c + 64);
-          if constexpr (I4) {
+          if constexpr (A16) {
+            step_digits_vnni<MR, I4>(a, v0, v1, xi + (pos / 4) * 2 * MR);
+          } else if constexpr (I4) {
             const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
             const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
 #pragma GCC unroll 8
@@ -414,46 +405,29 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
 // high one weighted by 16 in the vpmaddwd that widens to int32. Half a panel
 // (16 rows, two ymm) at a time keeps MR x 2 accumulators in the 16 registers.
 
-// a16: vpmaddwd on the codes widened to 16 bits (vpmovzxbw), 8 rows x 2
-// positions per ymm, summed into int32 by vpaddd.
+// a16 int8: vpmaddwd on the codes widened to 16 bits (vpmovzxbw: 4 rows x 4
+// positions per ymm) against the row's 4 activation codes (a 64-bit
+// broadcast), two lanes per row (kA2 = 4 accumulators) that pair_sums adds.
+// a16 int4: the a8 int4 step per digit, the high digit's int16 sums weighted
+// by 256 in the vpmaddwd that widens them.
+template <bool I4, bool A16>
+constexpr int kA2 = A16 && !I4 ? 4 : 2;
+
 template <int MR, bool I4, bool A16>
-CONDENSE_AVX2 inline void step_avx2(__m256i (&a)[MR][2], const uint8_t* c, int h, const A8Rows& xr, int64_t r0, int64_t pos) {
+CONDENSE_AVX2 inline void step_avx2(__m256i (&a)[MR][kA2<I4, A16>], const uint8_t* c, int h, const A8Rows& xr, int64_t r0, int64_t pos) {
   const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
-  if constexpr (A16) {
-    __m256i v[2][2];  // [pair t][rows 8e..8e+7 of the half]
-#pragma GCC unroll 2
-    for (int t = 0; t < 2; ++t)
-#pragma GCC unroll 2
-      for (int e = 0; e < 2; ++e) v[t][e] = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + (2 * t + h) * 32 + 16 * e)));
+  if constexpr (A16 && !I4) {
+    __m256i v[4];  // rows 4e..4e+3 of the half
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; ++e) v[e] = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 64 * h + 16 * e)));
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const int16_t* q = xr.q16.data() + (r0 + r) * xr.kp + pos;
-      if constexpr (I4) {  // pair 2t: low nibbles of chunk t, pair 2t + 1: high
-        const __m256i m15 = _mm256_set1_epi16(15);
-        __m256i x[4];
+      int64_t q4;
+      std::memcpy(&q4, xr.q16.data() + (r0 + r) * xr.kp + pos, 8);
+      const __m256i xb = _mm256_set1_epi64x(q4);
 #pragma GCC unroll 4
-        for (int u = 0; u < 4; ++u) {
-          int32_t v32;
-          std::memcpy(&v32, q + 2 * u, 4);
-          x[u] = _mm256_set1_epi32(v32);
-        }
-#pragma GCC unroll 2
-        for (int e = 0; e < 2; ++e) {
-          __m256i t = _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(v[0][e], m15), x[0]), _mm256_madd_epi16(_mm256_srli_epi16(v[0][e], 4), x[1]));
-          t = _mm256_add_epi32(t, _mm256_madd_epi16(_mm256_and_si256(v[1][e], m15), x[2]));
-          a[r][e] = _mm256_add_epi32(a[r][e], _mm256_add_epi32(t, _mm256_madd_epi16(_mm256_srli_epi16(v[1][e], 4), x[3])));
-        }
-      } else {
-        int32_t u0, u1;
-        std::memcpy(&u0, q, 4);
-        std::memcpy(&u1, q + 2, 4);
-        const __m256i x0 = _mm256_set1_epi32(u0), x1 = _mm256_set1_epi32(u1);
-#pragma GCC unroll 2
-        for (int e = 0; e < 2; ++e)
-          a[r][e] = _mm256_add_epi32(a[r][e], _mm256_add_epi32(_mm256_madd_epi16(v[0][e], x0), _mm256_madd_epi16(v[1][e], x1)));
-      }
+      for (int e = 0; e < 4; ++e) a[r][e] = _mm256_add_epi32(a[r][e], _mm256_madd_epi16(v[e], xb));
     }
-    return;
   } else {
     const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 * h));
     const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 * h + 32));
@@ -463,11 +437,22 @@ CONDENSE_AVX2 inline void step_avx2(__m256i (&a)[MR][2], const uint8_t* c, int h
     for (int r = 0; r < MR; ++r) {
       const int8_t* q = xr.q.data() + (r0 + r) * xr.kp + pos;
       if constexpr (I4) {
-        const __m256i xl = _mm256_set1_epi32(load32(q)), xh = _mm256_set1_epi32(load32(q + 4));
-        const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh));  // <= 4 * 15 * 127
-        const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh));
+        // int16 pair sums of one digit: <= 4 * 15 * 127, no saturation.
+        auto digit = [&](const int8_t* d, __m256i& p0, __m256i& p1) CONDENSE_AVX2 {
+          const __m256i xl = _mm256_set1_epi32(load32(d)), xh = _mm256_set1_epi32(load32(d + 4));
+          p0 = _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh));
+          p1 = _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh));
+        };
+        __m256i p0, p1;
+        digit(q, p0, p1);
         a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(p0, ones));
         a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(p1, ones));
+        if constexpr (A16) {
+          const __m256i w256 = _mm256_set1_epi16(256);
+          digit(xr.qh.data() + (r0 + r) * xr.kp + pos, p0, p1);
+          a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(p0, w256));
+          a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(p1, w256));
+        }
       } else {
         const __m256i xb = _mm256_set1_epi32(load32(q));
         a[r][0] = _mm256_add_epi32(a[r][0], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(l0, xb), ones),
@@ -475,6 +460,21 @@ CONDENSE_AVX2 inline void step_avx2(__m256i (&a)[MR][2], const uint8_t* c, int h
         a[r][1] = _mm256_add_epi32(a[r][1], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(l1, xb), ones),
                                                              _mm256_madd_epi16(_mm256_maddubs_epi16(h1, xb), sixteen)));
       }
+    }
+  }
+}
+
+// kA2 = 4: each row's two lanes added, rows back in order (8 per ymm).
+template <int MR, bool I4, bool A16>
+CONDENSE_AVX2 inline void pair_sums(const __m256i (&a)[MR][kA2<I4, A16>], __m256i (&out)[MR][2]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    if constexpr (kA2<I4, A16> == 2) {
+      out[r][0] = a[r][0];
+      out[r][1] = a[r][1];
+    } else {
+      out[r][0] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[r][0], a[r][1]), 0xD8);
+      out[r][1] = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[r][2], a[r][3]), 0xD8);
     }
   }
 }
@@ -496,10 +496,13 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, con
       sz.load_avx2(w, p, g, Asym, 1.f);
       for (int64_t b = 0, st = 0; st < steps; ++b) {
         const int64_t send = std::min(steps, st + bsteps);
-        __m256i a[MR][2];
+        __m256i acc[MR][kA2<I4, A16>], a[MR][2];
 #pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm256_setzero_si256();
-        for (; st < send; ++st, c += 128) step_avx2<MR, I4, A16>(a, c, h, xr, r0, g * span + st * unit);
+        for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+          for (int q = 0; q < kA2<I4, A16>; ++q) acc[r][q] = _mm256_setzero_si256();
+        for (; st < send; ++st, c += 128) step_avx2<MR, I4, A16>(acc, c, h, xr, r0, g * span + st * unit);
+        pair_sums<MR, I4, A16>(acc, a);
         const __m256i off = _mm256_set1_epi32(code_offset(L));
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) {
@@ -537,10 +540,7 @@ void body_portable(const QMatrix& w, int64_t p, const uint8_t* pc, const A8Rows&
   const int64_t bpg = L.blocks_per_group(), bsteps = A16 ? QLayout::kA16Block / unit : (glen + unit - 1) / unit;
   // Row j's code at position `in` of a step (unsigned, as stored).
   auto code = [&](const uint8_t* c, int j, int64_t in) -> int32_t {
-    if constexpr (A16) {
-      int shift;
-      return (c[a16_byte(L, j, in, &shift)] >> shift) & (I4 ? 15 : 255);
-    } else if constexpr (I4) {
+    if constexpr (I4) {
       return (c[j * 4 + in % 4] >> (in < 4 ? 0 : 4)) & 15;
     } else {
       return c[j * 4 + in];
@@ -669,6 +669,7 @@ constexpr int kMaxMR = 8;
 struct Bodies {
   std::array<Body, kMaxMR> mr{};
   int max = 0;
+  bool interleaved = false;  // the bodies read A8Rows::qi (VNNI)
 };
 
 // AVX2 keeps MR x 4 accumulators in 16 registers only up to MR = 2: three
@@ -683,19 +684,29 @@ CONDENSE_AVX2 void body_avx2_split(const QMatrix& w, int64_t p, const uint8_t* p
   }
 }
 
-// AVX-512 (32 registers): up to 8 rows x 2 accumulators per pass.
+// AVX-512 (32 registers): up to 8 rows x 2 accumulators per pass; a16 (4
+// accumulators per row: two digits) up to 4 rows.
 template <bool I4, bool Asym, bool NextPanel, bool A16>
 Bodies vnni_bodies() {
-  return {{&body_vnni<1, I4, Asym, NextPanel, A16>, &body_vnni<2, I4, Asym, NextPanel, A16>, &body_vnni<3, I4, Asym, NextPanel, A16>,
-           &body_vnni<4, I4, Asym, NextPanel, A16>, &body_vnni<5, I4, Asym, NextPanel, A16>, &body_vnni<6, I4, Asym, NextPanel, A16>,
-           &body_vnni<7, I4, Asym, NextPanel, A16>, &body_vnni<8, I4, Asym, NextPanel, A16>},
-          8};
+  if constexpr (A16) {
+    return {{&body_vnni<1, I4, Asym, NextPanel, A16>, &body_vnni<2, I4, Asym, NextPanel, A16>, &body_vnni<3, I4, Asym, NextPanel, A16>,
+             &body_vnni<4, I4, Asym, NextPanel, A16>},
+            4,
+            true};
+  } else {
+    return {{&body_vnni<1, I4, Asym, NextPanel, A16>, &body_vnni<2, I4, Asym, NextPanel, A16>, &body_vnni<3, I4, Asym, NextPanel, A16>,
+             &body_vnni<4, I4, Asym, NextPanel, A16>, &body_vnni<5, I4, Asym, NextPanel, A16>, &body_vnni<6, I4, Asym, NextPanel, A16>,
+             &body_vnni<7, I4, Asym, NextPanel, A16>, &body_vnni<8, I4, Asym, NextPanel, A16>},
+            8,
+            true};
+  }
 }
 template <bool Asym>
 Bodies sparse_vnni_bodies() {
   return {{&body_vnni_sparse<1, Asym>, &body_vnni_sparse<2, Asym>, &body_vnni_sparse<3, Asym>, &body_vnni_sparse<4, Asym>,
            &body_vnni_sparse<5, Asym>, &body_vnni_sparse<6, Asym>, &body_vnni_sparse<7, Asym>, &body_vnni_sparse<8, Asym>},
-          8};
+          8,
+          true};
 }
 template <bool I4, bool Asym, bool A16>
 Bodies avx2_bodies() {
@@ -761,15 +772,26 @@ void linear_a8(const float* x, int64_t m, int64_t ldx, const QMatrix& w, float* 
   xr.mr = table.max;
   xr.passes = (m + table.max - 1) / table.max;
   xr.prefetch = xr.passes > 1 ? xr.kp * (L.code == WCode::I4 ? 16 : 32) : kPrefetchBytes;
-  if (table.max == kMaxMR) {
-    const int64_t units = xr.kp / (L.a16 ? 2 : 4);
-    xr.qi.resize(size_t(m * units));
-    for (int64_t r0 = 0; r0 < m; r0 += kMaxMR) {
-      const int64_t mr = std::min<int64_t>(kMaxMR, m - r0);
-      int32_t* d = xr.qi.data() + r0 * units;
+  if (table.interleaved) {
+    // Per pass of mr rows: [unit][rows] 4-byte units of the row codes (a16:
+    // [unit][digit][rows], low digit first).
+    const bool digits = L.a16;
+    const int64_t units = xr.kp / 4, per_row = digits ? 2 * units : units;
+    xr.qi.resize(size_t(m * per_row));
+    for (int64_t r0 = 0; r0 < m; r0 += table.max) {
+      const int64_t mr = std::min<int64_t>(table.max, m - r0);
+      int32_t* d = xr.qi.data() + r0 * per_row;
       for (int64_t r = 0; r < mr; ++r) {
-        const uint8_t* q = L.a16 ? reinterpret_cast<const uint8_t*>(xr.q16.data() + (r0 + r) * xr.kp)
-                                 : reinterpret_cast<const uint8_t*>(xr.q.data() + (r0 + r) * xr.kp);
+        if (digits) {
+          const int8_t* lo = xr.q.data() + (r0 + r) * xr.kp;
+          const int8_t* hi = xr.qh.data() + (r0 + r) * xr.kp;
+          for (int64_t u = 0; u < units; ++u) {
+            std::memcpy(&d[(2 * u) * mr + r], lo + 4 * u, 4);
+            std::memcpy(&d[(2 * u + 1) * mr + r], hi + 4 * u, 4);
+          }
+          continue;
+        }
+        const int8_t* q = xr.q.data() + (r0 + r) * xr.kp;
         for (int64_t u = 0; u < units; ++u) std::memcpy(&d[u * mr + r], q + 4 * u, 4);
       }
     }

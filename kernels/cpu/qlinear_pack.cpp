@@ -4,7 +4,6 @@
 
 #include "kernels/common/minifloat.h"
 #include "kernels/cpu/qlinear.h"
-#include "kernels/cpu/qlinear_a8.h"
 
 namespace condense::kernels {
 
@@ -69,13 +68,7 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
       case WCode::I8:
       case WCode::E4M3: {
         const uint8_t* src = static_cast<const uint8_t*>(values) + r * K;
-        if (L.a16) {
-          uint8_t* dst = codes_out + p * L.a8_kp() * 32;
-          int shift;
-          for (int64_t c = 0; c < K; ++c) dst[a16_byte(L, j, int_pos(L, c), &shift)] = L.asym ? src[c] : uint8_t(src[c] ^ 0x80);
-          break;
-        }
-        if (L.a8) {
+        if (L.int_acts()) {  // a8 and a16: the VNNI order
           uint8_t* dst = codes_out + p * L.a8_kp() * 32;
           for (int64_t c = 0; c < K; ++c) {
             const int64_t pos = (c / L.group_len()) * L.a8_group_span() + c % L.group_len();
@@ -89,17 +82,7 @@ void pack_q_rows(const QLayout& L, const void* values, const float* scales, cons
       }
       case WCode::I4: {
         const uint8_t* src = static_cast<const uint8_t*>(values) + r * K;
-        if (L.a16) {
-          uint8_t* dst = codes_out + p * L.a8_kp() * 16;
-          int shift;
-          for (int64_t c = 0; c < K; ++c) {
-            const uint8_t u = L.asym ? uint8_t(src[c] & 15) : uint8_t((src[c] + 8) & 15);  // q + 8
-            uint8_t& b = dst[a16_byte(L, j, int_pos(L, c), &shift)];
-            b = uint8_t((b & ~(15 << shift)) | (u << shift));
-          }
-          break;
-        }
-        if (L.a8) {
+        if (L.int_acts()) {  // a8 and a16: the VNNI order
           uint8_t* dst = codes_out + p * L.a8_kp() * 16;
           for (int64_t c = 0; c < K; ++c) {
             const int64_t pos = (c / L.group_len()) * L.a8_group_span() + c % L.group_len();
@@ -250,20 +233,15 @@ void decode_row(const QMatrix& w, int64_t r, float* out) {
       else zero = w.zeros[slot];
     }
     const int64_t pos = int_pos(L, c);  // a8 / a16 only
-    int shift = 0;
-    const int64_t at16 = L.a16 ? a16_byte(L, j, pos, &shift) : 0;
     switch (L.code) {
       case WCode::I8: {
-        uint8_t b = L.a16 ? w.codes[p * L.a8_kp() * 32 + at16]
-                    : L.a8 ? w.codes[p * L.a8_kp() * 32 + (pos / 4) * 128 + j * 4 + pos % 4]
-                           : w.codes[p * K * 32 + c * 32 + j];
+        uint8_t b = L.int_acts() ? w.codes[p * L.a8_kp() * 32 + (pos / 4) * 128 + j * 4 + pos % 4] : w.codes[p * K * 32 + c * 32 + j];
         if (L.int_acts() && !L.asym) b ^= 0x80;
         out[c] = s * float(L.asym ? int(b) - zero : int(int8_t(b)));
         break;
       }
       case WCode::I4: {
-        int nib = L.a16 ? (w.codes[p * L.a8_kp() * 16 + at16] >> shift) & 15
-                  : L.a8 ? (w.codes[p * L.a8_kp() * 16 + (pos / 8) * 128 + j * 4 + pos % 4] >> (pos % 8 < 4 ? 0 : 4)) & 15
+        int nib = L.int_acts() ? (w.codes[p * L.a8_kp() * 16 + (pos / 8) * 128 + j * 4 + pos % 4] >> (pos % 8 < 4 ? 0 : 4)) & 15
                          : (w.codes[p * K * 16 + c * 16 + (j & 15)] >> (j < 16 ? 0 : 4)) & 15;
         if (L.int_acts() && !L.asym) nib = (nib - 8) & 15;
         out[c] = s * float(L.asym ? nib - zero : nib - ((nib & 8) ? 16 : 0));
