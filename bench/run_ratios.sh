@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ratios that a shared, noisy machine blurs when each model is measured once
-# (issue 11's sparsity and batching numbers): decode tok/s of several models in
+# (issue 11's sparsity, batching and weight-only numbers; "-f32decode": the
+# same model with CONDENSE_WEIGHT_ONLY=f32): decode tok/s of several models in
 # interleaved rounds (every model once per round, `condense bench` at context
 # 128), then per comparison the ratio of the medians and the median of the
 # per-round ratios. Models are run_native.sh's (run it first).
@@ -27,20 +28,25 @@ cases = {
     "w8a8-head-2of4": (nat("int8-w8a8-head-2of4"), 1),
     "w8a8-head-sparse50-all": (nat("int8-w8a8-head-sparse50-all"), 1), "w8a8-head-sparse70-all": (nat("int8-w8a8-head-sparse70-all"), 1),
     "w8a8-head-int8kv-b1": (nat("int8-w8a8-head-int8kv"), 1), "w8a8-head-int8kv-b16": (nat("int8-w8a8-head-int8kv"), 16),
+    "int8-head": (nat("int8"), 1), "int8-head-f32decode": (nat("int8"), 1, {"CONDENSE_WEIGHT_ONLY": "f32"}),
+    "int4-head": (nat("int4"), 1), "int4-head-f32decode": (nat("int4"), 1, {"CONDENSE_WEIGHT_ONLY": "f32"}),
+    "w4a8-head": (nat("int4-w4a8-head"), 1), "fp8-head": (nat("fp8"), 1),
 }
 compare = [("f32-sparse50", "f32"), ("f32-sparse70", "f32"), ("f32-2of4", "f32"),
            ("w8a8-head-sparse50", "w8a8-head"), ("w8a8-head-sparse70", "w8a8-head"), ("w8a8-head-2of4", "w8a8-head"),
            ("w8a8-head-sparse50-all", "w8a8-head"), ("w8a8-head-sparse70-all", "w8a8-head"),
-           ("w8a8-head-int8kv-b16", "w8a8-head-int8kv-b1")]
+           ("w8a8-head-int8kv-b16", "w8a8-head-int8kv-b1"),
+           ("int8-head", "int8-head-f32decode"), ("int4-head", "int4-head-f32decode"), ("int4-head", "f32"), ("int8-head", "w8a8-head"),
+           ("int4-head", "w4a8-head")]
 env = dict(os.environ, OMP_WAIT_POLICY="passive")
 runs = []
 for rnd in range(1, rounds + 1):
-    for label, (model, batch) in cases.items():
+    for label, (model, batch, *extra) in cases.items():
         args = [condense, "bench", model, "--threads", threads, "--json", "--prefill", "8", "--reps", "1", "--context", "128",
                 "--batch", str(batch), "--decode-tokens", "32"]
         if not model.endswith(".cpk"):
             args += ["--tokenizer", os.path.join(data, "models/llama2c-tokenizer-32k/tokenizer.model")]
-        d = json.loads(subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout)
+        d = json.loads(subprocess.run(args, capture_output=True, text=True, env=dict(env, **(extra[0] if extra else {})), check=True).stdout)
         dec = d["decode"][0]
         runs.append({"round": rnd, "label": label, "batch": batch, "tok_s": dec["tok_s"], "fraction_of_bound": dec["fraction_of_bound"],
                      "bound": dec["bound"], "bytes_per_step": dec["bytes_per_step"], "compute_bound_tok_s": dec["compute_bound_tok_s"],
