@@ -159,12 +159,20 @@ TEST_P(KvPagedIsa, EveryDtypeReadsBackItsFloat64Codec) {
 // inside the score and value bodies, AVX2 converts block by block), bitwise,
 // through a permuted block table; head_dim 32/64 (fixed-length bodies), 144
 // (any multiple of 16: two passes over the values) and 8.
+// E4M3 also with scales of 2^8 and more (x 20000), which the in-register decode
+// (scale times 2^120) leaves to the converted blocks.
 TEST_P(KvPagedIsa, EveryDtypeAttendsOverWhatItReadsBack) {
   const int n_kv = 2, n_heads = 4, n_pos = 45;
   for (int hd : {32, 64, 144, 8})
-  for (kc::KvCode code : {kc::KvCode::F16, kc::KvCode::BF16, kc::KvCode::E4M3, kc::KvCode::I8}) {
+  for (kc::KvCode code : {kc::KvCode::F16, kc::KvCode::BF16, kc::KvCode::E4M3, kc::KvCode::I8})
+  for (float big : {1.f, 20000.f}) {
+    if (big != 1.f && code != kc::KvCode::E4M3) continue;
     Pool pool(code, n_kv, hd, 4, 13);
-    const auto k = randn(size_t(n_pos * n_kv * hd), 7, 0.5f), v = randn(size_t(n_pos * n_kv * hd), 8, 0.5f);
+    for (float& x : pool.ks) x *= big;
+    for (float& x : pool.vs) x *= big;
+    auto k = randn(size_t(n_pos * n_kv * hd), 7, 0.5f), v = randn(size_t(n_pos * n_kv * hd), 8, 0.5f);
+    for (float& x : k) x *= big;
+    for (float& x : v) x *= big;
     for (int p = 0; p < n_pos; ++p) kc::kv_paged_write(pool.view, &k[size_t(p * n_kv * hd)], &v[size_t(p * n_kv * hd)], p);
     std::vector<float> kc_(size_t(n_kv * n_pos * hd)), vc_(kc_.size());
     for (int h = 0; h < n_kv; ++h) {
@@ -177,7 +185,7 @@ TEST_P(KvPagedIsa, EveryDtypeAttendsOverWhatItReadsBack) {
       std::vector<float> a(q.size()), b(q.size());
       kc::attention_paged_f32(q.data(), n_heads * hd, rows, pos0, n_heads, pool.view, a.data(), n_heads * hd);
       kc::attention_f32(q.data(), n_heads * hd, kc_.data(), vc_.data(), n_pos * hd, rows, pos0, n_heads, n_kv, hd, b.data(), n_heads * hd);
-      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "code " << int(code) << " rows " << rows << " head_dim " << hd;
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << "code " << int(code) << " rows " << rows << " head_dim " << hd << " x" << big;
     }
   }
 }

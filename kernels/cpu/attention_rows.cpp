@@ -67,7 +67,8 @@ inline void prefetch_row(const uint8_t* p, int64_t bytes) {
 
 // Sixteen elements [i, i + 16) of a block in its stored dtype, as the f32
 // values the cache reads back (kv_paged.h: exact decodes, then fl(s * value)
-// for the scaled codes), decoded in registers.
+// for the scaled codes), decoded in registers. E4M3: s is the scale times
+// 2^120 (exact while |scale| < 2^8; attention_row_blocks checks), see below.
 template <KvCode C>
 CONDENSE_AVX512 inline __m512 load16(const uint8_t* base, int64_t i, __m512 s) {
   if constexpr (C == KvCode::F32) {
@@ -81,12 +82,13 @@ CONDENSE_AVX512 inline __m512 load16(const uint8_t* base, int64_t i, __m512 s) {
   } else {
     static_assert(C == KvCode::E4M3);
     // The E4M3 fields moved into an f32 (sign to bit 31, exponent and
-    // mantissa to bits 20..30) are the value times 2^-120, subnormals
-    // included; the power of two restores it exactly.
-    const __m512i u = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + i)));
-    const __m512i bits = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(u, _mm512_set1_epi32(0x80)), 24),
-                                         _mm512_slli_epi32(_mm512_and_si512(u, _mm512_set1_epi32(0x7f)), 20));
-    return _mm512_mul_ps(s, _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f)));
+    // mantissa to bits 20..30: the sign-extended byte shifted by 20, the
+    // sign's copies at bits 27..30 masked off) are the value times 2^-120,
+    // subnormals included (exact); times s * 2^120 that is fl(scale * value),
+    // the real product being the same.
+    const __m512i d = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + i)));
+    const __m512i bits = _mm512_and_si512(_mm512_slli_epi32(d, 20), _mm512_set1_epi32(int(0x87f00000u)));
+    return _mm512_mul_ps(s, _mm512_castsi512_ps(bits));
   }
 }
 
@@ -105,7 +107,7 @@ CONDENSE_AVX512 void score_heads_coded_avx512(const float* q, const uint8_t* k, 
   const __mmask16 keep = lane_mask(n);
   for (int h = 0; h < nh; ++h) {
     const int g = h / group;
-    const __m512 vs = _mm512_set1_ps(ks ? ks[g] : 1.f);
+    const __m512 vs = _mm512_set1_ps((ks ? ks[g] : 1.f) * (Code == KvCode::E4M3 ? 0x1p120f : 1.f));
     const uint8_t* kg = k + g * head_bytes;
     const float* qh = q + int64_t(h) * hd;
     __m512 acc[kT];
@@ -126,7 +128,7 @@ CONDENSE_AVX512 void score_heads_coded_avx512(const float* q, const uint8_t* k, 
 template <KvCode Code, int NR>
 CONDENSE_AVX512 void values_coded_avx512(const float* p, const uint8_t* vb, int n, int hd, int c0, float s, const uint8_t* next,
                                          float* o) {
-  const __m512 vs = _mm512_set1_ps(s);
+  const __m512 vs = _mm512_set1_ps(s * (Code == KvCode::E4M3 ? 0x1p120f : 1.f));
   const int64_t row_bytes = int64_t(hd) * kv_code_bytes(Code);
   __m512 acc[NR];
 #pragma GCC unroll 8
@@ -355,11 +357,17 @@ void attention_coded(const float* q, const RowBlocks& b, float scale, float* sco
 bool attention_row_blocks(const float* q, const RowBlocks& b, float scale, float* scores, float* o) {
   const Isa isa = active_isa();
   if (b.hd <= 0 || (b.hd % 16 != 0 && b.hd != 8) || isa == Isa::Portable) return false;
-  if (isa == Isa::Avx512 && b.hd % 16 == 0) {
+  // E4M3 decodes in registers with the scale times 2^120 (exact below 2^8;
+  // calibrated KV scales are amax / 448): larger ones read converted blocks.
+  bool small = true;
+  if (b.code == KvCode::E4M3) {
+    for (int g = 0; g < b.n_kv; ++g) small = small && std::fabs(b.k_scale[g]) < 256.f && std::fabs(b.v_scale[g]) < 256.f;
+  }
+  if (isa == Isa::Avx512 && b.hd % 16 == 0 && small) {
     attention_coded(q, b, scale, scores, o);
     return true;
   }
-  const Bodies& B = isa == Isa::Avx512 ? kAvx512Hd8 : kAvx2;
+  const Bodies& B = isa == Isa::Avx512 && b.hd == 8 ? kAvx512Hd8 : kAvx2;
   const ScoreFn score = B.score[b.hd == 8 ? 4 : b.hd == 32 ? 0 : b.hd == 64 ? 1 : b.hd == 128 ? 2 : 3];
   const int nh = b.n_kv * b.group, nv = b.hd / B.lanes;
   // Every head's scores, block by block; each head's softmax; its values block by block.
