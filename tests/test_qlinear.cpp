@@ -265,7 +265,7 @@ TEST(QLinear, RefusesTheFp8NanCode) {
 // clamped to +-Q, Q = 127 or 32639), the reference sum_k (s q_k) w(n, k) in
 // float64. The kernel's integer sums are exact; its float work is one
 // conversion and one FMA per block (a16: every 256 positions) and a final
-// multiply, inside the same 2 (K + 1) u sum |x w| bound. k = 1100 per channel
+// multiply, inside the same 2 (K + 1) u sum |x w| bound, for m = 1..17 and 40. k = 1100 per channel
 // runs five a16 blocks, the last one ragged.
 TEST_P(QLinearIsa, IntegerActivationsMatchFloat64) {
   struct Shape { int64_t n, k; };
@@ -279,7 +279,7 @@ TEST_P(QLinearIsa, IntegerActivationsMatchFloat64) {
         const Matrix w(sc, sh.n, sh.k, seed++);
         const ops::PackedLinear p = ops::PackedLinear::pack_parts({w.part(bits)});
         ASSERT_TRUE(bits == 8 ? p.integer_activations() : p.int16_activations()) << p.describe();
-        for (int64_t m : {1, 2, 3, 4, 5, 9, 17}) {
+        for (int64_t m : {1, 2, 3, 4, 5, 9, 17, 40}) {
           const int64_t ldx = sh.k + 3, ldy = sh.n + 5;
           auto x = randn(size_t(m * ldx), seed++);
           if (m > 2) std::fill(x.begin() + 2 * ldx, x.begin() + 2 * ldx + sh.k, 0.f);  // a zero row gives 0
