@@ -19,6 +19,7 @@
 #include "model/shapes.h"
 #include "kernels/cpu/qlinear.h"
 #include "runtime/engine.h"
+#include "runtime/generate.h"
 #include "runtime/linear_parts.h"
 #include "test_util.h"
 #include "tiny_model.h"
@@ -207,4 +208,29 @@ TEST(NativeEngine, PrunedInt8RunsSparseWhereItPays) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("auto, always, never"), std::string::npos) << e.what();
   }
+}
+
+// Greedy generation that samples the end-of-sequence token stops and says so
+// (a random model's greedy argmax can be EOS at once: `condense generate`
+// printed nothing then); stop_at_eos = false generates every step.
+TEST(Generate, ReportsAnEarlyStopAndCanIgnoreIt) {
+  Model m = random_model(testutil::tiny_config({.ffn = 72}), 5);
+  Sampler greedy(0.f, 1.f, 1);
+  std::vector<int> first;
+  {
+    Engine e(m);
+    generate(e, {m.config.bos_id}, 1, greedy, {}, &first, false);
+  }
+  ASSERT_EQ(first.size(), 1u);
+  m.config.eos_id = first[0];  // the greedy first token is now EOS
+  Engine e(m);
+  std::vector<int> out;
+  GenerateStats st = generate(e, {m.config.bos_id}, 6, greedy, {}, &out);
+  EXPECT_EQ(st.generated, 0);
+  EXPECT_EQ(st.stop_token, first[0]);
+  Engine e2(m);
+  st = generate(e2, {m.config.bos_id}, 6, greedy, {}, &out, false);
+  EXPECT_EQ(st.generated, 6);
+  EXPECT_EQ(st.stop_token, -1);
+  EXPECT_EQ(out.size(), 6u);
 }

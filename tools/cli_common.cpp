@@ -25,7 +25,8 @@ void bound_threads(int n, int avail) {
 
 void add_model_args(CLI::App& app, ModelArgs& a) {
   app.add_option("model", a.model,
-                 "Model: a llama2.c .bin, a Hugging Face folder (config.json + *.safetensors) or a .gguf file")
+                 "Model: a condense .cpk (packed checkpoint, run in its stored encodings), a llama2.c .bin, a Hugging Face "
+                 "folder (config.json + *.safetensors) or a .gguf file")
       ->required();
   app.add_option("--tokenizer", a.tokenizer,
                  "Tokenizer file (llama2.c tokenizer.bin, SentencePiece tokenizer.model or HF tokenizer.json) for formats that carry none");

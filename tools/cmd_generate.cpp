@@ -18,7 +18,7 @@ struct GenerateArgs {
   float temperature = 1.0f, top_p = 0.9f;
   uint64_t seed = 0;
   std::string kv_dtype;
-  bool json = false;
+  bool json = false, ignore_eos = false;
 };
 }  // namespace
 
@@ -32,6 +32,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-p", a->top_p, "Nucleus sampling mass in (0, 1]");
   cmd->add_option("--seed", a->seed, "Sampling seed (default: time-based)");
   cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache dtype: f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "Generate all --steps tokens: BOS/EOS do not stop (e.g. a random model from `condense init`)");
   cmd->add_flag("--json", a->json, "After the text, print the timing as one JSON object on stdout");
   cmd->callback([a] {
     apply_threads(a->model.threads);
@@ -46,13 +47,19 @@ void register_generate(CLI::App& app) {
     Sampler sampler(a->temperature, a->top_p, seed);
     std::cout << a->prompt << std::flush;
     GenerateStats st = generate(engine, prompt, a->steps, sampler,
-                                [&](int prev, int t) { std::cout << tok.decode_token(prev, t) << std::flush; });
+                                [&](int prev, int t) { std::cout << tok.decode_token(prev, t) << std::flush; }, nullptr, !a->ignore_eos);
     std::cout << std::endl;  // flush before the timing line goes to stderr
     nlohmann::json j = {{"prompt_tokens", st.prompt_tokens}, {"generated_tokens", st.generated},
                         {"prefill_tok_s", st.prefill_tok_s()}, {"decode_tok_s", st.decode_tok_s()},
                         {"prefill_s", st.prefill_seconds}, {"decode_s", st.decode_seconds},
                         {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"weight_bytes_per_token", engine.decode_weight_bytes()},
-                        {"kv_dtype", kv_code_name(engine.kv().code())}};
+                        {"kv_dtype", kv_code_name(engine.kv().code())},
+                        {"stop", st.stop_token >= 0 ? "eos" : "length"}};
+    if (st.stop_token >= 0) {
+      std::fprintf(stderr, "stopped: the model sampled its %s token (id %d) after %d of %d tokens (--ignore-eos generates on)\n",
+                   st.stop_token == lm.model.config.eos_id ? "end-of-sequence" : "beginning-of-sequence", st.stop_token, st.generated,
+                   a->steps);
+    }
     if (a->json) {
       std::cout << j.dump() << "\n";
     } else {

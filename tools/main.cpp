@@ -35,7 +35,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   CLI::App app{"condense: compress, run and measure Llama-family language models"};
+  app.name("condense");
   app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();  // --help shows every option's default
   app.set_version_flag("--version", "condense 0.1.0");
   condense::cli::register_info(app);
   condense::cli::register_generate(app);
@@ -45,6 +47,25 @@ int main(int argc, char** argv) {
   condense::cli::register_data(app);
   condense::cli::register_train(app);
   condense::cli::register_run(app);
+  // No command: the help (the list of commands). An unknown one: say so, with
+  // the list (CLI11 alone reports "A subcommand is required").
+  if (argc < 2) {
+    std::cout << app.help();
+    return 1;
+  }
+  const std::string first = argv[1];
+  if (first[0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* c : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || c->get_name() == first;
+      names += (names.empty() ? "" : ", ") + c->get_name();
+    }
+    if (!known) {
+      std::cerr << "condense: error: unknown command '" << first << "'. Commands: " << names << " (condense COMMAND --help)\n";
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,7 +7,7 @@
 namespace condense {
 
 GenerateStats generate(Engine& engine, const std::vector<int>& prompt, int steps, Sampler& sampler,
-                       const std::function<void(int, int)>& on_token, std::vector<int>* out) {
+                       const std::function<void(int, int)>& on_token, std::vector<int>* out, bool stop_at_eos) {
   if (prompt.empty()) fail("generate", "the prompt must hold at least the BOS token");
   if (steps < 1) fail("--steps", "must be at least 1");
   const ModelConfig& c = engine.config();
@@ -27,7 +27,10 @@ GenerateStats generate(Engine& engine, const std::vector<int>& prompt, int steps
   t0 = clock::now();
   for (int s = 0; s < steps; ++s) {
     const int next = sampler.sample(logits.data(), c.vocab);
-    if (next == c.eos_id || next == c.bos_id) break;
+    if (stop_at_eos && (next == c.eos_id || next == c.bos_id)) {
+      st.stop_token = next;
+      break;
+    }
     ++st.generated;
     if (out) out->push_back(next);
     if (on_token) on_token(prev, next);
