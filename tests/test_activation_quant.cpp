@@ -221,12 +221,9 @@ TEST(W8A8, InfoShowsActivationAndKvSettings) {
   q.activations.head = true;
   compress::quantize_model(m, q, nullptr);
   save_cpk(m, d / "m.cpk", {});
-  std::string out;
-  FILE* p = popen((std::string(CONDENSE_BIN) + " info " + (d / "m.cpk") + " 2>&1").c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  EXPECT_EQ(pclose(p), 0) << out;
+  const testutil::CommandResult res = testutil::run_command(std::string(CONDENSE_BIN) + " info " + (d / "m.cpk"));
+  const std::string& out = res.output;
+  EXPECT_EQ(res.status, 0) << out;
   EXPECT_NE(out.find("activations: int8 dynamic per token (block linears and the LM head)"), std::string::npos) << out;
   EXPECT_NE(out.find("kv cache:    f32"), std::string::npos) << out;
 }

@@ -12,19 +12,15 @@
 
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gemm_f32.h"
+#include "tests/test_util.h"
 
 namespace kc = condense::kernels;
 
 namespace {
 
 std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return "popen failed";
-  char buf[512];
-  while (std::fgets(buf, sizeof(buf), p)) out += buf;
-  const int status = pclose(p);
-  return out + "[exit " + std::to_string(WEXITSTATUS(status)) + "]";
+  const testutil::CommandResult r = testutil::run_command(cmd);
+  return r.output + "[exit " + std::to_string(r.status) + "]";
 }
 
 }  // namespace

@@ -96,3 +96,26 @@ TEST(RealCompress, HalfSparseInt8CpkIsUnderAFifthOfF32) {
   EXPECT_LT(double(bytes) / double(f32), 0.20);
   EXPECT_GT(double(bytes) / double(f32), 5.0 / 32.0);
 }
+
+// `condense quantize` in one line on the real model: RTN needs no text; the
+// .cpk lands under the name asked for with its results beside it and no work
+// folder left; a failed run (an unreadable model) leaves nothing.
+TEST(RealCompress, QuantizeCommandWritesTheCpkItWasAskedFor) {
+  REQUIRE_DATA(kModel);
+  testutil::TempDir dir;
+  const std::string out = dir / "s-int4.cpk";
+  const auto r = testutil::run_command(std::string(CONDENSE_BIN) + " quantize " + testutil::data(kModel) + " --to int4 --head --out " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("wrote " + out), std::string::npos) << r.output;
+  const CpkInfo info = read_cpk_info(out);
+  int int4 = 0;
+  for (const CpkTensorInfo& t : info.tensors) int4 += t.format == "int4";
+  EXPECT_EQ(int4, 5 * 7 + 1) << "every block linear and the tied embedding";
+  EXPECT_TRUE(std::filesystem::exists(dir / "s-int4.results.json"));
+  auto entries = [&] { return std::distance(std::filesystem::directory_iterator(dir.path), std::filesystem::directory_iterator()); };
+  EXPECT_EQ(entries(), 2) << "the .cpk and its results only";
+  testutil::write_file(dir / "bad.bin", "not a model");
+  const auto bad = testutil::run_command(std::string(CONDENSE_BIN) + " quantize " + (dir / "bad.bin") + " --to int8 --out " + (dir / "b.cpk"));
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_EQ(entries(), 3) << "bad.bin added, nothing else";
+}

@@ -245,3 +245,16 @@ TEST(Recipe, W8A8OptionsParse) {
   j["stages"] = json::parse(R"([{"type": "quantize", "weights": {"type": "int4", "group": 32}, "activations": {"type": "int8", "head": true}}])");
   EXPECT_TRUE(pipeline::parse_recipe(j, "").stages[0].quantize.activations.head);
 }
+
+// $.data may be left out when nothing reads it (RTN quantize, magnitude prune);
+// a stage that trains or calibrates names itself when it is missing.
+TEST(Recipe, DataIsNeededOnlyByStagesThatReadIt) {
+  json j = good();
+  j.erase("data");
+  j["stages"] = json::parse(R"([{"type": "prune", "sparsity": 0.5}, {"type": "quantize", "weights": {"type": "int8"}}])");
+  EXPECT_NO_THROW(pipeline::parse_recipe(j, ""));
+  j["stages"][1]["method"] = "gptq";
+  expect_error(j, {"$.data", "$.stages[1] (quantize)"});
+  j["stages"] = json::parse(R"([{"type": "distill", "steps": 2}])");
+  expect_error(j, {"$.data", "$.stages[0] (distill)"});
+}

@@ -46,4 +46,11 @@ struct ScopedEnv {
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
 
+// Runs a shell command, returning what it wrote to stdout and stderr and its exit status.
+struct CommandResult {
+  std::string output;
+  int status = -1;
+};
+CommandResult run_command(const std::string& cmd);
+
 }  // namespace testutil

@@ -30,5 +30,6 @@ void register_run(CLI::App& app);
 void register_train(CLI::App& app);
 void register_data(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace condense::cli

@@ -355,31 +355,33 @@ Recipe parse_recipe(const json& j, const std::string& base) {
   const uint64_t seed = uint64_t(o.integer("seed", 1234, 0, INT64_MAX));
   if (o.has("teacher")) r.teacher = model_source(Obj(o.raw("teacher"), o.at("teacher")), base);
 
-  if (!o.has("data")) o.bad("data", "an object with \"text\" (files) or \"tokens\" (a prepared folder)");
-  Obj d(o.raw("data"), o.at("data"));
-  if (d.has("text")) {
-    const json& t = d.raw("text");
-    if (t.is_string()) r.data.text.push_back(resolve(t.get<std::string>(), base));
-    else if (t.is_array() && !t.empty() && std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_string(); })) {
-      for (const auto& x : t) r.data.text.push_back(resolve(x.get<std::string>(), base));
-    } else {
-      d.bad("text", "a file path or a non-empty array of file paths");
+  // $.data may be left out when no stage trains or calibrates (checked below).
+  if (o.has("data")) {
+    Obj d(o.raw("data"), o.at("data"));
+    if (d.has("text")) {
+      const json& t = d.raw("text");
+      if (t.is_string()) r.data.text.push_back(resolve(t.get<std::string>(), base));
+      else if (t.is_array() && !t.empty() && std::all_of(t.begin(), t.end(), [](const json& x) { return x.is_string(); })) {
+        for (const auto& x : t) r.data.text.push_back(resolve(x.get<std::string>(), base));
+      } else {
+        d.bad("text", "a file path or a non-empty array of file paths");
+      }
     }
+    r.data.tokens = resolve(d.str("tokens", ""), base);
+    if (r.data.text.empty() == r.data.tokens.empty()) d.bad("text", "exactly one of \"text\" and \"tokens\"");
+    r.data.skip_bytes = d.integer("skip_bytes", 0, 0, INT64_MAX);
+    r.data.val_fraction = d.num("val_fraction", 0.05, 0, 0.99);
+    if (d.has("generate")) {
+      Obj g(d.raw("generate"), d.at("generate"));
+      r.data.generate.samples = int(g.integer("samples", 0, 0, 1 << 24));
+      r.data.generate.max_tokens = int(g.integer("max_tokens", 256, 1, 1 << 20));
+      r.data.generate.temperature = float(g.num("temperature", 1.0, 0, 100));
+      r.data.generate.top_p = float(g.num("top_p", 1.0, 0, 1));
+      r.data.generate.seed = uint64_t(g.integer("seed", int64_t(seed), 0, INT64_MAX));
+      g.done();
+    }
+    d.done();
   }
-  r.data.tokens = resolve(d.str("tokens", ""), base);
-  if (r.data.text.empty() == r.data.tokens.empty()) d.bad("text", "exactly one of \"text\" and \"tokens\"");
-  r.data.skip_bytes = d.integer("skip_bytes", 0, 0, INT64_MAX);
-  r.data.val_fraction = d.num("val_fraction", 0.05, 0, 0.99);
-  if (d.has("generate")) {
-    Obj g(d.raw("generate"), d.at("generate"));
-    r.data.generate.samples = int(g.integer("samples", 0, 0, 1 << 24));
-    r.data.generate.max_tokens = int(g.integer("max_tokens", 256, 1, 1 << 20));
-    r.data.generate.temperature = float(g.num("temperature", 1.0, 0, 100));
-    r.data.generate.top_p = float(g.num("top_p", 1.0, 0, 1));
-    r.data.generate.seed = uint64_t(g.integer("seed", int64_t(seed), 0, INT64_MAX));
-    g.done();
-  }
-  d.done();
 
   if (!o.has("student")) o.bad("student", "an object with \"init\": from_teacher, random or model");
   Obj s(o.raw("student"), o.at("student"));
@@ -454,6 +456,15 @@ Recipe parse_recipe(const json& j, const std::string& base) {
     }
   }
   if (r.data.generate.samples > 0 && !r.teacher) fail("recipe", "$.data.generate: sequence-level distillation needs a \"teacher\"");
+  if (!o.has("data")) {
+    for (size_t i = 0; i < r.stages.size(); ++i) {
+      if (r.stages[i].needs_data()) {
+        o.bad("data", "an object with \"text\" (files) or \"tokens\" (a prepared folder): $.stages[" + std::to_string(i) + "] (" +
+                          r.stages[i].type + ") trains or calibrates on it");
+      }
+    }
+    if (r.student.shrink) o.bad("data", "an object with \"text\" or \"tokens\": $.student.width ranks channels on it");
+  }
 
   if (!o.has("output")) o.bad("output", "an object with \"dir\"");
   Obj out(o.raw("output"), o.at("output"));

@@ -29,7 +29,7 @@ struct GenerateSpec {            // sequence-level distillation: teacher samples
 
 struct DataSpec {
   std::vector<std::string> text;  // tokenized in memory ...
-  std::string tokens;             // ... or a folder from `condense data prepare`
+  std::string tokens;             // ... or a folder from `condense data prepare` (neither: no data, when no stage needs any)
   int64_t skip_bytes = 0;
   double val_fraction = 0.05;
   GenerateSpec generate;
@@ -72,6 +72,14 @@ struct StageSpec {
   bool compresses() const { return type == "prune" || type == "quantize" || type == "calibrate_kv"; }
   bool trains() const { return type == "train" || type == "distill" || type == "qat" || gradual.has_value(); }
   bool uses_teacher() const { return type == "distill" || type == "qat" || gradual_with == "distill"; }
+  // Trains on, or calibrates from, the recipe's data (RTN quantization, magnitude
+  // pruning and unit KV scales read none).
+  bool needs_data() const {
+    if (trains()) return true;
+    if (type == "prune") return prune.needs_calibration();
+    if (type == "quantize") return quantize.needs_calibration();
+    return type == "calibrate_kv" && !kv.unit_scales;
+  }
 };
 
 struct Recipe {

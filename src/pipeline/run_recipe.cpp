@@ -251,7 +251,11 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   popt.texts = r.data.text;
   popt.skip_bytes = r.data.skip_bytes;
   popt.val_fraction = r.data.val_fraction;
-  train::TokenDataset data = r.data.tokens.empty() ? train::TokenDataset::from_text(*tok, popt) : train::TokenDataset::open(r.data.tokens, fp);
+  // No data (parse_recipe allowed it: no stage trains or calibrates): an empty set.
+  const bool no_data = r.data.text.empty() && r.data.tokens.empty();
+  train::TokenDataset data = no_data                  ? train::TokenDataset::from_tokens({}, {}, fp)
+                             : r.data.tokens.empty() ? train::TokenDataset::from_text(*tok, popt)
+                                                     : train::TokenDataset::open(r.data.tokens, fp);
   json data_j = {{"train_tokens", data.train_tokens()}, {"val_tokens", data.val_tokens()}, {"tokenizer", fp}};
   if (r.data.generate.samples > 0) {
     const GenerateSpec& g = r.data.generate;
