@@ -20,5 +20,10 @@ fi
 
 extra=()
 [ "${CI:-}" = "true" ] && extra+=(-DCONDENSE_WERROR=ON)   # CI builds with warnings as errors
-cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release "${extra[@]}" "$@" >/dev/null
+# Quiet configure, except condense's own notes (e.g. why real_data tests will skip); all of it on failure.
+if ! log=$(cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release "${extra[@]}" "$@" 2>&1); then
+  echo "$log" >&2
+  exit 1
+fi
+grep '^-- condense:' <<<"$log" || true
 cmake --build "$build" -j2

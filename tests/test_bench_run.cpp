@@ -61,6 +61,7 @@ TEST(BenchRun, FollowsTheSchemaWithBoundsFromTheSameRun) {
     const double bound = std::min(d["bandwidth_bound_tok_s"].get<double>(), d["compute_bound_tok_s"].get<double>());
     EXPECT_NEAR(d["fraction_of_bound"].get<double>(), d["tok_s"].get<double>() / bound, 1e-9);
     EXPECT_TRUE(std::isfinite(d["step_ms_p50"].get<double>()) && d["step_ms_p50"].get<double>() > 0);
+    EXPECT_GE(d["step_ms_p99"].get<double>(), d["step_ms_p50"].get<double>());
   }
   // Weights held in their packed encodings: about the .cpk's tensor bytes (int4 g32 = 4.5 bits), not 32 bits.
   const CpkInfo info = read_cpk_info(path);

@@ -31,5 +31,6 @@ void register_train(CLI::App& app);
 void register_data(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_report(CLI::App& app);
 
 }  // namespace condense::cli

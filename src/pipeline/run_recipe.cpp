@@ -328,7 +328,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
     save_llama2c(student, model_out);
   }
 
-  json res = {{"recipe", r.name}, {"output_model", model_out}, {"tokenizer", tok_path}, {"data", data_j}, {"stages", stages},
+  json res = {{"recipe", r.name}, {"recipe_source", r.source}, {"output_model", model_out}, {"tokenizer", tok_path}, {"data", data_j}, {"stages", stages},
               {"student", {{"n_layers", student.config.n_layers}, {"dim", student.config.dim}, {"params", student.config.n_params()}}}};
   if (!width_j.is_null()) res["width_reduction"] = width_j;
   if (!r.eval_text.empty()) {

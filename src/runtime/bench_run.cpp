@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <ctime>
 
@@ -31,6 +32,14 @@ std::vector<int> synthetic_tokens(int n, int vocab) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// Nearest-rank percentile q in (0, 1].
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  const size_t r = size_t(std::ceil(q * double(v.size())));
+  return v[std::min(v.size(), std::max<size_t>(r, 1)) - 1];
 }
 
 std::string utc_now() {
@@ -93,7 +102,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   out["kind"] = "offline";
   out["date"] = utc_now();
   out["model"] = {{"path", path}, {"format", format}, {"dim", cfg.dim}, {"n_layers", cfg.n_layers}, {"vocab", cfg.vocab},
-                  {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()},
+                  {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()}, {"params", cfg.n_params()},
                   {"f32_macs_per_token", f32_macs}, {"int8_macs_per_token", int8_macs}, {"int16_macs_per_token", int16_macs}, {"activations", activations}, {"load_s", load_s},
                   {"linears", e.describe_linears()}};
   out["machine"] = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"threads", threads},
@@ -169,6 +178,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
         const double cp_bound = 1.0 / compute_s_per_token;
         const double bound = std::min(bw_bound, cp_bound);
         row.update({{"tokens", b * int(steps.size())}, {"tok_s", tok_s}, {"step_ms_p50", 1e3 * median(steps)},
+                    {"step_ms_p99", 1e3 * percentile(steps, 0.99)},
                     {"bytes_per_step", bytes}, {"bandwidth_bound_tok_s", bw_bound}, {"compute_bound_tok_s", cp_bound},
                     {"bound", bw_bound <= cp_bound ? "bandwidth" : "compute"}, {"fraction_of_bound", tok_s / bound}});
         for (int i = 1; i < b; ++i) e.drop_sequence(seqs[size_t(i)]);

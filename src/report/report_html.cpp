@@ -1,0 +1,245 @@
+#include "report/report_html.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "report/pareto.h"
+
+namespace condense::report {
+
+using nlohmann::json;
+
+namespace {
+
+// Okabe-Ito: distinguishable with every common colour-vision deficiency.
+const char* const kColours[] = {"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"};
+
+bool ok(double x) { return std::isfinite(x); }
+
+std::string esc(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+std::string fmt(double x, const char* f = "%.4g") {
+  if (!ok(x)) return "";
+  char b[64];
+  std::snprintf(b, sizeof b, f, x);
+  return b;
+}
+
+struct Axis {
+  double lo, hi;
+  // "Nice" ticks (1, 2, 5 x 10^k steps) covering [lo, hi].
+  std::vector<double> ticks() const {
+    const double span = hi - lo, raw = span / 5, mag = std::pow(10.0, std::floor(std::log10(raw)));
+    const double step = raw / mag < 1.5 ? mag : raw / mag < 3.5 ? 2 * mag : raw / mag < 7.5 ? 5 * mag : 10 * mag;
+    std::vector<double> t;
+    for (double x = std::ceil(lo / step) * step; x <= hi + 1e-9 * span; x += step) t.push_back(std::fabs(x) < 1e-12 * step ? 0 : x);
+    return t;
+  }
+};
+
+Axis axis_of(std::vector<double> xs) {
+  const auto [mn, mx] = std::minmax_element(xs.begin(), xs.end());
+  double lo = *mn, hi = *mx;
+  if (hi - lo < 1e-12 * std::max(1.0, std::fabs(hi))) {
+    lo -= std::max(1.0, std::fabs(lo)) * 0.1;
+    hi += std::max(1.0, std::fabs(hi)) * 0.1;
+  }
+  const double pad = (hi - lo) * 0.08;
+  return {lo - pad, hi + pad};
+}
+
+// One scatter chart: a mark per variant that has both values, the front as a
+// step line through its marks (labelled), the other marks dimmed.
+std::string chart(const std::vector<Variant>& v, const std::vector<double>& xs, const std::vector<double>& ys, const std::vector<bool>& front,
+                  const std::string& id, const std::string& title, const std::string& xlabel, const std::string& ylabel) {
+  const double W = 640, H = 400, L = 70, R = 20, T = 36, B = 52;
+  std::vector<size_t> shown;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (ok(xs[i]) && ok(ys[i])) shown.push_back(i);
+  }
+  std::string s = "<figure><svg id=\"" + id + "\" viewBox=\"0 0 640 400\" width=\"640\" height=\"400\" role=\"img\" aria-label=\"" +
+                  esc(title) + "\">\n<title>" + esc(title) + "</title>\n";
+  s += "<text x=\"320\" y=\"22\" text-anchor=\"middle\" class=\"ct\">" + esc(title) + "</text>\n";
+  if (shown.empty()) {
+    s += "<text x=\"320\" y=\"200\" text-anchor=\"middle\">no variant has both values</text></svg></figure>\n";
+    return s;
+  }
+  std::vector<double> sx, sy;
+  for (size_t i : shown) sx.push_back(xs[i]), sy.push_back(ys[i]);
+  const Axis ax = axis_of(sx), ay = axis_of(sy);
+  auto X = [&](double x) { return L + (x - ax.lo) / (ax.hi - ax.lo) * (W - L - R); };
+  auto Y = [&](double y) { return H - B - (y - ay.lo) / (ay.hi - ay.lo) * (H - T - B); };
+  s += "<rect x=\"" + fmt(L, "%.0f") + "\" y=\"" + fmt(T, "%.0f") + "\" width=\"" + fmt(W - L - R, "%.0f") + "\" height=\"" +
+       fmt(H - T - B, "%.0f") + "\" class=\"frame\"/>\n";
+  for (double t : ax.ticks()) {
+    s += "<line x1=\"" + fmt(X(t), "%.1f") + "\" x2=\"" + fmt(X(t), "%.1f") + "\" y1=\"" + fmt(H - B, "%.0f") + "\" y2=\"" + fmt(T, "%.0f") +
+         "\" class=\"grid\"/><text x=\"" + fmt(X(t), "%.1f") + "\" y=\"" + fmt(H - B + 16, "%.0f") + "\" text-anchor=\"middle\">" + fmt(t, "%g") +
+         "</text>\n";
+  }
+  for (double t : ay.ticks()) {
+    s += "<line x1=\"" + fmt(L, "%.0f") + "\" x2=\"" + fmt(W - R, "%.0f") + "\" y1=\"" + fmt(Y(t), "%.1f") + "\" y2=\"" + fmt(Y(t), "%.1f") +
+         "\" class=\"grid\"/><text x=\"" + fmt(L - 6, "%.0f") + "\" y=\"" + fmt(Y(t) + 4, "%.1f") + "\" text-anchor=\"end\">" + fmt(t, "%g") +
+         "</text>\n";
+  }
+  s += "<text x=\"" + fmt((L + W - R) / 2, "%.0f") + "\" y=\"" + fmt(H - 12, "%.0f") + "\" text-anchor=\"middle\">" + esc(xlabel) + "</text>\n";
+  s += "<text transform=\"translate(16 " + fmt((T + H - B) / 2, "%.0f") + ") rotate(-90)\" text-anchor=\"middle\">" + esc(ylabel) + "</text>\n";
+  // The front as steps (each front point dominates the region up and to its right).
+  std::vector<size_t> f;
+  for (size_t i : shown) {
+    if (front[i]) f.push_back(i);
+  }
+  std::sort(f.begin(), f.end(), [&](size_t a, size_t b) { return xs[a] != xs[b] ? xs[a] < xs[b] : ys[a] > ys[b]; });
+  if (!f.empty()) {
+    std::string pts;
+    for (size_t k = 0; k < f.size(); ++k) {
+      if (k > 0) pts += fmt(X(xs[f[k]]), "%.1f") + "," + fmt(Y(ys[f[k - 1]]), "%.1f") + " ";
+      pts += fmt(X(xs[f[k]]), "%.1f") + "," + fmt(Y(ys[f[k]]), "%.1f") + " ";
+    }
+    s += "<polyline class=\"frontline\" points=\"" + pts + "\"/>\n";
+  }
+  for (size_t i : shown) {
+    s += "<circle class=\"pt " + std::string(front[i] ? "front" : "dominated") + "\" data-variant=\"" + std::to_string(i) + "\" cx=\"" +
+         fmt(X(xs[i]), "%.1f") + "\" cy=\"" + fmt(Y(ys[i]), "%.1f") + "\" r=\"6\" fill=\"" + kColours[i % 8] + "\"><title>" + esc(v[i].name) +
+         ": " + fmt(xs[i]) + ", " + fmt(ys[i]) + "</title></circle>\n";
+    if (front[i]) {
+      s += "<text class=\"lbl\" x=\"" + fmt(X(xs[i]) + 8, "%.1f") + "\" y=\"" + fmt(Y(ys[i]) - 8, "%.1f") + "\">" + esc(v[i].name) + "</text>\n";
+    }
+  }
+  s += "</svg>";
+  if (shown.size() < v.size()) {
+    s += "<figcaption>" + std::to_string(v.size() - shown.size()) + " variant(s) lack one of the two values and are not shown.</figcaption>";
+  }
+  return s + "</figure>\n";
+}
+
+std::vector<double> col(const std::vector<Variant>& v, double Variant::*m, double scale = 1) {
+  std::vector<double> o;
+  for (const Variant& x : v) o.push_back(x.*m * scale);
+  return o;
+}
+
+std::string stages_text(const Variant& v) {
+  std::string s;
+  for (const json& h : v.stages) {
+    s += (s.empty() ? "" : " → ") + h.value("type", std::string());
+    if (h.contains("summary")) s += " " + h["summary"].dump();
+  }
+  return s;
+}
+
+}  // namespace
+
+Fronts fronts_of(const std::vector<Variant>& v) {
+  std::vector<std::array<double, 2>> lat, size;
+  for (const Variant& x : v) {
+    lat.push_back({x.tpot_p50_ms, x.delta_ppl_pct});
+    size.push_back({x.weight_bytes, x.delta_ppl_pct});
+  }
+  return {pareto_front(lat), pareto_front(size)};
+}
+
+json to_json(const std::vector<Variant>& v) {
+  const Fronts f = fronts_of(v);
+  json rows = json::array();
+  auto n = [](double x) { return ok(x) ? json(x) : json(nullptr); };
+  for (size_t i = 0; i < v.size(); ++i) {
+    const Variant& x = v[i];
+    rows.push_back({{"name", x.name}, {"model", x.model}, {"reference", x.reference}, {"ppl", n(x.ppl)}, {"delta_ppl_pct", n(x.delta_ppl_pct)},
+                    {"kl_mean", n(x.kl_mean)}, {"kl_p99", n(x.kl_p99)}, {"top1_agreement", n(x.top1)}, {"weight_bytes", n(x.weight_bytes)},
+                    {"params", n(x.params)}, {"bits_per_weight", n(x.bits_per_weight)}, {"tpot_p50_ms", n(x.tpot_p50_ms)},
+                    {"tpot_p99_ms", n(x.tpot_p99_ms)}, {"decode_tok_s", n(x.decode_tok_s)}, {"context", x.context}, {"linears", x.linears},
+                    {"machine", x.machine}, {"date", x.date}, {"on_latency_front", bool(f.latency[i])}, {"on_size_front", bool(f.size[i])},
+                    {"stages", x.stages}, {"recipe", x.recipe}, {"sources", x.sources}});
+  }
+  return {{"schema", "condense-report/1"}, {"variants", rows}};
+}
+
+std::string to_csv(const std::vector<Variant>& v) {
+  const Fronts f = fronts_of(v);
+  auto q = [](const std::string& s) {
+    std::string o = "\"";
+    for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return o + "\"";
+  };
+  std::string s =
+      "name,model,reference,ppl,delta_ppl_pct,kl_mean,kl_p99,top1_agreement,weight_bytes,bits_per_weight,tpot_p50_ms,tpot_p99_ms,decode_tok_s,"
+      "on_latency_front,on_size_front,linears,machine\n";
+  for (size_t i = 0; i < v.size(); ++i) {
+    const Variant& x = v[i];
+    s += q(x.name) + "," + q(x.model) + "," + (x.reference ? "1" : "0") + "," + fmt(x.ppl, "%.6g") + "," + fmt(x.delta_ppl_pct, "%.6g") + "," +
+         fmt(x.kl_mean, "%.6g") + "," + fmt(x.kl_p99, "%.6g") + "," + fmt(x.top1, "%.6g") + "," + fmt(x.weight_bytes, "%.0f") + "," +
+         fmt(x.bits_per_weight, "%.4g") + "," + fmt(x.tpot_p50_ms, "%.6g") + "," + fmt(x.tpot_p99_ms, "%.6g") + "," + fmt(x.decode_tok_s, "%.6g") +
+         "," + (f.latency[i] ? "1" : "0") + "," + (f.size[i] ? "1" : "0") + "," + q(x.linears) + "," + q(x.machine) + "\n";
+  }
+  return s;
+}
+
+std::string render_html(const std::vector<Variant>& v, const std::string& title) {
+  const Fronts f = fronts_of(v);
+  std::string s = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + esc(title) + "</title>\n<style>\n"
+      "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#111}h1{font-size:20px}figure{display:inline-block;margin:0 16px 16px 0}\n"
+      "svg text{font-size:11px;fill:#222}.ct{font-size:13px;font-weight:600}.frame{fill:none;stroke:#888}.grid{stroke:#e4e4e4}\n"
+      ".frontline{fill:none;stroke:#333;stroke-width:1.5;stroke-dasharray:5 3}.pt{stroke:#111;stroke-width:1}.pt.dominated{opacity:.35}\n"
+      ".lbl{font-size:11px}table{border-collapse:collapse;margin-top:8px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}\n"
+      "th{background:#f3f3f3;cursor:pointer}td.l{text-align:left}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;border:1px solid #111}\n"
+      ".legend>span{margin-right:14px;white-space:nowrap}pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:320px}@media print{th{cursor:auto}pre{max-height:none}}\n"
+      "</style></head><body>\n<h1>" + esc(title) + "</h1>\n";
+  s += "<p>Every variant placed by quality (ΔPPL against the reference, %: lower is better) against decode latency (time per output "
+       "token at batch 1, p50) and against size (weight bytes the runtime holds). The dashed steps join the Pareto front, whose variants "
+       "are labelled; dominated variants are dimmed. The table sorts on a click on its header.</p>\n";
+  s += chart(v, col(v, &Variant::tpot_p50_ms), col(v, &Variant::delta_ppl_pct), f.latency, "chart-latency", "Quality vs decode latency",
+             "TPOT p50 (ms per token, batch 1)", "ΔPPL vs reference (%)");
+  s += chart(v, col(v, &Variant::weight_bytes, 1e-6), col(v, &Variant::delta_ppl_pct), f.size, "chart-size", "Quality vs size",
+             "weights (MB)", "ΔPPL vs reference (%)");
+  s += "\n<p class=\"legend\">";
+  for (size_t i = 0; i < v.size(); ++i) {
+    s += "<span><span class=\"sw\" style=\"background:" + std::string(kColours[i % 8]) + "\"></span>" + esc(v[i].name) + "</span> ";
+  }
+  s += "</p>\n<table id=\"variants\"><thead><tr><th>variant</th><th>ΔPPL %</th><th>PPL</th><th>KL mean</th><th>KL p99</th><th>top-1 agr.</th>"
+       "<th>TPOT p50 ms</th><th>TPOT p99 ms</th><th>decode tok/s</th><th>weights MB</th><th>bits/weight</th><th>front</th>"
+       "<th>formats</th><th>stages</th><th>recipe</th></tr></thead><tbody>\n";
+  for (size_t i = 0; i < v.size(); ++i) {
+    const Variant& x = v[i];
+    auto td = [](double val, const char* f) { return "<td data-v=\"" + (ok(val) ? fmt(val, "%.9g") : std::string()) + "\">" + fmt(val, f) + "</td>"; };
+    std::string fr = std::string(f.latency[i] ? "latency " : "") + (f.size[i] ? "size" : "");
+    s += "<tr><td class=\"l\"><span class=\"sw\" style=\"background:" + std::string(kColours[i % 8]) + "\"></span>" + esc(x.name) +
+         (x.reference ? " (reference)" : "") + "</td>" + td(x.delta_ppl_pct, "%.3f") + td(x.ppl, "%.4f") + td(x.kl_mean, "%.4g") +
+         td(x.kl_p99, "%.4g") + td(x.top1, "%.4f") + td(x.tpot_p50_ms, "%.3f") + td(x.tpot_p99_ms, "%.3f") + td(x.decode_tok_s, "%.1f") +
+         td(x.weight_bytes * 1e-6, "%.2f") + td(x.bits_per_weight, "%.2f") + "<td class=\"l\">" + fr + "</td><td class=\"l\">" + esc(x.linears) +
+         "</td><td class=\"l\">" + esc(stages_text(x)) + "</td><td class=\"l\">" +
+         (x.recipe.is_null() ? std::string() : "<a href=\"#recipe-" + std::to_string(i) + "\">recipe</a>") + "</td></tr>\n";
+  }
+  s += "</tbody></table>\n<h2>Recipes and sources</h2>\n";
+  for (size_t i = 0; i < v.size(); ++i) {
+    const Variant& x = v[i];
+    s += "<h3 id=\"recipe-" + std::to_string(i) + "\">" + esc(x.name) + "</h3>\n<p>model " + esc(x.model) + "<br>machine " + esc(x.machine) +
+         (x.date.empty() ? "" : "; measured " + esc(x.date)) + "<br>read from ";
+    for (size_t k = 0; k < x.sources.size(); ++k) s += (k ? ", " : "") + esc(x.sources[k]);
+    s += "</p>\n";
+    if (!x.recipe.is_null()) s += "<pre>" + esc(x.recipe.dump(2)) + "</pre>\n";
+  }
+  s += "<script>\n"
+       "document.querySelectorAll('#variants th').forEach(function(th,c){var up=true;th.addEventListener('click',function(){\n"
+       "var tb=th.closest('table').tBodies[0],rows=Array.prototype.slice.call(tb.rows);\n"
+       "rows.sort(function(a,b){var x=a.cells[c],y=b.cells[c],p=x.getAttribute('data-v'),q=y.getAttribute('data-v');\n"
+       "if(p!==null&&q!==null){if(p==='')return 1;if(q==='')return -1;return up?p-q:q-p;}\n"
+       "return up?x.textContent.localeCompare(y.textContent):y.textContent.localeCompare(x.textContent);});\n"
+       "rows.forEach(function(r){tb.appendChild(r);});up=!up;});});\n"
+       "</script>\n</body></html>\n";
+  return s;
+}
+
+}  // namespace condense::report

@@ -1,0 +1,164 @@
+#include "report/variants.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "core/error.h"
+
+namespace condense::report {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& file, const std::string& what) { fail(file, what); }
+
+json read_json(const std::string& file) {
+  std::ifstream f(file);
+  if (!f) bad(file, "cannot be read");
+  try {
+    return json::parse(f);
+  } catch (const json::exception& e) {
+    bad(file, std::string("is not JSON: ") + e.what());
+  }
+}
+
+double num(const json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : kNone;
+}
+
+std::string str(const json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// Paths in results.json / bench JSON are as the run saw them: made absolute
+// against the folder the run was started from is unknowable, so relative
+// paths are taken against the working directory, as the runs take them.
+std::string key_of(const std::string& model) {
+  std::error_code ec;
+  const fs::path p = fs::weakly_canonical(fs::absolute(model), ec);
+  return ec ? model : p.string();
+}
+
+struct Joiner {
+  std::map<std::string, Variant> by_model;
+  std::vector<std::string> order;          // first appearance
+  std::vector<std::string> teachers;       // recipes' teacher model keys
+
+  Variant& at(const std::string& model) {
+    const std::string k = key_of(model);
+    auto [it, fresh] = by_model.try_emplace(k);
+    if (fresh) {
+      it->second.model = k;
+      it->second.name = fs::path(model).filename().string();
+      order.push_back(k);
+    }
+    return it->second;
+  }
+
+  void results(const json& j, const std::string& file) {
+    const std::string model = str(j, "output_model");
+    if (model.empty()) bad(file, "a results.json without \"output_model\"");
+    Variant& v = at(model);
+    v.sources.push_back(file);
+    v.name = str(j, "recipe").empty() ? v.name : str(j, "recipe");
+    if (j.contains("recipe_source")) {
+      v.recipe = j["recipe_source"];
+      const json& t = v.recipe.value("teacher", json::object());
+      if (t.is_object() && t.contains("model") && t["model"].is_string()) teachers.push_back(key_of(t["model"].get<std::string>()));
+    }
+    if (j.contains("student")) v.params = num(j["student"], "params");
+    v.stages = json::array();
+    for (const json& s : j.value("stages", json::array())) {
+      json h = {{"stage", s.value("name", "")}, {"type", s.value("type", "")}};
+      if (s.contains("summary")) h["summary"] = s["summary"];
+      v.stages.push_back(h);
+    }
+    if (j.contains("machine")) {
+      const json& m = j["machine"];
+      if (v.machine.empty()) v.machine = str(m, "cpu") + ", " + str(m, "isa") + ", " + std::to_string(m.value("threads", 0)) + " threads";
+    }
+    if (j.contains("eval")) {
+      const json& e = j["eval"];
+      v.ppl = num(e, "student_ppl");
+      if (e.contains("vs_teacher")) {
+        const json& t = e["vs_teacher"];
+        v.delta_ppl_pct = num(t, "delta_ppl_pct");
+        v.kl_mean = num(t, "kl_mean");
+        v.kl_p99 = num(t, "kl_p99");
+        v.top1 = num(t, "top1_agreement");
+      }
+    }
+  }
+
+  void bench(const json& j, const std::string& file) {
+    const json& m = j.value("model", json::object());
+    const std::string model = str(m, "path");
+    if (model.empty()) bad(file, "a condense-bench/1 file without \"model.path\"");
+    Variant& v = at(model);
+    v.sources.push_back(file);
+    v.weight_bytes = num(m, "weight_bytes");
+    if (v.params != v.params) v.params = num(m, "params");
+    v.linears = str(m, "linears");
+    v.date = str(j, "date");
+    const json& mc = j.value("machine", json::object());
+    v.machine = str(mc, "cpu") + ", " + str(mc, "isa") + ", " + std::to_string(mc.value("threads", 0)) + " threads";
+    for (const json& d : j.value("decode", json::array())) {
+      if (d.value("batch", 0) != 1 || !d.contains("tok_s")) continue;
+      v.tpot_p50_ms = num(d, "step_ms_p50");
+      v.tpot_p99_ms = num(d, "step_ms_p99");
+      v.decode_tok_s = num(d, "tok_s");
+      v.context = d.value("context", 0);
+      break;  // the first context measured
+    }
+  }
+
+  void file(const std::string& path) {
+    const json j = read_json(path);
+    if (!j.is_object()) bad(path, "is not a JSON object");
+    if (j.value("schema", "") == "condense-bench/1") return bench(j, path);
+    if (j.contains("output_model")) return results(j, path);
+    bad(path, "is neither a recipe's results.json nor condense-bench/1 JSON (`condense bench --json`)");
+  }
+};
+
+}  // namespace
+
+std::vector<Variant> load_variants(const std::vector<std::string>& paths) {
+  Joiner J;
+  for (const std::string& p : paths) {
+    if (fs::is_directory(p)) {
+      if (!fs::exists(fs::path(p) / "results.json")) bad(p, "a folder without results.json (a recipe's output folder is expected)");
+      J.file((fs::path(p) / "results.json").string());
+      std::vector<std::string> extra;  // bench*.json beside it, in name order
+      for (const auto& e : fs::directory_iterator(p)) {
+        const std::string n = e.path().filename().string();
+        if (n.rfind("bench", 0) == 0 && e.path().extension() == ".json") extra.push_back(e.path().string());
+      }
+      std::sort(extra.begin(), extra.end());
+      for (const std::string& x : extra) J.file(x);
+    } else {
+      J.file(p);
+    }
+  }
+  std::vector<Variant> out;
+  for (const std::string& k : J.order) {
+    Variant v = J.by_model.at(k);
+    if (std::find(J.teachers.begin(), J.teachers.end(), k) != J.teachers.end()) {
+      v.reference = true;
+      v.delta_ppl_pct = v.kl_mean = v.kl_p99 = 0;
+      v.top1 = 1;
+      if (v.name == fs::path(k).filename().string()) v.name = "reference (" + v.name + ")";
+    }
+    if (v.weight_bytes == v.weight_bytes && v.params == v.params && v.params > 0) v.bits_per_weight = 8 * v.weight_bytes / v.params;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+}  // namespace condense::report

@@ -1,0 +1,38 @@
+// The report's results model: one Variant per model, joined from the JSON
+// condense writes (a recipe's results.json, `condense bench --json`), read
+// from files only (DESIGN.md: report/ reads results JSON).
+#pragma once
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace condense::report {
+
+inline constexpr double kNone = std::numeric_limits<double>::quiet_NaN();
+
+struct Variant {
+  std::string name;    // the recipe's name, else the model's file name
+  std::string model;   // the model's path as the JSON names it (the join key, made absolute)
+  bool reference = false;  // the recipes' teacher: quality 0 by definition
+  // Quality against the reference (results.json eval.vs_teacher).
+  double ppl = kNone, delta_ppl_pct = kNone, kl_mean = kNone, kl_p99 = kNone, top1 = kNone;
+  // Size (bench model.weight_bytes: what the engine holds) and per parameter.
+  double weight_bytes = kNone, params = kNone, bits_per_weight = kNone;
+  // Decode at batch 1, the first context measured (bench decode[]).
+  double tpot_p50_ms = kNone, tpot_p99_ms = kNone, decode_tok_s = kNone;
+  int context = 0;
+  std::string linears, machine, date;
+  nlohmann::json recipe;   // results.json recipe_source (null when unknown)
+  nlohmann::json stages;   // results.json stages[].summary, in order
+  std::vector<std::string> sources;  // the files read for it
+};
+
+// Reads every path: a recipe output folder (its results.json, and bench*.json
+// beside it), a results.json, or a condense-bench/1 JSON file. Variants are
+// joined by model path; a bench of a recipe's teacher becomes the reference.
+// Fails naming the file on unreadable or foreign JSON.
+std::vector<Variant> load_variants(const std::vector<std::string>& paths);
+
+}  // namespace condense::report
