@@ -6,7 +6,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$here/build}"; shift || true
 
 pkgs=(g++ cmake make pkg-config libeigen3-dev libhdf5-dev nlohmann-json3-dev libcli11-dev
-      libzstd-dev libgtest-dev libbenchmark-dev libsentencepiece-dev)
+      libzstd-dev zlib1g-dev libgtest-dev libbenchmark-dev libsentencepiece-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
