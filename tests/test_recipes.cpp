@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "pipeline/recipe.h"
+#include "tests/test_util.h"
 
 using namespace condense;
 using nlohmann::json;
@@ -257,4 +258,22 @@ TEST(Recipe, DataIsNeededOnlyByStagesThatReadIt) {
   expect_error(j, {"$.data", "$.stages[1] (quantize)"});
   j["stages"] = json::parse(R"([{"type": "distill", "steps": 2}])");
   expect_error(j, {"$.data", "$.stages[0] (distill)"});
+}
+
+// "$CONDENSE_DATA_DIR/..." expands to the environment's data folder (else the
+// one beside the source tree), so recipes/ run from anywhere without --set.
+TEST(Recipe, DataDirVariableExpands) {
+  json j = good();
+  j["teacher"]["model"] = "$CONDENSE_DATA_DIR/models/m.bin";
+  j["data"]["text"] = json::array({"$CONDENSE_DATA_DIR/t.txt", "$CONDENSE_DATA_DIRX/u.txt"});
+  {
+    testutil::ScopedEnv env("CONDENSE_DATA_DIR", "/data/here");
+    const pipeline::Recipe r = pipeline::parse_recipe(j, "");
+    EXPECT_EQ(r.teacher->model, "/data/here/models/m.bin");
+    EXPECT_EQ(r.data.text[0], "/data/here/t.txt");
+    EXPECT_EQ(r.data.text[1], "$CONDENSE_DATA_DIRX/u.txt");  // another name: left alone
+  }
+  testutil::ScopedEnv unset("CONDENSE_DATA_DIR", "");
+  const pipeline::Recipe r = pipeline::parse_recipe(j, "");
+  EXPECT_NE(r.teacher->model.find("shared/data/models/m.bin"), std::string::npos) << r.teacher->model;
 }

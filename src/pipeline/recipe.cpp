@@ -1,6 +1,7 @@
 #include "pipeline/recipe.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -124,7 +125,18 @@ class Obj {
   mutable std::set<std::string> seen_;
 };
 
-std::string resolve(const std::string& p, const std::string& base) {
+// "$CONDENSE_DATA_DIR/..." : the environment's CONDENSE_DATA_DIR, else the
+// shared data folder beside the source tree this binary was built from, so the
+// recipes in recipes/ run from any directory without --set.
+std::string expand_data_dir(const std::string& p) {
+  static const std::string var = "$CONDENSE_DATA_DIR";
+  if (p.rfind(var, 0) != 0 || (p.size() > var.size() && p[var.size()] != '/')) return p;
+  const char* env = std::getenv("CONDENSE_DATA_DIR");
+  return std::string(env && *env ? env : CONDENSE_DEFAULT_DATA_DIR) + p.substr(var.size());
+}
+
+std::string resolve(const std::string& q, const std::string& base) {
+  const std::string p = expand_data_dir(q);
   if (p.empty() || fs::path(p).is_absolute() || base.empty()) return p;
   return (fs::path(base) / p).lexically_normal().string();
 }
