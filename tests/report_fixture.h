@@ -26,6 +26,7 @@ inline nlohmann::json results(const std::string& name, const std::string& model,
 inline nlohmann::json bench(const std::string& model, double bytes, double tpot_ms) {
   return {{"schema", "condense-bench/1"},
           {"date", "2026-11-30T00:00:00Z"},
+          {"condense", {{"version", "0.1.0"}, {"revision", "abc123"}}},
           {"model", {{"path", model}, {"weight_bytes", bytes}, {"params", 1000.0}, {"linears", "blocks: int4 g32 x int16"}}},
           {"machine", {{"cpu", "TestCPU"}, {"isa", "avx2"}, {"threads", 1}}},
           {"decode", json::array({{{"batch", 4}, {"context", 8}, {"tok_s", 1.0}, {"step_ms_p50", 99.0}},

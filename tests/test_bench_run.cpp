@@ -39,6 +39,7 @@ TEST(BenchRun, FollowsTheSchemaWithBoundsFromTheSameRun) {
   EXPECT_EQ(calls, 2 + 2 + 6);
   EXPECT_EQ(j["schema"], "condense-bench/1");
   EXPECT_EQ(j["kind"], "offline");
+  EXPECT_FALSE(j["condense"]["revision"].get<std::string>().empty());  // the build that measured it
   for (const char* k : {"read_gbs", "fma_gflops"}) EXPECT_GT(j["machine"][k].get<double>(), 0) << k;
   EXPECT_EQ(j["model"]["linears"], "blocks: int4 g32 x int16; head: int4 g32 x int16; embedding: the head's");
   ASSERT_EQ(j["prefill"].size(), 2u);

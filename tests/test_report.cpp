@@ -31,6 +31,7 @@ TEST(Report, JoinsResultsAndBenchByModel) {
   EXPECT_TRUE(v[5].reference);  // the recipes' teacher
   EXPECT_DOUBLE_EQ(v[5].delta_ppl_pct, 0.0);
   EXPECT_EQ(v[0].recipe["name"], "v-a");
+  EXPECT_EQ(v[0].revision, "abc123");
 }
 
 TEST(Report, SvgMarksAndFrontsAreTheParetoFronts) {

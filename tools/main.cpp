@@ -8,6 +8,7 @@
 #include "kernels/cpu/cpu_features.h"
 
 #include "core/error.h"
+#include "core/version.h"
 #include "tools/cli_common.h"
 
 namespace {
@@ -38,7 +39,7 @@ int main(int argc, char** argv) {
   app.name("condense");
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // --help shows every option's default
-  app.set_version_flag("--version", "condense 0.1.0");
+  app.set_version_flag("--version", std::string("condense ") + condense::version() + " (" + condense::git_revision() + ")");
   condense::cli::register_info(app);
   condense::cli::register_generate(app);
   condense::cli::register_eval(app);

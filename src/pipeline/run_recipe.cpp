@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "core/error.h"
+#include "core/version.h"
 #include "core/progress.h"
 #include "compress/quantize_model.h"
 #include "io/atomic_writer.h"
@@ -353,6 +354,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   res["seconds"] = std::chrono::duration<double>(clock::now() - t_start).count();
   res["machine"] = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())},
                     {"threads", omp_get_max_threads()}};
+  res["condense"] = {{"version", version()}, {"revision", git_revision()}};
   const std::string text = res.dump(2) + "\n";
   AtomicWriter w((fs::path(r.output_dir) / "results.json").string());
   w.write(text.data(), text.size());

@@ -161,7 +161,7 @@ json to_json(const std::vector<Variant>& v) {
                     {"kl_mean", n(x.kl_mean)}, {"kl_p99", n(x.kl_p99)}, {"top1_agreement", n(x.top1)}, {"weight_bytes", n(x.weight_bytes)},
                     {"params", n(x.params)}, {"bits_per_weight", n(x.bits_per_weight)}, {"tpot_p50_ms", n(x.tpot_p50_ms)},
                     {"tpot_p99_ms", n(x.tpot_p99_ms)}, {"decode_tok_s", n(x.decode_tok_s)}, {"context", x.context}, {"linears", x.linears},
-                    {"machine", x.machine}, {"date", x.date}, {"on_latency_front", bool(f.latency[i])}, {"on_size_front", bool(f.size[i])},
+                    {"machine", x.machine}, {"date", x.date}, {"revision", x.revision}, {"on_latency_front", bool(f.latency[i])}, {"on_size_front", bool(f.size[i])},
                     {"stages", x.stages}, {"recipe", x.recipe}, {"sources", x.sources}});
   }
   return {{"schema", "condense-report/1"}, {"variants", rows}};
@@ -226,7 +226,8 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
   for (size_t i = 0; i < v.size(); ++i) {
     const Variant& x = v[i];
     s += "<h3 id=\"recipe-" + std::to_string(i) + "\">" + esc(x.name) + "</h3>\n<p>model " + esc(x.model) + "<br>machine " + esc(x.machine) +
-         (x.date.empty() ? "" : "; measured " + esc(x.date)) + "<br>read from ";
+         (x.date.empty() ? "" : "; measured " + esc(x.date)) + (x.revision.empty() ? "" : " by condense " + esc(x.revision)) +
+         "<br>read from ";
     for (size_t k = 0; k < x.sources.size(); ++k) s += (k ? ", " : "") + esc(x.sources[k]);
     s += "</p>\n";
     if (!x.recipe.is_null()) s += "<pre>" + esc(x.recipe.dump(2)) + "</pre>\n";

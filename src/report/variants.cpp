@@ -73,6 +73,7 @@ struct Joiner {
       if (t.is_object() && t.contains("model") && t["model"].is_string()) teachers.push_back(key_of(t["model"].get<std::string>()));
     }
     if (j.contains("student")) v.params = num(j["student"], "params");
+    if (v.revision.empty() && j.contains("condense")) v.revision = str(j["condense"], "revision");
     v.stages = json::array();
     for (const json& s : j.value("stages", json::array())) {
       json h = {{"stage", s.value("name", "")}, {"type", s.value("type", "")}};
@@ -106,6 +107,7 @@ struct Joiner {
     if (v.params != v.params) v.params = num(m, "params");
     v.linears = str(m, "linears");
     v.date = str(j, "date");
+    if (j.contains("condense")) v.revision = str(j["condense"], "revision");
     const json& mc = j.value("machine", json::object());
     v.machine = str(mc, "cpu") + ", " + str(mc, "isa") + ", " + std::to_string(mc.value("threads", 0)) + " threads";
     for (const json& d : j.value("decode", json::array())) {

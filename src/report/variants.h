@@ -24,6 +24,7 @@ struct Variant {
   double tpot_p50_ms = kNone, tpot_p99_ms = kNone, decode_tok_s = kNone;
   int context = 0;
   std::string linears, machine, date;
+  std::string revision;    // the condense build that measured it (bench, else results: condense.revision)
   nlohmann::json recipe;   // results.json recipe_source (null when unknown)
   nlohmann::json stages;   // results.json stages[].summary, in order
   std::vector<std::string> sources;  // the files read for it

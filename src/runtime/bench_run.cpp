@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "core/error.h"
+#include "core/version.h"
 #include "core/process_stats.h"
 #include "io/model_loader.h"
 #include "kernels/cpu/cpu_features.h"
@@ -101,6 +102,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   out["schema"] = "condense-bench/1";
   out["kind"] = "offline";
   out["date"] = utc_now();
+  out["condense"] = {{"version", version()}, {"revision", git_revision()}};
   out["model"] = {{"path", path}, {"format", format}, {"dim", cfg.dim}, {"n_layers", cfg.n_layers}, {"vocab", cfg.vocab},
                   {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()}, {"params", cfg.n_params()},
                   {"f32_macs_per_token", f32_macs}, {"int8_macs_per_token", int8_macs}, {"int16_macs_per_token", int16_macs}, {"activations", activations}, {"load_s", load_s},
