@@ -14,6 +14,7 @@
 #include "model/tokenizer_llama2c.h"
 #include "tests/reference/llama2c_ref64.h"
 #include "tests/test_util.h"
+#include "train/tokenizer_training.h"
 
 using namespace condense;
 
@@ -216,4 +217,36 @@ TEST(HfBpeTokenizer, UnsupportedFilesFailNamingTheJsonPath) {
             std::string::npos);
   EXPECT_NE(err(R"({"model":{"type":"BPE","vocab":{"a":0},"merges":["a b"]}})").find("model.merges"), std::string::npos);
   EXPECT_NE(err("{oops").find("JSON"), std::string::npos);
+}
+
+// A tokenizer learned from text (for models trained from scratch): the vocab
+// asked for, Llama's special ids, and every string round-trips through it,
+// characters it never saw included (byte fallback); bad options are named.
+TEST(TokenizerTraining, LearnsAVocabularyThatRoundTripsAnyText) {
+  testutil::TempDir d;
+  std::mt19937 g(3);
+  const char* words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", "away", "quickly", "over", "hill"};
+  std::string text;
+  for (int i = 0; i < 20000; ++i) text += std::string(words[g() % 14]) + (i % 11 == 10 ? ".\n" : " ");
+  testutil::write_file(d / "corpus.txt", text);
+  condense::train::TokenizerTraining o;
+  o.vocab = 300;
+  testutil::write_file(d / "tok.model", condense::train::train_tokenizer({d / "corpus.txt"}, o));
+  const auto tok = load_tokenizer_file(d / "tok.model");
+  EXPECT_EQ(tok->vocab_size(), 300);
+  for (const std::string& s : {std::string("the cat sat on a mat."), std::string("Zebras ünïcode ☃ 42!"), std::string("tab\there")}) {
+    const std::vector<int> ids = tok->encode(s);
+    std::string back;
+    int prev = 1;  // BOS
+    for (int t : ids) {
+      back += tok->decode_token(prev, t);
+      prev = t;
+    }
+    EXPECT_EQ(back, s) << "ids " << ids.size();
+  }
+  EXPECT_LT(tok->encode("the cat sat on a mat").size(), 12u) << "learned pieces, not bytes";
+  o.vocab = 100;
+  EXPECT_THROW(condense::train::train_tokenizer({d / "corpus.txt"}, o), Error);
+  o.vocab = 300;
+  EXPECT_THROW(condense::train::train_tokenizer({d / "missing.txt"}, o), Error);
 }

@@ -1,11 +1,14 @@
 // condense data prepare --text FILE... --tokenizer T --out DIR: token shards + manifest.
+// condense data tokenizer --text FILE... --vocab N --out tokenizer.model: learn a tokenizer.
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/model_loader.h"
 #include "tools/cli_common.h"
+#include "io/atomic_writer.h"
 #include "train/token_data.h"
+#include "train/tokenizer_training.h"
 
 namespace condense::cli {
 
@@ -51,6 +54,24 @@ void register_data(CLI::App& app) {
     } else {
       std::cout << "wrote " << r.manifest_path << ": " << r.train_tokens << " training and " << r.val_tokens << " held-out tokens\n";
     }
+  });
+
+  auto* tk = data->add_subcommand("tokenizer", "Learn a SentencePiece tokenizer (BPE, byte fallback, Llama ids) from text files");
+  auto to = std::make_shared<train::TokenizerTraining>();
+  auto texts = std::make_shared<std::vector<std::string>>();
+  auto tout = std::make_shared<std::string>();
+  tk->add_option("--text", *texts, "UTF-8 text files")->required()->check(CLI::ExistingFile);
+  tk->add_option("--vocab", to->vocab, "Vocabulary size (>= 260: 256 byte pieces + unk/bos/eos + learned pieces)");
+  tk->add_option("--type", to->type, "bpe or unigram")->check(CLI::IsMember({"bpe", "unigram"}));
+  tk->add_option("--out", *tout, "The tokenizer.model to write")->required();
+  tk->callback([=] {
+    to->threads = active_threads();
+    const std::string proto = train::train_tokenizer(*texts, *to);
+    AtomicWriter w(*tout);
+    w.write(proto.data(), proto.size());
+    w.commit();
+    const auto check = load_tokenizer_file(*tout);  // what condense will read back
+    std::cout << "wrote " << *tout << " (" << check->vocab_size() << " tokens, " << check->kind() << ")\n";
   });
 }
 
