@@ -163,8 +163,14 @@ TEST(Recipe, RandomStudentConfigIsValidatedUpFront) {
   expect_error(j, {"$.student.config.n_layer", "unknown key"});
   j["student"] = {{"init", "random"}, {"shape", "stories16M"}};
   expect_error(j, {"$.student.shape", "stories15M"});
-  j["student"] = {{"init", "random"}, {"config", {{"n_layers", 3}}}, {"tokenizer", "t.bin"}};
-  expect_error(j, {"$.student.tokenizer"});
+  j["student"] = {{"init", "from_teacher"}, {"tokenizer", "t.bin"}};
+  expect_error(j, {"$.student.tokenizer", "teacher's tokenizer"});
+  j.erase("teacher");
+  j["stages"] = json::parse(R"([{"type": "train", "steps": 2}])");
+  j["student"] = {{"init", "random"}, {"shape", "stories15M"}};
+  expect_error(j, {"$.student.tokenizer", "condense data tokenizer"});
+  j["student"]["tokenizer"] = "t.model";  // from scratch: its own tokenizer
+  EXPECT_NO_THROW(pipeline::parse_recipe(j, ""));
 }
 
 TEST(Recipe, DataNeedsExactlyOneSource) {

@@ -12,10 +12,14 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "io/model_loader.h"
 #include "io/train_state.h"
+#include "pipeline/recipe.h"
+#include "pipeline/run_recipe.h"
 #include "model/shapes.h"
 #include "tests/test_util.h"
 #include "tests/tiny_model.h"
+#include "train/tokenizer_training.h"
 #include "train/trainer.h"
 
 using namespace condense;
@@ -238,4 +242,33 @@ TEST(Training, GradientAccumulationEqualsALargerBatch) {
     EXPECT_NEAR(la[i].second, lb[i].second, 1e-4 * la[i].second) << "gradient norm, step " << i + 1;
   }
   EXPECT_LT(la.back().first, la.front().first - 0.5);  // and it trains
+}
+
+// From scratch, no teacher: a tokenizer learned from the text, a random model
+// of a given config trained on it by a recipe; the written folder carries the
+// tokenizer (tokenizer.model) so it loads and runs without --tokenizer.
+TEST(Training, FromScratchWithALearnedTokenizer) {
+  testutil::TempDir d;
+  std::string text;
+  std::mt19937 g(9);
+  const char* words[] = {"sun", "moon", "star", "sky", "sea", "wave", "wind", "rain"};
+  for (int i = 0; i < 6000; ++i) text += std::string(words[g() % 8]) + (i % 9 == 8 ? ".\n" : " ");
+  testutil::write_file(d / "corpus.txt", text);
+  condense::train::TokenizerTraining o;
+  o.vocab = 280;
+  testutil::write_file(d / "tok.model", condense::train::train_tokenizer({d / "corpus.txt"}, o));
+  const nlohmann::json recipe = {
+      {"name", "scratch"},
+      {"data", {{"text", d / "corpus.txt"}}},
+      {"student", {{"init", "random"}, {"shape", "stories15M"}, {"tokenizer", d / "tok.model"},
+                   {"config", {{"dim", 32}, {"n_layers", 1}, {"n_heads", 2}, {"n_kv_heads", 2}, {"ffn_dim", 64}, {"max_seq", 64}}}}},
+      {"stages", nlohmann::json::array({{{"type", "train"}, {"steps", 3}, {"batch", 2}, {"seq", 32}}})},
+      {"output", {{"dir", d / "out"}}}};
+  const auto res = condense::pipeline::run_recipe(condense::pipeline::parse_recipe(recipe, ""), {});
+  EXPECT_TRUE(std::filesystem::exists(d / "out/model/tokenizer.model"));
+  const LoadedModel m = load_model(res["output_model"].get<std::string>());
+  ASSERT_NE(m.tokenizer, nullptr);
+  EXPECT_EQ(m.tokenizer->vocab_size(), 280);
+  EXPECT_EQ(m.model.config.vocab, 280);
+  EXPECT_EQ(m.model.config.dim, 32);
 }

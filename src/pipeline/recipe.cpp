@@ -435,7 +435,10 @@ Recipe parse_recipe(const json& j, const std::string& base) {
   }
   r.student.model = {resolve(s.str("model", ""), base), resolve(s.str("tokenizer", ""), base)};
   if (r.student.init == "model" && r.student.model.model.empty()) s.bad("model", "a model path (init is \"model\")");
-  if (r.student.init != "model" && !r.student.model.tokenizer.empty()) s.bad("tokenizer", "nothing (applies to init \"model\")");
+  if (r.student.init == "from_teacher" && !r.student.model.tokenizer.empty()) {
+    s.bad("tokenizer", "nothing (a from_teacher student uses the teacher's tokenizer)");
+  }
+
   if (r.student.init == "random" && r.student.shape.empty() && !r.teacher) {
     s.bad("shape", "a shape name (random init without a teacher has no config to start from)");
   }
@@ -468,6 +471,9 @@ Recipe parse_recipe(const json& j, const std::string& base) {
     }
   }
   if (r.data.generate.samples > 0 && !r.teacher) fail("recipe", "$.data.generate: sequence-level distillation needs a \"teacher\"");
+  if (r.student.init == "random" && !r.teacher && r.student.model.tokenizer.empty()) {
+    fail("recipe", "$.student.tokenizer: expected a tokenizer file (random init without a teacher; `condense data tokenizer` learns one from text)");
+  }
   if (!o.has("data")) {
     for (size_t i = 0; i < r.stages.size(); ++i) {
       if (r.stages[i].needs_data()) {

@@ -46,7 +46,7 @@ struct StudentSpec {
   std::vector<int> layers;            // from_teacher: teacher layers kept (empty: all)
   std::string shape;                  // random: a `condense init` shape name ...
   ConfigOverrides config;             // ... or the teacher's config, with these fields overridden
-  ModelSource model;                  // model: start from this checkpoint
+  ModelSource model;                  // model: start from this checkpoint; random: model.tokenizer, its tokenizer (no teacher)
   uint64_t seed = 1;
   bool shrink = false;                // from_teacher: width reduction by importance
   train::WidthTarget width;

@@ -237,7 +237,20 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
     }
     student = std::move(s.model);
   } else {
-    if (!tok) fail("recipe", "$.student: random init without a teacher needs the tokenizer of a teacher (set $.teacher)");
+    if (!r.student.model.tokenizer.empty()) {  // its own tokenizer: the teacher's, when there is one, must be the same
+      auto own = load_tokenizer_file(r.student.model.tokenizer);
+      if (tok && train::tokenizer_fingerprint(*own) != train::tokenizer_fingerprint(*tok)) {
+        fail("recipe", "$.student.tokenizer " + vocab_name(*own, r.student.model.tokenizer) + " differs from the teacher's " +
+                           vocab_name(*tok, tok_path),
+             "Teacher and student must share one tokenizer");
+      }
+      if (!tok) {
+        own_tok = std::move(own);
+        tok = own_tok.get();
+        tok_path = r.student.model.tokenizer;
+      }
+    }
+    if (!tok) fail("recipe", "$.student: random init without a teacher needs a tokenizer ($.student.tokenizer or a $.teacher)");
     student = random_model(random_config(r.student, teacher ? &teacher->model.config : nullptr, tok->vocab_size()), r.student.seed);
   }
   if (student.config.vocab != tok->vocab_size()) {
@@ -324,6 +337,13 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   } else if (r.output_format == "hf") {
     model_out = (fs::path(r.output_dir) / "model").string();
     save_hf_model(student, model_out, DType::F32, {{"condense.recipe", r.name}});
+    // The tokenizer goes with the folder where the loader finds it (a model
+    // trained from scratch has no other copy).
+    const fs::path tp(tok_path);
+    const std::string ext = tp.extension().string();
+    if (fs::is_regular_file(tp) && (ext == ".model" || ext == ".json")) {
+      fs::copy_file(tp, fs::path(model_out) / (ext == ".model" ? "tokenizer.model" : "tokenizer.json"), fs::copy_options::overwrite_existing);
+    }
   } else {
     model_out = (fs::path(r.output_dir) / "model.bin").string();
     save_llama2c(student, model_out);
