@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages condense needs (as root, only what is missing)
-# and configures + builds it. Usage: scripts/setup.sh [build-dir] [extra cmake args]
+# and configures + builds it. Usage: scripts/setup.sh [build-dir] [--main] [extra cmake args]
+# --main builds only the `condense` binary (what scripts/demo.sh runs); without
+# it, the tests and benchmarks too.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$here/build}"; shift || true
+target=()
+if [ "${1:-}" = "--main" ]; then target=(--target condense); shift; fi
 
 pkgs=(g++ cmake make pkg-config libeigen3-dev libhdf5-dev nlohmann-json3-dev libcli11-dev
-      libzstd-dev zlib1g-dev libgtest-dev libbenchmark-dev libsentencepiece-dev)
+      libzstd-dev zlib1g-dev libgtest-dev libbenchmark-dev libsentencepiece-dev
+      fortunes-min fortunes)  # fortunes: the English corpus the main job's default teacher learns from
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,4 +31,4 @@ if ! log=$(cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release "${extra[@]}"
   exit 1
 fi
 grep '^-- condense:' <<<"$log" || true
-cmake --build "$build" -j2
+cmake --build "$build" -j2 "${target[@]}"

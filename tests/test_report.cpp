@@ -30,6 +30,7 @@ TEST(Report, JoinsResultsAndBenchByModel) {
   EXPECT_EQ(v[0].sources.size(), 2u);
   EXPECT_TRUE(v[5].reference);  // the recipes' teacher
   EXPECT_DOUBLE_EQ(v[5].delta_ppl_pct, 0.0);
+  EXPECT_DOUBLE_EQ(v[5].ppl, 5.0);  // the teacher's, from the recipes' evaluation
   EXPECT_EQ(v[0].recipe["name"], "v-a");
   EXPECT_EQ(v[0].revision, "abc123");
 }

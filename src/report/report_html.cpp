@@ -216,7 +216,7 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
     auto td = [](double val, const char* f) { return "<td data-v=\"" + (ok(val) ? fmt(val, "%.9g") : std::string()) + "\">" + fmt(val, f) + "</td>"; };
     std::string fr = std::string(f.latency[i] ? "latency " : "") + (f.size[i] ? "size" : "");
     s += "<tr><td class=\"l\"><span class=\"sw\" style=\"background:" + std::string(kColours[i % 8]) + "\"></span>" + esc(x.name) +
-         (x.reference ? " (reference)" : "") + "</td>" + td(x.delta_ppl_pct, "%.3f") + td(x.ppl, "%.4f") + td(x.kl_mean, "%.4g") +
+         (x.reference && x.name.rfind("reference", 0) != 0 ? " (reference)" : "") + "</td>" + td(x.delta_ppl_pct, "%.3f") + td(x.ppl, "%.4f") + td(x.kl_mean, "%.4g") +
          td(x.kl_p99, "%.4g") + td(x.top1, "%.4f") + td(x.tpot_p50_ms, "%.3f") + td(x.tpot_p99_ms, "%.3f") + td(x.decode_tok_s, "%.1f") +
          td(x.weight_bytes * 1e-6, "%.2f") + td(x.bits_per_weight, "%.2f") + "<td class=\"l\">" + fr + "</td><td class=\"l\">" + esc(x.linears) +
          "</td><td class=\"l\">" + esc(stages_text(x)) + "</td><td class=\"l\">" +

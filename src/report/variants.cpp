@@ -49,6 +49,7 @@ struct Joiner {
   std::map<std::string, Variant> by_model;
   std::vector<std::string> order;          // first appearance
   std::vector<std::string> teachers;       // recipes' teacher model keys
+  std::map<std::string, double> teacher_ppl;  // their perplexity, as the recipes' evaluations measured it
 
   Variant& at(const std::string& model) {
     const std::string k = key_of(model);
@@ -70,7 +71,13 @@ struct Joiner {
     if (j.contains("recipe_source")) {
       v.recipe = j["recipe_source"];
       const json& t = v.recipe.value("teacher", json::object());
-      if (t.is_object() && t.contains("model") && t["model"].is_string()) teachers.push_back(key_of(t["model"].get<std::string>()));
+      if (t.is_object() && t.contains("model") && t["model"].is_string()) {
+        teachers.push_back(key_of(t["model"].get<std::string>()));
+        if (j.contains("eval")) {
+          const double tp = num(j["eval"], "teacher_ppl");
+          if (tp == tp) teacher_ppl.emplace(teachers.back(), tp);
+        }
+      }
     }
     if (j.contains("student")) v.params = num(j["student"], "params");
     if (v.revision.empty() && j.contains("condense")) v.revision = str(j["condense"], "revision");
@@ -155,7 +162,11 @@ std::vector<Variant> load_variants(const std::vector<std::string>& paths) {
       v.reference = true;
       v.delta_ppl_pct = v.kl_mean = v.kl_p99 = 0;
       v.top1 = 1;
-      if (v.name == fs::path(k).filename().string()) v.name = "reference (" + v.name + ")";
+      if (v.ppl != v.ppl && J.teacher_ppl.count(k)) v.ppl = J.teacher_ppl.at(k);
+      if (v.name == fs::path(k).filename().string()) {  // no recipe named it: the last two path parts say more than "model"
+        const fs::path p(k);
+        v.name = "reference (" + (p.parent_path().filename() / p.filename()).string() + ")";
+      }
     }
     if (v.weight_bytes == v.weight_bytes && v.params == v.params && v.params > 0) v.bits_per_weight = 8 * v.weight_bytes / v.params;
     out.push_back(std::move(v));
