@@ -234,3 +234,22 @@ TEST(Generate, ReportsAnEarlyStopAndCanIgnoreIt) {
   EXPECT_EQ(st.stop_token, -1);
   EXPECT_EQ(out.size(), 6u);
 }
+
+// A tied f32 table is held once: lookups read the head's pack (the same floats),
+// so the engine's weight bytes are the head's plus the blocks', and the logits
+// are the untied-copy ones bit for bit (a model with the table untied but equal).
+TEST(NativeEngine, TiedF32TableIsHeldOnce) {
+  Model tied = random_model(testutil::tiny_config({.ffn = 72}), 12);
+  ASSERT_TRUE(tied.config.tied_embeddings);
+  Engine e(tied);
+  EXPECT_NE(e.describe_linears().find("embedding: the head's"), std::string::npos) << e.describe_linears();
+  const size_t table = size_t(tied.config.vocab) * size_t(tied.config.dim) * 4;
+  Model untied = tied;
+  untied.config.tied_embeddings = false;
+  untied.lm_head = Tensor::empty(DType::F32, {tied.config.vocab, tied.config.dim});
+  std::memcpy(untied.lm_head.f32(), tied.embed.f32(), table);
+  Engine u(untied);
+  EXPECT_EQ(u.weight_bytes(), e.weight_bytes() + table) << "the untied engine holds the table and the head";
+  const std::vector<int> toks = {1, 7, 3, 9, 2, 5};
+  ASSERT_EQ(logits_of(tied, toks), logits_of(untied, toks));
+}

@@ -28,6 +28,11 @@ Engine::Engine(const Model& m, const EngineOptions& opt)
     // A quantized table stays packed: lookups decode one row. Tied, it is the head's pack.
     embed_from_head_ = cfg_.tied_embeddings;
     if (!embed_from_head_) embed_packed_ = pack_linear(m, {{kEmbed, &m.embed}}, {cfg_.vocab}, cfg_.dim, false, &arena);
+  } else if (cfg_.tied_embeddings) {
+    // Tied f32: the head's pack holds the same floats (kept ones, when pruned);
+    // a second f32 copy would double the table's memory.
+    if (!m.embed.defined()) fail("engine", std::string("the embedding '") + kEmbed + "' has no values");
+    embed_from_head_ = true;
   } else {
     if (!m.embed.defined()) fail("engine", std::string("the embedding '") + kEmbed + "' has no values");
     embed_ = m.embed;
