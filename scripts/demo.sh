@@ -69,11 +69,16 @@ if [ "$model" = default ]; then
     "$bin" data tokenizer --text "$work/train.txt" --vocab 1024 --out "$work/tokenizer.model"
   fi
   train="$work/train.txt" eval="$work/eval.txt"
+  before=$(stat -c %Y "$work/teacher/results.json" 2>/dev/null || echo none)
   run teacher "{\"name\": \"teacher\", \"data\": {\"text\": \"$train\"},
     \"student\": {\"init\": \"random\", \"shape\": \"stories15M\", \"tokenizer\": \"$work/tokenizer.model\", \"seed\": 7,
                 \"config\": {\"dim\": 192, \"n_layers\": 4, \"n_heads\": 4, \"n_kv_heads\": 4, \"ffn_dim\": 512, \"max_seq\": 256}},
     \"stages\": [{\"type\": \"train\", \"steps\": 800, \"batch\": 16, \"seq\": 128, \"lr\": 0.003}],
     \"output\": {\"dir\": \"$work/teacher\"}}"
+  if [ "$(stat -c %Y "$work/teacher/results.json")" != "$before" ]; then
+    # A new teacher: every variant and benchmark made from the old one is stale.
+    rm -rf "$work"/{distilled,int8,int4-gptq,sparse50-int8,fp8-kv,reference}
+  fi
   teacher="$work/teacher/model" keep="[0, 3]" distill_steps=300
 elif [ "$model" = stories260K ]; then
   teacher="$data/models/stories260K/stories260K.bin"
