@@ -10,6 +10,8 @@
 #
 # Work and results under build/demo (CONDENSE_DEMO_DIR); a rerun only redoes a
 # step whose recipe changed. Prints a table and the path of report.html.
+# CONDENSE_DEMO_TEACHER_STEPS (800) and CONDENSE_DEMO_DISTILL_STEPS (300)
+# shorten the training (the CI test of this script uses a few steps).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${CONDENSE_BIN:-$here/build/condense}"
@@ -18,7 +20,7 @@ model=default
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="${2:?--model needs a name: default or stories260K}"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 0 ;;
     *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 1 ;;
   esac
 done
@@ -73,18 +75,18 @@ if [ "$model" = default ]; then
   run teacher "{\"name\": \"teacher\", \"data\": {\"text\": \"$train\"},
     \"student\": {\"init\": \"random\", \"shape\": \"stories15M\", \"tokenizer\": \"$work/tokenizer.model\", \"seed\": 7,
                 \"config\": {\"dim\": 192, \"n_layers\": 4, \"n_heads\": 4, \"n_kv_heads\": 4, \"ffn_dim\": 512, \"max_seq\": 256}},
-    \"stages\": [{\"type\": \"train\", \"steps\": 800, \"batch\": 16, \"seq\": 128, \"lr\": 0.003}],
+    \"stages\": [{\"type\": \"train\", \"steps\": ${CONDENSE_DEMO_TEACHER_STEPS:-800}, \"batch\": 16, \"seq\": 128, \"lr\": 0.003}],
     \"output\": {\"dir\": \"$work/teacher\"}}"
   if [ "$(stat -c %Y "$work/teacher/results.json")" != "$before" ]; then
     # A new teacher: every variant and benchmark made from the old one is stale.
     rm -rf "$work"/{distilled,int8,int4-gptq,sparse50-int8,fp8-kv,reference}
   fi
-  teacher="$work/teacher/model" keep="[0, 3]" distill_steps=300
+  teacher="$work/teacher/model" keep="[0, 3]" distill_steps=${CONDENSE_DEMO_DISTILL_STEPS:-300}
 elif [ "$model" = stories260K ]; then
   teacher="$data/models/stories260K/stories260K.bin"
   train="$data/text/tinystories/tinystories_valid_head.txt" eval="$train"
   [ -f "$teacher" ] && [ -f "$train" ] || { echo "demo: --model stories260K needs $teacher and $train (../shared/data)" >&2; exit 1; }
-  keep="[0, 2, 4]" distill_steps=300
+  keep="[0, 2, 4]" distill_steps=${CONDENSE_DEMO_DISTILL_STEPS:-300}
 else
   echo "demo: unknown --model '$model' (default or stories260K)" >&2
   exit 1
