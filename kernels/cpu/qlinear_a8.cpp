@@ -328,22 +328,20 @@ CONDENSE_AVX512_VNNI void body_vnni(const QMatrix& w, int64_t p, const uint8_t* 
           _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(c + xr.prefetch + 64), _MM_HINT_T0);
         }
-        {
-          const __m512i v0 = _mm512_loadu_si512(c), v1 = _mm512_loadu_si512(c + 64);
-          if constexpr (A16) {
-            step_digits_vnni<MR, I4>(a, v0, v1, xi + (pos / 4) * 2 * MR);
-          } else if constexpr (I4) {
-            const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
-            const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
+        const __m512i v0 = _mm512_loadu_si512(c), v1 = _mm512_loadu_si512(c + 64);
+        if constexpr (A16) {
+          step_digits_vnni<MR, I4>(a, v0, v1, xi + (pos / 4) * 2 * MR);
+        } else if constexpr (I4) {
+          const __m512i l0 = _mm512_and_si512(v0, nib), h0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), nib);
+          const __m512i l1 = _mm512_and_si512(v1, nib), h1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), nib);
 #pragma GCC unroll 8
-            for (int r = 0; r < MR; ++r) {
-              const __m512i xl = _mm512_set1_epi32(xi[(pos / 4) * MR + r]), xh = _mm512_set1_epi32(xi[(pos / 4 + 1) * MR + r]);
-              a[r][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][0], l0, xl), h0, xh);
-              a[r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][1], l1, xl), h1, xh);
-            }
-          } else {
-            step_i8_vnni<MR>(a, v0, v1, xi + (pos / 4) * MR);
+          for (int r = 0; r < MR; ++r) {
+            const __m512i xl = _mm512_set1_epi32(xi[(pos / 4) * MR + r]), xh = _mm512_set1_epi32(xi[(pos / 4 + 1) * MR + r]);
+            a[r][0] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][0], l0, xl), h0, xh);
+            a[r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[r][1], l1, xl), h1, xh);
           }
+        } else {
+          step_i8_vnni<MR>(a, v0, v1, xi + (pos / 4) * MR);
         }
       }
       __m512i sums[MR][2];
