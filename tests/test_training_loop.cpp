@@ -19,7 +19,6 @@
 #include "model/shapes.h"
 #include "tests/test_util.h"
 #include "tests/tiny_model.h"
-#include "train/tokenizer_training.h"
 #include "train/trainer.h"
 
 using namespace condense;
@@ -249,14 +248,7 @@ TEST(Training, GradientAccumulationEqualsALargerBatch) {
 // tokenizer (tokenizer.model) so it loads and runs without --tokenizer.
 TEST(Training, FromScratchWithALearnedTokenizer) {
   testutil::TempDir d;
-  std::string text;
-  std::mt19937 g(9);
-  const char* words[] = {"sun", "moon", "star", "sky", "sea", "wave", "wind", "rain"};
-  for (int i = 0; i < 6000; ++i) text += std::string(words[g() % 8]) + (i % 9 == 8 ? ".\n" : " ");
-  testutil::write_file(d / "corpus.txt", text);
-  condense::train::TokenizerTraining o;
-  o.vocab = 280;
-  testutil::write_file(d / "tok.model", condense::train::train_tokenizer({d / "corpus.txt"}, o));
+  testutil::write_corpus_and_tokenizer(d / "corpus.txt", d / "tok.model", 6000, 280, 9);
   const nlohmann::json recipe = {
       {"name", "scratch"},
       {"data", {{"text", d / "corpus.txt"}}},

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <random>
 
+#include "tests/test_util.h"
+#include "train/tokenizer_training.h"
+
 namespace testutil {
 
 condense::ModelConfig tiny_config(const TinyShape& s) {
@@ -71,6 +74,17 @@ condense::train::TrainOptions short_run(int64_t steps, int batch, int seq, doubl
   o.schedule.total_steps = steps;
   o.adam.weight_decay = 0;
   return o;
+}
+
+void write_corpus_and_tokenizer(const std::string& text, const std::string& tokenizer, int n, int vocab, uint32_t seed) {
+  static const char* const words[] = {"sun", "moon", "star", "sky", "sea", "wave", "wind", "rain", "red", "cat", "runs", "fast"};
+  std::mt19937 g(seed);
+  std::string t;
+  for (int i = 0; i < n; ++i) t += std::string(words[g() % 12]) + (i % (7 + int(g() % 3)) == 6 ? ".\n" : " ");
+  write_file(text, t);
+  condense::train::TokenizerTraining o;
+  o.vocab = vocab;
+  write_file(tokenizer, condense::train::train_tokenizer({text}, o));
 }
 
 }  // namespace testutil

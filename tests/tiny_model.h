@@ -1,6 +1,7 @@
 // Small models for unit tests: a config in one call (fields named, defaults
 // for the rest) and a byte-for-byte comparison of two models' weights.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "compress/quantize_model.h"
@@ -20,6 +21,11 @@ struct TinyShape {
 condense::ModelConfig tiny_config(const TinyShape& s);
 // Every weight of a and b has the same shape and the same bytes.
 void expect_same_weights(const condense::Model& a, const condense::Model& b);
+
+// A text of n random words (sentences of 7-9), written to `text`, and a
+// SentencePiece tokenizer of `vocab` pieces learned from it, written to
+// `tokenizer`: for models trained from scratch in tests.
+void write_corpus_and_tokenizer(const std::string& text, const std::string& tokenizer, int n, int vocab, uint32_t seed);
 
 // n values drawn from N(0, sd^2), deterministic for a seed.
 std::vector<float> randn(int64_t n, uint32_t seed, float sd = 0.05f);

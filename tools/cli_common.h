@@ -32,5 +32,6 @@ void register_data(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_report(CLI::App& app);
+void register_sweep(CLI::App& app);
 
 }  // namespace condense::cli

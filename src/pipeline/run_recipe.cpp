@@ -352,6 +352,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   json res = {{"recipe", r.name}, {"recipe_source", r.source}, {"output_model", model_out}, {"tokenizer", tok_path}, {"data", data_j}, {"stages", stages},
               {"student", {{"n_layers", student.config.n_layers}, {"dim", student.config.dim}, {"params", student.config.n_params()}}}};
   if (!width_j.is_null()) res["width_reduction"] = width_j;
+  if (r.teacher) res["teacher_model"] = r.teacher->model;  // as resolved ($CONDENSE_DATA_DIR expanded)
   if (!r.eval_text.empty()) {
     const std::vector<int> ids = tok->encode(read_text_file(r.eval_text));
     auto ppl = [&](const Model& m) {

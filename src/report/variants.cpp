@@ -68,15 +68,18 @@ struct Joiner {
     Variant& v = at(model);
     v.sources.push_back(file);
     v.name = str(j, "recipe").empty() ? v.name : str(j, "recipe");
-    if (j.contains("recipe_source")) {
-      v.recipe = j["recipe_source"];
+    if (j.contains("recipe_source")) v.recipe = j["recipe_source"];
+    // The teacher: as the run resolved it, else as the recipe names it.
+    std::string tm = str(j, "teacher_model");
+    if (tm.empty() && v.recipe.is_object()) {
       const json& t = v.recipe.value("teacher", json::object());
-      if (t.is_object() && t.contains("model") && t["model"].is_string()) {
-        teachers.push_back(key_of(t["model"].get<std::string>()));
-        if (j.contains("eval")) {
-          const double tp = num(j["eval"], "teacher_ppl");
-          if (tp == tp) teacher_ppl.emplace(teachers.back(), tp);
-        }
+      if (t.is_object() && t.contains("model") && t["model"].is_string()) tm = t["model"].get<std::string>();
+    }
+    if (!tm.empty()) {
+      teachers.push_back(key_of(tm));
+      if (j.contains("eval")) {
+        const double tp = num(j["eval"], "teacher_ppl");
+        if (tp == tp) teacher_ppl.emplace(teachers.back(), tp);
       }
     }
     if (j.contains("student")) v.params = num(j["student"], "params");

@@ -37,7 +37,10 @@ std::string train_tokenizer(const std::vector<std::string>& texts, const Tokeniz
        {"minloglevel", "1"},
        {"num_threads", std::to_string(std::max(1, opt.threads))}},
       nullptr, &proto);
-  if (!st.ok()) fail("tokenizer training", st.ToString(), "A vocabulary larger than the text supports fails; try a smaller --vocab");
+  if (!st.ok()) {
+    fail("tokenizer training", st.ToString(),
+         "--vocab must hold the 256 byte pieces, every character of the text and unk/bos/eos, and no more pieces than the text supports");
+  }
   return proto;
 }
 

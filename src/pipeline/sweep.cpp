@@ -1,0 +1,235 @@
+#include "pipeline/sweep.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/error.h"
+#include "io/atomic_writer.h"
+#include "pipeline/recipe.h"
+#include "pipeline/run_recipe.h"
+#include "report/report_html.h"
+#include "runtime/bench_run.h"
+
+namespace condense::pipeline {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const json& need(const json& j, const char* key, const std::string& at) {
+  if (!j.contains(key)) fail("sweep", at + "." + key + ": required");
+  return j[key];
+}
+
+// A grid axis: the spec's array, else the one default value.
+std::vector<json> axis(const json& grid, const char* key, json dflt) {
+  if (!grid.contains(key)) return {std::move(dflt)};
+  const json& a = grid[key];
+  if (!a.is_array() || a.empty()) fail("sweep", std::string("$.grid.") + key + ": expected a non-empty array");
+  return std::vector<json>(a.begin(), a.end());
+}
+
+std::string weights_name(const json& w) {
+  const std::string t = w.value("type", "");
+  std::string n = t;
+  if (w.contains("group")) n += "g" + std::to_string(w["group"].get<int>());
+  else if (w.value("granularity", "") == "tensor") n += "t";
+  if (!w.value("symmetric", true)) n += "a";
+  return n;
+}
+
+// FNV-1a 64 over bytes: the cache key (not a security boundary).
+uint64_t fnv(const std::string& s, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+uint64_t hash_path(const fs::path& p) {
+  std::vector<fs::path> files;
+  if (fs::is_directory(p)) {
+    for (const auto& e : fs::recursive_directory_iterator(p)) {
+      if (e.is_regular_file()) files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+  } else {
+    files.push_back(p);
+  }
+  uint64_t h = 1469598103934665603ull;
+  std::vector<char> buf(size_t(1) << 20);
+  for (const fs::path& f : files) {
+    h = fnv(fs::is_directory(p) ? fs::relative(f, p).string() : f.filename().string(), h);
+    std::ifstream in(f, std::ios::binary);
+    if (!in) fail(f.string(), "cannot be read");
+    while (in.read(buf.data(), std::streamsize(buf.size())) || in.gcount() > 0) h = fnv(std::string(buf.data(), size_t(in.gcount())), h);
+  }
+  return h;
+}
+
+std::string hex(uint64_t h) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016llx", (unsigned long long)h);
+  return b;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p);
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return s;
+}
+
+void write_text(const fs::path& p, const std::string& s) {
+  AtomicWriter w(p.string());
+  w.write(s.data(), s.size());
+  w.commit();
+}
+
+BenchOptions bench_options(const json& spec) {
+  BenchOptions b;
+  const json bj = spec.value("bench", json::object());
+  b.prefill = {bj.value("prefill", 64)};
+  b.batches = {1};
+  b.contexts = {bj.value("context", 64)};
+  b.decode_tokens = bj.value("decode_tokens", 32);
+  b.reps = 1;
+  b.probe_bytes = size_t(bj.value("probe_mb", 256)) << 20;
+  return b;
+}
+
+}  // namespace
+
+std::vector<SweepPoint> expand_sweep(const json& spec, std::vector<std::string>* skipped) {
+  if (!spec.is_object()) fail("sweep", "the spec must be a JSON object");
+  const json& teacher = need(spec, "teacher", "$");
+  const json grid = spec.value("grid", json::object());
+  for (const auto& [k, v] : grid.items()) {
+    static const std::set<std::string> known = {"weights", "method", "sparsity", "kv", "activations"};
+    if (!known.count(k)) fail("sweep", "$.grid." + k + ": unknown axis (weights, method, sparsity, kv, activations)");
+  }
+  const json out = need(spec, "output", "$");
+  const std::string dir = need(out, "dir", "$.output").get<std::string>();
+  const json calibration = spec.value("calibration", json{{"samples", 32}, {"seq", 128}});
+  std::vector<SweepPoint> pts;
+  for (const json& w : axis(grid, "weights", json{{"type", "int8"}}))
+    for (const json& m : axis(grid, "method", "rtn"))
+      for (const json& s : axis(grid, "sparsity", 0.0))
+        for (const json& kv : axis(grid, "kv", "none"))
+          for (const json& act : axis(grid, "activations", "none")) {
+            if (!w.is_object() || !w.contains("type")) fail("sweep", "$.grid.weights: each entry is a quantize stage's \"weights\" object");
+            const std::string wt = w["type"].get<std::string>(), mt = m.get<std::string>(), kt = kv.get<std::string>(), at = act.get<std::string>();
+            const double sp = s.get<double>();
+            std::string name = weights_name(w) + "-" + mt;
+            if (sp > 0) name += "-s" + std::to_string(int(std::lround(sp * 100)));
+            if (kt != "none") name += "-kv" + kt;
+            if (at != "none") name += "-a" + (at == "int8" ? std::string("8") : at);
+            if (wt == "fp8" && mt != "rtn") {
+              if (skipped) skipped->push_back(name + ": " + mt + " applies to integer weights");
+              continue;
+            }
+            if (wt == "fp8" && at == "int8") {
+              if (skipped) skipped->push_back(name + ": int8 activations need int8/int4 weights");
+              continue;
+            }
+            json stages = json::array();
+            if (sp > 0) stages.push_back({{"type", "prune"}, {"sparsity", sp}, {"method", "sparsegpt"}, {"calibration", calibration}});
+            json q = {{"type", "quantize"}, {"weights", w}, {"method", mt}};
+            if (mt != "rtn") q["calibration"] = calibration;
+            if (at != "none") q["activations"] = {{"type", at}};
+            stages.push_back(q);
+            if (kt != "none") stages.push_back({{"type", "calibrate_kv"}, {"dtype", kt}, {"calibration", calibration}});
+            json r = {{"name", name}, {"teacher", teacher}, {"student", {{"init", "from_teacher"}}}, {"stages", stages},
+                      {"output", {{"dir", (fs::path(dir) / name).string()}}}};
+            if (spec.contains("data")) r["data"] = spec["data"];
+            if (spec.contains("eval")) r["eval"] = spec["eval"];
+            parse_recipe(r, "");  // every point valid before any runs
+            pts.push_back({name, r});
+          }
+  return pts;
+}
+
+SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
+  std::vector<std::string> skipped;
+  const std::vector<SweepPoint> pts = expand_sweep(spec, &skipped);
+  for (const std::string& s : skipped) std::fprintf(stderr, "sweep: skipped %s\n", s.c_str());
+  const fs::path dir = spec["output"]["dir"].get<std::string>();
+  fs::create_directories(dir);
+  SweepResult res;
+  if (pts.empty()) fail("sweep", "the grid has no valid point");
+  const std::string teacher = parse_recipe(pts[0].recipe, "").teacher->model;
+  const BenchOptions bo = bench_options(spec);
+  const std::string bench_key = spec.value("bench", json::object()).dump();
+  std::fprintf(stderr, "sweep: %zu variants of %s\n", pts.size(), teacher.c_str());
+  const uint64_t th = hash_path(teacher);
+  auto cached = [&](const fs::path& d, const std::string& key) {
+    return fs::exists(d / "bench.json") && fs::exists(d / "sweep.key") && read_text(d / "sweep.key") == key;
+  };
+  std::vector<std::string> runs;
+  {  // the reference: the teacher's speed
+    const fs::path d = dir / "reference";
+    const std::string key = hex(fnv(bench_key, th)) + "\n";
+    fs::create_directories(d);
+    if (cached(d, key)) {
+      res.cached.push_back("reference");
+    } else {
+      std::fprintf(stderr, "sweep: bench the teacher\n");
+      write_text(d / "bench.json", run_bench(teacher, bo).dump(1) + "\n");
+      write_text(d / "sweep.key", key);
+      res.ran.push_back("reference");
+    }
+    runs.push_back((d / "bench.json").string());
+  }
+  for (const SweepPoint& p : pts) {
+    const fs::path d = dir / p.name;
+    const std::string key = hex(fnv(p.recipe.dump() + bench_key, th)) + "\n";
+    if (cached(d, key) && fs::exists(d / "results.json")) {
+      res.cached.push_back(p.name);
+    } else {
+      std::fprintf(stderr, "sweep: %s\n", p.name.c_str());
+      fs::remove(d / "sweep.key");
+      const json r = run_recipe(parse_recipe(p.recipe, ""), {false, opt.log_json});
+      write_text(d / "bench.json", run_bench(r["output_model"].get<std::string>(), bo).dump(1) + "\n");
+      write_text(d / "sweep.key", key);  // last: a run cut short is redone
+      res.ran.push_back(p.name);
+    }
+    runs.push_back(d.string());
+  }
+  res.variants = report::load_variants(runs);
+  res.report = (dir / "report.html").string();
+  write_text(res.report, report::render_html(res.variants, spec.value("name", std::string("condense sweep"))));
+  write_text(dir / "report.json", report::to_json(res.variants).dump(1) + "\n");
+  write_text(dir / "report.csv", report::to_csv(res.variants));
+  return res;
+}
+
+std::optional<report::Variant> best_within(const std::vector<report::Variant>& v, const std::string& budget) {
+  const size_t at = budget.find("<=");
+  if (at == std::string::npos) fail("--budget", "'" + budget + "': expected size<=BYTES or tpot_p99<=MS");
+  const std::string what = budget.substr(0, at), val = budget.substr(at + 2);
+  char* end = nullptr;
+  double limit = std::strtod(val.c_str(), &end);
+  if (end == val.c_str()) fail("--budget", "'" + val + "' is not a number");
+  const std::string unit(end);
+  if (what == "size") {
+    if (unit == "K") limit *= 1e3;
+    else if (unit == "M") limit *= 1e6;
+    else if (unit == "G") limit *= 1e9;
+    else if (!unit.empty()) fail("--budget", "size unit '" + unit + "': use K, M or G (powers of 1000) or none (bytes)");
+  } else if (what != "tpot_p99" || !unit.empty()) {
+    fail("--budget", "'" + budget + "': expected size<=BYTES[K|M|G] or tpot_p99<=MS");
+  }
+  std::optional<report::Variant> best;
+  for (const report::Variant& x : v) {
+    if (x.reference || !std::isfinite(x.delta_ppl_pct)) continue;
+    const double have = what == "size" ? x.weight_bytes : x.tpot_p99_ms;
+    if (!(have <= limit)) continue;
+    if (!best || x.delta_ppl_pct < best->delta_ppl_pct) best = x;
+  }
+  return best;
+}
+
+}  // namespace condense::pipeline
