@@ -45,7 +45,7 @@ run() {
   cp "$work/recipes/$name.json" "$dir/recipe.json"
 }
 
-# bench NAME MODEL: decode speed into $work/NAME/bench.json (cached beside the recipe's results).
+# bench NAME MODEL: decode speed into $work/NAME/bench.json, cached (redone when the recipe's results are newer).
 bench() {
   local name="$1" m="$2" out="$work/$1/bench.json"
   if [ -f "$out" ] && [ "$out" -nt "$work/$1/results.json" ]; then return; fi
@@ -110,10 +110,7 @@ variant fp8-kv "$whole" '[{"type": "calibrate_kv", "dtype": "fp8", "granularity"
 
 # Speed: the teacher (the report's reference) and every variant.
 mkdir -p "$work/reference"
-if [ ! -f "$work/reference/bench.json" ]; then
-  step "bench the teacher"
-  "$bin" bench "$teacher" --json --threads 1 --prefill 64 --context 64 --batch 1 --decode-tokens 32 >"$work/reference/bench.json"
-fi
+bench reference "$teacher"
 for v in distilled int8 int4-gptq sparse50-int8 fp8-kv; do
   if [ -f "$work/$v/model.cpk" ]; then bench "$v" "$work/$v/model.cpk"; else bench "$v" "$work/$v/model"; fi
 done

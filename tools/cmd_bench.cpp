@@ -45,10 +45,7 @@ void register_bench(CLI::App& app) {
     });
     if (progress) progress->finish();
     if (!a->out.empty()) {
-      const std::string text = j.dump(2) + "\n";
-      AtomicWriter w(a->out);
-      w.write(text.data(), text.size());
-      w.commit();
+      write_file_atomically(a->out, j.dump(2) + "\n");
     }
     if (a->json) {
       std::cout << j.dump() << "\n";

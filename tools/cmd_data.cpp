@@ -67,9 +67,7 @@ void register_data(CLI::App& app) {
   tk->callback([=] {
     to->threads = active_threads();
     const std::string proto = train::train_tokenizer(*texts, *to);
-    AtomicWriter w(*tout);
-    w.write(proto.data(), proto.size());
-    w.commit();
+    write_file_atomically(*tout, proto);
     const auto check = load_tokenizer_file(*tout);  // what condense will read back
     std::cout << "wrote " << *tout << " (" << check->vocab_size() << " tokens, " << check->kind() << ")\n";
   });

@@ -15,12 +15,6 @@ struct ReportArgs {
   std::vector<std::string> runs;
   std::string out, json, csv, title = "condense report";
 };
-
-void write_text(const std::string& path, const std::string& text) {
-  AtomicWriter w(path);
-  w.write(text.data(), text.size());
-  w.commit();
-}
 }  // namespace
 
 void register_report(CLI::App& app) {
@@ -38,9 +32,9 @@ void register_report(CLI::App& app) {
   cmd->add_option("--title", a->title, "The page's title");
   cmd->callback([a] {
     const std::vector<report::Variant> v = report::load_variants(a->runs);
-    write_text(a->out, report::render_html(v, a->title));
-    if (!a->json.empty()) write_text(a->json, report::to_json(v).dump(1) + "\n");
-    if (!a->csv.empty()) write_text(a->csv, report::to_csv(v));
+    write_file_atomically(a->out, report::render_html(v, a->title));
+    if (!a->json.empty()) write_file_atomically(a->json, report::to_json(v).dump(1) + "\n");
+    if (!a->csv.empty()) write_file_atomically(a->csv, report::to_csv(v));
     const report::Fronts f = report::fronts_of(v);
     std::printf("%-40s %9s %9s %9s  %s\n", "variant", "dPPL %", "TPOT ms", "MB", "front");
     for (size_t i = 0; i < v.size(); ++i) {

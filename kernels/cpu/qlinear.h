@@ -47,7 +47,7 @@
 // 16-bit integer activations (a16: int8 and int4 weights with f32 inputs,
 // the weight-only recipes): each row of x is quantized to int16 (s = amax /
 // 32639, q = round(x / s) clamped to +-32639: an error of at most amax / 65278
-// per element, ~30x finer than the f16 activations of GPU W8A16 kernels) and
+// per element, at the largest elements ~30x finer than f16 activations) and
 // multiplied in integers, exact per block; then per block f += scale *
 // float(sum), and y = f * s. Same layout as a8 (the VNNI order). A block is a
 // scale group, cut every 256 k positions so that no int32 sum can overflow

@@ -173,6 +173,11 @@ void quantize_rows_as(const float* x, int64_t m, int64_t ldx, const QLayout& L, 
 void quantize_rows(const float* x, int64_t m, int64_t ldx, const QLayout& L, A8Rows& out) {
   if (!L.a16) return quantize_rows_as(x, m, ldx, L, out, out.q);
   quantize_rows_as(x, m, ldx, L, out, out.q16);
+  // The digits, for the bodies that read them (VNNI, AVX2 int4); AVX2 int8 and
+  // portable multiply q16 itself.
+  const Isa isa = active_isa();
+  const bool vnni = isa == Isa::Avx512 && avx512_vnni_supported();
+  if (!vnni && (isa == Isa::Portable || L.code != WCode::I4)) return;
   // q = 256 h + l with l the signed low byte: |h| <= 127 as |q| <= 32639.
   out.q.resize(out.q16.size());
   out.qh.resize(out.q16.size());

@@ -42,4 +42,10 @@ void AtomicWriter::commit() {
   }
 }
 
+void write_file_atomically(const std::string& path, const std::string& bytes) {
+  AtomicWriter w(path);
+  w.write(bytes.data(), bytes.size());
+  w.commit();
+}
+
 }  // namespace condense

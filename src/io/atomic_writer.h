@@ -25,4 +25,7 @@ class AtomicWriter {
   uint64_t offset_ = 0;
 };
 
+// The whole of `bytes` as `path`, through a temporary name (the class above).
+void write_file_atomically(const std::string& path, const std::string& bytes);
+
 }  // namespace condense

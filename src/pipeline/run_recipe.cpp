@@ -376,10 +376,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   res["machine"] = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())},
                     {"threads", omp_get_max_threads()}};
   res["condense"] = {{"version", version()}, {"revision", git_revision()}};
-  const std::string text = res.dump(2) + "\n";
-  AtomicWriter w((fs::path(r.output_dir) / "results.json").string());
-  w.write(text.data(), text.size());
-  w.commit();
+  write_file_atomically((fs::path(r.output_dir) / "results.json").string(), res.dump(2) + "\n");
   return res;
 }
 

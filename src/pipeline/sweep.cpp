@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/atomic_writer.h"
+#include "io/file_view.h"
 #include "pipeline/recipe.h"
 #include "pipeline/run_recipe.h"
 #include "report/report_html.h"
@@ -75,18 +76,6 @@ std::string hex(uint64_t h) {
   char b[17];
   std::snprintf(b, sizeof b, "%016llx", (unsigned long long)h);
   return b;
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p);
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return s;
-}
-
-void write_text(const fs::path& p, const std::string& s) {
-  AtomicWriter w(p.string());
-  w.write(s.data(), s.size());
-  w.commit();
 }
 
 BenchOptions bench_options(const json& spec) {
@@ -166,7 +155,7 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
   std::fprintf(stderr, "sweep: %zu variants of %s\n", pts.size(), teacher.c_str());
   const uint64_t th = hash_path(teacher);
   auto cached = [&](const fs::path& d, const std::string& key) {
-    return fs::exists(d / "bench.json") && fs::exists(d / "sweep.key") && read_text(d / "sweep.key") == key;
+    return fs::exists(d / "bench.json") && fs::exists(d / "sweep.key") && read_text_file((d / "sweep.key").string()) == key;
   };
   std::vector<std::string> runs;
   {  // the reference: the teacher's speed
@@ -177,8 +166,8 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
       res.cached.push_back("reference");
     } else {
       std::fprintf(stderr, "sweep: bench the teacher\n");
-      write_text(d / "bench.json", run_bench(teacher, bo).dump(1) + "\n");
-      write_text(d / "sweep.key", key);
+      write_file_atomically((d / "bench.json").string(), run_bench(teacher, bo).dump(1) + "\n");
+      write_file_atomically((d / "sweep.key").string(), key);
       res.ran.push_back("reference");
     }
     runs.push_back((d / "bench.json").string());
@@ -192,17 +181,17 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
       std::fprintf(stderr, "sweep: %s\n", p.name.c_str());
       fs::remove(d / "sweep.key");
       const json r = run_recipe(parse_recipe(p.recipe, ""), {false, opt.log_json});
-      write_text(d / "bench.json", run_bench(r["output_model"].get<std::string>(), bo).dump(1) + "\n");
-      write_text(d / "sweep.key", key);  // last: a run cut short is redone
+      write_file_atomically((d / "bench.json").string(), run_bench(r["output_model"].get<std::string>(), bo).dump(1) + "\n");
+      write_file_atomically((d / "sweep.key").string(), key);  // last: a run cut short is redone
       res.ran.push_back(p.name);
     }
     runs.push_back(d.string());
   }
   res.variants = report::load_variants(runs);
   res.report = (dir / "report.html").string();
-  write_text(res.report, report::render_html(res.variants, spec.value("name", std::string("condense sweep"))));
-  write_text(dir / "report.json", report::to_json(res.variants).dump(1) + "\n");
-  write_text(dir / "report.csv", report::to_csv(res.variants));
+  write_file_atomically(res.report, report::render_html(res.variants, spec.value("name", std::string("condense sweep"))));
+  write_file_atomically((dir / "report.json").string(), report::to_json(res.variants).dump(1) + "\n");
+  write_file_atomically((dir / "report.csv").string(), report::to_csv(res.variants));
   return res;
 }
 

@@ -27,8 +27,8 @@ bool sparse_int8_pays(bool int8_activations);
 
 // Whether int8 / int4 weights with f32 inputs (weight-only recipes) run the
 // int16-activation kernels (kernels/cpu/qlinear.h a16: inputs quantized to
-// int16 per row inside the kernel, the W8A8 layout and speed: 1.5x (int8) to
-// 2.6x (int4 g32) decoding the codes to f32 on Zen 4) or decode the codes to
+// int16 per row inside the kernel, the W8A8 layout and speed: 1.4x (int8) and
+// 2.7x (int4 g32) decoding the codes to f32 on Zen 4, kernel level) or decode the codes to
 // f32 (bitwise the dequantized f32 model, the simulated path's arithmetic).
 // CONDENSE_WEIGHT_ONLY=int16 (default) / f32; another value is refused.
 bool weight_only_int16();

@@ -117,10 +117,7 @@ PrepareResult prepare_token_data(const Tokenizer& tok, const PrepareOptions& opt
                         {"train", write_shards(s.train, out_dir, "train", opt.shard_tokens)},
                         {"val", write_shards(s.val, out_dir, "val", opt.shard_tokens)}};
   PrepareResult r{int64_t(s.train.size()), int64_t(s.val.size()), (fs::path(out_dir) / "manifest.json").string()};
-  const std::string text = man.dump(2) + "\n";
-  AtomicWriter w(r.manifest_path);
-  w.write(text.data(), text.size());
-  w.commit();
+  write_file_atomically(r.manifest_path, man.dump(2) + "\n");
   return r;
 }
 
