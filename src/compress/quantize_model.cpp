@@ -116,13 +116,14 @@ WeightCompression quantize_calibrated(const Model& m, BlockState& b, Tensor* t, 
   const std::vector<uint64_t>& mask = mask_of(m, name);
   const std::vector<float> ref = b.original.count(t) ? b.original.at(t) : copy_of(*t);
   std::vector<float> rtn(ref.size());
-  quantize_rtn(opt.scheme, ref.data(), rows, cols, mask, rtn.data());
-  report = {{"scheme", opt.scheme.describe()}, {"method", opt.method}, {"output_error_rtn", output_error(ref.data(), rtn.data(), rows, cols, ss.hessian)}};
+  const QuantScheme& scheme = opt.scheme_for(name);
+  quantize_rtn(scheme, ref.data(), rows, cols, mask, rtn.data());
+  report = {{"scheme", scheme.describe()}, {"method", opt.method}, {"output_error_rtn", output_error(ref.data(), rtn.data(), rows, cols, ss.hessian)}};
   WeightCompression wc;
   const auto col = b.col_scale.find(t), row = b.row_scale.find(t);
   if (opt.method == "gptq") {
     GptqReport rep;
-    wc = gptq_quantize(opt.scheme, t->f32(), rows, cols, ss.hessian, opt.gptq, mask, &rep);
+    wc = gptq_quantize(scheme, t->f32(), rows, cols, ss.hessian, opt.gptq, mask, &rep);
     report["damp"] = rep.damp_used;
     if (rep.retries) report["cholesky_retries"] = rep.retries;
     if (rep.dead_columns) report["dead_columns"] = rep.dead_columns;
@@ -136,7 +137,7 @@ WeightCompression quantize_calibrated(const Model& m, BlockState& b, Tensor* t, 
         for (int64_t j = 0; j < cols; ++j) h[size_t(i * cols + j)] /= double(s[size_t(i)]) * double(s[size_t(j)]);
       }
     }
-    wc = quantize_clip_search(opt.scheme, t->f32(), rows, cols, h, opt.awq, mask);
+    wc = quantize_clip_search(scheme, t->f32(), rows, cols, h, opt.awq, mask);
   }
   // the effective weight back in original coordinates
   std::vector<float> eff = copy_of(*t);
@@ -161,11 +162,15 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
   const std::vector<std::string> names = select_weights(m, opt.targets, "quantize.targets");
   std::map<std::string, Tensor*> targets = weights_by_name(m, names);
   for (const auto& [n, t] : targets) {
-    validate_scheme(opt.scheme, "quantize " + n);
+    validate_scheme(opt.scheme_for(n), "quantize " + n);
     auto it = m.compression.find(n);
     if (it != m.compression.end() && it->second.scheme.quantized()) {
       fail("quantize", "'" + n + "' is already quantized (" + it->second.scheme.describe() + ")", "Quantize each weight once");
     }
+  }
+  for (const auto& [n, sch] : opt.schemes) {
+    if (!targets.count(n)) fail("quantize", "a scheme is given for '" + n + "', which is not among the stage's targets");
+    if (opt.method == "awq" && !(sch == opt.scheme)) fail("quantize", "AWQ searches one scale per input site, so every target needs the same scheme ('" + n + "' differs)");
   }
   if (opt.method == "awq") {
     // AWQ rescales every weight reading a site (and v_proj/up_proj rows), targets or not
@@ -236,14 +241,22 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
     calib_j["cholesky_retries"] = retries;
   }
   for (const auto& [name, t] : std::map<std::string, Tensor*>(targets)) {
-    finish(name, quantize_rtn(opt.scheme, t->f32(), t->dim(0), t->dim(1), mask_of(m, name), t->f32()),
-           {{"scheme", opt.scheme.describe()}, {"method", "rtn"}});
+    finish(name, quantize_rtn(opt.scheme_for(name), t->f32(), t->dim(0), t->dim(1), mask_of(m, name), t->f32()),
+           {{"scheme", opt.scheme_for(name).describe()}, {"method", "rtn"}});
   }
   if (act.type == DType::F8E4M3) act_j["input_scales"] = calibrate_input_scales(m, *calib)["input_scales"];
   if (act.type == DType::I8) m.activations = {DType::I8, {}, act.head};
   if (act.type != DType::F32) act_j["dtype"] = act.type == DType::I8 ? "int8 dynamic per-token" : "fp8-e4m3 static per-tensor";
   if (act.type == DType::I8) act_j["head"] = act.head;
-  json out = {{"method", opt.method}, {"scheme", opt.scheme.describe()}, {"tensors", tensors}, {"quantized", int(names.size())},
+  std::string scheme = opt.scheme.describe();
+  if (!opt.schemes.empty()) {
+    std::map<std::string, int> count;
+    for (const std::string& n : names) ++count[opt.scheme_for(n).describe()];
+    scheme = "mixed:";
+    for (const auto& [d, c] : count) scheme += " " + d + " x" + std::to_string(c) + ",";
+    scheme.pop_back();
+  }
+  json out = {{"method", opt.method}, {"scheme", scheme}, {"tensors", tensors}, {"quantized", int(names.size())},
               {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
               {"peak_rss_mb", double(peak_rss_bytes()) / 1e6}};
   if (!calib_j.is_null()) out["calibration"] = calib_j;

@@ -37,6 +37,13 @@ struct QuantizeOptions {
   ActivationOptions activations;
   std::string method = "rtn";        // rtn | gptq | awq
   std::vector<std::string> targets;  // globs over weight names; empty: every linear weight in the blocks
+  // Mixed precision: a scheme per weight name overriding `scheme` (one stage,
+  // so GPTQ's true-sequential calibration sees every earlier weight quantized).
+  std::map<std::string, QuantScheme> schemes;
+  const QuantScheme& scheme_for(const std::string& name) const {
+    auto it = schemes.find(name);
+    return it == schemes.end() ? scheme : it->second;
+  }
   GptqOptions gptq;
   AwqOptions awq;
   // GPTQ, AWQ, SmoothQuant and static fp8 input scales read calibration data.

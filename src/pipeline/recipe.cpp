@@ -184,6 +184,12 @@ void parse_quantize(const Obj& o, StageSpec& s, uint64_t seed) {
   q.scheme = parse_scheme(Obj(o.raw("weights"), o.at("weights")));
   q.method = o.str("method", "rtn", {"rtn", "gptq", "awq"});
   q.targets = targets(o);
+  if (o.has("overrides")) {
+    const json& ov = o.raw("overrides");
+    if (!ov.is_object() || ov.empty()) o.bad("overrides", "an object of weight name -> weights object (per-tensor schemes)");
+    for (const auto& [name, w] : ov.items()) q.schemes[name] = parse_scheme(Obj(w, o.at("overrides") + "." + name));
+    if (q.method == "awq") o.bad("overrides", "nothing (AWQ needs one scheme per stage)");
+  }
   if (o.has("gptq")) {
     if (q.method != "gptq") o.bad("gptq", "nothing (method is not gptq)");
     Obj g(o.raw("gptq"), o.at("gptq"));
@@ -358,6 +364,8 @@ StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
 }
 
 }  // namespace
+
+QuantScheme parse_weights(const json& w, const std::string& where) { return parse_scheme(Obj(w, where)); }
 
 Recipe parse_recipe(const json& j, const std::string& base) {
   Obj o(j, "$");

@@ -102,4 +102,8 @@ void apply_set(nlohmann::json& j, const std::string& assignment);
 // Relative paths in the recipe are taken relative to `base_dir` (the recipe's folder).
 Recipe parse_recipe(const nlohmann::json& j, const std::string& base_dir);
 
+// A quantize stage's "weights" object (e.g. {"type": "int4", "group": 32}),
+// validated as parse_recipe does; `where` names it in errors.
+QuantScheme parse_weights(const nlohmann::json& w, const std::string& where);
+
 }  // namespace condense::pipeline

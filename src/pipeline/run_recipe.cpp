@@ -93,7 +93,10 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
     if (p.nm.active()) summary["pattern"] = rep["pattern"];
   } else if (quantize) {
     std::optional<Progress> prog;
-    if (!o.log_json) std::fprintf(stderr, "%s: %s %s\n", st.name.c_str(), q.method.c_str(), q.scheme.describe().c_str());
+    if (!o.log_json) {
+      std::fprintf(stderr, "%s: %s %s%s\n", st.name.c_str(), q.method.c_str(), q.scheme.describe().c_str(),
+                   q.schemes.empty() ? "" : (" (" + std::to_string(q.schemes.size()) + " weights in other schemes)").c_str());
+    }
     rep = compress::quantize_model(student, q, cal ? &*cal : nullptr, [&](int done, int total) {
       if (!prog) prog.emplace(st.name, total, o.log_json);
       prog->update(done);
@@ -101,7 +104,7 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
     if (prog) prog->finish();
     const int retries = rep.contains("calibration") ? rep["calibration"].value("cholesky_retries", 0) : 0;
     if (retries) std::fprintf(stderr, "%s: GPTQ's Cholesky factorisation failed %d times; dampening was raised (see results.json)\n", st.name.c_str(), retries);
-    summary = {{"method", q.method}, {"scheme", q.scheme.describe()}};
+    summary = {{"method", q.method}, {"scheme", rep["scheme"]}};
     if (rep.contains("activations")) summary["activations"] = rep["activations"]["dtype"];
     if (q.activations.smooth) summary["smoothquant_alpha"] = q.activations.alpha;
   } else {
@@ -200,6 +203,17 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
 }
 
 }  // namespace
+
+compress::CalibrationSet recipe_calibration_windows(const Recipe& r, const Model& m, const Tokenizer& tok, const CalibrationSpec& cs) {
+  if (r.data.text.empty() && r.data.tokens.empty()) fail("recipe", "$.data: calibration needs a text or a token folder");
+  const std::string fp = train::tokenizer_fingerprint(tok);
+  train::PrepareOptions popt;
+  popt.texts = r.data.text;
+  popt.skip_bytes = r.data.skip_bytes;
+  popt.val_fraction = r.data.val_fraction;
+  const train::TokenDataset data = r.data.tokens.empty() ? train::TokenDataset::from_text(tok, popt) : train::TokenDataset::open(r.data.tokens, fp);
+  return calibration_set(cs, m, data, m.config.bos_id);
+}
 
 json run_recipe(const Recipe& r, const RunOptions& o) {
   using clock = std::chrono::steady_clock;

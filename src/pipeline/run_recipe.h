@@ -14,6 +14,11 @@ struct RunOptions {
   bool log_json = false;  // JSON lines on stderr instead of a progress bar
 };
 
+// `cs.samples` windows of the recipe's training data (its text or token
+// folder, without teacher samples) as its calibrated stages draw them, for a
+// model with `tok`'s vocabulary; each window starts with `m`'s BOS.
+compress::CalibrationSet recipe_calibration_windows(const Recipe& r, const Model& m, const Tokenizer& tok, const CalibrationSpec& cs);
+
 // Returns the results object it also writes to <output.dir>/results.json.
 nlohmann::json run_recipe(const Recipe& recipe, const RunOptions& opt);
 

@@ -11,6 +11,9 @@
 #include "core/error.h"
 #include "io/atomic_writer.h"
 #include "io/file_view.h"
+#include "core/progress.h"
+#include "io/model_loader.h"
+#include "pipeline/mixed_precision.h"
 #include "pipeline/recipe.h"
 #include "pipeline/run_recipe.h"
 #include "report/report_html.h"
@@ -92,9 +95,18 @@ BenchOptions bench_options(const json& spec) {
 
 }  // namespace
 
+json sweep_recipe(const json& spec, const std::string& name, json stages) {
+  const std::string dir = need(need(spec, "output", "$"), "dir", "$.output").get<std::string>();
+  json r = {{"name", name}, {"teacher", need(spec, "teacher", "$")}, {"student", {{"init", "from_teacher"}}}, {"stages", std::move(stages)},
+            {"output", {{"dir", (fs::path(dir) / name).string()}}}};
+  if (spec.contains("data")) r["data"] = spec["data"];
+  if (spec.contains("eval")) r["eval"] = spec["eval"];
+  return r;
+}
+
 std::vector<SweepPoint> expand_sweep(const json& spec, std::vector<std::string>* skipped) {
   if (!spec.is_object()) fail("sweep", "the spec must be a JSON object");
-  const json& teacher = need(spec, "teacher", "$");
+  need(spec, "teacher", "$");
   const json grid = spec.value("grid", json::object());
   for (const auto& [k, v] : grid.items()) {
     static const std::set<std::string> known = {"weights", "method", "sparsity", "kv", "activations"};
@@ -103,6 +115,7 @@ std::vector<SweepPoint> expand_sweep(const json& spec, std::vector<std::string>*
   const json out = need(spec, "output", "$");
   const std::string dir = need(out, "dir", "$.output").get<std::string>();
   const json calibration = spec.value("calibration", json{{"samples", 32}, {"seq", 128}});
+  parse_mixed(spec);  // its errors before anything runs; its variants need the sensitivity pass
   std::vector<SweepPoint> pts;
   for (const json& w : axis(grid, "weights", json{{"type", "int8"}}))
     for (const json& m : axis(grid, "method", "rtn"))
@@ -128,13 +141,11 @@ std::vector<SweepPoint> expand_sweep(const json& spec, std::vector<std::string>*
             if (sp > 0) stages.push_back({{"type", "prune"}, {"sparsity", sp}, {"method", "sparsegpt"}, {"calibration", calibration}});
             json q = {{"type", "quantize"}, {"weights", w}, {"method", mt}};
             if (mt != "rtn") q["calibration"] = calibration;
+            if (mt == "gptq" && spec.contains("gptq")) q["gptq"] = spec["gptq"];
             if (at != "none") q["activations"] = {{"type", at}};
             stages.push_back(q);
             if (kt != "none") stages.push_back({{"type", "calibrate_kv"}, {"dtype", kt}, {"calibration", calibration}});
-            json r = {{"name", name}, {"teacher", teacher}, {"student", {{"init", "from_teacher"}}}, {"stages", stages},
-                      {"output", {{"dir", (fs::path(dir) / name).string()}}}};
-            if (spec.contains("data")) r["data"] = spec["data"];
-            if (spec.contains("eval")) r["eval"] = spec["eval"];
+            json r = sweep_recipe(spec, name, stages);
             parse_recipe(r, "");  // every point valid before any runs
             pts.push_back({name, r});
           }
@@ -158,6 +169,65 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
     return fs::exists(d / "bench.json") && fs::exists(d / "sweep.key") && read_text_file((d / "sweep.key").string()) == key;
   };
   std::vector<std::string> runs;
+  std::vector<SweepPoint> all = pts;
+  const MixedSpec ms = parse_mixed(spec);
+  if (!ms.options.empty()) {
+    // the per-tensor sensitivity, cached by the pass's settings, the data and the teacher
+    const fs::path sp = dir / "sensitivity.json", kp = dir / "sensitivity.key";
+    json key_src = {{"options", spec["mixed"]["options"]}, {"targets", ms.targets}, {"windows", {ms.windows.samples, ms.windows.seq}},
+                    {"data", spec.value("data", json())}, {"method", ms.method}, {"gptq", ms.gptq}};
+    if (ms.method != "rtn") key_src["calibration"] = spec.value("calibration", json());
+    const std::string key = hex(fnv(key_src.dump(), th)) + "\n";
+    json table;
+    if (fs::exists(sp) && fs::exists(kp) && read_text_file(kp.string()) == key) {
+      table = json::parse(read_text_file(sp.string()));
+      res.cached.push_back("sensitivity");
+    } else {
+      fs::remove(kp);
+      const Recipe r0 = parse_recipe(pts[0].recipe, "");
+      LoadedModel t = load_model(r0.teacher->model, r0.teacher->tokenizer);
+      const compress::CalibrationSet windows = recipe_calibration_windows(r0, t.model, require_tokenizer(t), ms.windows);
+      SensitivityMethod how;
+      how.method = ms.method;
+      std::optional<compress::CalibrationSet> cal;
+      if (ms.method == "gptq") {
+        const json cj = spec.value("calibration", json::object());
+        CalibrationSpec cs;
+        cs.samples = cj.value("samples", 32);
+        cs.seq = cj.value("seq", 128);
+        cal = recipe_calibration_windows(r0, t.model, require_tokenizer(t), cs);
+        how.calibration = &*cal;
+        const json g = ms.gptq.is_null() ? json::object() : ms.gptq;
+        how.gptq.damp = g.value("damp", how.gptq.damp);
+        how.gptq.block = g.value("block", how.gptq.block);
+        how.gptq.act_order = g.value("act_order", how.gptq.act_order);
+        how.gptq.true_sequential = g.value("true_sequential", how.gptq.true_sequential);
+      }
+      std::optional<Progress> prog;
+      std::fprintf(stderr, "sweep: sensitivity of each weight to %zu options (%s) on %d x %d tokens\n", ms.options.size(), ms.method.c_str(),
+                   windows.n_seq, windows.seq);
+      const Sensitivity sens = measure_sensitivity(t.model, ms.options, ms.targets, windows, how, [&](int done, int total) {
+        if (!prog) prog.emplace("sensitivity", total, opt.log_json);
+        prog->update(done);
+      });
+      if (prog) prog->finish();
+      table = sens.to_json();
+      write_file_atomically(sp.string(), table.dump(1) + "\n");
+      write_file_atomically(kp.string(), key);
+      res.ran.push_back("sensitivity");
+    }
+    Sensitivity sens = sensitivity_from_json(table, ms.options);
+    std::vector<std::string> notes;
+    json alloc = json::array();
+    for (const MixedPoint& m : mixed_points(spec, ms, sens, &notes)) {
+      json per = json::object();
+      for (size_t i = 0; i < m.choice.size(); ++i) per[sens.rows[i].tensor] = sens.options[size_t(m.choice[i])].name;
+      alloc.push_back({{"name", m.point.name}, {"bits_per_target_weight", m.bits}, {"objective", ms.objective}, {"predicted_sum", m.predicted}, {"formats", per}});
+      all.push_back(m.point);
+    }
+    for (const std::string& n : notes) std::fprintf(stderr, "sweep: %s\n", n.c_str());
+    write_file_atomically((dir / "mixed.json").string(), json{{"allocations", alloc}, {"notes", notes}}.dump(1) + "\n");
+  }
   {  // the reference: the teacher's speed
     const fs::path d = dir / "reference";
     const std::string key = hex(fnv(bench_key, th)) + "\n";
@@ -172,7 +242,7 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
     }
     runs.push_back((d / "bench.json").string());
   }
-  for (const SweepPoint& p : pts) {
+  for (const SweepPoint& p : all) {
     const fs::path d = dir / p.name;
     const std::string key = hex(fnv(p.recipe.dump() + bench_key, th)) + "\n";
     if (cached(d, key) && fs::exists(d / "results.json")) {

@@ -24,6 +24,10 @@ struct SweepPoint {
 // key on a malformed spec.
 std::vector<SweepPoint> expand_sweep(const nlohmann::json& spec, std::vector<std::string>* skipped = nullptr);
 
+// A variant's recipe: cut from the spec's teacher, calibrated on its data,
+// evaluated on its eval text, written to output.dir/name.
+nlohmann::json sweep_recipe(const nlohmann::json& spec, const std::string& name, nlohmann::json stages);
+
 struct SweepResult {
   std::vector<std::string> ran, cached;  // variant names
   std::string report;                    // report.html's path

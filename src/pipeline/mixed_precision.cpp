@@ -1,0 +1,158 @@
+#include "pipeline/mixed_precision.h"
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "compress/bit_allocation.h"
+#include "core/error.h"
+
+namespace condense::pipeline {
+
+using nlohmann::json;
+
+MixedSpec parse_mixed(const json& spec) {
+  MixedSpec ms;
+  if (!spec.contains("mixed")) return ms;
+  const json& m = spec["mixed"];
+  if (!m.is_object()) fail("sweep", "$.mixed: expected an object (options, bits, method)");
+  for (const auto& [k, v] : m.items()) {
+    static const std::set<std::string> known = {"options", "bits", "method", "gptq", "targets", "windows", "objective"};
+    if (!known.count(k)) fail("sweep", "$.mixed." + k + ": unknown key (options, bits, method, gptq, targets, windows, objective)");
+  }
+  if (!m.contains("options") || !m["options"].is_array() || m["options"].size() < 2) {
+    fail("sweep", "$.mixed.options: expected at least two storage options, e.g. [{\"type\": \"int4\", \"group\": 32}, {\"type\": \"int8\"}]");
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < m["options"].size(); ++i) {
+    ms.options.push_back(storage_option(m["options"][i], "$.mixed.options[" + std::to_string(i) + "]"));
+    if (!names.insert(ms.options.back().name).second) fail("sweep", "$.mixed.options: '" + ms.options.back().name + "' is given twice");
+  }
+  if (!m.contains("bits") || !m["bits"].is_array() || m["bits"].empty()) {
+    fail("sweep", "$.mixed.bits: expected a non-empty array of bits per weight (e.g. 5.0) or option names (that option's uniform size)");
+  }
+  for (const json& b : m["bits"]) {
+    if (b.is_number() && b.get<double>() > 0 && std::isfinite(b.get<double>())) ms.budgets.push_back(b);
+    else if (b.is_string() && names.count(b.get<std::string>())) ms.budgets.push_back(b);
+    else fail("sweep", "$.mixed.bits: " + b.dump() + " is neither a positive number nor one of the options' names");
+  }
+  ms.method = m.value("method", std::string("rtn"));
+  ms.objective = m.value("objective", std::string("kl"));
+  if (ms.objective != "kl" && ms.objective != "nll") fail("sweep", "$.mixed.objective: expected kl or nll");
+  if (ms.method == "awq") fail("sweep", "$.mixed.method: awq rescales the inputs every weight of a site shares, so it cannot quantize them in separate groups; use rtn or gptq");
+  if (ms.method != "rtn" && ms.method != "gptq") fail("sweep", "$.mixed.method: expected rtn or gptq");
+  if (m.contains("gptq")) {
+    if (ms.method != "gptq") fail("sweep", "$.mixed.gptq: method is not gptq");
+    ms.gptq = m["gptq"];
+  } else if (ms.method == "gptq" && spec.contains("gptq")) {
+    ms.gptq = spec["gptq"];  // the grid's GPTQ settings
+  }
+  if (m.contains("targets")) {
+    if (!m["targets"].is_array() || m["targets"].empty()) fail("sweep", "$.mixed.targets: expected a non-empty array of weight-name globs");
+    for (const json& t : m["targets"]) {
+      if (!t.is_string()) fail("sweep", "$.mixed.targets: expected strings");
+      ms.targets.push_back(t.get<std::string>());
+    }
+  }
+  const json cal = spec.value("calibration", json::object());
+  ms.windows.samples = 8;
+  ms.windows.seq = cal.value("seq", 128);
+  if (m.contains("windows")) {
+    const json& w = m["windows"];
+    if (!w.is_object()) fail("sweep", "$.mixed.windows: expected {\"samples\": N, \"seq\": T}");
+    ms.windows.samples = w.value("samples", ms.windows.samples);
+    ms.windows.seq = w.value("seq", ms.windows.seq);
+  }
+  if (ms.windows.samples < 1 || ms.windows.seq < 2) fail("sweep", "$.mixed.windows: samples >= 1 and seq >= 2");
+  ms.windows.seed = 7;  // not the calibration stages' windows (seed 1): the pass should not fit what GPTQ fits
+  return ms;
+}
+
+namespace {
+
+std::string bits_name(double b) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.2fb", b);
+  return s;
+}
+
+// The stages that store each tensor in its chosen option: prunes first (one per
+// sparsity), then one quantize stage over every quantized tensor, in the
+// scheme most of them use, the others as per-tensor overrides.
+json mixed_stages(const MixedSpec& ms, const json& spec, const Sensitivity& s, const std::vector<int>& choice) {
+  const json cal = spec.value("calibration", json{{"samples", 32}, {"seq", 128}});
+  std::map<double, std::vector<std::string>> prune;
+  std::vector<std::string> quantized;
+  std::map<size_t, int> uses;  // option index -> quantized tensors in it
+  for (size_t r = 0; r < s.rows.size(); ++r) {
+    const StorageOption& o = s.options[size_t(choice[r])];
+    if (o.sparsity > 0) prune[o.sparsity].push_back(s.rows[r].tensor);
+    if (!o.scheme.quantized()) continue;
+    quantized.push_back(s.rows[r].tensor);
+    ++uses[size_t(choice[r])];
+  }
+  json stages = json::array();
+  for (const auto& [sp, names] : prune) {
+    json p = {{"type", "prune"}, {"sparsity", sp}, {"targets", names}};
+    if (ms.method == "rtn") p["method"] = "magnitude";
+    else p["method"] = "sparsegpt", p["calibration"] = cal;
+    stages.push_back(p);
+  }
+  if (quantized.empty()) return stages;
+  size_t main = uses.begin()->first;
+  for (const auto& [o, n] : uses) {
+    if (n > uses[main]) main = o;
+  }
+  json q = {{"type", "quantize"}, {"weights", s.options[main].weights}, {"method", ms.method}, {"targets", quantized}};
+  json over = json::object();
+  for (size_t r = 0; r < s.rows.size(); ++r) {
+    const StorageOption& o = s.options[size_t(choice[r])];
+    if (o.scheme.quantized() && !(o.scheme == s.options[main].scheme)) over[s.rows[r].tensor] = o.weights;
+  }
+  if (!over.empty()) q["overrides"] = over;
+  if (ms.method != "rtn") q["calibration"] = cal;
+  if (!ms.gptq.is_null()) q["gptq"] = ms.gptq;
+  stages.push_back(q);
+  return stages;
+}
+
+}  // namespace
+
+std::vector<MixedPoint> mixed_points(const json& spec, const MixedSpec& ms, const Sensitivity& s, std::vector<std::string>* notes) {
+  std::vector<compress::AllocationItem> items;
+  double params = 0;
+  for (const SensitivityRow& r : s.rows) {
+    items.push_back({r.bytes, ms.objective == "kl" ? r.kl : r.dnll});
+    params += double(r.rows) * double(r.cols);
+  }
+  std::vector<MixedPoint> out;
+  std::set<std::string> seen;
+  for (const json& b : ms.budgets) {
+    double budget = 0;
+    if (b.is_number()) {
+      budget = b.get<double>() * params / 8;
+    } else {
+      size_t o = 0;
+      while (s.options[o].name != b.get<std::string>()) ++o;
+      for (const SensitivityRow& r : s.rows) budget += r.bytes[o];
+    }
+    const auto a = compress::allocate(items, budget);
+    if (!a) {
+      if (notes) notes->push_back("mixed at " + b.dump() + ": no allocation fits (" + bits_name(8 * budget / params) + " per weight is below the smallest option)");
+      continue;
+    }
+    MixedPoint p;
+    p.bits = 8 * a->size / params;
+    p.predicted = a->loss;
+    p.choice = a->choice;
+    const std::string name = "mixed-" + bits_name(p.bits) + "-" + ms.method + (ms.objective == "kl" ? "" : "-" + ms.objective);
+    if (!seen.insert(name).second) continue;
+    p.point = {name, sweep_recipe(spec, name, mixed_stages(ms, spec, s, a->choice))};
+    parse_recipe(p.point.recipe, "");
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace condense::pipeline

@@ -1,0 +1,226 @@
+#include "pipeline/sensitivity.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "compress/prune.h"
+#include "compress/quantize_model.h"
+#include "compress/rtn.h"
+#include "core/error.h"
+#include "pipeline/recipe.h"
+#include "runtime/engine.h"
+#include "runtime/linear_parts.h"
+
+namespace condense::pipeline {
+
+using nlohmann::json;
+
+namespace {
+
+void log_softmax(const float* l, int n, std::vector<double>& out) {
+  double mx = l[0];
+  for (int j = 1; j < n; ++j) mx = std::max(mx, double(l[j]));
+  double s = 0;
+  for (int j = 0; j < n; ++j) s += std::exp(double(l[j]) - mx);
+  const double lse = mx + std::log(s);
+  for (int j = 0; j < n; ++j) out[size_t(j)] = double(l[j]) - lse;
+}
+
+// The option applied to one weight: its effective values and packed form.
+WeightCompression compress_one(const StorageOption& o, const Tensor& t, int64_t rows, int64_t cols, std::vector<float>& values) {
+  const int64_t n = rows * cols;
+  values.assign(t.f32(), t.f32() + n);
+  std::vector<uint64_t> mask;
+  if (o.sparsity > 0) {
+    mask = compress::select_mask(compress::magnitude_scores(values.data(), n), rows, cols, o.sparsity, compress::Compare::Matrix, compress::NmPattern{});
+    compress::apply_mask(values.data(), n, mask);
+  }
+  if (!o.scheme.quantized()) {
+    WeightCompression wc;
+    wc.mask = std::move(mask);
+    return wc;
+  }
+  return compress::quantize_rtn(o.scheme, values.data(), rows, cols, mask, values.data());
+}
+
+}  // namespace
+
+StorageOption storage_option(const json& j, const std::string& where) {
+  if (!j.is_object()) fail("sweep", where + ": expected a \"weights\" object (e.g. {\"type\": \"int4\", \"group\": 32}), optionally with \"sparsity\"");
+  StorageOption o;
+  json w = j;
+  if (w.contains("sparsity")) {
+    if (!w["sparsity"].is_number() || !(w["sparsity"].get<double>() >= 0 && w["sparsity"].get<double>() < 1)) {
+      fail("sweep", where + ".sparsity: expected a fraction in [0, 1)");
+    }
+    o.sparsity = w["sparsity"].get<double>();
+    w.erase("sparsity");
+  }
+  if (!w.empty()) {
+    o.scheme = parse_weights(w, where);
+    o.weights = w;
+  } else if (o.sparsity == 0) {
+    fail("sweep", where + ": an option quantizes (\"type\") or prunes (\"sparsity\"), or both");
+  }
+  std::string n;
+  if (o.scheme.quantized()) {
+    n = w["type"].get<std::string>();
+    if (o.scheme.granularity == Granularity::Group) n += "g" + std::to_string(o.scheme.group);
+    else if (o.scheme.granularity == Granularity::PerTensor) n += "t";
+    if (!o.scheme.symmetric) n += "a";
+  } else {
+    n = "f32";
+  }
+  if (o.sparsity > 0) n += "-s" + std::to_string(int(std::lround(o.sparsity * 100)));
+  o.name = n;
+  return o;
+}
+
+json Sensitivity::to_json() const {
+  json opts = json::array(), rs = json::array();
+  for (const StorageOption& o : options) opts.push_back({{"name", o.name}, {"weights", o.weights}, {"sparsity", o.sparsity}});
+  for (const SensitivityRow& r : rows) {
+    rs.push_back({{"tensor", r.tensor}, {"rows", r.rows}, {"cols", r.cols}, {"kl_mean", r.kl}, {"delta_nll", r.dnll}, {"bytes", r.bytes}});
+  }
+  return {{"schema", "condense-sensitivity/1"}, {"options", opts}, {"tensors", rs}, {"reference_bytes", reference_bytes},
+          {"windows", windows}, {"ctx", ctx}, {"seconds", seconds}};
+}
+
+Sensitivity sensitivity_from_json(const json& j, const std::vector<StorageOption>& options) {
+  try {
+    if (j.at("schema") != "condense-sensitivity/1") fail("sensitivity", "not a condense-sensitivity/1 table");
+    Sensitivity s;
+    s.options = options;
+    const json& o = j.at("options");
+    bool same = o.size() == options.size();
+    for (size_t i = 0; same && i < options.size(); ++i) same = o[i].at("name") == options[i].name;
+    if (!same) fail("sensitivity", "the table was measured for other options");
+    for (const json& r : j.at("tensors")) {
+      SensitivityRow row{r.at("tensor").get<std::string>(), r.at("rows").get<int64_t>(), r.at("cols").get<int64_t>(),
+                         r.at("kl_mean").get<std::vector<double>>(), r.at("delta_nll").get<std::vector<double>>(),
+                         r.at("bytes").get<std::vector<double>>()};
+      if (row.kl.size() != options.size() || row.dnll.size() != options.size() || row.bytes.size() != options.size()) fail("sensitivity", "'" + row.tensor + "' lacks an option's values");
+      s.rows.push_back(std::move(row));
+    }
+    s.reference_bytes = j.at("reference_bytes").get<double>();
+    s.windows = j.at("windows").get<int>();
+    s.ctx = j.at("ctx").get<int>();
+    s.seconds = j.at("seconds").get<double>();
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    fail("sensitivity", std::string("malformed table: ") + e.what());
+  }
+}
+
+Sensitivity measure_sensitivity(const Model& m, const std::vector<StorageOption>& options, const std::vector<std::string>& targets,
+                                const compress::CalibrationSet& cal, const SensitivityMethod& method,
+                                const std::function<void(int, int)>& on_progress) {
+  if (method.method != "rtn" && method.method != "gptq") fail("sensitivity", "method '" + method.method + "': expected rtn or gptq");
+  if (method.method == "gptq" && !method.calibration) fail("sensitivity", "gptq needs calibration windows");
+  const auto t0 = std::chrono::steady_clock::now();
+  if (options.empty()) fail("sensitivity", "no storage option to measure");
+  const int windows = cal.n_seq, ctx = cal.seq;
+  if (windows < 1 || ctx < 1 || ctx > m.config.max_seq || cal.inputs.size() != size_t(windows) * size_t(ctx)) {
+    fail("sensitivity", "expected windows of 1.." + std::to_string(m.config.max_seq) + " tokens");
+  }
+  const int vocab = m.config.vocab;
+  Sensitivity s;
+  s.options = options;
+  s.windows = windows;
+  s.ctx = ctx;
+  std::vector<std::vector<int>> inputs;
+  for (int w = 0; w < windows; ++w) inputs.emplace_back(cal.inputs.begin() + ptrdiff_t(w) * ctx, cal.inputs.begin() + ptrdiff_t(w + 1) * ctx);
+  // the reference's log-probabilities, once (float: the KL's terms keep ~7 digits)
+  std::vector<float> ref(size_t(windows) * size_t(ctx) * size_t(vocab)), logits(size_t(ctx) * size_t(vocab));
+  std::vector<double> lp(static_cast<size_t>(vocab));
+  {
+    Engine e(m, ctx);
+    for (int w = 0; w < windows; ++w) {
+      e.forward(inputs[size_t(w)].data(), ctx, 0, logits.data(), ctx);
+      for (int i = 0; i < ctx; ++i) {
+        log_softmax(logits.data() + size_t(i) * size_t(vocab), vocab, lp);
+        float* r = ref.data() + (size_t(w) * size_t(ctx) + size_t(i)) * size_t(vocab);
+        for (int j = 0; j < vocab; ++j) r[j] = float(lp[size_t(j)]);
+      }
+    }
+  }
+  // mean KL over every position, and the mean change of the text's NLL over
+  // the positions whose next token is in the window (ctx - 1 per window)
+  auto measure = [&](Engine& e, double* kl_mean, double* dnll) {
+    double sum = 0, nll = 0;
+    for (int w = 0; w < windows; ++w) {
+      e.forward(inputs[size_t(w)].data(), ctx, 0, logits.data(), ctx);
+      for (int i = 0; i < ctx; ++i) {
+        log_softmax(logits.data() + size_t(i) * size_t(vocab), vocab, lp);
+        const float* r = ref.data() + (size_t(w) * size_t(ctx) + size_t(i)) * size_t(vocab);
+        double kl = 0;
+        for (int j = 0; j < vocab; ++j) kl += std::exp(double(r[j])) * (double(r[j]) - lp[size_t(j)]);
+        sum += std::max(kl, 0.0);
+        if (i + 1 < ctx) {
+          const int next = inputs[size_t(w)][size_t(i) + 1];
+          nll += double(r[next]) - lp[size_t(next)];
+        }
+      }
+    }
+    *kl_mean = sum / (double(windows) * ctx);
+    *dnll = ctx > 1 ? nll / (double(windows) * (ctx - 1)) : 0;
+  };
+
+  const std::vector<std::string> names = compress::select_weights(m, targets, "mixed.targets");
+  std::map<std::string, std::pair<const Tensor*, Shape>> by_name;
+  for_each_weight(m, [&](const WeightRef& r) { by_name[r.name] = {r.tensor, r.shape}; });
+  const int total = int(names.size() * options.size());
+  int done = 0;
+  for (const std::string& name : names) {
+    const auto& [t, shape] = by_name.at(name);
+    if (m.compression.count(name)) fail("sensitivity", "'" + name + "' is already compressed; measure sensitivity on the uncompressed model");
+    SensitivityRow row{name, shape[0], shape[1], {}, {}, {}};
+    s.reference_bytes += double(pack_linear(m, {{name, t}}, {row.rows}, row.cols).weight_bytes());
+    for (const StorageOption& o : options) {
+      std::vector<float> values;
+      WeightCompression wc = compress_one(o, *t, row.rows, row.cols, values);
+      // a shallow copy shares every other weight with m; only this one is replaced
+      Model w = m;
+      Tensor changed = Tensor::from_f32(values, {row.rows, row.cols});
+      if (method.method == "gptq" && o.scheme.quantized()) {
+        // GPTQ from the (pruned) original values; the quantizer keeps the mask
+        std::vector<float> start(t->f32(), t->f32() + row.rows * row.cols);
+        if (!wc.mask.empty()) compress::apply_mask(start.data(), int64_t(start.size()), wc.mask);
+        changed = Tensor::from_f32(start, {row.rows, row.cols});
+      }
+      for_each_weight(w, [&](const WeightRef& r) {
+        if (r.name == name) *r.tensor = changed;
+      });
+      if (method.method == "gptq" && o.scheme.quantized()) {
+        if (!wc.mask.empty()) w.compression[name] = WeightCompression{{}, {}, {}, {}, wc.mask};
+        compress::QuantizeOptions q;
+        q.scheme = o.scheme;
+        q.method = "gptq";
+        q.gptq = method.gptq;
+        q.targets = {name};
+        compress::quantize_model(w, q, method.calibration);
+        wc = w.compression.at(name);
+      }
+      {
+        Model packed = w;
+        packed.compression[name] = wc;
+        row.bytes.push_back(double(pack_linear(packed, {{name, &changed}}, {row.rows}, row.cols).weight_bytes()));
+      }
+      w.compression.erase(name);
+      // effective f32 values: the quantity is the weights' error, not a kernel's arithmetic
+      Engine e(w, ctx);
+      double kl = 0, dnll = 0;
+      measure(e, &kl, &dnll);
+      row.kl.push_back(kl);
+      row.dnll.push_back(dnll);
+      if (on_progress) on_progress(++done, total);
+    }
+    s.rows.push_back(std::move(row));
+  }
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s;
+}
+
+}  // namespace condense::pipeline
