@@ -39,7 +39,7 @@ TEST(Report, SvgMarksAndFrontsAreTheParetoFronts) {
   testfix::ReportRuns r;
   const auto v = report::load_variants(r.paths);
   const std::string html = report::render_html(v, "t");
-  for (const char* chart : {"chart-latency", "chart-size"}) {
+  for (const char* chart : {"chart-latency", "chart-size", "chart-bits"}) {
     const size_t a = html.find(std::string("<svg id=\"") + chart), b = html.find("</svg>", a);
     ASSERT_NE(a, std::string::npos);
     const std::string svg = html.substr(a, b - a);
@@ -51,7 +51,10 @@ TEST(Report, SvgMarksAndFrontsAreTheParetoFronts) {
     }
     EXPECT_EQ(all.size(), v.size()) << chart << ": one mark per variant";
     std::vector<std::array<double, 2>> pts;
-    for (const auto& x : v) pts.push_back({std::string(chart) == "chart-latency" ? x.tpot_p50_ms : x.weight_bytes, x.delta_ppl_pct});
+    for (const auto& x : v) {
+      const std::string c = chart;
+      pts.push_back({c == "chart-latency" ? x.tpot_p50_ms : c == "chart-size" ? x.weight_bytes : x.bits_per_weight, x.delta_ppl_pct});
+    }
     const auto f = report::pareto_front(pts);
     std::set<int> expect;
     for (size_t i = 0; i < f.size(); ++i) {

@@ -108,7 +108,7 @@ TEST(ReportBrowser, OpensCleanOfflineWithEveryMark) {
   EXPECT_EQ(dom.output.find("CONSOLE"), std::string::npos) << "console output:\n" << dom.output;
   size_t marks = 0;
   for (size_t at = dom.output.find("<circle class=\"pt"); at != std::string::npos; at = dom.output.find("<circle class=\"pt", at + 1)) ++marks;
-  EXPECT_EQ(marks, 2 * v.size()) << "one mark per variant in each chart";
+  EXPECT_EQ(marks, 3 * v.size()) << "one mark per variant in each chart";
   const std::string front = "<circle class=\"pt front\" data-variant=\"0\"";  // variant a is on both fronts
   EXPECT_NE(dom.output.find(front), std::string::npos);
 

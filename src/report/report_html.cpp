@@ -112,7 +112,8 @@ std::string chart(const std::vector<Variant>& v, const std::vector<double>& xs, 
   }
   for (size_t i : shown) {
     s += "<circle class=\"pt " + std::string(front[i] ? "front" : "dominated") + "\" data-variant=\"" + std::to_string(i) + "\" cx=\"" +
-         fmt(X(xs[i]), "%.1f") + "\" cy=\"" + fmt(Y(ys[i]), "%.1f") + "\" r=\"6\" fill=\"" + kColours[i % 8] + "\"><title>" + esc(v[i].name) +
+         fmt(X(xs[i]), "%.1f") + "\" cy=\"" + fmt(Y(ys[i]), "%.1f") + "\" r=\"6\" fill=\"" + kColours[i % 8] + "\"" +
+         (v[i].mixed ? " stroke-width=\"3\" data-mixed=\"1\"" : "") + "><title>" + esc(v[i].name) +
          ": " + fmt(xs[i]) + ", " + fmt(ys[i]) + "</title></circle>\n";
     if (front[i]) {
       s += "<text class=\"lbl\" x=\"" + fmt(X(xs[i]) + 8, "%.1f") + "\" y=\"" + fmt(Y(ys[i]) - 8, "%.1f") + "\">" + esc(v[i].name) + "</text>\n";
@@ -143,12 +144,13 @@ std::string stages_text(const Variant& v) {
 }  // namespace
 
 Fronts fronts_of(const std::vector<Variant>& v) {
-  std::vector<std::array<double, 2>> lat, size;
+  std::vector<std::array<double, 2>> lat, size, bits;
   for (const Variant& x : v) {
     lat.push_back({x.tpot_p50_ms, x.delta_ppl_pct});
     size.push_back({x.weight_bytes, x.delta_ppl_pct});
+    bits.push_back({x.bits_per_weight, x.delta_ppl_pct});
   }
-  return {pareto_front(lat), pareto_front(size)};
+  return {pareto_front(lat), pareto_front(size), pareto_front(bits)};
 }
 
 json to_json(const std::vector<Variant>& v) {
@@ -157,11 +159,11 @@ json to_json(const std::vector<Variant>& v) {
   auto n = [](double x) { return ok(x) ? json(x) : json(nullptr); };
   for (size_t i = 0; i < v.size(); ++i) {
     const Variant& x = v[i];
-    rows.push_back({{"name", x.name}, {"model", x.model}, {"reference", x.reference}, {"ppl", n(x.ppl)}, {"delta_ppl_pct", n(x.delta_ppl_pct)},
+    rows.push_back({{"name", x.name}, {"model", x.model}, {"reference", x.reference}, {"mixed", x.mixed}, {"ppl", n(x.ppl)}, {"delta_ppl_pct", n(x.delta_ppl_pct)},
                     {"kl_mean", n(x.kl_mean)}, {"kl_p99", n(x.kl_p99)}, {"top1_agreement", n(x.top1)}, {"weight_bytes", n(x.weight_bytes)},
                     {"params", n(x.params)}, {"bits_per_weight", n(x.bits_per_weight)}, {"tpot_p50_ms", n(x.tpot_p50_ms)},
                     {"tpot_p99_ms", n(x.tpot_p99_ms)}, {"decode_tok_s", n(x.decode_tok_s)}, {"context", x.context}, {"linears", x.linears},
-                    {"machine", x.machine}, {"date", x.date}, {"revision", x.revision}, {"on_latency_front", bool(f.latency[i])}, {"on_size_front", bool(f.size[i])},
+                    {"machine", x.machine}, {"date", x.date}, {"revision", x.revision}, {"on_latency_front", bool(f.latency[i])}, {"on_size_front", bool(f.size[i])}, {"on_bits_front", bool(f.bits[i])},
                     {"stages", x.stages}, {"recipe", x.recipe}, {"sources", x.sources}});
   }
   return {{"schema", "condense-report/1"}, {"variants", rows}};
@@ -199,11 +201,14 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
       "</style></head><body>\n<h1>" + esc(title) + "</h1>\n";
   s += "<p>Every variant placed by quality (ΔPPL against the reference, %: lower is better) against decode latency (time per output "
        "token at batch 1, p50) and against size (weight bytes the runtime holds). The dashed steps join the Pareto front, whose variants "
-       "are labelled; dominated variants are dimmed. The table sorts on a click on its header.</p>\n";
+       "are labelled; dominated variants are dimmed; a thick outline marks a mixed-precision variant (a format per tensor, chosen "
+       "by the sweep's sensitivity pass). The table sorts on a click on its header.</p>\n";
   s += chart(v, col(v, &Variant::tpot_p50_ms), col(v, &Variant::delta_ppl_pct), f.latency, "chart-latency", "Quality vs decode latency",
              "TPOT p50 (ms per token, batch 1)", "ΔPPL vs reference (%)");
   s += chart(v, col(v, &Variant::weight_bytes, 1e-6), col(v, &Variant::delta_ppl_pct), f.size, "chart-size", "Quality vs size",
              "weights (MB)", "ΔPPL vs reference (%)");
+  s += chart(v, col(v, &Variant::bits_per_weight), col(v, &Variant::delta_ppl_pct), f.bits, "chart-bits", "Quality vs bits per weight",
+             "bits per weight (all weight bytes x 8 / parameters)", "ΔPPL vs reference (%)");
   s += "\n<p class=\"legend\">";
   for (size_t i = 0; i < v.size(); ++i) {
     s += "<span><span class=\"sw\" style=\"background:" + std::string(kColours[i % 8]) + "\"></span>" + esc(v[i].name) + "</span> ";

@@ -15,7 +15,7 @@ namespace condense::report {
 // The two fronts every variant is placed on: quality (ΔPPL %, lower better)
 // against decode latency (TPOT p50) and against size (weight bytes).
 struct Fronts {
-  std::vector<bool> latency, size;
+  std::vector<bool> latency, size, bits;  // ΔPPL against TPOT p50, weight bytes, bits per weight
 };
 Fronts fronts_of(const std::vector<Variant>& v);
 

@@ -16,6 +16,7 @@ struct Variant {
   std::string name;    // the recipe's name, else the model's file name
   std::string model;   // the model's path as the JSON names it (the join key, made absolute)
   bool reference = false;  // the recipes' teacher: quality 0 by definition
+  bool mixed = false;      // per-tensor schemes (a mixed-precision allocation)
   // Quality against the reference (results.json eval.vs_teacher).
   double ppl = kNone, delta_ppl_pct = kNone, kl_mean = kNone, kl_p99 = kNone, top1 = kNone;
   // Size (bench model.weight_bytes: what the engine holds) and per parameter.
