@@ -21,9 +21,9 @@ void Progress::update(int64_t done, const std::string& detail) {
     return;
   }
   if (!tty_) {
-    // A log file or pipe gets a plain line every 10 s (and the last one), so long
+    // A log file or pipe gets a plain line every 5 s (and the last one), so long
     // work run from scripts or CI shows it is alive without flooding the log.
-    if (done == printed_ || (done < total_ && now - last_ < std::chrono::seconds(10))) return;
+    if (done == printed_ || (done < total_ && now - last_ < std::chrono::seconds(5))) return;
     last_ = now;
     printed_ = done;
     std::fprintf(stderr, "%s %lld/%lld %.1fs eta %.1fs %s\n", label_.c_str(), (long long)done, (long long)total_, el, eta,

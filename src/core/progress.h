@@ -1,5 +1,5 @@
 // Progress of long work on stderr: a redrawn bar on a terminal, one JSON line
-// per update with --log-json, a plain line every 10 s (and the final one) when
+// per update with --log-json, a plain line every 5 s (and the final one) when
 // stderr is a file or pipe. Not thread-safe: call from one thread.
 #pragma once
 #include <chrono>

@@ -369,20 +369,27 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   if (r.teacher) res["teacher_model"] = r.teacher->model;  // as resolved ($CONDENSE_DATA_DIR expanded)
   if (!r.eval_text.empty()) {
     const std::vector<int> ids = tok->encode(read_text_file(r.eval_text));
+    // evaluation of a large model takes minutes: progress per window
+    std::optional<Progress> prog;
+    auto on_window = [&](int done, int total) {
+      if (!prog) prog.emplace("eval", total, o.log_json);
+      prog->update(done);
+    };
     auto ppl = [&](const Model& m) {
       Engine e(m, std::min(m.config.max_seq, r.eval_ctx));
-      return evaluate_perplexity(e, ids, r.eval_ctx, r.eval_windows).ppl;
+      return evaluate_perplexity(e, ids, r.eval_ctx, r.eval_windows, on_window).ppl;
     };
     json ev = {{"text", r.eval_text}, {"ctx", r.eval_ctx}, {"max_windows", r.eval_windows}};
     if (teacher) {
       Engine es(student, std::min(student.config.max_seq, r.eval_ctx)), et(teacher->model, std::min(teacher->model.config.max_seq, r.eval_ctx));
-      const Comparison c = compare_models(es, et, ids, r.eval_ctx, r.eval_windows);
+      const Comparison c = compare_models(es, et, ids, r.eval_ctx, r.eval_windows, on_window);
       ev["student_ppl"] = c.ppl;
       ev["teacher_ppl"] = c.reference_ppl;
       ev["vs_teacher"] = {{"delta_ppl_pct", c.delta_ppl_pct}, {"kl_mean", c.kl_mean}, {"kl_p99", c.kl_p99}, {"top1_agreement", c.top1_agreement}};
     } else {
       ev["student_ppl"] = ppl(student);
     }
+    if (prog) prog->finish();
     res["eval"] = ev;
     log_line(o, {{"event", "eval"}, {"eval", ev}});
   }

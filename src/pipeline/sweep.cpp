@@ -81,6 +81,17 @@ std::string hex(uint64_t h) {
   return b;
 }
 
+// run_bench with progress (a bench of a large model takes minutes)
+json bench_with_progress(const std::string& model, const BenchOptions& bo, bool log_json) {
+  std::optional<Progress> prog;
+  json j = run_bench(model, bo, [&](int done, int total, const std::string&) {
+    if (!prog) prog.emplace("bench", total, log_json);
+    prog->update(done);
+  });
+  if (prog) prog->finish();
+  return j;
+}
+
 BenchOptions bench_options(const json& spec) {
   BenchOptions b;
   const json bj = spec.value("bench", json::object());
@@ -236,7 +247,7 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
       res.cached.push_back("reference");
     } else {
       std::fprintf(stderr, "sweep: bench the teacher\n");
-      write_file_atomically((d / "bench.json").string(), run_bench(teacher, bo).dump(1) + "\n");
+      write_file_atomically((d / "bench.json").string(), bench_with_progress(teacher, bo, opt.log_json).dump(1) + "\n");
       write_file_atomically((d / "sweep.key").string(), key);
       res.ran.push_back("reference");
     }
@@ -251,7 +262,7 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
       std::fprintf(stderr, "sweep: %s\n", p.name.c_str());
       fs::remove(d / "sweep.key");
       const json r = run_recipe(parse_recipe(p.recipe, ""), {false, opt.log_json});
-      write_file_atomically((d / "bench.json").string(), run_bench(r["output_model"].get<std::string>(), bo).dump(1) + "\n");
+      write_file_atomically((d / "bench.json").string(), bench_with_progress(r["output_model"].get<std::string>(), bo, opt.log_json).dump(1) + "\n");
       write_file_atomically((d / "sweep.key").string(), key);  // last: a run cut short is redone
       res.ran.push_back(p.name);
     }
