@@ -268,20 +268,12 @@ TEST(MixedPrecision, VariantsFollowTheAllocation) {
 
 TEST(MixedPrecision, SweepMeasuresOnceAndRunsOnlyNewBudgets) {
   testutil::TempDir d;
-  testutil::write_corpus_and_tokenizer(d / "text.txt", d / "tok.model", 3000, 300, 4);
   // rows and columns in multiples of the kernels' blocks, so bytes per weight are near the formats' own
-  Model m = random_model(testutil::tiny_config({.dim = 64, .hd = 16, .ffn = 128, .vocab = 300, .max_seq = 64}), 5);
-  save_hf_model(m, d / "teacher", DType::F32, {});
-  std::filesystem::copy_file(d / "tok.model", d / "teacher/tokenizer.model");
-  json spec = {{"name", "tiny"},
-               {"teacher", {{"model", d / "teacher"}}},
-               {"data", {{"text", d / "text.txt"}}},
-               {"eval", {{"text", d / "text.txt"}, {"ctx", 32}, {"max_windows", 2}}},
+  json spec = testutil::tiny_sweep_spec(d.path.string(), {.dim = 64, .hd = 16, .ffn = 128});
+  spec.update(json{
                {"grid", {{"weights", {{{"type", "int4"}, {"group", 16}}}}}},
                {"mixed", {{"options", {{{"type", "int4"}, {"group", 16}}, {{"type", "int8"}}}}, {"bits", {6.0}}, {"windows", {{"samples", 2}, {"seq", 32}}}}},
-               {"calibration", {{"samples", 4}, {"seq", 32}}},
-               {"bench", {{"prefill", 8}, {"context", 8}, {"decode_tokens", 4}, {"probe_mb", 8}}},
-               {"output", {{"dir", d / "out"}}}};
+               {"calibration", {{"samples", 4}, {"seq", 32}}}});
   auto r = pipeline::run_sweep(spec);
   ASSERT_EQ(r.ran.size(), 4u);  // sensitivity, reference, int4g16-rtn, the mixed variant
   EXPECT_EQ(r.ran[0], "sensitivity");

@@ -53,17 +53,8 @@ TEST(Sweep, BudgetNamesTheBestQualityWithin) {
 
 TEST(Sweep, RunsEachVariantOnceAndOnlyNewPointsLater) {
   testutil::TempDir d;
-  testutil::write_corpus_and_tokenizer(d / "text.txt", d / "tok.model", 3000, 300, 4);
-  Model m = random_model(testutil::tiny_config({.vocab = 300, .max_seq = 64}), 5);
-  save_hf_model(m, d / "teacher", DType::F32, {});
-  std::filesystem::copy_file(d / "tok.model", d / "teacher/tokenizer.model");
-  json spec = {{"name", "tiny"},
-               {"teacher", {{"model", d / "teacher"}}},
-               {"data", {{"text", d / "text.txt"}}},
-               {"eval", {{"text", d / "text.txt"}, {"ctx", 32}, {"max_windows", 2}}},
-               {"grid", {{"weights", {{{"type", "int8"}}, {{"type", "int4"}, {"group", 16}}}}}},
-               {"bench", {{"prefill", 8}, {"context", 8}, {"decode_tokens", 4}, {"probe_mb", 8}}},
-               {"output", {{"dir", d / "out"}}}};
+  json spec = testutil::tiny_sweep_spec(d.path.string(), {});
+  spec["grid"] = {{"weights", {{{"type", "int8"}}, {{"type", "int4"}, {"group", 16}}}}};
   auto r = pipeline::run_sweep(spec);
   EXPECT_EQ(r.ran, (std::vector<std::string>{"reference", "int8-rtn", "int4g16-rtn"}));
   ASSERT_EQ(r.variants.size(), 3u);

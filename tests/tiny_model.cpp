@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <random>
 
+#include "io/hf_model.h"
+#include "model/shapes.h"
 #include "tests/test_util.h"
 #include "train/tokenizer_training.h"
 
@@ -85,6 +88,22 @@ void write_corpus_and_tokenizer(const std::string& text, const std::string& toke
   condense::train::TokenizerTraining o;
   o.vocab = vocab;
   write_file(tokenizer, condense::train::train_tokenizer({text}, o));
+}
+
+nlohmann::json tiny_sweep_spec(const std::string& dir, TinyShape shape) {
+  const std::filesystem::path d = dir;
+  write_corpus_and_tokenizer((d / "text.txt").string(), (d / "tok.model").string(), 3000, 300, 4);
+  shape.vocab = 300;
+  shape.max_seq = 64;
+  const condense::Model m = condense::random_model(tiny_config(shape), 5);
+  condense::save_hf_model(m, (d / "teacher").string(), condense::DType::F32, {});
+  std::filesystem::copy_file(d / "tok.model", d / "teacher/tokenizer.model");
+  return {{"name", "tiny"},
+          {"teacher", {{"model", (d / "teacher").string()}}},
+          {"data", {{"text", (d / "text.txt").string()}}},
+          {"eval", {{"text", (d / "text.txt").string()}, {"ctx", 32}, {"max_windows", 2}}},
+          {"bench", {{"prefill", 8}, {"context", 8}, {"decode_tokens", 4}, {"probe_mb", 8}}},
+          {"output", {{"dir", (d / "out").string()}}}};
 }
 
 }  // namespace testutil

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "compress/quantize_model.h"
 #include "model/model.h"
 #include "train/token_data.h"
@@ -26,6 +28,12 @@ void expect_same_weights(const condense::Model& a, const condense::Model& b);
 // SentencePiece tokenizer of `vocab` pieces learned from it, written to
 // `tokenizer`: for models trained from scratch in tests.
 void write_corpus_and_tokenizer(const std::string& text, const std::string& tokenizer, int n, int vocab, uint32_t seed);
+
+// A random teacher of `shape` (vocabulary 300, context 64) with a learned
+// tokenizer, for sweeps: dir/text.txt (the corpus), dir/teacher (HF folder with
+// tokenizer.model). Returns the spec's common part: name, teacher, data, eval
+// (2 windows of 32), bench (tiny), output.dir = dir/out.
+nlohmann::json tiny_sweep_spec(const std::string& dir, TinyShape shape);
 
 // n values drawn from N(0, sd^2), deterministic for a seed.
 std::vector<float> randn(int64_t n, uint32_t seed, float sd = 0.05f);

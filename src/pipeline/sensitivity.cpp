@@ -10,6 +10,7 @@
 #include "compress/rtn.h"
 #include "core/error.h"
 #include "pipeline/recipe.h"
+#include "runtime/compare.h"
 #include "runtime/engine.h"
 #include "runtime/linear_parts.h"
 
@@ -18,15 +19,6 @@ namespace condense::pipeline {
 using nlohmann::json;
 
 namespace {
-
-void log_softmax(const float* l, int n, std::vector<double>& out) {
-  double mx = l[0];
-  for (int j = 1; j < n; ++j) mx = std::max(mx, double(l[j]));
-  double s = 0;
-  for (int j = 0; j < n; ++j) s += std::exp(double(l[j]) - mx);
-  const double lse = mx + std::log(s);
-  for (int j = 0; j < n; ++j) out[size_t(j)] = double(l[j]) - lse;
-}
 
 // The option applied to one weight: its effective values and packed form.
 WeightCompression compress_one(const StorageOption& o, const Tensor& t, int64_t rows, int64_t cols, std::vector<float>& values) {
@@ -140,7 +132,7 @@ Sensitivity measure_sensitivity(const Model& m, const std::vector<StorageOption>
     for (int w = 0; w < windows; ++w) {
       e.forward(inputs[size_t(w)].data(), ctx, 0, logits.data(), ctx);
       for (int i = 0; i < ctx; ++i) {
-        log_softmax(logits.data() + size_t(i) * size_t(vocab), vocab, lp);
+        log_softmax64(logits.data() + size_t(i) * size_t(vocab), vocab, lp);
         float* r = ref.data() + (size_t(w) * size_t(ctx) + size_t(i)) * size_t(vocab);
         for (int j = 0; j < vocab; ++j) r[j] = float(lp[size_t(j)]);
       }
@@ -153,7 +145,7 @@ Sensitivity measure_sensitivity(const Model& m, const std::vector<StorageOption>
     for (int w = 0; w < windows; ++w) {
       e.forward(inputs[size_t(w)].data(), ctx, 0, logits.data(), ctx);
       for (int i = 0; i < ctx; ++i) {
-        log_softmax(logits.data() + size_t(i) * size_t(vocab), vocab, lp);
+        log_softmax64(logits.data() + size_t(i) * size_t(vocab), vocab, lp);
         const float* r = ref.data() + (size_t(w) * size_t(ctx) + size_t(i)) * size_t(vocab);
         double kl = 0;
         for (int j = 0; j < vocab; ++j) kl += std::exp(double(r[j])) * (double(r[j]) - lp[size_t(j)]);

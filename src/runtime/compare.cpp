@@ -9,8 +9,10 @@
 namespace condense {
 
 namespace {
-// log-softmax of one row in float64
-void log_softmax(const float* l, int n, std::vector<double>& out) {
+int argmax(const float* l, int n) { return int(std::max_element(l, l + n) - l); }
+}  // namespace
+
+void log_softmax64(const float* l, int n, std::vector<double>& out) {
   double mx = l[0];
   for (int j = 1; j < n; ++j) mx = std::max(mx, double(l[j]));
   double s = 0;
@@ -18,8 +20,6 @@ void log_softmax(const float* l, int n, std::vector<double>& out) {
   const double lse = mx + std::log(s);
   for (int j = 0; j < n; ++j) out[size_t(j)] = double(l[j]) - lse;
 }
-int argmax(const float* l, int n) { return int(std::max_element(l, l + n) - l); }
-}  // namespace
 
 Comparison compare_models(Engine& model, Engine& reference, const std::vector<int>& tokens, int ctx, int max_windows,
                           const std::function<void(int, int)>& on_window) {
@@ -50,8 +50,8 @@ Comparison compare_models(Engine& model, Engine& reference, const std::vector<in
     for (int i = 0; i < ctx; ++i) {
       const float* a = lm.data() + size_t(i) * size_t(vocab);
       const float* b = lr.data() + size_t(i) * size_t(vocab);
-      log_softmax(a, vocab, pm);
-      log_softmax(b, vocab, pr);
+      log_softmax64(a, vocab, pm);
+      log_softmax64(b, vocab, pr);
       double kl = 0;
       for (int j = 0; j < vocab; ++j) kl += std::exp(pr[size_t(j)]) * (pr[size_t(j)] - pm[size_t(j)]);
       kls.push_back(std::max(kl, 0.0));

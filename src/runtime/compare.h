@@ -20,6 +20,9 @@ struct Comparison {
   double seconds = 0;
 };
 
+// log-softmax of one row of n logits, in float64 (out holds n values).
+void log_softmax64(const float* logits, int n, std::vector<double>& out);
+
 Comparison compare_models(Engine& model, Engine& reference, const std::vector<int>& tokens, int ctx, int max_windows,
                           const std::function<void(int, int)>& on_window = {});
 
