@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "pipeline/mixed_precision.h"
 #include "pipeline/recipe.h"
 #include "pipeline/sweep.h"
 #include "report/report_html.h"
@@ -37,6 +38,11 @@ void register_sweep(CLI::App& app) {
       std::vector<std::string> skipped;
       for (const auto& p : pipeline::expand_sweep(spec, &skipped)) std::cout << p.name << "\n";
       for (const auto& s : skipped) std::cout << "skipped " << s << "\n";
+      const pipeline::MixedSpec ms = pipeline::parse_mixed(spec);
+      for (const auto& b : ms.budgets) {
+        std::cout << "mixed at " << b.dump() << (b.is_number() ? " bits per weight" : " (that option's uniform size)") << " (" << ms.method
+                  << "; formats chosen after the sensitivity pass)\n";
+      }
       return;
     }
     apply_threads(a->threads);
