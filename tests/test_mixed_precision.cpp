@@ -138,6 +138,12 @@ void direct_kl(const ref::Ref64Model& r, const ref::Ref64Model& q, const compres
 
 TEST(Sensitivity, EqualsADirectFloat64Computation) {
   Model m = random_model(testutil::tiny_config({.vocab = 40, .max_seq = 32}), 11);
+  // init-scale weights (sd 0.02) make a model whose outputs barely move (KL ~1e-10);
+  // scaled up, compressing one weight moves the KL far above float rounding
+  for_each_weight(m, [](const WeightRef& w) {
+    if (w.kind != WeightKind::Linear && w.kind != WeightKind::Embedding) return;
+    for (int64_t i = 0; i < w.tensor->numel(); ++i) w.tensor->f32()[i] *= 12;
+  });
   const compress::CalibrationSet cal = testutil::pattern_calibration(3, 24, 40);
   const std::vector<pipeline::StorageOption> opts = {pipeline::storage_option(json{{"type", "int4"}, {"group", 16}}, "o0"),
                                                      pipeline::storage_option(json{{"type", "int8"}}, "o1"),
@@ -147,6 +153,7 @@ TEST(Sensitivity, EqualsADirectFloat64Computation) {
   const std::vector<std::string> targets = {"model.layers.0.self_attn.k_proj.weight", "model.layers.1.mlp.down_proj.weight"};
   const pipeline::Sensitivity s = pipeline::measure_sensitivity(m, opts, targets, cal);
   ASSERT_EQ(s.rows.size(), 2u);
+  for (const auto& row : s.rows) ASSERT_EQ(row.kl.size(), opts.size());
   const ref::Ref64Model r = ref::ref_from_model(m);
   for (const pipeline::SensitivityRow& row : s.rows) {
     for (size_t o = 0; o < opts.size(); ++o) {
@@ -172,10 +179,11 @@ TEST(Sensitivity, EqualsADirectFloat64Computation) {
       });
       double kl = 0, dnll = 0;
       direct_kl(r, ref::ref_from_model(q), cal, &kl, &dnll);
-      EXPECT_NEAR(s.rows[0].kl.size(), 3u, 0);
-      EXPECT_NEAR(row.kl[o], kl, 2e-3 * kl + 1e-7) << row.tensor << " " << opts[o].name;
-      EXPECT_NEAR(row.dnll[o], dnll, 2e-3 * std::fabs(dnll) + 2e-6) << row.tensor << " " << opts[o].name;
-      EXPECT_GT(row.kl[o], 0) << row.tensor << " " << opts[o].name;
+      // float32 forward against float64: log-probabilities agree to ~1e-7 of their size (|log p| ~ 4
+      // here), the reference's stored as float; KLs here are 9e-6 .. 2e-2 (at least 100x the absolute floor), NLL changes 1e-4 .. 2e-2
+      EXPECT_NEAR(row.kl[o], kl, 1e-4 * kl + 1e-8) << row.tensor << " " << opts[o].name;
+      EXPECT_NEAR(row.dnll[o], dnll, 1e-4 * std::fabs(dnll) + 5e-7) << row.tensor << " " << opts[o].name;
+      EXPECT_GT(row.kl[o], 1e-6) << row.tensor << " " << opts[o].name << ": too small to test anything";
     }
     // int4 g16 (4 bits + an f16 scale per 16) is smaller than int8 (8 bits + one scale per row)
     EXPECT_LT(row.bytes[0], row.bytes[1]);

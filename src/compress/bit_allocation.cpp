@@ -63,12 +63,12 @@ std::optional<Allocation> allocate(const std::vector<AllocationItem>& items, dou
   }
   const double unit = std::max(1.0, budget / grid);
   int64_t units = int64_t(std::floor(budget / unit));
+  std::vector<std::vector<int64_t>> u;
+  for (const AllocationItem& it : items) {
+    u.emplace_back();
+    for (double s : it.size) u.back().push_back(int64_t(std::floor(s / unit)));
+  }
   for (;;) {
-    std::vector<std::vector<int64_t>> u;
-    for (const AllocationItem& it : items) {
-      u.emplace_back();
-      for (double s : it.size) u.back().push_back(int64_t(std::floor(s / unit)));
-    }
     std::optional<Allocation> a = solve(items, u, units);
     if (!a || a->size <= budget) return a;
     // rounding down let it past the budget: tighten by the overshoot and solve again

@@ -59,6 +59,14 @@ DType quant_type_from_name(const std::string& s) {
   fail("quantization type", "'" + s + "' is not one of int8, int4, fp8");
 }
 
+std::string QuantScheme::tag() const {
+  std::string n = quant_type_name(type);
+  if (!quantized()) return n;
+  if (granularity == Granularity::Group) n += "g" + std::to_string(group);
+  else if (granularity == Granularity::PerTensor) n += "t";
+  return symmetric ? n : n + "a";
+}
+
 std::string QuantScheme::describe() const {
   if (!quantized()) return "f32";
   std::string s = type == DType::F8E4M3 ? "fp8-e4m3" : quant_type_name(type);

@@ -37,6 +37,9 @@ struct QuantScheme {
   int qmin() const;
   // "int4 g32 asym", "int8 per-channel", "fp8-e4m3 per-tensor".
   std::string describe() const;
+  // The short form variant names use: "int4g32", "int8", "fp8t" (per tensor),
+  // "int4g32a" (asymmetric), "f32".
+  std::string tag() const;
   bool operator==(const QuantScheme&) const = default;
 };
 

@@ -1,5 +1,6 @@
 #include "pipeline/mixed_precision.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -11,6 +12,29 @@
 namespace condense::pipeline {
 
 using nlohmann::json;
+
+StorageOption storage_option(const json& j, const std::string& where) {
+  if (!j.is_object()) fail("sweep", where + ": expected a \"weights\" object (e.g. {\"type\": \"int4\", \"group\": 32}), optionally with \"sparsity\"");
+  StorageOption o;
+  json w = j;
+  if (w.contains("sparsity")) {
+    if (!w["sparsity"].is_number() || !(w["sparsity"].get<double>() >= 0 && w["sparsity"].get<double>() < 1)) {
+      fail("sweep", where + ".sparsity: expected a fraction in [0, 1)");
+    }
+    o.sparsity = w["sparsity"].get<double>();
+    w.erase("sparsity");
+  }
+  if (!w.empty()) {
+    o.scheme = parse_weights(w, where);
+    o.weights = w;
+  } else if (o.sparsity == 0) {
+    fail("sweep", where + ": an option quantizes (\"type\") or prunes (\"sparsity\"), or both");
+  }
+  std::string n = o.scheme.tag();
+  if (o.sparsity > 0) n += sparsity_tag(o.sparsity);
+  o.name = n;
+  return o;
+}
 
 MixedSpec parse_mixed(const json& spec) {
   MixedSpec ms;
@@ -55,9 +79,8 @@ MixedSpec parse_mixed(const json& spec) {
       ms.targets.push_back(t.get<std::string>());
     }
   }
-  const json cal = spec.value("calibration", json::object());
   ms.windows.samples = 8;
-  ms.windows.seq = cal.value("seq", 128);
+  ms.windows.seq = sweep_calibration(spec).value("seq", 128);
   if (m.contains("windows")) {
     const json& w = m["windows"];
     if (!w.is_object()) fail("sweep", "$.mixed.windows: expected {\"samples\": N, \"seq\": T}");
@@ -65,7 +88,7 @@ MixedSpec parse_mixed(const json& spec) {
     ms.windows.seq = w.value("seq", ms.windows.seq);
   }
   if (ms.windows.samples < 1 || ms.windows.seq < 2) fail("sweep", "$.mixed.windows: samples >= 1 and seq >= 2");
-  ms.windows.seed = 7;  // not the calibration stages' windows (seed 1): the pass should not fit what GPTQ fits
+  ms.windows.seed = 7;  // not the calibrated stages' windows (the recipe seed, 1234): the pass should not fit what GPTQ fits
   return ms;
 }
 
@@ -77,11 +100,18 @@ std::string bits_name(double b) {
   return s;
 }
 
+// The quantize stage of a mixed variant, before its targets and overrides.
+json quantize_stage(const MixedSpec& ms, const json& spec, const json& weights) {
+  json q = {{"type", "quantize"}, {"weights", weights}, {"method", ms.method}};
+  if (ms.method != "rtn") q["calibration"] = sweep_calibration(spec);
+  if (!ms.gptq.is_null()) q["gptq"] = ms.gptq;
+  return q;
+}
+
 // The stages that store each tensor in its chosen option: prunes first (one per
 // sparsity), then one quantize stage over every quantized tensor, in the
 // scheme most of them use, the others as per-tensor overrides.
 json mixed_stages(const MixedSpec& ms, const json& spec, const Sensitivity& s, const std::vector<int>& choice) {
-  const json cal = spec.value("calibration", json{{"samples", 32}, {"seq", 128}});
   std::map<double, std::vector<std::string>> prune;
   std::vector<std::string> quantized;
   std::map<size_t, int> uses;  // option index -> quantized tensors in it
@@ -96,7 +126,7 @@ json mixed_stages(const MixedSpec& ms, const json& spec, const Sensitivity& s, c
   for (const auto& [sp, names] : prune) {
     json p = {{"type", "prune"}, {"sparsity", sp}, {"targets", names}};
     if (ms.method == "rtn") p["method"] = "magnitude";
-    else p["method"] = "sparsegpt", p["calibration"] = cal;
+    else p["method"] = "sparsegpt", p["calibration"] = sweep_calibration(spec);
     stages.push_back(p);
   }
   if (quantized.empty()) return stages;
@@ -104,20 +134,25 @@ json mixed_stages(const MixedSpec& ms, const json& spec, const Sensitivity& s, c
   for (const auto& [o, n] : uses) {
     if (n > uses[main]) main = o;
   }
-  json q = {{"type", "quantize"}, {"weights", s.options[main].weights}, {"method", ms.method}, {"targets", quantized}};
+  json q = quantize_stage(ms, spec, s.options[main].weights);
+  q["targets"] = quantized;
   json over = json::object();
   for (size_t r = 0; r < s.rows.size(); ++r) {
     const StorageOption& o = s.options[size_t(choice[r])];
     if (o.scheme.quantized() && !(o.scheme == s.options[main].scheme)) over[s.rows[r].tensor] = o.weights;
   }
   if (!over.empty()) q["overrides"] = over;
-  if (ms.method != "rtn") q["calibration"] = cal;
-  if (!ms.gptq.is_null()) q["gptq"] = ms.gptq;
   stages.push_back(q);
   return stages;
 }
 
 }  // namespace
+
+StageSpec mixed_quantize_stage(const json& spec, const MixedSpec& ms) {
+  auto q = std::find_if(ms.options.begin(), ms.options.end(), [](const StorageOption& o) { return o.scheme.quantized(); });
+  if (q == ms.options.end()) fail("sweep", "$.mixed.options: no option quantizes, so there is no quantize stage");
+  return parse_recipe(sweep_recipe(spec, "mixed", json::array({quantize_stage(ms, spec, q->weights)})), "").stages[0];
+}
 
 std::vector<MixedPoint> mixed_points(const json& spec, const MixedSpec& ms, const Sensitivity& s, std::vector<std::string>* notes) {
   std::vector<compress::AllocationItem> items;

@@ -14,6 +14,11 @@
 
 namespace condense::pipeline {
 
+// The option an entry of a sweep's "mixed.options" describes: a quantize
+// stage's "weights" object, optionally with "sparsity": FRACTION beside it, or
+// {"sparsity": FRACTION} alone.
+StorageOption storage_option(const nlohmann::json& j, const std::string& where);
+
 struct MixedSpec {
   std::vector<StorageOption> options;
   std::string objective = "kl";        // kl: the sum of the tensors' KL; nll: the sum of their changes of the text's NLL
@@ -26,6 +31,10 @@ struct MixedSpec {
 
 // spec["mixed"], validated (fails naming the key); nullopt-like empty options when absent.
 MixedSpec parse_mixed(const nlohmann::json& spec);
+
+// The quantize stage the variants run, as parse_recipe reads it (GPTQ settings,
+// calibration windows): the sensitivity pass compresses each weight the same way.
+StageSpec mixed_quantize_stage(const nlohmann::json& spec, const MixedSpec& ms);
 
 struct MixedPoint {
   SweepPoint point;

@@ -105,6 +105,7 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
     const int retries = rep.contains("calibration") ? rep["calibration"].value("cholesky_retries", 0) : 0;
     if (retries) std::fprintf(stderr, "%s: GPTQ's Cholesky factorisation failed %d times; dampening was raised (see results.json)\n", st.name.c_str(), retries);
     summary = {{"method", q.method}, {"scheme", rep["scheme"]}};
+    if (!q.schemes.empty()) summary["overrides"] = q.schemes.size();  // weights in their own scheme (mixed precision)
     if (rep.contains("activations")) summary["activations"] = rep["activations"]["dtype"];
     if (q.activations.smooth) summary["smoothquant_alpha"] = q.activations.alpha;
   } else {
@@ -204,15 +205,25 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
 
 }  // namespace
 
-compress::CalibrationSet recipe_calibration_windows(const Recipe& r, const Model& m, const Tokenizer& tok, const CalibrationSpec& cs) {
-  if (r.data.text.empty() && r.data.tokens.empty()) fail("recipe", "$.data: calibration needs a text or a token folder");
-  const std::string fp = train::tokenizer_fingerprint(tok);
+namespace {
+
+// The recipe's training data as tokens of `tok` (fingerprint fp), before any
+// teacher samples; empty when the recipe has none (no stage trains or calibrates).
+train::TokenDataset recipe_data(const Recipe& r, const Tokenizer& tok, const std::string& fp) {
+  if (r.data.text.empty() && r.data.tokens.empty()) return train::TokenDataset::from_tokens({}, {}, fp);
+  if (!r.data.tokens.empty()) return train::TokenDataset::open(r.data.tokens, fp);
   train::PrepareOptions popt;
   popt.texts = r.data.text;
   popt.skip_bytes = r.data.skip_bytes;
   popt.val_fraction = r.data.val_fraction;
-  const train::TokenDataset data = r.data.tokens.empty() ? train::TokenDataset::from_text(tok, popt) : train::TokenDataset::open(r.data.tokens, fp);
-  return calibration_set(cs, m, data, m.config.bos_id);
+  return train::TokenDataset::from_text(tok, popt);
+}
+
+}  // namespace
+
+compress::CalibrationSet recipe_calibration_windows(const Recipe& r, const Model& m, const Tokenizer& tok, const CalibrationSpec& cs) {
+  if (r.data.text.empty() && r.data.tokens.empty()) fail("recipe", "$.data: calibration needs a text or a token folder");
+  return calibration_set(cs, m, recipe_data(r, tok, train::tokenizer_fingerprint(tok)), m.config.bos_id);
 }
 
 json run_recipe(const Recipe& r, const RunOptions& o) {
@@ -275,15 +286,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   const int bos = student.config.bos_id;
 
   // data
-  train::PrepareOptions popt;
-  popt.texts = r.data.text;
-  popt.skip_bytes = r.data.skip_bytes;
-  popt.val_fraction = r.data.val_fraction;
-  // No data (parse_recipe allowed it: no stage trains or calibrates): an empty set.
-  const bool no_data = r.data.text.empty() && r.data.tokens.empty();
-  train::TokenDataset data = no_data                  ? train::TokenDataset::from_tokens({}, {}, fp)
-                             : r.data.tokens.empty() ? train::TokenDataset::from_text(*tok, popt)
-                                                     : train::TokenDataset::open(r.data.tokens, fp);
+  train::TokenDataset data = recipe_data(r, *tok, fp);
   json data_j = {{"train_tokens", data.train_tokens()}, {"val_tokens", data.val_tokens()}, {"tokenizer", fp}};
   if (r.data.generate.samples > 0) {
     const GenerateSpec& g = r.data.generate;

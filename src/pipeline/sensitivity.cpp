@@ -9,7 +9,6 @@
 #include "compress/quantize_model.h"
 #include "compress/rtn.h"
 #include "core/error.h"
-#include "pipeline/recipe.h"
 #include "runtime/compare.h"
 #include "runtime/engine.h"
 #include "runtime/linear_parts.h"
@@ -20,55 +19,18 @@ using nlohmann::json;
 
 namespace {
 
-// The option applied to one weight: its effective values and packed form.
-WeightCompression compress_one(const StorageOption& o, const Tensor& t, int64_t rows, int64_t cols, std::vector<float>& values) {
+// The option's pruning of one weight (magnitude, within the matrix): the
+// kept-bitmap, applied to `values` (empty when the option does not prune).
+std::vector<uint64_t> prune_one(const StorageOption& o, std::vector<float>& values, int64_t rows, int64_t cols) {
+  if (o.sparsity <= 0) return {};
   const int64_t n = rows * cols;
-  values.assign(t.f32(), t.f32() + n);
-  std::vector<uint64_t> mask;
-  if (o.sparsity > 0) {
-    mask = compress::select_mask(compress::magnitude_scores(values.data(), n), rows, cols, o.sparsity, compress::Compare::Matrix, compress::NmPattern{});
-    compress::apply_mask(values.data(), n, mask);
-  }
-  if (!o.scheme.quantized()) {
-    WeightCompression wc;
-    wc.mask = std::move(mask);
-    return wc;
-  }
-  return compress::quantize_rtn(o.scheme, values.data(), rows, cols, mask, values.data());
+  std::vector<uint64_t> mask =
+      compress::select_mask(compress::magnitude_scores(values.data(), n), rows, cols, o.sparsity, compress::Compare::Matrix, compress::NmPattern{});
+  compress::apply_mask(values.data(), n, mask);
+  return mask;
 }
 
 }  // namespace
-
-StorageOption storage_option(const json& j, const std::string& where) {
-  if (!j.is_object()) fail("sweep", where + ": expected a \"weights\" object (e.g. {\"type\": \"int4\", \"group\": 32}), optionally with \"sparsity\"");
-  StorageOption o;
-  json w = j;
-  if (w.contains("sparsity")) {
-    if (!w["sparsity"].is_number() || !(w["sparsity"].get<double>() >= 0 && w["sparsity"].get<double>() < 1)) {
-      fail("sweep", where + ".sparsity: expected a fraction in [0, 1)");
-    }
-    o.sparsity = w["sparsity"].get<double>();
-    w.erase("sparsity");
-  }
-  if (!w.empty()) {
-    o.scheme = parse_weights(w, where);
-    o.weights = w;
-  } else if (o.sparsity == 0) {
-    fail("sweep", where + ": an option quantizes (\"type\") or prunes (\"sparsity\"), or both");
-  }
-  std::string n;
-  if (o.scheme.quantized()) {
-    n = w["type"].get<std::string>();
-    if (o.scheme.granularity == Granularity::Group) n += "g" + std::to_string(o.scheme.group);
-    else if (o.scheme.granularity == Granularity::PerTensor) n += "t";
-    if (!o.scheme.symmetric) n += "a";
-  } else {
-    n = "f32";
-  }
-  if (o.sparsity > 0) n += "-s" + std::to_string(int(std::lround(o.sparsity * 100)));
-  o.name = n;
-  return o;
-}
 
 json Sensitivity::to_json() const {
   json opts = json::array(), rs = json::array();
@@ -124,38 +86,37 @@ Sensitivity measure_sensitivity(const Model& m, const std::vector<StorageOption>
   s.ctx = ctx;
   std::vector<std::vector<int>> inputs;
   for (int w = 0; w < windows; ++w) inputs.emplace_back(cal.inputs.begin() + ptrdiff_t(w) * ctx, cal.inputs.begin() + ptrdiff_t(w + 1) * ctx);
-  // the reference's log-probabilities, once (float: the KL's terms keep ~7 digits)
   std::vector<float> ref(size_t(windows) * size_t(ctx) * size_t(vocab)), logits(size_t(ctx) * size_t(vocab));
   std::vector<double> lp(static_cast<size_t>(vocab));
-  {
-    Engine e(m, ctx);
+  // every position's log-probabilities under e (in lp): fn(window, position, the reference's row)
+  auto score = [&](Engine& e, const auto& fn) {
     for (int w = 0; w < windows; ++w) {
       e.forward(inputs[size_t(w)].data(), ctx, 0, logits.data(), ctx);
       for (int i = 0; i < ctx; ++i) {
         log_softmax64(logits.data() + size_t(i) * size_t(vocab), vocab, lp);
-        float* r = ref.data() + (size_t(w) * size_t(ctx) + size_t(i)) * size_t(vocab);
-        for (int j = 0; j < vocab; ++j) r[j] = float(lp[size_t(j)]);
+        fn(w, i, ref.data() + (size_t(w) * size_t(ctx) + size_t(i)) * size_t(vocab));
       }
     }
+  };
+  {  // the reference's, once (float: the KL's terms keep ~7 digits)
+    Engine e(m, ctx);
+    score(e, [&](int, int, float* r) {
+      for (int j = 0; j < vocab; ++j) r[j] = float(lp[size_t(j)]);
+    });
   }
   // mean KL over every position, and the mean change of the text's NLL over
   // the positions whose next token is in the window (ctx - 1 per window)
   auto measure = [&](Engine& e, double* kl_mean, double* dnll) {
     double sum = 0, nll = 0;
-    for (int w = 0; w < windows; ++w) {
-      e.forward(inputs[size_t(w)].data(), ctx, 0, logits.data(), ctx);
-      for (int i = 0; i < ctx; ++i) {
-        log_softmax64(logits.data() + size_t(i) * size_t(vocab), vocab, lp);
-        const float* r = ref.data() + (size_t(w) * size_t(ctx) + size_t(i)) * size_t(vocab);
-        double kl = 0;
-        for (int j = 0; j < vocab; ++j) kl += std::exp(double(r[j])) * (double(r[j]) - lp[size_t(j)]);
-        sum += std::max(kl, 0.0);
-        if (i + 1 < ctx) {
-          const int next = inputs[size_t(w)][size_t(i) + 1];
-          nll += double(r[next]) - lp[size_t(next)];
-        }
+    score(e, [&](int w, int i, const float* r) {
+      double kl = 0;
+      for (int j = 0; j < vocab; ++j) kl += std::exp(double(r[j])) * (double(r[j]) - lp[size_t(j)]);
+      sum += std::max(kl, 0.0);
+      if (i + 1 < ctx) {
+        const int next = inputs[size_t(w)][size_t(i) + 1];
+        nll += double(r[next]) - lp[size_t(next)];
       }
-    }
+    });
     *kl_mean = sum / (double(windows) * ctx);
     *dnll = ctx > 1 ? nll / (double(windows) * (ctx - 1)) : 0;
   };
@@ -171,22 +132,19 @@ Sensitivity measure_sensitivity(const Model& m, const std::vector<StorageOption>
     SensitivityRow row{name, shape[0], shape[1], {}, {}, {}};
     s.reference_bytes += double(pack_linear(m, {{name, t}}, {row.rows}, row.cols).weight_bytes());
     for (const StorageOption& o : options) {
-      std::vector<float> values;
-      WeightCompression wc = compress_one(o, *t, row.rows, row.cols, values);
+      std::vector<float> values(t->f32(), t->f32() + row.rows * row.cols);
+      WeightCompression wc;
+      wc.mask = prune_one(o, values, row.rows, row.cols);
+      const bool gptq = method.method == "gptq" && o.scheme.quantized();
+      if (o.scheme.quantized() && !gptq) wc = compress::quantize_rtn(o.scheme, values.data(), row.rows, row.cols, wc.mask, values.data());
       // a shallow copy shares every other weight with m; only this one is replaced
       Model w = m;
       Tensor changed = Tensor::from_f32(values, {row.rows, row.cols});
-      if (method.method == "gptq" && o.scheme.quantized()) {
-        // GPTQ from the (pruned) original values; the quantizer keeps the mask
-        std::vector<float> start(t->f32(), t->f32() + row.rows * row.cols);
-        if (!wc.mask.empty()) compress::apply_mask(start.data(), int64_t(start.size()), wc.mask);
-        changed = Tensor::from_f32(start, {row.rows, row.cols});
-      }
       for_each_weight(w, [&](const WeightRef& r) {
         if (r.name == name) *r.tensor = changed;
       });
-      if (method.method == "gptq" && o.scheme.quantized()) {
-        if (!wc.mask.empty()) w.compression[name] = WeightCompression{{}, {}, {}, {}, wc.mask};
+      if (gptq) {  // from the (pruned) values, the quantizer keeping the mask
+        if (wc.sparse()) w.compression[name] = wc;
         compress::QuantizeOptions q;
         q.scheme = o.scheme;
         q.method = "gptq";

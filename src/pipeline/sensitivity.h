@@ -53,10 +53,6 @@ struct SensitivityMethod {
 // A table to_json() wrote, for these options (fails when they differ).
 Sensitivity sensitivity_from_json(const nlohmann::json& j, const std::vector<StorageOption>& options);
 
-// The option an entry of a sweep's "mixed.options" describes: a quantize
-// stage's "weights" object, optionally with "sparsity": FRACTION beside it, or
-// {"sparsity": FRACTION} alone.
-StorageOption storage_option(const nlohmann::json& j, const std::string& where);
 
 // Every position of every window is scored (windows as calibration draws them:
 // BOS, then text). Targets are weight-name globs (empty: the blocks' linear

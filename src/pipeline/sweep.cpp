@@ -39,15 +39,6 @@ std::vector<json> axis(const json& grid, const char* key, json dflt) {
   return std::vector<json>(a.begin(), a.end());
 }
 
-std::string weights_name(const json& w) {
-  const std::string t = w.value("type", "");
-  std::string n = t;
-  if (w.contains("group")) n += "g" + std::to_string(w["group"].get<int>());
-  else if (w.value("granularity", "") == "tensor") n += "t";
-  if (!w.value("symmetric", true)) n += "a";
-  return n;
-}
-
 // FNV-1a 64 over bytes: the cache key (not a security boundary).
 uint64_t fnv(const std::string& s, uint64_t h = 1469598103934665603ull) {
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
@@ -106,6 +97,10 @@ BenchOptions bench_options(const json& spec) {
 
 }  // namespace
 
+json sweep_calibration(const json& spec) { return spec.value("calibration", json{{"samples", 32}, {"seq", 128}}); }
+
+std::string sparsity_tag(double sparsity) { return "-s" + std::to_string(int(std::lround(sparsity * 100))); }
+
 json sweep_recipe(const json& spec, const std::string& name, json stages) {
   const std::string dir = need(need(spec, "output", "$"), "dir", "$.output").get<std::string>();
   json r = {{"name", name}, {"teacher", need(spec, "teacher", "$")}, {"student", {{"init", "from_teacher"}}}, {"stages", std::move(stages)},
@@ -125,7 +120,7 @@ std::vector<SweepPoint> expand_sweep(const json& spec, std::vector<std::string>*
   }
   const json out = need(spec, "output", "$");
   const std::string dir = need(out, "dir", "$.output").get<std::string>();
-  const json calibration = spec.value("calibration", json{{"samples", 32}, {"seq", 128}});
+  const json calibration = sweep_calibration(spec);
   parse_mixed(spec);  // its errors before anything runs; its variants need the sensitivity pass
   std::vector<SweepPoint> pts;
   for (const json& w : axis(grid, "weights", json{{"type", "int8"}}))
@@ -136,8 +131,8 @@ std::vector<SweepPoint> expand_sweep(const json& spec, std::vector<std::string>*
             if (!w.is_object() || !w.contains("type")) fail("sweep", "$.grid.weights: each entry is a quantize stage's \"weights\" object");
             const std::string wt = w["type"].get<std::string>(), mt = m.get<std::string>(), kt = kv.get<std::string>(), at = act.get<std::string>();
             const double sp = s.get<double>();
-            std::string name = weights_name(w) + "-" + mt;
-            if (sp > 0) name += "-s" + std::to_string(int(std::lround(sp * 100)));
+            std::string name = parse_weights(w, "$.grid.weights").tag() + "-" + mt;
+            if (sp > 0) name += sparsity_tag(sp);
             if (kt != "none") name += "-kv" + kt;
             if (at != "none") name += "-a" + (at == "int8" ? std::string("8") : at);
             if (wt == "fp8" && mt != "rtn") {
@@ -163,6 +158,66 @@ std::vector<SweepPoint> expand_sweep(const json& spec, std::vector<std::string>*
   return pts;
 }
 
+namespace {
+
+// The per-tensor sensitivity, measured or read from OUT/sensitivity.json when
+// its key (the pass's settings, the data, the teacher's bytes) is unchanged.
+Sensitivity sweep_sensitivity(const json& spec, const MixedSpec& ms, const Recipe& any, const fs::path& dir, uint64_t teacher_hash,
+                              bool log_json, SweepResult& res) {
+  const fs::path sp = dir / "sensitivity.json", kp = dir / "sensitivity.key";
+  json key_src = {{"options", spec["mixed"]["options"]}, {"targets", ms.targets}, {"windows", {ms.windows.samples, ms.windows.seq}},
+                  {"data", spec.value("data", json())}, {"method", ms.method}, {"gptq", ms.gptq}};
+  if (ms.method != "rtn") key_src["calibration"] = sweep_calibration(spec);
+  const std::string key = hex(fnv(key_src.dump(), teacher_hash)) + "\n";
+  if (fs::exists(sp) && fs::exists(kp) && read_text_file(kp.string()) == key) {
+    res.cached.push_back("sensitivity");
+    return sensitivity_from_json(json::parse(read_text_file(sp.string())), ms.options);
+  }
+  fs::remove(kp);
+  LoadedModel t = load_model(any.teacher->model, any.teacher->tokenizer);
+  const Tokenizer& tok = require_tokenizer(t);
+  const compress::CalibrationSet windows = recipe_calibration_windows(any, t.model, tok, ms.windows);
+  SensitivityMethod how;
+  how.method = ms.method;
+  std::optional<compress::CalibrationSet> cal;
+  if (ms.method == "gptq") {  // GPTQ as the variants' quantize stage runs it
+    const StageSpec st = mixed_quantize_stage(spec, ms);
+    how.gptq = st.quantize.gptq;
+    cal = recipe_calibration_windows(any, t.model, tok, st.calibration);
+    how.calibration = &*cal;
+  }
+  std::fprintf(stderr, "sweep: sensitivity of each weight to %zu options (%s) on %d x %d tokens\n", ms.options.size(), ms.method.c_str(),
+               windows.n_seq, windows.seq);
+  std::optional<Progress> prog;
+  const Sensitivity sens = measure_sensitivity(t.model, ms.options, ms.targets, windows, how, [&](int done, int total) {
+    if (!prog) prog.emplace("sensitivity", total, log_json);
+    prog->update(done);
+  });
+  if (prog) prog->finish();
+  write_file_atomically(sp.string(), sens.to_json().dump(1) + "\n");
+  write_file_atomically(kp.string(), key);
+  res.ran.push_back("sensitivity");
+  return sens;
+}
+
+// The mixed variants of the spec's budgets; OUT/mixed.json lists each allocation.
+std::vector<SweepPoint> mixed_variants(const json& spec, const MixedSpec& ms, const Sensitivity& sens, const fs::path& dir) {
+  std::vector<std::string> notes;
+  std::vector<SweepPoint> out;
+  json alloc = json::array();
+  for (const MixedPoint& m : mixed_points(spec, ms, sens, &notes)) {
+    json per = json::object();
+    for (size_t i = 0; i < m.choice.size(); ++i) per[sens.rows[i].tensor] = sens.options[size_t(m.choice[i])].name;
+    alloc.push_back({{"name", m.point.name}, {"bits_per_target_weight", m.bits}, {"objective", ms.objective}, {"predicted_sum", m.predicted}, {"formats", per}});
+    out.push_back(m.point);
+  }
+  for (const std::string& n : notes) std::fprintf(stderr, "sweep: %s\n", n.c_str());
+  write_file_atomically((dir / "mixed.json").string(), json{{"allocations", alloc}, {"notes", notes}}.dump(1) + "\n");
+  return out;
+}
+
+}  // namespace
+
 SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
   std::vector<std::string> skipped;
   const std::vector<SweepPoint> pts = expand_sweep(spec, &skipped);
@@ -183,61 +238,9 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
   std::vector<SweepPoint> all = pts;
   const MixedSpec ms = parse_mixed(spec);
   if (!ms.options.empty()) {
-    // the per-tensor sensitivity, cached by the pass's settings, the data and the teacher
-    const fs::path sp = dir / "sensitivity.json", kp = dir / "sensitivity.key";
-    json key_src = {{"options", spec["mixed"]["options"]}, {"targets", ms.targets}, {"windows", {ms.windows.samples, ms.windows.seq}},
-                    {"data", spec.value("data", json())}, {"method", ms.method}, {"gptq", ms.gptq}};
-    if (ms.method != "rtn") key_src["calibration"] = spec.value("calibration", json());
-    const std::string key = hex(fnv(key_src.dump(), th)) + "\n";
-    json table;
-    if (fs::exists(sp) && fs::exists(kp) && read_text_file(kp.string()) == key) {
-      table = json::parse(read_text_file(sp.string()));
-      res.cached.push_back("sensitivity");
-    } else {
-      fs::remove(kp);
-      const Recipe r0 = parse_recipe(pts[0].recipe, "");
-      LoadedModel t = load_model(r0.teacher->model, r0.teacher->tokenizer);
-      const compress::CalibrationSet windows = recipe_calibration_windows(r0, t.model, require_tokenizer(t), ms.windows);
-      SensitivityMethod how;
-      how.method = ms.method;
-      std::optional<compress::CalibrationSet> cal;
-      if (ms.method == "gptq") {
-        const json cj = spec.value("calibration", json::object());
-        CalibrationSpec cs;
-        cs.samples = cj.value("samples", 32);
-        cs.seq = cj.value("seq", 128);
-        cal = recipe_calibration_windows(r0, t.model, require_tokenizer(t), cs);
-        how.calibration = &*cal;
-        const json g = ms.gptq.is_null() ? json::object() : ms.gptq;
-        how.gptq.damp = g.value("damp", how.gptq.damp);
-        how.gptq.block = g.value("block", how.gptq.block);
-        how.gptq.act_order = g.value("act_order", how.gptq.act_order);
-        how.gptq.true_sequential = g.value("true_sequential", how.gptq.true_sequential);
-      }
-      std::optional<Progress> prog;
-      std::fprintf(stderr, "sweep: sensitivity of each weight to %zu options (%s) on %d x %d tokens\n", ms.options.size(), ms.method.c_str(),
-                   windows.n_seq, windows.seq);
-      const Sensitivity sens = measure_sensitivity(t.model, ms.options, ms.targets, windows, how, [&](int done, int total) {
-        if (!prog) prog.emplace("sensitivity", total, opt.log_json);
-        prog->update(done);
-      });
-      if (prog) prog->finish();
-      table = sens.to_json();
-      write_file_atomically(sp.string(), table.dump(1) + "\n");
-      write_file_atomically(kp.string(), key);
-      res.ran.push_back("sensitivity");
+    for (SweepPoint& p : mixed_variants(spec, ms, sweep_sensitivity(spec, ms, parse_recipe(pts[0].recipe, ""), dir, th, opt.log_json, res), dir)) {
+      all.push_back(std::move(p));
     }
-    Sensitivity sens = sensitivity_from_json(table, ms.options);
-    std::vector<std::string> notes;
-    json alloc = json::array();
-    for (const MixedPoint& m : mixed_points(spec, ms, sens, &notes)) {
-      json per = json::object();
-      for (size_t i = 0; i < m.choice.size(); ++i) per[sens.rows[i].tensor] = sens.options[size_t(m.choice[i])].name;
-      alloc.push_back({{"name", m.point.name}, {"bits_per_target_weight", m.bits}, {"objective", ms.objective}, {"predicted_sum", m.predicted}, {"formats", per}});
-      all.push_back(m.point);
-    }
-    for (const std::string& n : notes) std::fprintf(stderr, "sweep: %s\n", n.c_str());
-    write_file_atomically((dir / "mixed.json").string(), json{{"allocations", alloc}, {"notes", notes}}.dump(1) + "\n");
   }
   {  // the reference: the teacher's speed
     const fs::path d = dir / "reference";

@@ -1,6 +1,6 @@
 // `condense sweep SPEC.json`: a grid of compressed variants of one teacher
-// (weights x method x sparsity x KV dtype x int8 activations), each run as a
-// recipe, evaluated against the teacher and benchmarked, cached by a hash of
+// (weights x method x sparsity x KV dtype x int8 activations) and mixed-
+// precision variants (pipeline/mixed_precision.h), each run as a recipe, evaluated against the teacher and benchmarked, cached by a hash of
 // its recipe and the teacher's bytes (a rerun runs only what changed), then
 // the Pareto report (docs/SWEEP.md).
 #pragma once
@@ -23,6 +23,12 @@ struct SweepPoint {
 // GPTQ on fp8 weights, are left out and listed in `skipped`). Fails naming the
 // key on a malformed spec.
 std::vector<SweepPoint> expand_sweep(const nlohmann::json& spec, std::vector<std::string>* skipped = nullptr);
+
+// The calibration object every calibrated stage of a sweep gets: the spec's
+// "calibration", else 32 windows of 128 tokens.
+nlohmann::json sweep_calibration(const nlohmann::json& spec);
+// "-s50" for a 50% sparsity: how variant names spell a pruning fraction.
+std::string sparsity_tag(double sparsity);
 
 // A variant's recipe: cut from the spec's teacher, calibrated on its data,
 // evaluated on its eval text, written to output.dir/name.

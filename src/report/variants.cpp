@@ -88,9 +88,8 @@ struct Joiner {
     for (const json& s : j.value("stages", json::array())) {
       json h = {{"stage", s.value("name", "")}, {"type", s.value("type", "")}};
       if (s.contains("summary")) h["summary"] = s["summary"];
-      // a quantize stage with per-tensor schemes (docs/RECIPES.md "overrides") summarises as "mixed: ..."
-      const json sum = s.value("summary", json::object());
-      if (sum.is_object() && sum.contains("scheme") && sum["scheme"].is_string() && sum["scheme"].get<std::string>().rfind("mixed:", 0) == 0) v.mixed = true;
+      // a quantize stage with per-tensor schemes (docs/RECIPES.md "overrides")
+      if (s.contains("summary") && s["summary"].is_object() && s["summary"].contains("overrides")) v.mixed = true;
       v.stages.push_back(h);
     }
     if (j.contains("machine")) {
