@@ -185,6 +185,8 @@ TEST(Sensitivity, EqualsADirectFloat64Computation) {
       EXPECT_NEAR(row.dnll[o], dnll, 1e-4 * std::fabs(dnll) + 5e-7) << row.tensor << " " << opts[o].name;
       EXPECT_GT(row.kl[o], 1e-6) << row.tensor << " " << opts[o].name << ": too small to test anything";
     }
+    for (double us : row.us) EXPECT_GT(us, 0) << row.tensor;  // a kernel's time on one row, measured
+    EXPECT_GT(row.reference_us, 0) << row.tensor;
     // int4 g16 (4 bits + an f16 scale per 16) is smaller than int8 (8 bits + one scale per row)
     EXPECT_LT(row.bytes[0], row.bytes[1]);
     EXPECT_GT(row.kl[0], row.kl[1]);
@@ -193,6 +195,7 @@ TEST(Sensitivity, EqualsADirectFloat64Computation) {
   const pipeline::Sensitivity back = pipeline::sensitivity_from_json(s.to_json(), opts);
   EXPECT_EQ(back.rows[1].kl, s.rows[1].kl);
   EXPECT_EQ(back.rows[1].bytes, s.rows[1].bytes);
+  EXPECT_EQ(back.rows[1].us, s.rows[1].us);
   EXPECT_THROW(pipeline::sensitivity_from_json(s.to_json(), {opts[0], opts[1]}), Error);
   // GPTQ: the same weights calibrated; an already compressed model is refused
   pipeline::SensitivityMethod g;
@@ -247,11 +250,12 @@ TEST(MixedPrecision, VariantsFollowTheAllocation) {
   pipeline::Sensitivity s;
   s.options = ms.options;
   // three 64 x 64 weights: int4 g32 4.5 bits, int8 8.25; the second is the sensitive one
-  s.rows = {{"w.a", 64, 64, {0.01, 0.001}, {0, 0}, {2304, 4224}},
-            {"w.b", 64, 64, {0.50, 0.002}, {0, 0}, {2304, 4224}},
-            {"w.c", 64, 64, {0.02, 0.001}, {0, 0}, {2304, 4224}}};
+  // kernel times: int4 0.5 us, int8 1 us (the reference, f32, 2 us each)
+  s.rows = {{"w.a", 64, 64, {0.01, 0.001}, {0, 0}, {2304, 4224}, {0.5, 1.0}, 2.0},
+            {"w.b", 64, 64, {0.50, 0.002}, {0, 0}, {2304, 4224}, {0.5, 1.0}, 2.0},
+            {"w.c", 64, 64, {0.02, 0.001}, {0, 0}, {2304, 4224}, {0.5, 1.0}, 2.0}};
   std::vector<std::string> notes;
-  const auto pts = pipeline::mixed_points(spec, ms, s, &notes);
+  const auto pts = pipeline::mixed_points(spec, ms, s, NAN, &notes);
   ASSERT_EQ(pts.size(), 2u);
   EXPECT_EQ(notes.size(), 1u);  // 1 bit per weight fits nothing
   // at the uniform int4 g32 size nothing can be upgraded; at 6 bits only the sensitive one
@@ -263,8 +267,30 @@ TEST(MixedPrecision, VariantsFollowTheAllocation) {
   EXPECT_EQ(stages[0]["weights"], (json{{"type", "int4"}, {"group", 32}}));
   EXPECT_EQ(stages[0]["targets"], (json{"w.a", "w.b", "w.c"}));
   EXPECT_EQ(stages[0]["overrides"], (json{{"w.b", {{"type", "int8"}}}}));
+  // latency budgets: the reference's 10 us step spends 6 us in the targets, so 4 us lie outside;
+  // 6.6 us leave 2.6 us for the targets: two in int8 (the two that lose most in int4), one int4;
+  // 5.6 us leave 1.6 us: int4 everywhere; 5 us leave 1 us: nothing fits
+  json lat = spec;
+  lat["mixed"].erase("bits");
+  lat["mixed"]["tpot_ms"] = {0.0066, 0.0056, 0.005};
+  const pipeline::MixedSpec ml = pipeline::parse_mixed(lat);
+  notes.clear();
+  const auto lp = pipeline::mixed_points(lat, ml, s, 0.010, &notes);
+  ASSERT_EQ(lp.size(), 2u);
+  EXPECT_EQ(notes.size(), 1u);
+  EXPECT_EQ(lp[0].choice, (std::vector<int>{0, 1, 1}));
+  EXPECT_NEAR(lp[0].tpot_ms, 0.0065, 1e-12);
+  EXPECT_EQ(lp[0].point.name, "mixed-t0.0066ms-rtn");
+  EXPECT_EQ(lp[1].choice, (std::vector<int>{0, 0, 0}));
+  EXPECT_NEAR(lp[1].tpot_ms, 0.0055, 1e-12);
+  EXPECT_THROW(pipeline::mixed_points(lat, ml, s, NAN, &notes), Error);  // no reference TPOT
   json bad = spec;
   bad["mixed"]["method"] = "awq";
+  EXPECT_THROW(pipeline::parse_mixed(bad), Error);
+  bad = spec;
+  bad["mixed"].erase("bits");
+  EXPECT_THROW(pipeline::parse_mixed(bad), Error);  // no budget at all
+  bad["mixed"]["tpot_ms"] = {-1};
   EXPECT_THROW(pipeline::parse_mixed(bad), Error);
   bad = spec;
   bad["mixed"]["bits"] = {"int3"};
@@ -283,8 +309,8 @@ TEST(MixedPrecision, SweepMeasuresOnceAndRunsOnlyNewBudgets) {
                {"mixed", {{"options", {{{"type", "int4"}, {"group", 16}}, {{"type", "int8"}}}}, {"bits", {6.0}}, {"windows", {{"samples", 2}, {"seq", 32}}}}},
                {"calibration", {{"samples", 4}, {"seq", 32}}}});
   auto r = pipeline::run_sweep(spec);
-  ASSERT_EQ(r.ran.size(), 4u);  // sensitivity, reference, int4g16-rtn, the mixed variant
-  EXPECT_EQ(r.ran[0], "sensitivity");
+  ASSERT_EQ(r.ran.size(), 4u);  // reference, sensitivity, int4g16-rtn, the mixed variant
+  EXPECT_EQ(r.ran[1], "sensitivity");
   EXPECT_EQ(r.ran[3].rfind("mixed-", 0), 0u) << r.ran[3];
   ASSERT_EQ(r.variants.size(), 3u);
   EXPECT_TRUE(r.variants[2].mixed);

@@ -43,6 +43,7 @@ void register_sweep(CLI::App& app) {
         std::cout << "mixed at " << b.dump() << (b.is_number() ? " bits per weight" : " (that option's uniform size)") << " (" << ms.method
                   << "; formats chosen after the sensitivity pass)\n";
       }
+      for (double t : ms.tpot_ms) std::cout << "mixed at " << t << " ms per token (" << ms.method << "; formats chosen after the sensitivity pass)\n";
       return;
     }
     apply_threads(a->threads);

@@ -25,7 +25,8 @@ struct Allocation {
 // into at most `grid` units (exact when every size is a whole number of units,
 // i.e. integer sizes and budget <= grid; otherwise sizes are rounded down to
 // units and the budget tightened until the true sum fits, so the result never
-// exceeds it). Ties go to the smaller size, then to lower option indices.
+// exceeds it). A unit is never below 1, so give sizes in units where 1 is
+// negligible (bytes, nanoseconds). Ties go to the smaller size, then to lower option indices.
 // Empty when even the smallest options exceed the budget.
 std::optional<Allocation> allocate(const std::vector<AllocationItem>& items, double budget, int grid = 1 << 16);
 

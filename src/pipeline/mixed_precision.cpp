@@ -42,8 +42,8 @@ MixedSpec parse_mixed(const json& spec) {
   const json& m = spec["mixed"];
   if (!m.is_object()) fail("sweep", "$.mixed: expected an object (options, bits, method)");
   for (const auto& [k, v] : m.items()) {
-    static const std::set<std::string> known = {"options", "bits", "method", "gptq", "targets", "windows", "objective"};
-    if (!known.count(k)) fail("sweep", "$.mixed." + k + ": unknown key (options, bits, method, gptq, targets, windows, objective)");
+    static const std::set<std::string> known = {"options", "bits", "tpot_ms", "method", "gptq", "targets", "windows", "objective"};
+    if (!known.count(k)) fail("sweep", "$.mixed." + k + ": unknown key (options, bits, tpot_ms, method, gptq, targets, windows, objective)");
   }
   if (!m.contains("options") || !m["options"].is_array() || m["options"].size() < 2) {
     fail("sweep", "$.mixed.options: expected at least two storage options, e.g. [{\"type\": \"int4\", \"group\": 32}, {\"type\": \"int8\"}]");
@@ -53,10 +53,18 @@ MixedSpec parse_mixed(const json& spec) {
     ms.options.push_back(storage_option(m["options"][i], "$.mixed.options[" + std::to_string(i) + "]"));
     if (!names.insert(ms.options.back().name).second) fail("sweep", "$.mixed.options: '" + ms.options.back().name + "' is given twice");
   }
-  if (!m.contains("bits") || !m["bits"].is_array() || m["bits"].empty()) {
+  if (!m.contains("bits") && !m.contains("tpot_ms")) fail("sweep", "$.mixed: give \"bits\" and/or \"tpot_ms\" budgets");
+  if (m.contains("bits") && (!m["bits"].is_array() || m["bits"].empty())) {
     fail("sweep", "$.mixed.bits: expected a non-empty array of bits per weight (e.g. 5.0) or option names (that option's uniform size)");
   }
-  for (const json& b : m["bits"]) {
+  if (m.contains("tpot_ms")) {
+    if (!m["tpot_ms"].is_array() || m["tpot_ms"].empty()) fail("sweep", "$.mixed.tpot_ms: expected a non-empty array of milliseconds per token");
+    for (const json& t : m["tpot_ms"]) {
+      if (!t.is_number() || !(t.get<double>() > 0) || !std::isfinite(t.get<double>())) fail("sweep", "$.mixed.tpot_ms: " + t.dump() + " is not a positive number");
+      ms.tpot_ms.push_back(t.get<double>());
+    }
+  }
+  for (const json& b : m.value("bits", json::array())) {
     if (b.is_number() && b.get<double>() > 0 && std::isfinite(b.get<double>())) ms.budgets.push_back(b);
     else if (b.is_string() && names.count(b.get<std::string>())) ms.budgets.push_back(b);
     else fail("sweep", "$.mixed.bits: " + b.dump() + " is neither a positive number nor one of the options' names");
@@ -154,15 +162,48 @@ StageSpec mixed_quantize_stage(const json& spec, const MixedSpec& ms) {
   return parse_recipe(sweep_recipe(spec, "mixed", json::array({quantize_stage(ms, spec, q->weights)})), "").stages[0];
 }
 
-std::vector<MixedPoint> mixed_points(const json& spec, const MixedSpec& ms, const Sensitivity& s, std::vector<std::string>* notes) {
-  std::vector<compress::AllocationItem> items;
-  double params = 0;
+std::vector<MixedPoint> mixed_points(const json& spec, const MixedSpec& ms, const Sensitivity& s, double reference_tpot_ms,
+                                     std::vector<std::string>* notes) {
+  std::vector<compress::AllocationItem> by_size, by_time;
+  double params = 0, reference_us = 0;
   for (const SensitivityRow& r : s.rows) {
-    items.push_back({r.bytes, ms.objective == "kl" ? r.kl : r.dnll});
+    const std::vector<double>& loss = ms.objective == "kl" ? r.kl : r.dnll;
+    by_size.push_back({r.bytes, loss});
+    // in nanoseconds: the allocation's unit is at least 1 (a byte, a nanosecond)
+    std::vector<double> ns;
+    for (double us : r.us) ns.push_back(us * 1e3);
+    by_time.push_back({ns, loss});
     params += double(r.rows) * double(r.cols);
+    reference_us += r.reference_us;
   }
+  const double fixed_us = reference_tpot_ms * 1e3 - reference_us;  // the step outside the targets' kernels
+  auto predict_ms = [&](const std::vector<int>& c) {
+    double us = fixed_us;
+    for (size_t i = 0; i < c.size(); ++i) us += s.rows[i].us[size_t(c[i])];
+    return us * 1e-3;
+  };
   std::vector<MixedPoint> out;
-  std::set<std::string> seen;
+  std::set<std::vector<int>> seen;
+  // name(allocation) spells the variant's name after "mixed-"
+  auto add = [&](const std::vector<compress::AllocationItem>& items, double budget, const std::string& what, const auto& name) {
+    const auto a = budget >= 0 ? compress::allocate(items, budget) : std::nullopt;
+    if (!a) {
+      if (notes) notes->push_back("mixed at " + what + ": no allocation fits (below the smallest options)");
+      return;
+    }
+    if (!seen.insert(a->choice).second) return;  // another budget allocated the same way
+    MixedPoint p;
+    p.choice = a->choice;
+    p.predicted = a->loss;
+    double bytes = 0;
+    for (size_t i = 0; i < p.choice.size(); ++i) bytes += s.rows[i].bytes[size_t(p.choice[i])];
+    p.bits = 8 * bytes / params;
+    p.tpot_ms = predict_ms(p.choice);
+    const std::string full = "mixed-" + name(*a) + "-" + ms.method + (ms.objective == "kl" ? "" : "-" + ms.objective);
+    p.point = {full, sweep_recipe(spec, full, mixed_stages(ms, spec, s, a->choice))};
+    parse_recipe(p.point.recipe, "");
+    out.push_back(std::move(p));
+  };
   for (const json& b : ms.budgets) {
     double budget = 0;
     if (b.is_number()) {
@@ -172,20 +213,14 @@ std::vector<MixedPoint> mixed_points(const json& spec, const MixedSpec& ms, cons
       while (s.options[o].name != b.get<std::string>()) ++o;
       for (const SensitivityRow& r : s.rows) budget += r.bytes[o];
     }
-    const auto a = compress::allocate(items, budget);
-    if (!a) {
-      if (notes) notes->push_back("mixed at " + b.dump() + ": no allocation fits (" + bits_name(8 * budget / params) + " per weight is below the smallest option)");
-      continue;
-    }
-    MixedPoint p;
-    p.bits = 8 * a->size / params;
-    p.predicted = a->loss;
-    p.choice = a->choice;
-    const std::string name = "mixed-" + bits_name(p.bits) + "-" + ms.method + (ms.objective == "kl" ? "" : "-" + ms.objective);
-    if (!seen.insert(name).second) continue;
-    p.point = {name, sweep_recipe(spec, name, mixed_stages(ms, spec, s, a->choice))};
-    parse_recipe(p.point.recipe, "");
-    out.push_back(std::move(p));
+    add(by_size, budget, b.dump() + " (" + bits_name(8 * budget / params) + " per weight)",
+        [&](const compress::Allocation& a) { return bits_name(8 * a.size / params); });
+  }
+  for (double t : ms.tpot_ms) {
+    if (!std::isfinite(fixed_us)) fail("sweep", "$.mixed.tpot_ms: the reference's TPOT is unknown (its bench did not run)");
+    char name[48];
+    std::snprintf(name, sizeof name, "t%.4gms", t);
+    add(by_time, (t * 1e3 - fixed_us) * 1e3, std::string(name) + " per token", [&](const compress::Allocation&) { return std::string(name); });
   }
   return out;
 }

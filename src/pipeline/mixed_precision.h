@@ -25,6 +25,7 @@ struct MixedSpec {
   std::string method = "rtn";          // rtn | gptq (AWQ rescales shared inputs, so it cannot run per tensor group)
   nlohmann::json gptq;                 // the quantize stages' "gptq" object, when given
   std::vector<nlohmann::json> budgets; // bits per target weight (numbers) or an option's name (its uniform size)
+  std::vector<double> tpot_ms;         // decode time per token targets (batch 1)
   std::vector<std::string> targets;    // weight-name globs (empty: the blocks' linear weights)
   CalibrationSpec windows;             // the sensitivity pass's windows (default 8 x the calibration length)
 };
@@ -39,12 +40,18 @@ StageSpec mixed_quantize_stage(const nlohmann::json& spec, const MixedSpec& ms);
 struct MixedPoint {
   SweepPoint point;
   double bits = 0;           // bytes * 8 / target weights, as allocated
+  double tpot_ms = 0;        // the predicted decode time per token (see mixed_points)
   double predicted = 0;      // the objective's sum over the chosen options
   std::vector<int> choice;   // an option index per sensitivity row
 };
 
 // One variant per budget (duplicates, i.e. budgets that allocate the same way,
-// once); budgets no allocation fits are listed in `notes`.
-std::vector<MixedPoint> mixed_points(const nlohmann::json& spec, const MixedSpec& ms, const Sensitivity& s, std::vector<std::string>* notes);
+// once); budgets no allocation fits are listed in `notes`. A latency budget
+// spends the target TPOT minus what the reference's step takes outside the
+// targets (reference_tpot_ms minus the targets' measured kernel times) on the
+// chosen options' kernel times; the variant's real TPOT is then measured.
+// reference_tpot_ms is NaN when unknown (then tpot_ms budgets are refused).
+std::vector<MixedPoint> mixed_points(const nlohmann::json& spec, const MixedSpec& ms, const Sensitivity& s, double reference_tpot_ms,
+                                     std::vector<std::string>* notes);
 
 }  // namespace condense::pipeline

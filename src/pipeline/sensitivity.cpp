@@ -19,6 +19,31 @@ using nlohmann::json;
 
 namespace {
 
+constexpr const char* kSensitivitySchema = "condense-sensitivity/2";
+
+
+// Microseconds per call of `lin` on one row: the least of five batches of
+// calls lasting >= 1 ms each (noise only ever adds time).
+double one_row_us(const ops::PackedLinear& lin) {
+  std::vector<float> x(size_t(lin.in_features())), y(size_t(lin.out_features()));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float((i * 37) % 17) / 17.f - 0.5f;
+  const ops::Mat X{x.data(), 1, lin.in_features(), lin.in_features()}, Y{y.data(), 1, lin.out_features(), lin.out_features()};
+  lin.apply(X, Y);  // warm: caches, pages
+  double best = 1e300;
+  for (int batch = 0; batch < 5; ++batch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t calls = 0;
+    double el = 0;
+    do {
+      lin.apply(X, Y);
+      ++calls;
+      el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } while (el < 1e-3);
+    best = std::min(best, el / double(calls));
+  }
+  return best * 1e6;
+}
+
 // The option's pruning of one weight (magnitude, within the matrix): the
 // kept-bitmap, applied to `values` (empty when the option does not prune).
 std::vector<uint64_t> prune_one(const StorageOption& o, std::vector<float>& values, int64_t rows, int64_t cols) {
@@ -36,15 +61,15 @@ json Sensitivity::to_json() const {
   json opts = json::array(), rs = json::array();
   for (const StorageOption& o : options) opts.push_back({{"name", o.name}, {"weights", o.weights}, {"sparsity", o.sparsity}});
   for (const SensitivityRow& r : rows) {
-    rs.push_back({{"tensor", r.tensor}, {"rows", r.rows}, {"cols", r.cols}, {"kl_mean", r.kl}, {"delta_nll", r.dnll}, {"bytes", r.bytes}});
+    rs.push_back({{"tensor", r.tensor}, {"rows", r.rows}, {"cols", r.cols}, {"kl_mean", r.kl}, {"delta_nll", r.dnll}, {"bytes", r.bytes}, {"us", r.us}, {"reference_us", r.reference_us}});
   }
-  return {{"schema", "condense-sensitivity/1"}, {"options", opts}, {"tensors", rs}, {"reference_bytes", reference_bytes},
+  return {{"schema", kSensitivitySchema}, {"options", opts}, {"tensors", rs}, {"reference_bytes", reference_bytes},
           {"windows", windows}, {"ctx", ctx}, {"seconds", seconds}};
 }
 
 Sensitivity sensitivity_from_json(const json& j, const std::vector<StorageOption>& options) {
   try {
-    if (j.at("schema") != "condense-sensitivity/1") fail("sensitivity", "not a condense-sensitivity/1 table");
+    if (j.at("schema") != kSensitivitySchema) fail("sensitivity", std::string("not a ") + kSensitivitySchema + " table");
     Sensitivity s;
     s.options = options;
     const json& o = j.at("options");
@@ -54,8 +79,8 @@ Sensitivity sensitivity_from_json(const json& j, const std::vector<StorageOption
     for (const json& r : j.at("tensors")) {
       SensitivityRow row{r.at("tensor").get<std::string>(), r.at("rows").get<int64_t>(), r.at("cols").get<int64_t>(),
                          r.at("kl_mean").get<std::vector<double>>(), r.at("delta_nll").get<std::vector<double>>(),
-                         r.at("bytes").get<std::vector<double>>()};
-      if (row.kl.size() != options.size() || row.dnll.size() != options.size() || row.bytes.size() != options.size()) fail("sensitivity", "'" + row.tensor + "' lacks an option's values");
+                         r.at("bytes").get<std::vector<double>>(), r.at("us").get<std::vector<double>>(), r.at("reference_us").get<double>()};
+      if (row.kl.size() != options.size() || row.dnll.size() != options.size() || row.bytes.size() != options.size() || row.us.size() != options.size()) fail("sensitivity", "'" + row.tensor + "' lacks an option's values");
       s.rows.push_back(std::move(row));
     }
     s.reference_bytes = j.at("reference_bytes").get<double>();
@@ -129,8 +154,12 @@ Sensitivity measure_sensitivity(const Model& m, const std::vector<StorageOption>
   for (const std::string& name : names) {
     const auto& [t, shape] = by_name.at(name);
     if (m.compression.count(name)) fail("sensitivity", "'" + name + "' is already compressed; measure sensitivity on the uncompressed model");
-    SensitivityRow row{name, shape[0], shape[1], {}, {}, {}};
-    s.reference_bytes += double(pack_linear(m, {{name, t}}, {row.rows}, row.cols).weight_bytes());
+    SensitivityRow row{name, shape[0], shape[1], {}, {}, {}, {}, 0};
+    {
+      const ops::PackedLinear ref_lin = pack_linear(m, {{name, t}}, {row.rows}, row.cols);
+      s.reference_bytes += double(ref_lin.weight_bytes());
+      row.reference_us = one_row_us(ref_lin);
+    }
     for (const StorageOption& o : options) {
       std::vector<float> values(t->f32(), t->f32() + row.rows * row.cols);
       WeightCompression wc;
@@ -156,7 +185,9 @@ Sensitivity measure_sensitivity(const Model& m, const std::vector<StorageOption>
       {
         Model packed = w;
         packed.compression[name] = wc;
-        row.bytes.push_back(double(pack_linear(packed, {{name, &changed}}, {row.rows}, row.cols).weight_bytes()));
+        const ops::PackedLinear lin = pack_linear(packed, {{name, &changed}}, {row.rows}, row.cols);
+        row.bytes.push_back(double(lin.weight_bytes()));
+        row.us.push_back(one_row_us(lin));
       }
       w.compression.erase(name);
       // effective f32 values: the quantity is the weights' error, not a kernel's arithmetic

@@ -2,7 +2,8 @@
 // every storage option, the mean KL(reference || model) over the windows of a
 // text (and the change of the text's NLL) when only that weight is compressed (magnitude-pruned and/or quantized
 // by round-to-nearest), every other weight kept as the reference has it; and
-// the bytes the runtime holds for that weight in that option. The mixed-
+// the bytes the runtime holds for that weight in that option and the time its
+// kernel takes on one row (decode at batch 1). The mixed-
 // precision allocation (compress/bit_allocation.h) reads this table.
 #pragma once
 #include <functional>
@@ -29,6 +30,8 @@ struct SensitivityRow {
   std::vector<double> kl;     // per option: mean KL in nats per token
   std::vector<double> dnll;   // per option: mean change of the text's NLL per token (may be < 0)
   std::vector<double> bytes;  // per option: the runtime's bytes for this weight
+  std::vector<double> us;     // per option: microseconds of its kernel on one row (a decode step's shape)
+  double reference_us = 0;    // the same as the reference holds it
 };
 
 struct Sensitivity {

@@ -170,8 +170,13 @@ Sensitivity sweep_sensitivity(const json& spec, const MixedSpec& ms, const Recip
   if (ms.method != "rtn") key_src["calibration"] = sweep_calibration(spec);
   const std::string key = hex(fnv(key_src.dump(), teacher_hash)) + "\n";
   if (fs::exists(sp) && fs::exists(kp) && read_text_file(kp.string()) == key) {
-    res.cached.push_back("sensitivity");
-    return sensitivity_from_json(json::parse(read_text_file(sp.string())), ms.options);
+    try {
+      Sensitivity cached = sensitivity_from_json(json::parse(read_text_file(sp.string())), ms.options);
+      res.cached.push_back("sensitivity");
+      return cached;
+    } catch (const Error&) {  // a table an older condense wrote: measured again
+    } catch (const json::exception&) {
+    }
   }
   fs::remove(kp);
   LoadedModel t = load_model(any.teacher->model, any.teacher->tokenizer);
@@ -201,14 +206,15 @@ Sensitivity sweep_sensitivity(const json& spec, const MixedSpec& ms, const Recip
 }
 
 // The mixed variants of the spec's budgets; OUT/mixed.json lists each allocation.
-std::vector<SweepPoint> mixed_variants(const json& spec, const MixedSpec& ms, const Sensitivity& sens, const fs::path& dir) {
+std::vector<SweepPoint> mixed_variants(const json& spec, const MixedSpec& ms, const Sensitivity& sens, double reference_tpot_ms,
+                                       const fs::path& dir) {
   std::vector<std::string> notes;
   std::vector<SweepPoint> out;
   json alloc = json::array();
-  for (const MixedPoint& m : mixed_points(spec, ms, sens, &notes)) {
+  for (const MixedPoint& m : mixed_points(spec, ms, sens, reference_tpot_ms, &notes)) {
     json per = json::object();
     for (size_t i = 0; i < m.choice.size(); ++i) per[sens.rows[i].tensor] = sens.options[size_t(m.choice[i])].name;
-    alloc.push_back({{"name", m.point.name}, {"bits_per_target_weight", m.bits}, {"objective", ms.objective}, {"predicted_sum", m.predicted}, {"formats", per}});
+    alloc.push_back({{"name", m.point.name}, {"bits_per_target_weight", m.bits}, {"predicted_tpot_ms", m.tpot_ms}, {"objective", ms.objective}, {"predicted_sum", m.predicted}, {"formats", per}});
     out.push_back(m.point);
   }
   for (const std::string& n : notes) std::fprintf(stderr, "sweep: %s\n", n.c_str());
@@ -235,13 +241,6 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
     return fs::exists(d / "bench.json") && fs::exists(d / "sweep.key") && read_text_file((d / "sweep.key").string()) == key;
   };
   std::vector<std::string> runs;
-  std::vector<SweepPoint> all = pts;
-  const MixedSpec ms = parse_mixed(spec);
-  if (!ms.options.empty()) {
-    for (SweepPoint& p : mixed_variants(spec, ms, sweep_sensitivity(spec, ms, parse_recipe(pts[0].recipe, ""), dir, th, opt.log_json, res), dir)) {
-      all.push_back(std::move(p));
-    }
-  }
   {  // the reference: the teacher's speed
     const fs::path d = dir / "reference";
     const std::string key = hex(fnv(bench_key, th)) + "\n";
@@ -255,6 +254,16 @@ SweepResult run_sweep(const json& spec, const SweepOptions& opt) {
       res.ran.push_back("reference");
     }
     runs.push_back((d / "bench.json").string());
+  }
+  std::vector<SweepPoint> all = pts;
+  const MixedSpec ms = parse_mixed(spec);
+  if (!ms.options.empty()) {
+    // a latency budget reads the reference's TPOT (benched above)
+    const double ref_tpot = report::load_variants({runs.back()})[0].tpot_p50_ms;
+    const Sensitivity sens = sweep_sensitivity(spec, ms, parse_recipe(pts[0].recipe, ""), dir, th, opt.log_json, res);
+    for (SweepPoint& p : mixed_variants(spec, ms, sens, ref_tpot, dir)) {
+      all.push_back(std::move(p));
+    }
   }
   for (const SweepPoint& p : all) {
     const fs::path d = dir / p.name;
