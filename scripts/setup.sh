@@ -10,7 +10,7 @@ target=()
 if [ "${1:-}" = "--main" ]; then target=(--target condense); shift; fi
 
 pkgs=(g++ cmake make pkg-config libeigen3-dev libhdf5-dev nlohmann-json3-dev libcli11-dev
-      libzstd-dev zlib1g-dev libgtest-dev libbenchmark-dev libsentencepiece-dev
+      libzstd-dev zlib1g-dev libgtest-dev libbenchmark-dev libsentencepiece-dev libcpp-httplib-dev
       fortunes-min fortunes)  # fortunes: the English corpus the main job's default teacher learns from
 missing=()
 for p in "${pkgs[@]}"; do

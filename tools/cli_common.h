@@ -33,5 +33,6 @@ void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_report(CLI::App& app);
 void register_sweep(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace condense::cli

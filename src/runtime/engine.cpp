@@ -66,8 +66,13 @@ Engine::Engine(const Model& m, const EngineOptions& opt)
   head_ = pack_linear(m, {{cfg_.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", &m.head()}}, {cfg_.vocab}, d, head_a8_,
                       &arena);
   rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
-  const int64_t blocks = opt.kv_blocks > 0 ? opt.kv_blocks : (max_seq_ + kKvBlockTokens - 1) / kKvBlockTokens;
-  kv_ = KvPool(cfg_, blocks, opt.kv_dtype.empty() ? checkpoint_kv(m.kv_cache) : kv_code_from_name(opt.kv_dtype), m.kv_cache);
+  const kernels::KvCode kv_code = opt.kv_dtype.empty() ? checkpoint_kv(m.kv_cache) : kv_code_from_name(opt.kv_dtype);
+  int64_t blocks = opt.kv_blocks > 0 ? opt.kv_blocks : (max_seq_ + kKvBlockTokens - 1) / kKvBlockTokens;
+  if (opt.kv_blocks <= 0 && opt.kv_bytes > 0) {
+    const int64_t per_block = kernels::kv_block_bytes(kv_code, cfg_.n_kv_heads, cfg_.head_dim, kKvBlockTokens) * cfg_.n_layers;
+    blocks = std::max<int64_t>(1, int64_t(opt.kv_bytes / size_t(per_block)));
+  }
+  kv_ = KvPool(cfg_, blocks, kv_code, m.kv_cache);
   add_sequence();
 }
 

@@ -19,8 +19,9 @@ namespace condense {
 
 struct EngineOptions {
   int max_seq = 0;            // positions per sequence; <= 0: the config's
-  int64_t kv_blocks = 0;      // KV pool size in 16-position blocks; <= 0: one max_seq sequence
+  int64_t kv_blocks = 0;      // KV pool size in 16-position blocks; <= 0: kv_bytes, else one max_seq sequence
   std::string kv_dtype;       // "" : the checkpoint's (calibrated fp8/int8), else f32; or f32|f16|bf16|fp8|int8
+  size_t kv_bytes = 0;        // with kv_blocks <= 0: as many blocks as fit in this many bytes (at least one)
 };
 
 class Engine {

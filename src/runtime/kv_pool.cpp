@@ -45,8 +45,10 @@ KvPool::KvPool(const ModelConfig& c, int64_t n_blocks, kernels::KvCode code, con
     }
   }
   const int64_t total = n_blocks_ * block_bytes_ * n_layers_;
+  // Not cleared: a position is always written before attention reads it (blocks
+  // come back from dropped sequences uncleared anyway), and untouched pages of
+  // a large pool then cost no memory until sequences reach them.
   storage_ = Tensor::empty(DType::I8, {total});
-  std::memset(storage_.data(), 0, size_t(total));
   free_.resize(size_t(n_blocks_));
   for (int64_t b = 0; b < n_blocks_; ++b) free_[size_t(b)] = int32_t(n_blocks_ - 1 - b);  // pop_back takes block 0 first
 }

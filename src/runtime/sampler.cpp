@@ -9,8 +9,9 @@ namespace condense {
 
 int argmax(const float* v, int n) { return int(std::max_element(v, v + n) - v); }
 
-Sampler::Sampler(float temperature, float top_p, uint64_t seed)
-    : temperature_(temperature), top_p_(top_p), state_(seed ? seed : 0x9E3779B97F4A7C15ull) {
+Sampler::Sampler(float temperature, float top_p, uint64_t seed, int top_k)
+    : temperature_(temperature), top_p_(top_p), top_k_(top_k), state_(seed ? seed : 0x9E3779B97F4A7C15ull) {
+  if (top_k < 0) fail("top_k", "must be >= 0 (0: no limit)");
   if (!(temperature >= 0.f)) fail("--temperature", "must be >= 0");
   if (!(top_p > 0.f && top_p <= 1.f)) fail("--top-p", "must be in (0, 1]");
 }
@@ -33,13 +34,23 @@ int Sampler::sample(const float* logits, int vocab) {
   }
   size_t n = size_t(vocab);
   double mass = sum;
+  auto by_prob = [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  if (top_k_ > 0 && size_t(top_k_) < n) {
+    n = size_t(top_k_);
+    std::partial_sort(buf_.begin(), buf_.begin() + std::ptrdiff_t(n), buf_.end(), by_prob);
+    mass = 0;
+    for (size_t i = 0; i < n; ++i) mass += buf_[i].first;
+  }
   if (top_p_ < 1.f) {
-    std::sort(buf_.begin(), buf_.end(), [](auto& a, auto& b) { return a.first > b.first; });
+    if (n == size_t(vocab)) std::sort(buf_.begin(), buf_.end(), by_prob);
+    const double limit = top_p_ * mass;
     double cum = 0;
-    for (n = 0; n < buf_.size();) {
-      cum += buf_[n++].first;
-      if (cum >= top_p_ * sum) break;
+    size_t kept = 0;
+    while (kept < n) {
+      cum += buf_[kept++].first;
+      if (cum >= limit) break;
     }
+    n = kept;
     mass = cum;
   }
   const double r = uniform() * mass;

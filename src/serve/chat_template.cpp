@@ -1,0 +1,68 @@
+#include "serve/chat_template.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace condense {
+
+ChatTemplate::ChatTemplate()
+    : roles_{{"system", "System: {content}\n"}, {"user", "User: {content}\n"}, {"assistant", "Assistant: {content}\n"}},
+      generation_prompt_("Assistant:"),
+      name_("plain") {}
+
+ChatTemplate ChatTemplate::from_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(path, "cannot read the chat template");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return from_json_text(ss.str(), path);
+}
+
+ChatTemplate ChatTemplate::from_json_text(const std::string& text, const std::string& where) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    fail(where, "a chat template is a JSON object of role formats (docs/SERVE.md), e.g. {\"user\": \"[INST] {content} [/INST]\", ...}");
+  }
+  ChatTemplate t;
+  t.roles_.clear();
+  t.generation_prompt_.clear();
+  t.name_ = where;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!it.value().is_string()) fail(where, "\"" + it.key() + "\" must be a string");
+    const std::string v = it.value().get<std::string>();
+    if (it.key() == "generation_prompt") {
+      t.generation_prompt_ = v;
+      continue;
+    }
+    if (it.key() != "system" && it.key() != "user" && it.key() != "assistant") {
+      fail(where, "unknown key \"" + it.key() + "\" (system, user, assistant, generation_prompt)");
+    }
+    const size_t p = v.find("{content}");
+    if (p == std::string::npos || v.find("{content}", p + 1) != std::string::npos) {
+      fail(where, "\"" + it.key() + "\" must hold {content} exactly once");
+    }
+    t.roles_.emplace_back(it.key(), v);
+  }
+  if (t.roles_.empty()) fail(where, "no role formats (system, user, assistant)");
+  return t;
+}
+
+std::string ChatTemplate::apply(const std::vector<ChatMessage>& messages) const {
+  std::string out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string role = messages[i].role == "developer" ? "system" : messages[i].role;
+    const std::string* fmt = nullptr;
+    for (const auto& r : roles_) {
+      if (r.first == role) fmt = &r.second;
+    }
+    if (!fmt) fail("messages[" + std::to_string(i) + "].role", "\"" + messages[i].role + "\" has no format in the chat template " + name_);
+    const size_t p = fmt->find("{content}");
+    out += fmt->substr(0, p) + messages[i].content + fmt->substr(p + 9);
+  }
+  return out + generation_prompt_;
+}
+
+}  // namespace condense

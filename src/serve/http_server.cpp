@@ -1,0 +1,348 @@
+#include "serve/http_server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+
+#include "core/error.h"
+
+namespace condense {
+namespace {
+
+using json = nlohmann::json;
+using clk = std::chrono::steady_clock;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+double seconds(clk::time_point a, clk::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type, const std::string& param = "",
+                const std::string& code = "") {
+  res.status = status;
+  res.set_content(dump(error_body(status, message, type, param, code)), "application/json");
+}
+
+// Events of one request, handed from the scheduler thread to its HTTP thread.
+class StreamSink : public RequestSink {
+ public:
+  struct Event {
+    bool end = false;
+    TokenOut token;
+    std::string text;
+    FinishReason why = FinishReason::Stop;
+    int prompt_tokens = 0, completion_tokens = 0;
+    std::string error;
+  };
+  explicit StreamSink(ServerMetrics& m) : metrics_(m), arrival_(clk::now()) {}
+
+  void on_token(const TokenOut& t, const std::string& text) override {
+    const auto now = clk::now();
+    if (!got_first_) {
+      got_first_ = true;
+      ttft_ = seconds(arrival_, now);
+      metrics_.first_token(ttft_);
+    } else {
+      metrics_.inter_token(seconds(last_, now));
+    }
+    last_ = now;
+    Event e;
+    e.token = t;
+    e.text = text;
+    push(std::move(e));
+  }
+  void on_finish(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens, const std::string& error) override {
+    metrics_.finished(finish_reason_name(why), seconds(arrival_, got_first_ ? last_ : clk::now()), got_first_ ? ttft_ : -1.0, prompt_tokens,
+                      completion_tokens);
+    Event e;
+    e.end = true;
+    e.text = text;
+    e.why = why;
+    e.prompt_tokens = prompt_tokens;
+    e.completion_tokens = completion_tokens;
+    e.error = error;
+    push(std::move(e));
+  }
+  bool cancelled() const override { return cancelled_.load(); }
+  void cancel() { cancelled_.store(true); }
+
+  // Moves every event that arrives within `s` seconds into `out`; false when none did.
+  bool wait(std::deque<Event>& out, double s) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (!cv_.wait_for(lk, std::chrono::duration<double>(s), [&] { return !q_.empty(); })) return false;
+    while (!q_.empty()) {
+      out.push_back(std::move(q_.front()));
+      q_.pop_front();
+    }
+    return true;
+  }
+
+ private:
+  void push(Event e) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      q_.push_back(std::move(e));
+    }
+    cv_.notify_one();
+  }
+  ServerMetrics& metrics_;
+  clk::time_point arrival_, last_;
+  bool got_first_ = false;  // scheduler thread only
+  double ttft_ = 0;
+  std::atomic<bool> cancelled_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Event> q_;
+};
+
+struct RequestState {
+  ParsedRequest req;
+  std::shared_ptr<StreamSink> sink;
+  std::unique_ptr<ResponseWriter> writer;
+};
+
+json failure_body(const StreamSink::Event& e) {
+  if (e.why == FinishReason::Cancelled) {
+    return error_body(503, "the request was cancelled: " + (e.error.empty() ? std::string("cancelled") : e.error), "server_error", "", "cancelled");
+  }
+  return error_body(500, "the engine failed: " + e.error, "server_error", "", "engine_error");
+}
+
+const char* status_message(int status) {
+  switch (status) {
+    case 400: return "Bad request";
+    case 404: return "Not found";
+    case 405: return "Method not allowed";
+    case 408: return "Request timeout";
+    case 413: return "The request body is too large";
+    case 414: return "The request URI is too long";
+    case 415: return "Unsupported media type";
+    default: return status < 500 ? "Bad request" : "Internal server error";
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Scheduler& sched, const ServedModel& model, const HttpOptions& opt, const SchedulerOptions& sched_opt)
+    : sched_(sched), model_(model), opt_(opt), svr_(std::make_unique<httplib::Server>()) {
+  threads_ = opt_.http_threads > 0 ? opt_.http_threads : std::min(4096, sched_opt.max_queue + sched_opt.max_seqs + 32);
+  const int n = threads_;
+  svr_->new_task_queue = [n] { return new httplib::ThreadPool(size_t(n)); };
+  svr_->set_payload_max_length(opt_.max_body_bytes);
+  svr_->set_read_timeout(opt_.read_timeout_s, 0);
+  svr_->set_write_timeout(opt_.read_timeout_s, 0);
+  svr_->set_keep_alive_timeout(5);
+  routes();
+}
+
+HttpServer::~HttpServer() {
+  if (svr_->is_running()) svr_->stop();
+}
+
+int HttpServer::bind() {
+  int port = opt_.port;
+  if (port == 0) {
+    port = svr_->bind_to_any_port(opt_.host);
+    if (port < 0) fail("serve", "cannot bind to " + opt_.host + " (any port)");
+  } else if (!svr_->bind_to_port(opt_.host, port)) {
+    fail("serve", "cannot listen on " + opt_.host + ":" + std::to_string(port), "Is another server using the port? Pick another with --port");
+  }
+  return port;
+}
+
+void HttpServer::listen() { svr_->listen_after_bind(); }
+
+bool HttpServer::shutdown(double drain_s) {
+  draining_.store(true);
+  sched_.close();
+  const bool drained = sched_.wait_idle(drain_s);
+  svr_->stop();
+  return drained;
+}
+
+void HttpServer::routes() {
+  auto authorized = [this](const httplib::Request& req, httplib::Response& res) {
+    if (opt_.api_key.empty()) return true;
+    const std::string h = req.get_header_value("Authorization");
+    if (h.empty()) {
+      send_error(res, 401, "You didn't provide an API key: send 'Authorization: Bearer KEY' (the server runs with --api-key).", "invalid_request_error",
+                 "", "invalid_api_key");
+      metrics_.rejected(401);
+      return false;
+    }
+    if (h != "Bearer " + opt_.api_key) {
+      send_error(res, 401, "Incorrect API key provided.", "invalid_request_error", "", "invalid_api_key");
+      metrics_.rejected(401);
+      return false;
+    }
+    return true;
+  };
+
+  svr_->set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string msg = status_message(res.status);
+    if (res.status == 404) msg = "Not found: " + req.method + " " + req.path + " (routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics)";
+    res.set_content(dump(error_body(res.status, msg, res.status >= 500 ? "server_error" : "invalid_request_error", "",
+                                    res.status == 404 ? "not_found" : "")),
+                    "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  svr_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, 500, "internal error: " + what, "server_error");
+  });
+
+  svr_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    if (draining_.load()) {
+      res.status = 503;
+      res.set_content(R"({"status":"draining"})", "application/json");
+      return;
+    }
+    res.set_content(R"({"status":"ok"})", "application/json");
+  });
+  svr_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_.prometheus(sched_.stats()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  auto model_card = [this] {
+    return json{{"id", model_.id},           {"object", "model"}, {"created", model_.created}, {"owned_by", "condense"},
+                {"root", model_.root},       {"parent", nullptr}, {"max_model_len", model_.max_seq}};
+  };
+  svr_->Get("/v1/models", [this, authorized, model_card](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    res.set_content(dump({{"object", "list"}, {"data", json::array({model_card()})}}), "application/json");
+  });
+  svr_->Get(R"(/v1/models/(.+))", [this, authorized, model_card](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    if (req.matches[1] != model_.id) {
+      send_error(res, 404, "The model '" + std::string(req.matches[1]) + "' does not exist.", "invalid_request_error", "model", "model_not_found");
+      return;
+    }
+    res.set_content(dump(model_card()), "application/json");
+  });
+
+  auto completion = [this, authorized](const httplib::Request& req, httplib::Response& res, bool chat) {
+    if (!authorized(req, res)) return;
+    if (draining_.load()) {
+      res.set_header("Retry-After", "5");
+      send_error(res, 503, "The server is shutting down.", "server_error", "", "shutting_down");
+      metrics_.rejected(503);
+      return;
+    }
+    auto st = std::make_shared<RequestState>();
+    try {
+      st->req = parse_request(req.body, chat, model_);
+    } catch (const ApiError& e) {
+      metrics_.rejected(e.status);
+      send_error(res, e.status, e.what(), e.type, e.param, e.code);
+      return;
+    }
+    st->sink = std::make_shared<StreamSink>(metrics_);
+    st->writer = std::make_unique<ResponseWriter>(st->req, model_, *model_.tokenizer);
+    bool queued = false;
+    try {
+      queued = sched_.submit(st->req.gen, st->sink);
+    } catch (const Error& e) {
+      metrics_.rejected(400);
+      send_error(res, 400, e.what(), "invalid_request_error");
+      return;
+    }
+    if (!queued) {
+      metrics_.rejected(503);
+      res.set_header("Retry-After", "1");
+      send_error(res, 503,
+                 draining_.load() ? "The server is shutting down."
+                                  : "The server is overloaded: its queue is full (" + std::to_string(sched_.stats().waiting) +
+                                        " requests waiting; --max-queue). Retry later.",
+                 "server_error", "", "server_overloaded");
+      return;
+    }
+    if (st->req.stream) {
+      res.set_header("Cache-Control", "no-cache");
+      res.set_header("X-Accel-Buffering", "no");
+      res.set_chunked_content_provider(
+          "text/event-stream",
+          [st](size_t, httplib::DataSink& ds) {
+            std::deque<StreamSink::Event> evs;
+            if (!st->sink->wait(evs, 1.0)) {
+              // Nothing for a second: an SSE comment, which clients skip, tells a live client from a gone one.
+              if (!ds.write(": ping\n\n", 8)) {
+                st->sink->cancel();
+                return false;
+              }
+              return true;
+            }
+            std::string out;
+            bool end = false;
+            for (const auto& e : evs) {
+              if (!e.end) {
+                for (const json& c : st->writer->token_chunks(e.token, e.text)) out += "data: " + dump(c) + "\n\n";
+                continue;
+              }
+              if (e.why == FinishReason::Error || e.why == FinishReason::Cancelled) {
+                out += "data: " + dump(failure_body(e)) + "\n\n";  // the SDK raises APIError on an "error" payload
+              } else {
+                for (const json& c : st->writer->final_chunks(e.text, e.why, e.prompt_tokens, e.completion_tokens)) out += "data: " + dump(c) + "\n\n";
+              }
+              out += "data: [DONE]\n\n";
+              end = true;
+            }
+            if (!out.empty() && !ds.write(out.data(), out.size())) {
+              st->sink->cancel();
+              return false;
+            }
+            if (end) ds.done();
+            return true;
+          },
+          [st](bool success) {
+            if (!success) st->sink->cancel();
+          });
+    } else {
+      // The status is sent with the first byte, so a JSON body is written only
+      // at the end; while waiting, a space (JSON allows leading whitespace)
+      // each second finds a client that went away.
+      res.set_chunked_content_provider(
+          "application/json",
+          [st](size_t, httplib::DataSink& ds) {
+            std::deque<StreamSink::Event> evs;
+            if (!st->sink->wait(evs, 1.0)) {
+              if (!ds.write(" ", 1)) {
+                st->sink->cancel();
+                return false;
+              }
+              return true;
+            }
+            for (const auto& e : evs) {
+              if (!e.end) {
+                st->writer->add(e.token, e.text);
+                continue;
+              }
+              const std::string body =
+                  e.why == FinishReason::Error || e.why == FinishReason::Cancelled
+                      ? dump(failure_body(e))
+                      : dump(st->writer->response(e.text, e.why, e.prompt_tokens, e.completion_tokens));
+              if (!ds.write(body.data(), body.size())) {
+                st->sink->cancel();
+                return false;
+              }
+              ds.done();
+              return true;
+            }
+            return true;
+          },
+          [st](bool success) {
+            if (!success) st->sink->cancel();
+          });
+    }
+  };
+  svr_->Post("/v1/completions", [completion](const httplib::Request& req, httplib::Response& res) { completion(req, res, false); });
+  svr_->Post("/v1/chat/completions", [completion](const httplib::Request& req, httplib::Response& res) { completion(req, res, true); });
+}
+
+}  // namespace condense

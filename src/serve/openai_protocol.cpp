@@ -1,0 +1,423 @@
+#include "serve/openai_protocol.h"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <random>
+
+#include "core/error.h"
+#include "serve/text_stream.h"
+
+namespace condense {
+
+using json = nlohmann::json;
+
+ApiError invalid_request(const std::string& param, const std::string& message, const std::string& code) {
+  return ApiError(400, message, "invalid_request_error", param, code);
+}
+
+json error_body(int status, const std::string& message, const std::string& type, const std::string& param, const std::string& code) {
+  (void)status;
+  return {{"error",
+           {{"message", sanitize_utf8(message)},
+            {"type", type},
+            {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", code.empty() ? json(nullptr) : json(code)}}}};
+}
+
+json error_body(const ApiError& e) { return error_body(e.status, e.what(), e.type, e.param, e.code); }
+
+namespace {
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    case json::value_t::number_float: return "a number";
+    default: return "an integer";
+  }
+}
+
+[[noreturn]] void wrong_type(const std::string& field, const char* want, const json& v) {
+  throw invalid_request(field, "'" + field + "' must be " + want + ", got " + type_name(v), "invalid_type");
+}
+
+// Reads an optional field: absent or null leaves `out` as it is.
+bool get_bool(const json& j, const std::string& k, bool& out) {
+  auto it = j.find(k);
+  if (it == j.end() || it->is_null()) return false;
+  if (!it->is_boolean()) wrong_type(k, "a boolean", *it);
+  out = it->get<bool>();
+  return true;
+}
+
+bool get_number(const json& j, const std::string& k, double lo, double hi, double& out) {
+  auto it = j.find(k);
+  if (it == j.end() || it->is_null()) return false;
+  if (!it->is_number()) wrong_type(k, "a number", *it);
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    throw invalid_request(k, "'" + k + "' must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + it->dump());
+  }
+  out = v;
+  return true;
+}
+
+bool get_int(const json& j, const std::string& k, int64_t lo, int64_t hi, int64_t& out) {
+  auto it = j.find(k);
+  if (it == j.end() || it->is_null()) return false;
+  // 5.0 is accepted as 5 (JavaScript clients cannot tell them apart); 5.5 is not.
+  if (it->is_number_float()) {
+    const double d = it->get<double>();
+    if (!std::isfinite(d) || d != std::floor(d)) wrong_type(k, "an integer", *it);
+    if (d < double(lo) || d > double(hi)) throw invalid_request(k, "'" + k + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
+    out = int64_t(d);
+    return true;
+  }
+  if (!it->is_number_integer()) wrong_type(k, "an integer", *it);
+  if (it->is_number_unsigned() ? it->get<uint64_t>() > uint64_t(hi) : (it->get<int64_t>() < lo || it->get<int64_t>() > hi)) {
+    throw invalid_request(k, "'" + k + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
+  }
+  out = it->get<int64_t>();
+  return true;
+}
+
+std::string text_content(const json& content, const std::string& field) {
+  if (content.is_string()) return content.get<std::string>();
+  if (content.is_null()) return "";
+  if (!content.is_array()) wrong_type(field, "a string or an array of text parts", content);
+  std::string out;
+  for (size_t i = 0; i < content.size(); ++i) {
+    const json& part = content[i];
+    const std::string f = field + "[" + std::to_string(i) + "]";
+    if (!part.is_object()) wrong_type(f, "an object", part);
+    auto type = part.find("type");
+    if (type == part.end() || !type->is_string()) throw invalid_request(f + ".type", "'" + f + ".type' must be a string");
+    if (*type != "text") throw invalid_request(f + ".type", "content part type '" + type->get<std::string>() + "' is not supported (text only)");
+    auto text = part.find("text");
+    if (text == part.end() || !text->is_string()) throw invalid_request(f + ".text", "'" + f + ".text' must be a string");
+    out += text->get<std::string>();
+  }
+  return out;
+}
+
+bool valid_utf8(const std::string& s) { return sanitize_utf8(s) == s; }
+
+std::string random_id(const char* prefix) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lk(mu);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%s%016llx%08llx", prefix, static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng() & 0xffffffffu));
+  return buf;
+}
+
+uint64_t random_seed() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lk(mu);
+  return rng() | 1;
+}
+
+}  // namespace
+
+ParsedRequest parse_request(const std::string& body, bool chat, const ServedModel& m) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) throw invalid_request("", "the request body is not valid JSON", "invalid_json");
+  if (!j.is_object()) throw invalid_request("", "the request body must be a JSON object, got " + std::string(type_name(j)), "invalid_json");
+  ParsedRequest r;
+  r.chat = chat;
+  if (auto it = j.find("model"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) wrong_type("model", "a string", *it);
+    if (it->get<std::string>() != m.id) {
+      throw ApiError(404, "The model '" + it->get<std::string>() + "' does not exist. This server serves '" + m.id + "' (GET /v1/models).",
+                     "invalid_request_error", "model", "model_not_found");
+    }
+  }
+  const Tokenizer& tok = *m.tokenizer;
+  std::vector<int>& prompt = r.gen.prompt;
+  if (chat) {
+    auto it = j.find("messages");
+    if (it == j.end() || it->is_null()) throw invalid_request("messages", "'messages' is required", "missing_required_parameter");
+    if (!it->is_array()) wrong_type("messages", "an array", *it);
+    if (it->empty()) throw invalid_request("messages", "'messages' must hold at least one message");
+    std::vector<ChatMessage> msgs;
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& msg = (*it)[i];
+      const std::string f = "messages[" + std::to_string(i) + "]";
+      if (!msg.is_object()) wrong_type(f, "an object", msg);
+      auto role = msg.find("role");
+      if (role == msg.end() || !role->is_string()) throw invalid_request(f + ".role", "'" + f + ".role' must be a string", "invalid_type");
+      auto content = msg.find("content");
+      ChatMessage cm{role->get<std::string>(), content == msg.end() ? std::string() : text_content(*content, f + ".content")};
+      if (cm.role != "system" && cm.role != "developer" && cm.role != "user" && cm.role != "assistant") {
+        throw invalid_request(f + ".role", "role '" + cm.role + "' is not supported (system, developer, user, assistant)");
+      }
+      if (!valid_utf8(cm.content)) throw invalid_request(f + ".content", "'" + f + ".content' is not valid UTF-8");
+      msgs.push_back(std::move(cm));
+    }
+    std::string text;
+    try {
+      text = m.chat_template->apply(msgs);
+    } catch (const Error& e) {
+      throw invalid_request("messages", e.what());
+    }
+    prompt.push_back(m.bos_id);
+    for (int t : tok.encode(text)) prompt.push_back(t);
+  } else {
+    auto it = j.find("prompt");
+    if (it == j.end() || it->is_null()) throw invalid_request("prompt", "'prompt' is required", "missing_required_parameter");
+    const json* p = &*it;
+    // One prompt only: a string, a list of token ids, or a list holding one of those.
+    if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) p = &(*p)[0];
+    if (p->is_string()) {
+      const std::string text = p->get<std::string>();
+      if (!valid_utf8(text)) throw invalid_request("prompt", "'prompt' is not valid UTF-8");
+      prompt.push_back(m.bos_id);
+      for (int t : tok.encode(text)) prompt.push_back(t);
+    } else if (p->is_array()) {
+      if (p->empty()) throw invalid_request("prompt", "'prompt' is empty");
+      for (size_t i = 0; i < p->size(); ++i) {
+        const json& t = (*p)[i];
+        if (t.is_string() || t.is_array()) throw invalid_request("prompt", "several prompts in one request are not supported: send one request per prompt");
+        if (!t.is_number_integer()) wrong_type("prompt[" + std::to_string(i) + "]", "a token id (integer)", t);
+        const int64_t id = t.is_number_unsigned() && t.get<uint64_t>() > uint64_t(INT32_MAX) ? -1 : t.get<int64_t>();
+        if (id < 0 || id >= m.vocab) {
+          throw invalid_request("prompt", "token id " + t.dump() + " at prompt[" + std::to_string(i) + "] is outside the vocabulary of " + std::to_string(m.vocab));
+        }
+        prompt.push_back(int(id));
+      }
+    } else {
+      wrong_type("prompt", "a string or an array of token ids", *p);
+    }
+  }
+  if (int64_t(prompt.size()) >= m.max_seq) {
+    throw invalid_request(chat ? "messages" : "prompt",
+                          "This model's maximum context length is " + std::to_string(m.max_seq) + " tokens; the prompt has " +
+                              std::to_string(prompt.size()) + ", which leaves no room to generate.",
+                          "context_length_exceeded");
+  }
+
+  int64_t max_tokens = chat ? m.max_seq - int64_t(prompt.size()) : 16;  // OpenAI's defaults (chat: to the end of the context)
+  const char* max_key = "max_tokens";
+  if (chat && get_int(j, "max_completion_tokens", 1, INT32_MAX, max_tokens)) max_key = "max_completion_tokens";
+  if (j.contains("max_tokens") && !j["max_tokens"].is_null()) {
+    get_int(j, "max_tokens", 1, INT32_MAX, max_tokens);
+    max_key = "max_tokens";
+  }
+  if (int64_t(prompt.size()) + max_tokens > m.max_seq) {
+    throw invalid_request(max_key,
+                          "This model's maximum context length is " + std::to_string(m.max_seq) + " tokens. However, you requested " +
+                              std::to_string(int64_t(prompt.size()) + max_tokens) + " tokens (" + std::to_string(prompt.size()) +
+                              " in the prompt, " + std::to_string(max_tokens) + " for the completion). Reduce the prompt or '" + max_key + "'.",
+                          "context_length_exceeded");
+  }
+  r.gen.max_tokens = int(max_tokens);
+
+  SamplingParams& sp = r.gen.sampling;
+  double d = 1.0;
+  if (get_number(j, "temperature", 0, 100, d)) sp.temperature = float(d);
+  d = 1.0;
+  if (get_number(j, "top_p", 0, 1, d)) {
+    if (d <= 0) throw invalid_request("top_p", "'top_p' must be in (0, 1], got " + j["top_p"].dump());
+    sp.top_p = float(d);
+  }
+  int64_t i64 = 0;
+  if (get_int(j, "top_k", -1, INT32_MAX, i64)) sp.top_k = i64 <= 0 ? 0 : int(i64);  // -1 and 0: no limit (vLLM)
+  if (get_int(j, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), i64)) {
+    sp.seed = uint64_t(i64) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;  // 0 and small seeds spread over the state
+  } else {
+    sp.seed = random_seed();
+  }
+  if (chat) {
+    bool lp = false;
+    get_bool(j, "logprobs", lp);
+    int64_t top = 0;
+    const bool has_top = get_int(j, "top_logprobs", 0, 20, top);
+    if (has_top && !lp) throw invalid_request("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    if (lp) {
+      r.logprobs = true;
+      sp.logprobs = int(top);
+    }
+  } else {
+    auto it = j.find("logprobs");
+    if (it != j.end() && !it->is_null()) {
+      if (it->is_boolean()) wrong_type("logprobs", "an integer (0..20)", *it);
+      get_int(j, "logprobs", 0, 20, i64);
+      r.logprobs = true;
+      sp.logprobs = int(i64);
+    }
+  }
+  if (auto it = j.find("stop"); it != j.end() && !it->is_null()) {
+    if (it->is_string()) {
+      r.gen.stop.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      if (it->size() > 16) throw invalid_request("stop", "'stop' holds at most 16 strings");
+      for (size_t i = 0; i < it->size(); ++i) {
+        if (!(*it)[i].is_string()) wrong_type("stop[" + std::to_string(i) + "]", "a string", (*it)[i]);
+        r.gen.stop.push_back((*it)[i].get<std::string>());
+      }
+    } else {
+      wrong_type("stop", "a string or an array of strings", *it);
+    }
+    for (const std::string& s : r.gen.stop) {
+      if (!valid_utf8(s)) throw invalid_request("stop", "a stop string is not valid UTF-8");
+    }
+  }
+  get_bool(j, "stream", r.stream);
+  if (auto it = j.find("stream_options"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) wrong_type("stream_options", "an object", *it);
+    try {
+      get_bool(*it, "include_usage", r.include_usage);
+    } catch (const ApiError&) {
+      wrong_type("stream_options.include_usage", "a boolean", (*it)["include_usage"]);
+    }
+    if (!r.stream) throw invalid_request("stream_options", "'stream_options' is only allowed when 'stream' is true");
+  }
+  get_bool(j, "ignore_eos", r.gen.ignore_eos);
+  if (get_int(j, "n", 1, INT32_MAX, i64) && i64 != 1) throw invalid_request("n", "only n = 1 is supported: send n requests", "unsupported_value");
+  if (get_int(j, "best_of", 1, INT32_MAX, i64) && i64 != 1) throw invalid_request("best_of", "only best_of = 1 is supported", "unsupported_value");
+  bool echo = false;
+  if (get_bool(j, "echo", echo) && echo) throw invalid_request("echo", "'echo' is not supported", "unsupported_value");
+  for (const char* k : {"presence_penalty", "frequency_penalty"}) {
+    if (get_number(j, k, -2, 2, d) && d != 0) throw invalid_request(k, std::string("'") + k + "' is not supported (only 0)", "unsupported_value");
+  }
+  if (auto it = j.find("logit_bias"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) wrong_type("logit_bias", "an object", *it);
+    if (!it->empty()) throw invalid_request("logit_bias", "'logit_bias' is not supported", "unsupported_value");
+  }
+  if (auto it = j.find("user"); it != j.end() && !it->is_null() && !it->is_string()) wrong_type("user", "a string", *it);
+  return r;
+}
+
+ResponseWriter::ResponseWriter(const ParsedRequest& r, const ServedModel& m, const Tokenizer& tok)
+    : r_(r),
+      m_(m),
+      tok_(tok),
+      id_(random_id(r.chat ? "chatcmpl-" : "cmpl-")),
+      created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()),
+      prev_token_(r.gen.prompt.empty() ? -1 : r.gen.prompt.back()) {
+  if (r_.chat) logprobs_ = {{"content", json::array()}};
+  else logprobs_ = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()}, {"text_offset", json::array()}};
+}
+
+json ResponseWriter::chunk(json choice) const {
+  json c = {{"id", id_}, {"object", r_.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_}, {"model", m_.id},
+            {"choices", json::array({std::move(choice)})}};
+  if (r_.include_usage) c["usage"] = nullptr;
+  return c;
+}
+
+json ResponseWriter::usage(int prompt_tokens, int completion_tokens) const {
+  return {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens}, {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+json ResponseWriter::logprobs_entry(const TokenOut& t) {
+  // Token strings are the token's own text after the previous token, made
+  // valid UTF-8; chat entries carry the raw bytes too.
+  const std::string piece = sanitize_utf8(t.piece);
+  json e;
+  if (r_.chat) {
+    json bytes = json::array();
+    for (unsigned char c : t.piece) bytes.push_back(int(c));
+    json top = json::array();
+    for (const TokenLogprob& a : t.top) {
+      const std::string raw = tok_.decode_token(prev_token_, a.token);
+      json ab = json::array();
+      for (unsigned char c : raw) ab.push_back(int(c));
+      top.push_back({{"token", sanitize_utf8(raw)}, {"logprob", a.logprob}, {"bytes", ab}});
+    }
+    e = {{"token", piece}, {"logprob", t.logprob}, {"bytes", bytes}, {"top_logprobs", top}};
+  } else {
+    json top = json::object();
+    for (const TokenLogprob& a : t.top) top[sanitize_utf8(tok_.decode_token(prev_token_, a.token))] = a.logprob;
+    e = {{"token", piece}, {"logprob", t.logprob}, {"top", top}, {"offset", text_offset_}};
+  }
+  prev_token_ = t.token;
+  return e;
+}
+
+std::vector<json> ResponseWriter::token_chunks(const TokenOut& t, const std::string& text) {
+  std::vector<json> out;
+  json lp = nullptr;
+  if (r_.logprobs) {
+    json e = logprobs_entry(t);
+    if (r_.chat) {
+      lp = {{"content", json::array({e})}};
+    } else {
+      lp = {{"tokens", {e["token"]}}, {"token_logprobs", {e["logprob"]}}, {"top_logprobs", {e["top"]}}, {"text_offset", {e["offset"]}}};
+    }
+  } else {
+    prev_token_ = t.token;
+  }
+  text_offset_ += text.size();
+  // A token whose text is withheld (part of a character or of a possible stop
+  // string) sends nothing unless it carries logprobs.
+  if (text.empty() && lp.is_null()) return out;
+  if (r_.chat) {
+    if (!sent_role_) {
+      out.push_back(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+      sent_role_ = true;
+    }
+    out.push_back(chunk({{"index", 0}, {"delta", {{"content", text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}));
+  } else {
+    out.push_back(chunk({{"index", 0}, {"text", text}, {"logprobs", lp}, {"finish_reason", nullptr}}));
+  }
+  return out;
+}
+
+std::vector<json> ResponseWriter::final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens) {
+  std::vector<json> out;
+  const char* reason = why == FinishReason::Length ? "length" : "stop";
+  if (r_.chat) {
+    if (!sent_role_) {
+      out.push_back(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+      sent_role_ = true;
+    }
+    json delta = json::object();
+    if (!text.empty()) delta["content"] = text;
+    out.push_back(chunk({{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", reason}}));
+  } else {
+    out.push_back(chunk({{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", reason}}));
+  }
+  if (r_.include_usage) {
+    json u = {{"id", id_}, {"object", r_.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_}, {"model", m_.id},
+              {"choices", json::array()}, {"usage", usage(prompt_tokens, completion_tokens)}};
+    out.push_back(u);
+  }
+  return out;
+}
+
+void ResponseWriter::add(const TokenOut& t, const std::string& text) {
+  if (r_.logprobs) {
+    json e = logprobs_entry(t);
+    if (r_.chat) {
+      logprobs_["content"].push_back(e);
+    } else {
+      logprobs_["tokens"].push_back(e["token"]);
+      logprobs_["token_logprobs"].push_back(e["logprob"]);
+      logprobs_["top_logprobs"].push_back(e["top"]);
+      logprobs_["text_offset"].push_back(e["offset"]);
+    }
+  } else {
+    prev_token_ = t.token;
+  }
+  text_offset_ += text.size();
+  text_ += text;
+}
+
+json ResponseWriter::response(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens) {
+  text_ += text;
+  const char* reason = why == FinishReason::Length ? "length" : "stop";
+  json choice = {{"index", 0}, {"logprobs", r_.logprobs ? logprobs_ : json(nullptr)}, {"finish_reason", reason}};
+  if (r_.chat) choice["message"] = {{"role", "assistant"}, {"content", text_}};
+  else choice["text"] = text_;
+  return {{"id", id_}, {"object", r_.chat ? "chat.completion" : "text_completion"}, {"created", created_}, {"model", m_.id},
+          {"choices", json::array({choice})}, {"usage", usage(prompt_tokens, completion_tokens)}};
+}
+
+}  // namespace condense

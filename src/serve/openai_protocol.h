@@ -1,0 +1,80 @@
+// The OpenAI API's request and response shapes (../shared/INTEROP.md A.5):
+// parsing /v1/completions and /v1/chat/completions bodies into a GenRequest,
+// with every field's type and range checked and named in the error, and
+// building responses, stream chunks and error bodies.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "model/tokenizer.h"
+#include "serve/chat_template.h"
+#include "serve/scheduler.h"
+
+namespace condense {
+
+// An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+struct ApiError : std::runtime_error {
+  ApiError(int status, std::string message, std::string type, std::string param = "", std::string code = "")
+      : std::runtime_error(message), status(status), type(std::move(type)), param(std::move(param)), code(std::move(code)) {}
+  int status;
+  std::string type, param, code;
+};
+ApiError invalid_request(const std::string& param, const std::string& message, const std::string& code = "invalid_value");
+nlohmann::json error_body(int status, const std::string& message, const std::string& type, const std::string& param = "",
+                          const std::string& code = "");
+nlohmann::json error_body(const ApiError& e);
+
+// What the server knows about the model it serves.
+struct ServedModel {
+  std::string id;        // the name clients send as "model"
+  std::string root;      // the path it was loaded from
+  int max_seq = 0;       // context length
+  int vocab = 0;
+  int bos_id = 1;
+  const Tokenizer* tokenizer = nullptr;
+  const ChatTemplate* chat_template = nullptr;
+  int64_t created = 0;   // unix seconds, when the server started
+};
+
+struct ParsedRequest {
+  bool chat = false;
+  bool stream = false, include_usage = false;
+  bool logprobs = false;  // completions: "logprobs" given; chat: "logprobs": true
+  GenRequest gen;
+};
+
+// Throws ApiError (400 for a malformed body or a bad field, 404 for an unknown model).
+ParsedRequest parse_request(const std::string& body, bool chat, const ServedModel& m);
+
+// Builders for the responses of one request (the same id and created on every chunk).
+class ResponseWriter {
+ public:
+  ResponseWriter(const ParsedRequest& r, const ServedModel& m, const Tokenizer& tok);
+  // A stream chunk for one token's text (and logprobs); the chat's first also
+  // gets a role-only chunk before it (sent once the first token exists).
+  std::vector<nlohmann::json> token_chunks(const TokenOut& t, const std::string& text);
+  // The last chunk (finish_reason, any withheld text) and, with include_usage, the usage chunk.
+  std::vector<nlohmann::json> final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens);
+  // Non-streaming: accumulate, then the whole response.
+  void add(const TokenOut& t, const std::string& text);
+  nlohmann::json response(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens);
+
+ private:
+  nlohmann::json chunk(nlohmann::json choice) const;
+  nlohmann::json logprobs_entry(const TokenOut& t);
+  nlohmann::json usage(int prompt_tokens, int completion_tokens) const;
+  const ParsedRequest& r_;
+  const ServedModel& m_;
+  const Tokenizer& tok_;
+  std::string id_;
+  int64_t created_;
+  bool sent_role_ = false;
+  std::string text_;
+  size_t text_offset_ = 0;
+  int prev_token_;
+  nlohmann::json logprobs_;  // accumulated for the non-streaming response
+};
+
+}  // namespace condense

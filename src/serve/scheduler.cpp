@@ -1,0 +1,311 @@
+#include "serve/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <omp.h>
+
+#include "core/error.h"
+#include "runtime/compare.h"
+#include "runtime/sampler.h"
+#include "serve/text_stream.h"
+
+namespace condense {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+  }
+  return "error";
+}
+
+struct Scheduler::Seq {
+  Seq(GenRequest r, std::shared_ptr<RequestSink> k, const Tokenizer& tok, uint64_t ord)
+      : req(std::move(r)),
+        sink(std::move(k)),
+        tokens(req.prompt),
+        prompt_len(int(req.prompt.size())),
+        order(ord),
+        sampler(req.sampling.temperature, req.sampling.top_p, req.sampling.seed, req.sampling.top_k),
+        text(tok, req.prompt.back(), req.stop) {}
+  GenRequest req;
+  std::shared_ptr<RequestSink> sink;
+  std::vector<int> tokens;  // prompt, then what was generated
+  int prompt_len;
+  int generated = 0;
+  int computed = 0;      // positions held in the engine's KV cache
+  int prompt_counted = 0;  // prompt tokens already counted in the stats (recomputation is not counted)
+  int engine_seq = -1;   // -1 while waiting
+  uint64_t order;
+  Sampler sampler;
+  TextStream text;
+};
+
+Scheduler::Scheduler(Engine& engine, const Tokenizer& tok, const SchedulerOptions& opt) : engine_(engine), tok_(tok), opt_(opt) {
+  if (opt_.max_batch_tokens < 1) fail("--max-batch-tokens", "must be at least 1");
+  if (opt_.max_seqs < 1) fail("--max-seqs", "must be at least 1");
+  if (opt_.max_queue < 0) fail("--max-queue", "must be >= 0");
+  if (blocks_for(engine_.max_seq()) > engine_.kv().total_blocks()) {
+    fail("KV cache", "the pool's " + std::to_string(engine_.kv().total_blocks()) + " blocks cannot hold one sequence of the context (" +
+                         std::to_string(engine_.max_seq()) + " positions need " + std::to_string(blocks_for(engine_.max_seq())) + ")",
+         "Give it more --kv-blocks / --kv-memory");
+  }
+  if (opt_.threads <= 0) opt_.threads = omp_get_max_threads();  // a new thread starts from the process default, not the caller's
+  stats_.kv_blocks_total = engine_.kv().total_blocks();
+  stats_.kv_blocks_free = engine_.kv().free_blocks();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    quit_ = true;
+    closed_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+int64_t Scheduler::blocks_for(int64_t positions) const { return (positions + kKvBlockTokens - 1) / kKvBlockTokens; }
+
+bool Scheduler::submit(GenRequest req, std::shared_ptr<RequestSink> sink) {
+  const int vocab = engine_.config().vocab;
+  if (req.prompt.empty()) fail("prompt", "is empty (it needs at least the BOS token)");
+  if (int(req.prompt.size()) >= engine_.max_seq()) {
+    fail("prompt", std::to_string(req.prompt.size()) + " tokens leave no room to generate in the context of " + std::to_string(engine_.max_seq()));
+  }
+  for (int t : req.prompt) {
+    if (t < 0 || t >= vocab) fail("prompt", "token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(vocab));
+  }
+  if (req.max_tokens < 1) fail("max_tokens", "must be at least 1");
+  std::unique_lock<std::mutex> lk(mu_);
+  if (closed_ || queued_.load() >= opt_.max_queue) return false;
+  incoming_.push_back(std::make_unique<Seq>(std::move(req), std::move(sink), tok_, next_order_++));
+  queued_.fetch_add(1);
+  lk.unlock();
+  cv_.notify_one();
+  return true;
+}
+
+void Scheduler::close() {
+  std::lock_guard<std::mutex> lk(mu_);
+  closed_ = true;
+}
+
+bool Scheduler::wait_idle(double seconds) {
+  std::unique_lock<std::mutex> lk(mu_);
+  return idle_cv_.wait_for(lk, std::chrono::duration<double>(seconds),
+                           [&] { return incoming_.empty() && queued_.load() == 0 && running_count_.load() == 0; });
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lk(stats_mu_);
+  SchedulerStats s = stats_;
+  s.waiting = queued_.load();
+  s.running = running_count_.load();
+  return s;
+}
+
+void Scheduler::loop() {
+  omp_set_num_threads(opt_.threads);
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return quit_ || !incoming_.empty() || !running_.empty() || !waiting_.empty(); });
+      if (quit_) break;
+      while (!incoming_.empty()) {
+        waiting_.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
+      }
+    }
+    step_once();
+    std::lock_guard<std::mutex> lk(mu_);
+    if (incoming_.empty() && running_.empty() && waiting_.empty()) idle_cv_.notify_all();
+  }
+  // Shutting down: whatever is left is cancelled, so no caller waits forever.
+  std::deque<std::unique_ptr<Seq>> left;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    left.swap(incoming_);
+  }
+  for (auto& s : left) waiting_.push_back(std::move(s));
+  while (!running_.empty()) finish(*running_.back(), FinishReason::Cancelled, "the server is shutting down");
+  while (!waiting_.empty()) finish(*waiting_.back(), FinishReason::Cancelled, "the server is shutting down");
+  idle_cv_.notify_all();
+}
+
+void Scheduler::finish(Seq& s, FinishReason why, const std::string& error) {
+  if (s.engine_seq >= 0) engine_.drop_sequence(s.engine_seq);
+  std::string rest = s.text.flush();
+  const bool was_running = s.engine_seq >= 0;
+  s.engine_seq = -1;
+  s.sink->on_finish(rest, why, s.prompt_len, s.generated, error);
+  {
+    std::lock_guard<std::mutex> lk(stats_mu_);
+    if (why == FinishReason::Cancelled) ++stats_.requests_cancelled;
+    else ++stats_.requests_finished;
+  }
+  auto drop = [&](auto& list) {
+    for (auto it = list.begin(); it != list.end(); ++it) {
+      if (it->get() == &s) {
+        list.erase(it);
+        return true;
+      }
+    }
+    return false;
+  };
+  if (was_running ? drop(running_) : false) {
+    running_count_.fetch_sub(1);
+  } else if (drop(waiting_)) {
+    queued_.fetch_sub(1);
+  } else if (drop(running_)) {
+    running_count_.fetch_sub(1);  // admitted this step, before its first chunk ran
+  }
+}
+
+void Scheduler::preempt(Seq& s) {
+  engine_.drop_sequence(s.engine_seq);
+  s.engine_seq = -1;
+  s.computed = 0;
+  for (auto it = running_.begin(); it != running_.end(); ++it) {
+    if (it->get() == &s) {
+      waiting_.push_front(std::move(*it));
+      running_.erase(it);
+      break;
+    }
+  }
+  running_count_.fetch_sub(1);
+  queued_.fetch_add(1);
+  std::lock_guard<std::mutex> lk(stats_mu_);
+  ++stats_.preemptions;
+}
+
+bool Scheduler::step_once() {
+  // Cancelled requests leave before anything is planned.
+  for (size_t i = running_.size(); i-- > 0;) {
+    if (running_[i]->sink->cancelled()) finish(*running_[i], FinishReason::Cancelled);
+  }
+  for (size_t i = waiting_.size(); i-- > 0;) {
+    if (waiting_[i]->sink->cancelled()) finish(*waiting_[i], FinishReason::Cancelled);
+  }
+  if (running_.empty() && waiting_.empty()) return false;
+
+  struct Planned {
+    Seq* s;
+    int n;
+  };
+  std::vector<Planned> plan;
+  int budget = 0;
+  int64_t need = 0;
+  const int64_t free = engine_.kv().free_blocks(), total = engine_.kv().total_blocks();
+  // Running sequences first, oldest first; the newest is preempted while
+  // their blocks do not fit.
+  for (;;) {
+    plan.clear();
+    budget = opt_.max_batch_tokens;
+    need = 0;
+    for (auto& p : running_) {
+      Seq& s = *p;
+      const int n = std::min(int(s.tokens.size()) - s.computed, budget);
+      if (n <= 0) continue;
+      plan.push_back({&s, n});
+      need += blocks_for(s.computed + n) - blocks_for(s.computed);
+      budget -= n;
+    }
+    if (need <= free || running_.size() <= 1) break;
+    preempt(*running_.back());
+  }
+  // Then waiting ones, first come first served, while their whole sequence
+  // (and one more token) fits beside what runs, keeping the watermark free.
+  const int64_t watermark = int64_t(std::ceil(opt_.watermark * double(total)));
+  while (!waiting_.empty() && budget > 0 && int(running_.size()) < opt_.max_seqs) {
+    Seq& s = *waiting_.front();
+    const int64_t full = blocks_for(int64_t(s.tokens.size()) + 1);
+    const int64_t keep = running_.empty() ? 0 : watermark;
+    if (need + full + keep > free) break;
+    const int n = std::min(int(s.tokens.size()), budget);
+    s.engine_seq = engine_.add_sequence();
+    s.computed = 0;
+    plan.push_back({&s, n});
+    need += blocks_for(n);
+    budget -= n;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+    queued_.fetch_sub(1);
+    running_count_.fetch_add(1);
+  }
+  if (plan.empty()) return false;
+
+  const int vocab = engine_.config().vocab;
+  int n_logits = 0;
+  for (const Planned& p : plan) n_logits += p.s->computed + p.n == int(p.s->tokens.size()) ? 1 : 0;
+  logits_.resize(size_t(n_logits) * size_t(vocab));
+  std::vector<Engine::SeqStep> batch;
+  batch.reserve(plan.size());
+  int li = 0;
+  int64_t prompt_tokens = 0;
+  for (const Planned& p : plan) {
+    const bool last = p.s->computed + p.n == int(p.s->tokens.size());
+    batch.push_back({p.s->engine_seq, p.s->tokens.data() + p.s->computed, p.n, last ? logits_.data() + size_t(li) * size_t(vocab) : nullptr,
+                     last ? 1 : 0});
+    if (last) ++li;
+    const int upto = std::min(p.s->computed + p.n, p.s->prompt_len);
+    if (upto > p.s->prompt_counted) {
+      prompt_tokens += upto - p.s->prompt_counted;
+      p.s->prompt_counted = upto;
+    }
+  }
+  try {
+    engine_.step(batch);
+  } catch (const std::exception& e) {
+    for (const Planned& p : plan) finish(*p.s, FinishReason::Error, e.what());
+    return true;
+  }
+  int64_t generated = 0;
+  li = 0;
+  std::vector<double> lsm;
+  for (const Planned& p : plan) {
+    Seq& s = *p.s;
+    s.computed += p.n;
+    if (s.computed != int(s.tokens.size())) continue;
+    const float* lg = logits_.data() + size_t(li++) * size_t(vocab);
+    TokenOut out;
+    out.token = s.sampler.sample(lg, vocab);
+    const ModelConfig& c = engine_.config();
+    if (!s.req.ignore_eos && (out.token == c.eos_id || out.token == c.bos_id)) {
+      finish(s, FinishReason::Stop);
+      continue;
+    }
+    if (s.req.sampling.logprobs >= 0) {
+      lsm.resize(size_t(vocab));
+      log_softmax64(lg, vocab, lsm);
+      out.logprob = float(lsm[size_t(out.token)]);
+      const int k = std::min(s.req.sampling.logprobs, vocab);
+      std::vector<int> idx(static_cast<size_t>(vocab));
+      for (int i = 0; i < vocab; ++i) idx[size_t(i)] = i;
+      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) { return lsm[size_t(a)] > lsm[size_t(b)] || (lsm[size_t(a)] == lsm[size_t(b)] && a < b); });
+      for (int i = 0; i < k; ++i) out.top.push_back({idx[size_t(i)], float(lsm[size_t(idx[size_t(i)])])});
+    }
+    s.tokens.push_back(out.token);
+    ++s.generated;
+    ++generated;
+    bool stopped = false;
+    const std::string text = s.text.push(out.token, &stopped);
+    out.piece = s.text.last_piece();
+    s.sink->on_token(out, text);
+    if (stopped) finish(s, FinishReason::Stop);
+    else if (s.generated >= s.req.max_tokens || int(s.tokens.size()) >= engine_.max_seq()) finish(s, FinishReason::Length);
+  }
+  std::lock_guard<std::mutex> lk(stats_mu_);
+  stats_.kv_blocks_free = engine_.kv().free_blocks();
+  stats_.prompt_tokens += prompt_tokens;
+  stats_.generation_tokens += generated;
+  ++stats_.steps;
+  return true;
+}
+
+}  // namespace condense

@@ -1,0 +1,129 @@
+// condense serve MODEL: an OpenAI-compatible HTTP server with continuous
+// batching (src/serve/; docs/SERVE.md).
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+#include "core/error.h"
+#include "io/model_loader.h"
+#include "kernels/cpu/cpu_features.h"
+#include "serve/chat_template.h"
+#include "serve/http_server.h"
+#include "tools/cli_common.h"
+
+namespace condense::cli {
+
+namespace {
+
+struct ServeArgs {
+  ModelArgs model;
+  HttpOptions http;
+  SchedulerOptions sched;
+  std::string kv_memory = "1G";
+  int64_t kv_blocks = 0;
+  std::string kv_dtype, served_name, chat_template, draft;
+  double drain_s = 30;
+};
+
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void on_signal(int sig) { g_signal = sig; }
+
+// "1G", "512M", "65536", "2GiB": bytes (K/M/G/T are powers of 1024).
+size_t parse_bytes(const std::string& s, const std::string& option) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    fail(option, "'" + s + "' is not a size (e.g. 512M, 2G, 1048576)");
+  }
+  std::string unit = s.substr(used);
+  if (unit.size() > 1 && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) unit.pop_back();
+  double mul = 1;
+  if (unit == "K" || unit == "k") mul = 1024.0;
+  else if (unit == "M" || unit == "m") mul = 1024.0 * 1024;
+  else if (unit == "G" || unit == "g") mul = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "t") mul = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty() && unit != "B" && unit != "b") fail(option, "'" + s + "': unknown unit '" + unit + "' (K, M, G, T)");
+  if (!(v > 0) || v * mul > 1e15) fail(option, "'" + s + "' must be a positive size below 1 PB");
+  return size_t(v * mul);
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve",
+                                 "Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, "
+                                 "/health, /metrics) with continuous batching; SIGTERM/SIGINT drain and exit 0");
+  auto a = std::make_shared<ServeArgs>();
+  add_model_args(*cmd, a->model);
+  cmd->add_option("--host", a->http.host, "Address to listen on (0.0.0.0: every interface)");
+  cmd->add_option("--port", a->http.port, "Port to listen on (0: any free port, printed at start)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--max-batch-tokens", a->sched.max_batch_tokens,
+                  "Tokens per engine step: one per decoding sequence plus prefill chunks of new ones (smaller: steadier TPOT, slower TTFT)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-seqs", a->sched.max_seqs, "Sequences running at once")->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--max-queue", a->sched.max_queue, "Requests waiting to start; more are answered 503 with Retry-After")
+      ->check(CLI::Range(0, 1 << 20));
+  auto* mem = cmd->add_option("--kv-memory", a->kv_memory, "KV cache pool size (K/M/G = 1024-based units); it must hold one full-context sequence");
+  cmd->add_option("--kv-blocks", a->kv_blocks, "KV cache pool size in 16-position blocks (instead of --kv-memory)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 31))
+      ->excludes(mem);
+  cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache dtype: f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
+  cmd->add_option("--api-key", a->http.api_key, "Require 'Authorization: Bearer KEY' on /v1 routes (default: the CONDENSE_API_KEY variable, else none)")
+      ->envname("CONDENSE_API_KEY");
+  cmd->add_option("--served-model-name", a->served_name, "The model's id in /v1/models and requests (default: MODEL as given)");
+  cmd->add_option("--chat-template", a->chat_template,
+                  "Chat template JSON file (role formats with {content}; docs/SERVE.md). Default: a plain 'User: ... Assistant:' template");
+  cmd->add_option("--drain-seconds", a->drain_s, "On SIGTERM/SIGINT, how long running requests may take to finish")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--http-threads", a->http.http_threads, "HTTP worker threads (0: max-queue + max-seqs + 32; each streaming request holds one)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--draft", a->draft, "Draft model for speculative decoding (not implemented yet: issue 17)");
+  cmd->callback([a] {
+    if (!a->draft.empty()) fail("--draft", "speculative decoding is not implemented yet (issue 17); serve without --draft");
+    apply_threads(a->model.threads);
+    const auto t0 = std::chrono::steady_clock::now();
+    LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
+    const Tokenizer& tok = require_tokenizer(lm);
+    ChatTemplate tmpl = a->chat_template.empty() ? ChatTemplate() : ChatTemplate::from_file(a->chat_template);
+    EngineOptions eo{lm.model.config.max_seq, a->kv_blocks, a->kv_dtype, a->kv_blocks > 0 ? 0 : parse_bytes(a->kv_memory, "--kv-memory")};
+    Engine engine(lm.model, eo);
+    ServedModel sm;
+    sm.id = a->served_name.empty() ? a->model.model : a->served_name;
+    sm.root = a->model.model;
+    sm.max_seq = engine.max_seq();
+    sm.vocab = lm.model.config.vocab;
+    sm.bos_id = lm.model.config.bos_id;
+    sm.tokenizer = &tok;
+    sm.chat_template = &tmpl;
+    sm.created = int64_t(std::time(nullptr));
+    release_weights(lm.model);
+    Scheduler sched(engine, tok, a->sched);
+    HttpServer server(sched, sm, a->http, a->sched);
+    const int port = server.bind();
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+    std::fprintf(stderr,
+                 "condense serve: %s on http://%s:%d/v1 (model id '%s'; %s, %d threads; context %d; KV %s, %lld blocks = %lld positions, "
+                 "%.1f MiB; max %d tokens/step; queue %d; loaded in %.1f s)\n",
+                 a->model.model.c_str(), a->http.host.c_str(), port, sm.id.c_str(), kernels::isa_name(kernels::active_isa()), active_threads(),
+                 sm.max_seq, kv_code_name(engine.kv().code()), static_cast<long long>(engine.kv().total_blocks()),
+                 static_cast<long long>(engine.kv().total_blocks() * kKvBlockTokens), double(engine.kv().bytes()) / 1048576.0,
+                 a->sched.max_batch_tokens, a->sched.max_queue,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    std::thread watcher([&] {
+      while (g_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::fprintf(stderr, "condense serve: signal %d: not accepting new requests; draining for up to %.0f s\n", int(g_signal), a->drain_s);
+      const bool drained = server.shutdown(a->drain_s);
+      std::fprintf(stderr, "condense serve: %s; stopped\n", drained ? "every request finished" : "drain deadline passed, the rest cancelled");
+    });
+    server.listen();
+    if (g_signal == 0) g_signal = SIGTERM;  // listen() ended on its own (socket error): let the watcher finish
+    watcher.join();
+  });
+}
+
+}  // namespace condense::cli
