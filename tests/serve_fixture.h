@@ -1,0 +1,86 @@
+// Shared by the serving tests: a byte-level tokenizer (ids 3..258 are the
+// bytes 0..255, 1 BOS, 2 EOS), a random model over it, and sinks that collect
+// what the scheduler streams.
+#pragma once
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "model/shapes.h"
+#include "model/tokenizer.h"
+#include "runtime/engine.h"
+#include "runtime/generate.h"
+#include "serve/scheduler.h"
+#include "tests/tiny_model.h"
+
+namespace testutil {
+
+class ByteTokenizer : public condense::Tokenizer {
+ public:
+  std::vector<int> encode(const std::string& text) const override {
+    std::vector<int> ids;
+    for (unsigned char c : text) ids.push_back(int(c) + 3);
+    return ids;
+  }
+  std::string decode_token(int, int token) const override { return token >= 3 && token < 259 ? std::string(1, char(token - 3)) : ""; }
+  int vocab_size() const override { return 259; }
+  std::string kind() const override { return "bytes"; }
+};
+
+inline condense::Model byte_model(uint64_t seed = 11, int max_seq = 128) {
+  return condense::random_model(tiny_config({.dim = 48, .layers = 2, .heads = 4, .kv = 2, .hd = 12, .ffn = 96, .vocab = 259, .max_seq = max_seq}), seed);
+}
+
+// Records one request's stream; wait() blocks until it finishes.
+class CollectSink : public condense::RequestSink {
+ public:
+  explicit CollectSink(int cancel_after = -1) : cancel_after_(cancel_after) {}
+  void on_token(const condense::TokenOut& t, const std::string& text) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    tokens.push_back(t.token);
+    logprobs.push_back(t);
+    this->text += text;
+  }
+  void on_finish(const std::string& rest, condense::FinishReason why, int p, int c, const std::string& err) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    text += rest;
+    reason = why;
+    prompt_tokens = p;
+    completion_tokens = c;
+    error = err;
+    done = true;
+    cv_.notify_all();
+  }
+  bool cancelled() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return cancel_after_ >= 0 && int(tokens.size()) >= cancel_after_;
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return done; });
+  }
+  std::vector<int> tokens;
+  std::vector<condense::TokenOut> logprobs;
+  std::string text, error;
+  condense::FinishReason reason = condense::FinishReason::Error;
+  int prompt_tokens = 0, completion_tokens = 0;
+  bool done = false;
+
+ private:
+  int cancel_after_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+// What `condense generate` produces: the prompt in one forward, then one token at a time.
+inline std::vector<int> reference_tokens(const condense::Model& m, const std::vector<int>& prompt, int steps, float temperature, float top_p,
+                                         uint64_t seed, int top_k, bool ignore_eos) {
+  condense::Engine e(m, condense::EngineOptions{m.config.max_seq, 0, ""});
+  condense::Sampler s(temperature, top_p, seed, top_k);
+  std::vector<int> out;
+  condense::generate(e, prompt, steps, s, {}, &out, !ignore_eos);
+  return out;
+}
+
+}  // namespace testutil

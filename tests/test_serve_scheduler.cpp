@@ -1,0 +1,270 @@
+// The continuous-batching scheduler against `generate` (one sequence, whole
+// prompt at once): greedy and seeded sampling give the same tokens alone,
+// among many concurrent requests, with tiny per-step budgets (chunked
+// prefill) and under preemption; cancellation frees the blocks; and the
+// incremental detokenizer against a reference on the whole text.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <thread>
+
+#include "core/error.h"
+#include "runtime/sampler.h"
+#include "serve/text_stream.h"
+#include "tests/serve_fixture.h"
+
+using namespace condense;
+
+namespace {
+
+std::vector<int> prompt_of(int len, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> p = {1};
+  for (int i = 1; i < len; ++i) p.push_back(3 + int(rng() % 256));
+  return p;
+}
+
+GenRequest request(const std::vector<int>& prompt, int max_tokens, SamplingParams sp = {0.f, 1.f, 0, 1, -1}) {
+  GenRequest r;
+  r.prompt = prompt;
+  r.max_tokens = max_tokens;
+  r.sampling = sp;
+  r.ignore_eos = true;
+  return r;
+}
+
+struct Case {
+  std::vector<int> prompt;
+  int max_tokens;
+  SamplingParams sp;
+};
+
+// Runs every case concurrently through one scheduler; checks each against the reference.
+void expect_like_generate(const Model& m, const std::vector<Case>& cases, const SchedulerOptions& so, int64_t kv_blocks,
+                          int64_t* preemptions = nullptr) {
+  testutil::ByteTokenizer tok;
+  Engine engine(m, EngineOptions{m.config.max_seq, kv_blocks, ""});
+  std::vector<std::shared_ptr<testutil::CollectSink>> sinks;
+  {
+    Scheduler sched(engine, tok, so);
+    for (const Case& c : cases) {
+      sinks.push_back(std::make_shared<testutil::CollectSink>());
+      ASSERT_TRUE(sched.submit(request(c.prompt, c.max_tokens, c.sp), sinks.back()));
+    }
+    for (auto& s : sinks) s->wait();
+    ASSERT_TRUE(sched.wait_idle(5));
+    const SchedulerStats st = sched.stats();
+    EXPECT_EQ(st.kv_blocks_free, st.kv_blocks_total) << "every block comes back";
+    if (preemptions) *preemptions = st.preemptions;
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    const auto want = testutil::reference_tokens(m, c.prompt, c.max_tokens, c.sp.temperature, c.sp.top_p, c.sp.seed, c.sp.top_k, true);
+    EXPECT_EQ(sinks[i]->tokens, want) << "request " << i << " (prompt " << c.prompt.size() << " tokens)";
+    EXPECT_EQ(sinks[i]->reason, FinishReason::Length);
+    EXPECT_EQ(sinks[i]->completion_tokens, c.max_tokens);
+    EXPECT_EQ(sinks[i]->prompt_tokens, int(c.prompt.size()));
+  }
+}
+
+}  // namespace
+
+TEST(Scheduler, GreedyAloneEqualsGenerate) {
+  const Model m = testutil::byte_model();
+  expect_like_generate(m, {{prompt_of(9, 1), 20, {0.f, 1.f, 0, 1, -1}}}, SchedulerOptions{}, 64);
+}
+
+TEST(Scheduler, ThirtyTwoConcurrentGreedyEqualGenerate) {
+  const Model m = testutil::byte_model();
+  std::vector<Case> cases;
+  for (int i = 0; i < 32; ++i) cases.push_back({prompt_of(1 + (i * 7) % 60, 100 + uint32_t(i)), 5 + (i * 5) % 30, {0.f, 1.f, 0, 1, -1}});
+  expect_like_generate(m, cases, SchedulerOptions{}, 512);
+}
+
+TEST(Scheduler, ChunkedPrefillUnderATinyBudgetEqualsGenerate) {
+  // 7 tokens per step: prompts go in chunks, decodes of others share the steps.
+  const Model m = testutil::byte_model();
+  std::vector<Case> cases;
+  for (int i = 0; i < 6; ++i) cases.push_back({prompt_of(20 + 9 * i, 200 + uint32_t(i)), 12, {0.f, 1.f, 0, 1, -1}});
+  expect_like_generate(m, cases, SchedulerOptions{.max_batch_tokens = 7}, 512);
+}
+
+TEST(Scheduler, PreemptionKeepsOutputs) {
+  // 12 blocks (192 positions) for 8 requests that grow to ~100 positions each:
+  // the newest are preempted and recomputed, and still produce what they would alone.
+  const Model m = testutil::byte_model();
+  std::vector<Case> cases;
+  for (int i = 0; i < 8; ++i) cases.push_back({prompt_of(30 + 5 * i, 300 + uint32_t(i)), 60, {0.f, 1.f, 0, 1, -1}});
+  int64_t preemptions = 0;
+  expect_like_generate(m, cases, SchedulerOptions{.watermark = 0}, 12, &preemptions);
+  EXPECT_GT(preemptions, 0) << "the pool was meant to run out";
+}
+
+TEST(Scheduler, SeededSamplingIsReproducibleAcrossConcurrency) {
+  const Model m = testutil::byte_model();
+  std::vector<Case> cases;
+  for (int i = 0; i < 12; ++i) {
+    SamplingParams sp{1.0f, i % 3 == 0 ? 0.9f : 1.f, i % 2 ? 20 : 0, 1000 + uint64_t(i % 4), -1};
+    cases.push_back({prompt_of(5 + 3 * i, 400 + uint32_t(i)), 25, sp});
+  }
+  expect_like_generate(m, cases, SchedulerOptions{.max_batch_tokens = 16}, 40);
+}
+
+TEST(Scheduler, CancelledRequestsLeaveAndFreeTheirBlocks) {
+  const Model m = testutil::byte_model();
+  testutil::ByteTokenizer tok;
+  Engine engine(m, EngineOptions{m.config.max_seq, 64, ""});
+  Scheduler sched(engine, tok, SchedulerOptions{});
+  auto cancelled = std::make_shared<testutil::CollectSink>(3);
+  auto normal = std::make_shared<testutil::CollectSink>();
+  ASSERT_TRUE(sched.submit(request(prompt_of(10, 1), 80), cancelled));
+  ASSERT_TRUE(sched.submit(request(prompt_of(12, 2), 30), normal));
+  cancelled->wait();
+  normal->wait();
+  EXPECT_EQ(cancelled->reason, FinishReason::Cancelled);
+  EXPECT_LT(cancelled->tokens.size(), 10u);
+  EXPECT_EQ(normal->reason, FinishReason::Length);
+  EXPECT_EQ(normal->tokens, testutil::reference_tokens(m, prompt_of(12, 2), 30, 0, 1, 1, 0, true));
+  ASSERT_TRUE(sched.wait_idle(5));
+  EXPECT_EQ(sched.stats().kv_blocks_free, sched.stats().kv_blocks_total);
+  EXPECT_EQ(sched.stats().requests_cancelled, 1);
+}
+
+TEST(Scheduler, RefusesWhenTheQueueIsFullOrClosedAndChecksPrompts) {
+  const Model m = testutil::byte_model();
+  testutil::ByteTokenizer tok;
+  Engine engine(m, EngineOptions{m.config.max_seq, 64, ""});
+  {
+    Scheduler none(engine, tok, SchedulerOptions{.max_queue = 0});
+    EXPECT_FALSE(none.submit(request(prompt_of(4, 1), 4), std::make_shared<testutil::CollectSink>()));
+  }
+  Scheduler sched(engine, tok, SchedulerOptions{});
+  EXPECT_THROW(sched.submit(request({}, 4), std::make_shared<testutil::CollectSink>()), Error);
+  EXPECT_THROW(sched.submit(request({1, 999}, 4), std::make_shared<testutil::CollectSink>()), Error);
+  EXPECT_THROW(sched.submit(request(prompt_of(128, 1), 4), std::make_shared<testutil::CollectSink>()), Error);
+  sched.close();
+  EXPECT_FALSE(sched.submit(request(prompt_of(4, 1), 4), std::make_shared<testutil::CollectSink>()));
+  // A pool that cannot hold one full-context sequence is refused up front.
+  Engine small(m, EngineOptions{m.config.max_seq, 7, ""});
+  EXPECT_THROW(Scheduler(small, tok, SchedulerOptions{}), Error);
+}
+
+TEST(Scheduler, EosStopsAndTheContextBoundsLength) {
+  const Model m = testutil::byte_model(11, 64);
+  testutil::ByteTokenizer tok;
+  Engine engine(m, EngineOptions{m.config.max_seq, 0, ""});
+  Scheduler sched(engine, tok, SchedulerOptions{});
+  // Up to the end of the context: 60 prompt + 4 generated = 64.
+  auto s = std::make_shared<testutil::CollectSink>();
+  ASSERT_TRUE(sched.submit(request(prompt_of(60, 3), 1000), s));
+  s->wait();
+  EXPECT_EQ(s->reason, FinishReason::Length);
+  EXPECT_EQ(s->tokens.size(), 4u);
+}
+
+TEST(Scheduler, LogprobsAreTheModelsLogSoftmax) {
+  const Model m = testutil::byte_model();
+  testutil::ByteTokenizer tok;
+  Engine engine(m, EngineOptions{m.config.max_seq, 0, ""});
+  Scheduler sched(engine, tok, SchedulerOptions{});
+  auto s = std::make_shared<testutil::CollectSink>();
+  const auto prompt = prompt_of(8, 5);
+  ASSERT_TRUE(sched.submit(request(prompt, 3, {0.f, 1.f, 0, 1, 4}), s));
+  s->wait();
+  // Reference: float64 log-softmax of the engine's logits, fed token by token.
+  Engine ref(m, EngineOptions{m.config.max_seq, 0, ""});
+  std::vector<float> logits(259);
+  std::vector<int> seq = prompt;
+  ref.forward(seq.data(), int(seq.size()), 0, logits.data(), 1);
+  for (size_t t = 0; t < s->logprobs.size(); ++t) {
+    double mx = -1e300, sum = 0;
+    for (float v : logits) mx = std::max(mx, double(v));
+    for (float v : logits) sum += std::exp(double(v) - mx);
+    const TokenOut& o = s->logprobs[t];
+    EXPECT_EQ(o.token, argmax(logits.data(), 259));
+    EXPECT_NEAR(o.logprob, double(logits[size_t(o.token)]) - mx - std::log(sum), 1e-5);
+    ASSERT_EQ(o.top.size(), 4u);
+    EXPECT_EQ(o.top[0].token, o.token);
+    for (size_t k = 1; k < 4; ++k) EXPECT_LE(o.top[k].logprob, o.top[k - 1].logprob);
+    seq.push_back(o.token);
+    ref.forward(&seq.back(), 1, int(seq.size()) - 1, logits.data(), 1);
+  }
+}
+
+TEST(Sampler, TopKKeepsTheKMostLikely) {
+  std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.5f, 0.3f, 1.9f};
+  Sampler one(1.0f, 1.0f, 7, 1);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(one.sample(logits.data(), 6), 1);
+  Sampler three(1.0f, 1.0f, 7, 3);
+  std::vector<int> seen(6, 0);
+  for (int i = 0; i < 3000; ++i) ++seen[size_t(three.sample(logits.data(), 6))];
+  EXPECT_EQ(seen[0] + seen[2] + seen[4], 0);
+  // Renormalised over {1, 5, 3}: e^2, e^1.9, e^1.5 -> 0.389, 0.352, 0.259.
+  EXPECT_NEAR(seen[1] / 3000.0, 0.389, 0.03);
+  EXPECT_NEAR(seen[5] / 3000.0, 0.352, 0.03);
+  EXPECT_NEAR(seen[3] / 3000.0, 0.259, 0.03);
+  EXPECT_THROW(Sampler(1.0f, 1.0f, 1, -1), Error);
+}
+
+TEST(TextStream, Utf8Helpers) {
+  EXPECT_EQ(sanitize_utf8("ab\xC3\xA9"), "ab\xC3\xA9");
+  EXPECT_EQ(sanitize_utf8("a\xFF" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(sanitize_utf8("\xC0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");          // overlong NUL
+  EXPECT_EQ(sanitize_utf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
+  EXPECT_EQ(sanitize_utf8("\xF4\x90\x80\x80").substr(0, 3), "\xEF\xBF\xBD");  // past U+10FFFF
+  EXPECT_EQ(utf8_incomplete_tail("ab"), 0u);
+  EXPECT_EQ(utf8_incomplete_tail("a\xE2\x82"), 2u);
+  EXPECT_EQ(utf8_incomplete_tail("a\xE2\x82\xAC"), 0u);
+  EXPECT_EQ(utf8_incomplete_tail("\xF0\x9F\x98"), 3u);
+  EXPECT_EQ(utf8_incomplete_tail("a\x82"), 0u);  // a stray continuation byte is not waited for
+}
+
+TEST(TextStream, MatchesAReferenceOnTheWholeText) {
+  // Random byte tokens (ASCII, multi-byte characters cut anywhere, invalid
+  // bytes) with random stop strings: the released pieces concatenated equal
+  // the whole text up to the first stop string, sanitized.
+  testutil::ByteTokenizer tok;
+  std::mt19937 rng(42);
+  const std::vector<std::string> alphabet = {"a", "b", " ", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\xFF", "\x80", "ab"};
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string raw;
+    const int n = 1 + int(rng() % 30);
+    for (int i = 0; i < n; ++i) raw += alphabet[rng() % alphabet.size()];
+    std::vector<std::string> stop;
+    const int ns = int(rng() % 3);
+    for (int i = 0; i < ns; ++i) {
+      std::string s;
+      const int len = 1 + int(rng() % 3);
+      for (int k = 0; k < len; ++k) s += alphabet[rng() % 6];  // valid UTF-8 only
+      stop.push_back(s);
+    }
+    size_t cut = std::string::npos;
+    for (const auto& s : stop) cut = std::min(cut, raw.find(s));
+    const std::string want = sanitize_utf8(raw.substr(0, cut));
+    TextStream ts(tok, 1, stop);
+    std::string got;
+    bool stopped = false;
+    for (unsigned char c : raw) {
+      got += ts.push(int(c) + 3, &stopped);
+      if (stopped) break;
+    }
+    if (!stopped) got += ts.flush();
+    EXPECT_EQ(stopped, cut != std::string::npos) << "trial " << trial;
+    ASSERT_EQ(got, want) << "trial " << trial;
+  }
+}
+
+TEST(TextStream, WithholdsOnlyWhatCouldStillMatch) {
+  testutil::ByteTokenizer tok;
+  TextStream ts(tok, 1, {"END"});
+  bool stopped = false;
+  EXPECT_EQ(ts.push('x' + 3, &stopped), "x");
+  EXPECT_EQ(ts.push('E' + 3, &stopped), "");   // could be the start of END
+  EXPECT_EQ(ts.push('N' + 3, &stopped), "");
+  EXPECT_EQ(ts.push('o' + 3, &stopped), "ENo");  // it was not
+  EXPECT_EQ(ts.push('E' + 3, &stopped), "");
+  EXPECT_EQ(ts.push('N' + 3, &stopped), "");
+  EXPECT_EQ(ts.push('D' + 3, &stopped), "");
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(ts.flush(), "");
+}
