@@ -100,6 +100,7 @@ struct RequestState {
   ParsedRequest req;
   std::shared_ptr<StreamSink> sink;
   std::unique_ptr<ResponseWriter> writer;
+  clk::time_point last_write = clk::now();  // non-streaming: when the last keep-alive space went out
 };
 
 json failure_body(const StreamSink::Event& e) {
@@ -311,13 +312,15 @@ void HttpServer::routes() {
           "application/json",
           [st](size_t, httplib::DataSink& ds) {
             std::deque<StreamSink::Event> evs;
-            if (!st->sink->wait(evs, 1.0)) {
+            const bool got = st->sink->wait(evs, 1.0);
+            if (clk::now() - st->last_write > std::chrono::seconds(1)) {
+              st->last_write = clk::now();
               if (!ds.write(" ", 1)) {
                 st->sink->cancel();
                 return false;
               }
-              return true;
             }
+            if (!got) return true;
             for (const auto& e : evs) {
               if (!e.end) {
                 st->writer->add(e.token, e.text);

@@ -79,7 +79,9 @@ bool get_int(const json& j, const std::string& k, int64_t lo, int64_t hi, int64_
     return true;
   }
   if (!it->is_number_integer()) wrong_type(k, "an integer", *it);
-  if (it->is_number_unsigned() ? it->get<uint64_t>() > uint64_t(hi) : (it->get<int64_t>() < lo || it->get<int64_t>() > hi)) {
+  const bool out_of_range = it->is_number_unsigned() ? it->get<uint64_t>() > uint64_t(hi) || (lo > 0 && it->get<uint64_t>() < uint64_t(lo))
+                                                     : it->get<int64_t>() < lo || it->get<int64_t>() > hi;
+  if (out_of_range) {
     throw invalid_request(k, "'" + k + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
   }
   out = it->get<int64_t>();

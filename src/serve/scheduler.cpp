@@ -148,6 +148,7 @@ void Scheduler::finish(Seq& s, FinishReason why, const std::string& error) {
     std::lock_guard<std::mutex> lk(stats_mu_);
     if (why == FinishReason::Cancelled) ++stats_.requests_cancelled;
     else ++stats_.requests_finished;
+    stats_.kv_blocks_free = engine_.kv().free_blocks();
   }
   auto drop = [&](auto& list) {
     for (auto it = list.begin(); it != list.end(); ++it) {
