@@ -142,6 +142,15 @@ HttpServer::~HttpServer() {
 }
 
 int HttpServer::bind() {
+  // cpp-httplib 0.11 listens with a backlog of 5: a burst of clients then
+  // overflows the accept queue and some connections fail. The socket is
+  // captured here and listen() called again with a deep backlog after binding.
+  int fd = -1;
+  svr_->set_socket_options([&fd](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    fd = sock;
+  });
   int port = opt_.port;
   if (port == 0) {
     port = svr_->bind_to_any_port(opt_.host);
@@ -149,6 +158,7 @@ int HttpServer::bind() {
   } else if (!svr_->bind_to_port(opt_.host, port)) {
     fail("serve", "cannot listen on " + opt_.host + ":" + std::to_string(port), "Is another server using the port? Pick another with --port");
   }
+  if (fd >= 0) ::listen(fd, 4096);
   return port;
 }
 
