@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
+#include "core/error.h"
 #include "kernels/cpu/cpu_features.h"
 
 namespace condense::cli {
@@ -50,5 +52,26 @@ void apply_threads(int threads) {
 }
 
 int active_threads() { return omp_get_max_threads(); }
+
+size_t parse_bytes(const std::string& s, const std::string& option) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    fail(option, "'" + s + "' is not a size (e.g. 512M, 2G, 1048576)");
+  }
+  std::string unit = s.substr(used);
+  if (unit.size() > 1 && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) unit.pop_back();
+  double mul = 1;
+  if (unit == "K" || unit == "k") mul = 1024.0;
+  else if (unit == "M" || unit == "m") mul = 1024.0 * 1024;
+  else if (unit == "G" || unit == "g") mul = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "t") mul = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty() && unit != "B" && unit != "b") fail(option, "'" + s + "': unknown unit '" + unit + "' (K, M, G, T)");
+  if (!(v > 0) || v * mul > 1e15) fail(option, "'" + s + "' must be a positive size below 1 PB");
+  return size_t(v * mul);
+}
 
 }  // namespace condense::cli

@@ -21,6 +21,8 @@ void apply_default_threads();
 // Applies --threads when given (> 0), bounded like the default; 0 keeps it.
 void apply_threads(int threads);
 int active_threads();
+// "1G", "512M", "65536", "2GiB": bytes (K/M/G/T are powers of 1024); Error naming `option` otherwise.
+size_t parse_bytes(const std::string& s, const std::string& option);
 
 void register_info(CLI::App& app);
 void register_generate(CLI::App& app);

@@ -24,32 +24,11 @@ struct ServeArgs {
   int64_t kv_blocks = 0;
   std::string kv_dtype, served_name, chat_template, draft;
   double drain_s = 30;
+  double stream_interval_ms = 0.5;
 };
 
 volatile std::sig_atomic_t g_signal = 0;
 extern "C" void on_signal(int sig) { g_signal = sig; }
-
-// "1G", "512M", "65536", "2GiB": bytes (K/M/G/T are powers of 1024).
-size_t parse_bytes(const std::string& s, const std::string& option) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    fail(option, "'" + s + "' is not a size (e.g. 512M, 2G, 1048576)");
-  }
-  std::string unit = s.substr(used);
-  if (unit.size() > 1 && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-  if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) unit.pop_back();
-  double mul = 1;
-  if (unit == "K" || unit == "k") mul = 1024.0;
-  else if (unit == "M" || unit == "m") mul = 1024.0 * 1024;
-  else if (unit == "G" || unit == "g") mul = 1024.0 * 1024 * 1024;
-  else if (unit == "T" || unit == "t") mul = 1024.0 * 1024 * 1024 * 1024;
-  else if (!unit.empty() && unit != "B" && unit != "b") fail(option, "'" + s + "': unknown unit '" + unit + "' (K, M, G, T)");
-  if (!(v > 0) || v * mul > 1e15) fail(option, "'" + s + "' must be a positive size below 1 PB");
-  return size_t(v * mul);
-}
 
 }  // namespace
 
@@ -80,10 +59,15 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--drain-seconds", a->drain_s, "On SIGTERM/SIGINT, how long running requests may take to finish")->check(CLI::NonNegativeNumber);
   cmd->add_option("--http-threads", a->http.http_threads, "HTTP worker threads (0: max-queue + max-seqs + 32; each streaming request holds one)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--stream-interval-ms", a->stream_interval_ms,
+                  "Tokens of one stream that come faster than this are sent together in one chunk (saves a thread wake-up and a "
+                  "write per token on small models); 0: one chunk per token")
+      ->check(CLI::Range(0.0, 1000.0));
   cmd->add_option("--draft", a->draft, "Draft model for speculative decoding (not implemented yet: issue 17)");
   cmd->callback([a] {
     if (!a->draft.empty()) fail("--draft", "speculative decoding is not implemented yet (issue 17); serve without --draft");
     apply_threads(a->model.threads);
+    a->http.stream_interval_s = a->stream_interval_ms / 1e3;
     const auto t0 = std::chrono::steady_clock::now();
     LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
     const Tokenizer& tok = require_tokenizer(lm);

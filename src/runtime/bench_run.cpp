@@ -50,7 +50,35 @@ std::string utc_now() {
   return buf;
 }
 
+// Seconds of compute at the measured peaks for the given multiply-adds.
+double compute_seconds(const kernels::probe::Limits& lim, double f32, double int8, double int16) {
+  return 2.0 * f32 / (lim.fma_gflops * 1e9) + (int8 > 0 ? 2.0 * int8 / (std::max(lim.int8_gops, 1e-9) * 1e9) : 0.0) +
+         (int16 > 0 ? 2.0 * int16 / (std::max(lim.int16_gops, 1e-9) * 1e9) : 0.0);
+}
+
 }  // namespace
+
+DecodeBounds measure_decode_bounds(const Engine& e, int threads, size_t probe_bytes) {
+  DecodeBounds b;
+  b.limits = kernels::probe::measure(threads, probe_bytes, 2);
+  const kernels::probe::Limits& lim = b.limits;
+  b.machine = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"threads", threads},
+               {"read_gbs", lim.read_gbs}, {"fma_gflops", lim.fma_gflops}, {"int8_gops", lim.int8_gops}, {"int8_kind", lim.int8_kind},
+               {"int16_gops", lim.int16_gops}, {"int16_kind", lim.int16_kind}};
+  b.read_gbs = lim.read_gbs;
+  int64_t f32 = 0, i8 = 0, i16 = 0;
+  e.macs_per_token(&f32, &i8, &i16);
+  b.compute_s_per_token = compute_seconds(lim, double(f32), double(i8), double(i16));
+  b.decode_weight_bytes = double(e.decode_weight_bytes());
+  b.kv_bytes_per_token = double(e.kv().bytes_per_token());
+  return b;
+}
+
+double DecodeBounds::decode_bound_tok_s(int batch, double context) const {
+  const double bytes = decode_weight_bytes + double(batch) * context * kv_bytes_per_token;
+  const double bw = double(batch) / (bytes / (read_gbs * 1e9));
+  return std::min(bw, 1.0 / compute_s_per_token);
+}
 
 json run_bench(const std::string& path, const BenchOptions& opt, const std::function<void(int, int, const std::string&)>& progress) {
   const int total = 2 + int(opt.prefill.size()) + int(opt.contexts.size() * opt.batches.size());
@@ -79,18 +107,14 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   tick("load");
 
   const int threads = omp_get_max_threads();
-  const kernels::probe::Limits lim = kernels::probe::measure(threads, opt.probe_bytes, 2);
+  const DecodeBounds db = measure_decode_bounds(e, threads, opt.probe_bytes);
+  const kernels::probe::Limits& lim = db.limits;
   reset_peak_rss();  // the probe's buffer is not the model's
   tick("machine limits");
   int64_t f32_macs = 0, int8_macs = 0, int16_macs = 0;
   e.macs_per_token(&f32_macs, &int8_macs, &int16_macs);
-  // Seconds of compute at the measured peaks (linears and head; attention not
-  // counted): per decoded token, and per prompt token (the head runs once per prompt).
-  auto compute_s = [&](double f32, double int8, double int16) {
-    return 2.0 * f32 / (lim.fma_gflops * 1e9) + (int8 > 0 ? 2.0 * int8 / (std::max(lim.int8_gops, 1e-9) * 1e9) : 0.0) +
-           (int16 > 0 ? 2.0 * int16 / (std::max(lim.int16_gops, 1e-9) * 1e9) : 0.0);
-  };
-  const double compute_s_per_token = compute_s(double(f32_macs), double(int8_macs), double(int16_macs));
+  auto compute_s = [&](double f32, double int8, double int16) { return compute_seconds(lim, f32, int8, int16); };
+  const double compute_s_per_token = db.compute_s_per_token;
   // The head runs once per prompt: its macs (f32, int8 or int16) are not multiplied by the prompt length.
   const double head_macs = double(int64_t(cfg.vocab) * cfg.dim);
   const int head_kind = e.head_integer() ? 1 : e.head_int16() ? 2 : 0;
@@ -107,9 +131,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
                   {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()}, {"params", cfg.n_params()},
                   {"f32_macs_per_token", f32_macs}, {"int8_macs_per_token", int8_macs}, {"int16_macs_per_token", int16_macs}, {"activations", activations}, {"load_s", load_s},
                   {"linears", e.describe_linears()}};
-  out["machine"] = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"threads", threads},
-                    {"read_gbs", lim.read_gbs}, {"fma_gflops", lim.fma_gflops}, {"int8_gops", lim.int8_gops}, {"int8_kind", lim.int8_kind},
-                    {"int16_gops", lim.int16_gops}, {"int16_kind", lim.int16_kind}};
+  out["machine"] = db.machine;
   out["kv"] = {{"dtype", kv_code_name(e.kv().code())}, {"bytes_per_token", e.kv().bytes_per_token()}, {"pool_bytes", e.kv().bytes()},
                {"block_tokens", kKvBlockTokens}};
 

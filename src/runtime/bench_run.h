@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/machine_probe.h"
+
 namespace condense {
 
 struct BenchOptions {
@@ -20,6 +22,22 @@ struct BenchOptions {
   std::string tokenizer;                   // for models that carry none (not needed: token ids are synthetic)
   size_t probe_bytes = size_t(1) << 30;    // read-bandwidth probe size
 };
+
+class Engine;
+
+// The machine's limits, measured now, and what they bound for an engine's
+// decode: seconds of compute per token at the measured peaks (linears and
+// head; attention not counted) and the bytes one decode step reads.
+struct DecodeBounds {
+  nlohmann::json machine;         // the "machine" object of docs/BENCH.md
+  double read_gbs = 0;
+  double compute_s_per_token = 0;
+  double decode_weight_bytes = 0, kv_bytes_per_token = 0;
+  // Tokens/s a step of `batch` sequences at `context` cached positions can reach: min(bandwidth, compute).
+  double decode_bound_tok_s(int batch, double context) const;
+  kernels::probe::Limits limits;  // as measured
+};
+DecodeBounds measure_decode_bounds(const Engine& e, int threads, size_t probe_bytes);
 
 // Runs everything on the model at `path`; `progress(done, total, what)` after each measurement.
 nlohmann::json run_bench(const std::string& path, const BenchOptions& opt,

@@ -7,6 +7,7 @@
 #include <deque>
 
 #include "core/error.h"
+#include "serve/worker_pool.h"
 
 namespace condense {
 namespace {
@@ -67,24 +68,40 @@ class StreamSink : public RequestSink {
   bool cancelled() const override { return cancelled_.load(); }
   void cancel() { cancelled_.store(true); }
 
-  // Moves every event that arrives within `s` seconds into `out`; false when none did.
+  // Moves every event that arrives within `s` seconds into `out`; false when
+  // none did. While tokens flow, the consumer polls every `interval` instead
+  // of being woken for each token: waking a thread costs a futex call, which
+  // for a small model is a large share of a token's time. Tokens that come
+  // faster than the interval then go out together.
   bool wait(std::deque<Event>& out, double s) {
     std::unique_lock<std::mutex> lk(mu_);
-    if (!cv_.wait_for(lk, std::chrono::duration<double>(s), [&] { return !q_.empty(); })) return false;
+    if (q_.empty()) {
+      if (polling_) {
+        cv_.wait_for(lk, interval_);
+        if (q_.empty() && clk::now() - last_seen_ > 20 * interval_) polling_ = false;  // the stream paused: be woken again
+      }
+      if (!polling_ && !cv_.wait_for(lk, std::chrono::duration<double>(s), [&] { return !q_.empty(); })) return false;
+      if (q_.empty()) return false;
+    }
     while (!q_.empty()) {
       out.push_back(std::move(q_.front()));
       q_.pop_front();
     }
+    polling_ = interval_.count() > 0;
+    last_seen_ = clk::now();
     return true;
   }
+  void set_interval(double seconds) { interval_ = std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(seconds)); }
 
  private:
   void push(Event e) {
+    bool wake;
     {
       std::lock_guard<std::mutex> lk(mu_);
+      wake = e.end || !polling_;
       q_.push_back(std::move(e));
     }
-    cv_.notify_one();
+    if (wake) cv_.notify_one();
   }
   ServerMetrics& metrics_;
   clk::time_point arrival_, last_;
@@ -93,7 +110,21 @@ class StreamSink : public RequestSink {
   std::atomic<bool> cancelled_{false};
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Event> q_;
+  std::deque<Event> q_;                    // guarded by mu_, as are:
+  bool polling_ = false;                   // the consumer wakes itself each interval
+  clk::duration interval_{0};
+  clk::time_point last_seen_;
+};
+
+// cpp-httplib's task queue interface over the on-demand WorkerPool.
+class PoolQueue : public httplib::TaskQueue {
+ public:
+  explicit PoolQueue(int n) : pool_(n) {}
+  void enqueue(std::function<void()> fn) override { pool_.enqueue(std::move(fn)); }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  WorkerPool pool_;
 };
 
 struct RequestState {
@@ -129,7 +160,7 @@ HttpServer::HttpServer(Scheduler& sched, const ServedModel& model, const HttpOpt
     : sched_(sched), model_(model), opt_(opt), svr_(std::make_unique<httplib::Server>()) {
   threads_ = opt_.http_threads > 0 ? opt_.http_threads : std::min(4096, sched_opt.max_queue + sched_opt.max_seqs + 32);
   const int n = threads_;
-  svr_->new_task_queue = [n] { return new httplib::ThreadPool(size_t(n)); };
+  svr_->new_task_queue = [n] { return new PoolQueue(n); };
   svr_->set_payload_max_length(opt_.max_body_bytes);
   svr_->set_read_timeout(opt_.read_timeout_s, 0);
   svr_->set_write_timeout(opt_.read_timeout_s, 0);
@@ -255,6 +286,7 @@ void HttpServer::routes() {
       return;
     }
     st->sink = std::make_shared<StreamSink>(metrics_);
+    st->sink->set_interval(opt_.stream_interval_s);
     st->writer = std::make_unique<ResponseWriter>(st->req, model_, *model_.tokenizer);
     bool queued = false;
     try {
@@ -291,19 +323,36 @@ void HttpServer::routes() {
             }
             std::string out;
             bool end = false;
+            // Tokens that arrived together go out as one chunk (their texts
+            // joined), unless each carries logprobs.
+            std::string joined;
+            const TokenOut* last_token = nullptr;
+            auto flush_joined = [&] {
+              if (!last_token) return;
+              for (const std::string& c : st->writer->token_chunks(*last_token, joined)) out += "data: " + c + "\n\n";
+              joined.clear();
+              last_token = nullptr;
+            };
             for (const auto& e : evs) {
+              if (!e.end && !st->req.logprobs) {
+                joined += e.text;
+                last_token = &e.token;
+                continue;
+              }
+              flush_joined();
               if (!e.end) {
-                for (const json& c : st->writer->token_chunks(e.token, e.text)) out += "data: " + dump(c) + "\n\n";
+                for (const std::string& c : st->writer->token_chunks(e.token, e.text)) out += "data: " + c + "\n\n";
                 continue;
               }
               if (e.why == FinishReason::Error || e.why == FinishReason::Cancelled) {
                 out += "data: " + dump(failure_body(e)) + "\n\n";  // the SDK raises APIError on an "error" payload
               } else {
-                for (const json& c : st->writer->final_chunks(e.text, e.why, e.prompt_tokens, e.completion_tokens)) out += "data: " + dump(c) + "\n\n";
+                for (const std::string& c : st->writer->final_chunks(e.text, e.why, e.prompt_tokens, e.completion_tokens)) out += "data: " + c + "\n\n";
               }
               out += "data: [DONE]\n\n";
               end = true;
             }
+            flush_joined();
             if (!out.empty() && !ds.write(out.data(), out.size())) {
               st->sink->cancel();
               return false;

@@ -24,8 +24,12 @@ struct HttpOptions {
   int port = 8080;                     // 0: any free port (bind() says which)
   std::string api_key;                 // "" : no key needed
   size_t max_body_bytes = 4u << 20;    // larger bodies: 413
-  int http_threads = 0;                // 0: max_queue + max_seqs + 32 (a streaming request holds one)
+  int http_threads = 0;                // most threads at once (started on demand); 0: max_queue + max_seqs + 32 (a streaming request holds one)
   int read_timeout_s = 10;             // a client slower than this per read is dropped
+  // Tokens of one request that come faster than this go out in one chunk (the
+  // handler polls each interval instead of being woken per token); 0: one
+  // chunk per token, each waking the handler.
+  double stream_interval_s = 0.0005;
 };
 
 class HttpServer {

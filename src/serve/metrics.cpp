@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "core/process_stats.h"
+
 namespace condense {
 
 Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
@@ -83,6 +85,8 @@ std::string ServerMetrics::prometheus(const SchedulerStats& s) const {
   gauge("condense:prompt_tokens_total", "Prompt tokens prefilled (recomputation after preemption not counted).", double(s.prompt_tokens), "counter");
   gauge("condense:generation_tokens_total", "Tokens generated.", double(s.generation_tokens), "counter");
   gauge("condense:engine_steps_total", "Engine steps run.", double(s.steps), "counter");
+  gauge("process_resident_memory_bytes", "Resident memory of the server process.", double(current_rss_bytes()));
+  gauge("condense:process_peak_rss_bytes", "The most resident memory the server process has held.", double(peak_rss_bytes()));
   std::lock_guard<std::mutex> lk(mu_);
   o += "# HELP condense:request_success_total Requests finished, by finish reason.\n# TYPE condense:request_success_total counter\n";
   for (const char* r : {"stop", "length", "cancelled", "error"}) {

@@ -303,6 +303,14 @@ ResponseWriter::ResponseWriter(const ParsedRequest& r, const ServedModel& m, con
       id_(random_id(r.chat ? "chatcmpl-" : "cmpl-")),
       created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()),
       prev_token_(r.gen.prompt.empty() ? -1 : r.gen.prompt.back()) {
+  // The common chunk, split around its text.
+  const std::string marker = "\u0001condense-text\u0001";
+  const std::string whole = r_.chat ? chunk({{"index", 0}, {"delta", {{"content", marker}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump()
+                                    : chunk({{"index", 0}, {"text", marker}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump();
+  const std::string quoted = json(marker).dump();
+  const size_t at = whole.find(quoted);
+  plain_prefix_ = whole.substr(0, at);
+  plain_suffix_ = whole.substr(at + quoted.size());
   if (r_.chat) logprobs_ = {{"content", json::array()}};
   else logprobs_ = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()}, {"text_offset", json::array()}};
 }
@@ -343,8 +351,8 @@ json ResponseWriter::logprobs_entry(const TokenOut& t) {
   return e;
 }
 
-std::vector<json> ResponseWriter::token_chunks(const TokenOut& t, const std::string& text) {
-  std::vector<json> out;
+std::vector<std::string> ResponseWriter::token_chunks(const TokenOut& t, const std::string& text) {
+  std::vector<std::string> out;
   json lp = nullptr;
   if (r_.logprobs) {
     json e = logprobs_entry(t);
@@ -360,36 +368,38 @@ std::vector<json> ResponseWriter::token_chunks(const TokenOut& t, const std::str
   // A token whose text is withheld (part of a character or of a possible stop
   // string) sends nothing unless it carries logprobs.
   if (text.empty() && lp.is_null()) return out;
-  if (r_.chat) {
-    if (!sent_role_) {
-      out.push_back(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
-      sent_role_ = true;
-    }
-    out.push_back(chunk({{"index", 0}, {"delta", {{"content", text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}));
+  if (r_.chat && !sent_role_) {
+    out.push_back(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump());
+    sent_role_ = true;
+  }
+  if (lp.is_null()) {
+    out.push_back(plain_prefix_ + json(text).dump() + plain_suffix_);
+  } else if (r_.chat) {
+    out.push_back(chunk({{"index", 0}, {"delta", {{"content", text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
   } else {
-    out.push_back(chunk({{"index", 0}, {"text", text}, {"logprobs", lp}, {"finish_reason", nullptr}}));
+    out.push_back(chunk({{"index", 0}, {"text", text}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
   }
   return out;
 }
 
-std::vector<json> ResponseWriter::final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens) {
-  std::vector<json> out;
+std::vector<std::string> ResponseWriter::final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens) {
+  std::vector<std::string> out;
   const char* reason = why == FinishReason::Length ? "length" : "stop";
   if (r_.chat) {
     if (!sent_role_) {
-      out.push_back(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}));
+      out.push_back(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump());
       sent_role_ = true;
     }
     json delta = json::object();
     if (!text.empty()) delta["content"] = text;
-    out.push_back(chunk({{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", reason}}));
+    out.push_back(chunk({{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", reason}}).dump());
   } else {
-    out.push_back(chunk({{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", reason}}));
+    out.push_back(chunk({{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", reason}}).dump());
   }
   if (r_.include_usage) {
     json u = {{"id", id_}, {"object", r_.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_}, {"model", m_.id},
               {"choices", json::array()}, {"usage", usage(prompt_tokens, completion_tokens)}};
-    out.push_back(u);
+    out.push_back(u.dump());
   }
   return out;
 }

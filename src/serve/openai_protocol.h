@@ -52,17 +52,20 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
 class ResponseWriter {
  public:
   ResponseWriter(const ParsedRequest& r, const ServedModel& m, const Tokenizer& tok);
-  // A stream chunk for one token's text (and logprobs); the chat's first also
-  // gets a role-only chunk before it (sent once the first token exists).
-  std::vector<nlohmann::json> token_chunks(const TokenOut& t, const std::string& text);
+  // The stream chunks (serialized JSON) for one token's text (and logprobs);
+  // the chat's first also gets a role-only chunk before it (sent once the
+  // first token exists). The common chunk is spliced from a prepared prefix
+  // and suffix around the text: it is sent once per token.
+  std::vector<std::string> token_chunks(const TokenOut& t, const std::string& text);
   // The last chunk (finish_reason, any withheld text) and, with include_usage, the usage chunk.
-  std::vector<nlohmann::json> final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens);
+  std::vector<std::string> final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens);
   // Non-streaming: accumulate, then the whole response.
   void add(const TokenOut& t, const std::string& text);
   nlohmann::json response(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens);
 
  private:
   nlohmann::json chunk(nlohmann::json choice) const;
+  std::string plain_prefix_, plain_suffix_;  // a no-logprobs token chunk: prefix + JSON string of the text + suffix
   nlohmann::json logprobs_entry(const TokenOut& t);
   nlohmann::json usage(int prompt_tokens, int completion_tokens) const;
   const ParsedRequest& r_;

@@ -1,0 +1,215 @@
+#include "tools/bench_load.h"
+
+#include <malloc.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/process_stats.h"
+#include "core/progress.h"
+#include "core/version.h"
+#include "io/atomic_writer.h"
+#include "io/model_loader.h"
+#include "io/file_view.h"
+#include "runtime/bench_run.h"
+#include "tools/cli_common.h"
+
+namespace condense::cli {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Models without a tokenizer (from `condense init`) still run in-process: prompts are token ids.
+class NoTokenizer : public Tokenizer {
+ public:
+  explicit NoTokenizer(int vocab) : vocab_(vocab) {}
+  std::vector<int> encode(const std::string&) const override { fail("bench", "this model has no tokenizer: pass --tokenizer for --dataset"); }
+  std::string decode_token(int, int) const override { return ""; }
+  int vocab_size() const override { return vocab_; }
+  std::string kind() const override { return "none"; }
+
+ private:
+  int vocab_;
+};
+
+std::vector<double> parse_list(const std::string& s, const std::string& option) {
+  std::vector<double> v;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    try {
+      size_t used = 0;
+      v.push_back(part == "inf" ? INFINITY : std::stod(part, &used));
+      if (part != "inf" && used != part.size()) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      fail(option, "'" + part + "' is not a number");
+    }
+    if (!(v.back() > 0)) fail(option, "'" + part + "' must be > 0");
+  }
+  if (v.empty()) fail(option, "is empty");
+  return v;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// Prompts from a text file: consecutive windows of input_len tokens (BOS first).
+std::vector<LoadPrompt> text_prompts(const std::string& path, const Tokenizer& tok, int bos, int n, int input_len, bool as_text) {
+  const std::vector<int> ids = tok.encode(read_text_file(path));
+  const int per = input_len - 1;
+  if (per < 1 || int(ids.size()) < per) fail("--dataset", path + " has " + std::to_string(ids.size()) + " tokens: fewer than one prompt of --input-len");
+  std::vector<LoadPrompt> out;
+  for (int i = 0; i < n; ++i) {
+    const size_t at = (size_t(i) * size_t(per)) % (ids.size() - size_t(per) + 1);
+    LoadPrompt p;
+    p.tokens.push_back(bos);
+    p.tokens.insert(p.tokens.end(), ids.begin() + std::ptrdiff_t(at), ids.begin() + std::ptrdiff_t(at + size_t(per)));
+    p.input_len = input_len;
+    if (as_text) p.text = tok.decode(std::vector<int>(p.tokens.begin() + 1, p.tokens.end()));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace
+
+void run_bench_load(BenchLoadArgs& a) {
+  if (!a.server.empty() && !a.model.empty()) fail("bench", "--server and --model are exclusive: one target per run");
+  LoadTestOptions& lo = a.load;
+  lo.request_rate = parse_list(a.request_rate, "--request-rate").at(0);
+  lo.percentiles = parse_list(a.percentiles, "--percentiles");
+  for (double q : lo.percentiles) {
+    if (q > 100) fail("--percentiles", "must be in (0, 100]");
+  }
+  if (!a.slo.empty()) lo.slo = parse_slo(a.slo);
+  // The runs: one, or one per --sweep value.
+  std::string sweep_kind;
+  std::vector<double> sweep_values = {0};
+  if (!a.sweep.empty()) {
+    const size_t eq = a.sweep.find('=');
+    sweep_kind = eq == std::string::npos ? "" : a.sweep.substr(0, eq);
+    if (sweep_kind != "concurrency" && sweep_kind != "rate") fail("--sweep", "'" + a.sweep + "' is not concurrency=N,N,... or rate=R,R,...");
+    sweep_values = parse_list(a.sweep.substr(eq + 1), "--sweep");
+  }
+
+  json doc;
+  doc["schema"] = "condense-bench/1";
+  doc["kind"] = "load";
+  doc["date"] = utc_now();
+  doc["condense"] = {{"version", version()}, {"revision", git_revision()}};
+
+  std::unique_ptr<LoadTarget> target;
+  std::vector<LoadPrompt> prompts;
+  // In-process: the model, its engine and scheduler live for the whole run.
+  std::optional<LoadedModel> lm;
+  std::unique_ptr<Tokenizer> own_tok;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Scheduler> sched;
+  std::optional<DecodeBounds> bounds;
+  if (!a.model.empty()) {
+    lm.emplace(load_model(a.model, a.tokenizer, {.effective_f32 = false}));
+    const ModelConfig cfg = lm->model.config;
+    const Tokenizer* tok = lm->tokenizer.get();
+    if (!tok) tok = (own_tok = std::make_unique<NoTokenizer>(cfg.vocab)).get();
+    EngineOptions eo{cfg.max_seq, a.kv_blocks, a.kv_dtype, a.kv_blocks > 0 ? 0 : parse_bytes(a.kv_memory, "--kv-memory")};
+    engine = std::make_unique<Engine>(lm->model, eo);
+    doc["model"] = {{"path", a.model}, {"format", lm->model.format}, {"dim", cfg.dim}, {"n_layers", cfg.n_layers}, {"vocab", cfg.vocab},
+                    {"params", cfg.n_params()}, {"weight_bytes", engine->weight_bytes()}, {"decode_weight_bytes", engine->decode_weight_bytes()},
+                    {"linears", engine->describe_linears()}};
+    release_weights(lm->model);
+    malloc_trim(0);
+    bounds = measure_decode_bounds(*engine, omp_get_max_threads(), a.probe_bytes);
+    doc["machine"] = bounds->machine;
+    doc["kv"] = {{"dtype", kv_code_name(engine->kv().code())}, {"bytes_per_token", engine->kv().bytes_per_token()},
+                 {"pool_bytes", engine->kv().bytes()}, {"block_tokens", kKvBlockTokens}};
+    sched = std::make_unique<Scheduler>(*engine, *tok, a.sched);
+    doc["scheduler"] = {{"max_batch_tokens", a.sched.max_batch_tokens}, {"max_seqs", a.sched.max_seqs}, {"max_queue", a.sched.max_queue}};
+    target = engine_target(*sched);
+    if (lo.output_len + a.input_len > cfg.max_seq) {
+      fail("--output-len", "input (" + std::to_string(a.input_len) + ") + output (" + std::to_string(lo.output_len) +
+                               ") tokens exceed the model's context of " + std::to_string(cfg.max_seq));
+    }
+    prompts = a.dataset.empty() ? synthetic_prompts(lo.num_prompts, a.input_len, cfg.bos_id, 3, cfg.vocab, lo.seed)
+                                : text_prompts(a.dataset, *tok, cfg.bos_id, lo.num_prompts, a.input_len, false);
+  } else if (!a.server.empty()) {
+    target = http_target(a.server, a.served_name, a.api_key);
+    if (a.dataset.empty()) {
+      // Token ids 3..258 are the byte tokens of llama-family vocabularies: valid on any of them.
+      prompts = synthetic_prompts(lo.num_prompts, a.input_len, 1, 3, 259, lo.seed);
+    } else {
+      if (a.tokenizer.empty()) fail("--dataset", "with --server, pass --tokenizer (the server's) to cut the text into --input-len token windows");
+      auto tok = load_tokenizer_file(a.tokenizer);
+      prompts = text_prompts(a.dataset, *tok, 1, lo.num_prompts, a.input_len, true);
+    }
+  } else {
+    fail("bench", "give a MODEL (offline benchmark), or --server URL / --model MODEL (under load)");
+  }
+  doc["target"] = target->describe();
+  doc["config"] = {{"num_prompts", lo.num_prompts}, {"input_len", a.input_len}, {"output_len", lo.output_len}, {"dataset", a.dataset},
+                   {"ignore_eos", lo.ignore_eos}, {"temperature", lo.temperature}, {"warmups", lo.warmups}, {"seed", lo.seed},
+                   {"slo", {{"ttft_ms", lo.slo.ttft_ms}, {"tpot_ms", lo.slo.tpot_ms}, {"e2el_ms", lo.slo.e2el_ms}}},
+                   {"price_per_hour", lo.price_per_hour}, {"threads", active_threads()}};
+
+  json runs = json::array();
+  for (double v : sweep_values) {
+    LoadTestOptions o = lo;
+    if (sweep_kind == "concurrency") o.max_concurrency = int(v);
+    if (sweep_kind == "rate") o.request_rate = v;
+    std::ostringstream vs;
+    vs << v;  // 16, 0.5, inf
+    const std::string label = sweep_kind.empty() ? "load" : sweep_kind + " " + vs.str();
+    std::optional<Progress> progress;
+    json run = run_load(*target, prompts, o, [&](int done, int total) {
+      if (!progress) progress.emplace("bench " + label, total, a.log_json);
+      progress->update(done);
+    });
+    if (progress) progress->finish();
+    if (bounds && run["total_output_tokens"].get<int64_t>() > 0) {
+      // The output tokens/s the kernels allow for this mix of prompt and
+      // generated tokens: every token at the compute peak, and each decode
+      // step's weights (and KV at the mean context) at the measured bandwidth
+      // for the run's concurrency; the lower bounds it.
+      const double in = run["total_input_tokens"].get<double>(), outt = run["total_output_tokens"].get<double>();
+      const double compute = outt / ((in + outt) * bounds->compute_s_per_token);
+      const int conc = o.max_concurrency > 0 ? std::min(o.max_concurrency, o.num_prompts) : run["max_concurrent_requests"].get<int>();
+      const double ctx = in / run["completed"].get<double>() + o.output_len / 2.0;
+      const double bw = bounds->decode_bound_tok_s(std::max(1, conc), ctx);
+      const double bound = std::min(compute, bw);
+      run["compute_bound_output_tok_s"] = compute;
+      run["bandwidth_bound_output_tok_s"] = bw;
+      run["bound"] = bw <= compute ? "bandwidth" : "compute";
+      run["fraction_of_bound"] = run["output_throughput"].get<double>() / bound;
+      run["peak_rss_bytes"] = run["client_peak_rss_bytes"];
+    }
+    if (!a.save_detailed) run.erase("detail");
+    runs.push_back(run);
+    if (!a.json) {
+      auto f = [&](const char* k) { return run.contains(k) ? run[k].get<double>() : 0.0; };
+      std::printf("%-18s %d/%d done  out %.1f tok/s  TTFT p50 %.1f p99 %.1f ms  TPOT p50 %.2f p99 %.2f ms  ITL p50 %.2f p99 %.2f ms  E2E p50 %.0f p99 %.0f ms",
+                  label.c_str(), run["completed"].get<int>(), o.num_prompts, f("output_throughput"), f("p50_ttft_ms"), f("p99_ttft_ms"), f("p50_tpot_ms"),
+                  f("p99_tpot_ms"), f("p50_itl_ms"), f("p99_itl_ms"), f("p50_e2el_ms"), f("p99_e2el_ms"));
+      if (run.contains("fraction_of_bound")) std::printf("  (%.0f%% of the %s bound)", 100 * f("fraction_of_bound"), run["bound"].get<std::string>().c_str());
+      if (!run["request_goodput"].is_null()) std::printf("  goodput %.2f req/s", f("request_goodput"));
+      if (run.contains("dollars_per_million_output_tokens")) std::printf("  $%.3f/M out", f("dollars_per_million_output_tokens"));
+      std::printf("\n");
+      for (const auto& e : run["errors"]) std::printf("  %d failed: %s\n", e["count"].get<int>(), e["error"].get<std::string>().c_str());
+      std::fflush(stdout);
+    }
+  }
+  doc["runs"] = runs;
+  if (!a.out.empty()) write_file_atomically(a.out, doc.dump(2) + "\n");
+  if (a.json) std::cout << doc.dump() << "\n";
+}
+
+}  // namespace condense::cli
