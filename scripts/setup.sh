@@ -23,6 +23,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The server's client test (tests/client) runs the official OpenAI Node SDK:
+# Node and npm from Debian where there is no node at all (a NodeSource node
+# brings its own npm, and Debian's npm package would conflict with it).
+if [ ${#target[@]} -eq 0 ] && ! command -v node >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing nodejs npm (for tests/client)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || echo "setup: nodejs/npm could not be installed; the client test will skip" >&2
+  else
+    echo "setup: node is missing (apt-get install nodejs npm as root); the client test will skip" >&2
+  fi
+fi
+
 extra=()
 [ "${CI:-}" = "true" ] && extra+=(-DCONDENSE_WERROR=ON)   # CI builds with warnings as errors
 # Quiet configure, except condense's own notes (e.g. why real_data tests will skip); all of it on failure.
@@ -32,3 +44,7 @@ if ! log=$(cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release "${extra[@]}"
 fi
 grep '^-- condense:' <<<"$log" || true
 cmake --build "$build" -j2 "${target[@]}"
+# The client test's packages, pinned by tests/client/package-lock.json (openai@6).
+if [ ${#target[@]} -eq 0 ] && command -v npm >/dev/null && [ ! -d "$here/tests/client/node_modules/openai" ]; then
+  (cd "$here/tests/client" && npm ci --no-audit --no-fund --loglevel=error) || echo "setup: npm ci failed in tests/client; the client test will try again" >&2
+fi
