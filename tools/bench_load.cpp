@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -82,6 +83,24 @@ std::vector<LoadPrompt> text_prompts(const std::string& path, const Tokenizer& t
   return out;
 }
 
+// What the engine's kernels allow for this mix, measured now on the engine
+// itself: per concurrency c, c prompts of input_len tokens and output_len
+// decode steps of c sequences (at the mean context) take c * prefill +
+// output_len * step(c) seconds for c * output_len output tokens.
+json engine_capacity(Engine& e, int input_len, int output_len, const std::vector<int>& concurrencies) {
+  json out = json::object();
+  const double prefill = time_prefill(e, input_len, 3);
+  out["prefill_s"] = prefill;
+  json steps = json::object();
+  for (int c : concurrencies) {
+    const double step = time_decode_step(e, c, input_len + output_len / 2, 24);
+    steps[std::to_string(c)] = {{"step_s", step},
+                                {"output_tok_s", double(c) * output_len / (double(c) * prefill + double(output_len) * step)}};
+  }
+  out["by_concurrency"] = steps;
+  return out;
+}
+
 }  // namespace
 
 void run_bench_load(BenchLoadArgs& a) {
@@ -101,6 +120,19 @@ void run_bench_load(BenchLoadArgs& a) {
     sweep_kind = eq == std::string::npos ? "" : a.sweep.substr(0, eq);
     if (sweep_kind != "concurrency" && sweep_kind != "rate") fail("--sweep", "'" + a.sweep + "' is not concurrency=N,N,... or rate=R,R,...");
     sweep_values = parse_list(a.sweep.substr(eq + 1), "--sweep");
+  }
+
+  int n_prompts = lo.num_prompts;  // distinct prompts: enough for the largest run
+  if (sweep_kind == "concurrency") {
+    for (double v : sweep_values) n_prompts = std::max(n_prompts, 2 * int(v));
+  }
+
+  // The concurrencies whose engine capacity is measured (fixed-concurrency runs only).
+  std::vector<int> capacity_c;
+  if (sweep_kind == "concurrency") {
+    for (double v : sweep_values) capacity_c.push_back(int(v));
+  } else if (sweep_kind.empty() && lo.max_concurrency > 0) {
+    capacity_c.push_back(lo.max_concurrency);
   }
 
   json doc;
@@ -133,6 +165,7 @@ void run_bench_load(BenchLoadArgs& a) {
     doc["machine"] = bounds->machine;
     doc["kv"] = {{"dtype", kv_code_name(engine->kv().code())}, {"bytes_per_token", engine->kv().bytes_per_token()},
                  {"pool_bytes", engine->kv().bytes()}, {"block_tokens", kKvBlockTokens}};
+    if (!capacity_c.empty()) doc["engine_capacity"] = engine_capacity(*engine, a.input_len, lo.output_len, capacity_c);
     sched = std::make_unique<Scheduler>(*engine, *tok, a.sched);
     doc["scheduler"] = {{"max_batch_tokens", a.sched.max_batch_tokens}, {"max_seqs", a.sched.max_seqs}, {"max_queue", a.sched.max_queue}};
     target = engine_target(*sched);
@@ -140,17 +173,35 @@ void run_bench_load(BenchLoadArgs& a) {
       fail("--output-len", "input (" + std::to_string(a.input_len) + ") + output (" + std::to_string(lo.output_len) +
                                ") tokens exceed the model's context of " + std::to_string(cfg.max_seq));
     }
-    prompts = a.dataset.empty() ? synthetic_prompts(lo.num_prompts, a.input_len, cfg.bos_id, 3, cfg.vocab, lo.seed)
-                                : text_prompts(a.dataset, *tok, cfg.bos_id, lo.num_prompts, a.input_len, false);
+    prompts = a.dataset.empty() ? synthetic_prompts(n_prompts, a.input_len, cfg.bos_id, 3, cfg.vocab, lo.seed)
+                                : text_prompts(a.dataset, *tok, cfg.bos_id, n_prompts, a.input_len, false);
   } else if (!a.server.empty()) {
     target = http_target(a.server, a.served_name, a.api_key);
+    if (!a.bound_model.empty()) {
+      // The same model the server runs, packed here only to count its
+      // multiply-adds and bytes; the machine's limits are measured now, on
+      // the machine the server shares with this client.
+      LoadedModel bm = load_model(a.bound_model, a.tokenizer, {.effective_f32 = false});
+      const ModelConfig cfg = bm.model.config;
+      const int cmax = capacity_c.empty() ? 1 : *std::max_element(capacity_c.begin(), capacity_c.end());
+      const int positions = std::min(cfg.max_seq, a.input_len + lo.output_len);
+      Engine e(bm.model, EngineOptions{cfg.max_seq, int64_t(cmax + 1) * ((positions + kKvBlockTokens - 1) / kKvBlockTokens + 1), a.kv_dtype});
+      doc["model"] = {{"path", a.bound_model}, {"format", bm.model.format}, {"dim", cfg.dim}, {"n_layers", cfg.n_layers}, {"vocab", cfg.vocab},
+                      {"params", cfg.n_params()}, {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()},
+                      {"linears", e.describe_linears()}};
+      bounds = measure_decode_bounds(e, omp_get_max_threads(), a.probe_bytes);
+      // The KV bytes per token of the server's cache are not known here: the bound counts weights only.
+      bounds->kv_bytes_per_token = 0;
+      doc["machine"] = bounds->machine;
+      if (!capacity_c.empty()) doc["engine_capacity"] = engine_capacity(e, a.input_len, lo.output_len, capacity_c);
+    }
     if (a.dataset.empty()) {
       // Token ids 3..258 are the byte tokens of llama-family vocabularies: valid on any of them.
-      prompts = synthetic_prompts(lo.num_prompts, a.input_len, 1, 3, 259, lo.seed);
+      prompts = synthetic_prompts(n_prompts, a.input_len, 1, 3, 259, lo.seed);
     } else {
       if (a.tokenizer.empty()) fail("--dataset", "with --server, pass --tokenizer (the server's) to cut the text into --input-len token windows");
       auto tok = load_tokenizer_file(a.tokenizer);
-      prompts = text_prompts(a.dataset, *tok, 1, lo.num_prompts, a.input_len, true);
+      prompts = text_prompts(a.dataset, *tok, 1, n_prompts, a.input_len, true);
     }
   } else {
     fail("bench", "give a MODEL (offline benchmark), or --server URL / --model MODEL (under load)");
@@ -164,7 +215,10 @@ void run_bench_load(BenchLoadArgs& a) {
   json runs = json::array();
   for (double v : sweep_values) {
     LoadTestOptions o = lo;
-    if (sweep_kind == "concurrency") o.max_concurrency = int(v);
+    if (sweep_kind == "concurrency") {
+      o.max_concurrency = int(v);
+      o.num_prompts = std::max(o.num_prompts, 2 * o.max_concurrency);  // every slot busy twice over, so the run is not all ramp
+    }
     if (sweep_kind == "rate") o.request_rate = v;
     std::ostringstream vs;
     vs << v;  // 16, 0.5, inf
@@ -192,6 +246,11 @@ void run_bench_load(BenchLoadArgs& a) {
       run["fraction_of_bound"] = run["output_throughput"].get<double>() / bound;
       run["peak_rss_bytes"] = run["client_peak_rss_bytes"];
     }
+    if (doc.contains("engine_capacity") && o.max_concurrency > 0) {
+      const json& cap = doc["engine_capacity"]["by_concurrency"][std::to_string(o.max_concurrency)];
+      run["engine_bound_output_tok_s"] = cap["output_tok_s"];
+      run["fraction_of_engine_bound"] = run["output_throughput"].get<double>() / cap["output_tok_s"].get<double>();
+    }
     if (!a.save_detailed) run.erase("detail");
     runs.push_back(run);
     if (!a.json) {
@@ -199,7 +258,9 @@ void run_bench_load(BenchLoadArgs& a) {
       std::printf("%-18s %d/%d done  out %.1f tok/s  TTFT p50 %.1f p99 %.1f ms  TPOT p50 %.2f p99 %.2f ms  ITL p50 %.2f p99 %.2f ms  E2E p50 %.0f p99 %.0f ms",
                   label.c_str(), run["completed"].get<int>(), o.num_prompts, f("output_throughput"), f("p50_ttft_ms"), f("p99_ttft_ms"), f("p50_tpot_ms"),
                   f("p99_tpot_ms"), f("p50_itl_ms"), f("p99_itl_ms"), f("p50_e2el_ms"), f("p99_e2el_ms"));
-      if (run.contains("fraction_of_bound")) std::printf("  (%.0f%% of the %s bound)", 100 * f("fraction_of_bound"), run["bound"].get<std::string>().c_str());
+      if (run.contains("fraction_of_bound")) std::printf("  (%.0f%% of the %s bound", 100 * f("fraction_of_bound"), run["bound"].get<std::string>().c_str());
+      if (run.contains("fraction_of_engine_bound")) std::printf(", %.0f%% of the engine's", 100 * f("fraction_of_engine_bound"));
+      if (run.contains("fraction_of_bound")) std::printf(")");
       if (!run["request_goodput"].is_null()) std::printf("  goodput %.2f req/s", f("request_goodput"));
       if (run.contains("dollars_per_million_output_tokens")) std::printf("  $%.3f/M out", f("dollars_per_million_output_tokens"));
       std::printf("\n");

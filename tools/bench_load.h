@@ -10,6 +10,7 @@ namespace condense::cli {
 
 struct BenchLoadArgs {
   std::string server, model, tokenizer, served_name, api_key;
+  std::string bound_model;  // --server: the served model, loaded here only to compute the kernels' bound
   LoadTestOptions load;
   std::string request_rate = "inf";
   std::string sweep;  // "concurrency=1,4,16" | "rate=1,2,4"

@@ -40,6 +40,9 @@ void register_bench(CLI::App& app) {
   const char* load_group = "Under load";
   cmd->add_option("--server", l.server, "Load mode: an OpenAI-compatible server, http://HOST:PORT[/v1] (condense serve, llama.cpp, vLLM)")->group(load_group);
   cmd->add_option("--model", l.model, "Load mode: this model in-process (the serving scheduler, no HTTP)")->group(load_group);
+  cmd->add_option("--bound-model", l.bound_model,
+                  "--server: the model the server runs, loaded here to add the kernels' bound (machine limits measured in this run) to each run")
+      ->group(load_group);
   cmd->add_option("--served-model-name", l.served_name, "The server's model id (default: the first of its /v1/models)")->group(load_group);
   cmd->add_option("--api-key", l.api_key, "Bearer key for the server")->envname("OPENAI_API_KEY")->group(load_group);
   cmd->add_option("--num-prompts", l.load.num_prompts, "Requests per run")->check(CLI::Range(1, 1000000))->group(load_group);

@@ -80,6 +80,43 @@ double DecodeBounds::decode_bound_tok_s(int batch, double context) const {
   return std::min(bw, 1.0 / compute_s_per_token);
 }
 
+double time_prefill(Engine& e, int tokens, int reps) {
+  const auto toks = synthetic_tokens(tokens, e.config().vocab);
+  std::vector<float> logits(size_t(e.config().vocab));
+  double best = 1e30;
+  for (int r = 0; r < std::max(1, reps); ++r) {
+    const int s = e.add_sequence();
+    const auto t0 = clk::now();
+    e.step({{s, toks.data(), tokens, logits.data(), 1}});
+    best = std::min(best, since(t0));
+    e.drop_sequence(s);
+  }
+  return best;
+}
+
+double time_decode_step(Engine& e, int batch, int context, int steps) {
+  const int vocab = e.config().vocab;
+  const auto toks = synthetic_tokens(context + steps + 1, vocab);
+  std::vector<float> logits(size_t(batch) * size_t(vocab));
+  std::vector<int> seqs = {e.add_sequence()};
+  for (int p0 = 0; p0 < context; p0 += 512) e.step({{seqs[0], toks.data() + p0, std::min(512, context - p0), nullptr, 0}});
+  for (int i = 1; i < batch; ++i) seqs.push_back(e.fork_sequence(seqs[0]));
+  std::vector<double> times;
+  std::vector<int> next(static_cast<size_t>(batch));
+  for (int t = 0; t <= steps; ++t) {
+    std::vector<Engine::SeqStep> b;
+    for (int i = 0; i < batch; ++i) {
+      next[size_t(i)] = toks[size_t(context + t)];
+      b.push_back({seqs[size_t(i)], &next[size_t(i)], 1, logits.data() + size_t(i) * size_t(vocab), 1});
+    }
+    const auto t0 = clk::now();
+    e.step(b);
+    if (t > 0) times.push_back(since(t0));  // the first is a warm-up
+  }
+  for (int s : seqs) e.drop_sequence(s);
+  return median(times);
+}
+
 json run_bench(const std::string& path, const BenchOptions& opt, const std::function<void(int, int, const std::string&)>& progress) {
   const int total = 2 + int(opt.prefill.size()) + int(opt.contexts.size() * opt.batches.size());
   int done = 0;

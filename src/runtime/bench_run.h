@@ -39,6 +39,13 @@ struct DecodeBounds {
 };
 DecodeBounds measure_decode_bounds(const Engine& e, int threads, size_t probe_bytes);
 
+// The engine's own speed, timed on synthetic tokens (needs a free KV pool):
+// seconds to prefill `tokens` into a new sequence (best of `reps`), and the
+// median seconds of one decode step of `batch` sequences that hold `context`
+// positions (`steps` steps after a warm-up one).
+double time_prefill(Engine& e, int tokens, int reps);
+double time_decode_step(Engine& e, int batch, int context, int steps);
+
 // Runs everything on the model at `path`; `progress(done, total, what)` after each measurement.
 nlohmann::json run_bench(const std::string& path, const BenchOptions& opt,
                          const std::function<void(int, int, const std::string&)>& progress = {});

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <omp.h>
+
 #include "core/error.h"
 #include "kernels/cpu/kv_paged.h"
 #include "runtime/linear_parts.h"
@@ -188,6 +190,9 @@ void Engine::forward(const int* tokens, int n, int pos, float* logits, int n_log
   step({SeqStep{0, tokens, n, logits, n_logits}});
 }
 
+// Chunks of at most this many rows count as decoding (attention parallel over sequences).
+constexpr int kSmallChunk = 4;
+
 void Engine::step(const std::vector<SeqStep>& batch) {
   if (batch.empty()) return;
   // Check everything and take the KV blocks before touching any state.
@@ -244,25 +249,42 @@ void Engine::step(const std::vector<SeqStep>& batch) {
       else (embed_from_head_ ? head_ : embed_packed_).row(b.tokens[i], x.row(row));
     }
   }
+  std::vector<int> row_of(batch.size());
+  std::vector<size_t> small, large;
+  for (size_t i = 0, r = 0; i < batch.size(); r += size_t(batch[i].n), ++i) {
+    row_of[i] = int(r);
+    (batch[i].n <= kSmallChunk ? small : large).push_back(i);
+  }
   for (size_t li = 0; li < layers_.size(); ++li) {
     Layer& l = layers_[li];
     ops::rmsnorm(x, l.attn_norm, cfg_.norm_eps, xn);
     quantize_input(l, 0, xn, l.qkv);
     l.qkv.apply(xn, qkv);
     if (l.qkv_bias.defined()) ops::add_bias(qkv, l.qkv_bias);
-    row = 0;
-    for (const SeqStep& b : batch) {
-      Seq& s = seq(b.seq);
-      ops::Mat qs = qkv.rows_slice(row, b.n);
+    // Each sequence's RoPE, KV write and attention over its own blocks.
+    auto attend = [&](size_t i) {
+      const SeqStep& b = batch[i];
+      const Seq& s = seq(b.seq);
+      ops::Mat qs = qkv.rows_slice(row_of[i], b.n);
       ops::Mat q = qs.cols_slice(0, qd), k = qs.cols_slice(qd, kvd), v = qs.cols_slice(qd + kvd, kvd);
       ops::rope(q, cfg_.n_heads, hd, s.len, rope_);
       ops::rope(k, cfg_.n_kv_heads, hd, s.len, rope_);
       const kernels::KvPagedView view = kv_.view(int(li), s.blocks);
-      for (int i = 0; i < b.n; ++i) kernels::kv_paged_write(view, k.row(i), v.row(i), s.len + i);
-      ops::Mat a = att.rows_slice(row, b.n);
+      for (int r = 0; r < b.n; ++r) kernels::kv_paged_write(view, k.row(r), v.row(r), s.len + r);
+      ops::Mat a = att.rows_slice(row_of[i], b.n);
       kernels::attention_paged_f32(q.data, q.ld, b.n, s.len, cfg_.n_heads, view, a.data, a.ld);
-      row += b.n;
+    };
+    // Decoding sequences (a few rows each) are too small for the kernels to
+    // split; they share one parallel region, a sequence per thread at a time.
+    // Larger chunks (prefill) run one by one with the kernels' own threads.
+    // The arithmetic of a sequence is the same either way (batch invariance).
+    if (small.size() > 1 && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(dynamic)
+      for (size_t j = 0; j < small.size(); ++j) attend(small[j]);
+    } else {
+      for (size_t i : small) attend(i);
     }
+    for (size_t i : large) attend(i);
     quantize_input(l, 1, att, l.o);
     l.o.apply(att, tmp);
     ops::add(x, tmp);

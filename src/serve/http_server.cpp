@@ -69,26 +69,25 @@ class StreamSink : public RequestSink {
   void cancel() { cancelled_.store(true); }
 
   // Moves every event that arrives within `s` seconds into `out`; false when
-  // none did. While tokens flow, the consumer polls every `interval` instead
-  // of being woken for each token: waking a thread costs a futex call, which
-  // for a small model is a large share of a token's time. Tokens that come
-  // faster than the interval then go out together.
+  // none did. The scheduler wakes the consumer per token, unless tokens come
+  // faster than the consumer takes them (it found several waiting): then it
+  // polls every `interval` and is not woken, since waking a thread costs a
+  // futex call, a large share of a small model's token time. A poll that
+  // finds nothing returns to being woken (a slow model, or the stream paused),
+  // so many slow streams do not poll.
   bool wait(std::deque<Event>& out, double s) {
     std::unique_lock<std::mutex> lk(mu_);
-    if (q_.empty()) {
-      if (polling_) {
-        cv_.wait_for(lk, interval_);
-        if (q_.empty() && clk::now() - last_seen_ > 20 * interval_) polling_ = false;  // the stream paused: be woken again
-      }
-      if (!polling_ && !cv_.wait_for(lk, std::chrono::duration<double>(s), [&] { return !q_.empty(); })) return false;
-      if (q_.empty()) return false;
+    if (q_.empty() && polling_) {
+      cv_.wait_for(lk, interval_);
+      if (q_.empty()) polling_ = false;
     }
+    if (q_.empty() && !cv_.wait_for(lk, std::chrono::duration<double>(s), [&] { return !q_.empty(); })) return false;
+    const size_t n = q_.size();
     while (!q_.empty()) {
       out.push_back(std::move(q_.front()));
       q_.pop_front();
     }
-    polling_ = interval_.count() > 0;
-    last_seen_ = clk::now();
+    polling_ = interval_.count() > 0 && n >= 2;
     return true;
   }
   void set_interval(double seconds) { interval_ = std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(seconds)); }
@@ -113,7 +112,6 @@ class StreamSink : public RequestSink {
   std::deque<Event> q_;                    // guarded by mu_, as are:
   bool polling_ = false;                   // the consumer wakes itself each interval
   clk::duration interval_{0};
-  clk::time_point last_seen_;
 };
 
 // cpp-httplib's task queue interface over the on-demand WorkerPool.
