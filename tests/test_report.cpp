@@ -95,3 +95,43 @@ TEST(Report, ForeignFilesAreNamed) {
     }
   }
 }
+
+TEST(Report, LoadBenchmarksJoinTheirModelAndGainChartsAndRows) {
+  testfix::ReportRuns r;
+  // A load sweep as `condense bench --model` writes it, for the first variant's model.
+  const auto base = report::load_variants(r.paths);
+  json runs = json::array();
+  for (int c : {1, 4, 16}) {
+    runs.push_back({{"max_concurrency", c}, {"request_rate", "inf"}, {"output_throughput", 100.0 * c}, {"request_goodput", nullptr},
+                    {"p50_ttft_ms", 10.0 * c}, {"p99_ttft_ms", 20.0 * c}, {"p50_tpot_ms", 1.0 + c}, {"p99_tpot_ms", 1.5 + c},
+                    {"p99_itl_ms", 3.0}, {"p99_e2el_ms", 500.0}, {"completed", 2 * c}, {"failed", 0}});
+  }
+  const json load = {{"schema", "condense-bench/1"}, {"kind", "load"}, {"model", {{"path", base[0].model}}},
+                     {"target", {{"kind", "engine"}}}, {"runs", runs}};
+  const std::string lp = r.dir / "load.json";
+  testutil::write_file(lp, load.dump());
+  auto paths = r.paths;
+  paths.push_back(lp);
+  const auto v = report::load_variants(paths);
+  ASSERT_EQ(v.size(), base.size()) << "joined by model path, not a new variant";
+  ASSERT_EQ(v[0].load.size(), 3u);
+  EXPECT_EQ(v[0].load[2].label, "concurrency 16");
+  EXPECT_DOUBLE_EQ(v[0].load[2].output_tok_s, 1600);
+  EXPECT_DOUBLE_EQ(v[0].load[1].tpot_p99_ms, 5.5);
+  EXPECT_EQ(v[0].load_target, "in-process");
+  const std::string html = report::render_html(v, "t");
+  EXPECT_NE(html.find("id=\"chart-load\""), std::string::npos);
+  EXPECT_NE(html.find("id=\"chart-ttft\""), std::string::npos);
+  EXPECT_NE(html.find("<table id=\"load\">"), std::string::npos);
+  // Three points on each load chart, one line.
+  const std::string chart = html.substr(html.find("id=\"chart-load\""), html.find("id=\"chart-ttft\"") - html.find("id=\"chart-load\""));
+  size_t pts = 0;
+  for (size_t p = 0; (p = chart.find("<circle", p)) != std::string::npos; ++p) ++pts;
+  EXPECT_EQ(pts, 3u);
+  const json j = report::to_json(v);
+  EXPECT_EQ(j["variants"][0]["load"].size(), 3u);
+  EXPECT_EQ(j["variants"][0]["load"][0]["output_throughput"], 100.0);
+  EXPECT_TRUE(j["variants"][1]["load"].empty());
+  // Without load runs the page has no load section.
+  EXPECT_EQ(report::render_html(base, "t").find("chart-load"), std::string::npos);
+}

@@ -126,6 +126,60 @@ std::string chart(const std::vector<Variant>& v, const std::vector<double>& xs, 
   return s + "</figure>\n";
 }
 
+// Under load: a line per variant through its runs (in concurrency or rate
+// order), x and y read from each LoadPoint, each point labelled by its run.
+std::string load_chart(const std::vector<Variant>& v, double LoadPoint::*xm, double LoadPoint::*ym, const std::string& id, const std::string& title,
+                       const std::string& xlabel, const std::string& ylabel) {
+  const double W = 640, H = 400, L = 70, R = 20, T = 36, B = 52;
+  std::vector<double> sx, sy;
+  for (const Variant& x : v) {
+    for (const LoadPoint& p : x.load) {
+      if (ok(p.*xm) && ok(p.*ym)) sx.push_back(p.*xm), sy.push_back(p.*ym);
+    }
+  }
+  std::string s = "<figure><svg id=\"" + id + "\" viewBox=\"0 0 640 400\" width=\"640\" height=\"400\" role=\"img\" aria-label=\"" +
+                  esc(title) + "\">\n<title>" + esc(title) + "</title>\n";
+  s += "<text x=\"320\" y=\"22\" text-anchor=\"middle\" class=\"ct\">" + esc(title) + "</text>\n";
+  if (sx.empty()) return s + "<text x=\"320\" y=\"200\" text-anchor=\"middle\">no run has both values</text></svg></figure>\n";
+  const Axis ax = axis_of(sx), ay = axis_of(sy);
+  auto X = [&](double x) { return L + (x - ax.lo) / (ax.hi - ax.lo) * (W - L - R); };
+  auto Y = [&](double y) { return H - B - (y - ay.lo) / (ay.hi - ay.lo) * (H - T - B); };
+  s += "<rect x=\"" + fmt(L, "%.0f") + "\" y=\"" + fmt(T, "%.0f") + "\" width=\"" + fmt(W - L - R, "%.0f") + "\" height=\"" +
+       fmt(H - T - B, "%.0f") + "\" class=\"frame\"/>\n";
+  for (double t : ax.ticks()) {
+    s += "<line x1=\"" + fmt(X(t), "%.1f") + "\" x2=\"" + fmt(X(t), "%.1f") + "\" y1=\"" + fmt(H - B, "%.0f") + "\" y2=\"" + fmt(T, "%.0f") +
+         "\" class=\"grid\"/><text x=\"" + fmt(X(t), "%.1f") + "\" y=\"" + fmt(H - B + 16, "%.0f") + "\" text-anchor=\"middle\">" + fmt(t, "%g") +
+         "</text>\n";
+  }
+  for (double t : ay.ticks()) {
+    s += "<line x1=\"" + fmt(L, "%.0f") + "\" x2=\"" + fmt(W - R, "%.0f") + "\" y1=\"" + fmt(Y(t), "%.1f") + "\" y2=\"" + fmt(Y(t), "%.1f") +
+         "\" class=\"grid\"/><text x=\"" + fmt(L - 6, "%.0f") + "\" y=\"" + fmt(Y(t) + 4, "%.1f") + "\" text-anchor=\"end\">" + fmt(t, "%g") +
+         "</text>\n";
+  }
+  s += "<text x=\"" + fmt((L + W - R) / 2, "%.0f") + "\" y=\"" + fmt(H - 12, "%.0f") + "\" text-anchor=\"middle\">" + esc(xlabel) + "</text>\n";
+  s += "<text transform=\"translate(16 " + fmt((T + H - B) / 2, "%.0f") + ") rotate(-90)\" text-anchor=\"middle\">" + esc(ylabel) + "</text>\n";
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::vector<const LoadPoint*> pts;
+    for (const LoadPoint& p : v[i].load) {
+      if (ok(p.*xm) && ok(p.*ym)) pts.push_back(&p);
+    }
+    if (pts.empty()) continue;
+    std::stable_sort(pts.begin(), pts.end(), [](const LoadPoint* a, const LoadPoint* b) {
+      const double ka = ok(a->concurrency) ? a->concurrency : a->rate, kb = ok(b->concurrency) ? b->concurrency : b->rate;
+      return ok(ka) && ok(kb) && ka < kb;
+    });
+    std::string line;
+    for (const LoadPoint* p : pts) line += fmt(X(p->*xm), "%.1f") + "," + fmt(Y(p->*ym), "%.1f") + " ";
+    s += "<polyline class=\"loadline\" data-variant=\"" + std::to_string(i) + "\" points=\"" + line + "\" stroke=\"" + kColours[i % 8] + "\"/>\n";
+    for (const LoadPoint* p : pts) {
+      s += "<circle class=\"pt\" data-variant=\"" + std::to_string(i) + "\" cx=\"" + fmt(X(p->*xm), "%.1f") + "\" cy=\"" + fmt(Y(p->*ym), "%.1f") +
+           "\" r=\"4\" fill=\"" + kColours[i % 8] + "\"><title>" + esc(v[i].name) + ", " + esc(p->label) + ": " + fmt(p->*xm) + ", " + fmt(p->*ym) +
+           "</title></circle>\n";
+    }
+  }
+  return s + "</svg></figure>\n";
+}
+
 std::vector<double> col(const std::vector<Variant>& v, double Variant::*m, double scale = 1) {
   std::vector<double> o;
   for (const Variant& x : v) o.push_back(x.*m * scale);
@@ -153,6 +207,18 @@ Fronts fronts_of(const std::vector<Variant>& v) {
   return {pareto_front(lat), pareto_front(size), pareto_front(bits)};
 }
 
+json load_json(const Variant& x) {
+  auto n = [](double d) { return ok(d) ? json(d) : json(nullptr); };
+  json a = json::array();
+  for (const LoadPoint& p : x.load) {
+    a.push_back({{"run", p.label}, {"concurrency", n(p.concurrency)}, {"request_rate", n(p.rate)}, {"output_throughput", n(p.output_tok_s)},
+                 {"request_goodput", n(p.request_goodput)}, {"p50_ttft_ms", n(p.ttft_p50_ms)}, {"p99_ttft_ms", n(p.ttft_p99_ms)},
+                 {"p50_tpot_ms", n(p.tpot_p50_ms)}, {"p99_tpot_ms", n(p.tpot_p99_ms)}, {"p99_itl_ms", n(p.itl_p99_ms)}, {"p99_e2el_ms", n(p.e2el_p99_ms)},
+                 {"completed", p.completed}, {"failed", p.failed}});
+  }
+  return a;
+}
+
 json to_json(const std::vector<Variant>& v) {
   const Fronts f = fronts_of(v);
   json rows = json::array();
@@ -164,7 +230,7 @@ json to_json(const std::vector<Variant>& v) {
                     {"params", n(x.params)}, {"bits_per_weight", n(x.bits_per_weight)}, {"tpot_p50_ms", n(x.tpot_p50_ms)},
                     {"tpot_p99_ms", n(x.tpot_p99_ms)}, {"decode_tok_s", n(x.decode_tok_s)}, {"context", x.context}, {"linears", x.linears},
                     {"machine", x.machine}, {"date", x.date}, {"revision", x.revision}, {"on_latency_front", bool(f.latency[i])}, {"on_size_front", bool(f.size[i])}, {"on_bits_front", bool(f.bits[i])},
-                    {"stages", x.stages}, {"recipe", x.recipe}, {"sources", x.sources}});
+                    {"stages", x.stages}, {"recipe", x.recipe}, {"sources", x.sources}, {"load", load_json(x)}, {"load_target", x.load_target}});
   }
   return {{"schema", "condense-report/1"}, {"variants", rows}};
 }
@@ -194,7 +260,7 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
   std::string s = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + esc(title) + "</title>\n<style>\n"
       "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#111}h1{font-size:20px}figure{display:inline-block;margin:0 16px 16px 0}\n"
       "svg text{font-size:11px;fill:#222}.ct{font-size:13px;font-weight:600}.frame{fill:none;stroke:#888}.grid{stroke:#e4e4e4}\n"
-      ".frontline{fill:none;stroke:#333;stroke-width:1.5;stroke-dasharray:5 3}.pt{stroke:#111;stroke-width:1}.pt.dominated{opacity:.35}\n"
+      ".frontline{fill:none;stroke:#333;stroke-width:1.5;stroke-dasharray:5 3}.loadline{fill:none;stroke-width:2}.pt{stroke:#111;stroke-width:1}.pt.dominated{opacity:.35}\n"
       ".lbl{font-size:11px}table{border-collapse:collapse;margin-top:8px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}\n"
       "th{background:#f3f3f3;cursor:pointer}td.l{text-align:left}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;border:1px solid #111}\n"
       ".legend>span{margin-right:14px;white-space:nowrap}pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:320px}@media print{th{cursor:auto}pre{max-height:none}}\n"
@@ -209,6 +275,17 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
              "weights (MB)", "ΔPPL vs reference (%)");
   s += chart(v, col(v, &Variant::bits_per_weight), col(v, &Variant::delta_ppl_pct), f.bits, "chart-bits", "Quality vs bits per weight",
              "bits per weight (all weight bytes x 8 / parameters)", "ΔPPL vs reference (%)");
+  bool any_load = false;
+  for (const Variant& x : v) any_load = any_load || !x.load.empty();
+  if (any_load) {
+    s += "<h2>Under load</h2>\n<p>Runs of <code>condense bench --server</code> / <code>--model</code> (a line per variant through its "
+         "concurrencies or rates, vLLM's definitions): output throughput against the tail of the time per output token, and the tail of "
+         "the time to first token against throughput.</p>\n";
+    s += load_chart(v, &LoadPoint::tpot_p99_ms, &LoadPoint::output_tok_s, "chart-load", "Throughput under load vs tail TPOT",
+                    "TPOT p99 (ms per token)", "output tokens/s");
+    s += load_chart(v, &LoadPoint::output_tok_s, &LoadPoint::ttft_p99_ms, "chart-ttft", "Tail TTFT vs throughput", "output tokens/s",
+                    "TTFT p99 (ms)");
+  }
   s += "\n<p class=\"legend\">";
   for (size_t i = 0; i < v.size(); ++i) {
     s += "<span><span class=\"sw\" style=\"background:" + std::string(kColours[i % 8]) + "\"></span>" + esc(v[i].name) + "</span> ";
@@ -227,7 +304,24 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
          "</td><td class=\"l\">" + esc(stages_text(x)) + "</td><td class=\"l\">" +
          (x.recipe.is_null() ? std::string() : "<a href=\"#recipe-" + std::to_string(i) + "\">recipe</a>") + "</td></tr>\n";
   }
-  s += "</tbody></table>\n<h2>Recipes and sources</h2>\n";
+  s += "</tbody></table>\n";
+  if (any_load) {
+    s += "<table id=\"load\"><thead><tr><th>variant</th><th>run</th><th>served by</th><th>output tok/s</th><th>TTFT p50 ms</th><th>TTFT p99 ms</th>"
+         "<th>TPOT p50 ms</th><th>TPOT p99 ms</th><th>ITL p99 ms</th><th>E2E p99 ms</th><th>goodput req/s</th><th>completed</th><th>failed</th>"
+         "</tr></thead><tbody>\n";
+    for (size_t i = 0; i < v.size(); ++i) {
+      for (const LoadPoint& p : v[i].load) {
+        auto td = [](double val, const char* f) { return "<td data-v=\"" + (ok(val) ? fmt(val, "%.9g") : std::string()) + "\">" + fmt(val, f) + "</td>"; };
+        s += "<tr><td class=\"l\"><span class=\"sw\" style=\"background:" + std::string(kColours[i % 8]) + "\"></span>" + esc(v[i].name) +
+             "</td><td class=\"l\">" + esc(p.label) + "</td><td class=\"l\">" + esc(v[i].load_target) + "</td>" + td(p.output_tok_s, "%.1f") +
+             td(p.ttft_p50_ms, "%.1f") + td(p.ttft_p99_ms, "%.1f") + td(p.tpot_p50_ms, "%.2f") + td(p.tpot_p99_ms, "%.2f") + td(p.itl_p99_ms, "%.2f") +
+             td(p.e2el_p99_ms, "%.0f") + td(p.request_goodput, "%.2f") + "<td>" + std::to_string(p.completed) + "</td><td>" +
+             std::to_string(p.failed) + "</td></tr>\n";
+      }
+    }
+    s += "</tbody></table>\n";
+  }
+  s += "<h2>Recipes and sources</h2>\n";
   for (size_t i = 0; i < v.size(); ++i) {
     const Variant& x = v[i];
     s += "<h3 id=\"recipe-" + std::to_string(i) + "\">" + esc(x.name) + "</h3>\n<p>model " + esc(x.model) + "<br>machine " + esc(x.machine) +
@@ -238,7 +332,7 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
     if (!x.recipe.is_null()) s += "<pre>" + esc(x.recipe.dump(2)) + "</pre>\n";
   }
   s += "<script>\n"
-       "document.querySelectorAll('#variants th').forEach(function(th,c){var up=true;th.addEventListener('click',function(){\n"
+       "document.querySelectorAll('#variants th, #load th').forEach(function(th,c){var up=true;th.addEventListener('click',function(){\n"
        "var tb=th.closest('table').tBodies[0],rows=Array.prototype.slice.call(tb.rows);\n"
        "rows.sort(function(a,b){var x=a.cells[c],y=b.cells[c],p=x.getAttribute('data-v'),q=y.getAttribute('data-v');\n"
        "if(p!==null&&q!==null){if(p==='')return 1;if(q==='')return -1;return up?p-q:q-p;}\n"

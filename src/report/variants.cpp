@@ -132,9 +132,46 @@ struct Joiner {
     }
   }
 
+  // `condense bench --server/--model` (kind "load"): the runs join the model
+  // by model.path (in-process, or --bound-model), else by the served id.
+  void load_bench(const json& j, const std::string& file) {
+    std::string model = str(j.value("model", json::object()), "path");
+    const json& t = j.value("target", json::object());
+    if (model.empty()) model = str(t, "model");
+    if (model.empty()) bad(file, "a load benchmark without \"model.path\" or \"target.model\"");
+    Variant& v = at(model);
+    v.sources.push_back(file);
+    v.load_target = str(t, "kind") == "server" ? "server " + str(t, "url") : "in-process";
+    if (v.machine.empty() && j.contains("machine")) {
+      const json& mc = j["machine"];
+      v.machine = str(mc, "cpu") + ", " + str(mc, "isa") + ", " + std::to_string(mc.value("threads", 0)) + " threads";
+    }
+    if (!j.contains("runs") || !j["runs"].is_array()) bad(file, "a load benchmark without \"runs\"");
+    for (const json& r : j["runs"]) {
+      LoadPoint p;
+      if (r.contains("max_concurrency") && r["max_concurrency"].is_number()) p.concurrency = r["max_concurrency"].get<double>();
+      if (r.contains("request_rate") && r["request_rate"].is_number()) p.rate = r["request_rate"].get<double>();
+      p.label = p.concurrency == p.concurrency ? "concurrency " + std::to_string(int(p.concurrency))
+                : p.rate == p.rate              ? "rate " + json(p.rate).dump() + "/s"
+                                                : "all at once";
+      p.output_tok_s = num(r, "output_throughput");
+      p.request_goodput = num(r, "request_goodput");
+      p.ttft_p50_ms = num(r, "p50_ttft_ms");
+      p.ttft_p99_ms = num(r, "p99_ttft_ms");
+      p.tpot_p50_ms = num(r, "p50_tpot_ms");
+      p.tpot_p99_ms = num(r, "p99_tpot_ms");
+      p.itl_p99_ms = num(r, "p99_itl_ms");
+      p.e2el_p99_ms = num(r, "p99_e2el_ms");
+      p.completed = r.value("completed", 0);
+      p.failed = r.value("failed", 0);
+      v.load.push_back(p);
+    }
+  }
+
   void file(const std::string& path) {
     const json j = read_json(path);
     if (!j.is_object()) bad(path, "is not a JSON object");
+    if (j.value("schema", "") == "condense-bench/1" && j.value("kind", "") == "load") return load_bench(j, path);
     if (j.value("schema", "") == "condense-bench/1") return bench(j, path);
     if (j.contains("output_model")) return results(j, path);
     bad(path, "is neither a recipe's results.json nor condense-bench/1 JSON (`condense bench --json`)");

@@ -12,6 +12,15 @@ namespace condense::report {
 
 inline constexpr double kNone = std::numeric_limits<double>::quiet_NaN();
 
+// One run of `condense bench` under load (kind "load"): a concurrency or a rate.
+struct LoadPoint {
+  std::string label;                 // "concurrency 16", "rate 4/s", "all at once"
+  double concurrency = kNone, rate = kNone;
+  double output_tok_s = kNone, request_goodput = kNone;
+  double ttft_p50_ms = kNone, ttft_p99_ms = kNone, tpot_p50_ms = kNone, tpot_p99_ms = kNone, itl_p99_ms = kNone, e2el_p99_ms = kNone;
+  int completed = 0, failed = 0;
+};
+
 struct Variant {
   std::string name;    // the recipe's name, else the model's file name
   std::string model;   // the model's path as the JSON names it (the join key, made absolute)
@@ -25,6 +34,8 @@ struct Variant {
   double tpot_p50_ms = kNone, tpot_p99_ms = kNone, decode_tok_s = kNone;
   int context = 0;
   std::string linears, machine, date;
+  std::vector<LoadPoint> load;  // runs under load, in the order read
+  std::string load_target;      // what served them (a server URL, or in-process)
   std::string revision;    // the condense build that measured it (bench, else results: condense.revision)
   nlohmann::json recipe;   // results.json recipe_source (null when unknown)
   nlohmann::json stages;   // results.json stages[].summary, in order
