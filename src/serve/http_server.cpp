@@ -70,11 +70,11 @@ class StreamSink : public RequestSink {
 
   // Moves every event that arrives within `s` seconds into `out`; false when
   // none did. The scheduler wakes the consumer per token, unless tokens come
-  // faster than the consumer takes them (it found several waiting): then it
-  // polls every `interval` and is not woken, since waking a thread costs a
-  // futex call, a large share of a small model's token time. A poll that
-  // finds nothing returns to being woken (a slow model, or the stream paused),
-  // so many slow streams do not poll.
+  // faster than `interval` (the last two takes were closer than that, or one
+  // found several tokens waiting): then the consumer polls every interval and
+  // is not woken, since waking a thread costs a futex call, a large share of a
+  // small model's token time. A poll that finds nothing returns to being
+  // woken (a slow model, or the stream paused), so many slow streams do not poll.
   bool wait(std::deque<Event>& out, double s) {
     std::unique_lock<std::mutex> lk(mu_);
     if (q_.empty() && polling_) {
@@ -87,7 +87,9 @@ class StreamSink : public RequestSink {
       out.push_back(std::move(q_.front()));
       q_.pop_front();
     }
-    polling_ = interval_.count() > 0 && n >= 2;
+    const auto now = clk::now();
+    polling_ = interval_.count() > 0 && (n >= 2 || now - last_take_ < interval_);
+    last_take_ = now;
     return true;
   }
   void set_interval(double seconds) { interval_ = std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(seconds)); }
@@ -112,6 +114,7 @@ class StreamSink : public RequestSink {
   std::deque<Event> q_;                    // guarded by mu_, as are:
   bool polling_ = false;                   // the consumer wakes itself each interval
   clk::duration interval_{0};
+  clk::time_point last_take_;              // when the consumer last took events
 };
 
 // cpp-httplib's task queue interface over the on-demand WorkerPool.
