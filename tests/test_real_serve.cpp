@@ -237,3 +237,44 @@ TEST(RealServe, SigtermDrainsAndExitsZero) {
   EXPECT_NE(body.find("data: [DONE]"), std::string::npos) << "the running stream finished";
   EXPECT_NE(body.find("\"finish_reason\":\"length\""), std::string::npos);
 }
+
+TEST(RealServe, ChatUsesTheModelFoldersJinjaTemplate) {
+  REQUIRE_DATA("models/stories260K-hf/model.safetensors");
+  REQUIRE_DATA("models/stories260K/tok512.bin");
+  // The real HF folder, linked into a temp folder with a tokenizer_config.json carrying a ChatML template.
+  testutil::TempDir d;
+  for (const char* f : {"config.json", "model.safetensors"}) {
+    std::filesystem::create_symlink(testutil::data(std::string("models/stories260K-hf/") + f), d / f);
+  }
+  const std::string tmpl =
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+      "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  testutil::write_file(d / "tokenizer_config.json", json{{"chat_template", tmpl}, {"bos_token", "<s>"}, {"eos_token", {{"content", "</s>"}}}}.dump());
+  LoadedModel lm = load_model(d.path.string(), testutil::data("models/stories260K/tok512.bin"), {});
+  ASSERT_EQ(lm.chat_template, tmpl);
+  EXPECT_EQ(lm.bos_text, "<s>");
+  EXPECT_EQ(lm.eos_text, "</s>");
+  const ChatTemplate t = ChatTemplate::jinja(lm.chat_template, lm.bos_text, lm.eos_text, "model");
+  Engine engine(lm.model, EngineOptions{lm.model.config.max_seq, 64, ""});
+  Scheduler sched(engine, *lm.tokenizer, SchedulerOptions{});
+  ServedModel sm;
+  sm.id = "m";
+  sm.max_seq = lm.model.config.max_seq;
+  sm.vocab = lm.model.config.vocab;
+  sm.tokenizer = lm.tokenizer.get();
+  sm.chat_template = &t;
+  HttpOptions ho;
+  ho.port = 0;
+  HttpServer http(sched, sm, ho, SchedulerOptions{});
+  const int port = http.bind();
+  std::thread th([&] { http.listen(); });
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Post("/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}}, {"max_tokens", 4}}.dump(),
+                  "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const size_t want = 1 + lm.tokenizer->encode("<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n").size();
+  EXPECT_EQ(json::parse(r->body)["usage"]["prompt_tokens"], want);
+  http.shutdown(5);
+  th.join();
+}

@@ -55,7 +55,8 @@ void register_serve(CLI::App& app) {
       ->envname("CONDENSE_API_KEY");
   cmd->add_option("--served-model-name", a->served_name, "The model's id in /v1/models and requests (default: MODEL as given)");
   cmd->add_option("--chat-template", a->chat_template,
-                  "Chat template JSON file (role formats with {content}; docs/SERVE.md). Default: a plain 'User: ... Assistant:' template");
+                  "Chat template file: Jinja (as Hugging Face's), or JSON role formats with {content} (docs/SERVE.md). Default: the model's own "
+                  "(tokenizer_config.json / chat_template.jinja / GGUF tokenizer.chat_template), else a plain 'User: ... Assistant:' one");
   cmd->add_option("--drain-seconds", a->drain_s, "On SIGTERM/SIGINT, how long running requests may take to finish")->check(CLI::NonNegativeNumber);
   cmd->add_option("--http-threads", a->http.http_threads, "HTTP worker threads (0: max-queue + max-seqs + 32; each streaming request holds one)")
       ->check(CLI::NonNegativeNumber);
@@ -71,7 +72,10 @@ void register_serve(CLI::App& app) {
     const auto t0 = std::chrono::steady_clock::now();
     LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
     const Tokenizer& tok = require_tokenizer(lm);
-    ChatTemplate tmpl = a->chat_template.empty() ? ChatTemplate() : ChatTemplate::from_file(a->chat_template);
+    const std::string bos_text = lm.bos_text.empty() ? "<s>" : lm.bos_text, eos_text = lm.eos_text.empty() ? "</s>" : lm.eos_text;
+    ChatTemplate tmpl = !a->chat_template.empty() ? ChatTemplate::from_file(a->chat_template, bos_text, eos_text)
+                        : !lm.chat_template.empty() ? ChatTemplate::jinja(lm.chat_template, bos_text, eos_text, a->model.model + " chat_template")
+                                                    : ChatTemplate();
     EngineOptions eo{lm.model.config.max_seq, a->kv_blocks, a->kv_dtype, a->kv_blocks > 0 ? 0 : parse_bytes(a->kv_memory, "--kv-memory")};
     Engine engine(lm.model, eo);
     ServedModel sm;
@@ -80,6 +84,7 @@ void register_serve(CLI::App& app) {
     sm.max_seq = engine.max_seq();
     sm.vocab = lm.model.config.vocab;
     sm.bos_id = lm.model.config.bos_id;
+    sm.eos_id = lm.model.config.eos_id;
     sm.tokenizer = &tok;
     sm.chat_template = &tmpl;
     sm.created = int64_t(std::time(nullptr));
@@ -92,11 +97,11 @@ void register_serve(CLI::App& app) {
     std::signal(SIGPIPE, SIG_IGN);
     std::fprintf(stderr,
                  "condense serve: %s on http://%s:%d/v1 (model id '%s'; %s, %d threads; context %d; KV %s, %lld blocks = %lld positions, "
-                 "%.1f MiB; max %d tokens/step; queue %d; loaded in %.1f s)\n",
+                 "%.1f MiB; max %d tokens/step; queue %d; chat template: %s; loaded in %.1f s)\n",
                  a->model.model.c_str(), a->http.host.c_str(), port, sm.id.c_str(), kernels::isa_name(kernels::active_isa()), active_threads(),
                  sm.max_seq, kv_code_name(engine.kv().code()), static_cast<long long>(engine.kv().total_blocks()),
                  static_cast<long long>(engine.kv().total_blocks() * kKvBlockTokens), double(engine.kv().bytes()) / 1048576.0,
-                 a->sched.max_batch_tokens, a->sched.max_queue,
+                 a->sched.max_batch_tokens, a->sched.max_queue, tmpl.name().c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     std::thread watcher([&] {
       while (g_signal == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -210,6 +210,7 @@ GgufModel load_gguf_model(const std::string& path) {
     m.source_dtypes[w.name] = dt;
   });
 
+  g.chat_template = meta_get("tokenizer.chat_template", std::string(), false);
   const std::string tok_model = meta_get("tokenizer.ggml.model", std::string(), false);
   if (tok_model == "llama") {
     const json& toks = meta.contains("tokenizer.ggml.tokens") ? meta["tokenizer.ggml.tokens"] : json();
@@ -223,6 +224,8 @@ GgufModel load_gguf_model(const std::string& path) {
       pieces.push_back(text::replace_all(toks[i].get<std::string>(), text::kMetaSpace, " "));
       sc.push_back(scores[i].get<float>());
     }
+    if (cfg.bos_id >= 0 && size_t(cfg.bos_id) < pieces.size()) g.bos_text = toks[size_t(cfg.bos_id)].get<std::string>();
+    if (cfg.eos_id >= 0 && size_t(cfg.eos_id) < pieces.size()) g.eos_text = toks[size_t(cfg.eos_id)].get<std::string>();
     g.tokenizer = std::make_unique<Llama2cTokenizer>(std::move(pieces), std::move(sc), cfg.bos_id);
   } else {
     g.tokenizer_note = tok_model.empty() ? "the GGUF file embeds no tokenizer"

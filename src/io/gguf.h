@@ -21,6 +21,8 @@ struct GgufModel {
   Model model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::string tokenizer_note;  // why there is none
+  std::string chat_template;   // tokenizer.chat_template ("" when absent)
+  std::string bos_text, eos_text;  // the BOS / EOS tokens' text ("" when the file has no token list)
 };
 
 GgufModel load_gguf_model(const std::string& path);

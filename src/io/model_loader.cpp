@@ -1,6 +1,7 @@
 #include "io/model_loader.h"
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "io/cpk.h"
 #include "io/file_view.h"
@@ -59,6 +60,41 @@ std::string find_llama2c_tokenizer(const std::string& model_path, std::string& n
 
 }  // namespace
 
+// A Hugging Face folder's chat template and special tokens' text:
+// chat_template.jinja, else tokenizer_config.json's "chat_template" (a string,
+// or a list of {name, template}: the "default" one).
+static void read_hf_chat_template(const fs::path& dir, LoadedModel& lm) {
+  const fs::path cfg = dir / "tokenizer_config.json";
+  if (fs::exists(cfg)) {
+    const nlohmann::json j = nlohmann::json::parse(read_text_file(cfg.string()), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) fail(cfg.string(), "is not a JSON object");
+    auto token_text = [&](const char* key) -> std::string {
+      if (!j.contains(key)) return "";
+      const nlohmann::json& t = j[key];
+      if (t.is_string()) return t.get<std::string>();
+      if (t.is_object() && t.contains("content") && t["content"].is_string()) return t["content"].get<std::string>();
+      return "";
+    };
+    lm.bos_text = token_text("bos_token");
+    lm.eos_text = token_text("eos_token");
+    if (j.contains("chat_template")) {
+      const nlohmann::json& t = j["chat_template"];
+      if (t.is_string()) {
+        lm.chat_template = t.get<std::string>();
+      } else if (t.is_array()) {
+        for (const auto& e : t) {
+          if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string()) {
+            lm.chat_template = e["template"].get<std::string>();
+          }
+        }
+      } else if (!t.is_null()) {
+        fail(cfg.string(), "\"chat_template\" must be a string or a list of {name, template}");
+      }
+    }
+  }
+  if (fs::exists(dir / "chat_template.jinja")) lm.chat_template = read_text_file((dir / "chat_template.jinja").string());
+}
+
 LoadedModel load_model(const std::string& path, const std::string& tokenizer_path, const LoadOptions& opt) {
   LoadedModel lm;
   const std::string format = detect_format(path);
@@ -70,6 +106,7 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
       if (auto_tok.empty() && fs::exists(fs::path(lm.model.path) / n)) auto_tok = (fs::path(lm.model.path) / n).string();
     }
     if (auto_tok.empty()) lm.tokenizer_note = "no tokenizer.model or tokenizer.json in " + lm.model.path;
+    read_hf_chat_template(lm.model.path, lm);
   } else if (format == "cpk") {
     lm = load_cpk(path, opt.effective_f32);
   } else if (format == "gguf") {
@@ -78,6 +115,9 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
     lm.tokenizer = std::move(g.tokenizer);
     if (lm.tokenizer) lm.tokenizer_path = path + " (embedded)";
     else lm.tokenizer_note = g.tokenizer_note;
+    lm.chat_template = g.chat_template;
+    lm.bos_text = g.bos_text;
+    lm.eos_text = g.eos_text;
   } else {
     lm.model = load_llama2c(path);
     auto_tok = find_llama2c_tokenizer(path, lm.tokenizer_note);

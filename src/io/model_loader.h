@@ -20,6 +20,11 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;  // null when none was found
   std::string tokenizer_path;
   std::string tokenizer_note;            // why none was found
+  // The Jinja chat template the model's files carry (a Hugging Face folder's
+  // chat_template.jinja or tokenizer_config.json "chat_template", GGUF
+  // tokenizer.chat_template; "" when none), and the text of its BOS / EOS
+  // tokens as templates write them ("" when unknown).
+  std::string chat_template, bos_text, eos_text;
 };
 
 // effective_f32 = false: a .cpk's quantized weights keep only their packed form

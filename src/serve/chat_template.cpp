@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "serve/jinja.h"
 
 namespace condense {
 
@@ -13,12 +14,32 @@ ChatTemplate::ChatTemplate()
       generation_prompt_("Assistant:"),
       name_("plain") {}
 
-ChatTemplate ChatTemplate::from_file(const std::string& path) {
+ChatTemplate ChatTemplate::from_file(const std::string& path, const std::string& bos_text, const std::string& eos_text) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(path, "cannot read the chat template");
   std::stringstream ss;
   ss << f.rdbuf();
-  return from_json_text(ss.str(), path);
+  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (!j.is_discarded() && j.is_object()) {
+    ChatTemplate t = from_json_text(ss.str(), path);
+    t.bos_text_ = bos_text;
+    t.eos_text_ = eos_text;
+    return t;
+  }
+  ChatTemplate t = jinja(ss.str(), bos_text, eos_text, path);
+  t.apply({{"user", "x"}});  // a template that cannot render fails now, not on the first request
+  return t;
+}
+
+ChatTemplate ChatTemplate::jinja(std::string source, std::string bos_text, std::string eos_text, std::string where) {
+  ChatTemplate t;
+  t.roles_.clear();
+  t.generation_prompt_.clear();
+  t.jinja_ = std::move(source);
+  t.bos_text_ = std::move(bos_text);
+  t.eos_text_ = std::move(eos_text);
+  t.name_ = std::move(where);
+  return t;
 }
 
 ChatTemplate ChatTemplate::from_json_text(const std::string& text, const std::string& where) {
@@ -51,6 +72,12 @@ ChatTemplate ChatTemplate::from_json_text(const std::string& text, const std::st
 }
 
 std::string ChatTemplate::apply(const std::vector<ChatMessage>& messages) const {
+  if (!jinja_.empty()) {
+    nlohmann::json msgs = nlohmann::json::array();
+    for (const ChatMessage& m : messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
+    const nlohmann::json vars = {{"messages", msgs}, {"add_generation_prompt", true}, {"bos_token", bos_text_}, {"eos_token", eos_text_}};
+    return jinja::render(jinja_, vars, name_);
+  }
   std::string out;
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string role = messages[i].role == "developer" ? "system" : messages[i].role;

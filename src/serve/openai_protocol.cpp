@@ -127,6 +127,32 @@ uint64_t random_seed() {
 
 }  // namespace
 
+std::vector<int> chat_prompt_tokens(const std::string& text, const ServedModel& m) {
+  // BOS first (the template's own leading BOS text is that token); the
+  // template's BOS / EOS text elsewhere becomes those tokens, not their spelling.
+  const std::string& bos = m.chat_template->bos_text();
+  const std::string& eos = m.chat_template->eos_text();
+  std::vector<int> out = {m.bos_id};
+  size_t p = !bos.empty() && text.rfind(bos, 0) == 0 ? bos.size() : 0;
+  for (;;) {
+    size_t next = std::string::npos, len = 0;
+    int id = -1;
+    for (const auto& [s, tid] : {std::pair<const std::string&, int>{bos, m.bos_id}, std::pair<const std::string&, int>{eos, m.eos_id}}) {
+      if (s.empty()) continue;
+      const size_t q = text.find(s, p);
+      if (q < next) next = q, len = s.size(), id = tid;
+    }
+    const std::string piece = text.substr(p, next == std::string::npos ? std::string::npos : next - p);
+    if (!piece.empty()) {
+      for (int t : m.tokenizer->encode(piece)) out.push_back(t);
+    }
+    if (next == std::string::npos) break;
+    out.push_back(id);
+    p = next + len;
+  }
+  return out;
+}
+
 ParsedRequest parse_request(const std::string& body, bool chat, const ServedModel& m) {
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded()) throw invalid_request("", "the request body is not valid JSON", "invalid_json");
@@ -168,8 +194,7 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
     } catch (const Error& e) {
       throw invalid_request("messages", e.what());
     }
-    prompt.push_back(m.bos_id);
-    for (int t : tok.encode(text)) prompt.push_back(t);
+    prompt = chat_prompt_tokens(text, m);
   } else {
     auto it = j.find("prompt");
     if (it == j.end() || it->is_null()) throw invalid_request("prompt", "'prompt' is required", "missing_required_parameter");

@@ -32,7 +32,7 @@ struct ServedModel {
   std::string root;      // the path it was loaded from
   int max_seq = 0;       // context length
   int vocab = 0;
-  int bos_id = 1;
+  int bos_id = 1, eos_id = 2;
   const Tokenizer* tokenizer = nullptr;
   const ChatTemplate* chat_template = nullptr;
   int64_t created = 0;   // unix seconds, when the server started
@@ -44,6 +44,10 @@ struct ParsedRequest {
   bool logprobs = false;  // completions: "logprobs" given; chat: "logprobs": true
   GenRequest gen;
 };
+
+// A chat template's text as prompt tokens: BOS first (a leading BOS text is
+// that token), the template's BOS / EOS text elsewhere as those tokens.
+std::vector<int> chat_prompt_tokens(const std::string& text, const ServedModel& m);
 
 // Throws ApiError (400 for a malformed body or a bad field, 404 for an unknown model).
 ParsedRequest parse_request(const std::string& body, bool chat, const ServedModel& m);
