@@ -190,9 +190,9 @@ void run_bench_load(BenchLoadArgs& a) {
                       {"params", cfg.n_params()}, {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()},
                       {"linears", e.describe_linears()}};
       bounds = measure_decode_bounds(e, omp_get_max_threads(), a.probe_bytes);
-      // The KV bytes per token of the server's cache are not known here: the bound counts weights only.
-      bounds->kv_bytes_per_token = 0;
+      // The KV bytes per token assume the server's cache has this run's --kv-dtype (default: the checkpoint's, as the server's).
       doc["machine"] = bounds->machine;
+      doc["kv"] = {{"dtype", kv_code_name(e.kv().code())}, {"bytes_per_token", e.kv().bytes_per_token()}, {"assumed", true}};
       if (!capacity_c.empty()) doc["engine_capacity"] = engine_capacity(e, a.input_len, lo.output_len, capacity_c);
     }
     if (a.dataset.empty()) {
@@ -230,21 +230,23 @@ void run_bench_load(BenchLoadArgs& a) {
     });
     if (progress) progress->finish();
     if (bounds && run["total_output_tokens"].get<int64_t>() > 0) {
-      // The output tokens/s the kernels allow for this mix of prompt and
-      // generated tokens: every token at the compute peak, and each decode
-      // step's weights (and KV at the mean context) at the measured bandwidth
-      // for the run's concurrency; the lower bounds it.
-      const double in = run["total_input_tokens"].get<double>(), outt = run["total_output_tokens"].get<double>();
-      const double compute = outt / ((in + outt) * bounds->compute_s_per_token);
+      // The machine's limit for this mix (a roofline per phase): each request's
+      // prompt at the compute peak, then output_len decode steps of C
+      // sequences, each taking the longer of C tokens at the compute peak and
+      // the weights plus C sequences' KV (at the mean context) at the measured
+      // bandwidth. Attention's arithmetic is not counted; its KV reads are.
+      const double n = run["completed"].get<double>();
+      const double in = run["total_input_tokens"].get<double>() / n, out = run["total_output_tokens"].get<double>() / n;
       const int conc = o.max_concurrency > 0 ? std::min(o.max_concurrency, o.num_prompts) : run["max_concurrent_requests"].get<int>();
-      const double ctx = in / run["completed"].get<double>() + o.output_len / 2.0;
-      const double bw = bounds->decode_bound_tok_s(std::max(1, conc), ctx);
-      const double bound = std::min(compute, bw);
-      run["compute_bound_output_tok_s"] = compute;
-      run["bandwidth_bound_output_tok_s"] = bw;
-      run["bound"] = bw <= compute ? "bandwidth" : "compute";
+      const double c = std::max(1, conc), t = bounds->compute_s_per_token, ctx = in + out / 2;
+      const double step_compute = c * t, step_memory = (bounds->decode_weight_bytes + c * ctx * bounds->kv_bytes_per_token) / (bounds->read_gbs * 1e9);
+      const double bound = c * out / (c * in * t + out * std::max(step_compute, step_memory));
+      run["compute_bound_output_tok_s"] = out / ((in + out) * t);
+      run["bandwidth_bound_output_tok_s"] = c / step_memory;
+      run["bound_output_tok_s"] = bound;
+      run["bound"] = step_memory >= step_compute ? "bandwidth" : "compute";  // what limits a decode step
       run["fraction_of_bound"] = run["output_throughput"].get<double>() / bound;
-      run["peak_rss_bytes"] = run["client_peak_rss_bytes"];
+      if (!a.model.empty()) run["peak_rss_bytes"] = run["client_peak_rss_bytes"];  // in-process: the engine's process
     }
     if (doc.contains("engine_capacity") && o.max_concurrency > 0) {
       const json& cap = doc["engine_capacity"]["by_concurrency"][std::to_string(o.max_concurrency)];

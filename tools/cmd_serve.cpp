@@ -76,6 +76,18 @@ void register_serve(CLI::App& app) {
     ChatTemplate tmpl = !a->chat_template.empty() ? ChatTemplate::from_file(a->chat_template, bos_text, eos_text)
                         : !lm.chat_template.empty() ? ChatTemplate::jinja(lm.chat_template, bos_text, eos_text, a->model.model + " chat_template")
                                                     : ChatTemplate();
+    if (tmpl.is_jinja()) {
+      try {
+        tmpl.apply({{"system", "s"}, {"user", "u"}});  // a template condense cannot render fails here, not per request
+      } catch (const Error& e) {
+        try {
+          tmpl.apply({{"user", "u"}});  // some templates refuse a system message; a lone user turn is enough
+        } catch (const Error& e2) {
+          fail("--chat-template", std::string("the chat template cannot be rendered: ") + e2.what(),
+               "Pass another template with --chat-template FILE (Jinja, or JSON role formats: docs/SERVE.md)");
+        }
+      }
+    }
     EngineOptions eo{lm.model.config.max_seq, a->kv_blocks, a->kv_dtype, a->kv_blocks > 0 ? 0 : parse_bytes(a->kv_memory, "--kv-memory")};
     Engine engine(lm.model, eo);
     ServedModel sm;
