@@ -11,7 +11,9 @@
 #include "model/tokenizer.h"
 #include "runtime/engine.h"
 #include "runtime/generate.h"
+#include "serve/http_server.h"
 #include "serve/scheduler.h"
+#include <thread>
 #include "tests/tiny_model.h"
 
 namespace testutil {
@@ -82,5 +84,23 @@ inline std::vector<int> reference_tokens(const condense::Model& m, const std::ve
   condense::generate(e, prompt, steps, s, {}, &out, !ignore_eos);
   return out;
 }
+
+// An HttpServer on a free loopback port, listening on its own thread until destroyed.
+struct LoopbackServer {
+  LoopbackServer(condense::Scheduler& sched, const condense::ServedModel& m, condense::HttpOptions ho = {}, const condense::SchedulerOptions& so = {}) {
+    ho.port = 0;
+    http = std::make_unique<condense::HttpServer>(sched, m, ho, so);
+    port = http->bind();
+    th = std::thread([this] { http->listen(); });
+  }
+  ~LoopbackServer() {
+    http->shutdown(5);
+    th.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+  std::unique_ptr<condense::HttpServer> http;
+  std::thread th;
+  int port = 0;
+};
 
 }  // namespace testutil

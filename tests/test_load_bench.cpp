@@ -130,17 +130,9 @@ TEST(LoadRun, OverHttpAgainstTheServer) {
   Engine engine(m, EngineOptions{m.config.max_seq, 128, ""});
   SchedulerOptions so;
   Scheduler sched(engine, tok, so);
-  ServedModel sm;
-  sm.id = "tiny";
-  sm.max_seq = m.config.max_seq;
-  sm.vocab = m.config.vocab;
-  sm.tokenizer = &tok;
-  sm.chat_template = &tmpl;
-  HttpOptions ho;
-  ho.port = 0;
-  HttpServer http(sched, sm, ho, so);
-  const int port = http.bind();
-  std::thread th([&] { http.listen(); });
+  const ServedModel sm = served_model("tiny", "memory", m.config, tok, tmpl);
+  testutil::LoopbackServer server(sched, sm, {}, so);
+  const int port = server.port;
   {
     auto target = http_target("http://127.0.0.1:" + std::to_string(port) + "/v1", "", "");
     EXPECT_EQ(target->describe()["model"], "tiny");  // from /v1/models
@@ -166,6 +158,4 @@ TEST(LoadRun, OverHttpAgainstTheServer) {
   }
   EXPECT_THROW(http_target("http://127.0.0.1:1/v1", "", ""), Error);  // nothing listens there
   EXPECT_THROW(http_target("https://example.com", "", ""), Error);
-  http.shutdown(5);
-  th.join();
 }

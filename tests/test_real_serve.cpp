@@ -18,6 +18,7 @@
 #include "io/model_loader.h"
 #include "runtime/generate.h"
 #include "serve/http_server.h"
+#include "tests/serve_fixture.h"
 #include "tests/test_util.h"
 
 using namespace condense;
@@ -33,31 +34,17 @@ struct RealServer {
   explicit RealServer(SchedulerOptions so = {}, int64_t kv_blocks = 0)
       : lm(load_model(testutil::data(kBin), "", {.effective_f32 = false})),
         engine(lm.model, EngineOptions{lm.model.config.max_seq, kv_blocks, "", kv_blocks > 0 ? 0 : size_t(64) << 20}),
-        sched(engine, *lm.tokenizer, so) {
-    sm.id = "stories260K";
-    sm.max_seq = lm.model.config.max_seq;
-    sm.vocab = lm.model.config.vocab;
-    sm.bos_id = lm.model.config.bos_id;
-    sm.tokenizer = lm.tokenizer.get();
-    sm.chat_template = &tmpl;
-    HttpOptions ho;
-    ho.port = 0;
-    http = std::make_unique<HttpServer>(sched, sm, ho, so);
-    port = http->bind();
-    th = std::thread([this] { http->listen(); });
-  }
-  ~RealServer() {
-    http->shutdown(10);
-    th.join();
-  }
+        sched(engine, *lm.tokenizer, so),
+        sm(served_model("stories260K", testutil::data(kBin), lm.model.config, *lm.tokenizer, tmpl)),
+        server(sched, sm, {}, so),
+        port(server.port) {}
   LoadedModel lm;
   ChatTemplate tmpl;
   Engine engine;
   Scheduler sched;
   ServedModel sm;
-  std::unique_ptr<HttpServer> http;
-  std::thread th;
-  int port = 0;
+  testutil::LoopbackServer server;
+  int port;
 };
 
 // What `condense generate --temperature 0` writes after the prompt.
@@ -257,17 +244,9 @@ TEST(RealServe, ChatUsesTheModelFoldersJinjaTemplate) {
   const ChatTemplate t = ChatTemplate::jinja(lm.chat_template, lm.bos_text, lm.eos_text, "model");
   Engine engine(lm.model, EngineOptions{lm.model.config.max_seq, 64, ""});
   Scheduler sched(engine, *lm.tokenizer, SchedulerOptions{});
-  ServedModel sm;
-  sm.id = "m";
-  sm.max_seq = lm.model.config.max_seq;
-  sm.vocab = lm.model.config.vocab;
-  sm.tokenizer = lm.tokenizer.get();
-  sm.chat_template = &t;
-  HttpOptions ho;
-  ho.port = 0;
-  HttpServer http(sched, sm, ho, SchedulerOptions{});
-  const int port = http.bind();
-  std::thread th([&] { http.listen(); });
+  const ServedModel sm = served_model("m", d.path.string(), lm.model.config, *lm.tokenizer, t);
+  testutil::LoopbackServer server(sched, sm);
+  const int port = server.port;
   httplib::Client c("127.0.0.1", port);
   auto r = c.Post("/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}}, {"max_tokens", 4}}.dump(),
                   "application/json");
@@ -275,6 +254,4 @@ TEST(RealServe, ChatUsesTheModelFoldersJinjaTemplate) {
   ASSERT_EQ(r->status, 200) << r->body;
   const size_t want = 1 + lm.tokenizer->encode("<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n").size();
   EXPECT_EQ(json::parse(r->body)["usage"]["prompt_tokens"], want);
-  http.shutdown(5);
-  th.join();
 }

@@ -23,23 +23,12 @@ namespace {
 
 struct TestServer {
   explicit TestServer(SchedulerOptions so = {}, HttpOptions ho = {}, Model model = testutil::byte_model(), int64_t kv_blocks = 256)
-      : m(std::move(model)), engine(m, EngineOptions{m.config.max_seq, kv_blocks, ""}), sched(engine, tok, so) {
-    sm.id = "tiny";
-    sm.root = "memory";
-    sm.max_seq = m.config.max_seq;
-    sm.vocab = m.config.vocab;
-    sm.bos_id = 1;
-    sm.tokenizer = &tok;
-    sm.chat_template = &tmpl;
-    ho.port = 0;
-    http = std::make_unique<HttpServer>(sched, sm, ho, so);
-    port = http->bind();
-    th = std::thread([this] { http->listen(); });
-  }
-  ~TestServer() {
-    http->shutdown(5);
-    th.join();
-  }
+      : m(std::move(model)),
+        engine(m, EngineOptions{m.config.max_seq, kv_blocks, ""}),
+        sched(engine, tok, so),
+        sm(served_model("tiny", "memory", m.config, tok, tmpl)),
+        server(sched, sm, ho, so),
+        port(server.port) {}
   httplib::Client client() const {
     httplib::Client c("127.0.0.1", port);
     c.set_read_timeout(30, 0);
@@ -58,9 +47,8 @@ struct TestServer {
   Engine engine;
   Scheduler sched;
   ServedModel sm;
-  std::unique_ptr<HttpServer> http;
-  std::thread th;
-  int port = 0;
+  testutil::LoopbackServer server;
+  int port;
 };
 
 // The data payloads of an SSE body, in order.

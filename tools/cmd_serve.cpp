@@ -90,16 +90,8 @@ void register_serve(CLI::App& app) {
     }
     EngineOptions eo{lm.model.config.max_seq, a->kv_blocks, a->kv_dtype, a->kv_blocks > 0 ? 0 : parse_bytes(a->kv_memory, "--kv-memory")};
     Engine engine(lm.model, eo);
-    ServedModel sm;
-    sm.id = a->served_name.empty() ? a->model.model : a->served_name;
-    sm.root = a->model.model;
+    ServedModel sm = served_model(a->served_name.empty() ? a->model.model : a->served_name, a->model.model, lm.model.config, tok, tmpl);
     sm.max_seq = engine.max_seq();
-    sm.vocab = lm.model.config.vocab;
-    sm.bos_id = lm.model.config.bos_id;
-    sm.eos_id = lm.model.config.eos_id;
-    sm.tokenizer = &tok;
-    sm.chat_template = &tmpl;
-    sm.created = int64_t(std::time(nullptr));
     release_weights(lm.model);
     Scheduler sched(engine, tok, a->sched);
     HttpServer server(sched, sm, a->http, a->sched);

@@ -61,41 +61,59 @@ Axis axis_of(std::vector<double> xs) {
   return {lo - pad, hi + pad};
 }
 
+// A chart's frame: the svg header and title, the plot's rectangle, grid lines
+// and tick labels for the value ranges of xs and ys, and the axis labels; the
+// returned mappers place a value in the plot.
+struct Frame {
+  Axis ax, ay;
+  double X(double x) const { return kL + (x - ax.lo) / (ax.hi - ax.lo) * (kW - kL - kR); }
+  double Y(double y) const { return kH - kB - (y - ay.lo) / (ay.hi - ay.lo) * (kH - kT - kB); }
+  static constexpr double kW = 640, kH = 400, kL = 70, kR = 20, kT = 36, kB = 52;
+};
+
+std::string svg_open(const std::string& id, const std::string& title) {
+  return "<figure><svg id=\"" + id + "\" viewBox=\"0 0 640 400\" width=\"640\" height=\"400\" role=\"img\" aria-label=\"" + esc(title) +
+         "\">\n<title>" + esc(title) + "</title>\n<text x=\"320\" y=\"22\" text-anchor=\"middle\" class=\"ct\">" + esc(title) + "</text>\n";
+}
+
+Frame draw_frame(const std::vector<double>& xs, const std::vector<double>& ys, const std::string& xlabel, const std::string& ylabel, std::string& s) {
+  const Frame f{axis_of(xs), axis_of(ys)};
+  const double W = Frame::kW, H = Frame::kH, L = Frame::kL, R = Frame::kR, T = Frame::kT, B = Frame::kB;
+  s += "<rect x=\"" + fmt(L, "%.0f") + "\" y=\"" + fmt(T, "%.0f") + "\" width=\"" + fmt(W - L - R, "%.0f") + "\" height=\"" +
+       fmt(H - T - B, "%.0f") + "\" class=\"frame\"/>\n";
+  for (double t : f.ax.ticks()) {
+    s += "<line x1=\"" + fmt(f.X(t), "%.1f") + "\" x2=\"" + fmt(f.X(t), "%.1f") + "\" y1=\"" + fmt(H - B, "%.0f") + "\" y2=\"" + fmt(T, "%.0f") +
+         "\" class=\"grid\"/><text x=\"" + fmt(f.X(t), "%.1f") + "\" y=\"" + fmt(H - B + 16, "%.0f") + "\" text-anchor=\"middle\">" + fmt(t, "%g") +
+         "</text>\n";
+  }
+  for (double t : f.ay.ticks()) {
+    s += "<line x1=\"" + fmt(L, "%.0f") + "\" x2=\"" + fmt(W - R, "%.0f") + "\" y1=\"" + fmt(f.Y(t), "%.1f") + "\" y2=\"" + fmt(f.Y(t), "%.1f") +
+         "\" class=\"grid\"/><text x=\"" + fmt(L - 6, "%.0f") + "\" y=\"" + fmt(f.Y(t) + 4, "%.1f") + "\" text-anchor=\"end\">" + fmt(t, "%g") +
+         "</text>\n";
+  }
+  s += "<text x=\"" + fmt((L + W - R) / 2, "%.0f") + "\" y=\"" + fmt(H - 12, "%.0f") + "\" text-anchor=\"middle\">" + esc(xlabel) + "</text>\n";
+  s += "<text transform=\"translate(16 " + fmt((T + H - B) / 2, "%.0f") + ") rotate(-90)\" text-anchor=\"middle\">" + esc(ylabel) + "</text>\n";
+  return f;
+}
+
 // One scatter chart: a mark per variant that has both values, the front as a
 // step line through its marks (labelled), the other marks dimmed.
 std::string chart(const std::vector<Variant>& v, const std::vector<double>& xs, const std::vector<double>& ys, const std::vector<bool>& front,
                   const std::string& id, const std::string& title, const std::string& xlabel, const std::string& ylabel) {
-  const double W = 640, H = 400, L = 70, R = 20, T = 36, B = 52;
   std::vector<size_t> shown;
   for (size_t i = 0; i < v.size(); ++i) {
     if (ok(xs[i]) && ok(ys[i])) shown.push_back(i);
   }
-  std::string s = "<figure><svg id=\"" + id + "\" viewBox=\"0 0 640 400\" width=\"640\" height=\"400\" role=\"img\" aria-label=\"" +
-                  esc(title) + "\">\n<title>" + esc(title) + "</title>\n";
-  s += "<text x=\"320\" y=\"22\" text-anchor=\"middle\" class=\"ct\">" + esc(title) + "</text>\n";
+  std::string s = svg_open(id, title);
   if (shown.empty()) {
     s += "<text x=\"320\" y=\"200\" text-anchor=\"middle\">no variant has both values</text></svg></figure>\n";
     return s;
   }
   std::vector<double> sx, sy;
   for (size_t i : shown) sx.push_back(xs[i]), sy.push_back(ys[i]);
-  const Axis ax = axis_of(sx), ay = axis_of(sy);
-  auto X = [&](double x) { return L + (x - ax.lo) / (ax.hi - ax.lo) * (W - L - R); };
-  auto Y = [&](double y) { return H - B - (y - ay.lo) / (ay.hi - ay.lo) * (H - T - B); };
-  s += "<rect x=\"" + fmt(L, "%.0f") + "\" y=\"" + fmt(T, "%.0f") + "\" width=\"" + fmt(W - L - R, "%.0f") + "\" height=\"" +
-       fmt(H - T - B, "%.0f") + "\" class=\"frame\"/>\n";
-  for (double t : ax.ticks()) {
-    s += "<line x1=\"" + fmt(X(t), "%.1f") + "\" x2=\"" + fmt(X(t), "%.1f") + "\" y1=\"" + fmt(H - B, "%.0f") + "\" y2=\"" + fmt(T, "%.0f") +
-         "\" class=\"grid\"/><text x=\"" + fmt(X(t), "%.1f") + "\" y=\"" + fmt(H - B + 16, "%.0f") + "\" text-anchor=\"middle\">" + fmt(t, "%g") +
-         "</text>\n";
-  }
-  for (double t : ay.ticks()) {
-    s += "<line x1=\"" + fmt(L, "%.0f") + "\" x2=\"" + fmt(W - R, "%.0f") + "\" y1=\"" + fmt(Y(t), "%.1f") + "\" y2=\"" + fmt(Y(t), "%.1f") +
-         "\" class=\"grid\"/><text x=\"" + fmt(L - 6, "%.0f") + "\" y=\"" + fmt(Y(t) + 4, "%.1f") + "\" text-anchor=\"end\">" + fmt(t, "%g") +
-         "</text>\n";
-  }
-  s += "<text x=\"" + fmt((L + W - R) / 2, "%.0f") + "\" y=\"" + fmt(H - 12, "%.0f") + "\" text-anchor=\"middle\">" + esc(xlabel) + "</text>\n";
-  s += "<text transform=\"translate(16 " + fmt((T + H - B) / 2, "%.0f") + ") rotate(-90)\" text-anchor=\"middle\">" + esc(ylabel) + "</text>\n";
+  const Frame fr = draw_frame(sx, sy, xlabel, ylabel, s);
+  auto X = [&](double x) { return fr.X(x); };
+  auto Y = [&](double y) { return fr.Y(y); };
   // The front as steps (each front point dominates the region up and to its right).
   std::vector<size_t> f;
   for (size_t i : shown) {
@@ -130,34 +148,17 @@ std::string chart(const std::vector<Variant>& v, const std::vector<double>& xs, 
 // order), x and y read from each LoadPoint, each point labelled by its run.
 std::string load_chart(const std::vector<Variant>& v, double LoadPoint::*xm, double LoadPoint::*ym, const std::string& id, const std::string& title,
                        const std::string& xlabel, const std::string& ylabel) {
-  const double W = 640, H = 400, L = 70, R = 20, T = 36, B = 52;
   std::vector<double> sx, sy;
   for (const Variant& x : v) {
     for (const LoadPoint& p : x.load) {
       if (ok(p.*xm) && ok(p.*ym)) sx.push_back(p.*xm), sy.push_back(p.*ym);
     }
   }
-  std::string s = "<figure><svg id=\"" + id + "\" viewBox=\"0 0 640 400\" width=\"640\" height=\"400\" role=\"img\" aria-label=\"" +
-                  esc(title) + "\">\n<title>" + esc(title) + "</title>\n";
-  s += "<text x=\"320\" y=\"22\" text-anchor=\"middle\" class=\"ct\">" + esc(title) + "</text>\n";
+  std::string s = svg_open(id, title);
   if (sx.empty()) return s + "<text x=\"320\" y=\"200\" text-anchor=\"middle\">no run has both values</text></svg></figure>\n";
-  const Axis ax = axis_of(sx), ay = axis_of(sy);
-  auto X = [&](double x) { return L + (x - ax.lo) / (ax.hi - ax.lo) * (W - L - R); };
-  auto Y = [&](double y) { return H - B - (y - ay.lo) / (ay.hi - ay.lo) * (H - T - B); };
-  s += "<rect x=\"" + fmt(L, "%.0f") + "\" y=\"" + fmt(T, "%.0f") + "\" width=\"" + fmt(W - L - R, "%.0f") + "\" height=\"" +
-       fmt(H - T - B, "%.0f") + "\" class=\"frame\"/>\n";
-  for (double t : ax.ticks()) {
-    s += "<line x1=\"" + fmt(X(t), "%.1f") + "\" x2=\"" + fmt(X(t), "%.1f") + "\" y1=\"" + fmt(H - B, "%.0f") + "\" y2=\"" + fmt(T, "%.0f") +
-         "\" class=\"grid\"/><text x=\"" + fmt(X(t), "%.1f") + "\" y=\"" + fmt(H - B + 16, "%.0f") + "\" text-anchor=\"middle\">" + fmt(t, "%g") +
-         "</text>\n";
-  }
-  for (double t : ay.ticks()) {
-    s += "<line x1=\"" + fmt(L, "%.0f") + "\" x2=\"" + fmt(W - R, "%.0f") + "\" y1=\"" + fmt(Y(t), "%.1f") + "\" y2=\"" + fmt(Y(t), "%.1f") +
-         "\" class=\"grid\"/><text x=\"" + fmt(L - 6, "%.0f") + "\" y=\"" + fmt(Y(t) + 4, "%.1f") + "\" text-anchor=\"end\">" + fmt(t, "%g") +
-         "</text>\n";
-  }
-  s += "<text x=\"" + fmt((L + W - R) / 2, "%.0f") + "\" y=\"" + fmt(H - 12, "%.0f") + "\" text-anchor=\"middle\">" + esc(xlabel) + "</text>\n";
-  s += "<text transform=\"translate(16 " + fmt((T + H - B) / 2, "%.0f") + ") rotate(-90)\" text-anchor=\"middle\">" + esc(ylabel) + "</text>\n";
+  const Frame fr = draw_frame(sx, sy, xlabel, ylabel, s);
+  auto X = [&](double x) { return fr.X(x); };
+  auto Y = [&](double y) { return fr.Y(y); };
   for (size_t i = 0; i < v.size(); ++i) {
     std::vector<const LoadPoint*> pts;
     for (const LoadPoint& p : v[i].load) {

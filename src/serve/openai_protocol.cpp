@@ -127,6 +127,20 @@ uint64_t random_seed() {
 
 }  // namespace
 
+ServedModel served_model(std::string id, std::string root, const ModelConfig& c, const Tokenizer& tok, const ChatTemplate& t) {
+  ServedModel m;
+  m.id = std::move(id);
+  m.root = std::move(root);
+  m.max_seq = c.max_seq;
+  m.vocab = c.vocab;
+  m.bos_id = c.bos_id;
+  m.eos_id = c.eos_id;
+  m.tokenizer = &tok;
+  m.chat_template = &t;
+  m.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return m;
+}
+
 std::vector<int> chat_prompt_tokens(const std::string& text, const ServedModel& m) {
   // BOS first (the template's own leading BOS text is that token); the
   // template's BOS / EOS text elsewhere becomes those tokens, not their spelling.

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "model/config.h"
 #include "model/tokenizer.h"
 #include "serve/chat_template.h"
 #include "serve/scheduler.h"
@@ -37,6 +38,9 @@ struct ServedModel {
   const ChatTemplate* chat_template = nullptr;
   int64_t created = 0;   // unix seconds, when the server started
 };
+
+// The description of a loaded model (created: now).
+ServedModel served_model(std::string id, std::string root, const ModelConfig& c, const Tokenizer& tok, const ChatTemplate& t);
 
 struct ParsedRequest {
   bool chat = false;
