@@ -297,6 +297,20 @@ TEST(ServeHttp, ApiKey) {
   EXPECT_EQ(s.client().Get("/health")->status, 200) << "health needs no key";
 }
 
+TEST(ServeHttp, CorsForBrowserClients) {
+  TestServer s;
+  auto r = s.client().Options("/v1/chat/completions");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 204);
+  EXPECT_EQ(r->get_header_value("Access-Control-Allow-Origin"), "*");
+  EXPECT_NE(r->get_header_value("Access-Control-Allow-Headers").find("Authorization"), std::string::npos);
+  r = s.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}});
+  EXPECT_EQ(r->get_header_value("Access-Control-Allow-Origin"), "*");
+  r = s.post("/v1/completions", {{"prompt", 3}});
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->get_header_value("Access-Control-Allow-Origin"), "*") << "errors too, so a page can read them";
+}
+
 TEST(ServeHttp, FullQueueAnswers503WithRetryAfter) {
   TestServer s(SchedulerOptions{.max_queue = 0});
   auto r = s.post("/v1/completions", {{"prompt", "x"}});

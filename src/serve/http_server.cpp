@@ -242,6 +242,18 @@ void HttpServer::routes() {
     send_error(res, 500, "internal error: " + what, "server_error");
   });
 
+  // Browsers' pages (chat UIs) may call the API from another origin, as
+  // vLLM and llama.cpp allow by default: every answer carries the CORS
+  // headers, and preflight requests get them with 204.
+  svr_->set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Access-Control-Allow-Origin", "*");
+  });
+  svr_->Options(R"(/.*)", [](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+    res.set_header("Access-Control-Max-Age", "86400");
+    res.status = 204;
+  });
   svr_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     if (draining_.load()) {
       res.status = 503;
