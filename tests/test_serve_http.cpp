@@ -202,6 +202,36 @@ TEST(ServeHttp, StopStringsEndTheText) {
   EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
 }
 
+TEST(ServeHttp, EchoWithPromptLogprobs) {
+  // lm-eval-harness's scoring request: token ids, echo, logprobs, max_tokens 0 or 1.
+  TestServer s;
+  const std::vector<int> ids = {1, 3 + 'a', 3 + 'b', 3 + 'c', 3 + 'd'};
+  auto r = s.post("/v1/completions", {{"prompt", ids}, {"echo", true}, {"logprobs", 1}, {"max_tokens", 0}, {"temperature", 0}});
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["text"], "abcd");
+  const json& lp = j["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["token_logprobs"].size(), ids.size());
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+  for (size_t i = 1; i < ids.size(); ++i) EXPECT_LT(lp["token_logprobs"][i].get<double>(), 0.0);
+  EXPECT_EQ(lp["tokens"][1], "a");
+  EXPECT_EQ(lp["text_offset"][2], 1);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 0);
+  // One generated token after the echo: its entry follows the prompt's.
+  r = s.post("/v1/completions", {{"prompt", ids}, {"echo", true}, {"logprobs", 1}, {"max_tokens", 1}, {"temperature", 0}, {"ignore_eos", true}});
+  j = json::parse(r->body);
+  EXPECT_EQ(j["choices"][0]["logprobs"]["token_logprobs"].size(), ids.size() + 1);
+  EXPECT_EQ(j["choices"][0]["text"].get<std::string>().rfind("abcd", 0), 0u);
+  EXPECT_EQ(j["choices"][0]["logprobs"]["text_offset"][ids.size()], 4);
+  // Streamed: the prompt first, then the tokens.
+  r = s.post("/v1/completions", {{"prompt", "xy"}, {"echo", true}, {"max_tokens", 2}, {"stream", true}, {"ignore_eos", true}});
+  const auto ev = sse_data(r->body);
+  EXPECT_EQ(json::parse(ev[0])["choices"][0]["text"], "xy");
+  // max_tokens 0 needs echo; chat has no echo.
+  EXPECT_EQ(s.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 0}})->status, 400);
+  EXPECT_EQ(s.post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"echo", true}})->status, 400);
+}
+
 TEST(ServeHttp, SeedGivesTheSameSample) {
   TestServer s;
   const json body = {{"prompt", "x"}, {"max_tokens", 20}, {"temperature", 1.0}, {"top_p", 0.95}, {"top_k", 50}, {"seed", 1234}};
@@ -226,6 +256,7 @@ TEST(ServeHttp, ErrorsInOpenAIShapeAndTheServerGoesOn) {
       {"/v1/completions", R"({"prompt": "x", "max_tokens": "5"})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": -1})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 0})", 400, "max_tokens"},
+      {"/v1/completions", R"({"prompt": "x", "echo": "yes"})", 400, "echo"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 1e30})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 99999999999999999999})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 5000})", 400, "max_tokens"},

@@ -268,3 +268,60 @@ TEST(TextStream, WithholdsOnlyWhatCouldStillMatch) {
   EXPECT_TRUE(stopped);
   EXPECT_EQ(ts.flush(), "");
 }
+
+namespace {
+class PromptSink : public testutil::CollectSink {
+ public:
+  void on_prompt_logprobs(const std::vector<TokenOut>& p) override {
+    prompt = p;
+    ++calls;
+  }
+  std::vector<TokenOut> prompt;
+  int calls = 0;
+};
+}  // namespace
+
+TEST(Scheduler, PromptLogprobsAreTheModelsAtEveryPositionWhateverTheChunking) {
+  // Reference: the float64 log-softmax of each prefix's last logits, one prefix at a time.
+  const Model m = testutil::byte_model();
+  testutil::ByteTokenizer tok;
+  const auto prompt = prompt_of(40, 9);
+  std::vector<double> want(prompt.size(), 0);
+  std::vector<int> want_top(prompt.size(), 0);
+  {
+    Engine ref(m, EngineOptions{m.config.max_seq, 0, ""});
+    std::vector<float> logits(259);
+    for (size_t i = 1; i < prompt.size(); ++i) {
+      ref.forward(prompt.data(), int(i), 0, logits.data(), 1);
+      double mx = -1e300, sum = 0;
+      for (float v : logits) mx = std::max(mx, double(v));
+      for (float v : logits) sum += std::exp(double(v) - mx);
+      want[i] = double(logits[size_t(prompt[i])]) - mx - std::log(sum);
+      want_top[i] = argmax(logits.data(), 259);
+    }
+  }
+  for (int budget : {512, 7}) {
+    for (int max_tokens : {0, 3}) {
+      Engine engine(m, EngineOptions{m.config.max_seq, 64, ""});
+      Scheduler sched(engine, tok, SchedulerOptions{.max_batch_tokens = budget});
+      auto s = std::make_shared<PromptSink>();
+      GenRequest r = request(prompt, max_tokens, {0.f, 1.f, 0, 1, 2});
+      r.prompt_logprobs = true;
+      ASSERT_TRUE(sched.submit(r, s));
+      s->wait();
+      EXPECT_EQ(s->calls, 1);
+      ASSERT_EQ(s->prompt.size(), prompt.size() - 1) << "budget " << budget;
+      for (size_t i = 1; i < prompt.size(); ++i) {
+        EXPECT_EQ(s->prompt[i - 1].token, prompt[i]);
+        EXPECT_NEAR(s->prompt[i - 1].logprob, want[i], 1e-5) << "position " << i << ", budget " << budget;
+        ASSERT_EQ(s->prompt[i - 1].top.size(), 2u);
+        EXPECT_EQ(s->prompt[i - 1].top[0].token, want_top[i]);
+      }
+      EXPECT_EQ(s->tokens.size(), size_t(max_tokens));
+      if (max_tokens > 0) {
+        EXPECT_EQ(s->tokens, testutil::reference_tokens(m, prompt, max_tokens, 0, 1, 1, 0, true));
+      }
+      EXPECT_EQ(s->reason, FinishReason::Length);
+    }
+  }
+}

@@ -30,6 +30,8 @@ class StreamSink : public RequestSink {
  public:
   struct Event {
     bool end = false;
+    bool prompt = false;               // the prompt's logprobs (echo)
+    std::vector<TokenOut> prompt_lp;
     TokenOut token;
     std::string text;
     FinishReason why = FinishReason::Stop;
@@ -51,6 +53,12 @@ class StreamSink : public RequestSink {
     Event e;
     e.token = t;
     e.text = text;
+    push(std::move(e));
+  }
+  void on_prompt_logprobs(const std::vector<TokenOut>& prompt) override {
+    Event e;
+    e.prompt = true;
+    e.prompt_lp = prompt;
     push(std::move(e));
   }
   void on_finish(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens, const std::string& error) override {
@@ -347,6 +355,10 @@ void HttpServer::routes() {
               last_token = nullptr;
             };
             for (const auto& e : evs) {
+              if (e.prompt) {
+                st->writer->set_prompt_logprobs(e.prompt_lp);
+                continue;
+              }
               if (!e.end && !st->req.logprobs) {
                 joined += e.text;
                 last_token = &e.token;
@@ -394,6 +406,10 @@ void HttpServer::routes() {
             }
             if (!got) return true;
             for (const auto& e : evs) {
+              if (e.prompt) {
+                st->writer->set_prompt_logprobs(e.prompt_lp);
+                continue;
+              }
               if (!e.end) {
                 st->writer->add(e.token, e.text);
                 continue;

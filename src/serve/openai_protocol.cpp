@@ -243,11 +243,12 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
                           "context_length_exceeded");
   }
 
+  if (get_bool(j, "echo", r.echo) && r.echo && chat) throw invalid_request("echo", "'echo' is only supported by /v1/completions", "unsupported_value");
   int64_t max_tokens = chat ? m.max_seq - int64_t(prompt.size()) : 16;  // OpenAI's defaults (chat: to the end of the context)
   const char* max_key = "max_tokens";
   if (chat && get_int(j, "max_completion_tokens", 1, INT32_MAX, max_tokens)) max_key = "max_completion_tokens";
   if (j.contains("max_tokens") && !j["max_tokens"].is_null()) {
-    get_int(j, "max_tokens", 1, INT32_MAX, max_tokens);
+    get_int(j, "max_tokens", r.echo ? 0 : 1, INT32_MAX, max_tokens);  // 0 with echo: score the prompt only
     max_key = "max_tokens";
   }
   if (int64_t(prompt.size()) + max_tokens > m.max_seq) {
@@ -258,6 +259,11 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
                           "context_length_exceeded");
   }
   r.gen.max_tokens = int(max_tokens);
+  if (r.echo) {
+    // The prompt as text: as sent, or its token ids decoded.
+    const json& p = j["prompt"].is_array() && j["prompt"].size() == 1 && !j["prompt"][0].is_number() ? j["prompt"][0] : j["prompt"];
+    r.echo_text = p.is_string() ? p.get<std::string>() : sanitize_utf8(tok.decode(prompt));
+  }
 
   SamplingParams& sp = r.gen.sampling;
   double d = 1.0;
@@ -320,10 +326,11 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
     if (!r.stream) throw invalid_request("stream_options", "'stream_options' is only allowed when 'stream' is true");
   }
   get_bool(j, "ignore_eos", r.gen.ignore_eos);
+  // Echo with logprobs scores the prompt's tokens too; echo of the prompt alone needs its prefill.
+  r.gen.prompt_logprobs = r.echo && (r.logprobs || r.gen.max_tokens == 0);
   if (get_int(j, "n", 1, INT32_MAX, i64) && i64 != 1) throw invalid_request("n", "only n = 1 is supported: send n requests", "unsupported_value");
   if (get_int(j, "best_of", 1, INT32_MAX, i64) && i64 != 1) throw invalid_request("best_of", "only best_of = 1 is supported", "unsupported_value");
-  bool echo = false;
-  if (get_bool(j, "echo", echo) && echo) throw invalid_request("echo", "'echo' is not supported", "unsupported_value");
+
   for (const char* k : {"presence_penalty", "frequency_penalty"}) {
     if (get_number(j, k, -2, 2, d) && d != 0) throw invalid_request(k, std::string("'") + k + "' is not supported (only 0)", "unsupported_value");
   }
@@ -390,8 +397,56 @@ json ResponseWriter::logprobs_entry(const TokenOut& t) {
   return e;
 }
 
-std::vector<std::string> ResponseWriter::token_chunks(const TokenOut& t, const std::string& text) {
+void ResponseWriter::set_prompt_logprobs(const std::vector<TokenOut>& prompt) {
+  // Completions format: one entry per prompt token, the first without a logprob.
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+  size_t offset = 0;
+  int prev = -1;
+  for (size_t i = 0; i < r_.gen.prompt.size(); ++i) {
+    const int id = r_.gen.prompt[i];
+    // BOS has no text (the offsets index the echoed prompt text).
+    const std::string piece = id == m_.bos_id ? std::string() : sanitize_utf8(tok_.decode_token(prev, id));
+    tokens.push_back(piece);
+    offsets.push_back(offset);
+    if (i == 0 || i - 1 >= prompt.size()) {
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+    } else {
+      const TokenOut& e = prompt[i - 1];
+      lps.push_back(e.logprob);
+      json top = json::object();
+      for (const TokenLogprob& a : e.top) top[sanitize_utf8(tok_.decode_token(prev, a.token))] = a.logprob;
+      tops.push_back(top);
+    }
+    offset += piece.size();
+    prev = id;
+  }
+  prompt_logprobs_ = {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+}
+
+std::vector<std::string> ResponseWriter::echo_chunks() {
   std::vector<std::string> out;
+  if (!r_.echo || echo_done_) return out;
+  echo_done_ = true;
+  json lp = r_.logprobs && prompt_logprobs_.is_object() ? prompt_logprobs_ : json(nullptr);
+  out.push_back(chunk({{"index", 0}, {"text", r_.echo_text}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
+  text_offset_ = r_.echo_text.size();
+  return out;
+}
+
+void ResponseWriter::echo_into_response() {
+  if (!r_.echo || echo_done_) return;
+  echo_done_ = true;
+  if (r_.logprobs && prompt_logprobs_.is_object()) {
+    for (const char* k : {"tokens", "token_logprobs", "top_logprobs", "text_offset"}) {
+      for (const json& v : prompt_logprobs_[k]) logprobs_[k].push_back(v);
+    }
+  }
+  text_offset_ = r_.echo_text.size();
+}
+
+std::vector<std::string> ResponseWriter::token_chunks(const TokenOut& t, const std::string& text) {
+  std::vector<std::string> out = echo_chunks();
   json lp = nullptr;
   if (r_.logprobs) {
     json e = logprobs_entry(t);
@@ -422,7 +477,7 @@ std::vector<std::string> ResponseWriter::token_chunks(const TokenOut& t, const s
 }
 
 std::vector<std::string> ResponseWriter::final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens) {
-  std::vector<std::string> out;
+  std::vector<std::string> out = echo_chunks();
   const char* reason = why == FinishReason::Length ? "length" : "stop";
   if (r_.chat) {
     if (!sent_role_) {
@@ -444,6 +499,7 @@ std::vector<std::string> ResponseWriter::final_chunks(const std::string& text, F
 }
 
 void ResponseWriter::add(const TokenOut& t, const std::string& text) {
+  echo_into_response();
   if (r_.logprobs) {
     json e = logprobs_entry(t);
     if (r_.chat) {
@@ -462,7 +518,9 @@ void ResponseWriter::add(const TokenOut& t, const std::string& text) {
 }
 
 json ResponseWriter::response(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens) {
+  echo_into_response();
   text_ += text;
+  if (r_.echo) text_ = r_.echo_text + text_;
   const char* reason = why == FinishReason::Length ? "length" : "stop";
   json choice = {{"index", 0}, {"logprobs", r_.logprobs ? logprobs_ : json(nullptr)}, {"finish_reason", reason}};
   if (r_.chat) choice["message"] = {{"role", "assistant"}, {"content", text_}};

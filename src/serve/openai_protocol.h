@@ -46,6 +46,8 @@ struct ParsedRequest {
   bool chat = false;
   bool stream = false, include_usage = false;
   bool logprobs = false;  // completions: "logprobs" given; chat: "logprobs": true
+  bool echo = false;      // completions: the prompt's text (and, with logprobs, its tokens' logprobs) before the completion
+  std::string echo_text;
   GenRequest gen;
 };
 
@@ -67,6 +69,8 @@ class ResponseWriter {
   std::vector<std::string> token_chunks(const TokenOut& t, const std::string& text);
   // The last chunk (finish_reason, any withheld text) and, with include_usage, the usage chunk.
   std::vector<std::string> final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens);
+  // Echo: the prompt's logprobs (from the scheduler), sent with the prompt's text first.
+  void set_prompt_logprobs(const std::vector<TokenOut>& prompt);
   // Non-streaming: accumulate, then the whole response.
   void add(const TokenOut& t, const std::string& text);
   nlohmann::json response(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens);
@@ -75,6 +79,11 @@ class ResponseWriter {
   nlohmann::json chunk(nlohmann::json choice) const;
   std::string plain_prefix_, plain_suffix_;  // a no-logprobs token chunk: prefix + JSON string of the text + suffix
   nlohmann::json logprobs_entry(const TokenOut& t);
+  // Echo, once: the prompt's text and its logprobs (completions format), as a chunk or into the response.
+  std::vector<std::string> echo_chunks();
+  void echo_into_response();
+  nlohmann::json prompt_logprobs_;  // completions-format arrays for the prompt tokens
+  bool echo_done_ = false;
   nlohmann::json usage(int prompt_tokens, int completion_tokens) const;
   const ParsedRequest& r_;
   const ServedModel& m_;

@@ -39,6 +39,10 @@ struct Scheduler::Seq {
   int generated = 0;
   int computed = 0;      // positions held in the engine's KV cache
   int prompt_counted = 0;  // prompt tokens already counted in the stats (recomputation is not counted)
+  std::vector<TokenOut> prompt_lp;  // prompt logprobs so far (entry i: token i + 1); sent once complete
+  bool prompt_lp_sent = false;
+  // This chunk's rows need logits for prompt logprobs (not yet recorded).
+  bool wants_prompt_logits() const { return req.prompt_logprobs && !prompt_lp_sent; }
   int engine_seq = -1;   // -1 while waiting
   uint64_t order;
   Sampler sampler;
@@ -81,7 +85,7 @@ bool Scheduler::submit(GenRequest req, std::shared_ptr<RequestSink> sink) {
   for (int t : req.prompt) {
     if (t < 0 || t >= vocab) fail("prompt", "token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(vocab));
   }
-  if (req.max_tokens < 1) fail("max_tokens", "must be at least 1");
+  if (req.max_tokens < 0 || (req.max_tokens == 0 && !req.prompt_logprobs)) fail("max_tokens", "must be at least 1 (0 only for prompt logprobs)");
   std::unique_lock<std::mutex> lk(mu_);
   if (closed_ || queued_.load() >= opt_.max_queue) return false;
   incoming_.push_back(std::make_unique<Seq>(std::move(req), std::move(sink), tok_, next_order_++));
@@ -242,18 +246,26 @@ bool Scheduler::step_once() {
   if (plan.empty()) return false;
 
   const int vocab = engine_.config().vocab;
+  // Logits: the last row of a chunk that completes a sequence's known tokens;
+  // every row of a chunk whose prompt logprobs are wanted.
+  auto logit_rows = [](const Planned& p) {
+    const bool last = p.s->computed + p.n == int(p.s->tokens.size());
+    return p.s->wants_prompt_logits() ? p.n : last ? 1 : 0;
+  };
   int n_logits = 0;
-  for (const Planned& p : plan) n_logits += p.s->computed + p.n == int(p.s->tokens.size()) ? 1 : 0;
+  for (const Planned& p : plan) n_logits += logit_rows(p);
   logits_.resize(size_t(n_logits) * size_t(vocab));
   std::vector<Engine::SeqStep> batch;
   batch.reserve(plan.size());
+  std::vector<int> first_row(plan.size());
   int li = 0;
   int64_t prompt_tokens = 0;
-  for (const Planned& p : plan) {
-    const bool last = p.s->computed + p.n == int(p.s->tokens.size());
-    batch.push_back({p.s->engine_seq, p.s->tokens.data() + p.s->computed, p.n, last ? logits_.data() + size_t(li) * size_t(vocab) : nullptr,
-                     last ? 1 : 0});
-    if (last) ++li;
+  for (size_t pi = 0; pi < plan.size(); ++pi) {
+    const Planned& p = plan[pi];
+    const int rows = logit_rows(p);
+    first_row[pi] = li;
+    batch.push_back({p.s->engine_seq, p.s->tokens.data() + p.s->computed, p.n, rows ? logits_.data() + size_t(li) * size_t(vocab) : nullptr, rows});
+    li += rows;
     const int upto = std::min(p.s->computed + p.n, p.s->prompt_len);
     if (upto > p.s->prompt_counted) {
       prompt_tokens += upto - p.s->prompt_counted;
@@ -267,13 +279,46 @@ bool Scheduler::step_once() {
     return true;
   }
   int64_t generated = 0;
-  li = 0;
   std::vector<double> lsm;
-  for (const Planned& p : plan) {
+  // `out.token`'s logprob under the logits `lg`, and the k most likely tokens.
+  auto score = [&](const float* lg, int k, TokenOut& out) {
+    lsm.resize(size_t(vocab));
+    log_softmax64(lg, vocab, lsm);
+    out.logprob = float(lsm[size_t(out.token)]);
+    k = std::min(k, vocab);
+    std::vector<int> idx(static_cast<size_t>(vocab));
+    for (int i = 0; i < vocab; ++i) idx[size_t(i)] = i;
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) { return lsm[size_t(a)] > lsm[size_t(b)] || (lsm[size_t(a)] == lsm[size_t(b)] && a < b); });
+    for (int i = 0; i < k; ++i) out.top.push_back({idx[size_t(i)], float(lsm[size_t(idx[size_t(i)])])});
+  };
+  for (size_t pi = 0; pi < plan.size(); ++pi) {
+    const Planned& p = plan[pi];
     Seq& s = *p.s;
+    const int start = s.computed;
     s.computed += p.n;
+    const bool all_rows = s.wants_prompt_logits();
+    if (all_rows) {
+      // Row r predicts position start + r + 1; record each prompt position once (recomputation repeats none).
+      for (int r = 0; r < p.n; ++r) {
+        const int next = start + r + 1;
+        if (next >= s.prompt_len || next != int(s.prompt_lp.size()) + 1) continue;
+        TokenOut e;
+        e.token = s.tokens[size_t(next)];
+        score(logits_.data() + size_t(first_row[pi] + r) * size_t(vocab), std::max(0, s.req.sampling.logprobs), e);
+        s.prompt_lp.push_back(std::move(e));
+      }
+      if (int(s.prompt_lp.size()) + 1 >= s.prompt_len) {
+        s.prompt_lp_sent = true;
+        s.sink->on_prompt_logprobs(s.prompt_lp);
+        s.prompt_lp.clear();
+      }
+    }
     if (s.computed != int(s.tokens.size())) continue;
-    const float* lg = logits_.data() + size_t(li++) * size_t(vocab);
+    if (s.req.max_tokens == 0) {
+      finish(s, FinishReason::Length);  // the prompt only
+      continue;
+    }
+    const float* lg = logits_.data() + size_t(first_row[pi] + (all_rows ? p.n - 1 : 0)) * size_t(vocab);
     TokenOut out;
     out.token = s.sampler.sample(lg, vocab);
     const ModelConfig& c = engine_.config();
@@ -281,16 +326,7 @@ bool Scheduler::step_once() {
       finish(s, FinishReason::Stop);
       continue;
     }
-    if (s.req.sampling.logprobs >= 0) {
-      lsm.resize(size_t(vocab));
-      log_softmax64(lg, vocab, lsm);
-      out.logprob = float(lsm[size_t(out.token)]);
-      const int k = std::min(s.req.sampling.logprobs, vocab);
-      std::vector<int> idx(static_cast<size_t>(vocab));
-      for (int i = 0; i < vocab; ++i) idx[size_t(i)] = i;
-      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) { return lsm[size_t(a)] > lsm[size_t(b)] || (lsm[size_t(a)] == lsm[size_t(b)] && a < b); });
-      for (int i = 0; i < k; ++i) out.top.push_back({idx[size_t(i)], float(lsm[size_t(idx[size_t(i)])])});
-    }
+    if (s.req.sampling.logprobs >= 0) score(lg, s.req.sampling.logprobs, out);
     s.tokens.push_back(out.token);
     ++s.generated;
     ++generated;

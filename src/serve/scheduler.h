@@ -35,10 +35,11 @@ struct SamplingParams {
 
 struct GenRequest {
   std::vector<int> prompt;  // token ids, BOS first
-  int max_tokens = 16;      // generated tokens at most (the context bounds it too)
+  int max_tokens = 16;      // generated tokens at most (the context bounds it too); 0: the prompt only (with prompt_logprobs)
   SamplingParams sampling;
   std::vector<std::string> stop;  // stop strings (not included in the text)
   bool ignore_eos = false;        // BOS/EOS are generated like any token
+  bool prompt_logprobs = false;   // also each prompt token's logprob given the ones before (and sampling.logprobs alternatives)
 };
 
 struct TokenLogprob {
@@ -59,6 +60,9 @@ const char* finish_reason_name(FinishReason r);
 class RequestSink {
  public:
   virtual ~RequestSink() = default;
+  // With GenRequest::prompt_logprobs, once the prompt is computed: an entry
+  // per prompt token after the first (token i's logprob given tokens < i).
+  virtual void on_prompt_logprobs(const std::vector<TokenOut>& prompt) {}
   // One generated token and the text it releases (complete UTF-8; possibly empty).
   virtual void on_token(const TokenOut& t, const std::string& text) = 0;
   // The end: the rest of the text, why, and the token counts.
