@@ -232,6 +232,49 @@ TEST(ServeHttp, EchoWithPromptLogprobs) {
   EXPECT_EQ(s.post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"echo", true}})->status, 400);
 }
 
+TEST(ServeHttp, SeveralPromptsAreSeveralChoices) {
+  TestServer s;
+  const std::vector<std::string> prompts = {"ab", "hello there", "x"};
+  auto r = s.post("/v1/completions", {{"prompt", prompts}, {"max_tokens", 7}, {"temperature", 0}, {"ignore_eos", true}});
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  ASSERT_EQ(j["choices"].size(), 3u);
+  int prompt_tokens = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(j["choices"][i]["index"], int(i));
+    EXPECT_EQ(j["choices"][i]["text"], expected_text(s, prompts[i], 7)) << "choice " << i;
+    prompt_tokens += 1 + int(prompts[i].size());
+  }
+  EXPECT_EQ(j["usage"]["prompt_tokens"], prompt_tokens);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 21);
+  // Streamed: chunks of all choices interleave, each carrying its index; usage once, after all.
+  r = s.post("/v1/completions", {{"prompt", prompts}, {"max_tokens", 7}, {"temperature", 0}, {"ignore_eos", true}, {"stream", true},
+                                 {"stream_options", {{"include_usage", true}}}});
+  const auto ev = sse_data(r->body);
+  ASSERT_GE(ev.size(), 3u);
+  EXPECT_EQ(ev.back(), "[DONE]");
+  std::vector<std::string> text(3);
+  int finished = 0;
+  for (size_t k = 0; k + 2 < ev.size(); ++k) {
+    const json c = json::parse(ev[k]);
+    ASSERT_EQ(c["choices"].size(), 1u);
+    const int i = c["choices"][0]["index"];
+    text[size_t(i)] += c["choices"][0]["text"].get<std::string>();
+    finished += c["choices"][0]["finish_reason"].is_null() ? 0 : 1;
+  }
+  EXPECT_EQ(finished, 3);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(text[i], expected_text(s, prompts[i], 7));
+  const json usage = json::parse(ev[ev.size() - 2]);
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 21);
+  // Token-id prompts (as lm-evaluation-harness sends them), echoed with their logprobs.
+  r = s.post("/v1/completions", {{"prompt", {{1, 3 + 'a', 3 + 'b'}, {1, 3 + 'c'}}}, {"echo", true}, {"logprobs", 0}, {"max_tokens", 0}});
+  const json e = json::parse(r->body);
+  ASSERT_EQ(e["choices"].size(), 2u);
+  EXPECT_EQ(e["choices"][0]["text"], "ab");
+  EXPECT_EQ(e["choices"][1]["text"], "c");
+  EXPECT_EQ(e["choices"][1]["logprobs"]["token_logprobs"].size(), 2u);
+}
+
 TEST(ServeHttp, SeedGivesTheSameSample) {
   TestServer s;
   const json body = {{"prompt", "x"}, {"max_tokens", 20}, {"temperature", 1.0}, {"top_p", 0.95}, {"top_k", 50}, {"seed", 1234}};
@@ -273,6 +316,8 @@ TEST(ServeHttp, ErrorsInOpenAIShapeAndTheServerGoesOn) {
       {"/v1/completions", R"({"prompt": []})", 400, "prompt"},
       {"/v1/completions", R"({"prompt": [1, 99999]})", 400, "prompt"},
       {"/v1/completions", R"({"prompt": [1, -3]})", 400, "prompt"},
+      {"/v1/completions", R"({"prompt": ["a", 5]})", 400, "prompt[1]"},
+      {"/v1/completions", R"({"prompt": [[1, 4], []]})", 400, "prompt"},
       {"/v1/completions", R"({"max_tokens": 3})", 400, "prompt"},
       {"/v1/completions", "{\"prompt\": \"\xff\xfe\"}", 400, ""},
       {"/v1/completions", R"({"prompt": "\ud800"})", 400, ""},  // a lone surrogate: not valid JSON

@@ -25,57 +25,23 @@ void send_error(httplib::Response& res, int status, const std::string& message, 
   res.set_content(dump(error_body(status, message, type, param, code)), "application/json");
 }
 
-// Events of one request, handed from the scheduler thread to its HTTP thread.
-class StreamSink : public RequestSink {
+// What the scheduler thread hands to a request's HTTP thread.
+struct Event {
+  int index = 0;                     // the choice (one per prompt of the request)
+  bool end = false;
+  bool prompt = false;               // the prompt's logprobs (echo)
+  std::vector<TokenOut> prompt_lp;
+  TokenOut token;
+  std::string text;
+  FinishReason why = FinishReason::Stop;
+  int prompt_tokens = 0, completion_tokens = 0;
+  std::string error;
+};
+
+// One request's events, from all its choices, in arrival order; and whether
+// its client went away (every choice is then cancelled).
+class EventQueue {
  public:
-  struct Event {
-    bool end = false;
-    bool prompt = false;               // the prompt's logprobs (echo)
-    std::vector<TokenOut> prompt_lp;
-    TokenOut token;
-    std::string text;
-    FinishReason why = FinishReason::Stop;
-    int prompt_tokens = 0, completion_tokens = 0;
-    std::string error;
-  };
-  explicit StreamSink(ServerMetrics& m) : metrics_(m), arrival_(clk::now()) {}
-
-  void on_token(const TokenOut& t, const std::string& text) override {
-    const auto now = clk::now();
-    if (!got_first_) {
-      got_first_ = true;
-      ttft_ = seconds(arrival_, now);
-      metrics_.first_token(ttft_);
-    } else {
-      metrics_.inter_token(seconds(last_, now));
-    }
-    last_ = now;
-    Event e;
-    e.token = t;
-    e.text = text;
-    push(std::move(e));
-  }
-  void on_prompt_logprobs(const std::vector<TokenOut>& prompt) override {
-    Event e;
-    e.prompt = true;
-    e.prompt_lp = prompt;
-    push(std::move(e));
-  }
-  void on_finish(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens, const std::string& error) override {
-    metrics_.finished(finish_reason_name(why), seconds(arrival_, got_first_ ? last_ : clk::now()), got_first_ ? ttft_ : -1.0, prompt_tokens,
-                      completion_tokens);
-    Event e;
-    e.end = true;
-    e.text = text;
-    e.why = why;
-    e.prompt_tokens = prompt_tokens;
-    e.completion_tokens = completion_tokens;
-    e.error = error;
-    push(std::move(e));
-  }
-  bool cancelled() const override { return cancelled_.load(); }
-  void cancel() { cancelled_.store(true); }
-
   // Moves every event that arrives within `s` seconds into `out`; false when
   // none did. The scheduler wakes the consumer per token, unless tokens come
   // faster than `interval` (the last two takes were closer than that, or one
@@ -100,9 +66,6 @@ class StreamSink : public RequestSink {
     last_take_ = now;
     return true;
   }
-  void set_interval(double seconds) { interval_ = std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(seconds)); }
-
- private:
   void push(Event e) {
     bool wake;
     {
@@ -112,10 +75,11 @@ class StreamSink : public RequestSink {
     }
     if (wake) cv_.notify_one();
   }
-  ServerMetrics& metrics_;
-  clk::time_point arrival_, last_;
-  bool got_first_ = false;  // scheduler thread only
-  double ttft_ = 0;
+  void set_interval(double seconds) { interval_ = std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(seconds)); }
+  bool cancelled() const { return cancelled_.load(); }
+  void cancel() { cancelled_.store(true); }
+
+ private:
   std::atomic<bool> cancelled_{false};
   std::mutex mu_;
   std::condition_variable cv_;
@@ -123,6 +87,58 @@ class StreamSink : public RequestSink {
   bool polling_ = false;                   // the consumer wakes itself each interval
   clk::duration interval_{0};
   clk::time_point last_take_;              // when the consumer last took events
+};
+
+// One choice's sink: its timing for the metrics, its events into the request's queue.
+class StreamSink : public RequestSink {
+ public:
+  StreamSink(ServerMetrics& m, std::shared_ptr<EventQueue> q, int index) : metrics_(m), q_(std::move(q)), index_(index), arrival_(clk::now()) {}
+
+  void on_token(const TokenOut& t, const std::string& text) override {
+    const auto now = clk::now();
+    if (!got_first_) {
+      got_first_ = true;
+      ttft_ = seconds(arrival_, now);
+      metrics_.first_token(ttft_);
+    } else {
+      metrics_.inter_token(seconds(last_, now));
+    }
+    last_ = now;
+    Event e;
+    e.index = index_;
+    e.token = t;
+    e.text = text;
+    q_->push(std::move(e));
+  }
+  void on_prompt_logprobs(const std::vector<TokenOut>& prompt) override {
+    Event e;
+    e.index = index_;
+    e.prompt = true;
+    e.prompt_lp = prompt;
+    q_->push(std::move(e));
+  }
+  void on_finish(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens, const std::string& error) override {
+    metrics_.finished(finish_reason_name(why), seconds(arrival_, got_first_ ? last_ : clk::now()), got_first_ ? ttft_ : -1.0, prompt_tokens,
+                      completion_tokens);
+    Event e;
+    e.index = index_;
+    e.end = true;
+    e.text = text;
+    e.why = why;
+    e.prompt_tokens = prompt_tokens;
+    e.completion_tokens = completion_tokens;
+    e.error = error;
+    q_->push(std::move(e));
+  }
+  bool cancelled() const override { return q_->cancelled(); }
+
+ private:
+  ServerMetrics& metrics_;
+  std::shared_ptr<EventQueue> q_;
+  int index_;
+  clk::time_point arrival_, last_;
+  bool got_first_ = false;  // scheduler thread only
+  double ttft_ = 0;
 };
 
 // cpp-httplib's task queue interface over the on-demand WorkerPool.
@@ -138,12 +154,16 @@ class PoolQueue : public httplib::TaskQueue {
 
 struct RequestState {
   ParsedRequest req;
-  std::shared_ptr<StreamSink> sink;
-  std::unique_ptr<ResponseWriter> writer;
+  std::shared_ptr<EventQueue> queue;
+  std::vector<ParsedRequest> choices;                  // per prompt: the request with that prompt
+  std::vector<std::unique_ptr<ResponseWriter>> writers;  // per choice, sharing one id
+  int ended = 0;
+  int prompt_tokens = 0, completion_tokens = 0;           // summed over the choices
+  std::vector<json> finals;                               // non-streaming: each choice's response
   clk::time_point last_write = clk::now();  // non-streaming: when the last keep-alive space went out
 };
 
-json failure_body(const StreamSink::Event& e) {
+json failure_body(const Event& e) {
   if (e.why == FinishReason::Cancelled) {
     return error_body(503, "the request was cancelled: " + (e.error.empty() ? std::string("cancelled") : e.error), "server_error", "", "cancelled");
   }
@@ -306,18 +326,35 @@ void HttpServer::routes() {
       send_error(res, e.status, e.what(), e.type, e.param, e.code);
       return;
     }
-    st->sink = std::make_shared<StreamSink>(metrics_);
-    st->sink->set_interval(opt_.stream_interval_s);
-    st->writer = std::make_unique<ResponseWriter>(st->req, model_, *model_.tokenizer);
-    bool queued = false;
+    // One choice per prompt: each its own sequence, all into one queue.
+    st->queue = std::make_shared<EventQueue>();
+    st->queue->set_interval(opt_.stream_interval_s);
+    const size_t n = st->req.prompts.size();
+    std::string id;
+    int64_t created = 0;
+    for (size_t i = 0; i < n; ++i) {
+      ParsedRequest c = st->req;
+      c.gen.prompt = st->req.prompts[i];
+      c.echo_text = st->req.echo_texts[i];
+      c.index = int(i);
+      st->choices.push_back(std::move(c));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      st->writers.push_back(std::make_unique<ResponseWriter>(st->choices[i], model_, *model_.tokenizer, id, created));
+      if (i == 0) id = st->writers[0]->id(), created = st->writers[0]->created();
+    }
+    st->finals.resize(n);
+    bool queued = true;
     try {
-      queued = sched_.submit(st->req.gen, st->sink);
+      for (size_t i = 0; i < n && queued; ++i) queued = sched_.submit(st->choices[i].gen, std::make_shared<StreamSink>(metrics_, st->queue, int(i)));
     } catch (const Error& e) {
+      st->queue->cancel();
       metrics_.rejected(400);
       send_error(res, 400, e.what(), "invalid_request_error");
       return;
     }
     if (!queued) {
+      st->queue->cancel();  // the choices already queued leave at the next step
       metrics_.rejected(503);
       res.set_header("Retry-After", "1");
       send_error(res, 503,
@@ -333,60 +370,77 @@ void HttpServer::routes() {
       res.set_chunked_content_provider(
           "text/event-stream",
           [st](size_t, httplib::DataSink& ds) {
-            std::deque<StreamSink::Event> evs;
-            if (!st->sink->wait(evs, 1.0)) {
+            std::deque<Event> evs;
+            if (!st->queue->wait(evs, 1.0)) {
               // Nothing for a second: an SSE comment, which clients skip, tells a live client from a gone one.
               if (!ds.write(": ping\n\n", 8)) {
-                st->sink->cancel();
+                st->queue->cancel();
                 return false;
               }
               return true;
             }
             std::string out;
             bool end = false;
-            // Tokens that arrived together go out as one chunk (their texts
-            // joined), unless each carries logprobs.
+            // Tokens of a choice that arrived together go out as one chunk
+            // (their texts joined), unless each carries logprobs.
             std::string joined;
             const TokenOut* last_token = nullptr;
+            int joined_index = -1;
             auto flush_joined = [&] {
               if (!last_token) return;
-              for (const std::string& c : st->writer->token_chunks(*last_token, joined)) out += "data: " + c + "\n\n";
+              for (const std::string& c : st->writers[size_t(joined_index)]->token_chunks(*last_token, joined)) out += "data: " + c + "\n\n";
               joined.clear();
               last_token = nullptr;
             };
             for (const auto& e : evs) {
+              if (end) break;
+              ResponseWriter& w = *st->writers[size_t(e.index)];
               if (e.prompt) {
-                st->writer->set_prompt_logprobs(e.prompt_lp);
+                w.set_prompt_logprobs(e.prompt_lp);
                 continue;
               }
-              if (!e.end && !st->req.logprobs) {
+              if (!e.end && !st->req.logprobs && (joined_index == e.index || !last_token)) {
                 joined += e.text;
                 last_token = &e.token;
+                joined_index = e.index;
                 continue;
               }
               flush_joined();
               if (!e.end) {
-                for (const std::string& c : st->writer->token_chunks(e.token, e.text)) out += "data: " + c + "\n\n";
+                if (!st->req.logprobs) {
+                  joined = e.text;
+                  last_token = &e.token;
+                  joined_index = e.index;
+                  continue;
+                }
+                for (const std::string& c : w.token_chunks(e.token, e.text)) out += "data: " + c + "\n\n";
                 continue;
               }
               if (e.why == FinishReason::Error || e.why == FinishReason::Cancelled) {
-                out += "data: " + dump(failure_body(e)) + "\n\n";  // the SDK raises APIError on an "error" payload
-              } else {
-                for (const std::string& c : st->writer->final_chunks(e.text, e.why, e.prompt_tokens, e.completion_tokens)) out += "data: " + c + "\n\n";
+                out += "data: " + dump(failure_body(e)) + "\n\ndata: [DONE]\n\n";  // the SDK raises APIError on an "error" payload
+                st->queue->cancel();
+                end = true;
+                break;
               }
-              out += "data: [DONE]\n\n";
-              end = true;
+              for (const std::string& c : w.final_chunks(e.text, e.why)) out += "data: " + c + "\n\n";
+              st->prompt_tokens += e.prompt_tokens;
+              st->completion_tokens += e.completion_tokens;
+              if (++st->ended == int(st->writers.size())) {
+                if (st->req.include_usage) out += "data: " + st->writers[0]->usage_chunk(st->prompt_tokens, st->completion_tokens) + "\n\n";
+                out += "data: [DONE]\n\n";
+                end = true;
+              }
             }
-            flush_joined();
+            if (!end) flush_joined();
             if (!out.empty() && !ds.write(out.data(), out.size())) {
-              st->sink->cancel();
+              st->queue->cancel();
               return false;
             }
             if (end) ds.done();
             return true;
           },
           [st](bool success) {
-            if (!success) st->sink->cancel();
+            if (!success) st->queue->cancel();
           });
     } else {
       // The status is sent with the first byte, so a JSON body is written only
@@ -395,31 +449,45 @@ void HttpServer::routes() {
       res.set_chunked_content_provider(
           "application/json",
           [st](size_t, httplib::DataSink& ds) {
-            std::deque<StreamSink::Event> evs;
-            const bool got = st->sink->wait(evs, 1.0);
+            std::deque<Event> evs;
+            const bool got = st->queue->wait(evs, 1.0);
             if (clk::now() - st->last_write > std::chrono::seconds(1)) {
               st->last_write = clk::now();
               if (!ds.write(" ", 1)) {
-                st->sink->cancel();
+                st->queue->cancel();
                 return false;
               }
             }
             if (!got) return true;
             for (const auto& e : evs) {
+              ResponseWriter& w = *st->writers[size_t(e.index)];
               if (e.prompt) {
-                st->writer->set_prompt_logprobs(e.prompt_lp);
+                w.set_prompt_logprobs(e.prompt_lp);
                 continue;
               }
               if (!e.end) {
-                st->writer->add(e.token, e.text);
+                w.add(e.token, e.text);
                 continue;
               }
-              const std::string body =
-                  e.why == FinishReason::Error || e.why == FinishReason::Cancelled
-                      ? dump(failure_body(e))
-                      : dump(st->writer->response(e.text, e.why, e.prompt_tokens, e.completion_tokens));
+              std::string body;
+              if (e.why == FinishReason::Error || e.why == FinishReason::Cancelled) {
+                st->queue->cancel();
+                body = dump(failure_body(e));
+              } else {
+                st->finals[size_t(e.index)] = w.response(e.text, e.why, e.prompt_tokens, e.completion_tokens);
+                st->prompt_tokens += e.prompt_tokens;
+                st->completion_tokens += e.completion_tokens;
+                if (++st->ended < int(st->writers.size())) continue;
+                // All choices done: one response, their choices in order, usage summed.
+                json all = st->finals[0];
+                all["choices"] = json::array();
+                for (const json& f : st->finals) all["choices"].push_back(f["choices"][0]);
+                all["usage"] = {{"prompt_tokens", st->prompt_tokens}, {"completion_tokens", st->completion_tokens},
+                                {"total_tokens", st->prompt_tokens + st->completion_tokens}};
+                body = dump(all);
+              }
               if (!ds.write(body.data(), body.size())) {
-                st->sink->cancel();
+                st->queue->cancel();
                 return false;
               }
               ds.done();
@@ -428,7 +496,7 @@ void HttpServer::routes() {
             return true;
           },
           [st](bool success) {
-            if (!success) st->sink->cancel();
+            if (!success) st->queue->cancel();
           });
     }
   };

@@ -141,6 +141,8 @@ ServedModel served_model(std::string id, std::string root, const ModelConfig& c,
   return m;
 }
 
+constexpr size_t kMaxPrompts = 256;
+
 std::vector<int> chat_prompt_tokens(const std::string& text, const ServedModel& m) {
   // BOS first (the template's own leading BOS text is that token); the
   // template's BOS / EOS text elsewhere becomes those tokens, not their spelling.
@@ -212,29 +214,51 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
   } else {
     auto it = j.find("prompt");
     if (it == j.end() || it->is_null()) throw invalid_request("prompt", "'prompt' is required", "missing_required_parameter");
-    const json* p = &*it;
-    // One prompt only: a string, a list of token ids, or a list holding one of those.
-    if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) p = &(*p)[0];
-    if (p->is_string()) {
-      const std::string text = p->get<std::string>();
-      if (!valid_utf8(text)) throw invalid_request("prompt", "'prompt' is not valid UTF-8");
-      prompt.push_back(m.bos_id);
-      for (int t : tok.encode(text)) prompt.push_back(t);
-    } else if (p->is_array()) {
-      if (p->empty()) throw invalid_request("prompt", "'prompt' is empty");
-      for (size_t i = 0; i < p->size(); ++i) {
-        const json& t = (*p)[i];
-        if (t.is_string() || t.is_array()) throw invalid_request("prompt", "several prompts in one request are not supported: send one request per prompt");
-        if (!t.is_number_integer()) wrong_type("prompt[" + std::to_string(i) + "]", "a token id (integer)", t);
-        const int64_t id = t.is_number_unsigned() && t.get<uint64_t>() > uint64_t(INT32_MAX) ? -1 : t.get<int64_t>();
-        if (id < 0 || id >= m.vocab) {
-          throw invalid_request("prompt", "token id " + t.dump() + " at prompt[" + std::to_string(i) + "] is outside the vocabulary of " + std::to_string(m.vocab));
-        }
-        prompt.push_back(int(id));
-      }
+    // A string, a list of token ids, or a list of several of those (a choice each).
+    std::vector<const json*> items;
+    if (it->is_array() && !it->empty() && ((*it)[0].is_string() || (*it)[0].is_array())) {
+      if (it->size() > kMaxPrompts) throw invalid_request("prompt", "at most " + std::to_string(kMaxPrompts) + " prompts per request");
+      for (const json& p : *it) items.push_back(&p);
     } else {
-      wrong_type("prompt", "a string or an array of token ids", *p);
+      items.push_back(&*it);
     }
+    for (size_t k = 0; k < items.size(); ++k) {
+      const json* p = items[k];
+      const std::string f = items.size() > 1 ? "prompt[" + std::to_string(k) + "]" : "prompt";
+      std::vector<int> ids;
+      std::string text;
+      if (p->is_string()) {
+        text = p->get<std::string>();
+        if (!valid_utf8(text)) throw invalid_request("prompt", "'" + f + "' is not valid UTF-8");
+        ids.push_back(m.bos_id);
+        for (int t : tok.encode(text)) ids.push_back(t);
+      } else if (p->is_array()) {
+        if (p->empty()) throw invalid_request("prompt", "'" + f + "' is empty");
+        for (size_t i = 0; i < p->size(); ++i) {
+          const json& t = (*p)[i];
+          if (!t.is_number_integer()) wrong_type(f + "[" + std::to_string(i) + "]", "a token id (integer)", t);
+          const int64_t id = t.is_number_unsigned() && t.get<uint64_t>() > uint64_t(INT32_MAX) ? -1 : t.get<int64_t>();
+          if (id < 0 || id >= m.vocab) {
+            throw invalid_request("prompt", "token id " + t.dump() + " at " + f + "[" + std::to_string(i) + "] is outside the vocabulary of " +
+                                                std::to_string(m.vocab));
+          }
+          ids.push_back(int(id));
+        }
+        text = sanitize_utf8(tok.decode(ids));
+      } else {
+        wrong_type(f, "a string or an array of token ids", *p);
+      }
+      r.prompts.push_back(std::move(ids));
+      r.echo_texts.push_back(std::move(text));
+    }
+    prompt = r.prompts[0];
+  }
+  if (chat) {
+    r.prompts = {prompt};
+    r.echo_texts = {""};
+  }
+  for (const auto& p : r.prompts) {
+    if (p.size() > prompt.size()) prompt = p;  // the longest prompt bounds max_tokens
   }
   if (int64_t(prompt.size()) >= m.max_seq) {
     throw invalid_request(chat ? "messages" : "prompt",
@@ -259,11 +283,8 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
                           "context_length_exceeded");
   }
   r.gen.max_tokens = int(max_tokens);
-  if (r.echo) {
-    // The prompt as text: as sent, or its token ids decoded.
-    const json& p = j["prompt"].is_array() && j["prompt"].size() == 1 && !j["prompt"][0].is_number() ? j["prompt"][0] : j["prompt"];
-    r.echo_text = p.is_string() ? p.get<std::string>() : sanitize_utf8(tok.decode(prompt));
-  }
+  r.gen.prompt = r.prompts[0];
+  r.echo_text = r.echo_texts[0];
 
   SamplingParams& sp = r.gen.sampling;
   double d = 1.0;
@@ -342,17 +363,17 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
   return r;
 }
 
-ResponseWriter::ResponseWriter(const ParsedRequest& r, const ServedModel& m, const Tokenizer& tok)
+ResponseWriter::ResponseWriter(const ParsedRequest& r, const ServedModel& m, const Tokenizer& tok, const std::string& id, int64_t created)
     : r_(r),
       m_(m),
       tok_(tok),
-      id_(random_id(r.chat ? "chatcmpl-" : "cmpl-")),
-      created_(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()),
+      id_(!id.empty() ? id : random_id(r.chat ? "chatcmpl-" : "cmpl-")),
+      created_(created ? created : std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()),
       prev_token_(r.gen.prompt.empty() ? -1 : r.gen.prompt.back()) {
   // The common chunk, split around its text.
   const std::string marker = "\u0001condense-text\u0001";
-  const std::string whole = r_.chat ? chunk({{"index", 0}, {"delta", {{"content", marker}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump()
-                                    : chunk({{"index", 0}, {"text", marker}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump();
+  const std::string whole = r_.chat ? chunk({{"index", r_.index}, {"delta", {{"content", marker}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump()
+                                    : chunk({{"index", r_.index}, {"text", marker}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump();
   const std::string quoted = json(marker).dump();
   const size_t at = whole.find(quoted);
   plain_prefix_ = whole.substr(0, at);
@@ -429,7 +450,7 @@ std::vector<std::string> ResponseWriter::echo_chunks() {
   if (!r_.echo || echo_done_) return out;
   echo_done_ = true;
   json lp = r_.logprobs && prompt_logprobs_.is_object() ? prompt_logprobs_ : json(nullptr);
-  out.push_back(chunk({{"index", 0}, {"text", r_.echo_text}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
+  out.push_back(chunk({{"index", r_.index}, {"text", r_.echo_text}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
   text_offset_ = r_.echo_text.size();
   return out;
 }
@@ -463,39 +484,40 @@ std::vector<std::string> ResponseWriter::token_chunks(const TokenOut& t, const s
   // string) sends nothing unless it carries logprobs.
   if (text.empty() && lp.is_null()) return out;
   if (r_.chat && !sent_role_) {
-    out.push_back(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump());
+    out.push_back(chunk({{"index", r_.index}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump());
     sent_role_ = true;
   }
   if (lp.is_null()) {
     out.push_back(plain_prefix_ + json(text).dump() + plain_suffix_);
   } else if (r_.chat) {
-    out.push_back(chunk({{"index", 0}, {"delta", {{"content", text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
+    out.push_back(chunk({{"index", r_.index}, {"delta", {{"content", text}}}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
   } else {
-    out.push_back(chunk({{"index", 0}, {"text", text}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
+    out.push_back(chunk({{"index", r_.index}, {"text", text}, {"logprobs", lp}, {"finish_reason", nullptr}}).dump());
   }
   return out;
 }
 
-std::vector<std::string> ResponseWriter::final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens) {
+std::vector<std::string> ResponseWriter::final_chunks(const std::string& text, FinishReason why) {
   std::vector<std::string> out = echo_chunks();
   const char* reason = why == FinishReason::Length ? "length" : "stop";
   if (r_.chat) {
     if (!sent_role_) {
-      out.push_back(chunk({{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump());
+      out.push_back(chunk({{"index", r_.index}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}).dump());
       sent_role_ = true;
     }
     json delta = json::object();
     if (!text.empty()) delta["content"] = text;
-    out.push_back(chunk({{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", reason}}).dump());
+    out.push_back(chunk({{"index", r_.index}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", reason}}).dump());
   } else {
-    out.push_back(chunk({{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", reason}}).dump());
-  }
-  if (r_.include_usage) {
-    json u = {{"id", id_}, {"object", r_.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_}, {"model", m_.id},
-              {"choices", json::array()}, {"usage", usage(prompt_tokens, completion_tokens)}};
-    out.push_back(u.dump());
+    out.push_back(chunk({{"index", r_.index}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", reason}}).dump());
   }
   return out;
+}
+
+std::string ResponseWriter::usage_chunk(int prompt_tokens, int completion_tokens) const {
+  return json{{"id", id_}, {"object", r_.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created_}, {"model", m_.id},
+              {"choices", json::array()}, {"usage", usage(prompt_tokens, completion_tokens)}}
+      .dump();
 }
 
 void ResponseWriter::add(const TokenOut& t, const std::string& text) {
@@ -522,7 +544,7 @@ json ResponseWriter::response(const std::string& text, FinishReason why, int pro
   text_ += text;
   if (r_.echo) text_ = r_.echo_text + text_;
   const char* reason = why == FinishReason::Length ? "length" : "stop";
-  json choice = {{"index", 0}, {"logprobs", r_.logprobs ? logprobs_ : json(nullptr)}, {"finish_reason", reason}};
+  json choice = {{"index", r_.index}, {"logprobs", r_.logprobs ? logprobs_ : json(nullptr)}, {"finish_reason", reason}};
   if (r_.chat) choice["message"] = {{"role", "assistant"}, {"content", text_}};
   else choice["text"] = text_;
   return {{"id", id_}, {"object", r_.chat ? "chat.completion" : "text_completion"}, {"created", created_}, {"model", m_.id},

@@ -47,8 +47,13 @@ struct ParsedRequest {
   bool stream = false, include_usage = false;
   bool logprobs = false;  // completions: "logprobs" given; chat: "logprobs": true
   bool echo = false;      // completions: the prompt's text (and, with logprobs, its tokens' logprobs) before the completion
-  std::string echo_text;
-  GenRequest gen;
+  std::string echo_text;  // this choice's prompt text
+  GenRequest gen;         // this choice's (gen.prompt = prompts[index])
+  int index = 0;          // the choice
+  // Every prompt of the request (completions may send several: a choice
+  // each), tokenized, and their texts (as sent, or decoded from token ids).
+  std::vector<std::vector<int>> prompts;
+  std::vector<std::string> echo_texts;
 };
 
 // A chat template's text as prompt tokens: BOS first (a leading BOS text is
@@ -61,14 +66,20 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
 // Builders for the responses of one request (the same id and created on every chunk).
 class ResponseWriter {
  public:
-  ResponseWriter(const ParsedRequest& r, const ServedModel& m, const Tokenizer& tok);
+  // One choice's writer (r.index); the choices of a request share `id` and
+  // `created` (empty / 0: new ones).
+  ResponseWriter(const ParsedRequest& r, const ServedModel& m, const Tokenizer& tok, const std::string& id = "", int64_t created = 0);
+  const std::string& id() const { return id_; }
+  int64_t created() const { return created_; }
   // The stream chunks (serialized JSON) for one token's text (and logprobs);
   // the chat's first also gets a role-only chunk before it (sent once the
   // first token exists). The common chunk is spliced from a prepared prefix
   // and suffix around the text: it is sent once per token.
   std::vector<std::string> token_chunks(const TokenOut& t, const std::string& text);
-  // The last chunk (finish_reason, any withheld text) and, with include_usage, the usage chunk.
-  std::vector<std::string> final_chunks(const std::string& text, FinishReason why, int prompt_tokens, int completion_tokens);
+  // The choice's last chunk (finish_reason, any withheld text).
+  std::vector<std::string> final_chunks(const std::string& text, FinishReason why);
+  // With include_usage, after every choice's last chunk: the request's usage.
+  std::string usage_chunk(int prompt_tokens, int completion_tokens) const;
   // Echo: the prompt's logprobs (from the scheduler), sent with the prompt's text first.
   void set_prompt_logprobs(const std::vector<TokenOut>& prompt);
   // Non-streaming: accumulate, then the whole response.
