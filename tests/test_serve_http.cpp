@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include "serve/http_server.h"
@@ -275,6 +276,28 @@ TEST(ServeHttp, SeveralPromptsAreSeveralChoices) {
   EXPECT_EQ(e["choices"][1]["logprobs"]["token_logprobs"].size(), 2u);
 }
 
+TEST(ServeHttp, NSamplesPerPrompt) {
+  TestServer s;
+  const json body = {{"prompt", {"ab", "cd"}}, {"n", 3}, {"max_tokens", 12}, {"temperature", 1.0}, {"seed", 5}, {"ignore_eos", true}};
+  auto r = s.post("/v1/completions", body);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  ASSERT_EQ(j["choices"].size(), 6u);
+  std::set<std::string> distinct;
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(j["choices"][i]["index"], i);
+    distinct.insert(j["choices"][i]["text"].get<std::string>());
+  }
+  EXPECT_GE(distinct.size(), 5u) << "different samples per choice";
+  EXPECT_EQ(j["usage"]["completion_tokens"], 72);
+  EXPECT_EQ(json::parse(s.post("/v1/completions", body)->body)["choices"], j["choices"]) << "the same seed, the same choices";
+  // Greedy: n copies of the one answer.
+  const json g = json::parse(s.post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"n", 2}, {"max_tokens", 5}, {"temperature", 0}})->body);
+  ASSERT_EQ(g["choices"].size(), 2u);
+  EXPECT_EQ(g["choices"][0]["message"]["content"], g["choices"][1]["message"]["content"]);
+  EXPECT_EQ(g["choices"][1]["index"], 1);
+}
+
 TEST(ServeHttp, SeedGivesTheSameSample) {
   TestServer s;
   const json body = {{"prompt", "x"}, {"max_tokens", 20}, {"temperature", 1.0}, {"top_p", 0.95}, {"top_k", 50}, {"seed", 1234}};
@@ -310,7 +333,8 @@ TEST(ServeHttp, ErrorsInOpenAIShapeAndTheServerGoesOn) {
       {"/v1/completions", R"({"prompt": "x", "stop": 3})", 400, "stop"},
       {"/v1/completions", R"({"prompt": "x", "seed": 1.5})", 400, "seed"},
       {"/v1/completions", R"({"prompt": "x", "logprobs": 21})", 400, "logprobs"},
-      {"/v1/completions", R"({"prompt": "x", "n": 2})", 400, "n"},
+      {"/v1/completions", R"({"prompt": "x", "n": 0})", 400, "n"},
+      {"/v1/completions", R"({"prompt": "x", "n": 65})", 400, "n"},
       {"/v1/completions", R"({"prompt": "x", "stream_options": {"include_usage": true}})", 400, "stream_options"},
       {"/v1/completions", R"({"prompt": 5})", 400, "prompt"},
       {"/v1/completions", R"({"prompt": []})", 400, "prompt"},

@@ -329,13 +329,17 @@ void HttpServer::routes() {
     // One choice per prompt: each its own sequence, all into one queue.
     st->queue = std::make_shared<EventQueue>();
     st->queue->set_interval(opt_.stream_interval_s);
-    const size_t n = st->req.prompts.size();
+    // Choice i * n + k: prompt i, sample k (OpenAI's order); sample k's seed
+    // follows from the request's, so a seeded request repeats as a whole.
+    const size_t n = st->req.prompts.size() * size_t(st->req.n);
     std::string id;
     int64_t created = 0;
     for (size_t i = 0; i < n; ++i) {
       ParsedRequest c = st->req;
-      c.gen.prompt = st->req.prompts[i];
-      c.echo_text = st->req.echo_texts[i];
+      const size_t p = i / size_t(st->req.n), k = i % size_t(st->req.n);
+      c.gen.prompt = st->req.prompts[p];
+      c.echo_text = st->req.echo_texts[p];
+      c.gen.sampling.seed = st->req.gen.sampling.seed + uint64_t(k) * 0xD1B54A32D192ED03ull;
       c.index = int(i);
       st->choices.push_back(std::move(c));
     }

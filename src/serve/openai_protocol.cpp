@@ -349,7 +349,10 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
   get_bool(j, "ignore_eos", r.gen.ignore_eos);
   // Echo with logprobs scores the prompt's tokens too; echo of the prompt alone needs its prefill.
   r.gen.prompt_logprobs = r.echo && (r.logprobs || r.gen.max_tokens == 0);
-  if (get_int(j, "n", 1, INT32_MAX, i64) && i64 != 1) throw invalid_request("n", "only n = 1 is supported: send n requests", "unsupported_value");
+  if (get_int(j, "n", 1, 64, i64)) r.n = int(i64);
+  if (r.prompts.size() * size_t(r.n) > kMaxPrompts) {
+    throw invalid_request("n", "prompts x n = " + std::to_string(r.prompts.size() * size_t(r.n)) + " choices; at most " + std::to_string(kMaxPrompts));
+  }
   if (get_int(j, "best_of", 1, INT32_MAX, i64) && i64 != 1) throw invalid_request("best_of", "only best_of = 1 is supported", "unsupported_value");
 
   for (const char* k : {"presence_penalty", "frequency_penalty"}) {

@@ -54,6 +54,7 @@ struct ParsedRequest {
   // each), tokenized, and their texts (as sent, or decoded from token ids).
   std::vector<std::vector<int>> prompts;
   std::vector<std::string> echo_texts;
+  int n = 1;  // choices per prompt (sampled with seeds derived from the request's)
 };
 
 // A chat template's text as prompt tokens: BOS first (a leading BOS text is
