@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <ctime>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -14,7 +13,6 @@
 #include "core/error.h"
 #include "core/process_stats.h"
 #include "core/progress.h"
-#include "core/version.h"
 #include "io/atomic_writer.h"
 #include "io/model_loader.h"
 #include "io/file_view.h"
@@ -56,13 +54,6 @@ std::vector<double> parse_list(const std::string& s, const std::string& option) 
   }
   if (v.empty()) fail(option, "is empty");
   return v;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
 }
 
 // Prompts from a text file: consecutive windows of input_len tokens (BOS first).
@@ -135,11 +126,7 @@ void run_bench_load(BenchLoadArgs& a) {
     capacity_c.push_back(lo.max_concurrency);
   }
 
-  json doc;
-  doc["schema"] = "condense-bench/1";
-  doc["kind"] = "load";
-  doc["date"] = utc_now();
-  doc["condense"] = {{"version", version()}, {"revision", git_revision()}};
+  json doc = bench_header("load");
 
   std::unique_ptr<LoadTarget> target;
   std::vector<LoadPrompt> prompts;
@@ -239,7 +226,7 @@ void run_bench_load(BenchLoadArgs& a) {
       const double in = run["total_input_tokens"].get<double>() / n, out = run["total_output_tokens"].get<double>() / n;
       const int conc = o.max_concurrency > 0 ? std::min(o.max_concurrency, o.num_prompts) : run["max_concurrent_requests"].get<int>();
       const double c = std::max(1, conc), t = bounds->compute_s_per_token, ctx = in + out / 2;
-      const double step_compute = c * t, step_memory = (bounds->decode_weight_bytes + c * ctx * bounds->kv_bytes_per_token) / (bounds->read_gbs * 1e9);
+      const double step_compute = c * t, step_memory = (bounds->decode_weight_bytes + c * ctx * bounds->kv_bytes_per_token) / (bounds->limits.read_gbs * 1e9);
       const double bound = c * out / (c * in * t + out * std::max(step_compute, step_memory));
       run["compute_bound_output_tok_s"] = out / ((in + out) * t);
       run["bandwidth_bound_output_tok_s"] = c / step_memory;

@@ -112,7 +112,7 @@ std::string chart(const std::vector<Variant>& v, const std::vector<double>& xs, 
   std::vector<double> sx, sy;
   for (size_t i : shown) sx.push_back(xs[i]), sy.push_back(ys[i]);
   const Frame fr = draw_frame(sx, sy, xlabel, ylabel, s);
-  auto X = [&](double x) { return fr.X(x); };
+  auto X = [&](double x) { return fr.X(x); };  // as the marks below name them
   auto Y = [&](double y) { return fr.Y(y); };
   // The front as steps (each front point dominates the region up and to its right).
   std::vector<size_t> f;

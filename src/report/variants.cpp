@@ -31,6 +31,11 @@ double num(const json& j, const char* key) {
   return it != j.end() && it->is_number() ? it->get<double>() : kNone;
 }
 
+std::string str(const json& j, const char* key);
+
+// A bench's "machine" object in words: "AMD EPYC, avx512, 2 threads".
+std::string machine_text(const json& mc) { return str(mc, "cpu") + ", " + str(mc, "isa") + ", " + std::to_string(mc.value("threads", 0)) + " threads"; }
+
 std::string str(const json& j, const char* key) {
   const auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : "";
@@ -120,8 +125,7 @@ struct Joiner {
     v.linears = str(m, "linears");
     v.date = str(j, "date");
     if (j.contains("condense")) v.revision = str(j["condense"], "revision");
-    const json& mc = j.value("machine", json::object());
-    v.machine = str(mc, "cpu") + ", " + str(mc, "isa") + ", " + std::to_string(mc.value("threads", 0)) + " threads";
+    v.machine = machine_text(j.value("machine", json::object()));
     for (const json& d : j.value("decode", json::array())) {
       if (d.value("batch", 0) != 1 || !d.contains("tok_s")) continue;
       v.tpot_p50_ms = num(d, "step_ms_p50");
@@ -142,10 +146,7 @@ struct Joiner {
     Variant& v = at(model);
     v.sources.push_back(file);
     v.load_target = str(t, "kind") == "server" ? "server " + str(t, "url") : "in-process";
-    if (v.machine.empty() && j.contains("machine")) {
-      const json& mc = j["machine"];
-      v.machine = str(mc, "cpu") + ", " + str(mc, "isa") + ", " + std::to_string(mc.value("threads", 0)) + " threads";
-    }
+    if (v.machine.empty() && j.contains("machine")) v.machine = machine_text(j["machine"]);
     if (!j.contains("runs") || !j["runs"].is_array()) bad(file, "a load benchmark without \"runs\"");
     for (const json& r : j["runs"]) {
       LoadPoint p;

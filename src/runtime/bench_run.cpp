@@ -43,20 +43,53 @@ double percentile(std::vector<double> v, double q) {
   return v[std::min(v.size(), std::max<size_t>(r, 1)) - 1];
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
-
 // Seconds of compute at the measured peaks for the given multiply-adds.
 double compute_seconds(const kernels::probe::Limits& lim, double f32, double int8, double int16) {
   return 2.0 * f32 / (lim.fma_gflops * 1e9) + (int8 > 0 ? 2.0 * int8 / (std::max(lim.int8_gops, 1e-9) * 1e9) : 0.0) +
          (int16 > 0 ? 2.0 * int16 / (std::max(lim.int16_gops, 1e-9) * 1e9) : 0.0);
 }
 
+// Times of `steps` decode steps (after one warm-up) of `batch` sequences:
+// `base`, holding `ctx` positions, and copies of it; each step feeds every
+// sequence one token (a fixed hash of position and sequence) and computes its
+// logits. The copies are dropped and `base` is cut back to `ctx` after.
+std::vector<double> decode_step_times(Engine& e, int base, int ctx, int batch, int steps, const std::vector<int>& toks) {
+  const int vocab = e.config().vocab;
+  std::vector<float> logits(size_t(batch) * size_t(vocab));
+  std::vector<int> seqs = {base};
+  for (int i = 1; i < batch; ++i) seqs.push_back(e.fork_sequence(base));
+  std::vector<int> next(static_cast<size_t>(batch));
+  std::vector<double> times;
+  for (int t = 0; t <= steps; ++t) {
+    std::vector<Engine::SeqStep> b;
+    for (int i = 0; i < batch; ++i) {
+      next[size_t(i)] = toks[size_t(ctx + t + i) % toks.size()];
+      b.push_back({seqs[size_t(i)], &next[size_t(i)], 1, logits.data() + size_t(i) * size_t(vocab), 1});
+    }
+    const auto t0 = clk::now();
+    e.step(b);
+    if (t > 0) times.push_back(since(t0));
+  }
+  for (int i = 1; i < batch; ++i) e.drop_sequence(seqs[size_t(i)]);
+  e.truncate(base, ctx);
+  return times;
+}
+
+// A new sequence holding the first `ctx` synthetic tokens (prefilled in 512-token chunks).
+int prefilled_sequence(Engine& e, int ctx, const std::vector<int>& toks) {
+  const int s = e.add_sequence();
+  for (int p0 = 0; p0 < ctx; p0 += 512) e.step({{s, toks.data() + p0, std::min(512, ctx - p0), nullptr, 0}});
+  return s;
+}
+
 }  // namespace
+
+json bench_header(const char* kind) {
+  const std::time_t t = std::time(nullptr);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return {{"schema", "condense-bench/1"}, {"kind", kind}, {"date", date}, {"condense", {{"version", version()}, {"revision", git_revision()}}}};
+}
 
 DecodeBounds measure_decode_bounds(const Engine& e, int threads, size_t probe_bytes) {
   DecodeBounds b;
@@ -65,19 +98,12 @@ DecodeBounds measure_decode_bounds(const Engine& e, int threads, size_t probe_by
   b.machine = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"threads", threads},
                {"read_gbs", lim.read_gbs}, {"fma_gflops", lim.fma_gflops}, {"int8_gops", lim.int8_gops}, {"int8_kind", lim.int8_kind},
                {"int16_gops", lim.int16_gops}, {"int16_kind", lim.int16_kind}};
-  b.read_gbs = lim.read_gbs;
   int64_t f32 = 0, i8 = 0, i16 = 0;
   e.macs_per_token(&f32, &i8, &i16);
   b.compute_s_per_token = compute_seconds(lim, double(f32), double(i8), double(i16));
   b.decode_weight_bytes = double(e.decode_weight_bytes());
   b.kv_bytes_per_token = double(e.kv().bytes_per_token());
   return b;
-}
-
-double DecodeBounds::decode_bound_tok_s(int batch, double context) const {
-  const double bytes = decode_weight_bytes + double(batch) * context * kv_bytes_per_token;
-  const double bw = double(batch) / (bytes / (read_gbs * 1e9));
-  return std::min(bw, 1.0 / compute_s_per_token);
 }
 
 double time_prefill(Engine& e, int tokens, int reps) {
@@ -95,26 +121,11 @@ double time_prefill(Engine& e, int tokens, int reps) {
 }
 
 double time_decode_step(Engine& e, int batch, int context, int steps) {
-  const int vocab = e.config().vocab;
-  const auto toks = synthetic_tokens(context + steps + 1, vocab);
-  std::vector<float> logits(size_t(batch) * size_t(vocab));
-  std::vector<int> seqs = {e.add_sequence()};
-  for (int p0 = 0; p0 < context; p0 += 512) e.step({{seqs[0], toks.data() + p0, std::min(512, context - p0), nullptr, 0}});
-  for (int i = 1; i < batch; ++i) seqs.push_back(e.fork_sequence(seqs[0]));
-  std::vector<double> times;
-  std::vector<int> next(static_cast<size_t>(batch));
-  for (int t = 0; t <= steps; ++t) {
-    std::vector<Engine::SeqStep> b;
-    for (int i = 0; i < batch; ++i) {
-      next[size_t(i)] = toks[size_t(context + t)];
-      b.push_back({seqs[size_t(i)], &next[size_t(i)], 1, logits.data() + size_t(i) * size_t(vocab), 1});
-    }
-    const auto t0 = clk::now();
-    e.step(b);
-    if (t > 0) times.push_back(since(t0));  // the first is a warm-up
-  }
-  for (int s : seqs) e.drop_sequence(s);
-  return median(times);
+  const auto toks = synthetic_tokens(context + steps + batch + 1, e.config().vocab);
+  const int base = prefilled_sequence(e, context, toks);
+  const double t = median(decode_step_times(e, base, context, batch, steps, toks));
+  e.drop_sequence(base);
+  return t;
 }
 
 json run_bench(const std::string& path, const BenchOptions& opt, const std::function<void(int, int, const std::string&)>& progress) {
@@ -159,11 +170,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
                head_int16 = head_kind == 2 ? head_macs : 0.0;
   const double wbytes = double(e.decode_weight_bytes()), kv_tok = double(e.kv().bytes_per_token());
 
-  json out;
-  out["schema"] = "condense-bench/1";
-  out["kind"] = "offline";
-  out["date"] = utc_now();
-  out["condense"] = {{"version", version()}, {"revision", git_revision()}};
+  json out = bench_header("offline");
   out["model"] = {{"path", path}, {"format", format}, {"dim", cfg.dim}, {"n_layers", cfg.n_layers}, {"vocab", cfg.vocab},
                   {"weight_bytes", e.weight_bytes()}, {"decode_weight_bytes", e.decode_weight_bytes()}, {"params", cfg.n_params()},
                   {"f32_macs_per_token", f32_macs}, {"int8_macs_per_token", int8_macs}, {"int16_macs_per_token", int16_macs}, {"activations", activations}, {"load_s", load_s},
@@ -173,7 +180,6 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
                {"block_tokens", kKvBlockTokens}};
 
   const auto toks = synthetic_tokens(std::max(max_seq, 1), cfg.vocab);
-  std::vector<float> logits(size_t(max_batch) * size_t(cfg.vocab));
   json prefill = json::array();
   double ttft = 0;
   for (int p : opt.prefill) {
@@ -181,14 +187,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
     if (p > max_seq) {
       row["skipped"] = "longer than the model's max_seq (" + std::to_string(cfg.max_seq) + ")";
     } else {
-      double best = 1e30;
-      for (int r = 0; r < std::max(1, opt.reps); ++r) {
-        const int s = e.add_sequence();
-        const auto t0 = clk::now();
-        e.step({{s, toks.data(), p, logits.data(), 1}});
-        best = std::min(best, since(t0));
-        e.drop_sequence(s);
-      }
+      const double best = time_prefill(e, p, opt.reps);
       const double bound = p / compute_s(p * (double(f32_macs) - head_f32) + head_f32, p * (double(int8_macs) - head_int8) + head_int8,
                                          p * (double(int16_macs) - head_int16) + head_int16);
       row.update({{"seconds", best}, {"tok_s", p / best}, {"compute_bound_tok_s", bound}, {"fraction_of_bound", p / best / bound}});
@@ -205,32 +204,14 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
     // A context the model can hold but not with the decode steps after it is
     // moved back so the last step ends at max_seq (1024 on a 1024 model: 1007).
     const int ctx = asked <= max_seq && asked + opt.decode_tokens + 1 > max_seq ? std::max(0, max_seq - opt.decode_tokens - 1) : asked;
-    int base = -1;
-    if (ctx + opt.decode_tokens + 1 <= max_seq) {
-      base = e.add_sequence();
-      for (int p0 = 0; p0 < ctx; p0 += 512) e.step({{base, toks.data() + p0, std::min(512, ctx - p0), nullptr, 0}});
-    }
+    const int base = ctx + opt.decode_tokens + 1 <= max_seq ? prefilled_sequence(e, ctx, toks) : -1;
     for (int b : opt.batches) {
       json row = {{"batch", b}, {"context", ctx}};
       if (ctx != asked) row["requested_context"] = asked;
       if (base < 0) {
         row["skipped"] = "context + decode tokens exceed the model's max_seq (" + std::to_string(cfg.max_seq) + ")";
       } else {
-        std::vector<int> seqs = {base};
-        for (int i = 1; i < b; ++i) seqs.push_back(e.fork_sequence(base));
-        std::vector<int> next(static_cast<size_t>(b));
-        std::vector<double> steps;
-        const int warm = 1;
-        for (int t = 0; t < opt.decode_tokens + warm; ++t) {
-          std::vector<Engine::SeqStep> batch;
-          for (int i = 0; i < b; ++i) {
-            next[size_t(i)] = toks[size_t((ctx + t + i) % max_seq)];
-            batch.push_back({seqs[size_t(i)], &next[size_t(i)], 1, logits.data() + size_t(i) * size_t(cfg.vocab), 1});
-          }
-          const auto t0 = clk::now();
-          e.step(batch);
-          if (t >= warm) steps.push_back(since(t0));
-        }
+        const std::vector<double> steps = decode_step_times(e, base, ctx, b, opt.decode_tokens, toks);
         double sum = 0;
         for (double s : steps) sum += s;
         const double tok_s = double(b) * double(steps.size()) / sum;
@@ -242,8 +223,6 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
                     {"step_ms_p99", 1e3 * percentile(steps, 0.99)},
                     {"bytes_per_step", bytes}, {"bandwidth_bound_tok_s", bw_bound}, {"compute_bound_tok_s", cp_bound},
                     {"bound", bw_bound <= cp_bound ? "bandwidth" : "compute"}, {"fraction_of_bound", tok_s / bound}});
-        for (int i = 1; i < b; ++i) e.drop_sequence(seqs[size_t(i)]);
-        e.truncate(base, ctx);
       }
       decode.push_back(row);
       tick("decode batch " + std::to_string(b) + " context " + std::to_string(ctx));

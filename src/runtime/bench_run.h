@@ -25,17 +25,18 @@ struct BenchOptions {
 
 class Engine;
 
+// The fields every condense-bench/1 object starts with: schema, `kind`
+// ("offline" | "load"), the UTC date, and the condense build.
+nlohmann::json bench_header(const char* kind);
+
 // The machine's limits, measured now, and what they bound for an engine's
 // decode: seconds of compute per token at the measured peaks (linears and
 // head; attention not counted) and the bytes one decode step reads.
 struct DecodeBounds {
   nlohmann::json machine;         // the "machine" object of docs/BENCH.md
-  double read_gbs = 0;
+  kernels::probe::Limits limits;  // as measured
   double compute_s_per_token = 0;
   double decode_weight_bytes = 0, kv_bytes_per_token = 0;
-  // Tokens/s a step of `batch` sequences at `context` cached positions can reach: min(bandwidth, compute).
-  double decode_bound_tok_s(int batch, double context) const;
-  kernels::probe::Limits limits;  // as measured
 };
 DecodeBounds measure_decode_bounds(const Engine& e, int threads, size_t probe_bytes);
 

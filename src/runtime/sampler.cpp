@@ -35,14 +35,16 @@ int Sampler::sample(const float* logits, int vocab) {
   size_t n = size_t(vocab);
   double mass = sum;
   auto by_prob = [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  bool sorted = false;  // buf_[0, n) in decreasing probability
   if (top_k_ > 0 && size_t(top_k_) < n) {
     n = size_t(top_k_);
     std::partial_sort(buf_.begin(), buf_.begin() + std::ptrdiff_t(n), buf_.end(), by_prob);
+    sorted = true;
     mass = 0;
     for (size_t i = 0; i < n; ++i) mass += buf_[i].first;
   }
   if (top_p_ < 1.f) {
-    if (n == size_t(vocab)) std::sort(buf_.begin(), buf_.end(), by_prob);
+    if (!sorted) std::sort(buf_.begin(), buf_.end(), by_prob);
     const double limit = top_p_ * mass;
     double cum = 0;
     size_t kept = 0;

@@ -403,7 +403,8 @@ void HttpServer::routes() {
                 w.set_prompt_logprobs(e.prompt_lp);
                 continue;
               }
-              if (!e.end && !st->req.logprobs && (joined_index == e.index || !last_token)) {
+              if (!e.end && !st->req.logprobs) {
+                if (last_token && joined_index != e.index) flush_joined();
                 joined += e.text;
                 last_token = &e.token;
                 joined_index = e.index;
@@ -411,12 +412,6 @@ void HttpServer::routes() {
               }
               flush_joined();
               if (!e.end) {
-                if (!st->req.logprobs) {
-                  joined = e.text;
-                  last_token = &e.token;
-                  joined_index = e.index;
-                  continue;
-                }
                 for (const std::string& c : w.token_chunks(e.token, e.text)) out += "data: " + c + "\n\n";
                 continue;
               }

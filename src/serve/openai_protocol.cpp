@@ -42,6 +42,10 @@ const char* type_name(const json& v) {
   }
 }
 
+[[noreturn]] void out_of_range(const std::string& k, const std::string& lo, const std::string& hi, const json& v) {
+  throw invalid_request(k, "'" + k + "' must be in [" + lo + ", " + hi + "], got " + v.dump());
+}
+
 [[noreturn]] void wrong_type(const std::string& field, const char* want, const json& v) {
   throw invalid_request(field, "'" + field + "' must be " + want + ", got " + type_name(v), "invalid_type");
 }
@@ -60,9 +64,7 @@ bool get_number(const json& j, const std::string& k, double lo, double hi, doubl
   if (it == j.end() || it->is_null()) return false;
   if (!it->is_number()) wrong_type(k, "a number", *it);
   const double v = it->get<double>();
-  if (!std::isfinite(v) || v < lo || v > hi) {
-    throw invalid_request(k, "'" + k + "' must be in [" + json(lo).dump() + ", " + json(hi).dump() + "], got " + it->dump());
-  }
+  if (!std::isfinite(v) || v < lo || v > hi) out_of_range(k, json(lo).dump(), json(hi).dump(), *it);
   out = v;
   return true;
 }
@@ -74,16 +76,14 @@ bool get_int(const json& j, const std::string& k, int64_t lo, int64_t hi, int64_
   if (it->is_number_float()) {
     const double d = it->get<double>();
     if (!std::isfinite(d) || d != std::floor(d)) wrong_type(k, "an integer", *it);
-    if (d < double(lo) || d > double(hi)) throw invalid_request(k, "'" + k + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
+    if (d < double(lo) || d > double(hi)) out_of_range(k, std::to_string(lo), std::to_string(hi), *it);
     out = int64_t(d);
     return true;
   }
   if (!it->is_number_integer()) wrong_type(k, "an integer", *it);
-  const bool out_of_range = it->is_number_unsigned() ? it->get<uint64_t>() > uint64_t(hi) || (lo > 0 && it->get<uint64_t>() < uint64_t(lo))
+  const bool outside = it->is_number_unsigned() ? it->get<uint64_t>() > uint64_t(hi) || (lo > 0 && it->get<uint64_t>() < uint64_t(lo))
                                                      : it->get<int64_t>() < lo || it->get<int64_t>() > hi;
-  if (out_of_range) {
-    throw invalid_request(k, "'" + k + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
-  }
+  if (outside) out_of_range(k, std::to_string(lo), std::to_string(hi), *it);
   out = it->get<int64_t>();
   return true;
 }
@@ -109,21 +109,24 @@ std::string text_content(const json& content, const std::string& field) {
 
 bool valid_utf8(const std::string& s) { return sanitize_utf8(s) == s; }
 
-std::string random_id(const char* prefix) {
+// Response ids and the seeds of unseeded requests; any thread may ask.
+uint64_t random_u64() {
   static std::mt19937_64 rng{std::random_device{}()};
   static std::mutex mu;
   std::lock_guard<std::mutex> lk(mu);
+  return rng();
+}
+
+std::string random_id(const char* prefix) {
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%s%016llx%08llx", prefix, static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng() & 0xffffffffu));
+  std::snprintf(buf, sizeof buf, "%s%016llx%08llx", prefix, static_cast<unsigned long long>(random_u64()),
+                static_cast<unsigned long long>(random_u64() & 0xffffffffu));
   return buf;
 }
 
-uint64_t random_seed() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  static std::mutex mu;
-  std::lock_guard<std::mutex> lk(mu);
-  return rng() | 1;
-}
+int64_t unix_now() { return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count(); }
+
+constexpr size_t kMaxPrompts = 256;  // choices (prompts x n) per request
 
 }  // namespace
 
@@ -137,11 +140,9 @@ ServedModel served_model(std::string id, std::string root, const ModelConfig& c,
   m.eos_id = c.eos_id;
   m.tokenizer = &tok;
   m.chat_template = &t;
-  m.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  m.created = unix_now();
   return m;
 }
-
-constexpr size_t kMaxPrompts = 256;
 
 std::vector<int> chat_prompt_tokens(const std::string& text, const ServedModel& m) {
   // BOS first (the template's own leading BOS text is that token); the
@@ -299,7 +300,7 @@ ParsedRequest parse_request(const std::string& body, bool chat, const ServedMode
   if (get_int(j, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), i64)) {
     sp.seed = uint64_t(i64) * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;  // 0 and small seeds spread over the state
   } else {
-    sp.seed = random_seed();
+    sp.seed = random_u64() | 1;
   }
   if (chat) {
     bool lp = false;
@@ -371,7 +372,7 @@ ResponseWriter::ResponseWriter(const ParsedRequest& r, const ServedModel& m, con
       m_(m),
       tok_(tok),
       id_(!id.empty() ? id : random_id(r.chat ? "chatcmpl-" : "cmpl-")),
-      created_(created ? created : std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()),
+      created_(created ? created : unix_now()),
       prev_token_(r.gen.prompt.empty() ? -1 : r.gen.prompt.back()) {
   // The common chunk, split around its text.
   const std::string marker = "\u0001condense-text\u0001";

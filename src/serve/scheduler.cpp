@@ -24,19 +24,18 @@ const char* finish_reason_name(FinishReason r) {
 }
 
 struct Scheduler::Seq {
-  Seq(GenRequest r, std::shared_ptr<RequestSink> k, const Tokenizer& tok, uint64_t ord)
+  Seq(GenRequest r, std::shared_ptr<RequestSink> k, const Tokenizer& tok)
       : req(std::move(r)),
         sink(std::move(k)),
         tokens(req.prompt),
         prompt_len(int(req.prompt.size())),
-        order(ord),
         sampler(req.sampling.temperature, req.sampling.top_p, req.sampling.seed, req.sampling.top_k),
         text(tok, req.prompt.back(), req.stop) {}
   GenRequest req;
   std::shared_ptr<RequestSink> sink;
   std::vector<int> tokens;  // prompt, then what was generated
   int prompt_len;
-  int generated = 0;
+  int generated() const { return int(tokens.size()) - prompt_len; }
   int computed = 0;      // positions held in the engine's KV cache
   int prompt_counted = 0;  // prompt tokens already counted in the stats (recomputation is not counted)
   std::vector<TokenOut> prompt_lp;  // prompt logprobs so far (entry i: token i + 1); sent once complete
@@ -44,7 +43,6 @@ struct Scheduler::Seq {
   // This chunk's rows need logits for prompt logprobs (not yet recorded).
   bool wants_prompt_logits() const { return req.prompt_logprobs && !prompt_lp_sent; }
   int engine_seq = -1;   // -1 while waiting
-  uint64_t order;
   Sampler sampler;
   TextStream text;
 };
@@ -88,7 +86,7 @@ bool Scheduler::submit(GenRequest req, std::shared_ptr<RequestSink> sink) {
   if (req.max_tokens < 0 || (req.max_tokens == 0 && !req.prompt_logprobs)) fail("max_tokens", "must be at least 1 (0 only for prompt logprobs)");
   std::unique_lock<std::mutex> lk(mu_);
   if (closed_ || queued_.load() >= opt_.max_queue) return false;
-  incoming_.push_back(std::make_unique<Seq>(std::move(req), std::move(sink), tok_, next_order_++));
+  incoming_.push_back(std::make_unique<Seq>(std::move(req), std::move(sink), tok_));
   queued_.fetch_add(1);
   lk.unlock();
   cv_.notify_one();
@@ -147,7 +145,7 @@ void Scheduler::finish(Seq& s, FinishReason why, const std::string& error) {
   std::string rest = s.text.flush();
   const bool was_running = s.engine_seq >= 0;
   s.engine_seq = -1;
-  s.sink->on_finish(rest, why, s.prompt_len, s.generated, error);
+  s.sink->on_finish(rest, why, s.prompt_len, s.generated(), error);
   {
     std::lock_guard<std::mutex> lk(stats_mu_);
     if (why == FinishReason::Cancelled) ++stats_.requests_cancelled;
@@ -163,12 +161,12 @@ void Scheduler::finish(Seq& s, FinishReason why, const std::string& error) {
     }
     return false;
   };
-  if (was_running ? drop(running_) : false) {
+  if (was_running) {
+    drop(running_);
     running_count_.fetch_sub(1);
-  } else if (drop(waiting_)) {
+  } else {
+    drop(waiting_);
     queued_.fetch_sub(1);
-  } else if (drop(running_)) {
-    running_count_.fetch_sub(1);  // admitted this step, before its first chunk ran
   }
 }
 
@@ -189,7 +187,7 @@ void Scheduler::preempt(Seq& s) {
   ++stats_.preemptions;
 }
 
-bool Scheduler::step_once() {
+void Scheduler::step_once() {
   // Cancelled requests leave before anything is planned.
   for (size_t i = running_.size(); i-- > 0;) {
     if (running_[i]->sink->cancelled()) finish(*running_[i], FinishReason::Cancelled);
@@ -197,7 +195,7 @@ bool Scheduler::step_once() {
   for (size_t i = waiting_.size(); i-- > 0;) {
     if (waiting_[i]->sink->cancelled()) finish(*waiting_[i], FinishReason::Cancelled);
   }
-  if (running_.empty() && waiting_.empty()) return false;
+  if (running_.empty() && waiting_.empty()) return;
 
   struct Planned {
     Seq* s;
@@ -243,7 +241,7 @@ bool Scheduler::step_once() {
     queued_.fetch_sub(1);
     running_count_.fetch_add(1);
   }
-  if (plan.empty()) return false;
+  if (plan.empty()) return;
 
   const int vocab = engine_.config().vocab;
   // Logits: the last row of a chunk that completes a sequence's known tokens;
@@ -276,7 +274,7 @@ bool Scheduler::step_once() {
     engine_.step(batch);
   } catch (const std::exception& e) {
     for (const Planned& p : plan) finish(*p.s, FinishReason::Error, e.what());
-    return true;
+    return;
   }
   int64_t generated = 0;
   std::vector<double> lsm;
@@ -328,21 +326,19 @@ bool Scheduler::step_once() {
     }
     if (s.req.sampling.logprobs >= 0) score(lg, s.req.sampling.logprobs, out);
     s.tokens.push_back(out.token);
-    ++s.generated;
     ++generated;
     bool stopped = false;
     const std::string text = s.text.push(out.token, &stopped);
     out.piece = s.text.last_piece();
     s.sink->on_token(out, text);
     if (stopped) finish(s, FinishReason::Stop);
-    else if (s.generated >= s.req.max_tokens || int(s.tokens.size()) >= engine_.max_seq()) finish(s, FinishReason::Length);
+    else if (s.generated() >= s.req.max_tokens || int(s.tokens.size()) >= engine_.max_seq()) finish(s, FinishReason::Length);
   }
   std::lock_guard<std::mutex> lk(stats_mu_);
   stats_.kv_blocks_free = engine_.kv().free_blocks();
   stats_.prompt_tokens += prompt_tokens;
   stats_.generation_tokens += generated;
   ++stats_.steps;
-  return true;
 }
 
 }  // namespace condense

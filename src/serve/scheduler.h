@@ -109,7 +109,7 @@ class Scheduler {
  private:
   struct Seq;
   void loop();
-  bool step_once();
+  void step_once();
   void finish(Seq& s, FinishReason why, const std::string& error = "");
   void preempt(Seq& s);
   int64_t blocks_for(int64_t positions) const;
@@ -129,7 +129,6 @@ class Scheduler {
   std::vector<float> logits_;
   mutable std::mutex stats_mu_;
   SchedulerStats stats_;  // guarded by stats_mu_
-  uint64_t next_order_ = 0;
   std::thread thread_;
 };
 
