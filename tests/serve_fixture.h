@@ -13,6 +13,9 @@
 #include "runtime/generate.h"
 #include "serve/http_server.h"
 #include "serve/scheduler.h"
+#include <gtest/gtest.h>
+#include <httplib.h>
+
 #include <thread>
 #include "tests/tiny_model.h"
 
@@ -102,5 +105,51 @@ struct LoopbackServer {
   std::thread th;
   int port = 0;
 };
+
+// The data payloads of an SSE body, in order (every other event must be a comment).
+inline std::vector<std::string> sse_data(const std::string& body) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p < body.size()) {
+    size_t e = body.find("\n\n", p);
+    if (e == std::string::npos) e = body.size();
+    const std::string ev = body.substr(p, e - p);
+    if (ev.rfind("data: ", 0) == 0) out.push_back(ev.substr(6));
+    else EXPECT_TRUE(ev.empty() || ev[0] == ':') << "not an SSE event: " << ev;
+    p = e + 2;
+  }
+  return out;
+}
+
+// A completion's text, from a streamed (SSE) or whole JSON response body.
+inline std::string completion_text(const std::string& body, bool streamed) {
+  if (!streamed) return nlohmann::json::parse(body)["choices"][0]["text"];
+  std::string text;
+  for (const std::string& d : sse_data(body)) {
+    if (d != "[DONE]") text += nlohmann::json::parse(d)["choices"][0]["text"].get<std::string>();
+  }
+  return text;
+}
+
+// POSTs every body to /v1/completions at once, a client each; the texts
+// (empty where a request failed, which is printed).
+inline std::vector<std::string> post_concurrently(int port, const std::vector<nlohmann::json>& bodies) {
+  std::vector<std::string> got(bodies.size());
+  std::vector<std::thread> ts;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    ts.emplace_back([&, i] {
+      httplib::Client cl("127.0.0.1", port);
+      cl.set_read_timeout(120, 0);
+      auto r = cl.Post("/v1/completions", bodies[i].dump(), "application/json");
+      if (!r || r->status != 200) {
+        std::printf("request %zu: %s\n", i, r ? (std::to_string(r->status) + " " + r->body).c_str() : httplib::to_string(r.error()).c_str());
+        return;
+      }
+      got[i] = completion_text(r->body, bodies[i].value("stream", false));
+    });
+  }
+  for (auto& t : ts) t.join();
+  return got;
+}
 
 }  // namespace testutil

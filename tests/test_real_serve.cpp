@@ -81,36 +81,9 @@ TEST(RealServe, GreedyThroughTheServerEqualsGenerateAloneAndAmong32) {
     EXPECT_EQ(json::parse(r->body)["choices"][0]["text"], want[size_t(i)]) << "prompt " << i;
   }
   // All 32 at once, half streamed.
-  std::vector<std::string> got(32);
-  std::vector<std::thread> ts;
-  for (int i = 0; i < 32; ++i) {
-    ts.emplace_back([&, i] {
-      httplib::Client cl("127.0.0.1", s.port);
-      cl.set_read_timeout(120, 0);
-      const bool stream = i % 2;
-      auto r = cl.Post("/v1/completions", json{{"prompt", ps[size_t(i)]}, {"max_tokens", 64}, {"temperature", 0}, {"stream", stream}}.dump(),
-                       "application/json");
-      if (!r || r->status != 200) {
-        std::printf("request %d: %s\n", i, r ? (std::to_string(r->status) + " " + r->body).c_str() : httplib::to_string(r.error()).c_str());
-        return;
-      }
-      if (!stream) {
-        got[size_t(i)] = json::parse(r->body)["choices"][0]["text"];
-        return;
-      }
-      std::string text;
-      size_t p = 0;
-      while ((p = r->body.find("data: ", p)) != std::string::npos) {
-        const size_t e = r->body.find("\n\n", p);
-        const std::string d = r->body.substr(p + 6, e - p - 6);
-        p = e;
-        if (d == "[DONE]") break;
-        text += json::parse(d)["choices"][0]["text"].get<std::string>();
-      }
-      got[size_t(i)] = text;
-    });
-  }
-  for (auto& t : ts) t.join();
+  std::vector<json> bodies;
+  for (int i = 0; i < 32; ++i) bodies.push_back({{"prompt", ps[size_t(i)]}, {"max_tokens", 64}, {"temperature", 0}, {"stream", i % 2 == 1}});
+  const std::vector<std::string> got = testutil::post_concurrently(s.port, bodies);
   for (int i = 0; i < 32; ++i) EXPECT_EQ(got[size_t(i)], want[size_t(i)]) << "prompt " << i << " (" << ps[size_t(i)].size() << " chars)";
 }
 
@@ -118,17 +91,9 @@ TEST(RealServe, EveryRequestCompletesWithTheSameOutputWhenTheKvPoolIsTooSmall) {
   REQUIRE_DATA(kBin);
   RealServer s(SchedulerOptions{.watermark = 0}, 40);  // 640 positions for 12 requests of up to ~170
   const auto ps = prompts(12);
-  std::vector<std::string> got(12);
-  std::vector<std::thread> ts;
-  for (int i = 0; i < 12; ++i) {
-    ts.emplace_back([&, i] {
-      httplib::Client cl("127.0.0.1", s.port);
-      cl.set_read_timeout(120, 0);
-      auto r = cl.Post("/v1/completions", json{{"prompt", ps[size_t(i)].substr(0, 300)}, {"max_tokens", 96}, {"temperature", 0}}.dump(), "application/json");
-      if (r && r->status == 200) got[size_t(i)] = json::parse(r->body)["choices"][0]["text"];
-    });
-  }
-  for (auto& t : ts) t.join();
+  std::vector<json> bodies;
+  for (int i = 0; i < 12; ++i) bodies.push_back({{"prompt", ps[size_t(i)].substr(0, 300)}, {"max_tokens", 96}, {"temperature", 0}});
+  const std::vector<std::string> got = testutil::post_concurrently(s.port, bodies);
   for (int i = 0; i < 12; ++i) EXPECT_EQ(got[size_t(i)], generate_text(s.lm, ps[size_t(i)].substr(0, 300), 96)) << "prompt " << i;
   EXPECT_GT(s.sched.stats().preemptions, 0) << "the pool was meant to run out";
 }

@@ -52,21 +52,6 @@ struct TestServer {
   int port;
 };
 
-// The data payloads of an SSE body, in order.
-std::vector<std::string> sse_data(const std::string& body) {
-  std::vector<std::string> out;
-  size_t p = 0;
-  while (p < body.size()) {
-    size_t e = body.find("\n\n", p);
-    if (e == std::string::npos) e = body.size();
-    const std::string ev = body.substr(p, e - p);
-    if (ev.rfind("data: ", 0) == 0) out.push_back(ev.substr(6));
-    else EXPECT_TRUE(ev.empty() || ev[0] == ':') << "not an SSE event: " << ev;
-    p = e + 2;
-  }
-  return out;
-}
-
 std::string expected_text(const TestServer& s, const std::string& prompt, int n) {
   std::vector<int> p = {1};
   for (int t : s.tok.encode(prompt)) p.push_back(t);
@@ -140,7 +125,7 @@ TEST(ServeHttp, CompletionGreedyEqualsGenerateStreamedOrNot) {
   r = s.post("/v1/completions", {{"prompt", "hello"}, {"max_tokens", 24}, {"temperature", 0}, {"stream", true}});
   ASSERT_EQ(r->status, 200);
   EXPECT_EQ(r->get_header_value("Content-Type").rfind("text/event-stream", 0), 0u);
-  const auto ev = sse_data(r->body);
+  const auto ev = testutil::sse_data(r->body);
   ASSERT_GE(ev.size(), 2u);
   EXPECT_EQ(ev.back(), "[DONE]");
   std::string text;
@@ -163,7 +148,7 @@ TEST(ServeHttp, ChatStreamShapeAndUsage) {
                                            {"max_tokens", 6}, {"temperature", 0}, {"stream", true}, {"stream_options", {{"include_usage", true}}}});
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
-  const auto ev = sse_data(r->body);
+  const auto ev = testutil::sse_data(r->body);
   ASSERT_GE(ev.size(), 4u);
   EXPECT_EQ(ev.back(), "[DONE]");
   const json first = json::parse(ev[0]);
@@ -226,7 +211,7 @@ TEST(ServeHttp, EchoWithPromptLogprobs) {
   EXPECT_EQ(j["choices"][0]["logprobs"]["text_offset"][ids.size()], 4);
   // Streamed: the prompt first, then the tokens.
   r = s.post("/v1/completions", {{"prompt", "xy"}, {"echo", true}, {"max_tokens", 2}, {"stream", true}, {"ignore_eos", true}});
-  const auto ev = sse_data(r->body);
+  const auto ev = testutil::sse_data(r->body);
   EXPECT_EQ(json::parse(ev[0])["choices"][0]["text"], "xy");
   // max_tokens 0 needs echo; chat has no echo.
   EXPECT_EQ(s.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 0}})->status, 400);
@@ -251,7 +236,7 @@ TEST(ServeHttp, SeveralPromptsAreSeveralChoices) {
   // Streamed: chunks of all choices interleave, each carrying its index; usage once, after all.
   r = s.post("/v1/completions", {{"prompt", prompts}, {"max_tokens", 7}, {"temperature", 0}, {"ignore_eos", true}, {"stream", true},
                                  {"stream_options", {{"include_usage", true}}}});
-  const auto ev = sse_data(r->body);
+  const auto ev = testutil::sse_data(r->body);
   ASSERT_GE(ev.size(), 3u);
   EXPECT_EQ(ev.back(), "[DONE]");
   std::vector<std::string> text(3);
