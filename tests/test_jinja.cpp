@@ -87,6 +87,7 @@ TEST(Jinja, LanguageFeatures) {
             "{\"a\": 1, \"b\": 2}|[\n  1,\n  2,\n  3\n]|{\"k\": [1, \"x\", null, 1.5]}");
   EXPECT_EQ(r("{{ xs | join(', ') }}|{{ undefined_thing | default('dflt') }}|{{ 'a-b-c'.split('-') }}|{{ 'x'.startswith('x') }}"),
             "1, 2, 3|dflt|['a', 'b', 'c']|True");
+  EXPECT_EQ(r("{{ 'a-b'.replace('-', '+') }}|{{ 'ab'.upper() }}|{{ 'hello world'.title() }}|{{ 'x-y' | replace('-', '') }}"), "a+b|AB|Hello World|xy");
   EXPECT_EQ(r("{% for k, val in d.items() %}{{ k }}={{ val }};{% endfor %}"), "a=1;b=2;");
   EXPECT_EQ(r("a  {%- if t -%}  b  {%- endif -%}  c"), "abc");
   EXPECT_EQ(r("{# a comment #}x{{ 'y' }}"), "xy");

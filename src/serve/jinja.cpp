@@ -373,26 +373,19 @@ class Parser {
     }
     return a;
   }
-  ExprP or_() {
-    ExprP a = and_();
-    while (peek_name("or")) {
+  // `next (keyword next)*`, left-associative.
+  ExprP chain(ExprP (Parser::*next)(), const char* keyword, Expr::Kind kind) {
+    ExprP a = (this->*next)();
+    while (peek_name(keyword)) {
       ++p_;
-      auto e = make(Expr::Or);
-      e->args = {a, and_()};
+      auto e = make(kind);
+      e->args = {a, (this->*next)()};
       a = e;
     }
     return a;
   }
-  ExprP and_() {
-    ExprP a = not_();
-    while (peek_name("and")) {
-      ++p_;
-      auto e = make(Expr::And);
-      e->args = {a, not_()};
-      a = e;
-    }
-    return a;
-  }
+  ExprP or_() { return chain(&Parser::and_, "or", Expr::Or); }
+  ExprP and_() { return chain(&Parser::not_, "and", Expr::And); }
   ExprP not_() {
     if (peek_name("not")) {
       ++p_;
@@ -967,20 +960,10 @@ class Renderer {
         const std::string& s = d.get_ref<const std::string&>();
         const std::string arg0 = a.empty() || a[0].data().is_null() ? std::string() : to_text(a[0]);
         if (m == "strip" || m == "lstrip" || m == "rstrip") return Value(jv(strip(s, arg0, m != "rstrip", m != "lstrip")));
-        if (m == "upper" || m == "lower") {
-          std::string o = s;
-          for (char& c : o) c = char(m == "upper" ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
-          return Value(jv(o));
-        }
+        // Methods that are also filters: one implementation.
+        if (m == "upper" || m == "lower" || m == "title" || m == "capitalize" || (m == "replace" && a.size() >= 2)) return filter_named(m, self, a, e);
         if (m == "startswith") return Value(jv(s.rfind(arg0, 0) == 0));
         if (m == "endswith") return Value(jv(s.size() >= arg0.size() && s.compare(s.size() - arg0.size(), arg0.size(), arg0) == 0));
-        if (m == "replace" && a.size() >= 2) {
-          std::string o, from = to_text(a[0]), to = to_text(a[1]);
-          if (from.empty()) return Value(jv(s));
-          size_t p = 0, q;
-          while ((q = s.find(from, p)) != std::string::npos) o += s.substr(p, q - p) + to, p = q + from.size();
-          return Value(jv(o + s.substr(p)));
-        }
         if (m == "split") {
           jv l = jv::array();
           if (arg0.empty()) {
@@ -1000,7 +983,6 @@ class Renderer {
           }
           return Value(l);
         }
-        if (m == "title" || m == "capitalize") return filter_named(m, self, {}, e);
       }
       if (d.is_object()) {
         if (m == "items") {
