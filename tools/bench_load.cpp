@@ -233,8 +233,8 @@ void run_bench_load(BenchLoadArgs& a) {
       run["bound_output_tok_s"] = bound;
       run["bound"] = step_memory >= step_compute ? "bandwidth" : "compute";  // what limits a decode step
       run["fraction_of_bound"] = run["output_throughput"].get<double>() / bound;
-      if (!a.model.empty()) run["peak_rss_bytes"] = run["client_peak_rss_bytes"];  // in-process: the engine's process
     }
+    if (!a.model.empty()) run["peak_rss_bytes"] = run["client_peak_rss_bytes"];  // in-process: the engine's process
     if (doc.contains("engine_capacity") && o.max_concurrency > 0) {
       const json& cap = doc["engine_capacity"]["by_concurrency"][std::to_string(o.max_concurrency)];
       run["engine_bound_output_tok_s"] = cap["output_tok_s"];
