@@ -284,7 +284,7 @@ TEST(GgufFormat, CorruptAndUnsupportedFilesFailClearly) {
   testutil::write_file(dir / "trunc.gguf", good.substr(0, good.size() - 1000));
   expect_error([&] { load_gguf_model(dir / "trunc.gguf"); }, {"trunc.gguf", "truncated"});
   testutil::write_file(dir / "head.gguf", good.substr(0, 40));
-  expect_error([&] { load_gguf_model(dir / "head.gguf"); }, {"head.gguf", "past the end"});
+  expect_error([&] { load_gguf_model(dir / "head.gguf"); }, {"head.gguf", "more than its 40 bytes can hold"});
   std::string v2 = good;
   v2[4] = 2;
   testutil::write_file(dir / "v2.gguf", v2);
@@ -293,13 +293,18 @@ TEST(GgufFormat, CorruptAndUnsupportedFilesFailClearly) {
   magic[0] = 'X';
   testutil::write_file(dir / "magic.gguf", magic);
   expect_error([&] { load_model(dir / "magic.gguf"); }, {"magic.gguf", "GGUF magic"});
-  // Mark the first tensor as Q4_K (ggml type 12): the error must name the type.
+  // Mark the first tensor as I32 (ggml type 26, as many bytes as F32, so the data layout
+  // still checks out): the error must name the type.
   const std::string name = "token_embd.weight";
   const size_t at = good.find(name);
   ASSERT_NE(at, std::string::npos);
   std::string q = good;
   const size_t type_at = at + name.size() + 4 + 2 * 8;  // n_dims u32, two u64 dims
+  q[type_at] = 26;
+  testutil::write_file(dir / "i32.gguf", q);
+  expect_error([&] { load_gguf_model(dir / "i32.gguf"); }, {"i32.gguf", "token_embd.weight", "I32", "not read yet"});
+  // As Q4_K (type 12) the 48-wide rows are not whole 256-element blocks.
   q[type_at] = 12;
   testutil::write_file(dir / "q4k.gguf", q);
-  expect_error([&] { load_gguf_model(dir / "q4k.gguf"); }, {"q4k.gguf", "token_embd.weight", "Q4_K", "not read yet"});
+  expect_error([&] { load_gguf_model(dir / "q4k.gguf"); }, {"q4k.gguf", "token_embd.weight", "Q4_K", "block of 256"});
 }

@@ -149,9 +149,10 @@ TEST(HfBpeTokenizer, ByteLevelMatchesNaiveBpeAndRoundTrips) {
     vocab[a + b] = int(vocab.size());
     merge_strings.push_back(a + " " + b);
   }
+  const int end_id = int(vocab.size());  // added tokens follow the vocabulary, as in real files
   const nlohmann::json spec = {
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_strings}}},
-      {"added_tokens", {{{"id", 999}, {"content", "<|end|>"}, {"special", true}}}},
+      {"added_tokens", {{{"id", end_id}, {"content", "<|end|>"}, {"special", true}}}},
       {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
       {"decoder", {{"type", "ByteLevel"}}}};
   const auto tok = parse_hf_tokenizer_json(spec.dump(), "test.json");
@@ -159,7 +160,7 @@ TEST(HfBpeTokenizer, ByteLevelMatchesNaiveBpeAndRoundTrips) {
   const auto ids = tok->encode(" the abab<|end|>12");
   EXPECT_EQ(tok->decode(ids, -1), " the abab12");  // the special token decodes to nothing
   EXPECT_EQ(ids[0], vocab[byte_char(' ') + "the"].get<int>());
-  EXPECT_EQ(std::count(ids.begin(), ids.end(), 999), 1);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), end_id), 1);
 
   std::mt19937 g(3);
   const std::string alphabet[] = {"a", "b", " ", "t", "h", "e", "1", "2", "\n", "\xc3\xa9", "\xf0\x9f\x98\x80", "\xff", "'s"};

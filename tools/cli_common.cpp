@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -72,6 +73,21 @@ size_t parse_bytes(const std::string& s, const std::string& option) {
   else if (!unit.empty() && unit != "B" && unit != "b") fail(option, "'" + s + "': unknown unit '" + unit + "' (K, M, G, T)");
   if (!(v > 0) || v * mul > 1e15) fail(option, "'" + s + "' must be a positive size below 1 PB");
   return size_t(v * mul);
+}
+
+void refuse_non_finite_numbers(CLI::App& app) {
+  static const CLI::Validator finite(
+      [](std::string& v) -> std::string {
+        char* end = nullptr;
+        const double x = std::strtod(v.c_str(), &end);
+        if (end != v.c_str() && !std::isfinite(x)) return "must be a finite number, got " + v;
+        return "";
+      },
+      "", "finite");
+  for (CLI::Option* o : app.get_options()) {
+    if (o->get_type_name().find("FLOAT") != std::string::npos) o->check(finite);
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) refuse_non_finite_numbers(*sub);
 }
 
 }  // namespace condense::cli

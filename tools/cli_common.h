@@ -24,6 +24,11 @@ int active_threads();
 // "1G", "512M", "65536", "2GiB": bytes (K/M/G/T are powers of 1024); Error naming `option` otherwise.
 size_t parse_bytes(const std::string& s, const std::string& option);
 
+// Gives every floating-point option of `app` and its subcommands a check that
+// refuses NaN and infinities (CLI11's range checks let NaN through: every
+// comparison with it is false). Call once, after all options are registered.
+void refuse_non_finite_numbers(CLI::App& app);
+
 void register_info(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_eval(CLI::App& app);

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "pipeline/preflight.h"
 #include "pipeline/recipe.h"
 #include "pipeline/run_recipe.h"
 #include "tools/cli_common.h"
@@ -45,6 +46,7 @@ void execute(nlohmann::json j, const RunArgs& a) {
   for (const std::string& s : a.sets) pipeline::apply_set(j, s);
   const pipeline::Recipe r = pipeline::parse_recipe(j, "");
   if (a.dry_run) {
+    pipeline::preflight(r);  // the files it names, read as far as their headers
     std::cout << j.dump(2) << "\n";
     return;
   }

@@ -240,10 +240,9 @@ CONDENSE_AVX2 void score_block_hd8_avx2(const float* q, const float* k, int n, i
       u[4 * j + 3] = _mm256_shuffle_ps(t[4 * j + 1], t[4 * j + 3], 0xEE);
     }
     __m256 acc = _mm256_setzero_ps();
-    for (int i = 0; i < 8; ++i) {  // dim i of the 8 keys
-      const __m256 col = _mm256_permute2f128_ps(u[i % 4], u[4 + i % 4], i < 4 ? 0x20 : 0x31);
-      acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i]), col));
-    }
+    // dim i of the 8 keys; two loops so the permute's selector is an immediate at every optimization level
+    for (int i = 0; i < 4; ++i) acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i]), _mm256_permute2f128_ps(u[i], u[4 + i], 0x20)));
+    for (int i = 4; i < 8; ++i) acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[i]), _mm256_permute2f128_ps(u[i - 4], u[i], 0x31)));
     _mm256_maskstore_ps(out + t0, lane_mask8(n - t0), _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
   }
 }

@@ -25,7 +25,13 @@ constexpr DTypeTraits kTable[kNumDTypes] = {
 
 const DTypeTraits& traits(DType t) { return kTable[static_cast<int>(t)]; }
 
-size_t storage_bytes(DType t, int64_t n) { return size_t((n * traits(t).bits + 7) / 8); }
+size_t storage_bytes(DType t, int64_t n) {
+  int64_t bits = 0;
+  if (n < 0 || __builtin_mul_overflow(n, int64_t(traits(t).bits), &bits) || bits > INT64_MAX - 7) {
+    fail(std::string(name(t)) + " storage", "of " + std::to_string(n) + " elements overflows");
+  }
+  return size_t((bits + 7) / 8);
+}
 
 DType dtype_from_name(const std::string& s) {
   std::string known;

@@ -27,7 +27,10 @@ std::string shape_str(const Shape& s) {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  for (int64_t d : s) {
+    // Shapes come from files: a product past 63 bits is refused, not wrapped.
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) fail("shape " + shape_str(s), "has an element count that overflows 63 bits or a negative dimension");
+  }
   return n;
 }
 

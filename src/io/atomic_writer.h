@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace condense {
 
@@ -27,5 +28,14 @@ class AtomicWriter {
 
 // The whole of `bytes` as `path`, through a temporary name (the class above).
 void write_file_atomically(const std::string& path, const std::string& bytes);
+
+// The temporary name a writer of `path` uses: "<path>.tmp.<pid>".
+std::string temporary_path(const std::string& path);
+// Temporary files in `dir` left by writers that no longer run (a process
+// killed between creating one and renaming it): removed, and their names
+// returned so the caller can say so. A temporary of a live process is kept.
+std::vector<std::string> remove_stale_temporaries(const std::string& dir);
+// fsync of an existing file by name (before a rename makes it visible).
+void sync_file(const std::string& path);
 
 }  // namespace condense

@@ -7,13 +7,14 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/atomic_writer.h"
 #include "io/crc32c.h"
 #include "io/file_view.h"
-#include "io/json_text.h"
+#include "core/json_text.h"
 #include "kernels/common/minifloat.h"
 
 namespace condense {
@@ -159,6 +160,12 @@ json config_json(const ModelConfig& c) {
 }  // namespace
 
 void save_cpk(const Model& m, const std::string& path, const CpkWriteOptions& opt) {
+  for (const auto& [name, wc] : m.compression) {
+    const int g = wc.scheme.group;
+    if (wc.scheme.granularity == Granularity::Group && (g < 1 || (g & (g - 1)))) {
+      fail(path, "tensor '" + name + "' has group size " + std::to_string(g) + "; the .cpk format stores power-of-two groups");
+    }
+  }
   Sections sec;
   json tensors = json::array();
   for_each_weight(m, [&](const WeightRef& r) {
@@ -247,6 +254,8 @@ void save_cpk(const Model& m, const std::string& path, const CpkWriteOptions& op
 }
 
 bool is_cpk(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return false;
   char b[8] = {};
@@ -289,37 +298,74 @@ struct Reader {
     for (const char* k : {"model", "tensors", "sections"}) {
       if (!header.contains(k)) bad(path, std::string("header has no \"") + k + "\"");
     }
+    if (!header.is_object() || header.value("format", "") != "condense-cpk") bad(path, "header's \"format\" is not \"condense-cpk\"");
+    if (!header["tensors"].is_array() || !header["sections"].is_array()) bad(path, "header's tensors and sections must be arrays");
+    check_sections();
+  }
+
+  // Every section: 64-byte aligned, after the previous one (no overlap), inside
+  // the file, a known compression, and raw sizes that, summed, stay within
+  // kMaxExpansion times the file (so a small file cannot make the reader
+  // allocate gigabytes for zstd frames that claim to expand that far).
+  static constexpr uint64_t kMaxExpansion = 256, kExpansionSlack = uint64_t(256) << 20;
+  void check_sections() {
+    uint64_t end = 0, raw_total = 0;
+    const json& secs = header["sections"];
+    for (size_t i = 0; i < secs.size(); ++i) {
+      const json& e = secs[i];
+      const std::string what = "section " + std::to_string(i);
+      if (!e.is_object()) bad(path, what + " is not an object");
+      const uint64_t off = uint64_t(json_int(e.at("offset"), path, what + ".offset", 0, INT64_MAX));
+      const uint64_t n = uint64_t(json_int(e.at("bytes"), path, what + ".bytes", 0, INT64_MAX));
+      const uint64_t raw = uint64_t(json_int(e.at("raw_bytes"), path, what + ".raw_bytes", 0, INT64_MAX));
+      json_int(e.at("crc32c"), path, what + ".crc32c", 0, UINT32_MAX);
+      if (off % kAlign) bad(path, what + ": offset " + std::to_string(off) + " is not 64-byte aligned");
+      if (off < end) bad(path, what + ": starts at " + std::to_string(off) + ", inside the previous section (which ends at " + std::to_string(end) + ")");
+      if (data_start > f.size() || off > f.size() - data_start || n > f.size() - data_start - off) {
+        bad(path, what + " at " + std::to_string(data_start + off) + " (+" + std::to_string(n) + " bytes) runs past the end of the file (" +
+                      std::to_string(f.size()) + " bytes): truncated");
+      }
+      const std::string comp = e.at("compression").get<std::string>();
+      if (comp != "none" && comp != "zstd") fail(path, what + ": unknown section compression '" + comp + "'", "Use a newer condense");
+      if (comp == "none" && n != raw) bad(path, what + ": stored and raw sizes differ for an uncompressed section");
+      end = off + n;
+      raw_total += raw;
+      if (raw_total > kMaxExpansion * f.size() + kExpansionSlack) {
+        bad(path, "sections claim " + std::to_string(raw_total) + "+ bytes once decompressed, more than " + std::to_string(kMaxExpansion) +
+                      " times the file: not a file condense wrote");
+      }
+    }
   }
 
   // Raw bytes of section i, checked and decompressed.
-  std::vector<uint8_t> section(const json& ref, const std::string& what) const {
+  // Raw bytes of section `ref`, which must decompress to exactly `expect`
+  // bytes (checked before anything is allocated; kAnySize: the caller checks).
+  static constexpr uint64_t kAnySize = UINT64_MAX;
+  std::vector<uint8_t> section(const json& ref, const std::string& what, uint64_t expect) const {
     if (!ref.is_number_unsigned()) bad(path, what + ": section reference is not an index");
     const size_t i = ref.get<size_t>();
     const json& secs = header["sections"];
     if (i >= secs.size()) bad(path, what + ": section " + std::to_string(i) + " does not exist");
+    if (!used_sections.insert(i).second) bad(path, what + ": section " + std::to_string(i) + " is already used by another item");
     const json& e = secs[i];
     const uint64_t off = e.at("offset").get<uint64_t>(), n = e.at("bytes").get<uint64_t>(), raw = e.at("raw_bytes").get<uint64_t>();
-    if (off % kAlign) bad(path, what + ": section offset " + std::to_string(off) + " is not 64-byte aligned");
-    if (data_start + off > f.size() || n > f.size() - data_start - off) {
-      bad(path, what + ": section at " + std::to_string(data_start + off) + " (+" + std::to_string(n) + " bytes) runs past the end of the file (" +
-                    std::to_string(f.size()) + " bytes): truncated");
+    if (expect != kAnySize && raw != expect) {
+      bad(path, what + ": section " + std::to_string(i) + " holds " + std::to_string(raw) + " bytes, expected " + std::to_string(expect));
     }
     const uint8_t* p = f.data() + data_start + off;
     if (crc32c(p, n) != e.at("crc32c").get<uint32_t>()) bad(path, what + ": checksum mismatch in section " + std::to_string(i));
     std::vector<uint8_t> out;
-    const std::string comp = e.at("compression").get<std::string>();
-    if (comp == "none") {
-      if (n != raw) bad(path, what + ": stored and raw sizes differ for an uncompressed section");
+    if (e.at("compression").get<std::string>() == "none") {
       out.assign(p, p + n);
-    } else if (comp == "zstd") {
+    } else {
+      if (ZSTD_getFrameContentSize(p, n) != raw) bad(path, what + ": zstd frame does not declare the section's " + std::to_string(raw) + " raw bytes");
       out.resize(size_t(raw));
       const size_t got = ZSTD_decompress(out.data(), out.size(), p, n);
       if (ZSTD_isError(got) || got != raw) bad(path, what + ": zstd section does not decompress to " + std::to_string(raw) + " bytes");
-    } else {
-      fail(path, what + ": unknown section compression '" + comp + "'", "Use a newer condense");
     }
     return out;
   }
+  mutable std::set<size_t> used_sections;
 };
 
 ModelConfig parse_config(const json& j, const std::string& path) {
@@ -329,7 +375,7 @@ ModelConfig parse_config(const json& j, const std::string& path) {
     for (auto [k, f] : {std::pair{"dim", &c.dim}, {"n_layers", &c.n_layers}, {"n_heads", &c.n_heads}, {"n_kv_heads", &c.n_kv_heads},
                         {"head_dim", &c.head_dim}, {"ffn_dim", &c.ffn_dim}, {"vocab", &c.vocab}, {"max_seq", &c.max_seq},
                         {"bos_id", &c.bos_id}, {"eos_id", &c.eos_id}}) {
-      *f = j.at(k).get<int>();
+      *f = int(json_int(j.at(k), path, std::string("model.") + k, INT32_MIN, INT32_MAX));  // validate() bounds each
     }
     c.rope_theta = j.at("rope_theta").get<float>();
     c.norm_eps = j.at("norm_eps").get<float>();
@@ -354,8 +400,14 @@ QuantScheme parse_scheme(const json& t, const std::string& path, const std::stri
   const std::string g = q.at("granularity").get<std::string>();
   s.granularity = g == "tensor" ? Granularity::PerTensor : g == "channel" ? Granularity::PerChannel : Granularity::Group;
   if (g != "tensor" && g != "channel" && g != "group") bad(path, "tensor '" + name + "': unknown granularity '" + g + "'");
-  if (s.granularity == Granularity::Group) s.group = q.at("group").get<int>();
-  if (s.granularity == Granularity::Group && s.group < 1) bad(path, "tensor '" + name + "': group size must be positive");
+  if (s.granularity == Granularity::Group) {
+    s.group = int(json_int(q.at("group"), path, "tensor '" + name + "' quant.group", 1, 1 << 20));
+    // A power of two: then the scale count rows * ceil(cols / group) pins the group down
+    // (up to groups >= cols, which mean the same), and a changed group cannot pass as valid.
+    if (s.group & (s.group - 1)) bad(path, "tensor '" + name + "': group size " + std::to_string(s.group) + " is not a power of two");
+  } else if (q.contains("group")) {
+    bad(path, "tensor '" + name + "': a group size with granularity '" + g + "'");
+  }
   s.symmetric = q.at("symmetric").get<bool>();
   return s;
 }
@@ -372,8 +424,7 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
   const QuantScheme s = parse_scheme(tj, path, name);
   const bool sparse = tj.contains("sparsity");
   if (!s.quantized() && !sparse) {
-    const std::vector<uint8_t> v = rd.section(tj.at("values"), name);
-    if (v.size() != size_t(n) * 4) bad(path, "tensor '" + name + "' holds " + std::to_string(v.size()) + " bytes, expected " + std::to_string(n * 4));
+    const std::vector<uint8_t> v = rd.section(tj.at("values"), name, uint64_t(n) * 4);
     std::memcpy(t.f32(), v.data(), v.size());
     return;
   }
@@ -382,7 +433,8 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
   int64_t kept = n;
   if (sparse) {
     const json& sp = tj.at("sparsity");
-    const std::vector<uint8_t> b = rd.section(sp.at("section"), name + " mask");
+    const std::vector<uint8_t> b = rd.section(sp.at("section"), name + " mask", Reader::kAnySize);
+    if (b.size() > uint64_t(n) * 4 + uint64_t(rows + 1) * 4) bad(path, "tensor '" + name + "': mask section is larger than any mask of its shape");
     wc.mask.assign(size_t((n + 63) / 64), 0);
     const std::string enc = sp.at("encoding").get<std::string>();
     if (enc == "bitmap") {
@@ -415,7 +467,7 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
     kept = wc.count_kept(n);
     if (sp.at("kept").get<int64_t>() != kept) bad(path, "tensor '" + name + "': mask keeps " + std::to_string(kept) + " elements, header says " + sp.at("kept").dump());
   }
-  const std::vector<uint8_t> v = rd.section(tj.at("values"), name);
+  const std::vector<uint8_t> v = rd.section(tj.at("values"), name, !s.quantized() ? uint64_t(kept) * 4 : s.type == DType::I4 ? uint64_t(kept + 1) / 2 : uint64_t(kept));
   if (!s.quantized()) {
     if (v.size() != size_t(kept) * 4) bad(path, "tensor '" + name + "': " + std::to_string(v.size()) + " value bytes for " + std::to_string(kept) + " kept elements");
     int64_t k = 0;
@@ -438,10 +490,10 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
   }
   const json& q = tj.at("quant");
   const int64_t ns = s.num_scales(rows, cols);
-  const std::vector<uint8_t> sb = rd.section(q.at("scales").at("section"), name + " scales");
   const std::string sd = q.at("scales").at("dtype").get<std::string>();
   const size_t es = sd == "f16" ? 2 : 4;
   if (sd != "f16" && sd != "f32") bad(path, "tensor '" + name + "': unknown scale dtype '" + sd + "'");
+  const std::vector<uint8_t> sb = rd.section(q.at("scales").at("section"), name + " scales", uint64_t(ns) * es);
   if (sb.size() != size_t(ns) * es) bad(path, "tensor '" + name + "': " + std::to_string(sb.size()) + " scale bytes for " + std::to_string(ns) + " scales");
   wc.scales.resize(size_t(ns));
   for (int64_t i = 0; i < ns; ++i) {
@@ -454,8 +506,10 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
     }
   }
   if (!s.symmetric) {
-    const std::vector<uint8_t> zb = rd.section(q.at("zeros").at("section"), name + " zeros");
-    const bool u4 = q.at("zeros").at("packing").get<std::string>() == "u4";
+    const std::string packing = q.at("zeros").at("packing").get<std::string>();
+    if (packing != "u4" && packing != "u8") bad(path, "tensor '" + name + "': unknown zero-point packing '" + packing + "'");
+    const bool u4 = packing == "u4";
+    const std::vector<uint8_t> zb = rd.section(q.at("zeros").at("section"), name + " zeros", u4 ? uint64_t(ns + 1) / 2 : uint64_t(ns));
     if (zb.size() != (u4 ? size_t((ns + 1) / 2) : size_t(ns))) bad(path, "tensor '" + name + "': zero-point bytes do not match its scales");
     wc.zeros.resize(size_t(ns));
     for (int64_t i = 0; i < ns; ++i) wc.zeros[size_t(i)] = u4 ? uint8_t((zb[size_t(i >> 1)] >> ((i & 1) * 4)) & 0xf) : zb[size_t(i)];
@@ -485,9 +539,28 @@ LoadedModel load_cpk(const std::string& path, bool effective_f32) {
   Model& m = lm.model;
   try {
     m.config = parse_config(rd.header["model"], path);
-    allocate_weights(m);
     std::map<std::string, const json*> by_name;
-    for (const json& t : rd.header["tensors"]) by_name[t.at("name").get<std::string>()] = &t;
+    for (const json& t : rd.header["tensors"]) {
+      if (!by_name.emplace(t.at("name").get<std::string>(), &t).second) bad(path, "tensor '" + t.at("name").get<std::string>() + "' appears twice");
+    }
+    // Before anything is allocated: every tensor the config calls for is
+    // present with its shape, and the model's f32 size is within what the
+    // file can plausibly hold (kMaxExpansion times its bytes: sparse masks and
+    // codes expand, but not without limit).
+    uint64_t elements = 0;
+    for_each_weight(m, [&](const WeightRef& r) {
+      auto it = by_name.find(r.name);
+      if (it == by_name.end()) bad(path, "tensor '" + r.name + "' (required by the config) is missing");
+      if (it->second->at("shape") != json(r.shape)) {
+        bad(path, "tensor '" + r.name + "' has shape " + it->second->at("shape").dump() + " but the config implies " + shape_str(r.shape));
+      }
+      elements += uint64_t(shape_numel(r.shape));
+    });
+    if (elements * 4 > Reader::kMaxExpansion * rd.f.size() + Reader::kExpansionSlack) {
+      bad(path, "the config (" + m.config.summary() + ") implies " + std::to_string(elements) + " weights, far more than a " + std::to_string(rd.f.size()) +
+                    "-byte file holds");
+    }
+    allocate_weights(m);
     size_t used = 0;
     for_each_weight(m, [&](const WeightRef& r) {
       auto it = by_name.find(r.name);
@@ -531,7 +604,7 @@ LoadedModel load_cpk(const std::string& path, bool effective_f32) {
     }
     const json& tok = rd.header.contains("tokenizer") ? rd.header["tokenizer"] : json(nullptr);
     if (!tok.is_null()) {
-      const std::vector<uint8_t> b = rd.section(tok.at("section"), "tokenizer");
+      const std::vector<uint8_t> b = rd.section(tok.at("section"), "tokenizer", Reader::kAnySize);
       const std::string file = tok.at("file").get<std::string>();
       lm.tokenizer = load_tokenizer_bytes(std::string(b.begin(), b.end()), file, path + " (embedded " + file + ")");
       lm.tokenizer_path = path + " (embedded " + file + ")";
@@ -548,6 +621,11 @@ LoadedModel load_cpk(const std::string& path, bool effective_f32) {
     m.source_dtypes[r.name] = it == m.compression.end() || !it->second.scheme.quantized() ? DType::F32 : it->second.scheme.type;
   });
   return lm;
+}
+
+ModelConfig read_cpk_config(const std::string& path) {
+  Reader rd(path);
+  return parse_config(rd.header["model"], path);
 }
 
 CpkInfo read_cpk_info(const std::string& path) {

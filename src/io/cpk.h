@@ -45,5 +45,7 @@ struct CpkInfo {
   std::vector<CpkTensorInfo> tensors;
 };
 CpkInfo read_cpk_info(const std::string& path);
+// The header's model config (header checksum and section table checked), no tensor read.
+ModelConfig read_cpk_config(const std::string& path);
 
 }  // namespace condense

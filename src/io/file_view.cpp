@@ -11,13 +11,25 @@
 
 namespace condense {
 
+void require_regular_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail(path, std::string("cannot open: ") + std::strerror(errno), "Check the path");
+  if (!S_ISREG(st.st_mode)) {
+    fail(path, S_ISFIFO(st.st_mode) ? "is a FIFO, not a regular file" : S_ISDIR(st.st_mode) ? "is a directory, not a regular file" : "is not a regular file",
+         "condense reads models and data from regular files (a pipe or device could block forever)");
+  }
+}
+
 FileView::FileView(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; for
+  // a regular file the flag changes nothing, and anything else is refused below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno), "Check the path");
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(path, "not a regular file");
+    require_regular_file(path);  // says what it is instead
+    fail(path, "is not a regular file");
   }
   size_ = uint64_t(st.st_size);
   if (size_ > 0) {
@@ -44,6 +56,7 @@ void FileView::require(uint64_t offset, uint64_t n, const std::string& what) con
 }
 
 std::string read_text_file(const std::string& path) {
+  require_regular_file(path);
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(path, "cannot open", "Check the path");
   std::ostringstream ss;

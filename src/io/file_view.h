@@ -39,6 +39,9 @@ class FileView {
   bool owned_ = true;
 };
 
+// Fails naming `path` unless it is a regular file (a FIFO, device or folder
+// would block or mislead a reader); checked without opening it.
+void require_regular_file(const std::string& path);
 std::string read_text_file(const std::string& path);
 
 }  // namespace condense

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_text.h"
 #include "io/atomic_writer.h"
 #include "io/file_view.h"
 #include "model/rope_layout.h"
@@ -15,12 +16,21 @@ using json = nlohmann::json;
 enum ValueType : uint32_t { U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 };
 constexpr uint64_t kScalarSize[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
-const char* ggml_type_name(uint32_t t) {
-  static const char* names[] = {"F32",  "F16",  "Q4_0", "Q4_1",    "Q4_2",   "Q4_3",  "Q5_0",  "Q5_1",   "Q8_0",   "Q8_1",  "Q2_K",
-                                "Q3_K", "Q4_K", "Q5_K", "Q6_K",    "Q8_K",   "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
-                                "IQ2_S", "IQ4_XS", "I8", "I16",    "I32",    "I64",   "F64",   "IQ1_M",  "BF16"};
-  return t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
+// ggml's types: name, elements per block and bytes per block (ggml.c's
+// type_traits; 4, 5 and 31..33, 36..38 were removed from ggml and are refused).
+struct GgmlType { const char* name; uint32_t block; uint32_t bytes; };
+constexpr GgmlType kGgmlTypes[] = {
+    {"F32", 1, 4},        {"F16", 1, 2},       {"Q4_0", 32, 18},    {"Q4_1", 32, 20},    {nullptr, 0, 0},     {nullptr, 0, 0},
+    {"Q5_0", 32, 22},     {"Q5_1", 32, 24},    {"Q8_0", 32, 34},    {"Q8_1", 32, 36},    {"Q2_K", 256, 84},   {"Q3_K", 256, 110},
+    {"Q4_K", 256, 144},   {"Q5_K", 256, 176},  {"Q6_K", 256, 210},  {"Q8_K", 256, 292},  {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74},
+    {"IQ3_XXS", 256, 98}, {"IQ1_S", 256, 50},  {"IQ4_NL", 32, 18},  {"IQ3_S", 256, 110}, {"IQ2_S", 256, 82},  {"IQ4_XS", 256, 136},
+    {"I8", 1, 1},         {"I16", 1, 2},       {"I32", 1, 4},       {"I64", 1, 8},       {"F64", 1, 8},       {"IQ1_M", 256, 56},
+    {"BF16", 1, 2},       {nullptr, 0, 0},     {nullptr, 0, 0},     {nullptr, 0, 0},     {"TQ1_0", 256, 54},  {"TQ2_0", 256, 66},
+    {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},     {"MXFP4", 32, 17}};
+const GgmlType* ggml_type(uint32_t t) {
+  return t < sizeof(kGgmlTypes) / sizeof(kGgmlTypes[0]) && kGgmlTypes[t].name ? &kGgmlTypes[t] : nullptr;
 }
+const char* ggml_type_name(uint32_t t) { return ggml_type(t) ? ggml_type(t)->name : "unknown"; }
 constexpr uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlBF16 = 30;
 
 // Canonical (HF) name -> GGUF name.
@@ -95,12 +105,23 @@ struct Cursor {
 struct TensorInfo {
   std::vector<uint64_t> dims;  // innermost first
   uint32_t type;
-  uint64_t offset;
+  uint64_t offset;             // from the data section's start
+  uint64_t nbytes;
 };
 
 }  // namespace
 
-GgufModel load_gguf_model(const std::string& path) {
+// Reading rules (as strict as llama.cpp's gguf_init_from_file): version 3;
+// counts bounded by the file; no duplicate metadata key or tensor name; every
+// tensor of a known ggml type, 1..4 dimensions, a row length that is a whole
+// number of blocks, and its element and byte counts without overflow; tensor
+// data packed in the order of the infos, each at the running offset rounded up
+// to general.alignment, inside the file; metadata integers range-checked into
+// the config; exactly the tensors the metadata's architecture calls for (one
+// left over, e.g. a layer beyond block_count, is refused, not ignored).
+namespace {
+
+GgufModel read_gguf(const std::string& path, bool config_only) {
   FileView f(path);
   Cursor c{f};
   if (f.size() < 4 || std::memcmp(f.data(), "GGUF", 4) != 0) fail(path, "missing the GGUF magic", "Not a GGUF file");
@@ -108,40 +129,92 @@ GgufModel load_gguf_model(const std::string& path) {
   const uint32_t version = c.get<uint32_t>("version");
   if (version != 3) fail(path, "GGUF version " + std::to_string(version) + " is not supported", "condense reads GGUF v3; re-convert with a current llama.cpp");
   const uint64_t n_tensors = c.get<uint64_t>("tensor count"), n_kv = c.get<uint64_t>("metadata count");
-  if (n_tensors > (1u << 20) || n_kv > (1u << 20)) fail(path, "implausible tensor/metadata counts", "The file is corrupted");
+  // Each metadata pair takes at least 8 + 4 + 1 bytes and each tensor info 8 + 4 + 8 + 4 + 8.
+  if (n_kv > f.size() / 13 || n_tensors > f.size() / 32) {
+    fail(path, "claims " + std::to_string(n_tensors) + " tensors and " + std::to_string(n_kv) + " metadata pairs, more than its " +
+                   std::to_string(f.size()) + " bytes can hold",
+         "The file is corrupted");
+  }
   json meta = json::object();
   for (uint64_t i = 0; i < n_kv; ++i) {
     const std::string key = c.str("metadata key " + std::to_string(i));
     const uint32_t type = c.get<uint32_t>("type of " + key);
+    if (meta.contains(key)) fail(path, "metadata key '" + key + "' appears twice");
     meta[key] = c.value(type, key);
   }
   std::map<std::string, TensorInfo> infos;
+  std::vector<std::string> order;
   for (uint64_t i = 0; i < n_tensors; ++i) {
     const std::string name = c.str("tensor name " + std::to_string(i));
+    if (infos.count(name)) fail(path, "tensor '" + name + "' appears twice");
     TensorInfo t;
     const uint32_t nd = c.get<uint32_t>(name + " n_dims");
     if (nd == 0 || nd > 4) fail(path, "tensor '" + name + "' has " + std::to_string(nd) + " dimensions");
-    for (uint32_t d = 0; d < nd; ++d) t.dims.push_back(c.get<uint64_t>(name + " dims"));
+    uint64_t numel = 1;
+    for (uint32_t d = 0; d < nd; ++d) {
+      const uint64_t v = c.get<uint64_t>(name + " dims");
+      if (v > uint64_t(INT64_MAX) || __builtin_mul_overflow(numel, v, &numel) || numel > uint64_t(INT64_MAX)) {
+        fail(path, "tensor '" + name + "' has an element count that overflows 63 bits");
+      }
+      t.dims.push_back(v);
+    }
     t.type = c.get<uint32_t>(name + " type");
+    const GgmlType* gt = ggml_type(t.type);
+    if (!gt) fail(path, "tensor '" + name + "' has unknown ggml type " + std::to_string(t.type));
+    if (t.dims[0] % gt->block) {
+      fail(path, "tensor '" + name + "' has rows of " + std::to_string(t.dims[0]) + " elements, not a multiple of " + gt->name + "'s block of " +
+                     std::to_string(gt->block));
+    }
+    t.nbytes = numel / gt->block * gt->bytes;
+    if (numel / gt->block > UINT64_MAX / gt->bytes) fail(path, "tensor '" + name + "' has a byte count that overflows");
     t.offset = c.get<uint64_t>(name + " offset");
     infos[name] = t;
+    order.push_back(name);
   }
   auto meta_get = [&](const std::string& key, auto fallback, bool required) -> decltype(fallback) {
     if (!meta.contains(key)) {
       if (required) fail(path, "metadata key '" + key + "' is missing");
       return fallback;
     }
-    try {
-      return meta[key].get<decltype(fallback)>();
-    } catch (const json::exception&) {
-      fail(path, "metadata key '" + key + "' has the wrong type: " + meta[key].dump().substr(0, 80));
+    const json& v = meta[key];
+    if constexpr (std::is_same_v<decltype(fallback), std::string>) {
+      if (!v.is_string()) fail(path, "metadata key '" + key + "' must be a string, got " + v.dump().substr(0, 80));
+    } else if constexpr (std::is_floating_point_v<decltype(fallback)>) {
+      if (!v.is_number()) fail(path, "metadata key '" + key + "' must be a number, got " + v.dump().substr(0, 80));
+    } else if constexpr (std::is_same_v<decltype(fallback), bool>) {
+      if (!v.is_boolean()) fail(path, "metadata key '" + key + "' must be a bool, got " + v.dump().substr(0, 80));
     }
+    return v.get<decltype(fallback)>();
   };
-  const uint64_t alignment = meta_get("general.alignment", uint64_t(32), false);
-  if (alignment == 0 || (alignment & (alignment - 1))) fail(path, "general.alignment " + std::to_string(alignment) + " is not a power of two");
+  // An integer key, range-checked: a value that does not fit is refused, never truncated.
+  auto meta_int = [&](const std::string& key, int64_t fallback, int64_t lo, int64_t hi, bool required) -> int64_t {
+    if (!meta.contains(key)) {
+      if (required) fail(path, "metadata key '" + key + "' is missing");
+      return fallback;
+    }
+    return json_int(meta[key], path, key, lo, hi);
+  };
+  const uint64_t alignment = uint64_t(meta_int("general.alignment", 32, 1, 1 << 16, false));
+  if (alignment & (alignment - 1)) fail(path, "general.alignment " + std::to_string(alignment) + " is not a power of two");
   const uint64_t data_start = (c.off + alignment - 1) / alignment * alignment;
   if (data_start > f.size()) fail(path, "data section starts past the end of the file", "The file is truncated");
-
+  // The data: each tensor where the previous one ended, rounded up to the
+  // alignment (so no two overlap and none is shifted), and inside the file.
+  uint64_t expect = 0;
+  for (const std::string& name : order) {
+    const TensorInfo& t = infos[name];
+    if (t.offset != expect) {
+      fail(path, "tensor '" + name + "' starts at byte " + std::to_string(t.offset) + " of the data section, expected " + std::to_string(expect) +
+                     " (tensors are stored in order, each aligned to " + std::to_string(alignment) + ")",
+           "The file is corrupted: its tensors overlap, leave gaps or are out of order");
+    }
+    if (t.nbytes > f.size() - data_start - t.offset) {
+      fail(path, "tensor '" + name + "' (bytes " + std::to_string(t.offset) + ".." + std::to_string(t.offset + t.nbytes) +
+                     " of the data section) runs past the end of the file",
+           "The file is truncated");
+    }
+    expect = (t.offset + t.nbytes + alignment - 1) / alignment * alignment;
+  }
   const std::string arch = meta_get("general.architecture", std::string(), true);
   if (arch != "llama") fail(path, "GGUF architecture '" + arch + "' is not supported", "condense reads the 'llama' architecture");
   if (meta_get("llama.expert_count", uint64_t(0), false) > 0) fail(path, "mixture-of-experts models (llama.expert_count) are not supported");
@@ -151,52 +224,63 @@ GgufModel load_gguf_model(const std::string& path) {
   GgufModel g;
   Model& m = g.model;
   ModelConfig& cfg = m.config;
-  cfg.dim = int(meta_get("llama.embedding_length", uint64_t(0), true));
-  cfg.n_layers = int(meta_get("llama.block_count", uint64_t(0), true));
-  cfg.n_heads = int(meta_get("llama.attention.head_count", uint64_t(0), true));
-  cfg.n_kv_heads = int(meta_get("llama.attention.head_count_kv", uint64_t(cfg.n_heads), false));
-  cfg.ffn_dim = int(meta_get("llama.feed_forward_length", uint64_t(0), true));
-  cfg.max_seq = int(meta_get("llama.context_length", uint64_t(2048), false));
+  auto meta_dim = [&](const std::string& key, int64_t fallback, int limit, bool required) {
+    return int(meta_int(key, fallback, 1, limit, required));
+  };
+  cfg.dim = meta_dim("llama.embedding_length", 0, kMaxDim, true);
+  cfg.n_layers = meta_dim("llama.block_count", 0, kMaxLayers, true);
+  cfg.n_heads = meta_dim("llama.attention.head_count", 0, kMaxHeads, true);
+  cfg.n_kv_heads = meta_dim("llama.attention.head_count_kv", cfg.n_heads, kMaxHeads, false);
+  cfg.ffn_dim = meta_dim("llama.feed_forward_length", 0, kMaxFfn, true);
+  cfg.max_seq = meta_dim("llama.context_length", 2048, kMaxSeq, false);
   cfg.rope_theta = meta_get("llama.rope.freq_base", 10000.0f, false);
   cfg.norm_eps = meta_get("llama.attention.layer_norm_rms_epsilon", 1e-5f, false);
-  cfg.head_dim = int(meta_get("llama.attention.key_length",
-                              meta_get("llama.rope.dimension_count", uint64_t(cfg.n_heads ? cfg.dim / cfg.n_heads : 0), false), false));
+  cfg.head_dim = meta_dim("llama.attention.key_length", meta_dim("llama.rope.dimension_count", cfg.dim / cfg.n_heads, kMaxHeadDim, false),
+                          kMaxHeadDim, false);
   auto emb = infos.find("token_embd.weight");
   if (emb == infos.end() || emb->second.dims.size() != 2) fail(path, "tensor 'token_embd.weight' is missing or not 2-D");
+  if (emb->second.dims[1] < 1 || emb->second.dims[1] > uint64_t(kMaxVocab)) fail(path, "tensor 'token_embd.weight' has " + std::to_string(emb->second.dims[1]) + " rows (vocabulary), out of range");
   cfg.vocab = int(emb->second.dims[1]);
   cfg.tied_embeddings = !infos.count("output.weight");
   cfg.qkv_bias = infos.count("blk.0.attn_q.bias") != 0;
-  cfg.bos_id = int(meta_get("tokenizer.ggml.bos_token_id", uint64_t(1), false));
-  cfg.eos_id = int(meta_get("tokenizer.ggml.eos_token_id", uint64_t(2), false));
+  cfg.bos_id = int(meta_int("tokenizer.ggml.bos_token_id", 1, 0, cfg.vocab - 1, false));
+  cfg.eos_id = int(meta_int("tokenizer.ggml.eos_token_id", 2, 0, cfg.vocab - 1, false));
   cfg.validate(path);
   m.format = "gguf";
   m.path = path;
+  if (config_only) return g;
 
-  allocate_weights(m);
-  std::vector<float> tmp;
+  // Every tensor the config calls for, with its shape and a type condense
+  // reads, and nothing else, checked before any weight is allocated.
+  std::map<std::string, DType> dtypes;
   for_each_weight(m, [&](const WeightRef& w) {
     const std::string gn = gguf_name(w.name);
     auto it = infos.find(gn);
     if (it == infos.end()) fail(path, "tensor '" + gn + "' (" + w.name + ") is missing");
     const TensorInfo& t = it->second;
-    Shape shape(t.dims.rbegin(), t.dims.rend());
-    std::vector<int64_t> sh(shape.begin(), shape.end());
+    const std::vector<int64_t> sh(t.dims.rbegin(), t.dims.rend());
     if (sh != w.shape) fail(path, "tensor '" + gn + "' has shape " + shape_str(sh) + " but the metadata implies " + shape_str(w.shape));
-    DType dt;
-    if (t.type == kGgmlF32) dt = DType::F32;
-    else if (t.type == kGgmlF16) dt = DType::F16;
-    else if (t.type == kGgmlBF16) dt = DType::BF16;
+    if (t.type == kGgmlF32) dtypes[gn] = DType::F32;
+    else if (t.type == kGgmlF16) dtypes[gn] = DType::F16;
+    else if (t.type == kGgmlBF16) dtypes[gn] = DType::BF16;
     else {
       fail(path, "tensor '" + gn + "' has ggml type " + ggml_type_name(t.type) + " (" + std::to_string(t.type) + "), which condense does not read yet",
            "Supported: F32, F16, BF16; re-convert the model without quantization (e.g. --outtype f16)");
     }
-    const uint64_t n = storage_bytes(dt, w.tensor->numel());
-    if (t.offset % alignment) fail(path, "tensor '" + gn + "' offset " + std::to_string(t.offset) + " is not aligned to " + std::to_string(alignment));
-    if (t.offset > f.size() - data_start || n > f.size() - data_start - t.offset) {
-      fail(path, "tensor '" + gn + "' (bytes " + std::to_string(t.offset) + ".." + std::to_string(t.offset + n) +
-                     " of the data section) runs past the end of the file",
-           "The file is truncated");
+  });
+  for (const std::string& name : order) {
+    if (name == "rope_freqs.weight") fail(path, "tensor 'rope_freqs.weight' (RoPE frequency factors, e.g. Llama 3.1's) is present", "RoPE scaling is not supported yet");
+    if (!dtypes.count(name)) {
+      fail(path, "tensor '" + name + "' is not part of the model the metadata describes (" + cfg.summary() + ")",
+           "The file is corrupted, or its architecture variant is not supported");
     }
+  }
+  allocate_weights(m);
+  std::vector<float> tmp;
+  for_each_weight(m, [&](const WeightRef& w) {
+    const std::string gn = gguf_name(w.name);
+    const TensorInfo& t = infos.at(gn);
+    const DType dt = dtypes.at(gn);
     const uint8_t* src = f.data() + data_start + t.offset;
     const bool rope = gn.find("attn_q.weight") != std::string::npos || gn.find("attn_k.weight") != std::string::npos;
     if (!rope) {
@@ -218,6 +302,12 @@ GgufModel load_gguf_model(const std::string& path) {
     if (!toks.is_array() || !scores.is_array() || toks.size() != scores.size()) {
       fail(path, "tokenizer.ggml.tokens and tokenizer.ggml.scores must be arrays of equal length");
     }
+    if (toks.size() != size_t(cfg.vocab)) {
+      fail(path, "tokenizer.ggml.tokens has " + std::to_string(toks.size()) + " tokens but token_embd.weight has " + std::to_string(cfg.vocab) + " rows");
+    }
+    for (size_t i = 0; i < toks.size(); ++i) {
+      if (!toks[i].is_string() || !scores[i].is_number()) fail(path, "tokenizer.ggml.tokens must hold strings and tokenizer.ggml.scores numbers (entry " + std::to_string(i) + ")");
+    }
     std::vector<std::string> pieces;
     std::vector<float> sc;
     for (size_t i = 0; i < toks.size(); ++i) {
@@ -233,6 +323,11 @@ GgufModel load_gguf_model(const std::string& path) {
   }
   return g;
 }
+
+}  // namespace
+
+GgufModel load_gguf_model(const std::string& path) { return read_gguf(path, false); }
+ModelConfig read_gguf_config(const std::string& path) { return read_gguf(path, true).model.config; }
 
 namespace {
 

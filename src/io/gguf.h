@@ -26,6 +26,8 @@ struct GgufModel {
 };
 
 GgufModel load_gguf_model(const std::string& path);
+// The metadata's config (header and tensor layout checked), no weights read.
+ModelConfig read_gguf_config(const std::string& path);
 // Writes 2-D weights as `dtype` (f32, f16 or bf16) and 1-D ones as f32, as
 // llama.cpp does; embeds `tokenizer` when given.
 void save_gguf_model(const Model& model, const Llama2cTokenizer* tokenizer, const std::string& path, DType dtype);

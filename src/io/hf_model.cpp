@@ -4,7 +4,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "io/json_text.h"
+#include "core/json_text.h"
 #include <set>
 
 #include "io/atomic_writer.h"
@@ -111,12 +111,7 @@ Model load_hf_model(const std::string& dir) {
   if (fs::exists(single)) {
     shards.push_back(std::make_unique<SafetensorsFile>(single.string()));
   } else if (fs::exists(index)) {
-    json j;
-    try {
-      j = json::parse(read_text_file(index.string()));
-    } catch (const json::exception& e) {
-      fail(index.string(), std::string("not valid JSON: ") + e.what());
-    }
+    const json j = parse_json(read_text_file(index.string()), index.string());
     if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail(index.string(), "no 'weight_map' object");
     std::map<std::string, const SafetensorsFile*> opened;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {

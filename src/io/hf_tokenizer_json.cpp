@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 #include "io/file_view.h"
-#include "io/json_text.h"
+#include "core/json_text.h"
 #include "model/text_codec.h"
 
 namespace condense {
@@ -18,9 +18,10 @@ std::string type_of(const json& j) { return j.is_object() && j.contains("type") 
 // normalizer: null, NFC (text passed through: it is assumed NFC already), or
 // SentencePiece's Prepend(U+2581) + Replace(" " -> U+2581), alone or in a Sequence.
 void read_normalizer(const json& n, HfBpeSpec& s, const std::string& where, const std::string& path) {
-  if (n.is_null()) return;
+  if (n.is_null() && path == "normalizer") return;  // none at the top; inside a Sequence, null is malformed
   const std::string t = type_of(n);
   if (t == "Sequence") {
+    if (!n.contains("normalizers") || !n["normalizers"].is_array()) fail(where, path + ".normalizers must be an array");
     for (size_t i = 0; i < n["normalizers"].size(); ++i) read_normalizer(n["normalizers"][i], s, where, path + ".normalizers[" + std::to_string(i) + "]");
   } else if (t == "Prepend" && n.value("prepend", "") == kMeta) {
     s.sp_prepend = true;
@@ -33,9 +34,10 @@ void read_normalizer(const json& n, HfBpeSpec& s, const std::string& where, cons
 }
 
 void read_pre_tokenizer(const json& p, HfBpeSpec& s, const std::string& where, const std::string& path) {
-  if (p.is_null()) return;
+  if (p.is_null() && path == "pre_tokenizer") return;
   const std::string t = type_of(p);
   if (t == "Sequence") {
+    if (!p.contains("pretokenizers") || !p["pretokenizers"].is_array()) fail(where, path + ".pretokenizers must be an array");
     for (size_t i = 0; i < p["pretokenizers"].size(); ++i) read_pre_tokenizer(p["pretokenizers"][i], s, where, path + ".pretokenizers[" + std::to_string(i) + "]");
   } else if (t == "ByteLevel") {
     s.byte_level = true;
@@ -57,20 +59,59 @@ void read_pre_tokenizer(const json& p, HfBpeSpec& s, const std::string& where, c
   }
 }
 
+// decoder: null, ByteLevel, Metaspace, or a Sequence of SentencePiece-style
+// steps (Replace U+2581 -> " ", ByteFallback, Fuse, Strip); anything else would
+// decode differently from what condense does, so it is refused.
+void read_decoder(const json& d, const HfBpeSpec& s, const std::string& where, const std::string& path) {
+  if (d.is_null() && path == "decoder") return;
+  const std::string t = type_of(d);
+  if (t == "Sequence") {
+    if (!d.contains("decoders") || !d["decoders"].is_array()) fail(where, path + ".decoders must be an array");
+    for (size_t i = 0; i < d["decoders"].size(); ++i) read_decoder(d["decoders"][i], s, where, path + ".decoders[" + std::to_string(i) + "]");
+  } else if (t == "ByteLevel") {
+    if (!s.byte_level) fail(where, path + " is ByteLevel but the pre-tokenizer is not");
+  } else if (t == "Metaspace" || t == "ByteFallback" || t == "Fuse" || t == "Strip") {
+    if (s.byte_level) fail(where, path + " is '" + t + "', a SentencePiece-style step, in a byte-level tokenizer");
+  } else if (t == "Replace") {
+    if (!d.contains("pattern") || !d["pattern"].is_object() || d["pattern"].value("String", "") != kMeta || d.value("content", "") != " ") {
+      fail(where, path + " replaces something other than U+2581 with a space", "condense decodes SentencePiece-style (U+2581 -> space) and byte-level tokenizers");
+    }
+  } else {
+    fail(where, path + " is a '" + t + "' decoder, which is not supported", "condense supports ByteLevel, Metaspace and SentencePiece-style Sequence decoders");
+  }
+}
+
+std::unique_ptr<HfBpeTokenizer> parse_hf_tokenizer(const json& j, const std::string& where);
+
 }  // namespace
 
 std::unique_ptr<HfBpeTokenizer> parse_hf_tokenizer_json(const std::string& text, const std::string& where) {
   const json j = parse_json(text, where);
+  try {
+    return parse_hf_tokenizer(j, where);
+  } catch (const json::exception& e) {  // a field of the wrong type
+    fail(where, std::string("malformed tokenizer.json: ") + e.what());
+  }
+}
+
+namespace {
+
+std::unique_ptr<HfBpeTokenizer> parse_hf_tokenizer(const json& j, const std::string& where) {
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) fail(where, "no 'model' object", "Not a Hugging Face tokenizer.json");
   const json& m = j["model"];
   const std::string mt = type_of(m).empty() ? "BPE" : type_of(m);
   if (mt != "BPE") fail(where, "model.type is '" + mt + "'", "Only BPE tokenizers are supported (not Unigram or WordPiece)");
   if (!m.contains("vocab") || !m["vocab"].is_object()) fail(where, "model.vocab is missing or not an object");
   if (!m.contains("merges") || !m["merges"].is_array()) fail(where, "model.merges is missing or not an array");
+  if (m["vocab"].empty()) fail(where, "model.vocab is empty");
   HfBpeSpec s;
+  // Ids index the token table: each must lie in [0, vocab entries + added
+  // tokens) (real files number them densely), so no id reaches past the table
+  // or makes it larger than the file's own count.
+  const size_t n_added = j.contains("added_tokens") && j["added_tokens"].is_array() ? j["added_tokens"].size() : 0;
+  const int64_t id_limit = int64_t(m["vocab"].size() + n_added) - 1;
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    if (!it->is_number_integer()) fail(where, "model.vocab[\"" + it.key() + "\"] is not an integer id");
-    s.vocab.emplace(it.key(), it->get<int>());
+    s.vocab.emplace(it.key(), int(json_int(*it, where, "model.vocab[\"" + it.key() + "\"]", 0, id_limit)));
   }
   for (size_t i = 0; i < m["merges"].size(); ++i) {
     const json& e = m["merges"][i];
@@ -93,17 +134,24 @@ std::unique_ptr<HfBpeTokenizer> parse_hf_tokenizer_json(const std::string& text,
     if (it != s.vocab.end()) s.unk_id = it->second;
   }
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
-    for (const json& a : j["added_tokens"]) {
-      if (!a.contains("id") || !a.contains("content")) fail(where, "added_tokens entries need 'id' and 'content'");
-      s.added.push_back({a["id"].get<int>(), a["content"].get<std::string>(), a.value("special", false)});
+    for (size_t i = 0; i < j["added_tokens"].size(); ++i) {
+      const json& a = j["added_tokens"][i];
+      const std::string at = "added_tokens[" + std::to_string(i) + "]";
+      if (!a.is_object() || !a.contains("id") || !a.contains("content") || !a["content"].is_string()) fail(where, at + " needs an integer 'id' and a string 'content'");
+      if (a["content"].get<std::string>().empty()) fail(where, at + ".content is empty");
+      const int id = int(json_int(a["id"], where, at + ".id", 0, id_limit));
+      s.added.push_back({id, a["content"].get<std::string>(), a.value("special", false)});
     }
   }
   read_normalizer(j.value("normalizer", json()), s, where, "normalizer");
   read_pre_tokenizer(j.value("pre_tokenizer", json()), s, where, "pre_tokenizer");
   if (type_of(j.value("decoder", json())) == "ByteLevel") s.byte_level = true;
   if (s.byte_level && (s.sp_spaces || s.sp_prepend)) fail(where, "mixes byte-level and SentencePiece-style settings");
+  read_decoder(j.value("decoder", json()), s, where, "decoder");
   return std::make_unique<HfBpeTokenizer>(std::move(s), where);
 }
+
+}  // namespace
 
 std::unique_ptr<HfBpeTokenizer> load_hf_tokenizer_json(const std::string& path) {
   return parse_hf_tokenizer_json(read_text_file(path), path);

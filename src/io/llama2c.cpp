@@ -12,36 +12,32 @@ namespace {
 
 constexpr int32_t kV1Magic = 0x616b3432;  // "ak42", llama2.c's versioned export
 
-
-}  // namespace
-
-Model load_llama2c(const std::string& path) {
-  FileView f(path);
+// The header's config, checked against the file's size (no weight read).
+ModelConfig read_header(const FileView& f) {
+  const std::string& path = f.path();
   int32_t h[7];
   for (int i = 0; i < 7; ++i) h[i] = f.read<int32_t>(uint64_t(4 * i), "llama2.c header");
   if (h[0] == kV1Magic) {
     fail(path, "this is a versioned llama2.c export (magic 'ak42', version " + std::to_string(h[1]) + ")",
          "condense reads the legacy format: re-export with llama2.c's export.py --version 0");
   }
-  Model m;
-  ModelConfig& c = m.config;
-  c.dim = h[0]; c.ffn_dim = h[1]; c.n_layers = h[2]; c.n_heads = h[3]; c.n_kv_heads = h[4];
-  c.vocab = std::abs(h[5]); c.max_seq = h[6];
-  c.tied_embeddings = h[5] > 0;
-  c.rope_theta = 10000.f;
-  c.norm_eps = 1e-5f;
+  // Checked before any arithmetic: a vocabulary of -2^31 has no absolute value.
+  static const char* kFields[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
   for (int i = 0; i < 7; ++i) {
     if (h[i] == 0 || (i != 5 && h[i] < 0) || std::abs(int64_t(h[i])) > (1 << 24)) {
-      fail(path, "implausible llama2.c header value " + std::to_string(h[i]) + " at field " + std::to_string(i),
+      fail(path, "implausible llama2.c header value " + std::to_string(h[i]) + " for " + kFields[i],
            "This does not look like a llama2.c .bin checkpoint");
     }
   }
+  ModelConfig c;
+  c.dim = h[0]; c.ffn_dim = h[1]; c.n_layers = h[2]; c.n_heads = h[3]; c.n_kv_heads = h[4];
+  c.vocab = int(std::abs(int64_t(h[5]))); c.max_seq = h[6];
+  c.tied_embeddings = h[5] > 0;
+  c.rope_theta = 10000.f;
+  c.norm_eps = 1e-5f;
   if (c.dim % c.n_heads != 0) fail(path, "dim is not a multiple of n_heads: not a llama2.c checkpoint");
   c.head_dim = c.dim / c.n_heads;
   c.validate(path);
-  m.format = "llama2c";
-  m.path = path;
-
   const int64_t L = c.n_layers, d = c.dim, kvd = c.kv_dim(), f_ = c.ffn_dim, hs = c.head_dim;
   int64_t floats = int64_t(c.vocab) * d + L * (2 * d + d * d + 2 * kvd * d + d * d + 3 * f_ * d) + d + c.max_seq * hs;
   if (!c.tied_embeddings) floats += int64_t(c.vocab) * d;
@@ -51,7 +47,21 @@ Model load_llama2c(const std::string& path) {
                    std::to_string(expect),
          f.size() < expect ? "The file is truncated" : "The file is not a legacy llama2.c checkpoint");
   }
+  return c;
+}
 
+}  // namespace
+
+ModelConfig read_llama2c_config(const std::string& path) { return read_header(FileView(path)); }
+
+Model load_llama2c(const std::string& path) {
+  FileView f(path);
+  Model m;
+  m.config = read_header(f);
+  const ModelConfig& c = m.config;
+  m.format = "llama2c";
+  m.path = path;
+  const int64_t d = c.dim, kvd = c.kv_dim(), f_ = c.ffn_dim, hs = c.head_dim;
   allocate_weights(m);
   const float* p = reinterpret_cast<const float*>(f.data() + 28);
   auto take = [&](float* dst, int64_t n) { std::memcpy(dst, p, size_t(n) * 4); p += n; };

@@ -21,6 +21,8 @@
 namespace condense {
 
 Model load_llama2c(const std::string& path);
+// The header's config (checked against the file's size), no weights read.
+ModelConfig read_llama2c_config(const std::string& path);
 void save_llama2c(const Model& model, const std::string& path);
 std::unique_ptr<Llama2cTokenizer> load_llama2c_tokenizer(const std::string& path);
 class FileView;

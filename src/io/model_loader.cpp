@@ -8,6 +8,7 @@
 #include "io/gguf.h"
 #include "io/hf_model.h"
 #include "io/hf_tokenizer_json.h"
+#include "core/json_text.h"
 #include "io/llama2c.h"
 #include "model/tokenizer_sentencepiece.h"
 
@@ -66,7 +67,7 @@ std::string find_llama2c_tokenizer(const std::string& model_path, std::string& n
 static void read_hf_chat_template(const fs::path& dir, LoadedModel& lm) {
   const fs::path cfg = dir / "tokenizer_config.json";
   if (fs::exists(cfg)) {
-    const nlohmann::json j = nlohmann::json::parse(read_text_file(cfg.string()), nullptr, false);
+    const nlohmann::json j = try_parse_json(read_text_file(cfg.string()));
     if (j.is_discarded() || !j.is_object()) fail(cfg.string(), "is not a JSON object");
     auto token_text = [&](const char* key) -> std::string {
       if (!j.contains(key)) return "";
@@ -133,6 +134,18 @@ LoadedModel load_model(const std::string& path, const std::string& tokenizer_pat
          "Pass the tokenizer the model was trained with (--tokenizer)");
   }
   return lm;
+}
+
+ModelConfig read_model_config(const std::string& path) {
+  const std::string format = detect_format(path);
+  if (format == "hf-safetensors") {
+    const fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+    const std::string cfg = (dir / "config.json").string();
+    return parse_hf_config(read_text_file(cfg), cfg);
+  }
+  if (format == "cpk") return read_cpk_config(path);
+  if (format == "gguf") return read_gguf_config(path);
+  return read_llama2c_config(path);
 }
 
 const Tokenizer& require_tokenizer(const LoadedModel& m) {

@@ -36,6 +36,9 @@ struct LoadOptions {
 
 std::string detect_format(const std::string& path);
 LoadedModel load_model(const std::string& path, const std::string& tokenizer_path = "", const LoadOptions& opt = {});
+// A model's config from its header alone (any format), for checks before work
+// starts (`run --dry-run`); fails as load_model would on a malformed header.
+ModelConfig read_model_config(const std::string& path);
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path);
 // A tokenizer file's bytes held in memory (embedded in a .cpk); `file_name`'s
 // extension says the kind as for load_tokenizer_file, `where` names it in errors.

@@ -1,8 +1,9 @@
 #include "io/safetensors.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "io/json_text.h"
+#include "core/json_text.h"
 
 #include "io/atomic_writer.h"
 
@@ -31,10 +32,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
   for (auto it = h.begin(); it != h.end(); ++it) {
     const std::string where = path + ": tensor '" + it.key() + "'";
     if (it.key() == "__metadata__") {
-      if (it->is_object()) {
-        for (auto m = it->begin(); m != it->end(); ++m) {
-          if (m->is_string()) metadata_[m.key()] = m->get<std::string>();
-        }
+      if (!it->is_object()) fail(path, "__metadata__ is not an object of strings");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        if (!m->is_string()) fail(path, "__metadata__." + m.key() + " is not a string");
+        metadata_[m.key()] = m->get<std::string>();
       }
       continue;
     }
@@ -50,10 +51,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
       if (s.dtype_name == k.st) { s.dtype = k.dtype; known = true; }
     }
     if (!known) fail(where, "dtype '" + s.dtype_name + "' is not supported", "condense reads F32, BF16, F16, F8_E4M3, F8_E5M2 and I8");
-    for (const json& d : e["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) fail(where, "shape has a non-integer or negative dimension");
-      s.shape.push_back(d.get<int64_t>());
-    }
+    if (e["shape"].size() > 8) fail(where, "shape has " + std::to_string(e["shape"].size()) + " dimensions");
+    for (const json& d : e["shape"]) s.shape.push_back(json_int(d, where, "shape", 0, INT64_MAX));
     const json& o = e["data_offsets"];
     if (!o[0].is_number_unsigned() || !o[1].is_number_unsigned()) fail(where, "data_offsets must be non-negative integers");
     const uint64_t b = o[0].get<uint64_t>(), en = o[1].get<uint64_t>();
@@ -69,6 +68,26 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
                       std::to_string(storage_bytes(s.dtype, shape_numel(s.shape))));
     }
     entries_.emplace(it.key(), std::move(s));
+  }
+  // As the reference (Rust) reader: the tensors tile the data exactly, each
+  // starting where the previous one ended, the last ending at the file's end,
+  // so no two overlap and no bytes are shifted or left over.
+  std::vector<std::pair<uint64_t, const std::string*>> by_offset;
+  for (const auto& [name, e] : entries_) by_offset.emplace_back(e.offset, &name);
+  std::sort(by_offset.begin(), by_offset.end());
+  uint64_t expect = base;
+  for (const auto& [off, name] : by_offset) {
+    const SafetensorsEntry& e = entries_.at(*name);
+    if (off != expect) {
+      fail(path, "tensor '" + *name + "' starts at data byte " + std::to_string(off - base) + ", expected " + std::to_string(expect - base) +
+                     " (the previous tensor's end)",
+           "The file is corrupted: its tensors overlap or leave gaps");
+    }
+    expect = off + e.nbytes;
+  }
+  if (expect != f.size()) {
+    fail(path, "the tensors end at data byte " + std::to_string(expect - base) + " but the file has " + std::to_string(data_len) + " data bytes",
+         "The file is corrupted or has trailing bytes");
   }
 }
 

@@ -1,5 +1,8 @@
 #include "io/train_state.h"
 
+#include "io/atomic_writer.h"
+#include "io/file_view.h"
+
 #include <hdf5.h>
 #include <unistd.h>
 
@@ -24,7 +27,7 @@ void quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 void write_train_state(const std::string& path, const std::string& meta, const NamedTensors& tensors) {
   quiet();
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  const std::string tmp = temporary_path(path);
   {
     H5Handle f{H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
     if (f.id < 0) fail(path, "cannot create the training state file " + tmp, "Check the folder exists and is writable");
@@ -50,6 +53,15 @@ void write_train_state(const std::string& path, const std::string& meta, const N
       if (ds.id < 0 || H5Dwrite(ds.id, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->f32()) < 0) bad("tensor " + name);
     }
     if (H5Fflush(f.id, H5F_SCOPE_GLOBAL) < 0) bad("flush");
+    const hid_t id = f.id;
+    f.id = -1;
+    if (H5Fclose(id) < 0) bad("close");  // a full disk may show only here
+  }
+  try {
+    sync_file(tmp);
+  } catch (...) {
+    std::filesystem::remove(tmp);
+    throw;
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
@@ -62,6 +74,7 @@ void write_train_state(const std::string& path, const std::string& meta, const N
 std::string read_train_state_meta(const std::string& path) {
   quiet();
   if (!std::filesystem::exists(path)) fail(path, "training state file not found");
+  require_regular_file(path);
   H5Handle f{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
   if (f.id < 0) fail(path, "is not an HDF5 file (or is damaged)", "Point --resume at a state written by condense");
   H5Handle attr{H5Aopen(f.id, "meta", H5P_DEFAULT), H5Aclose};
@@ -78,6 +91,7 @@ std::string read_train_state_meta(const std::string& path) {
 
 void read_train_state_tensors(const std::string& path, const NamedTensors& tensors) {
   quiet();
+  require_regular_file(path);
   H5Handle f{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
   if (f.id < 0) fail(path, "is not an HDF5 file (or is damaged)");
   for (const auto& [name, t] : tensors) {

@@ -19,6 +19,21 @@ void ModelConfig::validate(const std::string& where) const {
   positive("ffn_dim", ffn_dim);
   positive("vocab", vocab);
   positive("max_seq", max_seq);
+  // Upper limits far above any released Llama-family model, so a few bytes of a
+  // hostile file cannot ask for terabytes (or overflow n_params()) before the
+  // loader compares the config with the tensors it holds.
+  auto at_most = [&](const char* field, int v, int limit) {
+    if (v > limit) fail(where, std::string("config field '") + field + "' is " + std::to_string(v) + ", above the limit of " + std::to_string(limit));
+  };
+  at_most("dim", dim, kMaxDim);
+  at_most("n_layers", n_layers, kMaxLayers);
+  at_most("n_heads", n_heads, kMaxHeads);
+  at_most("n_kv_heads", n_kv_heads, n_heads);
+  at_most("head_dim", head_dim, kMaxHeadDim);
+  at_most("ffn_dim", ffn_dim, kMaxFfn);
+  at_most("vocab", vocab, kMaxVocab);
+  at_most("max_seq", max_seq, kMaxSeq);
+  if (int64_t(n_heads) * head_dim > kMaxDim) fail(where, "n_heads * head_dim (" + std::to_string(int64_t(n_heads) * head_dim) + ") is above the limit of " + std::to_string(kMaxDim));
   if (n_heads % n_kv_heads != 0) {
     fail(where, "config field 'n_kv_heads' (" + std::to_string(n_kv_heads) + ") must divide 'n_heads' (" +
                     std::to_string(n_heads) + ")");

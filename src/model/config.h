@@ -6,6 +6,10 @@
 
 namespace condense {
 
+// Limits validate() enforces (far above released models; see config.cpp).
+constexpr int kMaxDim = 1 << 16, kMaxLayers = 1 << 10, kMaxHeads = 1 << 10, kMaxHeadDim = 1 << 10, kMaxFfn = 1 << 19,
+              kMaxVocab = 1 << 22, kMaxSeq = 1 << 20;
+
 struct ModelConfig {
   std::string arch = "llama";  // the only family supported so far
   int dim = 0;

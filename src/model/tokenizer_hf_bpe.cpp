@@ -10,9 +10,17 @@ namespace condense {
 using text::kMetaSpace;
 
 HfBpeTokenizer::HfBpeTokenizer(HfBpeSpec spec, const std::string& where) : spec_(std::move(spec)) {
+  // The reader bounds ids by the file's token count; a spec built elsewhere is checked here too.
+  const int64_t limit = int64_t(spec_.vocab.size() + spec_.added.size());
   int n = 0;
-  for (const auto& [tok, id] : spec_.vocab) n = std::max(n, id + 1);
-  for (const auto& a : spec_.added) n = std::max(n, a.id + 1);
+  for (const auto& [tok, id] : spec_.vocab) {
+    if (id < 0 || id >= limit) fail(where, "token '" + tok + "' has id " + std::to_string(id) + ", outside [0, " + std::to_string(limit) + ")");
+    n = std::max(n, id + 1);
+  }
+  for (const auto& a : spec_.added) {
+    if (a.id < 0 || a.id >= limit) fail(where, "added token '" + a.content + "' has id " + std::to_string(a.id) + ", outside [0, " + std::to_string(limit) + ")");
+    n = std::max(n, a.id + 1);
+  }
   tokens_.assign(size_t(n), "");
   special_.assign(size_t(n), false);
   for (const auto& [tok, id] : spec_.vocab) {

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "io/file_view.h"
-#include "io/json_text.h"
+#include "core/json_text.h"
 #include "model/shapes.h"
 
 namespace condense::pipeline {
@@ -43,11 +43,9 @@ void apply_set(json& j, const std::string& a) {
     node = &(*node)[part];
     i = end == std::string::npos ? key.size() : end;
   }
-  try {
-    *node = json::parse(value);
-  } catch (const json::parse_error&) {
-    *node = value;
-  }
+  const json parsed = try_parse_json(value);
+  if (parsed.is_discarded()) *node = value;
+  else *node = parsed;
 }
 
 namespace {
@@ -86,7 +84,7 @@ class Obj {
   double num(const std::string& k, double def, double lo, double hi) const {
     if (!has(k)) return def;
     const json& v = raw(k);
-    if (!v.is_number() || v.get<double>() < lo || v.get<double>() > hi) {
+    if (!v.is_number() || !(v.get<double>() >= lo && v.get<double>() <= hi)) {  // NaN fails both comparisons: refused
       bad(k, "a number in [" + fmt(lo) + ", " + fmt(hi) + "]");
     }
     return v.get<double>();
@@ -94,9 +92,10 @@ class Obj {
   int64_t integer(const std::string& k, int64_t def, int64_t lo, int64_t hi) const {
     if (!has(k)) return def;
     const json& v = raw(k);
-    if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi) {
-      bad(k, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    }
+    // 2^64 - 1 reads as -1 through get<int64_t>(): unsigned values are compared as such.
+    const bool in_range = v.is_number_unsigned() ? hi >= 0 && v.get<uint64_t>() <= uint64_t(hi) && int64_t(v.get<uint64_t>()) >= lo
+                                                 : v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    if (!in_range) bad(k, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     return v.get<int64_t>();
   }
   bool boolean(const std::string& k, bool def) const {
@@ -169,6 +168,7 @@ QuantScheme parse_scheme(const Obj& w) {
   q.symmetric = w.boolean("symmetric", true);
   if (q.type == DType::F8E4M3 && !q.symmetric) w.bad("symmetric", "true (fp8 has no zero point)");
   q.group = int(w.integer("group", 0, 1, 1 << 20));
+  if (q.group & (q.group - 1)) w.bad("group", "a power of two (32, 64 and 128 are usual): the .cpk format stores power-of-two groups");
   const std::string g = w.str("granularity", q.group ? "group" : (q.type == DType::I4 ? "" : "channel"), {"tensor", "channel", "group"});
   if (g.empty()) w.bad("group", "a group size (int4 is group-wise: 32, 64 or 128 are usual)");
   if (g == "group" && !q.group) w.bad("group", "a group size for granularity \"group\"");

@@ -20,6 +20,7 @@
 #include "io/model_loader.h"
 #include "kernels/cpu/cpu_features.h"
 #include "model/shapes.h"
+#include "pipeline/preflight.h"
 #include "runtime/compare.h"
 #include "runtime/generate.h"
 #include "runtime/perplexity.h"
@@ -35,21 +36,6 @@ namespace {
 
 void log_line(const RunOptions& o, const json& j) {
   if (o.log_json) std::cerr << j.dump() << "\n";
-}
-
-// The shape's or the teacher's config with the recipe's overrides; the
-// vocabulary is the shared tokenizer's.
-ModelConfig random_config(const StudentSpec& s, const ModelConfig* teacher, int vocab) {
-  ModelConfig c = s.shape.empty() ? *teacher : shape_config(s.shape);  // parse_recipe ensured one exists
-  const ConfigOverrides& v = s.config;
-  for (auto [field, value] : {std::pair{&c.dim, v.dim}, {&c.n_layers, v.n_layers}, {&c.n_heads, v.n_heads}, {&c.n_kv_heads, v.n_kv_heads},
-                              {&c.head_dim, v.head_dim}, {&c.ffn_dim, v.ffn_dim}, {&c.max_seq, v.max_seq}}) {
-    if (value > 0) *field = value;
-  }
-  if (v.tied_embeddings) c.tied_embeddings = *v.tied_embeddings;
-  c.vocab = vocab;
-  c.validate("$.student");
-  return c;
 }
 
 std::string vocab_name(const Tokenizer& t, const std::string& path) {
@@ -138,7 +124,12 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
   tr.meta_json = json{{"recipe", r.source}, {"stage", si}}.dump();
   if (o.resume && fs::exists(topt.state_path)) {
     tr.resume(topt.state_path);
-    log_line(o, {{"event", "resume"}, {"stage", st.name}, {"step", tr.step()}, {"state", topt.state_path}});
+    std::fprintf(stderr, "%s: resuming from %s at step %lld of %lld\n", st.name.c_str(), topt.state_path.c_str(), (long long)tr.step(),
+                 (long long)topt.steps);
+    log_line(o, {{"event", "resume"}, {"stage", st.name}, {"found", true}, {"step", tr.step()}, {"state", topt.state_path}});
+  } else if (o.resume) {
+    std::fprintf(stderr, "%s: --resume found no training state at %s; starting from step 1\n", st.name.c_str(), topt.state_path.c_str());
+    log_line(o, {{"event", "resume"}, {"stage", st.name}, {"found", false}, {"step", 0}, {"state", topt.state_path}});
   }
   log_line(o, {{"event", "stage"}, {"stage", st.name}, {"type", st.type}, {"steps", topt.steps},
                {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"state_mb", double(tr.state_bytes()) / 1e6}});
@@ -229,9 +220,15 @@ compress::CalibrationSet recipe_calibration_windows(const Recipe& r, const Model
 json run_recipe(const Recipe& r, const RunOptions& o) {
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
+  preflight(r);  // what a dry run checks, before anything is loaded or written
   std::error_code ec;
   fs::create_directories(r.output_dir, ec);
   if (ec) fail(r.output_dir, "cannot create the output folder: " + ec.message());
+  // A run killed between writing a temporary file and renaming it left it behind.
+  for (const std::string& t : remove_stale_temporaries(r.output_dir)) {
+    std::fprintf(stderr, "removed %s, a temporary file left by an earlier run that was stopped while writing\n", t.c_str());
+    log_line(o, {{"event", "stale_temporary_removed"}, {"path", t}});
+  }
 
   // teacher, student and the one tokenizer they share
   std::optional<LoadedModel> teacher;
@@ -276,7 +273,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
       }
     }
     if (!tok) fail("recipe", "$.student: random init without a teacher needs a tokenizer ($.student.tokenizer or a $.teacher)");
-    student = random_model(random_config(r.student, teacher ? &teacher->model.config : nullptr, tok->vocab_size()), r.student.seed);
+    student = random_model(random_student_config(r.student, teacher ? &teacher->model.config : nullptr, tok->vocab_size()), r.student.seed);
   }
   if (student.config.vocab != tok->vocab_size()) {
     fail("recipe", "the student has " + std::to_string(student.config.vocab) + " embedding rows but the tokenizer " +

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "io/atomic_writer.h"
 #include "io/file_view.h"
 #include "core/progress.h"
@@ -59,6 +60,7 @@ uint64_t hash_path(const fs::path& p) {
   std::vector<char> buf(size_t(1) << 20);
   for (const fs::path& f : files) {
     h = fnv(fs::is_directory(p) ? fs::relative(f, p).string() : f.filename().string(), h);
+    require_regular_file(f.string());
     std::ifstream in(f, std::ios::binary);
     if (!in) fail(f.string(), "cannot be read");
     while (in.read(buf.data(), std::streamsize(buf.size())) || in.gcount() > 0) h = fnv(std::string(buf.data(), size_t(in.gcount())), h);
@@ -171,7 +173,7 @@ Sensitivity sweep_sensitivity(const json& spec, const MixedSpec& ms, const Recip
   const std::string key = hex(fnv(key_src.dump(), teacher_hash)) + "\n";
   if (fs::exists(sp) && fs::exists(kp) && read_text_file(kp.string()) == key) {
     try {
-      Sensitivity cached = sensitivity_from_json(json::parse(read_text_file(sp.string())), ms.options);
+      Sensitivity cached = sensitivity_from_json(parse_json(read_text_file(sp.string()), sp.string()), ms.options);
       res.cached.push_back("sensitivity");
       return cached;
     } catch (const Error&) {  // a table an older condense wrote: measured again

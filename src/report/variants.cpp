@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/json_text.h"
 
 namespace condense::report {
 
@@ -17,13 +18,12 @@ namespace {
 [[noreturn]] void bad(const std::string& file, const std::string& what) { fail(file, what); }
 
 json read_json(const std::string& file) {
-  std::ifstream f(file);
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) bad(file, "is not a regular file");
+  std::ifstream f(file, std::ios::binary);
   if (!f) bad(file, "cannot be read");
-  try {
-    return json::parse(f);
-  } catch (const json::exception& e) {
-    bad(file, std::string("is not JSON: ") + e.what());
-  }
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return parse_json(text, file);
 }
 
 double num(const json& j, const char* key) {

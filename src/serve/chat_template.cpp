@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/file_view.h"
+#include "core/json_text.h"
 #include "serve/jinja.h"
 
 namespace condense {
@@ -15,11 +17,9 @@ ChatTemplate::ChatTemplate()
       name_("plain") {}
 
 ChatTemplate ChatTemplate::from_file(const std::string& path, const std::string& bos_text, const std::string& eos_text) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, "cannot read the chat template");
   std::stringstream ss;
-  ss << f.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  ss << read_text_file(path);
+  const nlohmann::json j = try_parse_json(ss.str());
   if (!j.is_discarded() && j.is_object()) {
     ChatTemplate t = from_json_text(ss.str(), path);
     t.bos_text_ = bos_text;
@@ -43,7 +43,7 @@ ChatTemplate ChatTemplate::jinja(std::string source, std::string bos_text, std::
 }
 
 ChatTemplate ChatTemplate::from_json_text(const std::string& text, const std::string& where) {
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  const nlohmann::json j = try_parse_json(text);
   if (j.is_discarded() || !j.is_object()) {
     fail(where, "a chat template is a JSON object of role formats (docs/SERVE.md), e.g. {\"user\": \"[INST] {content} [/INST]\", ...}");
   }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/process_stats.h"
 
 namespace condense {
@@ -133,7 +134,7 @@ class HttpTarget : public LoadTarget {
     auto r = c.Get((u_.base + "/models").c_str(), headers());
     if (!r) fail("--server", "cannot reach " + url + ": " + httplib::to_string(r.error()));
     if (r->status != 200) fail("--server", url + u_.base + "/models answered " + std::to_string(r->status) + ": " + r->body.substr(0, 300));
-    const json j = json::parse(r->body, nullptr, false);
+    const json j = try_parse_json(r->body);
     if (model_.empty()) {
       if (j.is_discarded() || !j.contains("data") || !j["data"].is_array() || j["data"].empty() || !j["data"][0].contains("id")) {
         fail("--server", url + "/models did not list a model; name one with --served-model-name");
@@ -201,7 +202,7 @@ class HttpTarget : public LoadTarget {
             ++chunks;
             continue;
           }
-          const json j = json::parse(d, nullptr, false);
+          const json j = try_parse_json(d);
           if (j.is_discarded()) continue;
           if (j.contains("error")) {
             err_body = d;

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "serve/text_stream.h"
 
 namespace condense {
@@ -171,7 +172,7 @@ std::vector<int> chat_prompt_tokens(const std::string& text, const ServedModel& 
 }
 
 ParsedRequest parse_request(const std::string& body, bool chat, const ServedModel& m) {
-  json j = json::parse(body, nullptr, false);
+  json j = try_parse_json(body);
   if (j.is_discarded()) throw invalid_request("", "the request body is not valid JSON", "invalid_json");
   if (!j.is_object()) throw invalid_request("", "the request body must be a JSON object, got " + std::string(type_name(j)), "invalid_json");
   ParsedRequest r;

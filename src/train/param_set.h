@@ -23,6 +23,8 @@ struct ParamSet {
   // sqrt(sum of squared gradients), summed in fixed-size blocks in a fixed
   // order, so the result does not depend on the thread count.
   double grad_norm() const;
+  // The first parameter holding a NaN or infinity (its name), or "" when all are finite.
+  std::string first_non_finite() const;
   void scale_grads(float s);
 };
 

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "io/atomic_writer.h"
 #include "io/file_view.h"
-#include "io/json_text.h"
+#include "core/json_text.h"
 
 namespace condense::train {
 

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "io/json_text.h"
+#include "core/json_text.h"
 #include "io/train_state.h"
 
 namespace condense::train {
@@ -137,6 +137,14 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
     const double lr = opt_.schedule.at(step_);
     adam_->step(params_, lr);
     zero_masked(false);  // with zero gradients and moments the update is 0 already, unless eps is 0 (0/0)
+    // A finite loss and gradient can still give a non-finite update (a huge
+    // learning rate, eps 0 with a zero moment): caught like a NaN loss, before
+    // anything is saved.
+    if (const std::string bad = params_.first_non_finite(); !bad.empty()) {
+      fail("train", "step " + std::to_string(step_ + 1) + ": the update (learning rate " + std::to_string(lr) + ") made '" + bad +
+                        "' non-finite" + (opt_.state_path.empty() ? "" : "; the last state written to " + opt_.state_path + " is kept"),
+           "Lower the learning rate or raise AdamW's eps");
+    }
     if (fq_) fq_->quantize();
     ++step_;
     const double secs = std::chrono::duration<double>(clock::now() - t0).count();
