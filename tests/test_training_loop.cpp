@@ -181,6 +181,30 @@ TEST(Training, NonFiniteLossStopsWithoutTouchingWeights) {
   EXPECT_EQ(0, std::memcmp(before.data(), m.layers[0].wq.data(), before.nbytes()));
 }
 
+TEST(Training, NonFiniteUpdateIsCaughtLikeANonFiniteLoss) {
+  // A finite loss and gradient, but a learning rate whose update overflows f32
+  // (the outside test's `train --lr nan` reached the same place): the run stops
+  // at step 1 naming the update and the tensor, and saves nothing.
+  testutil::TempDir dir;
+  const auto d = train::TokenDataset::from_tokens(stream(2000, 5), stream(200, 6), "test");
+  Model m = random_model(testutil::tiny_config({}), 16);
+  train::TrainOptions o = tiny_opts(3);
+  o.schedule.lr = o.schedule.min_lr = 1e39;  // beyond f32's range once applied
+  o.schedule.warmup = 0;
+  o.state_path = dir / "state.h5";
+  train::Trainer tr(m, nullptr, {}, o, d, 1);
+  try {
+    tr.run({}, {});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("step 1"), std::string::npos) << w;
+    EXPECT_NE(w.find("update"), std::string::npos) << w;
+    EXPECT_NE(w.find("non-finite"), std::string::npos) << w;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "state.h5")) << "a non-finite model was saved";
+}
+
 TEST(TrainState, RoundTripAndClearErrors) {
   testutil::TempDir dir;
   Tensor a = Tensor::from_f32({1.5f, -2.f, 3.25f, 7.f, 0.125f, -0.f}, {2, 3});

@@ -36,7 +36,7 @@ int64_t json_int(const nlohmann::json& v, const std::string& where, const std::s
     if (u > uint64_t(hi) || (lo > 0 && u < uint64_t(lo))) fail(where, "'" + field + "' is " + std::to_string(u) + ", out of range" + range);
     return int64_t(u);
   }
-  if (!v.is_number_integer()) fail(where, "'" + field + "' must be an integer, got " + v.dump().substr(0, 60));
+  if (!v.is_number_integer()) fail(where, "'" + field + "' has the wrong type: an integer is needed, got " + v.dump().substr(0, 60));
   const int64_t i = v.get<int64_t>();
   if (i < lo || i > hi) fail(where, "'" + field + "' is " + std::to_string(i) + ", out of range" + range);
   return i;

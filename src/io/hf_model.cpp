@@ -23,10 +23,14 @@ T get_field(const json& j, const char* key, const std::string& where, T fallback
     if (required) fail(where, std::string("config field '") + key + "' is missing");
     return fallback;
   }
-  try {
-    return j[key].get<T>();
-  } catch (const json::exception&) {
-    fail(where, std::string("config field '") + key + "' has the wrong type: " + j[key].dump());
+  const json& v = j[key];
+  if constexpr (std::is_same_v<T, int>) {
+    // Range-checked: get<int>() would wrap 2^32 + 8 to 8.
+    return int(json_int(v, where, key, INT32_MIN, INT32_MAX));
+  } else {
+    const bool ok = std::is_same_v<T, bool> ? v.is_boolean() : std::is_floating_point_v<T> ? v.is_number() : v.is_string();
+    if (!ok) fail(where, std::string("config field '") + key + "' has the wrong type: " + v.dump().substr(0, 80));
+    return v.get<T>();
   }
 }
 
@@ -61,8 +65,7 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   auto first_id = [&](const char* key, int fallback) {
     if (!j.contains(key) || j[key].is_null()) return fallback;
     const json& v = j[key].is_array() && !j[key].empty() ? j[key][0] : j[key];
-    if (!v.is_number_integer()) fail(where, std::string("config field '") + key + "' is not an integer");
-    return v.get<int>();
+    return int(json_int(v, where, key, 0, INT32_MAX));  // validate() checks it against the vocabulary
   };
   c.bos_id = first_id("bos_token_id", 1);
   c.eos_id = first_id("eos_token_id", 2);
