@@ -26,6 +26,7 @@
 #include "io/llama2c.h"
 #include "io/model_loader.h"
 #include "io/safetensors.h"
+#include "io/train_state.h"
 #include "model/shapes.h"
 #include "pipeline/preflight.h"
 #include "pipeline/recipe.h"
@@ -380,4 +381,21 @@ TEST(HostileRecipes, DryRunRefusesWhatTheRunWouldRefuse) {
   const auto bad = testutil::run_command(std::string(CONDENSE_BIN) + " run " + (dir / "r.json") + " --dry-run --set 'student.layers=[0,7]'");
   EXPECT_EQ(bad.status, 1) << bad.output;
   EXPECT_NE(bad.output.find("layer 7"), std::string::npos) << bad.output;
+}
+
+TEST(HostileTrainState, DamagedOrForeignStatesAreRefusedBeforeHdf5ParsesThem) {
+  testutil::TempDir dir;
+  Tensor a = Tensor::from_f32({1.f, 2.f, 3.f, 4.f}, {4});
+  write_train_state(dir / "s.h5", "{}", {{"param/a", &a}});
+  const std::string good = testutil::read_file(dir / "s.h5");
+  for (size_t at : {size_t(600), good.size() / 2, good.size() - 1}) {  // a byte anywhere HDF5 would read
+    std::string b = good;
+    b[at] ^= 0x40;
+    testutil::write_file(dir / "bad.h5", b);
+    expect_error([&] { read_train_state_meta(dir / "bad.h5"); }, {"bad.h5", "checksum mismatch"});
+  }
+  testutil::write_file(dir / "short.h5", good.substr(0, good.size() - 8));
+  expect_error([&] { read_train_state_meta(dir / "short.h5"); }, {"short.h5", "truncated"});
+  testutil::write_file(dir / "foreign.h5", good.substr(512));  // a plain HDF5 file: not condense's
+  expect_error([&] { read_train_state_meta(dir / "foreign.h5"); }, {"foreign.h5", "CONDENSE-STATE"});
 }

@@ -115,6 +115,34 @@ TEST(Jinja, ErrorsNameTheLine) {
   EXPECT_NE(line_of("{% set ns.a = 1 %}").find("namespace"), std::string::npos);
 }
 
+TEST(Jinja, HostileTemplatesHitALimitNotTheMachine) {
+  // Templates arrive inside model files: each of these would exhaust the stack,
+  // run for hours or fill memory without the interpreter's limits.
+  const json v = json::object();
+  auto error_of = [&](const std::string& t) -> std::string {
+    try {
+      jinja::render(t, v, "T");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_NE(error_of("{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}").find("nests deeper"), std::string::npos);
+  EXPECT_NE(error_of("{{ " + std::string(100000, '-') + "1 }}").find("nests deeper"), std::string::npos);
+  std::string ifs;
+  for (int i = 0; i < 10000; ++i) ifs += "{% if true %}";
+  EXPECT_NE(error_of(ifs).find("nests deeper"), std::string::npos);
+  EXPECT_NE(error_of("{% for i in range(1000000000000) %}x{% endfor %}").find("range() of more than"), std::string::npos);
+  EXPECT_NE(error_of("{% for i in range(999999) %}{% for j in range(999999) %}{% endfor %}{% endfor %}").find("steps"), std::string::npos);
+  EXPECT_NE(error_of("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}").find("grows past"),
+            std::string::npos);
+  EXPECT_NE(error_of("{{ 'abc' * 1000000000 }}").find("repeated past"), std::string::npos);
+  EXPECT_NE(error_of("{% set s = 'x' * 4000000 %}{{ s }}{{ s }}{{ s }}").find("output passes"), std::string::npos);
+  EXPECT_NE(error_of("{{ 9223372036854775807 + 1 }}").find("integer overflow"), std::string::npos);
+  EXPECT_NE(error_of("{{ -9223372036854775807 - 2 }}").find("integer overflow"), std::string::npos);
+  EXPECT_EQ(jinja::render("{{ 7 // -1 }} {{ 7 % -1 }} {{ range(3, 0, -1) | join(',') }}", v), "-7 0 3,2,1");  // still Python's answers
+}
+
 TEST(ChatTemplate, JinjaFromTheModelOrAFileAndSpecialTokens) {
   const ChatTemplate t = ChatTemplate::jinja(kLlama2, "<s>", "</s>", "llama2");
   EXPECT_TRUE(t.is_jinja());

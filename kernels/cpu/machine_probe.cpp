@@ -25,7 +25,7 @@ void sink(T* p) {
 typedef float v4f __attribute__((vector_size(16)));
 
 template <class V, int W>
-float hsum(V v) {
+float hsum(const V& v) {  // by reference: a vector argument by value needs the caller's ISA in clang
   alignas(64) float lanes[W];
   std::memcpy(lanes, &v, sizeof(v));
   float s = 0;

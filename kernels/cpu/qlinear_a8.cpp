@@ -199,7 +199,7 @@ int32_t code_offset(const QLayout& L) { return L.code == WCode::I4 ? 8 : 128; }
 void zero_codes(const QMatrix& w, int64_t p, int64_t g, uint8_t* fill);
 
 constexpr int64_t kPrefetchBytes = 4096;  // how far ahead of the kernel a panel's codes are prefetched
-constexpr _mm_hint kHint = _MM_HINT_T1;  // next panel into L2: T0 evicted this panel's lines between passes (m = 16: 175-186 vs 159-160 us)
+constexpr auto kHint = _MM_HINT_T1;  // auto: an enum in GCC's headers, an int in clang's;  // next panel into L2: T0 evicted this panel's lines between passes (m = 16: 175-186 vs 159-160 us)
 
 // ----------------------------------------------------------- AVX-512 VNNI ---
 
@@ -410,14 +410,13 @@ CONDENSE_AVX512_VNNI_VBMI2 void body_vnni_sparse(const QMatrix& w, int64_t p, co
 
 // a16 int8: vpmaddwd on the codes widened to 16 bits (vpmovzxbw: 4 rows x 4
 // positions per ymm) against the row's 4 activation codes (a 64-bit
-// broadcast), two lanes per row (kA2 = 4 accumulators) that pair_sums adds.
+// broadcast), two lanes per row (a2_count = 4 accumulators) that pair_sums adds.
 // a16 int4: the a8 int4 step per digit, the high digit's int16 sums weighted
 // by 256 in the vpmaddwd that widens them.
-template <bool I4, bool A16>
-constexpr int kA2 = A16 && !I4 ? 4 : 2;
+constexpr int a2_count(bool i4, bool a16) { return a16 && !i4 ? 4 : 2; }  // a function: clang 14 misparses a variable template in an array bound
 
 template <int MR, bool I4, bool A16>
-CONDENSE_AVX2 inline void step_avx2(__m256i (&a)[MR][kA2<I4, A16>], const uint8_t* c, int h, const A8Rows& xr, int64_t r0, int64_t pos) {
+CONDENSE_AVX2 inline void step_avx2(__m256i (&a)[MR][a2_count(I4, A16)], const uint8_t* c, int h, const A8Rows& xr, int64_t r0, int64_t pos) {
   const __m256i nib = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
   if constexpr (A16 && !I4) {
     __m256i v[4];  // rows 4e..4e+3 of the half
@@ -467,12 +466,12 @@ CONDENSE_AVX2 inline void step_avx2(__m256i (&a)[MR][kA2<I4, A16>], const uint8_
   }
 }
 
-// kA2 = 4: each row's two lanes added, rows back in order (8 per ymm).
+// a2_count = 4: each row's two lanes added, rows back in order (8 per ymm).
 template <int MR, bool I4, bool A16>
-CONDENSE_AVX2 inline void pair_sums(const __m256i (&a)[MR][kA2<I4, A16>], __m256i (&out)[MR][2]) {
+CONDENSE_AVX2 inline void pair_sums(const __m256i (&a)[MR][a2_count(I4, A16)], __m256i (&out)[MR][2]) {
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    if constexpr (kA2<I4, A16> == 2) {
+    if constexpr (a2_count(I4, A16) == 2) {
       out[r][0] = a[r][0];
       out[r][1] = a[r][1];
     } else {
@@ -499,11 +498,12 @@ CONDENSE_AVX2 void body_avx2(const QMatrix& w, int64_t p, const uint8_t* pc, con
       sz.load_avx2(w, p, g, Asym, 1.f);
       for (int64_t b = 0, st = 0; st < steps; ++b) {
         const int64_t send = std::min(steps, st + bsteps);
-        __m256i acc[MR][kA2<I4, A16>], a[MR][2];
+        constexpr int lanes = a2_count(I4, A16);
+        __m256i acc[MR][lanes], a[MR][2];
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-          for (int q = 0; q < kA2<I4, A16>; ++q) acc[r][q] = _mm256_setzero_si256();
+          for (int q = 0; q < lanes; ++q) acc[r][q] = _mm256_setzero_si256();
         for (; st < send; ++st, c += 128) step_avx2<MR, I4, A16>(acc, c, h, xr, r0, g * span + st * unit);
         pair_sums<MR, I4, A16>(acc, a);
         const __m256i off = _mm256_set1_epi32(code_offset(L));

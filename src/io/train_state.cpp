@@ -6,9 +6,13 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/crc32c.h"
 
 namespace condense {
 
@@ -23,13 +27,61 @@ struct H5Handle {
 };
 
 void quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+// The file starts with a 512-byte HDF5 user block (HDF5 finds its superblock
+// after it) that condense fills with a magic, the length of the rest and its
+// CRC-32C. A reader checks them before HDF5 parses anything, so a damaged or
+// foreign file is refused by condense, not handed to libhdf5's parser.
+constexpr size_t kUserBlock = 512;
+constexpr char kStateMagic[16] = {'C', 'O', 'N', 'D', 'E', 'N', 'S', 'E', '-', 'S', 'T', 'A', 'T', 'E', '\x1a', '\n'};
+
+void seal(const std::string& tmp) {
+  uint64_t len = 0;
+  uint32_t crc = 0;
+  {
+    FileView f(tmp);
+    if (f.size() < kUserBlock) fail(tmp, "the training state is shorter than its header block");
+    len = f.size() - kUserBlock;
+    crc = crc32c(f.data() + kUserBlock, len);
+  }
+  char head[kUserBlock] = {};
+  std::memcpy(head, kStateMagic, 16);
+  const uint32_t version = 1;
+  std::memcpy(head + 16, &version, 4);
+  std::memcpy(head + 24, &len, 8);
+  std::memcpy(head + 32, &crc, 4);
+  std::FILE* f = std::fopen(tmp.c_str(), "r+b");
+  const bool ok = f && std::fwrite(head, 1, kUserBlock, f) == kUserBlock;
+  const int err = errno;
+  if (f && std::fclose(f) != 0 && ok) fail(tmp, std::string("cannot write the state's header block: ") + std::strerror(errno));
+  if (!ok) fail(tmp, std::string("cannot write the state's header block: ") + std::strerror(err));
+}
+
+void verify(const std::string& path) {
+  if (!std::filesystem::exists(path)) fail(path, "training state file not found");
+  FileView f(path);
+  if (f.size() < kUserBlock || std::memcmp(f.data(), kStateMagic, 16) != 0) {
+    fail(path, "is not a condense training state (no CONDENSE-STATE header; states from before condense 0.1's checksums are not read)",
+         "Point --resume at a state written by this condense, or start again without --resume");
+  }
+  uint64_t len = 0;
+  uint32_t version = 0, crc = 0;
+  std::memcpy(&version, f.data() + 16, 4);
+  std::memcpy(&len, f.data() + 24, 8);
+  std::memcpy(&crc, f.data() + 32, 4);
+  if (version != 1) fail(path, "training state format version " + std::to_string(version) + " is not readable by this condense");
+  if (len != f.size() - kUserBlock) fail(path, "is truncated: its header says " + std::to_string(len + kUserBlock) + " bytes, the file has " + std::to_string(f.size()));
+  if (crc32c(f.data() + kUserBlock, len) != crc) fail(path, "checksum mismatch: the training state is damaged", "Resume from an intact state or start again");
+}
 }  // namespace
 
 void write_train_state(const std::string& path, const std::string& meta, const NamedTensors& tensors) {
   quiet();
   const std::string tmp = temporary_path(path);
   {
-    H5Handle f{H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose};
+    H5Handle fcpl{H5Pcreate(H5P_FILE_CREATE), H5Pclose};
+    H5Pset_userblock(fcpl.id, kUserBlock);
+    H5Handle f{H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.id, H5P_DEFAULT), H5Fclose};
     if (f.id < 0) fail(path, "cannot create the training state file " + tmp, "Check the folder exists and is writable");
     H5Handle lcpl{H5Pcreate(H5P_LINK_CREATE), H5Pclose};
     H5Pset_create_intermediate_group(lcpl.id, 1);
@@ -58,6 +110,7 @@ void write_train_state(const std::string& path, const std::string& meta, const N
     if (H5Fclose(id) < 0) bad("close");  // a full disk may show only here
   }
   try {
+    seal(tmp);
     sync_file(tmp);
   } catch (...) {
     std::filesystem::remove(tmp);
@@ -73,8 +126,7 @@ void write_train_state(const std::string& path, const std::string& meta, const N
 
 std::string read_train_state_meta(const std::string& path) {
   quiet();
-  if (!std::filesystem::exists(path)) fail(path, "training state file not found");
-  require_regular_file(path);
+  verify(path);
   H5Handle f{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
   if (f.id < 0) fail(path, "is not an HDF5 file (or is damaged)", "Point --resume at a state written by condense");
   H5Handle attr{H5Aopen(f.id, "meta", H5P_DEFAULT), H5Aclose};
@@ -91,7 +143,7 @@ std::string read_train_state_meta(const std::string& path) {
 
 void read_train_state_tensors(const std::string& path, const NamedTensors& tensors) {
   quiet();
-  require_regular_file(path);
+  verify(path);
   H5Handle f{H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose};
   if (f.id < 0) fail(path, "is not an HDF5 file (or is damaged)");
   for (const auto& [name, t] : tensors) {

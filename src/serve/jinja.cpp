@@ -20,6 +20,23 @@ struct Ctx {
   [[noreturn]] void error(int line, const std::string& what) const { fail(where + ", line " + std::to_string(line), what); }
 };
 
+// Templates come inside model files from strangers: the interpreter bounds what
+// one can ask for (nesting that would exhaust the stack, loops and strings
+// that would run for hours or fill memory) and says which limit was hit.
+constexpr int kMaxNesting = 64;                    // parentheses, operators, blocks inside one another
+constexpr int64_t kMaxSteps = 1'000'000;           // nodes run and expressions evaluated per render
+constexpr size_t kMaxText = size_t(8) << 20;       // bytes of output, and of any one string or list
+constexpr int64_t kMaxRange = 1'000'000;           // elements of one range()
+
+// Counts entries into a recursive rule; refuses nesting beyond kMaxNesting.
+struct Nesting {
+  int& depth;
+  Nesting(int& d, const Ctx& cx, int line) : depth(d) {
+    if (++depth > kMaxNesting) cx.error(line, "nests deeper than " + std::to_string(kMaxNesting) + " levels");
+  }
+  ~Nesting() { --depth; }
+};
+
 // ---------------------------------------------------------------- values
 
 struct Value {
@@ -330,6 +347,7 @@ struct Expr {
 class Parser {
  public:
   Parser(std::vector<Tok> t, int line, const Ctx& cx) : t_(std::move(t)), line_(line), cx_(cx) {}
+  int depth_ = 0;
   ExprP expr() { return cond(); }
   bool at_end() const { return t_[p_].kind == Tok::End; }
   bool peek_name(const char* n) const { return t_[p_].kind == Tok::Name && t_[p_].s == n; }
@@ -358,6 +376,7 @@ class Parser {
     return e;
   }
   ExprP cond() {
+    Nesting guard(depth_, cx_, line_);
     ExprP a = or_();
     if (peek_name("if")) {
       ++p_;
@@ -387,6 +406,7 @@ class Parser {
   ExprP or_() { return chain(&Parser::and_, "or", Expr::Or); }
   ExprP and_() { return chain(&Parser::not_, "and", Expr::And); }
   ExprP not_() {
+    Nesting guard(depth_, cx_, line_);
     if (peek_name("not")) {
       ++p_;
       auto e = make(Expr::Not);
@@ -439,6 +459,7 @@ class Parser {
   ExprP math2() { return binary(&Parser::pow_, {"*", "/", "//", "%"}); }
   ExprP pow_() { return binary(&Parser::unary, {"**"}); }
   ExprP unary() {
+    Nesting guard(depth_, cx_, line_);
     if (peek_op("-")) {
       ++p_;
       auto e = make(Expr::Neg);
@@ -640,6 +661,7 @@ class Builder {
  private:
   // Nodes until one of `ends` (a statement keyword); *ended says which.
   std::vector<NodeP> block(const std::vector<std::string>& ends, std::string* ended, Parser** end_parser = nullptr) {
+    Nesting guard(depth_, cx_, i_ < s_.size() ? s_[i_].line : 0);
     std::vector<NodeP> out;
     while (i_ < s_.size()) {
       const Segment& g = s_[i_++];
@@ -738,6 +760,7 @@ class Builder {
   const std::vector<Segment>& s_;
   const Ctx& cx_;
   size_t i_ = 0;
+  int depth_ = 0;
   std::vector<std::unique_ptr<Parser>> parsers_;
 };
 
@@ -762,10 +785,19 @@ class Renderer {
     return Value::undef();
   }
 
+  void tick(int line) {
+    if (++steps_ > kMaxSteps) cx_.error(line, "the template runs more than " + std::to_string(kMaxSteps) + " steps");
+  }
+  void emit(std::string& out, const std::string& s, int line) {
+    if (out.size() + s.size() > kMaxText) cx_.error(line, "the template's output passes " + std::to_string(kMaxText) + " bytes");
+    out += s;
+  }
+
   void exec(const Node& n, std::string& out) {
+    tick(n.line);
     switch (n.kind) {
-      case Node::Text: out += n.text; return;
-      case Node::Out: out += to_text(eval(*n.e)); return;
+      case Node::Text: emit(out, n.text, n.line); return;
+      case Node::Out: emit(out, to_text(eval(*n.e)), n.line); return;
       case Node::If:
         for (const auto& [c, body] : n.branches) {
           if (!c || truthy(eval(*c))) {
@@ -803,6 +835,7 @@ class Renderer {
         if (n.filter) {
           std::vector<jv> kept;
           for (const jv& x : items) {
+            tick(n.line);
             scopes_.emplace_back();
             bind(n, x);
             if (truthy(eval(*n.filter))) kept.push_back(x);
@@ -815,6 +848,7 @@ class Renderer {
           return;
         }
         for (size_t i = 0; i < items.size(); ++i) {
+          tick(n.line);  // an empty body still costs an iteration
           scopes_.emplace_back();
           bind(n, items[i]);
           const int64_t len = int64_t(items.size()), k = int64_t(i);
@@ -939,6 +973,9 @@ class Renderer {
         else if (a.size() >= 2) lo = as_int(a[0], cx_, e.line), hi = as_int(a[1], cx_, e.line);
         if (a.size() == 3) st = as_int(a[2], cx_, e.line);
         if (st == 0 || a.empty() || a.size() > 3) cx_.error(e.line, "range() takes 1 to 3 integers, step not 0");
+        // The element count in 128-bit arithmetic: the bounds may be anything an int64 holds.
+        const __int128 span = st > 0 ? __int128(hi) - lo : __int128(lo) - hi, step = st > 0 ? __int128(st) : -__int128(st);
+        if (span > 0 && (span + step - 1) / step > kMaxRange) cx_.error(e.line, "range() of more than " + std::to_string(kMaxRange) + " elements");
         jv l = jv::array();
         for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) l.push_back(i);
         return Value(l);
@@ -946,7 +983,7 @@ class Renderer {
       if (f.name == "strftime_now") {
         const std::time_t t = std::time(nullptr);
         char b[128];
-        std::strftime(b, sizeof b, a.empty() ? "%Y-%m-%d" : to_text(a[0]).c_str(), std::localtime(&t));
+        if (std::strftime(b, sizeof b, a.empty() ? "%Y-%m-%d" : to_text(a[0]).c_str(), std::localtime(&t)) == 0) b[0] = '\0';  // too long: contents undefined
         return Value(jv(std::string(b)));
       }
       cx_.error(e.line, "unknown function " + f.name + "()");
@@ -1168,28 +1205,39 @@ class Renderer {
     if (a.is_number() && b.is_number() && !a.is_boolean() && !b.is_boolean()) {
       const bool ints = a.is_number_integer() && b.is_number_integer();
       const double x = a.get<double>(), y = b.get<double>();
-      if (op == "+") return ints ? Value(jv(a.get<int64_t>() + b.get<int64_t>())) : Value(jv(x + y));
-      if (op == "-") return ints ? Value(jv(a.get<int64_t>() - b.get<int64_t>())) : Value(jv(x - y));
-      if (op == "*") return ints ? Value(jv(a.get<int64_t>() * b.get<int64_t>())) : Value(jv(x * y));
+      if (ints && (op == "+" || op == "-" || op == "*")) {
+        int64_t o = 0;
+        const int64_t p = a.get<int64_t>(), q = b.get<int64_t>();
+        const bool over = op == "+" ? __builtin_add_overflow(p, q, &o) : op == "-" ? __builtin_sub_overflow(p, q, &o) : __builtin_mul_overflow(p, q, &o);
+        if (over) cx_.error(e.line, "integer overflow in " + std::to_string(p) + " " + op + " " + std::to_string(q));
+        return Value(jv(o));
+      }
+      if (op == "+") return Value(jv(x + y));
+      if (op == "-") return Value(jv(x - y));
+      if (op == "*") return Value(jv(x * y));
       if (op == "**") return ints && b.get<int64_t>() >= 0 ? Value(jv(int64_t(std::llround(std::pow(x, y))))) : Value(jv(std::pow(x, y)));
       if (y == 0 && (op == "/" || op == "//" || op == "%")) cx_.error(e.line, "division by zero");
       if (op == "/") return Value(jv(x / y));
       if (op == "//") {
         if (ints) {
           const int64_t p = a.get<int64_t>(), q = b.get<int64_t>();
+          if (p == INT64_MIN && q == -1) cx_.error(e.line, "integer overflow in " + std::to_string(p) + " // -1");
           return Value(jv(p / q - ((p % q != 0) && ((p < 0) != (q < 0)) ? 1 : 0)));
         }
         return Value(jv(std::floor(x / y)));
       }
       if (op == "%") {
         if (ints) {
-          const int64_t p = a.get<int64_t>(), q = b.get<int64_t>(), m = p % q;
+          const int64_t p = a.get<int64_t>(), q = b.get<int64_t>(), m = q == -1 ? 0 : p % q;  // INT64_MIN % -1 traps
           return Value(jv(m != 0 && ((m < 0) != (q < 0)) ? m + q : m));
         }
         return Value(jv(x - y * std::floor(x / y)));
       }
     }
     if (op == "*" && a.is_string() && b.is_number_integer()) {
+      if (b.get<int64_t>() > 0 && a.get<std::string>().size() > kMaxText / size_t(b.get<int64_t>())) {
+        cx_.error(e.line, "a string repeated past " + std::to_string(kMaxText) + " bytes");
+      }
       std::string o;
       for (int64_t i = 0; i < b.get<int64_t>(); ++i) o += a.get<std::string>();
       return Value(jv(o));
@@ -1198,7 +1246,19 @@ class Renderer {
                           (r.undefined ? std::string("undefined") : py_repr(b)));
   }
 
+  // Every evaluation is a step, and no value grows past kMaxText (a string's
+  // bytes, a list's elements: a few doublings in a loop would fill memory).
   Value eval(const Expr& e) {
+    tick(e.line);
+    Value v = eval_node(e);
+    const jv& d = v.data();
+    if ((d.is_string() && d.get_ref<const std::string&>().size() > kMaxText) || (d.is_array() && d.size() > kMaxText / 8)) {
+      cx_.error(e.line, "a value grows past " + std::to_string(kMaxText) + " bytes");
+    }
+    return v;
+  }
+
+  Value eval_node(const Expr& e) {
     switch (e.kind) {
       case Expr::Lit: return Value(e.lit);
       case Expr::Name: return lookup(e.name);
@@ -1211,6 +1271,7 @@ class Renderer {
       case Expr::Neg: {
         const Value v = eval(*e.args[0]);
         if (!v.data().is_number()) cx_.error(e.line, "cannot negate " + py_repr(v.data()));
+        if (v.data().is_number_integer() && v.data().get<int64_t>() == INT64_MIN) cx_.error(e.line, "integer overflow in negation");
         return v.data().is_number_float() ? Value(jv(-v.data().get<double>())) : Value(jv(-v.data().get<int64_t>()));
       }
       case Expr::Not: return Value(jv(!truthy(eval(*e.args[0]))));
@@ -1243,6 +1304,7 @@ class Renderer {
   }
 
   const Ctx& cx_;
+  int64_t steps_ = 0;
   std::vector<std::map<std::string, Value>> scopes_;
 };
 
