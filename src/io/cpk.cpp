@@ -330,6 +330,9 @@ struct Reader {
       if (comp == "none" && n != raw) bad(path, what + ": stored and raw sizes differ for an uncompressed section");
       end = off + n;
       raw_total += raw;
+      if (i + 1 == secs.size() && f.size() > data_start + align_up(end)) {
+        bad(path, "has " + std::to_string(f.size() - data_start - end) + " bytes after its last section (at most the 63 bytes of padding to 64)");
+      }
       if (raw_total > kMaxExpansion * f.size() + kExpansionSlack) {
         bad(path, "sections claim " + std::to_string(raw_total) + "+ bytes once decompressed, more than " + std::to_string(kMaxExpansion) +
                       " times the file: not a file condense wrote");
@@ -412,6 +415,13 @@ QuantScheme parse_scheme(const json& t, const std::string& path, const std::stri
   return s;
 }
 
+// Real checkpoints hold no NaN or infinity: one would silently poison every output.
+void require_finite(const float* v, int64_t n, const std::string& path, const std::string& name) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(v[i])) bad(path, "tensor '" + name + "': value " + std::to_string(i) + " is " + std::to_string(v[i]));
+  }
+}
+
 // Decodes one tensor into `t` (allocated, f32) and, when packed, its WeightCompression;
 // with !effective_f32 a quantized tensor keeps only the packed form (`t` released).
 void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::string, WeightCompression>& packed, bool effective_f32) {
@@ -426,6 +436,7 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
   if (!s.quantized() && !sparse) {
     const std::vector<uint8_t> v = rd.section(tj.at("values"), name, uint64_t(n) * 4);
     std::memcpy(t.f32(), v.data(), v.size());
+    require_finite(t.f32(), n, path, name);
     return;
   }
   WeightCompression wc;
@@ -469,6 +480,7 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
   }
   const std::vector<uint8_t> v = rd.section(tj.at("values"), name, !s.quantized() ? uint64_t(kept) * 4 : s.type == DType::I4 ? uint64_t(kept + 1) / 2 : uint64_t(kept));
   if (!s.quantized()) {
+    require_finite(reinterpret_cast<const float*>(v.data()), kept, path, name);
     if (v.size() != size_t(kept) * 4) bad(path, "tensor '" + name + "': " + std::to_string(v.size()) + " value bytes for " + std::to_string(kept) + " kept elements");
     int64_t k = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -481,6 +493,11 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
   }
   const size_t want = s.type == DType::I4 ? size_t((kept + 1) / 2) : size_t(kept);
   if (v.size() != want) bad(path, "tensor '" + name + "': " + std::to_string(v.size()) + " code bytes, expected " + std::to_string(want));
+  if (s.type == DType::F8E4M3) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if ((v[i] & 0x7f) == 0x7f) bad(path, "tensor '" + name + "': fp8-e4m3 code " + std::to_string(v[i]) + " is NaN (kept value " + std::to_string(i) + ")");
+    }
+  }
   wc.codes.assign(size_t(n), 0);
   int64_t k = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -503,6 +520,9 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
       wc.scales[size_t(i)] = minifloat::f16_to_f32(h);
     } else {
       std::memcpy(&wc.scales[size_t(i)], sb.data() + 4 * i, 4);
+    }
+    if (!(wc.scales[size_t(i)] >= 0.f) || !std::isfinite(wc.scales[size_t(i)])) {
+      bad(path, "tensor '" + name + "': scale " + std::to_string(i) + " is " + std::to_string(wc.scales[size_t(i)]) + " (scales are finite and not negative)");
     }
   }
   if (!s.symmetric) {

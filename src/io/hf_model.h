@@ -1,5 +1,9 @@
 // Hugging Face model folders: config.json (Llama, Mistral, Qwen2 model types)
 // plus model.safetensors or a sharded model.safetensors.index.json.
+// Reading rules: config integers range-checked (never truncated) and within
+// ModelConfig's limits; every weight the config implies present once across
+// the shards with its shape, checked before it is read; no tensor left over
+// (but a rotary cache and a tied lm_head); shard names are files in the folder.
 #pragma once
 #include <string>
 

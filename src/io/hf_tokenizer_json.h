@@ -1,7 +1,11 @@
 // Hugging Face tokenizer.json files with a "BPE" model: the SentencePiece-style
 // (Llama 2, Mistral) and byte-level (Llama 3, Qwen2, GPT-2) shapes. Anything
-// else (Unigram, WordPiece, unknown normalizers or pre-tokenizers) is refused
-// with the JSON path that names it.
+// else (Unigram, WordPiece, unknown normalizers, pre-tokenizers or decoders) is
+// refused with the JSON path that names it. Reading rules: every id an integer
+// in [0, vocabulary entries + added tokens) (so no id reaches outside the token
+// table or sizes it beyond the file's own count); Sequence steps are arrays of
+// objects; a field of the wrong type names the file ("malformed"), never an
+// internal error.
 #pragma once
 #include <memory>
 #include <string>

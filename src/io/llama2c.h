@@ -8,6 +8,10 @@
 // then the classifier when unshared. q/k rows use interleaved RoPE pairs and are
 // permuted to the canonical layout on load (and back on save). run.c fixes
 // rope_theta = 10000 and norm_eps = 1e-5.
+// Reading rules: every header field nonzero, positive (vocab_size may be
+// negative, not -2^31), at most 2^24 and within ModelConfig's limits, checked
+// before any arithmetic; the file's size equals what the header implies,
+// exactly, before anything is allocated.
 //
 // Tokenizer file: int32 max_token_length, then per token: f32 score, int32 len,
 // len bytes. The token count is the model's vocabulary size.

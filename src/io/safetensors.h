@@ -2,7 +2,11 @@
 // {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}},
 // then the data; offsets are relative to the end of the header. The reader checks
 // every entry against the file length and its dtype/shape; the writer stores f32,
-// bf16 or f16 and pads the header to 8 bytes.
+// bf16 or f16 and pads the header to 8 bytes. Reading rules (as the reference
+// Rust reader): header ≤ 100 MiB of JSON nesting ≤ 128; __metadata__ an object
+// of strings; shapes of ≤ 8 non-negative integers whose element and byte counts
+// do not overflow; the tensors tile the data exactly, in offset order, each
+// starting where the previous one ended and the last ending at the file's end.
 #pragma once
 #include <map>
 #include <memory>

@@ -24,7 +24,7 @@ struct Ctx {
 // one can ask for (nesting that would exhaust the stack, loops and strings
 // that would run for hours or fill memory) and says which limit was hit.
 constexpr int kMaxNesting = 64;                    // parentheses, operators, blocks inside one another
-constexpr int64_t kMaxSteps = 1'000'000;           // nodes run and expressions evaluated per render
+constexpr int64_t kMaxSteps = 200'000;             // nodes run and expressions evaluated per render
 constexpr size_t kMaxText = size_t(8) << 20;       // bytes of output, and of any one string or list
 constexpr int64_t kMaxRange = 1'000'000;           // elements of one range()
 

@@ -8,6 +8,7 @@
 #include "io/atomic_writer.h"
 #include "io/file_view.h"
 #include "core/json_text.h"
+#include "model/config.h"
 
 namespace condense::train {
 
@@ -72,10 +73,15 @@ nlohmann::json write_shards(const std::vector<int>& ids, const std::string& dir,
 
 std::vector<int> read_shards(const std::string& dir, const nlohmann::json& list, int vocab) {
   std::vector<int> out;
+  if (!list.is_array()) fail(dir, "manifest.json: a shard list is not an array");
   for (const auto& e : list) {
-    const std::string path = (fs::path(dir) / e.at("file").get<std::string>()).string();
+    const std::string file = e.at("file").get<std::string>();
+    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
+      fail(dir, "manifest.json names shard '" + file + "', which is not a file in the folder");
+    }
+    const std::string path = (fs::path(dir) / file).string();
     FileView f(path);
-    const int64_t n = e.at("tokens").get<int64_t>();
+    const int64_t n = json_int(e.at("tokens"), path, "tokens", 0, int64_t(f.size() / 4));  // a count the file cannot hold is refused before any allocation
     if (f.size() != uint64_t(n) * 4) {
       fail(path, "holds " + std::to_string(f.size()) + " bytes, the manifest says " + std::to_string(n) + " tokens",
            "Re-run condense data prepare");
@@ -135,7 +141,7 @@ TokenDataset TokenDataset::open(const std::string& dir, const std::string& expec
       fail(mpath, "was tokenized with " + d.fingerprint_ + ", but the model's tokenizer is " + expect,
            "Prepare the data again with the model's tokenizer");
     }
-    const int vocab = man.at("tokenizer").at("vocab").get<int>();
+    const int vocab = int(json_int(man.at("tokenizer").at("vocab"), mpath, "tokenizer.vocab", 1, kMaxVocab));
     d.train_ = read_shards(dir, man.at("train"), vocab);
     d.val_ = read_shards(dir, man.at("val"), vocab);
   } catch (const nlohmann::json::exception& e) {
