@@ -225,15 +225,11 @@ int main(int argc, char** argv) {
     put("chat_template", "chatml.jinja",
         "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}");
-    put("chat_template", "llama2.jinja",
-        "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}"
-        "{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
-        "{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-        "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-        "{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-        "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
-        "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}"
-        "{% endif %}{% endfor %}");
+    put("chat_template", "roles.jinja",
+        "{{ bos_token }}{% for m in messages %}{% if m.role == 'system' %}<<SYS>>{{ m.content | trim }}<</SYS>>"
+        "{% elif m.role == 'user' and m.content is defined %}[INST] {{ m.content[:64] }} [/INST]"
+        "{% elif m.role == 'assistant' %} {{ m.content | default('') }} {{ eos_token }}{% else %}{{ raise_exception('role ' ~ m.role) }}"
+        "{% endif %}{% endfor %}{% if add_generation_prompt is defined and add_generation_prompt %} {% endif %}");
     put("chat_template", "features.jinja",
         "{%- set ns = namespace(n=0) -%}{% for m in messages if m.role != 'system' %}{% set ns.n = ns.n + 1 %}"
         "{{ loop.index }}/{{ loop.length }} {{ m.content | upper | replace('H', 'J') }}{{ ', ' if not loop.last }}{% endfor %}"

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <new>
 
 #include "kernels/cpu/cpu_features.h"
 
@@ -78,6 +79,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const condense::Error& e) {
     std::cerr << "condense: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    // Sizes from files are checked before allocation; what is left are sizes asked for (batch x seq, --kv-memory, a huge model).
+    std::cerr << "condense: error: out of memory. Lower the sizes asked for (batch, seq, context, KV memory) or use a machine with more memory\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "condense: internal error: " << e.what() << "\n";
