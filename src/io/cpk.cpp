@@ -295,12 +295,17 @@ struct Reader {
     if (crc32c(hp, hlen) != hcrc) bad(path, "header checksum mismatch");
     header = parse_json(std::string(hp, hlen), path + " header");
     data_start = align_up(kPreamble + hlen);
+    if (!header.is_object()) bad(path, "header is not a JSON object");
     for (const char* k : {"model", "tensors", "sections"}) {
       if (!header.contains(k)) bad(path, std::string("header has no \"") + k + "\"");
     }
-    if (!header.is_object() || header.value("format", "") != "condense-cpk") bad(path, "header's \"format\" is not \"condense-cpk\"");
-    if (!header["tensors"].is_array() || !header["sections"].is_array()) bad(path, "header's tensors and sections must be arrays");
-    check_sections();
+    try {
+      if (!header.is_object() || header.value("format", json()) != "condense-cpk") bad(path, "header's \"format\" is not \"condense-cpk\"");
+      if (!header["tensors"].is_array() || !header["sections"].is_array()) bad(path, "header's tensors and sections must be arrays");
+      check_sections();
+    } catch (const json::exception& e) {
+      bad(path, std::string("malformed header: ") + e.what());
+    }
   }
 
   // Every section: 64-byte aligned, after the previous one (no overlap), inside

@@ -9,7 +9,12 @@ namespace condense {
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& serialized, const std::string& where)
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
-  const auto status = sp_->LoadFromSerializedProto(serialized);
+  sentencepiece::util::Status status;
+  try {
+    status = sp_->LoadFromSerializedProto(serialized);
+  } catch (const std::exception& e) {  // the library's own index builder (darts) throws on malformed pieces
+    fail(where, std::string("not a valid SentencePiece model: ") + e.what(), "Pass the tokenizer.model that came with the model");
+  }
   if (!status.ok()) fail(where, "not a valid SentencePiece model: " + status.ToString(), "Pass the tokenizer.model that came with the model");
 }
 
@@ -26,7 +31,10 @@ std::string SentencePieceTokenizer::decode_token(int prev, int token) const {
   if (token < 0 || token >= vocab_size()) fail("SentencePieceTokenizer::decode_token", "id " + std::to_string(token) + " is outside the vocabulary");
   if (sp_->IsControl(token)) return "";
   std::string p = sp_->IdToPiece(token);
-  if (sp_->IsByte(token) && p.size() == 6) return std::string(1, char(std::stoi(p.substr(3, 2), nullptr, 16)));
+  if (sp_->IsByte(token)) {
+    const int b = text::parse_byte_piece(p);
+    if (b >= 0) return std::string(1, char(b));
+  }
   std::string out = text::replace_all(p, text::kMetaSpace, " ");
   if ((prev < 0 || sp_->IsControl(prev)) && !out.empty() && out[0] == ' ') out.erase(0, 1);
   return out;

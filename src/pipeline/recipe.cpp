@@ -31,7 +31,11 @@ void apply_set(json& j, const std::string& a) {
     if (key[i] == '[') {
       const size_t close = key.find(']', i);
       if (close == std::string::npos) fail("--set " + a, "unclosed '[' in the key");
-      const size_t idx = std::stoul(key.substr(i + 1, close - i - 1));
+      const std::string digits = key.substr(i + 1, close - i - 1);
+      if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) {
+        fail("--set " + a, "'[" + digits + "]' is not an index (a number in brackets, e.g. stages[0])");
+      }
+      const size_t idx = std::stoul(digits);
       if (!node->is_array() || idx >= node->size()) fail("--set " + a, "index " + std::to_string(idx) + " is not in the recipe");
       node = &(*node)[idx];
       i = close + 1;

@@ -289,7 +289,7 @@ std::vector<Tok> lex(const std::string& s, int line, const Ctx& cx) {
         ++j;
         while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
         Tok t{Tok::Float, s.substr(i, j - i)};
-        t.f = std::stod(t.s);
+        t.f = std::strtod(t.s.c_str(), nullptr);  // 1e999-sized literals become inf, as in Python
         out.push_back(t);
       } else {
         Tok t{Tok::Int, s.substr(i, j - i)};
@@ -1118,6 +1118,11 @@ class Renderer {
       return x;
     }
     if (f == "int") {
+      if (d.is_number_float()) {
+        const double v = d.get<double>();
+        if (!(std::fabs(v) < 9.2e18)) cx_.error(e.line, "cannot convert " + py_repr(d) + " to an integer");
+        return Value(jv(int64_t(v)));
+      }
       if (d.is_number()) return Value(jv(d.get<int64_t>()));
       try {
         return Value(jv(int64_t(std::stoll(str()))));

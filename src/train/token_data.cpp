@@ -131,7 +131,7 @@ TokenDataset TokenDataset::open(const std::string& dir, const std::string& expec
   const std::string mpath = (fs::path(dir) / "manifest.json").string();
   if (!fs::exists(mpath)) fail(dir, "has no manifest.json", "Create it with: condense data prepare --text FILE --tokenizer T --out " + dir);
   const nlohmann::json man = parse_json(read_text_file(mpath), mpath);
-  if (man.value("format", "") != "condense-tokens" || man.value("version", 0) != 1) {
+  if (!man.is_object() || man.value("format", nlohmann::json()) != "condense-tokens" || man.value("version", nlohmann::json()) != 1) {
     fail(mpath, "is not a version-1 condense token manifest");
   }
   TokenDataset d;
@@ -145,7 +145,7 @@ TokenDataset TokenDataset::open(const std::string& dir, const std::string& expec
     d.train_ = read_shards(dir, man.at("train"), vocab);
     d.val_ = read_shards(dir, man.at("val"), vocab);
   } catch (const nlohmann::json::exception& e) {
-    fail(mpath, std::string("is missing a field: ") + e.what());
+    fail(mpath, std::string("has a missing or mistyped field: ") + e.what());
   }
   return d;
 }
