@@ -374,6 +374,11 @@ TEST(HostileRecipes, DryRunRefusesWhatTheRunWouldRefuse) {
           {"matches no weight"});
   refused([](json& j) { j["stages"] = {{{"type", "quantize"}, {"weights", {{"type", "int8"}}}, {"targets", {"lm_head*"}}}}; },
           {"lm_head*", "matches no weight"});  // tied: there is no lm_head.weight
+  // A --set value that is neither JSON nor UTF-8 (the fuzzer's find): an error quoting it, not an internal error.
+  json raw = base;
+  pipeline::apply_set(raw, "stages[0].steps=\xff\xfe");
+  expect_error([&] { pipeline::parse_recipe(raw, ""); }, {"$.stages[0].steps", "\xef\xbf\xbd"});  // U+FFFD in the message
+  expect_error([&] { json bad = base; pipeline::apply_set(bad, "stages[x].steps=1"); }, {"'[x]' is not an index"});
   // The command line's --dry-run runs the same checks.
   testutil::write_file(dir / "r.json", base.dump());
   const auto ok = testutil::run_command(std::string(CONDENSE_BIN) + " run " + (dir / "r.json") + " --dry-run");

@@ -29,6 +29,12 @@ nlohmann::json try_parse_json(std::string_view text) {
   return deep ? nlohmann::json(nlohmann::json::value_t::discarded) : j;
 }
 
+std::string json_snippet(const nlohmann::json& v, size_t max) {
+  std::string s = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (s.size() > max) s = s.substr(0, max) + "...";
+  return s;
+}
+
 int64_t json_int(const nlohmann::json& v, const std::string& where, const std::string& field, int64_t lo, int64_t hi) {
   const std::string range = " (allowed: " + std::to_string(lo) + ".." + std::to_string(hi) + ")";
   if (v.is_number_unsigned()) {
@@ -36,7 +42,7 @@ int64_t json_int(const nlohmann::json& v, const std::string& where, const std::s
     if (u > uint64_t(hi) || (lo > 0 && u < uint64_t(lo))) fail(where, "'" + field + "' is " + std::to_string(u) + ", out of range" + range);
     return int64_t(u);
   }
-  if (!v.is_number_integer()) fail(where, "'" + field + "' has the wrong type: an integer is needed, got " + v.dump().substr(0, 60));
+  if (!v.is_number_integer()) fail(where, "'" + field + "' has the wrong type: an integer is needed, got " + json_snippet(v, 60));
   const int64_t i = v.get<int64_t>();
   if (i < lo || i > hi) fail(where, "'" + field + "' is " + std::to_string(i) + ", out of range" + range);
   return i;

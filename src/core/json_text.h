@@ -19,6 +19,11 @@ nlohmann::json parse_json(std::string_view text, const std::string& where, const
 // text is not JSON or nests too deep. For input whose caller words the error.
 nlohmann::json try_parse_json(std::string_view text);
 
+// `v` as JSON text for an error message, at most `max` bytes; bytes that are
+// not UTF-8 (strings from binary files or the command line) shown as U+FFFD
+// instead of making dump() throw.
+std::string json_snippet(const nlohmann::json& v, size_t max = 80);
+
 // The integer `v` (named `field` in errors about `where`) if it is a JSON
 // integer in [lo, hi]; anything else (a float, a string, out of range) fails.
 int64_t json_int(const nlohmann::json& v, const std::string& where, const std::string& field, int64_t lo, int64_t hi);

@@ -178,11 +178,11 @@ GgufModel read_gguf(const std::string& path, bool config_only) {
     }
     const json& v = meta[key];
     if constexpr (std::is_same_v<decltype(fallback), std::string>) {
-      if (!v.is_string()) fail(path, "metadata key '" + key + "' must be a string, got " + v.dump().substr(0, 80));
+      if (!v.is_string()) fail(path, "metadata key '" + key + "' must be a string, got " + json_snippet(v));
     } else if constexpr (std::is_floating_point_v<decltype(fallback)>) {
-      if (!v.is_number()) fail(path, "metadata key '" + key + "' must be a number, got " + v.dump().substr(0, 80));
+      if (!v.is_number()) fail(path, "metadata key '" + key + "' must be a number, got " + json_snippet(v));
     } else if constexpr (std::is_same_v<decltype(fallback), bool>) {
-      if (!v.is_boolean()) fail(path, "metadata key '" + key + "' must be a bool, got " + v.dump().substr(0, 80));
+      if (!v.is_boolean()) fail(path, "metadata key '" + key + "' must be a bool, got " + json_snippet(v));
     }
     return v.get<decltype(fallback)>();
   };

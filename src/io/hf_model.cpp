@@ -29,7 +29,7 @@ T get_field(const json& j, const char* key, const std::string& where, T fallback
     return int(json_int(v, where, key, INT32_MIN, INT32_MAX));
   } else {
     const bool ok = std::is_same_v<T, bool> ? v.is_boolean() : std::is_floating_point_v<T> ? v.is_number() : v.is_string();
-    if (!ok) fail(where, std::string("config field '") + key + "' has the wrong type: " + v.dump().substr(0, 80));
+    if (!ok) fail(where, std::string("config field '") + key + "' has the wrong type: " + json_snippet(v));
     return v.get<T>();
   }
 }

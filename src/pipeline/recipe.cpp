@@ -69,7 +69,7 @@ class Obj {
     return j_.at(k);
   }
   [[noreturn]] void bad(const std::string& k, const std::string& want) const {
-    fail("recipe", at(k) + ": expected " + want + (has(k) ? ", got " + j_.at(k).dump() : " (missing)"));
+    fail("recipe", at(k) + ": expected " + want + (has(k) ? ", got " + json_snippet(j_.at(k), 200) : " (missing)"));
   }
   std::string str(const std::string& k, const std::string& def, const std::vector<std::string>& allowed = {}) const {
     if (!has(k)) return def;
@@ -278,7 +278,7 @@ void parse_training(const Obj& o, StageSpec& s, const std::string& kind, uint64_
       for (size_t i = 0; i < pairs.size(); ++i) {
         const json& p = pairs[i];
         if (!p.is_array() || p.size() != 2 || !p[0].is_number_integer() || !p[1].is_number_integer()) {
-          fail("recipe", h.at("pairs") + "[" + std::to_string(i) + "]: expected [student_layer, teacher_layer], got " + p.dump());
+          fail("recipe", h.at("pairs") + "[" + std::to_string(i) + "]: expected [student_layer, teacher_layer], got " + json_snippet(p));
         }
         s.objective.hidden.push_back({p[0].get<int>(), p[1].get<int>()});
       }

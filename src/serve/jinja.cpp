@@ -1320,7 +1320,7 @@ std::string render(const std::string& source, const nlohmann::json& vars, const 
   const std::vector<Segment> segs = segments(source, cx);
   Builder b(segs, cx);
   const std::vector<NodeP> nodes = b.all();
-  Renderer r(jv::parse(vars.dump()), cx);
+  Renderer r(jv::parse(vars.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)), cx);  // BOS/EOS text from a binary file may not be UTF-8
   std::string out;
   r.run(nodes, out);
   return out;
