@@ -11,29 +11,29 @@
 
 namespace {
 
-testutil::CommandResult condense(const std::string& args) { return testutil::run_command(std::string(CONDENSE_BIN) + " " + args); }
+testutil::CommandResult run_condense(const std::string& args) { return testutil::run_command(std::string(CONDENSE_BIN) + " " + args); }
 
 }  // namespace
 
 TEST(Cli, UnknownCommandIsNamedWithTheCommands) {
-  const auto r = condense("quantise model.bin");
+  const auto r = run_condense("quantise model.bin");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("unknown command 'quantise'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("quantize"), std::string::npos) << r.output;  // the list
-  const auto none = condense("");
+  const auto none = run_condense("");
   EXPECT_EQ(none.status, 1);
   EXPECT_NE(none.output.find("Usage: condense"), std::string::npos) << none.output;
 }
 
 TEST(Cli, HelpShowsDefaultsAndThatCpkIsAModel) {
-  const auto r = condense("eval --help");
+  const auto r = run_condense("eval --help");
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("=256"), std::string::npos) << r.output;  // --ctx's default
   EXPECT_NE(r.output.find(".cpk"), std::string::npos) << r.output;
 }
 
 TEST(Cli, QuantizeMapsOntoARecipe) {
-  const auto r = condense("quantize m.bin --to int4 --head --activations int8 --kv int8 --text t.txt --out x.cpk --dry-run");
+  const auto r = run_condense("quantize m.bin --to int4 --head --activations int8 --kv int8 --text t.txt --out x.cpk --dry-run");
   ASSERT_EQ(r.status, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
   const auto& q = j["stages"][0];
@@ -46,10 +46,10 @@ TEST(Cli, QuantizeMapsOntoARecipe) {
   EXPECT_EQ(j["stages"][1]["type"], "calibrate_kv");
   EXPECT_EQ(j["data"]["text"][0], "t.txt");
   // RTN alone needs no data; a calibrated method does, and says how to give it.
-  const auto rtn = condense("quantize m.bin --to int8 --out x.cpk --dry-run");
+  const auto rtn = run_condense("quantize m.bin --to int8 --out x.cpk --dry-run");
   ASSERT_EQ(rtn.status, 0) << rtn.output;
   EXPECT_FALSE(nlohmann::json::parse(rtn.output).contains("data"));
-  const auto gptq = condense("quantize m.bin --to int4 --method gptq --out x.cpk");
+  const auto gptq = run_condense("quantize m.bin --to int4 --method gptq --out x.cpk");
   EXPECT_EQ(gptq.status, 1);
   EXPECT_NE(gptq.output.find("--text"), std::string::npos) << gptq.output;
 }

@@ -24,16 +24,7 @@ ModelConfig tiny_config(bool tied, bool bias = false) {
   return testutil::tiny_config({.dim = 48, .heads = 6, .kv = 2, .hd = 8, .ffn = 100, .vocab = 300, .max_seq = 64, .tied = tied, .bias = bias});
 }
 
-// Runs f, expects condense::Error whose message contains every needle.
-template <typename F>
-void expect_error(F f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error raised";
-  } catch (const Error& e) {
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "'" << n << "' not in: " << e.what();
-  }
-}
+using testutil::expect_error;
 
 }  // namespace
 

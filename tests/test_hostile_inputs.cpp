@@ -39,14 +39,7 @@ using nlohmann::json;
 
 namespace {
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error raised";
-  } catch (const Error& e) {
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "'" << n << "' not in: " << e.what();
-  }
-}
+using testutil::expect_error;
 
 Model tiny(uint64_t seed = 1) { return random_model(testutil::tiny_config({}), seed); }  // dim 32, 2 layers, vocab 40
 

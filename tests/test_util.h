@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include "core/error.h"
 
 namespace testutil {
 
@@ -41,6 +44,17 @@ struct ScopedEnv {
   }
   ~ScopedEnv() { had ? ::setenv(name.c_str(), old.c_str(), 1) : ::unsetenv(name.c_str()); }
 };
+
+// Runs f and expects a condense::Error whose message contains every needle.
+template <typename F>
+void expect_error(F f, const std::vector<std::string>& needles) {
+  try {
+    f();
+    ADD_FAILURE() << "no error raised";
+  } catch (const condense::Error& e) {
+    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "'" << n << "' not in: " << e.what();
+  }
+}
 
 // Writes bytes to a file (for corruption tests).
 void write_file(const std::string& path, const std::string& bytes);
