@@ -41,5 +41,6 @@ void register_quantize(CLI::App& app);
 void register_report(CLI::App& app);
 void register_sweep(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_convert(CLI::App& app);
 
 }  // namespace condense::cli

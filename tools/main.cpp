@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   condense::cli::register_report(app);
   condense::cli::register_sweep(app);
   condense::cli::register_serve(app);
+  condense::cli::register_convert(app);
   condense::cli::refuse_non_finite_numbers(app);
   // No command: the help (the list of commands). An unknown one: say so, with
   // the list (CLI11 alone reports "A subcommand is required").

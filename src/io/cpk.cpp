@@ -182,6 +182,9 @@ void save_cpk(const Model& m, const std::string& path, const CpkWriteOptions& op
     const std::string bytes = read_text_file(opt.tokenizer_path);
     tok = {{"file", fs::path(opt.tokenizer_path).filename().string()},
            {"section", sec.add(std::vector<uint8_t>(bytes.begin(), bytes.end()), "tokenizer")}};
+  } else if (!opt.tokenizer_bytes.empty()) {
+    tok = {{"file", opt.tokenizer_file},
+           {"section", sec.add(std::vector<uint8_t>(opt.tokenizer_bytes.begin(), opt.tokenizer_bytes.end()), "tokenizer")}};
   }
   // sections: optional zstd, checksums, offsets relative to the data start
   std::vector<std::vector<uint8_t>> stored(sec.raw.size());

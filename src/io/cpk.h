@@ -17,6 +17,8 @@ inline constexpr uint32_t kCpkMajor = 1, kCpkMinor = 1;  // 1.1: optional "activ
 struct CpkWriteOptions {
   int zstd_level = 0;               // 0: sections stored raw; 1..19: zstd where it saves space
   std::string tokenizer_path;       // embedded when not empty
+  // Or a tokenizer held in memory: its bytes and the file name that says its kind ("tokenizer.bin").
+  std::string tokenizer_bytes, tokenizer_file;
   std::string provenance_json = "{}";  // recipe, stage history, source (a JSON object)
 };
 

@@ -5,6 +5,8 @@
 #include "core/json_text.h"
 #include "io/atomic_writer.h"
 #include "io/file_view.h"
+#include "io/ggml_quants.h"
+#include "io/gguf_codes.h"
 #include "model/rope_layout.h"
 #include "model/text_codec.h"
 
@@ -16,22 +18,6 @@ using json = nlohmann::json;
 enum ValueType : uint32_t { U8, I8, U16, I16, U32, I32, F32, BOOL, STRING, ARRAY, U64, I64, F64 };
 constexpr uint64_t kScalarSize[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
-// ggml's types: name, elements per block and bytes per block (ggml.c's
-// type_traits; 4, 5 and 31..33, 36..38 were removed from ggml and are refused).
-struct GgmlType { const char* name; uint32_t block; uint32_t bytes; };
-constexpr GgmlType kGgmlTypes[] = {
-    {"F32", 1, 4},        {"F16", 1, 2},       {"Q4_0", 32, 18},    {"Q4_1", 32, 20},    {nullptr, 0, 0},     {nullptr, 0, 0},
-    {"Q5_0", 32, 22},     {"Q5_1", 32, 24},    {"Q8_0", 32, 34},    {"Q8_1", 32, 36},    {"Q2_K", 256, 84},   {"Q3_K", 256, 110},
-    {"Q4_K", 256, 144},   {"Q5_K", 256, 176},  {"Q6_K", 256, 210},  {"Q8_K", 256, 292},  {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74},
-    {"IQ3_XXS", 256, 98}, {"IQ1_S", 256, 50},  {"IQ4_NL", 32, 18},  {"IQ3_S", 256, 110}, {"IQ2_S", 256, 82},  {"IQ4_XS", 256, 136},
-    {"I8", 1, 1},         {"I16", 1, 2},       {"I32", 1, 4},       {"I64", 1, 8},       {"F64", 1, 8},       {"IQ1_M", 256, 56},
-    {"BF16", 1, 2},       {nullptr, 0, 0},     {nullptr, 0, 0},     {nullptr, 0, 0},     {"TQ1_0", 256, 54},  {"TQ2_0", 256, 66},
-    {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},     {"MXFP4", 32, 17}};
-const GgmlType* ggml_type(uint32_t t) {
-  return t < sizeof(kGgmlTypes) / sizeof(kGgmlTypes[0]) && kGgmlTypes[t].name ? &kGgmlTypes[t] : nullptr;
-}
-const char* ggml_type_name(uint32_t t) { return ggml_type(t) ? ggml_type(t)->name : "unknown"; }
-constexpr uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlBF16 = 30;
 
 // Canonical (HF) name -> GGUF name.
 std::string gguf_name(const std::string& hf) {
@@ -159,7 +145,7 @@ GgufModel read_gguf(const std::string& path, bool config_only) {
       t.dims.push_back(v);
     }
     t.type = c.get<uint32_t>(name + " type");
-    const GgmlType* gt = ggml_type(t.type);
+    const ggml::TypeInfo* gt = ggml::type_info(t.type);
     if (!gt) fail(path, "tensor '" + name + "' has unknown ggml type " + std::to_string(t.type));
     if (t.dims[0] % gt->block) {
       fail(path, "tensor '" + name + "' has rows of " + std::to_string(t.dims[0]) + " elements, not a multiple of " + gt->name + "'s block of " +
@@ -252,7 +238,7 @@ GgufModel read_gguf(const std::string& path, bool config_only) {
 
   // Every tensor the config calls for, with its shape and a type condense
   // reads, and nothing else, checked before any weight is allocated.
-  std::map<std::string, DType> dtypes;
+  std::map<std::string, uint32_t> types;
   for_each_weight(m, [&](const WeightRef& w) {
     const std::string gn = gguf_name(w.name);
     auto it = infos.find(gn);
@@ -260,17 +246,20 @@ GgufModel read_gguf(const std::string& path, bool config_only) {
     const TensorInfo& t = it->second;
     const std::vector<int64_t> sh(t.dims.rbegin(), t.dims.rend());
     if (sh != w.shape) fail(path, "tensor '" + gn + "' has shape " + shape_str(sh) + " but the metadata implies " + shape_str(w.shape));
-    if (t.type == kGgmlF32) dtypes[gn] = DType::F32;
-    else if (t.type == kGgmlF16) dtypes[gn] = DType::F16;
-    else if (t.type == kGgmlBF16) dtypes[gn] = DType::BF16;
-    else {
-      fail(path, "tensor '" + gn + "' has ggml type " + ggml_type_name(t.type) + " (" + std::to_string(t.type) + "), which condense does not read yet",
-           "Supported: F32, F16, BF16; re-convert the model without quantization (e.g. --outtype f16)");
+    if (!ggml::readable(t.type)) {
+      fail(path, "tensor '" + gn + "' has ggml type " + ggml::type_name(t.type) + " (" + std::to_string(t.type) + "), which condense does not read yet",
+           "Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K");
     }
+    const int64_t bad = ggml::first_bad_scale(t.type, f.data() + data_start + t.offset, int64_t(t.nbytes / ggml::type_info(t.type)->bytes * ggml::type_info(t.type)->block));
+    if (bad >= 0) {
+      fail(path, "tensor '" + gn + "' holds a non-finite " + (ggml::type_info(t.type)->block > 1 ? "scale in block " : "value at element ") + std::to_string(bad),
+           "The file is corrupted");
+    }
+    types[gn] = t.type;
   });
   for (const std::string& name : order) {
     if (name == "rope_freqs.weight") fail(path, "tensor 'rope_freqs.weight' (RoPE frequency factors, e.g. Llama 3.1's) is present", "RoPE scaling is not supported yet");
-    if (!dtypes.count(name)) {
+    if (!types.count(name)) {
       fail(path, "tensor '" + name + "' is not part of the model the metadata describes (" + cfg.summary() + ")",
            "The file is corrupted, or its architecture variant is not supported");
     }
@@ -280,18 +269,25 @@ GgufModel read_gguf(const std::string& path, bool config_only) {
   for_each_weight(m, [&](const WeightRef& w) {
     const std::string gn = gguf_name(w.name);
     const TensorInfo& t = infos.at(gn);
-    const DType dt = dtypes.at(gn);
+    const uint32_t type = types.at(gn);
     const uint8_t* src = f.data() + data_start + t.offset;
+    const int64_t cols = w.shape.back(), rows = w.tensor->numel() / cols;
+    const uint64_t rb = ggml::row_bytes(type, cols);
     const bool rope = gn.find("attn_q.weight") != std::string::npos || gn.find("attn_k.weight") != std::string::npos;
-    if (!rope) {
-      convert_to_f32(dt, src, w.tensor->f32(), w.tensor->numel());
-    } else {
-      tmp.resize(size_t(w.tensor->numel()));
-      convert_to_f32(dt, src, tmp.data(), w.tensor->numel());
-      const int heads = gn.find("attn_q") != std::string::npos ? cfg.n_heads : cfg.n_kv_heads;
-      rope_rows_interleaved_to_half(tmp.data(), heads, cfg.head_dim, cfg.dim, w.tensor->f32());
+    const int heads = gn.find("attn_q") != std::string::npos ? cfg.n_heads : cfg.n_kv_heads;
+    // Row r of the canonical (rotate-half) tensor is row src_row(r) of the file.
+    auto src_row = [&](int64_t r) { return rope ? rope_row_interleaved_of_half(r, heads, cfg.head_dim) : r; };
+    float* out = w.tensor->f32();
+    for (int64_t r = 0; r < rows; ++r) ggml::dequantize_row(type, src + uint64_t(src_row(r)) * rb, out + r * cols, cols);
+    if (w.shape.size() == 2) {
+      // Q8_0 / Q4_0 keep their codes (int8 / int4 g32), so they go on to a .cpk as they are.
+      if (auto wc = codes_from_ggml(type, src, rows, cols)) {
+        if (rope) permute_rows(*wc, rows, cols, src_row);
+        m.compression[w.name] = std::move(*wc);
+      }
     }
-    m.source_dtypes[w.name] = dt;
+    m.source_dtypes[w.name] = type == ggml::F16 ? DType::F16 : type == ggml::BF16 ? DType::BF16 : DType::F32;
+    if (type != ggml::F32 && type != ggml::F16 && type != ggml::BF16) m.source_encodings[w.name] = ggml::type_name(type);
   });
 
   g.chat_template = meta_get("tokenizer.chat_template", std::string(), false);
@@ -333,87 +329,223 @@ namespace {
 
 struct Writer {
   std::string buf;
+  uint64_t count = 0;  // key/value pairs written
   template <typename T>
   void put(T v) { buf.append(reinterpret_cast<const char*>(&v), sizeof v); }
   void str(const std::string& s) { put<uint64_t>(s.size()); buf += s; }
-  void kv_u32(const std::string& k, uint32_t v) { str(k); put<uint32_t>(U32); put(v); }
-  void kv_f32(const std::string& k, float v) { str(k); put<uint32_t>(F32); put(v); }
-  void kv_str(const std::string& k, const std::string& v) { str(k); put<uint32_t>(STRING); str(v); }
+  void key(const std::string& k, uint32_t type) { str(k); put<uint32_t>(type); ++count; }
+  void kv_u32(const std::string& k, uint32_t v) { key(k, U32); put(v); }
+  void kv_f32(const std::string& k, float v) { key(k, F32); put(v); }
+  void kv_str(const std::string& k, const std::string& v) { key(k, STRING); str(v); }
+  void array(const std::string& k, uint32_t type, uint64_t n) { key(k, ARRAY); put<uint32_t>(type); put<uint64_t>(n); }
 };
+
+// llama.cpp's fallback for rows that are not whole blocks (llama-quant.cpp):
+// a 32-element type of about the same size, then F16.
+uint32_t fallback_type(uint32_t t, int64_t cols, std::string& note) {
+  const uint32_t want = t;
+  if (cols % ggml::type_info(t)->block && (t == ggml::Q4_K || t == ggml::Q6_K)) t = t == ggml::Q4_K ? ggml::Q4_1 : ggml::Q8_0;
+  if (cols % ggml::type_info(t)->block) t = ggml::F16;
+  if (t != want) {
+    note = "rows of " + std::to_string(cols) + " are not a multiple of " + ggml::type_name(want) + "'s block of " +
+           std::to_string(ggml::type_info(want)->block) + ": " + ggml::type_name(t) + " instead";
+  }
+  return t;
+}
+
+bool is_rope_weight(const std::string& gn) {
+  return gn.find("attn_q.weight") != std::string::npos || gn.find("attn_k.weight") != std::string::npos;
+}
+
+// llama.cpp's general.file_type for a file that is mostly `t` (LLAMA_FTYPE_*).
+int file_type_of(int t) {
+  switch (t) {
+    case ggml::F32: return 0;
+    case ggml::F16: return 1;
+    case ggml::Q4_0: return 2;
+    case ggml::Q4_1: return 3;
+    case ggml::Q8_0: return 7;
+    case ggml::Q4_K: return 14;  // Q4_K_S: every weight Q4_K
+    case ggml::Q6_K: return 18;
+    case ggml::BF16: return 32;
+    default: return -1;
+  }
+}
 
 }  // namespace
 
-void save_gguf_model(const Model& model, const Llama2cTokenizer* tok, const std::string& path, DType dtype) {
-  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) fail(path, std::string("cannot write GGUF tensors as ") + name(dtype), "Use f32, f16 or bf16");
-  const ModelConfig& c = model.config;
-  Writer w;
-  struct Out { std::string name; Tensor data; uint32_t type; };
-  std::vector<Out> tensors;
+std::vector<GgufTensorPlan> plan_gguf(const Model& model, const GgufWriteOptions& opt) {
+  if (opt.type >= 0 && !ggml::writable(uint32_t(opt.type))) fail("GGUF", std::string("condense does not write ggml type ") + ggml::type_name(uint32_t(opt.type)));
+  std::vector<GgufTensorPlan> plan;
   for_each_weight(model, [&](const WeightRef& r) {
-    const std::string gn = gguf_name(r.name);
-    Tensor t = *r.tensor;
-    if (gn.find("attn_q.weight") != std::string::npos || gn.find("attn_k.weight") != std::string::npos) {
-      Tensor p = Tensor::empty(DType::F32, t.shape());
-      rope_rows_half_to_interleaved(t.f32(), gn.find("attn_q") != std::string::npos ? c.n_heads : c.n_kv_heads, c.head_dim, c.dim, p.f32());
-      t = p;
+    GgufTensorPlan p;
+    p.name = r.name;
+    p.gguf_name = gguf_name(r.name);
+    p.shape = r.shape;
+    auto it = model.compression.find(r.name);
+    const WeightCompression* wc = it == model.compression.end() ? nullptr : &it->second;
+    const bool quantized = wc && wc->scheme.quantized();
+    p.source = quantized ? wc->scheme.describe() : "f32";
+    if (wc && wc->sparse()) p.source += " sparse";
+    const int64_t cols = r.shape.back(), rows = shape_numel(r.shape) / cols;
+    std::string why;
+    if (r.shape.size() == 1) {
+      p.type = ggml::F32;
+      p.how = "exact";
+    } else if (opt.type < 0) {
+      p.type = ggml::F32;
+      p.how = "exact";
+      if (quantized) {
+        const uint32_t candidates[] = {ggml::Q8_0, ggml::Q4_0, ggml::Q4_1};
+        std::string first_why;
+        for (uint32_t t : candidates) {
+          if (codes_fit_ggml(*wc, rows, cols, t, &why)) {
+            p.type = t;
+            break;
+          }
+          if (first_why.empty() || (wc->scheme.type == DType::I4) == (t != ggml::Q8_0)) first_why = std::string(ggml::type_name(t)) + ": " + why;
+        }
+        if (p.type == ggml::F32) p.note = "its codes map onto no ggml type (" + first_why + "): F32 keeps the values exactly";
+      }
+    } else {
+      p.type = fallback_type(uint32_t(opt.type), cols, p.note);
+      if (p.type == ggml::F32) p.how = "exact";
+      else if (quantized && codes_fit_ggml(*wc, rows, cols, p.type, &why)) p.how = "exact";
+      else {
+        p.how = "re-quantized";
+        if (quantized && p.note.empty() && p.type != ggml::F16 && p.type != ggml::BF16) p.note = "codes do not map: " + why;
+      }
     }
-    const DType dt = t.ndim() == 1 ? DType::F32 : dtype;
-    tensors.push_back({gn, t.to(dt), dt == DType::F32 ? kGgmlF32 : dt == DType::F16 ? kGgmlF16 : kGgmlBF16});
+    p.bytes = uint64_t(rows) * ggml::row_bytes(p.type, cols);
+    plan.push_back(std::move(p));
   });
-  const uint64_t n_kv = 12 + (tok ? 7 : 0);
-  w.buf = "GGUF";
-  w.put<uint32_t>(3);
-  w.put<uint64_t>(tensors.size());
-  w.put<uint64_t>(n_kv);
-  w.kv_str("general.architecture", "llama");
-  w.kv_u32("general.alignment", 32);
-  w.kv_str("general.name", model.path.empty() ? "condense" : model.path);
-  w.kv_u32("llama.context_length", uint32_t(c.max_seq));
-  w.kv_u32("llama.embedding_length", uint32_t(c.dim));
-  w.kv_u32("llama.block_count", uint32_t(c.n_layers));
-  w.kv_u32("llama.feed_forward_length", uint32_t(c.ffn_dim));
-  w.kv_u32("llama.attention.head_count", uint32_t(c.n_heads));
-  w.kv_u32("llama.attention.head_count_kv", uint32_t(c.n_kv_heads));
-  w.kv_u32("llama.rope.dimension_count", uint32_t(c.head_dim));
-  w.kv_f32("llama.rope.freq_base", c.rope_theta);
-  w.kv_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
+  return plan;
+}
+
+std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& path, const GgufWriteOptions& opt) {
+  std::vector<GgufTensorPlan> plan = plan_gguf(model, opt);
+  const ModelConfig& c = model.config;
+  const Llama2cTokenizer* tok = opt.tokenizer;
+  if (tok && tok->vocab_size() != c.vocab) {
+    fail(path, "the tokenizer has " + std::to_string(tok->vocab_size()) + " tokens but the model's vocabulary is " + std::to_string(c.vocab));
+  }
+  bool any_quantized = false;
+  for (const auto& p : plan) any_quantized = any_quantized || ggml::type_info(p.type)->block > 1;
+  Writer kv;
+  kv.kv_str("general.architecture", "llama");
+  kv.kv_u32("general.alignment", 32);
+  kv.kv_str("general.name", opt.name.empty() ? "condense" : opt.name);
+  if (any_quantized) kv.kv_u32("general.quantization_version", 2);
+  if (opt.type >= 0 && file_type_of(opt.type) >= 0) kv.kv_u32("general.file_type", uint32_t(file_type_of(opt.type)));
+  kv.kv_u32("llama.context_length", uint32_t(c.max_seq));
+  kv.kv_u32("llama.embedding_length", uint32_t(c.dim));
+  kv.kv_u32("llama.block_count", uint32_t(c.n_layers));
+  kv.kv_u32("llama.feed_forward_length", uint32_t(c.ffn_dim));
+  kv.kv_u32("llama.attention.head_count", uint32_t(c.n_heads));
+  kv.kv_u32("llama.attention.head_count_kv", uint32_t(c.n_kv_heads));
+  kv.kv_u32("llama.rope.dimension_count", uint32_t(c.head_dim));
+  if (c.head_dim * c.n_heads != c.dim) {
+    kv.kv_u32("llama.attention.key_length", uint32_t(c.head_dim));
+    kv.kv_u32("llama.attention.value_length", uint32_t(c.head_dim));
+  }
+  kv.kv_f32("llama.rope.freq_base", c.rope_theta);
+  kv.kv_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
   if (tok) {
-    w.kv_str("tokenizer.ggml.model", "llama");
-    w.str("tokenizer.ggml.tokens");
-    w.put<uint32_t>(ARRAY); w.put<uint32_t>(STRING); w.put<uint64_t>(uint64_t(tok->vocab_size()));
-    for (int i = 0; i < tok->vocab_size(); ++i) {
-      w.str(text::replace_all(tok->piece(i), " ", text::kMetaSpace));
-    }
-    w.str("tokenizer.ggml.scores");
-    w.put<uint32_t>(ARRAY); w.put<uint32_t>(F32); w.put<uint64_t>(uint64_t(tok->vocab_size()));
-    for (int i = 0; i < tok->vocab_size(); ++i) w.put<float>(tok->score(i));
-    w.str("tokenizer.ggml.token_type");
-    w.put<uint32_t>(ARRAY); w.put<uint32_t>(I32); w.put<uint64_t>(uint64_t(tok->vocab_size()));
+    kv.kv_str("tokenizer.ggml.model", "llama");
+    kv.array("tokenizer.ggml.tokens", STRING, uint64_t(tok->vocab_size()));
+    for (int i = 0; i < tok->vocab_size(); ++i) kv.str(text::replace_all(tok->piece(i), " ", text::kMetaSpace));
+    kv.array("tokenizer.ggml.scores", F32, uint64_t(tok->vocab_size()));
+    for (int i = 0; i < tok->vocab_size(); ++i) kv.put<float>(tok->score(i));
+    kv.array("tokenizer.ggml.token_type", I32, uint64_t(tok->vocab_size()));
     for (int i = 0; i < tok->vocab_size(); ++i) {
       const bool byte = text::parse_byte_piece(tok->piece(i)) >= 0;
-      w.put<int32_t>(i == 0 ? 2 : (i == c.bos_id || i == c.eos_id) ? 3 : byte ? 6 : 1);  // unknown, control, byte, normal
+      kv.put<int32_t>(i == 0 ? 2 : (i == c.bos_id || i == c.eos_id) ? 3 : byte ? 6 : 1);  // unknown, control, byte, normal
     }
-    w.kv_u32("tokenizer.ggml.bos_token_id", uint32_t(c.bos_id));
-    w.kv_u32("tokenizer.ggml.eos_token_id", uint32_t(c.eos_id));
-    w.kv_u32("tokenizer.ggml.unknown_token_id", 0);
+    kv.kv_u32("tokenizer.ggml.bos_token_id", uint32_t(c.bos_id));
+    kv.kv_u32("tokenizer.ggml.eos_token_id", uint32_t(c.eos_id));
+    kv.kv_u32("tokenizer.ggml.unknown_token_id", 0);
+    kv.key("tokenizer.ggml.add_bos_token", BOOL);
+    kv.put<uint8_t>(1);
   }
+  if (!opt.chat_template.empty()) kv.kv_str("tokenizer.chat_template", opt.chat_template);
+
+  Writer w;
+  w.buf = "GGUF";
+  w.put<uint32_t>(3);
+  w.put<uint64_t>(plan.size());
+  w.put<uint64_t>(kv.count);
+  w.buf += kv.buf;
   uint64_t off = 0;
-  for (const Out& t : tensors) {
-    w.str(t.name);
-    w.put<uint32_t>(uint32_t(t.data.ndim()));
-    for (int d = t.data.ndim() - 1; d >= 0; --d) w.put<uint64_t>(uint64_t(t.data.dim(d)));
-    w.put<uint32_t>(t.type);
+  for (const GgufTensorPlan& p : plan) {
+    w.str(p.gguf_name);
+    w.put<uint32_t>(uint32_t(p.shape.size()));
+    for (auto d = p.shape.rbegin(); d != p.shape.rend(); ++d) w.put<uint64_t>(uint64_t(*d));
+    w.put<uint32_t>(p.type);
     w.put<uint64_t>(off);
-    off += (t.data.nbytes() + 31) / 32 * 32;
+    off += (p.bytes + 31) / 32 * 32;
   }
   w.buf.append((32 - w.buf.size() % 32) % 32, '\0');
   AtomicWriter out(path);
   out.write(w.buf.data(), w.buf.size());
-  for (const Out& t : tensors) {
-    out.write(t.data.data(), t.data.nbytes());
-    out.write_zeros((32 - t.data.nbytes() % 32) % 32);
-  }
+
+  // One tensor at a time: its effective values (decoded from the packed form
+  // when the model holds no f32 copy), encoded row by row in GGUF row order
+  // (q/k rows interleaved for ggml's RoPE), then decoded again to measure.
+  std::vector<float> eff, back;
+  std::vector<uint8_t> data;
+  size_t i = 0;
+  for_each_weight(model, [&](const WeightRef& r) {
+    GgufTensorPlan& p = plan[i++];
+    const int64_t cols = r.shape.back(), rows = shape_numel(r.shape) / cols;
+    auto it = model.compression.find(r.name);
+    const WeightCompression* wc = it == model.compression.end() ? nullptr : &it->second;
+    const float* values;
+    if (r.tensor->defined()) {
+      values = r.tensor->f32();
+    } else {
+      if (!wc || !wc->scheme.quantized()) fail(path, "weight '" + r.name + "' has neither values nor a packed form");
+      eff.resize(size_t(rows * cols));
+      dequantize(*wc, rows, cols, eff.data());
+      values = eff.data();
+    }
+    const bool codes = p.how == "exact" && p.type != ggml::F32 && wc && wc->scheme.quantized();
+    const bool rope = is_rope_weight(p.gguf_name);
+    const int heads = p.gguf_name.find("attn_q") != std::string::npos ? c.n_heads : c.n_kv_heads;
+    const uint64_t rb = ggml::row_bytes(p.type, cols);
+    data.resize(size_t(p.bytes));
+    back.resize(size_t(cols));
+    double err2 = 0, ref2 = 0, maxerr = 0;
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t src = rope ? rope_row_half_of_interleaved(row, heads, c.head_dim) : row;
+      uint8_t* dst = data.data() + uint64_t(row) * rb;
+      if (codes) encode_codes_row(*wc, src, cols, p.type, dst);
+      else ggml::quantize_row(p.type, values + src * cols, dst, cols);
+      ggml::dequantize_row(p.type, dst, back.data(), cols);
+      for (int64_t k = 0; k < cols; ++k) {
+        const double v = values[src * cols + k], d = double(back[size_t(k)]) - v;
+        err2 += d * d;
+        ref2 += v * v;
+        maxerr = std::max(maxerr, std::fabs(d));
+      }
+    }
+    p.rel_rmse = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+    p.max_abs_err = maxerr;
+    if (codes && maxerr != 0) fail(path, "internal error: the codes of '" + r.name + "' did not survive the copy into " + ggml::type_name(p.type));
+    if (p.how == "re-quantized" && maxerr == 0) p.how = "exact";
+    out.write(data.data(), data.size());
+    out.write_zeros((32 - data.size() % 32) % 32);
+  });
   out.commit();
+  return plan;
+}
+
+void save_gguf_model(const Model& model, const Llama2cTokenizer* tok, const std::string& path, DType dtype) {
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) fail(path, std::string("cannot write GGUF tensors as ") + name(dtype), "Use f32, f16 or bf16");
+  GgufWriteOptions opt;
+  opt.type = int(dtype == DType::F32 ? ggml::F32 : dtype == DType::F16 ? ggml::F16 : ggml::BF16);
+  opt.tokenizer = tok;
+  opt.name = model.path;
+  save_gguf(model, path, opt);
 }
 
 }  // namespace condense

@@ -164,19 +164,22 @@ std::unique_ptr<Llama2cTokenizer> parse_llama2c_tokenizer(const FileView& f) {
   return std::make_unique<Llama2cTokenizer>(std::move(pieces), std::move(scores));
 }
 
-void save_llama2c_tokenizer(const Llama2cTokenizer& tok, const std::string& path) {
-  AtomicWriter w(path);
+std::string llama2c_tokenizer_bytes(const Llama2cTokenizer& tok) {
+  std::string b;
+  auto put = [&](const void* p, size_t n) { b.append(static_cast<const char*>(p), n); };
   int32_t max_len = 1;
   for (int i = 0; i < tok.vocab_size(); ++i) max_len = std::max<int32_t>(max_len, int32_t(tok.piece(i).size()));
-  w.write(&max_len, 4);
+  put(&max_len, 4);
   for (int i = 0; i < tok.vocab_size(); ++i) {
     const float s = tok.score(i);
     const int32_t len = int32_t(tok.piece(i).size());
-    w.write(&s, 4);
-    w.write(&len, 4);
-    w.write(tok.piece(i).data(), size_t(len));
+    put(&s, 4);
+    put(&len, 4);
+    put(tok.piece(i).data(), size_t(len));
   }
-  w.commit();
+  return b;
 }
+
+void save_llama2c_tokenizer(const Llama2cTokenizer& tok, const std::string& path) { write_file_atomically(path, llama2c_tokenizer_bytes(tok)); }
 
 }  // namespace condense

@@ -32,5 +32,7 @@ std::unique_ptr<Llama2cTokenizer> load_llama2c_tokenizer(const std::string& path
 class FileView;
 std::unique_ptr<Llama2cTokenizer> parse_llama2c_tokenizer(const FileView& bytes);
 void save_llama2c_tokenizer(const Llama2cTokenizer& tok, const std::string& path);
+// The tokenizer.bin bytes save_llama2c_tokenizer writes.
+std::string llama2c_tokenizer_bytes(const Llama2cTokenizer& tok);
 
 }  // namespace condense

@@ -40,6 +40,8 @@ struct Model {
   std::string path;
   bool random_init = false;
   std::map<std::string, DType> source_dtypes;
+  // The file's own type where no DType names it (GGUF: "Q4_K", "Q8_0", ...).
+  std::map<std::string, std::string> source_encodings;
   // Packed forms of compressed weights, by weight name (the f32 tensors hold
   // their effective values; see model/quantized_weight.h).
   std::map<std::string, WeightCompression> compression;

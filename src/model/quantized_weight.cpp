@@ -1,5 +1,6 @@
 #include "model/quantized_weight.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
@@ -142,6 +143,27 @@ float round_scale_up(float s) {
   float v = minifloat::f16_to_f32(h);
   if (v < s) v = minifloat::f16_to_f32(uint16_t(h + 1));
   return v;
+}
+
+void permute_rows(WeightCompression& wc, int64_t rows, int64_t cols, const std::function<int64_t(int64_t)>& src_row) {
+  const WeightCompression old = wc;
+  const QuantScheme& s = wc.scheme;
+  const int64_t per_row = s.granularity == Granularity::PerTensor ? 0 : s.num_scales(rows, cols) / rows;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = src_row(r);
+    if (!old.codes.empty()) std::copy_n(old.codes.begin() + o * cols, cols, wc.codes.begin() + r * cols);
+    for (int64_t g = 0; g < per_row; ++g) {
+      wc.scales[size_t(r * per_row + g)] = old.scales[size_t(o * per_row + g)];
+      if (!old.zeros.empty()) wc.zeros[size_t(r * per_row + g)] = old.zeros[size_t(o * per_row + g)];
+    }
+    if (!old.mask.empty()) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t i = r * cols + c;
+        if (old.kept(o * cols + c)) wc.mask[size_t(i >> 6)] |= uint64_t(1) << (i & 63);
+        else mask_remove(wc.mask, i);
+      }
+    }
+  }
 }
 
 std::vector<uint64_t> mask_from_nonzero(const float* w, int64_t n) {

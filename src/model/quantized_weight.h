@@ -10,6 +10,7 @@
 // shorter last group.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,9 @@ void dequantize(const WeightCompression& wc, int64_t rows, int64_t cols, float* 
 // range (so a .cpk stores it in 2 bytes without changing it), else s. Rounding
 // up keeps amax / scale inside the code range.
 float round_scale_up(float s);
+// Reorders the rows of a [rows, cols] packed weight: new row r is old row
+// src_row(r) (codes, per-row scales and zero points, mask bits).
+void permute_rows(WeightCompression& wc, int64_t rows, int64_t cols, const std::function<int64_t(int64_t)>& src_row);
 // A bitmap of n bits, 1 where w is nonzero.
 std::vector<uint64_t> mask_from_nonzero(const float* w, int64_t n);
 

@@ -28,4 +28,15 @@ void rope_rows_half_to_interleaved(const float* w, int heads, int hd, int64_t co
   permute(w, heads, hd, cols, out, false);
 }
 
+int64_t rope_row_interleaved_of_half(int64_t r, int heads, int hd) {
+  (void)heads;
+  const int64_t h = r / hd, k = r % hd, half = hd / 2;
+  return h * hd + 2 * (k % half) + k / half;
+}
+int64_t rope_row_half_of_interleaved(int64_t r, int heads, int hd) {
+  (void)heads;
+  const int64_t h = r / hd, k = r % hd, half = hd / 2;
+  return h * hd + (k % 2) * half + k / 2;
+}
+
 }  // namespace condense

@@ -1,0 +1,188 @@
+#include "pipeline/convert.h"
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "core/error.h"
+#include "core/process_stats.h"
+#include "core/progress.h"
+#include "io/atomic_writer.h"
+#include "io/cpk.h"
+#include "io/file_view.h"
+#include "io/ggml_quants.h"
+#include "io/gguf.h"
+#include "io/hf_model.h"
+#include "io/llama2c.h"
+#include "io/model_loader.h"
+#include "model/tokenizer_llama2c.h"
+#include "runtime/compare.h"
+#include "train/token_data.h"
+
+namespace condense::pipeline {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+json plan_json(const std::vector<GgufTensorPlan>& plan, bool measured) {
+  json a = json::array();
+  for (const GgufTensorPlan& p : plan) {
+    json t = {{"name", p.name}, {"gguf_name", p.gguf_name}, {"source", p.source}, {"type", ggml::type_name(p.type)},
+              {"how", p.how},   {"shape", p.shape},         {"bytes", p.bytes}};
+    if (!p.note.empty()) t["note"] = p.note;
+    if (measured) {
+      t["rel_rmse"] = p.rel_rmse;
+      t["max_abs_err"] = p.max_abs_err;
+    }
+    a.push_back(t);
+  }
+  return a;
+}
+
+// Each weight as the input holds it and as the output stores it: the packed
+// form (a .cpk) or `dtype` ("": f32, exact).
+json tensor_list(const Model& m, const std::string& dtype) {
+  json a = json::array();
+  for_each_weight(m, [&](const WeightRef& w) {
+    auto it = m.compression.find(w.name);
+    const std::string src = m.source_encodings.count(w.name) ? m.source_encodings.at(w.name)
+                                                             : name(m.source_dtypes.count(w.name) ? m.source_dtypes.at(w.name) : DType::F32);
+    const std::string stored = !dtype.empty() ? dtype : it == m.compression.end() ? "f32" : it->second.scheme.describe();
+    a.push_back({{"name", w.name}, {"source", src}, {"stored", stored}, {"how", dtype.empty() ? "exact" : "rounded to " + dtype}});
+  });
+  return a;
+}
+
+// The output's quality against the input, on the same windows.
+json quality(const LoadedModel& in, const std::string& out_path, const ConvertOptions& opt) {
+  const Tokenizer& tok = require_tokenizer(in);
+  const std::vector<int> tokens = tok.encode(read_text_file(opt.text));
+  LoadedModel out = load_model(out_path, opt.tokenizer, {.effective_f32 = false});
+  if (out.tokenizer && train::tokenizer_fingerprint(*out.tokenizer) != train::tokenizer_fingerprint(tok)) {
+    fail(out_path, "the converted model's tokenizer differs from the input's");
+  }
+  const int ctx = std::min({opt.ctx, in.model.config.max_seq, out.model.config.max_seq});
+  Engine ref(in.model, ctx), model(out.model, ctx);
+  std::optional<Progress> progress;
+  const Comparison c = compare_models(model, ref, tokens, ctx, opt.max_windows, [&](int done, int total) {
+    if (!progress) progress.emplace("quality", total, opt.log_json);
+    progress->update(done);
+  });
+  if (progress) progress->finish();
+  return {{"text", opt.text}, {"ctx", ctx},           {"windows", c.windows},         {"tokens", c.tokens},
+          {"input_perplexity", c.reference_ppl},      {"output_perplexity", c.ppl},   {"delta_ppl_pct", c.delta_ppl_pct},
+          {"kl_mean", c.kl_mean}, {"kl_p99", c.kl_p99}, {"top1_agreement", c.top1_agreement}};
+}
+
+}  // namespace
+
+json convert_model(const std::string& in, const ConvertOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (opt.to == "compressed-tensors") {
+    fail("--to compressed-tensors", "not built yet", "Available: gguf, cpk, hf");
+  }
+  if (opt.to != "gguf" && opt.to != "cpk" && opt.to != "hf") fail("--to", "'" + opt.to + "' is not a format condense writes", "Use gguf, cpk or hf");
+  if (opt.out.empty() && !opt.dry_run) fail("--out", "an output path is required");
+  if (!opt.out.empty() && fs::exists(opt.out) && fs::equivalent(opt.out, in)) fail(opt.out, "is the input itself", "Write the conversion elsewhere");
+  int gguf_type = -1;
+  if (opt.to == "gguf" && opt.gguf_type != "auto") gguf_type = int(ggml::writable_type_from_name(opt.gguf_type));
+  const DType hf_dtype = dtype_from_name(opt.hf_dtype);
+  if (opt.to == "hf" && hf_dtype != DType::F32 && hf_dtype != DType::BF16 && hf_dtype != DType::F16) {
+    fail("--dtype", "'" + opt.hf_dtype + "' is not a safetensors dtype condense writes", "Use bf16, f16 or f32");
+  }
+
+  // A GGUF writer decodes packed weights one at a time, so a .cpk stays packed
+  // in memory; the other writers take the f32 values.
+  const bool packed_only = opt.to == "gguf";
+  LoadedModel lm = load_model(in, opt.tokenizer, {.effective_f32 = !packed_only});
+  Model& m = lm.model;
+  json r = {{"input", in}, {"input_format", m.format}, {"to", opt.to}, {"output", opt.out}, {"dry_run", opt.dry_run},
+            {"config", m.config.summary()}};
+  const auto* l2c = dynamic_cast<const Llama2cTokenizer*>(lm.tokenizer.get());
+  json notes = json::array();
+  if (opt.to == "gguf") {
+    GgufWriteOptions g;
+    g.type = gguf_type;
+    g.tokenizer = l2c;
+    g.chat_template = lm.chat_template;
+    g.name = fs::path(in).filename().string();
+    r["gguf_type"] = opt.gguf_type;
+    if (!l2c) notes.push_back(lm.tokenizer ? "tokenizer not embedded: GGUF export of a " + lm.tokenizer->kind() + " tokenizer is not built yet"
+                                           : "tokenizer not embedded: " + lm.tokenizer_note);
+    bool sparse = false;
+    for (const auto& [name, wc] : m.compression) sparse = sparse || wc.sparse();
+    if (sparse) notes.push_back("GGUF has no sparse encoding: pruned weights are written as stored zeros");
+    if (opt.dry_run) {
+      r["tensors"] = plan_json(plan_gguf(m, g), false);
+    } else {
+      r["tensors"] = plan_json(save_gguf(m, opt.out, g), true);
+    }
+  } else if (opt.to == "cpk") {
+    CpkWriteOptions c;
+    c.zstd_level = opt.zstd_level;
+    if (!lm.tokenizer_path.empty() && fs::is_regular_file(lm.tokenizer_path)) c.tokenizer_path = lm.tokenizer_path;
+    else if (l2c) {
+      c.tokenizer_bytes = llama2c_tokenizer_bytes(*l2c);
+      c.tokenizer_file = "tokenizer.bin";
+    } else {
+      notes.push_back(lm.tokenizer ? "tokenizer not embedded: its file is not at hand (" + lm.tokenizer_path + ")" : "tokenizer not embedded: " + lm.tokenizer_note);
+    }
+    c.provenance_json = json{{"converted_from", {{"path", in}, {"format", m.format}}}}.dump();
+    r["tensors"] = tensor_list(m, "");
+    if (!opt.dry_run) save_cpk(m, opt.out, c);
+  } else {
+    r["hf_dtype"] = opt.hf_dtype;
+    if (!lm.tokenizer_path.empty() && fs::is_regular_file(lm.tokenizer_path) &&
+        (fs::path(lm.tokenizer_path).filename() == "tokenizer.json" || fs::path(lm.tokenizer_path).filename() == "tokenizer.model")) {
+      r["tokenizer_file"] = fs::path(lm.tokenizer_path).filename().string();
+    } else {
+      notes.push_back("tokenizer not written: transformers reads tokenizer.json or tokenizer.model, and this model's tokenizer is " +
+                      (lm.tokenizer ? lm.tokenizer->kind() + " (" + lm.tokenizer_path + ")" : lm.tokenizer_note));
+    }
+    if (!m.compression.empty()) notes.push_back("quantized weights are written dequantized (their effective values) as " + opt.hf_dtype);
+    r["tensors"] = tensor_list(m, hf_dtype == DType::F32 ? "" : opt.hf_dtype);
+    if (!opt.dry_run) {
+      // Written under a temporary name, then renamed: a new folder appears
+      // complete or not at all; into an existing folder each file is renamed over.
+      const fs::path out(opt.out), tmp = temporary_path(opt.out);
+      if (fs::exists(out) && !fs::is_directory(out)) fail(opt.out, "exists and is not a folder");
+      fs::remove_all(tmp);
+      try {
+        save_hf_model(m, tmp.string(), hf_dtype, {{"condense.converted_from", in}});
+        if (r.contains("tokenizer_file")) fs::copy_file(lm.tokenizer_path, tmp / r["tokenizer_file"].get<std::string>());
+        if (!lm.chat_template.empty()) write_file_atomically((tmp / "chat_template.jinja").string(), lm.chat_template);
+        if (!fs::exists(out)) {
+          fs::rename(tmp, out);
+        } else {
+          for (const auto& e : fs::directory_iterator(tmp)) fs::rename(e.path(), out / e.path().filename());
+          fs::remove(tmp);
+        }
+      } catch (...) {
+        std::error_code ec;
+        fs::remove_all(tmp, ec);
+        throw;
+      }
+    }
+  }
+  r["notes"] = notes;
+  if (!opt.dry_run) {
+    r["output_bytes"] = fs::is_directory(opt.out) ? uint64_t(0) : uint64_t(fs::file_size(opt.out));
+    if (fs::is_directory(opt.out)) {
+      uint64_t total = 0;
+      for (const auto& e : fs::directory_iterator(opt.out)) total += e.is_regular_file() ? e.file_size() : 0;
+      r["output_bytes"] = total;
+    }
+    r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r["peak_rss_bytes"] = peak_rss_bytes();
+    if (!opt.text.empty()) {
+      if (packed_only) lm = load_model(in, opt.tokenizer, {.effective_f32 = false});
+      r["quality"] = quality(lm, opt.out, opt);
+    }
+  }
+  return r;
+}
+
+}  // namespace condense::pipeline
