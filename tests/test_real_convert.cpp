@@ -1,0 +1,96 @@
+// `condense convert` on the real stories260K: GGUF exports read back by
+// condense score the text as the .cpk they came from (codes copied) or with
+// the re-quantization cost the conversion reports; GGUF -> .cpk keeps the codes.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "compress/rtn.h"
+#include "io/cpk.h"
+#include "io/model_loader.h"
+#include "pipeline/convert.h"
+#include "tests/test_util.h"
+
+using namespace condense;
+
+namespace {
+
+const char* kBin = "models/stories260K/stories260K.bin";
+const char* kTok = "models/stories260K/tok512.bin";
+const char* kText = "text/tinystories/tinystories_valid_head.txt";
+
+// stories260K with every block linear in `scheme` (RTN), as a .cpk with its tokenizer.
+void write_quantized(const QuantScheme& scheme, const std::string& path) {
+  LoadedModel lm = load_model(testutil::data(kBin), testutil::data(kTok));
+  for_each_weight(lm.model, [&](const WeightRef& w) {
+    if (w.kind != WeightKind::Linear) return;
+    lm.model.compression[w.name] = compress::quantize_rtn(scheme, w.tensor->f32(), w.shape[0], w.shape[1], {}, w.tensor->f32());
+  });
+  CpkWriteOptions o;
+  o.tokenizer_path = testutil::data(kTok);
+  save_cpk(lm.model, path, o);
+}
+
+nlohmann::json convert(const std::string& in, const std::string& to, const std::string& out, const std::string& type = "auto") {
+  pipeline::ConvertOptions o;
+  o.to = to;
+  o.out = out;
+  o.gguf_type = type;
+  o.text = testutil::data(kText);
+  o.ctx = 128;
+  o.max_windows = 24;
+  return pipeline::convert_model(in, o);
+}
+
+}  // namespace
+
+// Codes copied (int8 / int4 g32 -> Q8_0 / Q4_0): the values are the .cpk's; the
+// rows of 172 (ffn down) have a short last group no ggml block holds and go
+// out as F32, exact too, but then run on the f32 kernel instead of the int
+// one, so the scores agree to float rounding (KL < 1e-6, |dPPL| < 0.01%).
+TEST(RealConvert, GgufOfACpkScoresAsTheCpk) {
+  REQUIRE_DATA(kBin);
+  testutil::TempDir dir;
+  for (DType t : {DType::I8, DType::I4}) {
+    write_quantized(QuantScheme::of(t, Granularity::Group, 32), dir / "m.cpk");
+    const auto r = convert(dir / "m.cpk", "gguf", dir / "m.gguf");
+    for (const auto& x : r["tensors"]) EXPECT_EQ(x["how"], "exact") << x["name"];
+    EXPECT_TRUE(r["notes"].empty()) << r["notes"];  // the tokenizer went in
+    const auto& q = r["quality"];
+    EXPECT_LT(std::abs(q["delta_ppl_pct"].get<double>()), 0.01) << q;
+    EXPECT_LT(q["kl_mean"].get<double>(), 1e-6) << q;
+    EXPECT_GT(q["top1_agreement"].get<double>(), 0.999) << q;
+    // and back to a .cpk: the GGUF's codes kept, so the scores are identical
+    const auto back = convert(dir / "m.gguf", "cpk", dir / "back.cpk");
+    EXPECT_EQ(back["quality"]["kl_mean"].get<double>(), 0.0) << back["quality"];
+    EXPECT_EQ(back["quality"]["delta_ppl_pct"].get<double>(), 0.0) << back["quality"];
+    const LoadedModel b = load_model(dir / "back.cpk");
+    EXPECT_EQ(b.model.compression.at("model.layers.2.self_attn.q_proj.weight").scheme, QuantScheme::of(t, Granularity::Group, 32));
+  }
+}
+
+// Re-quantization from f32: the cost is reported per tensor and measured on the
+// text, and it orders by precision (Q8_0 below Q4_0). stories260K's rows (64
+// and 172) make no 256-element block: Q6_K falls back, named per tensor.
+TEST(RealConvert, RequantizedExportsReportTheirCost) {
+  REQUIRE_DATA(kBin);
+  testutil::TempDir dir;
+  std::map<std::string, double> kl;
+  for (const char* type : {"q8_0", "q4_0", "q6_k"}) {
+    const auto r = convert(testutil::data(kBin), "gguf", dir / "m.gguf", type);
+    int requant = 0, fallback = 0;
+    for (const auto& x : r["tensors"]) {
+      if (x["how"] == "re-quantized") {
+        ++requant;
+        EXPECT_GT(x["rel_rmse"].get<double>(), 0.0);
+      }
+      fallback += x.contains("note") && x["note"].get<std::string>().find(" instead") != std::string::npos;
+    }
+    EXPECT_EQ(requant, 5 * 7 + 1) << type;  // every 2-D weight: 7 per layer and the tied embedding
+    EXPECT_EQ(fallback, std::string(type) == "q6_k" ? 5 * 7 + 1 : 5) << type;  // q8_0 / q4_0: the 172-wide down projections (F16)
+    kl[type] = r["quality"]["kl_mean"].get<double>();
+    EXPECT_GT(kl[type], 0.0) << type;
+  }
+  EXPECT_LT(kl["q8_0"], kl["q4_0"]);
+}
