@@ -37,6 +37,7 @@ nlohmann::json convert(const std::string& in, const std::string& to, const std::
   o.to = to;
   o.out = out;
   o.gguf_type = type;
+  o.hf_dtype = "f32";
   o.text = testutil::data(kText);
   o.ctx = 128;
   o.max_windows = 24;
@@ -93,4 +94,25 @@ TEST(RealConvert, RequantizedExportsReportTheirCost) {
     EXPECT_GT(kl[type], 0.0) << type;
   }
   EXPECT_LT(kl["q8_0"], kl["q4_0"]);
+}
+
+// compressed-tensors (vLLM) exports of int4 g32 (sym and asym) and int8 per
+// channel, read back by condense: the quantized linears keep their codes; the
+// 172-wide down projections go out dense (f32 here: exact) and run on the f32
+// kernel, so the scores agree to float rounding.
+TEST(RealConvert, CompressedTensorsOfACpkScoresAsTheCpk) {
+  REQUIRE_DATA(kBin);
+  testutil::TempDir dir;
+  for (const QuantScheme& s : {QuantScheme::of(DType::I4, Granularity::Group, 32, true), QuantScheme::of(DType::I4, Granularity::Group, 32, false),
+                               QuantScheme::of(DType::I8, Granularity::PerChannel, 0, true)}) {
+    write_quantized(s, dir / "m.cpk");
+    const auto r = convert(dir / "m.cpk", "compressed-tensors", dir / "ct");
+    const auto& q = r["quality"];
+    EXPECT_LT(std::abs(q["delta_ppl_pct"].get<double>()), 0.01) << s.describe() << q;
+    EXPECT_LT(q["kl_mean"].get<double>(), 1e-6) << s.describe() << q;
+    const LoadedModel b = load_model(dir / "ct");
+    EXPECT_EQ(b.model.compression.at("model.layers.3.mlp.up_proj.weight").scheme, s);
+    // per channel holds the 172-wide rows too: nothing dense there
+    EXPECT_EQ(b.model.compression.count("model.layers.3.mlp.down_proj.weight"), s.granularity == Granularity::PerChannel ? 1u : 0u);
+  }
 }

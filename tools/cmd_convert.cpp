@@ -13,6 +13,7 @@ namespace {
 struct ConvertArgs {
   ModelArgs model;
   pipeline::ConvertOptions opt;
+  std::string shard;
   bool json = false;
 };
 
@@ -53,7 +54,7 @@ void register_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand("convert", "Write a model in another format: GGUF (llama.cpp), a .cpk, or a Hugging Face folder");
   auto a = std::make_shared<ConvertArgs>();
   add_model_args(*cmd, a->model);
-  cmd->add_option("--to", a->opt.to, "Output format: gguf, cpk, hf (compressed-tensors: not built yet)")
+  cmd->add_option("--to", a->opt.to, "Output format: gguf (llama.cpp), cpk, hf (transformers, dequantized), compressed-tensors (vLLM)")
       ->required()->check(CLI::IsMember({"gguf", "cpk", "hf", "compressed-tensors"}));
   cmd->add_option("--out", a->opt.out, "Output file (gguf, cpk) or folder (hf)");
   cmd->add_option("--type", a->opt.gguf_type,
@@ -61,7 +62,11 @@ void register_convert(CLI::App& app) {
                   "f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k. Rows that are not whole blocks fall back (Q4_K->Q4_1, Q6_K->Q8_0, then F16), "
                   "named in the output")
       ->capture_default_str();
-  cmd->add_option("--dtype", a->opt.hf_dtype, "Safetensors dtype for --to hf: bf16, f16, f32")->capture_default_str();
+  auto* dtype = cmd->add_option("--dtype", a->opt.hf_dtype,
+                                "Safetensors dtype of dense tensors for hf / compressed-tensors (and of pack-quantized scales): bf16, f16, f32 "
+                                "(default: bf16 for hf; f16 for compressed-tensors, where a .cpk's scales are exact)");
+  cmd->add_option("--max-shard-size", a->shard, "Split hf / compressed-tensors weights into files of at most this much tensor data "
+                                                "(e.g. 2G; K/M/G are powers of 1024) plus model.safetensors.index.json");
   cmd->add_option("--zstd", a->opt.zstd_level, "zstd level for --to cpk sections (0 = stored raw)")->check(CLI::Range(0, 19))->capture_default_str();
   cmd->add_option("--text", a->opt.text, "Measure the conversion's cost: perplexity change and KL(input || output) on this text")
       ->check(CLI::ExistingFile);
@@ -70,8 +75,10 @@ void register_convert(CLI::App& app) {
   cmd->add_flag("--dry-run", a->opt.dry_run, "Print what would be written, per tensor, and write nothing");
   cmd->add_flag("--json", a->json, "Print the result as one JSON object");
   cmd->add_flag("--log-json", a->opt.log_json, "Progress as JSON lines on stderr");
-  cmd->callback([a] {
+  cmd->callback([a, dtype] {
     apply_threads(a->model.threads);
+    if (dtype->count() == 0) a->opt.hf_dtype = a->opt.to == "compressed-tensors" ? "f16" : "bf16";
+    if (!a->shard.empty()) a->opt.max_shard_bytes = parse_bytes(a->shard, "--max-shard-size");
     a->opt.tokenizer = a->model.tokenizer;
     const nlohmann::json r = pipeline::convert_model(a->model.model, a->opt);
     if (a->json) std::cout << r.dump() << "\n";

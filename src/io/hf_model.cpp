@@ -8,6 +8,7 @@
 #include <set>
 
 #include "io/atomic_writer.h"
+#include "io/compressed_tensors.h"
 #include "io/file_view.h"
 #include "io/safetensors.h"
 
@@ -137,7 +138,27 @@ Model load_hf_model(const std::string& dir) {
     }
   }
   std::set<std::string> used;
+  // A compressed-tensors checkpoint (vLLM's): its quantized linears keep their codes.
+  const json cfg_json = parse_json(read_text_file(cfg_path), cfg_path);
+  json qc = cfg_json.contains("quantization_config") ? cfg_json["quantization_config"] : json(nullptr);
+  if (!qc.is_null()) {
+    if (!qc.is_object()) fail(cfg_path, "quantization_config is not an object");
+    const std::string method = qc.value("quant_method", "");
+    if (method != "compressed-tensors") {
+      fail(cfg_path, "quantization_config.quant_method '" + method + "' is not read", "condense reads compressed-tensors checkpoints (and GGUF)");
+    }
+  }
+  auto stored = [&](const std::string& name) -> StoredTensor {
+    auto it = where.find(name);
+    if (it == where.end()) return {nullptr, nullptr};
+    used.insert(name);
+    return {it->second, &it->second->entries().at(name)};
+  };
   for_each_weight(m, [&](const WeightRef& w) {
+    if (!qc.is_null() && w.kind == WeightKind::Linear && read_compressed_linear(qc, w.name, w.shape[0], w.shape[1], stored, m, *w.tensor)) {
+      m.source_encodings[w.name] = m.compression.at(w.name).scheme.describe();
+      return;
+    }
     auto it = where.find(w.name);
     if (it == where.end()) fail(dir, "tensor '" + w.name + "' is missing", "The safetensors files do not match config.json");
     const SafetensorsEntry& e = it->second->entries().at(w.name);
@@ -148,6 +169,7 @@ Model load_hf_model(const std::string& dir) {
     m.source_dtypes[w.name] = e.dtype;
     used.insert(w.name);
   });
+  if (!qc.is_null()) read_compressed_extras(qc, stored, m);
   for (const auto& [name, s] : where) {
     if (used.count(name)) continue;
     if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // a cache some exporters save

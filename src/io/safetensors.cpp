@@ -1,6 +1,7 @@
 #include "io/safetensors.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "core/json_text.h"
@@ -15,6 +16,8 @@ using json = nlohmann::json;
 struct DTypeName { const char* st; DType dtype; };
 constexpr DTypeName kNames[] = {{"F32", DType::F32},         {"BF16", DType::BF16},       {"F16", DType::F16},
                                 {"F8_E4M3", DType::F8E4M3}, {"F8_E5M2", DType::F8E5M2}, {"I8", DType::I8}};
+// Integer types quantized checkpoints use for packed codes and shapes: bytes only.
+constexpr std::pair<const char*, int> kRawNames[] = {{"U8", 1}, {"I32", 4}, {"I64", 8}};
 
 }  // namespace
 
@@ -50,7 +53,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
     for (const auto& k : kNames) {
       if (s.dtype_name == k.st) { s.dtype = k.dtype; known = true; }
     }
-    if (!known) fail(where, "dtype '" + s.dtype_name + "' is not supported", "condense reads F32, BF16, F16, F8_E4M3, F8_E5M2 and I8");
+    int raw_size = 0;
+    for (const auto& [n, size] : kRawNames) {
+      if (s.dtype_name == n) raw_size = size;
+    }
+    if (!known && !raw_size) fail(where, "dtype '" + s.dtype_name + "' is not supported", "condense reads F32, BF16, F16, F8_E4M3, F8_E5M2, I8, U8, I32 and I64");
+    s.raw_only = raw_size != 0;
     if (e["shape"].size() > 8) fail(where, "shape has " + std::to_string(e["shape"].size()) + " dimensions");
     for (const json& d : e["shape"]) s.shape.push_back(json_int(d, where, "shape", 0, INT64_MAX));
     const json& o = e["data_offsets"];
@@ -63,9 +71,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
     }
     s.offset = base + b;
     s.nbytes = en - b;
-    if (s.nbytes != storage_bytes(s.dtype, shape_numel(s.shape))) {
-      fail(where, "holds " + std::to_string(s.nbytes) + " bytes but " + s.dtype_name + " " + shape_str(s.shape) + " needs " +
-                      std::to_string(storage_bytes(s.dtype, shape_numel(s.shape))));
+    const uint64_t need = raw_size ? uint64_t(shape_numel(s.shape)) * uint64_t(raw_size) : storage_bytes(s.dtype, shape_numel(s.shape));
+    if (s.nbytes != need) {
+      fail(where, "holds " + std::to_string(s.nbytes) + " bytes but " + s.dtype_name + " " + shape_str(s.shape) + " needs " + std::to_string(need));
     }
     entries_.emplace(it.key(), std::move(s));
   }
@@ -91,10 +99,17 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
   }
 }
 
-Tensor SafetensorsFile::read_f32(const std::string& name) const {
+const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) fail(path(), "tensor '" + name + "' is missing", "The checkpoint does not match its config");
-  const SafetensorsEntry& e = it->second;
+  return it->second;
+}
+
+const uint8_t* SafetensorsFile::bytes(const std::string& name) const { return file_->data() + entry(name).offset; }
+
+Tensor SafetensorsFile::read_f32(const std::string& name) const {
+  const SafetensorsEntry& e = entry(name);
+  if (e.raw_only) fail(path(), "tensor '" + name + "' holds " + e.dtype_name + " codes, not values", "A quantized checkpoint's packed weight; read it with its quantization_config");
   Tensor t = Tensor::empty(DType::F32, e.shape);
   convert_to_f32(e.dtype, file_->data() + e.offset, t.f32(), t.numel());
   return t;
@@ -122,6 +137,59 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   w.write(hs.data(), hs.size());
   for (const auto& [name, t] : tensors) w.write(t.data(), t.nbytes());
   w.commit();
+}
+
+std::vector<std::string> write_safetensors_shards(const std::string& dir, const std::vector<SafetensorsItem>& items, uint64_t max_shard_bytes,
+                                                  const std::map<std::string, std::string>& metadata) {
+  // Greedy in order: a new shard when the next tensor would overflow this one.
+  std::vector<std::vector<const SafetensorsItem*>> shards(1);
+  uint64_t in_shard = 0, total = 0;
+  for (const SafetensorsItem& it : items) {
+    if (max_shard_bytes && in_shard > 0 && in_shard + it.nbytes > max_shard_bytes) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    shards.back().push_back(&it);
+    in_shard += it.nbytes;
+    total += it.nbytes;
+  }
+  const size_t n = shards.size();
+  std::vector<std::string> files;
+  json weight_map = json::object();
+  std::vector<uint8_t> buf;
+  for (size_t k = 0; k < n; ++k) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, n);
+    const std::string file = n == 1 ? "model.safetensors" : name, path = dir + "/" + file;
+    json h = json::object();
+    if (!metadata.empty()) h["__metadata__"] = metadata;
+    uint64_t off = 0;
+    for (const SafetensorsItem* it : shards[k]) {
+      h[it->name] = {{"dtype", it->dtype}, {"shape", it->shape}, {"data_offsets", {off, off + it->nbytes}}};
+      off += it->nbytes;
+      weight_map[it->name] = file;
+    }
+    std::string hs = h.dump();
+    hs.append((8 - hs.size() % 8) % 8, ' ');
+    AtomicWriter w(path);
+    const uint64_t hn = hs.size();
+    w.write(&hn, 8);
+    w.write(hs.data(), hs.size());
+    for (const SafetensorsItem* it : shards[k]) {
+      buf.clear();
+      it->bytes(buf);
+      if (buf.size() != it->nbytes) fail(path, "internal error: tensor '" + it->name + "' made " + std::to_string(buf.size()) + " bytes, not " + std::to_string(it->nbytes));
+      w.write(buf.data(), buf.size());
+    }
+    w.commit();
+    files.push_back(file);
+  }
+  if (n > 1) {
+    const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    write_file_atomically(dir + "/model.safetensors.index.json", index.dump(2) + "\n");
+    files.push_back("model.safetensors.index.json");
+  }
+  return files;
 }
 
 }  // namespace condense

@@ -1,5 +1,6 @@
 #include "pipeline/convert.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -13,7 +14,9 @@
 #include "io/file_view.h"
 #include "io/ggml_quants.h"
 #include "io/gguf.h"
+#include "io/compressed_tensors.h"
 #include "io/hf_model.h"
+#include "io/safetensors.h"
 #include "io/llama2c.h"
 #include "io/model_loader.h"
 #include "model/tokenizer_llama2c.h"
@@ -81,16 +84,16 @@ json quality(const LoadedModel& in, const std::string& out_path, const ConvertOp
 
 json convert_model(const std::string& in, const ConvertOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (opt.to == "compressed-tensors") {
-    fail("--to compressed-tensors", "not built yet", "Available: gguf, cpk, hf");
+  if (opt.to != "gguf" && opt.to != "cpk" && opt.to != "hf" && opt.to != "compressed-tensors") {
+    fail("--to", "'" + opt.to + "' is not a format condense writes", "Use gguf, cpk, hf or compressed-tensors");
   }
-  if (opt.to != "gguf" && opt.to != "cpk" && opt.to != "hf") fail("--to", "'" + opt.to + "' is not a format condense writes", "Use gguf, cpk or hf");
+  if (opt.max_shard_bytes && opt.to != "hf" && opt.to != "compressed-tensors") fail("--max-shard-size", "applies to hf and compressed-tensors folders");
   if (opt.out.empty() && !opt.dry_run) fail("--out", "an output path is required");
   if (!opt.out.empty() && fs::exists(opt.out) && fs::equivalent(opt.out, in)) fail(opt.out, "is the input itself", "Write the conversion elsewhere");
   int gguf_type = -1;
   if (opt.to == "gguf" && opt.gguf_type != "auto") gguf_type = int(ggml::writable_type_from_name(opt.gguf_type));
   const DType hf_dtype = dtype_from_name(opt.hf_dtype);
-  if (opt.to == "hf" && hf_dtype != DType::F32 && hf_dtype != DType::BF16 && hf_dtype != DType::F16) {
+  if ((opt.to == "hf" || opt.to == "compressed-tensors") && hf_dtype != DType::F32 && hf_dtype != DType::BF16 && hf_dtype != DType::F16) {
     fail("--dtype", "'" + opt.hf_dtype + "' is not a safetensors dtype condense writes", "Use bf16, f16 or f32");
   }
 
@@ -134,31 +137,80 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
     r["tensors"] = tensor_list(m, "");
     if (!opt.dry_run) save_cpk(m, opt.out, c);
   } else {
-    r["hf_dtype"] = opt.hf_dtype;
+    // A Hugging Face folder: dense weights (hf) or vLLM's compressed-tensors.
+    const bool ct = opt.to == "compressed-tensors";
+    r["dtype"] = opt.hf_dtype;
+    std::vector<SafetensorsItem> items;
+    std::string qc;
+    if (ct) {
+      CompressedTensorsExport ex = plan_compressed_tensors(m, hf_dtype);
+      items = std::move(ex.items);
+      qc = ex.quantization_config;
+      for (const std::string& n : ex.notes) notes.push_back(n);
+      json tensors = json::array();
+      for (const auto& t : ex.tensors) {
+        json e(t);
+        if (e["note"] == "") e.erase("note");
+        tensors.push_back(e);
+      }
+      r["tensors"] = tensors;
+      r["quantization_config"] = json::parse(qc);
+    } else {
+      if (!m.compression.empty()) notes.push_back("quantized weights are written dequantized (their effective values) as " + opt.hf_dtype);
+      r["tensors"] = tensor_list(m, hf_dtype == DType::F32 ? "" : opt.hf_dtype);
+      const size_t es = hf_dtype == DType::F32 ? 4 : 2;
+      for_each_weight(m, [&](const WeightRef& w) {
+        const Tensor* t = w.tensor;
+        items.push_back({w.name, hf_dtype == DType::F32 ? "F32" : hf_dtype == DType::F16 ? "F16" : "BF16", w.shape, uint64_t(t->numel()) * es,
+                         [t, hf_dtype](std::vector<uint8_t>& out) {
+                           out.resize(t->nbytes() / 4 * (hf_dtype == DType::F32 ? 4 : 2));
+                           convert_from_f32(t->f32(), hf_dtype, out.data(), t->numel());
+                         }});
+      });
+    }
+    std::string tokenizer_file;
     if (!lm.tokenizer_path.empty() && fs::is_regular_file(lm.tokenizer_path) &&
         (fs::path(lm.tokenizer_path).filename() == "tokenizer.json" || fs::path(lm.tokenizer_path).filename() == "tokenizer.model")) {
-      r["tokenizer_file"] = fs::path(lm.tokenizer_path).filename().string();
+      tokenizer_file = fs::path(lm.tokenizer_path).filename().string();
+      r["tokenizer_file"] = tokenizer_file;
     } else {
       notes.push_back("tokenizer not written: transformers reads tokenizer.json or tokenizer.model, and this model's tokenizer is " +
                       (lm.tokenizer ? lm.tokenizer->kind() + " (" + lm.tokenizer_path + ")" : lm.tokenizer_note));
     }
-    if (!m.compression.empty()) notes.push_back("quantized weights are written dequantized (their effective values) as " + opt.hf_dtype);
-    r["tensors"] = tensor_list(m, hf_dtype == DType::F32 ? "" : opt.hf_dtype);
+    uint64_t total = 0;
+    for (const auto& it : items) total += it.nbytes;
+    r["tensor_bytes"] = total;
     if (!opt.dry_run) {
       // Written under a temporary name, then renamed: a new folder appears
-      // complete or not at all; into an existing folder each file is renamed over.
+      // complete or not at all; into an existing folder the files are renamed
+      // over and weight files of an earlier export that this one does not
+      // write are removed (the loader would otherwise mix them in).
       const fs::path out(opt.out), tmp = temporary_path(opt.out);
       if (fs::exists(out) && !fs::is_directory(out)) fail(opt.out, "exists and is not a folder");
       fs::remove_all(tmp);
       try {
-        save_hf_model(m, tmp.string(), hf_dtype, {{"condense.converted_from", in}});
-        if (r.contains("tokenizer_file")) fs::copy_file(lm.tokenizer_path, tmp / r["tokenizer_file"].get<std::string>());
+        fs::create_directories(tmp);
+        const std::vector<std::string> files =
+            write_safetensors_shards(tmp.string(), items, opt.max_shard_bytes, {{"format", "pt"}, {"condense.converted_from", in}});
+        r["files"] = files;
+        json cfg = json::parse(hf_config_json(m.config, hf_dtype == DType::F32 ? "float32" : hf_dtype == DType::BF16 ? "bfloat16" : "float16"));
+        if (ct) cfg["quantization_config"] = json::parse(qc);
+        write_file_atomically((tmp / "config.json").string(), cfg.dump(2) + "\n");
+        if (!tokenizer_file.empty()) fs::copy_file(lm.tokenizer_path, tmp / tokenizer_file);
         if (!lm.chat_template.empty()) write_file_atomically((tmp / "chat_template.jinja").string(), lm.chat_template);
         if (!fs::exists(out)) {
           fs::rename(tmp, out);
         } else {
           for (const auto& e : fs::directory_iterator(tmp)) fs::rename(e.path(), out / e.path().filename());
           fs::remove(tmp);
+          for (const auto& e : fs::directory_iterator(out)) {
+            const std::string f = e.path().filename().string();
+            const bool weights = f.rfind("model", 0) == 0 && (f.ends_with(".safetensors") || f == "model.safetensors.index.json");
+            if (weights && std::find(files.begin(), files.end(), f) == files.end()) {
+              fs::remove(e.path());
+              notes.push_back("removed " + f + " of an earlier export from " + opt.out);
+            }
+          }
         }
       } catch (...) {
         std::error_code ec;

@@ -5,6 +5,10 @@
 //         ggml's RoPE, the tokenizer embedded (llama2.c / GGUF "llama" ones)
 //   cpk   condense's packed checkpoint (GGUF Q8_0 / Q4_0 keep their codes)
 //   hf    a Hugging Face folder: config.json + model.safetensors (dequantized)
+//   compressed-tensors  the same folder with vLLM's quantized layout
+//         (io/compressed_tensors.h) and quantization_config
+// Folders may be sharded (max_shard_bytes: model-0000k-of-0000N.safetensors
+// and model.safetensors.index.json).
 // Every output goes through a temporary name; a failure leaves nothing.
 #pragma once
 #include <string>
@@ -14,11 +18,12 @@
 namespace condense::pipeline {
 
 struct ConvertOptions {
-  std::string to;           // gguf | cpk | hf
+  std::string to;           // gguf | cpk | hf | compressed-tensors
   std::string out;
   std::string tokenizer;    // --tokenizer for inputs that carry none
   std::string gguf_type = "auto";
-  std::string hf_dtype = "bf16";
+  std::string hf_dtype = "bf16";  // dense tensors (and pack-quantized scales) of hf / compressed-tensors
+  uint64_t max_shard_bytes = 0;   // 0: one model.safetensors
   int zstd_level = 0;       // cpk
   bool dry_run = false;
   // Quality of the output against the input on this text (perplexity
