@@ -14,6 +14,7 @@
 #include "compress/rtn.h"
 #include "core/error.h"
 #include "io/cpk.h"
+#include "io/ggml_quants.h"
 #include "io/gguf.h"
 #include "io/hf_model.h"
 #include "io/llama2c.h"
@@ -22,6 +23,7 @@
 #include "model/shapes.h"
 #include "model/text_codec.h"
 #include "model/tokenizer_llama2c.h"
+#include "pipeline/convert.h"
 #include "train/tokenizer_training.h"
 
 namespace fs = std::filesystem;
@@ -104,6 +106,26 @@ int main(int argc, char** argv) {
 
     put_written("gguf", "f32-tok.gguf", [&](const std::string& p) { save_gguf_model(tied, &tok, p, DType::F32); });
     put_written("gguf", "f16.gguf", [&](const std::string& p) { save_gguf_model(random_model(config(268, false, false), 4), nullptr, p, DType::F16); });
+    // Quantized GGUF: rows of 32 (Q8_0 / Q4_0 / Q4_1 blocks) and of 256 (Q4_K / Q6_K), fallbacks mixed in.
+    {
+      ModelConfig wide = config(268, true, false);
+      wide.dim = 256, wide.n_layers = 1, wide.n_heads = 4, wide.n_kv_heads = 2, wide.head_dim = 64, wide.ffn_dim = 96;
+      const Model w = random_model(wide, 5);
+      ModelConfig narrow = config(268, true, false);
+      narrow.dim = 32, narrow.head_dim = 8, narrow.ffn_dim = 64;
+      const Model n = random_model(narrow, 6);
+      for (uint32_t t : {ggml::Q8_0, ggml::Q4_0, ggml::Q4_1}) {
+        GgufWriteOptions o;
+        o.type = int(t);
+        o.tokenizer = &tok;
+        put_written("gguf", std::string(ggml::type_name(t)) + ".gguf", [&](const std::string& p) { save_gguf(n, p, o); });
+      }
+      for (uint32_t t : {ggml::Q4_K, ggml::Q6_K}) {
+        GgufWriteOptions o;
+        o.type = int(t);
+        put_written("gguf", std::string(ggml::type_name(t)) + ".gguf", [&](const std::string& p) { save_gguf(w, p, o); });
+      }
+    }
 
     // tokenizer.json: byte-level BPE (GPT-2 style) and SentencePiece-style with byte fallback.
     {
@@ -186,9 +208,57 @@ int main(int argc, char** argv) {
       m.activations.type = DType::I8;
       const fs::path tokp = out_root / ".tmp" / "tok268.bin";
       save_llama2c_tokenizer(tok, tokp.string());
-      put_written("cpk", "packed.cpk", [&](const std::string& p) { save_cpk(m, p, {0, tokp.string(), "{}"}); });
-      put_written("cpk", "packed-zstd.cpk", [&](const std::string& p) { save_cpk(m, p, {3, "", "{\"recipe\": {}}"}); });
+      CpkWriteOptions raw, zstd;
+      raw.tokenizer_path = tokp.string();
+      zstd.zstd_level = 3;
+      zstd.provenance_json = "{\"recipe\": {}}";
+      put_written("cpk", "packed.cpk", [&](const std::string& p) { save_cpk(m, p, raw); });
+      put_written("cpk", "packed-zstd.cpk", [&](const std::string& p) { save_cpk(m, p, zstd); });
       put_written("cpk", "dense.cpk", [&](const std::string& p) { save_cpk(tied, p, {}); });
+    }
+
+    // Hugging Face folders (the hf_folder target: u32 length of config.json, config.json, model.safetensors):
+    // dense and compressed-tensors, each encoding once.
+    {
+      auto folder = [&](const std::string& name, const Model& m, const std::string& to, const std::string& dtype) {
+        const fs::path dir = out_root / ".tmp" / ("hf-" + name);
+        save_cpk(m, dir.string() + ".cpk", {});
+        pipeline::ConvertOptions o;
+        o.to = to;
+        o.out = dir.string();
+        o.hf_dtype = dtype;
+        pipeline::convert_model(dir.string() + ".cpk", o);
+        const std::string cfg = slurp(dir / "config.json");
+        const uint32_t n = uint32_t(cfg.size());
+        put("hf_folder", name, std::string(reinterpret_cast<const char*>(&n), 4) + cfg + slurp(dir / "model.safetensors"));
+      };
+      folder("dense-bf16", tied, "hf", "bf16");
+      Model q = untied;
+      for (int l = 0; l < q.config.n_layers; ++l) {
+        LayerWeights& lw = q.layers[size_t(l)];
+        const std::string pre = "model.layers." + std::to_string(l);
+        auto pack = [&](const std::string& name, Tensor& t, const QuantScheme& s) {
+          q.compression[pre + name] = compress::quantize_rtn(s, t.f32(), t.dim(0), t.dim(1), {}, t.f32());
+        };
+        pack(".self_attn.q_proj.weight", lw.wq, QuantScheme::of(DType::I4, Granularity::Group, 8, true));
+        pack(".self_attn.k_proj.weight", lw.wk, QuantScheme::of(DType::I4, Granularity::Group, 8, false));
+        pack(".self_attn.v_proj.weight", lw.wv, QuantScheme::of(DType::I8, Granularity::PerChannel, 0, false));
+        pack(".self_attn.o_proj.weight", lw.wo, QuantScheme::of(DType::I8, Granularity::Group, 8, true));
+        pack(".mlp.gate_proj.weight", lw.w_gate, QuantScheme::of(DType::F8E4M3, Granularity::PerChannel, 0, true));
+        pack(".mlp.up_proj.weight", lw.w_up, QuantScheme::of(DType::F8E4M3, Granularity::PerTensor, 0, true));
+      }
+      q.kv_cache.type = DType::F8E4M3;
+      q.kv_cache.k_scales.assign(size_t(q.config.n_layers), 0.05f);
+      q.kv_cache.v_scales.assign(size_t(q.config.n_layers), 0.07f);
+      folder("compressed-mixed", q, "compressed-tensors", "f16");
+      Model w8a8 = untied;
+      for_each_weight(w8a8, [&](const WeightRef& r) {
+        if (r.kind == WeightKind::Linear) {
+          w8a8.compression[r.name] = compress::quantize_rtn(QuantScheme::of(DType::I8, Granularity::PerChannel, 0, true), r.tensor->f32(), r.shape[0], r.shape[1], {}, r.tensor->f32());
+        }
+      });
+      w8a8.activations.type = DType::I8;
+      folder("compressed-w8a8", w8a8, "compressed-tensors", "bf16");
     }
 
     // Recipes: condense's own, each with a --set line before it.
