@@ -246,3 +246,115 @@ TEST(ConvertCli, DryRunWritesNothingAndFailuresLeaveNothing) {
   testutil::expect_same_weights(a.model, b.model);
   for (const auto& e : fs::directory_iterator(dir.path)) EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
 }
+
+namespace {
+
+// Every storage form on some weight: int8 per channel, int8 g16, int4 g16
+// sym/asym, fp8 per tensor and per channel, a pruned f32 weight, a pruned int4
+// one; per-kv-head int8 KV scales; fp8 static activation scales.
+Model every_encoding(uint64_t seed) {
+  const testutil::TinyShape shape{.dim = 64, .layers = 2, .heads = 8, .kv = 4, .hd = 8, .ffn = 128, .vocab = 96, .max_seq = 32, .tied = false};
+  Model m = random_model(testutil::tiny_config(shape), seed);
+  const QuantScheme schemes[] = {QuantScheme::of(DType::I8, Granularity::PerChannel, 0, true), QuantScheme::of(DType::I8, Granularity::Group, 16, true),
+                                 QuantScheme::of(DType::I4, Granularity::Group, 16, true), QuantScheme::of(DType::I4, Granularity::Group, 16, false),
+                                 QuantScheme::of(DType::F8E4M3, Granularity::PerTensor, 0, true), QuantScheme::of(DType::F8E4M3, Granularity::PerChannel, 0, true),
+                                 QuantScheme{}};
+  int k = 0;
+  for_each_weight(m, [&](const WeightRef& w) {
+    if (w.shape.size() != 2) return;
+    const QuantScheme& s = schemes[k % 7];
+    std::vector<uint64_t> mask;
+    if (k % 3 == 0) {
+      for (int64_t i = 0; i < w.tensor->numel(); i += 3) w.tensor->f32()[i] = 0;
+      mask = mask_from_nonzero(w.tensor->f32(), w.tensor->numel());
+    }
+    ++k;
+    if (s.quantized()) m.compression[w.name] = compress::quantize_rtn(s, w.tensor->f32(), w.shape[0], w.shape[1], mask, w.tensor->f32());
+    else if (!mask.empty()) m.compression[w.name] = WeightCompression{.scheme = {}, .scales = {}, .zeros = {}, .codes = {}, .mask = mask};
+  });
+  m.kv_cache.type = DType::I8;
+  m.kv_cache.per_head = true;
+  for (int i = 0; i < 2 * 4; ++i) m.kv_cache.k_scales.push_back(0.01f * float(i + 1)), m.kv_cache.v_scales.push_back(0.02f * float(i + 1));
+  m.activations.type = DType::F8E4M3;
+  for (int i = 0; i < 2 * ActivationQuant::kSites; ++i) m.activations.scales.push_back(0.1f + 0.01f * float(i));
+  return m;
+}
+
+void expect_same_packed(const Model& a, const Model& b) {
+  testutil::expect_same_weights(a, b);
+  ASSERT_EQ(a.compression.size(), b.compression.size());
+  for (const auto& [name, wa] : a.compression) {
+    const WeightCompression& wb = b.compression.at(name);
+    EXPECT_EQ(wa.scheme, wb.scheme) << name;
+    EXPECT_EQ(wa.codes, wb.codes) << name;
+    EXPECT_EQ(wa.scales, wb.scales) << name;
+    EXPECT_EQ(wa.zeros, wb.zeros) << name;
+    EXPECT_EQ(wa.mask, wb.mask) << name;
+  }
+  EXPECT_EQ(a.kv_cache.k_scales, b.kv_cache.k_scales);
+  EXPECT_EQ(a.kv_cache.v_scales, b.kv_cache.v_scales);
+  EXPECT_EQ(a.activations.scales, b.activations.scales);
+}
+
+}  // namespace
+
+// --tp N then --merge gives back the same weights, codes, scales, zero points,
+// masks and KV/activation scales, for every encoding, for N = 2 and 4; each
+// rank holds its heads' rows of q/k/v, its columns of o, its vocabulary rows.
+TEST(ConvertTp, SplitThenMergeIsBitExactForEveryEncoding) {
+  testutil::TempDir dir;
+  const Model m = every_encoding(12);
+  save_cpk(m, dir / "m.cpk", {});
+  const Model saved = load_cpk(dir / "m.cpk").model;
+  for (int n : {2, 4}) {
+    const std::string tp = dir / ("tp" + std::to_string(n));
+    pipeline::ConvertOptions o;
+    o.to = "cpk";
+    o.out = tp;
+    o.tp = n;
+    pipeline::convert_model(dir / "m.cpk", o);
+    const auto man = nlohmann::json::parse(testutil::read_file(tp + "/tp.json"));
+    ASSERT_EQ(man["ranks"].size(), size_t(n));
+    EXPECT_EQ(man["split"]["model.layers.0.self_attn.o_proj.weight"], "cols");
+    EXPECT_EQ(man["split"]["model.layers.0.self_attn.k_proj.weight"], "rows");
+    EXPECT_EQ(man["split"]["model.norm.weight"], "replicated");
+    // rank 1's slices, checked against the full model directly
+    const Model r1 = load_cpk(tp + "/" + man["ranks"][1].get<std::string>()).model;
+    EXPECT_EQ(r1.config.n_heads, 8 / n);
+    EXPECT_EQ(r1.config.n_kv_heads, 4 / n);
+    const int64_t qrows = 64 / n, ocols = 64 / n;
+    for (int64_t i = 0; i < qrows * 64; ++i) ASSERT_EQ(r1.layers[0].wq.f32()[i], saved.layers[0].wq.f32()[qrows * 64 + i]);
+    for (int64_t r = 0; r < 64; ++r) {
+      for (int64_t c = 0; c < ocols; ++c) ASSERT_EQ(r1.layers[1].wo.f32()[r * ocols + c], saved.layers[1].wo.f32()[r * 64 + ocols + c]);
+    }
+    for (int64_t i = 0; i < (96 / n) * 64; ++i) ASSERT_EQ(r1.lm_head.f32()[i], saved.lm_head.f32()[(96 / n) * 64 + i]);
+    o.tp = 0;
+    o.merge = true;
+    o.out = dir / "merged.cpk";
+    pipeline::convert_model(tp, o);
+    expect_same_packed(saved, load_cpk(dir / "merged.cpk").model);
+  }
+}
+
+TEST(ConvertTp, SplitsThatDoNotDivideAreRefusedNamingWhy) {
+  testutil::TempDir dir;
+  save_cpk(every_encoding(13), dir / "m.cpk", {});
+  pipeline::ConvertOptions o;
+  o.to = "cpk";
+  o.out = dir / "tp";
+  o.tp = 3;
+  expect_error([&] { pipeline::convert_model(dir / "m.cpk", o); }, {"n_heads = 8", "3 equal parts"});
+  o.tp = 8;  // 8 query heads but 4 kv heads: a GQA group would straddle ranks
+  expect_error([&] { pipeline::convert_model(dir / "m.cpk", o); }, {"n_kv_heads", "GQA"});
+  // o_proj's 64 columns in int4 groups of 32 split 4 ways: 16 columns per rank
+  Model g = random_model(testutil::tiny_config({.dim = 64, .layers = 1, .heads = 4, .kv = 4, .hd = 16, .ffn = 128, .vocab = 96, .max_seq = 32}), 1);
+  g.compression["model.layers.0.self_attn.o_proj.weight"] =
+      compress::quantize_rtn(QuantScheme::of(DType::I4, Granularity::Group, 32), g.layers[0].wo.f32(), 64, 64, {}, g.layers[0].wo.f32());
+  save_cpk(g, dir / "g.cpk", {});
+  o.tp = 4;
+  expect_error([&] { pipeline::convert_model(dir / "g.cpk", o); }, {"o_proj", "cuts its quantization groups of 32"});
+  o.to = "gguf";
+  o.tp = 2;
+  expect_error([&] { pipeline::convert_model(dir / "g.cpk", o); }, {"--tp", "--to cpk"});
+  EXPECT_FALSE(fs::exists(dir / "tp"));
+}

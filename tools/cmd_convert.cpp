@@ -36,6 +36,11 @@ void print_human(const nlohmann::json& r) {
   }
   std::printf("%d tensors: %d exact, %d %s%s\n", int(r["tensors"].size()), exact, int(r["tensors"].size()) - exact, gguf ? "re-quantized" : "rounded",
               fallback ? (", " + std::to_string(fallback) + " in a fallback type (rows not whole blocks)").c_str() : "");
+  if (r.contains("ranks")) {
+    std::printf("tensor parallel: %d ranks (", r["tp"].get<int>());
+    for (size_t i = 0; i < r["ranks"].size(); ++i) std::printf("%s%s", i ? ", " : "", r["ranks"][i].get<std::string>().c_str());
+    std::printf(") and tp.json\n");
+  }
   for (const auto& n : r["notes"]) std::printf("note: %s\n", n.get<std::string>().c_str());
   if (r.contains("output_bytes")) {
     std::printf("wrote %llu bytes in %.2f s (peak RSS %.1f MB)\n", (unsigned long long)r["output_bytes"].get<uint64_t>(), r["seconds"].get<double>(),
@@ -72,6 +77,9 @@ void register_convert(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--ctx", a->opt.ctx, "Window length in tokens for --text")->check(CLI::Range(2, 1 << 20))->capture_default_str();
   cmd->add_option("--max-windows", a->opt.max_windows, "Score only the first K windows of --text (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tp", a->opt.tp, "Split for N-way tensor parallelism into a new folder of rank .cpk files + tp.json (--to cpk)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_flag("--merge", a->opt.merge, "MODEL is a folder written by --tp: put its ranks back together, then convert");
   cmd->add_flag("--dry-run", a->opt.dry_run, "Print what would be written, per tensor, and write nothing");
   cmd->add_flag("--json", a->json, "Print the result as one JSON object");
   cmd->add_flag("--log-json", a->opt.log_json, "Progress as JSON lines on stderr");

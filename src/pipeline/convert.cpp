@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/process_stats.h"
 #include "core/progress.h"
+#include "core/json_text.h"
 #include "io/atomic_writer.h"
 #include "io/cpk.h"
 #include "io/file_view.h"
@@ -21,6 +22,7 @@
 #include "io/model_loader.h"
 #include "model/tokenizer_llama2c.h"
 #include "runtime/compare.h"
+#include "pipeline/tensor_parallel.h"
 #include "train/token_data.h"
 
 namespace condense::pipeline {
@@ -80,6 +82,82 @@ json quality(const LoadedModel& in, const std::string& out_path, const ConvertOp
           {"kl_mean", c.kl_mean}, {"kl_p99", c.kl_p99}, {"top1_agreement", c.top1_agreement}};
 }
 
+constexpr const char* kTpManifest = "tp.json";
+
+// The input model: a file or folder condense reads, or (merge) a folder of
+// tensor-parallel ranks written by --tp, put back together.
+LoadedModel open_input(const std::string& in, const ConvertOptions& opt, bool effective_f32) {
+  if (!opt.merge) return load_model(in, opt.tokenizer, {.effective_f32 = effective_f32});
+  const std::string mpath = (fs::path(in) / kTpManifest).string();
+  if (!fs::exists(mpath)) fail(in, std::string("has no ") + kTpManifest, "--merge reads a folder written by `condense convert --tp N`");
+  const json man = parse_json(read_text_file(mpath), mpath);
+  if (!man.is_object() || man.value("format", "") != "condense-tp") fail(mpath, "is not a condense-tp manifest");
+  const int n = int(json_int(man.at("tp"), mpath, "tp", 1, 4096));
+  const ModelConfig full = parse_hf_config(man.at("config").dump(), mpath + ": config");
+  if (!man.at("ranks").is_array() || man["ranks"].size() != size_t(n)) fail(mpath, "'ranks' must list " + std::to_string(n) + " files");
+  std::vector<Model> ranks;
+  for (const json& f : man["ranks"]) {
+    if (!f.is_string() || f.get<std::string>().find('/') != std::string::npos) fail(mpath, "'ranks' holds a name that is not a file in the folder");
+    ranks.push_back(load_cpk((fs::path(in) / f.get<std::string>()).string()).model);
+  }
+  LoadedModel lm;
+  lm.model = merge_tensor_parallel(ranks, full);
+  lm.model.format = "cpk-tp" + std::to_string(n);
+  lm.model.path = in;
+  const std::string tok = opt.tokenizer.empty() && man.contains("tokenizer") && man["tokenizer"].is_string()
+                              ? (fs::path(in) / man["tokenizer"].get<std::string>()).string() : opt.tokenizer;
+  if (!tok.empty()) {
+    lm.tokenizer = load_tokenizer_file(tok);
+    lm.tokenizer_path = tok;
+  } else {
+    lm.tokenizer_note = "the tensor-parallel folder carries no tokenizer";
+  }
+  return lm;
+}
+
+// --tp N: N rank .cpk files, the tokenizer and a manifest in a new folder.
+json write_tp(const LoadedModel& lm, const std::string& in, const ConvertOptions& opt) {
+  const Model& m = lm.model;
+  std::vector<Model> ranks = split_tensor_parallel(m, opt.tp);
+  json files = json::array();
+  char name[64];
+  for (int r = 0; r < opt.tp; ++r) {
+    std::snprintf(name, sizeof name, "rank-%05d-of-%05d.cpk", r, opt.tp);
+    files.push_back(name);
+  }
+  json man = {{"format", "condense-tp"}, {"version", 1}, {"tp", opt.tp}, {"source", in},
+              {"config", json::parse(hf_config_json(m.config, "float32"))}, {"ranks", files}, {"split", tp_split_table(m)}};
+  std::string tok_file;
+  const auto* l2c = dynamic_cast<const Llama2cTokenizer*>(lm.tokenizer.get());
+  if (!lm.tokenizer_path.empty() && fs::is_regular_file(lm.tokenizer_path)) tok_file = fs::path(lm.tokenizer_path).filename().string();
+  else if (l2c) tok_file = "tokenizer.bin";
+  man["tokenizer"] = tok_file.empty() ? json(nullptr) : json(tok_file);
+  if (opt.dry_run) return man;
+  const fs::path out(opt.out), tmp = temporary_path(opt.out);
+  if (fs::exists(out)) fail(opt.out, "exists", "--tp writes a new folder");
+  fs::remove_all(tmp);
+  try {
+    fs::create_directories(tmp);
+    for (int r = 0; r < opt.tp; ++r) {
+      CpkWriteOptions c;
+      c.zstd_level = opt.zstd_level;
+      c.provenance_json = json{{"tensor_parallel", {{"rank", r}, {"of", opt.tp}, {"source", in}}}}.dump();
+      save_cpk(ranks[size_t(r)], (tmp / files[size_t(r)].get<std::string>()).string(), c);
+    }
+    if (!tok_file.empty()) {
+      if (l2c && !fs::is_regular_file(lm.tokenizer_path)) write_file_atomically((tmp / tok_file).string(), llama2c_tokenizer_bytes(*l2c));
+      else fs::copy_file(lm.tokenizer_path, tmp / tok_file);
+    }
+    write_file_atomically((tmp / kTpManifest).string(), man.dump(2) + "\n");
+    fs::rename(tmp, out);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  return man;
+}
+
 }  // namespace
 
 json convert_model(const std::string& in, const ConvertOptions& opt) {
@@ -99,14 +177,21 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
 
   // A GGUF writer decodes packed weights one at a time, so a .cpk stays packed
   // in memory; the other writers take the f32 values.
-  const bool packed_only = opt.to == "gguf";
-  LoadedModel lm = load_model(in, opt.tokenizer, {.effective_f32 = !packed_only});
+  const bool packed_only = opt.to == "gguf" && !opt.merge && opt.tp <= 1;
+  LoadedModel lm = open_input(in, opt, !packed_only);
   Model& m = lm.model;
   json r = {{"input", in}, {"input_format", m.format}, {"to", opt.to}, {"output", opt.out}, {"dry_run", opt.dry_run},
             {"config", m.config.summary()}};
   const auto* l2c = dynamic_cast<const Llama2cTokenizer*>(lm.tokenizer.get());
   json notes = json::array();
-  if (opt.to == "gguf") {
+  if (opt.tp > 1) {
+    if (opt.to != "cpk") fail("--tp", "writes its ranks as .cpk files", "Use --to cpk (convert a merged model to other formats)");
+    const json man = write_tp(lm, in, opt);
+    r["tp"] = opt.tp;
+    r["ranks"] = man["ranks"];
+    r["split"] = man["split"];
+    r["tensors"] = tensor_list(m, "");
+  } else if (opt.to == "gguf") {
     GgufWriteOptions g;
     g.type = gguf_type;
     g.tokenizer = l2c;
@@ -230,7 +315,8 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
     r["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r["peak_rss_bytes"] = peak_rss_bytes();
     if (!opt.text.empty()) {
-      if (packed_only) lm = load_model(in, opt.tokenizer, {.effective_f32 = false});
+      if (opt.tp > 1) fail("--text", "measures a single output model, not tensor-parallel ranks");
+      if (packed_only) lm = open_input(in, opt, false);
       r["quality"] = quality(lm, opt.out, opt);
     }
   }

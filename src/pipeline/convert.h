@@ -7,6 +7,8 @@
 //   hf    a Hugging Face folder: config.json + model.safetensors (dequantized)
 //   compressed-tensors  the same folder with vLLM's quantized layout
 //         (io/compressed_tensors.h) and quantization_config
+//   --tp N  a folder of N tensor-parallel rank .cpk files and a manifest
+//           (tp.json); --merge reads one back as the input of any conversion
 // Folders may be sharded (max_shard_bytes: model-0000k-of-0000N.safetensors
 // and model.safetensors.index.json).
 // Every output goes through a temporary name; a failure leaves nothing.
@@ -31,6 +33,10 @@ struct ConvertOptions {
   std::string text;
   int ctx = 256, max_windows = 0;
   bool log_json = false;
+  // Tensor parallelism (pipeline/tensor_parallel.h): tp > 1 writes `out` as a
+  // folder of rank .cpk files + tp.json; merge reads such a folder as the input.
+  int tp = 0;
+  bool merge = false;
 };
 
 // Converts and returns what happened: per tensor (GGUF) the type, whether the
