@@ -64,9 +64,13 @@ bool exact_in(DType t, float v) {
 
 }  // namespace
 
-CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
+CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense, WeightSource* src) {
   if (dense != DType::F16 && dense != DType::BF16 && dense != DType::F32) fail("compressed-tensors", "dense dtype must be f16, bf16 or f32");
   CompressedTensorsExport ex;
+  if (!src) {
+    ex.own_source = std::make_shared<ModelWeights>(m);
+    src = ex.own_source.get();
+  }
   const ModelConfig& c = m.config;
   const size_t dense_size = dense == DType::F32 ? 4 : 2;
   struct Group { json weights, inputs; std::string format; std::vector<std::string> modules; };
@@ -75,21 +79,21 @@ CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
   bool sparse = false, rounded_scales = false;
   const bool w8a8 = m.activations.type == DType::I8, fp8_static = m.activations.type == DType::F8E4M3;
 
-  auto add_dense = [&](const WeightRef& w, const std::string& why) {
-    const Tensor* t = w.tensor;
-    auto it = m.compression.find(w.name);
-    const WeightCompression* wc = it == m.compression.end() ? nullptr : &it->second;
+  auto add_dense = [&](const WeightRef& w, const WeightCompression* wc, const std::string& why) {
     const int64_t n = shape_numel(w.shape);
-    ex.items.push_back({w.name, st_name(dense), w.shape, uint64_t(n) * dense_size, [t, wc, n, dense, shape = w.shape](std::vector<uint8_t>& out) {
+    ex.items.push_back({w.name, st_name(dense), w.shape, uint64_t(n) * dense_size, [src, w, n, dense, shape = w.shape](std::vector<uint8_t>& out) {
+                          const WeightView v = src->get(w);
+                          const Tensor* t = v.values;
+                          const WeightCompression* wc = v.packed;
                           std::vector<float> eff;
-                          const float* v = t->defined() ? t->f32() : nullptr;
-                          if (!v) {
+                          const float* x = t && t->defined() ? t->f32() : nullptr;
+                          if (!x) {
                             eff.resize(size_t(n));
                             dequantize(*wc, shape[0], n / shape[0], eff.data());
-                            v = eff.data();
+                            x = eff.data();
                           }
                           out.resize(size_t(n) * (dense == DType::F32 ? 4 : 2));
-                          convert_from_f32(v, dense, out.data(), n);
+                          convert_from_f32(x, dense, out.data(), n);
                         }});
     const bool quantized = wc && wc->scheme.quantized();
     ex.tensors.push_back({{"name", w.name}, {"format", "dense"}, {"scheme", quantized ? wc->scheme.describe() : "f32"},
@@ -98,21 +102,20 @@ CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
   };
 
   for_each_weight(m, [&](const WeightRef& w) {
-    auto it = m.compression.find(w.name);
-    const WeightCompression* wc = it == m.compression.end() ? nullptr : &it->second;
+    const WeightCompression* wc = src->get(w).packed;
     if (wc && wc->sparse()) sparse = true;
-    if (!wc || !wc->scheme.quantized()) return add_dense(w, "");
-    const QuantScheme& s = wc->scheme;
-    if (w.kind != WeightKind::Linear) return add_dense(w, s.describe() + " outside the block linears: vLLM reads it dense");
+    if (!wc || !wc->scheme.quantized()) return add_dense(w, wc, "");
+    const QuantScheme s = wc->scheme;
+    if (w.kind != WeightKind::Linear) return add_dense(w, wc, s.describe() + " outside the block linears: vLLM reads it dense");
     const int64_t rows = w.shape[0], cols = w.shape[1];
     const std::string mod = module_of(w.name);
     if (s.granularity == Granularity::Group && cols % s.group) {
-      return add_dense(w, s.describe() + " over rows of " + std::to_string(cols) + ": the last group is short, which no compressed-tensors scheme holds");
+      return add_dense(w, wc, s.describe() + " over rows of " + std::to_string(cols) + ": the last group is short, which no compressed-tensors scheme holds");
     }
     Group g;
-    const WeightCompression* p = wc;
+    const WeightCompression* p = wc;  // valid until the next get: the sizes below are taken now
     if (s.type == DType::F8E4M3) {
-      if (s.granularity == Granularity::Group) return add_dense(w, "fp8 in groups: vLLM's fp8 schemes are per tensor or per channel");
+      if (s.granularity == Granularity::Group) return add_dense(w, wc, "fp8 in groups: vLLM's fp8 schemes are per tensor or per channel");
       const bool per_tensor = s.granularity == Granularity::PerTensor;
       g.format = "float-quantized";
       g.weights = {{"num_bits", 8}, {"type", "float"}, {"symmetric", true}, {"strategy", per_tensor ? "tensor" : "channel"}, {"group_size", nullptr},
@@ -120,12 +123,14 @@ CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
       g.inputs = fp8_static ? json{{"num_bits", 8}, {"type", "float"}, {"symmetric", true}, {"strategy", "tensor"}, {"group_size", nullptr},
                                    {"block_structure", nullptr}, {"dynamic", false}, {"actorder", nullptr}, {"observer", "minmax"}, {"observer_kwargs", json::object()}}
                             : json(nullptr);
-      ex.items.push_back({mod + ".weight", "F8_E4M3", w.shape, uint64_t(rows * cols), [p, n = rows * cols](std::vector<uint8_t>& out) {
+      ex.items.push_back({mod + ".weight", "F8_E4M3", w.shape, uint64_t(rows * cols), [src, w, n = rows * cols](std::vector<uint8_t>& out) {
+                            const WeightCompression* p = src->get(w).packed;
                             out.assign(p->codes.begin(), p->codes.end());
                             for (int64_t i = 0; i < n; ++i) if (!p->kept(i)) out[size_t(i)] = 0;
                           }});
       const std::vector<int64_t> sshape = per_tensor ? std::vector<int64_t>{1} : std::vector<int64_t>{rows, 1};
-      ex.items.push_back({mod + ".weight_scale", "F32", sshape, uint64_t(p->scales.size()) * 4, [p](std::vector<uint8_t>& out) {
+      ex.items.push_back({mod + ".weight_scale", "F32", sshape, uint64_t(p->scales.size()) * 4, [src, w](std::vector<uint8_t>& out) {
+                            const WeightCompression* p = src->get(w).packed;
                             for (float v : p->scales) put_f32(out, v);
                           }});
       if (fp8_static) {
@@ -138,7 +143,8 @@ CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
       g.weights = int_args(8, s.symmetric, per_tensor ? "tensor" : "channel", 0);
       g.inputs = {{"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "token"}, {"group_size", nullptr}, {"block_structure", nullptr},
                   {"dynamic", true}, {"actorder", nullptr}, {"observer", nullptr}, {"observer_kwargs", json::object()}};
-      ex.items.push_back({mod + ".weight", "I8", w.shape, uint64_t(rows * cols), [p, rows, cols](std::vector<uint8_t>& out) {
+      ex.items.push_back({mod + ".weight", "I8", w.shape, uint64_t(rows * cols), [src, w, rows, cols](std::vector<uint8_t>& out) {
+                            const WeightCompression* p = src->get(w).packed;
                             out.resize(size_t(rows * cols));
                             for (int64_t i = 0; i < rows * cols; ++i) {
                               const int64_t si = p->scheme.scale_index(i / cols, i % cols, cols);
@@ -146,11 +152,13 @@ CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
                             }
                           }});
       const std::vector<int64_t> sshape = per_tensor ? std::vector<int64_t>{1} : std::vector<int64_t>{rows, 1};
-      ex.items.push_back({mod + ".weight_scale", "F32", sshape, uint64_t(p->scales.size()) * 4, [p](std::vector<uint8_t>& out) {
+      ex.items.push_back({mod + ".weight_scale", "F32", sshape, uint64_t(p->scales.size()) * 4, [src, w](std::vector<uint8_t>& out) {
+                            const WeightCompression* p = src->get(w).packed;
                             for (float v : p->scales) put_f32(out, v);
                           }});
       if (!s.symmetric) {
-        ex.items.push_back({mod + ".weight_zero_point", "I8", sshape, uint64_t(p->zeros.size()), [p](std::vector<uint8_t>& out) {
+        ex.items.push_back({mod + ".weight_zero_point", "I8", sshape, uint64_t(p->zeros.size()), [src, w](std::vector<uint8_t>& out) {
+                            const WeightCompression* p = src->get(w).packed;
                               for (uint8_t z : p->zeros) out.push_back(uint8_t(int(z) - 128));
                             }});
       }
@@ -165,7 +173,8 @@ CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
         ex.notes.push_back(w.name + ": " + s.describe() + " goes out weight-only (pack-quantized): its input quantization has no compressed-tensors scheme here");
       }
       const int64_t words = (cols * bits + 31) / 32;
-      ex.items.push_back({mod + ".weight_packed", "I32", {rows, words}, uint64_t(rows * words) * 4, [p, rows, cols, words, bits, pf](std::vector<uint8_t>& out) {
+      ex.items.push_back({mod + ".weight_packed", "I32", {rows, words}, uint64_t(rows * words) * 4, [src, w, rows, cols, words, bits, pf](std::vector<uint8_t>& out) {
+                            const WeightCompression* p = src->get(w).packed;
                             std::vector<uint32_t> wv(size_t(rows * words), 0);
                             for (int64_t r = 0; r < rows; ++r) {
                               for (int64_t col = 0; col < cols; ++col) {
@@ -179,7 +188,8 @@ CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
       // Scales per (row, group); a per-tensor scale repeated per row (channel strategy).
       for (float v : p->scales) rounded_scales = rounded_scales || !exact_in(dense, v);
       ex.items.push_back({mod + ".weight_scale", st_name(dense), {rows, ngroups}, uint64_t(rows * ngroups) * dense_size,
-                          [p, rows, ngroups, dense](std::vector<uint8_t>& out) {
+                          [src, w, rows, ngroups, dense](std::vector<uint8_t>& out) {
+                            const WeightCompression* p = src->get(w).packed;
                             std::vector<float> sc(size_t(rows * ngroups));
                             for (int64_t i = 0; i < rows * ngroups; ++i) sc[size_t(i)] = p->scales.size() == 1 ? p->scales[0] : p->scales[size_t(i)];
                             out.resize(sc.size() * (dense == DType::F32 ? 4 : 2));
@@ -193,7 +203,8 @@ CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense) {
       if (!s.symmetric) {
         const int64_t zwords = (rows * bits + 31) / 32;
         ex.items.push_back({mod + ".weight_zero_point", "I32", {zwords, ngroups}, uint64_t(zwords * ngroups) * 4,
-                            [p, rows, ngroups, zwords, bits, pf](std::vector<uint8_t>& out) {
+                            [src, w, rows, ngroups, zwords, bits, pf](std::vector<uint8_t>& out) {
+                            const WeightCompression* p = src->get(w).packed;
                               std::vector<uint32_t> zv(size_t(zwords * ngroups), 0);
                               for (int64_t r = 0; r < rows; ++r) {
                                 for (int64_t gi = 0; gi < ngroups; ++gi) {

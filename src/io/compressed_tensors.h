@@ -17,12 +17,14 @@
 // are listed in "ignore"; each such choice is reported.
 #pragma once
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
 #include "io/safetensors.h"
+#include "io/weight_source.h"
 #include "model/model.h"
 
 namespace condense {
@@ -33,13 +35,15 @@ struct CompressedTensorsExport {
   std::vector<std::string> notes;       // what could not go out as stored
   // Per weight: {name, format, scheme, how ("exact" | "dense: ..."), note}
   std::vector<std::map<std::string, std::string>> tensors;
+  std::shared_ptr<WeightSource> own_source;  // the model's, when no source was given
 };
 
 // The export of `m` (block linears as stored; everything else dense in
 // `dense_dtype`: f16, bf16 or f32). Pack-quantized scales are written in
 // dense_dtype too (as llm-compressor does): exact when the scales are (a .cpk's
-// are exact in f16), reported otherwise.
-CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense_dtype);
+// are exact in f16), reported otherwise. The weights come from `source` (a
+// stream that must outlive the items), else from `m` itself.
+CompressedTensorsExport plan_compressed_tensors(const Model& m, DType dense_dtype, WeightSource* source = nullptr);
 
 // Reading: when a Hugging Face folder's config has a compressed-tensors
 // quantization_config, its quantized Linears are read into Model::compression

@@ -353,6 +353,16 @@ struct Reader {
   // bytes (checked before anything is allocated; kAnySize: the caller checks).
   static constexpr uint64_t kAnySize = UINT64_MAX;
   std::vector<uint8_t> section(const json& ref, const std::string& what, uint64_t expect) const {
+    std::vector<uint8_t> out;
+    section_into(ref, what, expect, &out, nullptr);
+    return out;
+  }
+  // The same into `dst` (exactly `expect` bytes), without a copy in between:
+  // a big f32 tensor is held once, not twice, while it is read.
+  void section_into(const json& ref, const std::string& what, uint64_t expect, uint8_t* dst) const { section_into(ref, what, expect, nullptr, dst); }
+
+ private:
+  void section_into(const json& ref, const std::string& what, uint64_t expect, std::vector<uint8_t>* vec, uint8_t* dst) const {
     if (!ref.is_number_unsigned()) bad(path, what + ": section reference is not an index");
     const size_t i = ref.get<size_t>();
     const json& secs = header["sections"];
@@ -364,18 +374,32 @@ struct Reader {
       bad(path, what + ": section " + std::to_string(i) + " holds " + std::to_string(raw) + " bytes, expected " + std::to_string(expect));
     }
     const uint8_t* p = f.data() + data_start + off;
-    if (crc32c(p, n) != e.at("crc32c").get<uint32_t>()) bad(path, what + ": checksum mismatch in section " + std::to_string(i));
-    std::vector<uint8_t> out;
+    if (vec) {
+      vec->resize(size_t(raw));
+      dst = vec->data();
+    }
     if (e.at("compression").get<std::string>() == "none") {
-      out.assign(p, p + n);
+      // In chunks, each checksummed, copied and its mapped pages released, so
+      // the file's pages and the copy are never both resident in full.
+      constexpr uint64_t kChunk = uint64_t(8) << 20;
+      uint32_t crc = 0;
+      for (uint64_t at = 0; at < n; at += kChunk) {
+        const uint64_t len = std::min(kChunk, n - at);
+        crc = crc32c(p + at, size_t(len), crc);
+        std::memcpy(dst + at, p + at, size_t(len));
+        f.release(data_start + off + at, len);
+      }
+      if (crc != e.at("crc32c").get<uint32_t>()) bad(path, what + ": checksum mismatch in section " + std::to_string(i));
     } else {
+      if (crc32c(p, n) != e.at("crc32c").get<uint32_t>()) bad(path, what + ": checksum mismatch in section " + std::to_string(i));
       if (ZSTD_getFrameContentSize(p, n) != raw) bad(path, what + ": zstd frame does not declare the section's " + std::to_string(raw) + " raw bytes");
-      out.resize(size_t(raw));
-      const size_t got = ZSTD_decompress(out.data(), out.size(), p, n);
+      const size_t got = ZSTD_decompress(dst, size_t(raw), p, n);
       if (ZSTD_isError(got) || got != raw) bad(path, what + ": zstd section does not decompress to " + std::to_string(raw) + " bytes");
     }
-    return out;
+    f.release(data_start + off, n);
   }
+
+ public:
   mutable std::set<size_t> used_sections;
 };
 
@@ -442,8 +466,7 @@ void read_tensor(const Reader& rd, const json& tj, Tensor& t, std::map<std::stri
   const QuantScheme s = parse_scheme(tj, path, name);
   const bool sparse = tj.contains("sparsity");
   if (!s.quantized() && !sparse) {
-    const std::vector<uint8_t> v = rd.section(tj.at("values"), name, uint64_t(n) * 4);
-    std::memcpy(t.f32(), v.data(), v.size());
+    rd.section_into(tj.at("values"), name, uint64_t(n) * 4, reinterpret_cast<uint8_t*>(t.f32()));
     require_finite(t.f32(), n, path, name);
     return;
   }
@@ -561,13 +584,17 @@ uint64_t tensor_bytes(const json& tj, const json& secs) {
 
 }  // namespace
 
-LoadedModel load_cpk(const std::string& path, bool effective_f32) {
-  Reader rd(path);
-  LoadedModel lm;
+namespace {
+
+// Everything of a .cpk but the weights: config, KV and activation scales,
+// history, tokenizer; the model's layers sized, no tensor allocated. Checks
+// that every weight the config calls for is present once with its shape and
+// that the model fits what the file can hold. `by_name` maps the tensor table.
+void read_skeleton(const Reader& rd, LoadedModel& lm, std::map<std::string, const json*>& by_name) {
+  const std::string& path = rd.path;
   Model& m = lm.model;
   try {
     m.config = parse_config(rd.header["model"], path);
-    std::map<std::string, const json*> by_name;
     for (const json& t : rd.header["tensors"]) {
       if (!by_name.emplace(t.at("name").get<std::string>(), &t).second) bad(path, "tensor '" + t.at("name").get<std::string>() + "' appears twice");
     }
@@ -576,6 +603,8 @@ LoadedModel load_cpk(const std::string& path, bool effective_f32) {
     // file can plausibly hold (kMaxExpansion times its bytes: sparse masks and
     // codes expand, but not without limit).
     uint64_t elements = 0;
+    size_t used = 0;
+    m.layers.resize(size_t(m.config.n_layers));
     for_each_weight(m, [&](const WeightRef& r) {
       auto it = by_name.find(r.name);
       if (it == by_name.end()) bad(path, "tensor '" + r.name + "' (required by the config) is missing");
@@ -583,20 +612,13 @@ LoadedModel load_cpk(const std::string& path, bool effective_f32) {
         bad(path, "tensor '" + r.name + "' has shape " + it->second->at("shape").dump() + " but the config implies " + shape_str(r.shape));
       }
       elements += uint64_t(shape_numel(r.shape));
+      ++used;
     });
+    if (used != by_name.size()) bad(path, std::to_string(by_name.size() - used) + " tensors in the file belong to no weight of the config");
     if (elements * 4 > Reader::kMaxExpansion * rd.f.size() + Reader::kExpansionSlack) {
       bad(path, "the config (" + m.config.summary() + ") implies " + std::to_string(elements) + " weights, far more than a " + std::to_string(rd.f.size()) +
                     "-byte file holds");
     }
-    allocate_weights(m);
-    size_t used = 0;
-    for_each_weight(m, [&](const WeightRef& r) {
-      auto it = by_name.find(r.name);
-      if (it == by_name.end()) bad(path, "tensor '" + r.name + "' (required by the config) is missing");
-      read_tensor(rd, *it->second, *r.tensor, m.compression, effective_f32);
-      ++used;
-    });
-    if (used != by_name.size()) bad(path, std::to_string(by_name.size() - used) + " tensors in the file belong to no weight of the config");
     if (rd.header.contains("history")) m.history = rd.header["history"].dump();
     if (rd.header.contains("kv_cache")) {
       const json& k = rd.header["kv_cache"];
@@ -644,11 +666,80 @@ LoadedModel load_cpk(const std::string& path, bool effective_f32) {
   }
   m.format = "cpk";
   m.path = path;
+}
+
+// The weights of an open .cpk read one at a time (io/weight_source.h).
+class CpkStream : public WeightSource {
+ public:
+  CpkStream(std::unique_ptr<Reader> rd, std::map<std::string, const json*> by_name) : rd_(std::move(rd)), by_name_(std::move(by_name)) {}
+  WeightView get(const WeightRef& w) override {
+    if (w.name != name_) {
+      // A weight may be asked for again (a plan, then the writing): its
+      // sections are read again, so the used-once check starts over for it.
+      name_.clear();
+      values_ = Tensor();
+      packed_.clear();
+      const json& tj = *by_name_.at(w.name);
+      auto forget = [&](const json* ref) {
+        if (ref && ref->is_number_unsigned()) rd_->used_sections.erase(ref->get<size_t>());
+      };
+      auto at = [](const json& j, const char* k) { return j.is_object() && j.contains(k) ? &j[k] : nullptr; };
+      if (!seen_.insert(w.name).second) {  // read before: its own sections may be read again
+        forget(at(tj, "values"));
+        if (const json* sp = at(tj, "sparsity")) forget(at(*sp, "section"));
+        if (const json* q = at(tj, "quant")) {
+          for (const char* k : {"scales", "zeros"}) {
+            if (const json* e = at(*q, k)) forget(at(*e, "section"));
+          }
+        }
+      }
+      try {
+        values_ = Tensor::empty(DType::F32, w.shape);
+        read_tensor(*rd_, tj, values_, packed_, false);
+      } catch (const json::exception& e) {
+        bad(rd_->path, std::string("malformed header: ") + e.what());
+      }
+      name_ = w.name;
+    }
+    auto it = packed_.find(w.name);
+    return {&values_, it == packed_.end() ? nullptr : &it->second};
+  }
+
+ private:
+  std::unique_ptr<Reader> rd_;
+  std::map<std::string, const json*> by_name_;
+  std::string name_;
+  std::set<std::string> seen_;
+  Tensor values_;
+  std::map<std::string, WeightCompression> packed_;
+};
+
+}  // namespace
+
+LoadedModel load_cpk(const std::string& path, bool effective_f32) {
+  Reader rd(path);
+  LoadedModel lm;
+  std::map<std::string, const json*> by_name;
+  read_skeleton(rd, lm, by_name);
+  Model& m = lm.model;
+  try {
+    allocate_weights(m);
+    for_each_weight(m, [&](const WeightRef& r) { read_tensor(rd, *by_name.at(r.name), *r.tensor, m.compression, effective_f32); });
+  } catch (const json::exception& e) {
+    bad(path, std::string("malformed header: ") + e.what());
+  }
   for_each_weight(m, [&](const WeightRef& r) {
     auto it = m.compression.find(r.name);
     m.source_dtypes[r.name] = it == m.compression.end() || !it->second.scheme.quantized() ? DType::F32 : it->second.scheme.type;
   });
   return lm;
+}
+
+std::unique_ptr<WeightSource> open_cpk_stream(const std::string& path, LoadedModel& skeleton) {
+  auto rd = std::make_unique<Reader>(path);
+  std::map<std::string, const json*> by_name;
+  read_skeleton(*rd, skeleton, by_name);
+  return std::make_unique<CpkStream>(std::move(rd), std::move(by_name));
 }
 
 ModelConfig read_cpk_config(const std::string& path) {

@@ -5,10 +5,12 @@
 // fails naming the file and what is wrong.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "io/model_loader.h"
+#include "io/weight_source.h"
 
 namespace condense {
 
@@ -30,6 +32,12 @@ bool is_cpk(const std::string& path);
 // packed forms) and the embedded tokenizer, if any.
 // effective_f32 = false leaves the f32 tensors of quantized weights undefined.
 LoadedModel load_cpk(const std::string& path, bool effective_f32 = true);
+
+// A .cpk opened for streaming: `skeleton` gets everything but the weights
+// (config, scales, tokenizer; layers sized, tensors undefined) and the source
+// reads one weight at a time, checksummed, as load_cpk would (quantized
+// weights as their packed form only).
+std::unique_ptr<WeightSource> open_cpk_stream(const std::string& path, LoadedModel& skeleton);
 
 // What each tensor takes in a .cpk: for `info`.
 struct CpkTensorInfo {

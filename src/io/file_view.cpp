@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
@@ -45,6 +46,13 @@ FileView::FileView(const std::string& path) : path_(path) {
 
 FileView::~FileView() {
   if (data_ && owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+void FileView::release(uint64_t offset, uint64_t n) const {
+  if (!owned_ || !data_ || offset >= size_) return;
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t lo = (offset + page - 1) / page * page, hi = std::min(size_, offset + n) / page * page;
+  if (hi > lo) ::madvise(const_cast<uint8_t*>(data_) + lo, hi - lo, MADV_DONTNEED);
 }
 
 void FileView::require(uint64_t offset, uint64_t n, const std::string& what) const {

@@ -22,6 +22,10 @@ class FileView {
   uint64_t size() const { return size_; }
   const uint8_t* data() const { return data_; }
 
+  // Tells the kernel the mapped pages of [offset, offset + n) are done with:
+  // they leave this process's resident set (the page cache keeps them), so
+  // reading a big file section by section does not hold all of it.
+  void release(uint64_t offset, uint64_t n) const;
   // Throws unless [offset, offset + n) lies inside the file; `what` names the item.
   void require(uint64_t offset, uint64_t n, const std::string& what) const;
   template <typename T>

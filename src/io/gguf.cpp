@@ -374,16 +374,17 @@ int file_type_of(int t) {
 
 }  // namespace
 
-std::vector<GgufTensorPlan> plan_gguf(const Model& model, const GgufWriteOptions& opt) {
+std::vector<GgufTensorPlan> plan_gguf(const Model& model, const GgufWriteOptions& opt, WeightSource* source) {
   if (opt.type >= 0 && !ggml::writable(uint32_t(opt.type))) fail("GGUF", std::string("condense does not write ggml type ") + ggml::type_name(uint32_t(opt.type)));
+  ModelWeights own(model);
+  WeightSource& src = source ? *source : own;
   std::vector<GgufTensorPlan> plan;
   for_each_weight(model, [&](const WeightRef& r) {
     GgufTensorPlan p;
     p.name = r.name;
     p.gguf_name = gguf_name(r.name);
     p.shape = r.shape;
-    auto it = model.compression.find(r.name);
-    const WeightCompression* wc = it == model.compression.end() ? nullptr : &it->second;
+    const WeightCompression* wc = src.get(r).packed;
     const bool quantized = wc && wc->scheme.quantized();
     p.source = quantized ? wc->scheme.describe() : "f32";
     if (wc && wc->sparse()) p.source += " sparse";
@@ -422,8 +423,10 @@ std::vector<GgufTensorPlan> plan_gguf(const Model& model, const GgufWriteOptions
   return plan;
 }
 
-std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& path, const GgufWriteOptions& opt) {
-  std::vector<GgufTensorPlan> plan = plan_gguf(model, opt);
+std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& path, const GgufWriteOptions& opt, WeightSource* source) {
+  ModelWeights own(model);
+  WeightSource& src = source ? *source : own;
+  std::vector<GgufTensorPlan> plan = plan_gguf(model, opt, &src);
   const ModelConfig& c = model.config;
   const Llama2cTokenizer* tok = opt.tokenizer;
   if (tok && tok->vocab_size() != c.vocab) {
@@ -489,19 +492,20 @@ std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& pat
   out.write(w.buf.data(), w.buf.size());
 
   // One tensor at a time: its effective values (decoded from the packed form
-  // when the model holds no f32 copy), encoded row by row in GGUF row order
-  // (q/k rows interleaved for ggml's RoPE), then decoded again to measure.
+  // when the model holds no f32 copy), encoded and written row by row in GGUF
+  // row order (q/k rows interleaved for ggml's RoPE), each row decoded again
+  // to measure the error.
   std::vector<float> eff, back;
   std::vector<uint8_t> data;
   size_t i = 0;
   for_each_weight(model, [&](const WeightRef& r) {
     GgufTensorPlan& p = plan[i++];
     const int64_t cols = r.shape.back(), rows = shape_numel(r.shape) / cols;
-    auto it = model.compression.find(r.name);
-    const WeightCompression* wc = it == model.compression.end() ? nullptr : &it->second;
+    const WeightView view = src.get(r);
+    const WeightCompression* wc = view.packed;
     const float* values;
-    if (r.tensor->defined()) {
-      values = r.tensor->f32();
+    if (view.values && view.values->defined()) {
+      values = view.values->f32();
     } else {
       if (!wc || !wc->scheme.quantized()) fail(path, "weight '" + r.name + "' has neither values nor a packed form");
       eff.resize(size_t(rows * cols));
@@ -512,28 +516,27 @@ std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& pat
     const bool rope = is_rope_weight(p.gguf_name);
     const int heads = p.gguf_name.find("attn_q") != std::string::npos ? c.n_heads : c.n_kv_heads;
     const uint64_t rb = ggml::row_bytes(p.type, cols);
-    data.resize(size_t(p.bytes));
+    data.resize(size_t(rb));
     back.resize(size_t(cols));
     double err2 = 0, ref2 = 0, maxerr = 0;
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t src = rope ? rope_row_half_of_interleaved(row, heads, c.head_dim) : row;
-      uint8_t* dst = data.data() + uint64_t(row) * rb;
-      if (codes) encode_codes_row(*wc, src, cols, p.type, dst);
-      else ggml::quantize_row(p.type, values + src * cols, dst, cols);
-      ggml::dequantize_row(p.type, dst, back.data(), cols);
+      if (codes) encode_codes_row(*wc, src, cols, p.type, data.data());
+      else ggml::quantize_row(p.type, values + src * cols, data.data(), cols);
+      ggml::dequantize_row(p.type, data.data(), back.data(), cols);
       for (int64_t k = 0; k < cols; ++k) {
         const double v = values[src * cols + k], d = double(back[size_t(k)]) - v;
         err2 += d * d;
         ref2 += v * v;
         maxerr = std::max(maxerr, std::fabs(d));
       }
+      out.write(data.data(), data.size());
     }
     p.rel_rmse = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
     p.max_abs_err = maxerr;
     if (codes && maxerr != 0) fail(path, "internal error: the codes of '" + r.name + "' did not survive the copy into " + ggml::type_name(p.type));
     if (p.how == "re-quantized" && maxerr == 0) p.how = "exact";
-    out.write(data.data(), data.size());
-    out.write_zeros((32 - data.size() % 32) % 32);
+    out.write_zeros((32 - p.bytes % 32) % 32);
   });
   out.commit();
   return plan;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "io/weight_source.h"
 #include "model/model.h"
 #include "model/tokenizer_llama2c.h"
 
@@ -57,12 +58,13 @@ struct GgufTensorPlan {
   double rel_rmse = 0, max_abs_err = 0;
 };
 
-// The per-tensor plan, without writing anything (`convert --dry-run`).
-std::vector<GgufTensorPlan> plan_gguf(const Model& model, const GgufWriteOptions& opt);
-// Writes the file (atomically, one tensor in memory at a time) and returns the
-// plan with its measured errors. A model from load_cpk(effective_f32 = false)
-// works: quantized weights are decoded from their packed form as needed.
-std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& path, const GgufWriteOptions& opt);
+// The per-tensor plan, without writing anything (`convert --dry-run`). The
+// weights come from `source` when given (a stream), else from `model`.
+std::vector<GgufTensorPlan> plan_gguf(const Model& model, const GgufWriteOptions& opt, WeightSource* source = nullptr);
+// Writes the file (atomically, one row in memory at a time) and returns the
+// plan with its measured errors. Quantized weights without f32 values (a
+// .cpk loaded packed, or streamed) are decoded from their packed form.
+std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& path, const GgufWriteOptions& opt, WeightSource* source = nullptr);
 // Writes 2-D weights as `dtype` (f32, f16 or bf16) and 1-D ones as f32.
 void save_gguf_model(const Model& model, const Llama2cTokenizer* tokenizer, const std::string& path, DType dtype);
 

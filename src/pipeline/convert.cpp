@@ -49,13 +49,13 @@ json plan_json(const std::vector<GgufTensorPlan>& plan, bool measured) {
 
 // Each weight as the input holds it and as the output stores it: the packed
 // form (a .cpk) or `dtype` ("": f32, exact).
-json tensor_list(const Model& m, const std::string& dtype) {
+json tensor_list(const Model& m, const std::string& dtype, WeightSource& weights) {
   json a = json::array();
   for_each_weight(m, [&](const WeightRef& w) {
-    auto it = m.compression.find(w.name);
-    const std::string src = m.source_encodings.count(w.name) ? m.source_encodings.at(w.name)
-                                                             : name(m.source_dtypes.count(w.name) ? m.source_dtypes.at(w.name) : DType::F32);
-    const std::string stored = !dtype.empty() ? dtype : it == m.compression.end() ? "f32" : it->second.scheme.describe();
+    const WeightCompression* wc = weights.get(w).packed;
+    const std::string held = wc && wc->scheme.quantized() ? wc->scheme.describe() : "f32";
+    const std::string src = m.source_encodings.count(w.name) ? m.source_encodings.at(w.name) : held;
+    const std::string stored = !dtype.empty() ? dtype : held;
     a.push_back({{"name", w.name}, {"source", src}, {"stored", stored}, {"how", dtype.empty() ? "exact" : "rounded to " + dtype}});
   });
   return a;
@@ -175,10 +175,18 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
     fail("--dtype", "'" + opt.hf_dtype + "' is not a safetensors dtype condense writes", "Use bf16, f16 or f32");
   }
 
-  // A GGUF writer decodes packed weights one at a time, so a .cpk stays packed
-  // in memory; the other writers take the f32 values.
-  const bool packed_only = opt.to == "gguf" && !opt.merge && opt.tp <= 1;
-  LoadedModel lm = open_input(in, opt, !packed_only);
+  // GGUF, hf and compressed-tensors writers decode packed weights one at a
+  // time, so a .cpk stays packed in memory; a .cpk writer and a split take
+  // the f32 values.
+  const bool packed_only = opt.to != "cpk" && !opt.merge && opt.tp <= 1;
+  // A .cpk going to GGUF, hf or compressed-tensors is streamed: one weight in
+  // memory at a time (read once to plan, once to write).
+  LoadedModel lm;
+  std::unique_ptr<WeightSource> stream;
+  if (packed_only && is_cpk(in)) stream = open_cpk_stream(in, lm);
+  else lm = open_input(in, opt, !packed_only);
+  if (!stream) stream = std::make_unique<ModelWeights>(lm.model);
+  WeightSource* src = stream.get();
   Model& m = lm.model;
   json r = {{"input", in}, {"input_format", m.format}, {"to", opt.to}, {"output", opt.out}, {"dry_run", opt.dry_run},
             {"config", m.config.summary()}};
@@ -190,7 +198,7 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
     r["tp"] = opt.tp;
     r["ranks"] = man["ranks"];
     r["split"] = man["split"];
-    r["tensors"] = tensor_list(m, "");
+    r["tensors"] = tensor_list(m, "", *src);
   } else if (opt.to == "gguf") {
     GgufWriteOptions g;
     g.type = gguf_type;
@@ -201,12 +209,15 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
     if (!l2c) notes.push_back(lm.tokenizer ? "tokenizer not embedded: GGUF export of a " + lm.tokenizer->kind() + " tokenizer is not built yet"
                                            : "tokenizer not embedded: " + lm.tokenizer_note);
     bool sparse = false;
-    for (const auto& [name, wc] : m.compression) sparse = sparse || wc.sparse();
+    for_each_weight(m, [&](const WeightRef& w) {
+      const WeightCompression* wc = src->get(w).packed;
+      sparse = sparse || (wc && wc->sparse());
+    });
     if (sparse) notes.push_back("GGUF has no sparse encoding: pruned weights are written as stored zeros");
     if (opt.dry_run) {
-      r["tensors"] = plan_json(plan_gguf(m, g), false);
+      r["tensors"] = plan_json(plan_gguf(m, g, src), false);
     } else {
-      r["tensors"] = plan_json(save_gguf(m, opt.out, g), true);
+      r["tensors"] = plan_json(save_gguf(m, opt.out, g, src), true);
     }
   } else if (opt.to == "cpk") {
     CpkWriteOptions c;
@@ -219,7 +230,7 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
       notes.push_back(lm.tokenizer ? "tokenizer not embedded: its file is not at hand (" + lm.tokenizer_path + ")" : "tokenizer not embedded: " + lm.tokenizer_note);
     }
     c.provenance_json = json{{"converted_from", {{"path", in}, {"format", m.format}}}}.dump();
-    r["tensors"] = tensor_list(m, "");
+    r["tensors"] = tensor_list(m, "", *src);
     if (!opt.dry_run) save_cpk(m, opt.out, c);
   } else {
     // A Hugging Face folder: dense weights (hf) or vLLM's compressed-tensors.
@@ -228,7 +239,7 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
     std::vector<SafetensorsItem> items;
     std::string qc;
     if (ct) {
-      CompressedTensorsExport ex = plan_compressed_tensors(m, hf_dtype);
+      CompressedTensorsExport ex = plan_compressed_tensors(m, hf_dtype, src);
       items = std::move(ex.items);
       qc = ex.quantization_config;
       for (const std::string& n : ex.notes) notes.push_back(n);
@@ -241,15 +252,27 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
       r["tensors"] = tensors;
       r["quantization_config"] = json::parse(qc);
     } else {
-      if (!m.compression.empty()) notes.push_back("quantized weights are written dequantized (their effective values) as " + opt.hf_dtype);
-      r["tensors"] = tensor_list(m, hf_dtype == DType::F32 ? "" : opt.hf_dtype);
+      r["tensors"] = tensor_list(m, hf_dtype == DType::F32 ? "" : opt.hf_dtype, *src);
+      bool packed = false;
+      for (const auto& t : r["tensors"]) packed = packed || t["source"] != "f32";
+      if (packed) notes.push_back("quantized weights are written dequantized (their effective values) as " + opt.hf_dtype);
       const size_t es = hf_dtype == DType::F32 ? 4 : 2;
       for_each_weight(m, [&](const WeightRef& w) {
-        const Tensor* t = w.tensor;
-        items.push_back({w.name, hf_dtype == DType::F32 ? "F32" : hf_dtype == DType::F16 ? "F16" : "BF16", w.shape, uint64_t(t->numel()) * es,
-                         [t, hf_dtype](std::vector<uint8_t>& out) {
-                           out.resize(t->nbytes() / 4 * (hf_dtype == DType::F32 ? 4 : 2));
-                           convert_from_f32(t->f32(), hf_dtype, out.data(), t->numel());
+        const int64_t n = shape_numel(w.shape), rows = w.shape[0];
+        items.push_back({w.name, hf_dtype == DType::F32 ? "F32" : hf_dtype == DType::F16 ? "F16" : "BF16", w.shape, uint64_t(n) * es,
+                         [src, w, n, rows, es, hf_dtype](std::vector<uint8_t>& out) {
+                           const WeightView view = src->get(w);
+                           const Tensor* t = view.values;
+                           const WeightCompression* wc = view.packed;
+                           std::vector<float> eff;
+                           const float* v = t && t->defined() ? t->f32() : nullptr;
+                           if (!v) {  // a packed weight of a .cpk: its effective values, decoded now
+                             eff.resize(size_t(n));
+                             dequantize(*wc, rows, n / rows, eff.data());
+                             v = eff.data();
+                           }
+                           out.resize(size_t(n) * es);
+                           convert_from_f32(v, hf_dtype, out.data(), n);
                          }});
       });
     }
