@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/cpk.h"
+#include "io/ggml_quants.h"
 #include "io/model_loader.h"
 #include "kernels/cpu/cpu_features.h"
 #ifdef CONDENSE_HAVE_CUDA
@@ -84,11 +85,19 @@ void register_info(CLI::App& app) {
     std::map<std::string, std::pair<int64_t, int64_t>> by_dtype;  // name -> (params, bytes)
     int64_t params = 0;
     for_each_weight(m, [&](const WeightRef& w) {
-      const DType dt = m.source_dtypes.count(w.name) ? m.source_dtypes[w.name] : DType::F32;
-      auto& e = by_dtype[name(dt)];
-      e.first += w.tensor->numel();
-      e.second += int64_t(storage_bytes(dt, w.tensor->numel()));
-      params += w.tensor->numel();
+      const int64_t n = shape_numel(w.shape);
+      if (auto enc = m.source_encodings.find(w.name); enc != m.source_encodings.end() && m.format == "gguf") {
+        // a ggml block type: bytes as the file stores them
+        auto& e = by_dtype[enc->second];
+        e.first += n;
+        e.second += int64_t(ggml::row_bytes(uint32_t(ggml::type_from_name(enc->second)), w.shape.back()) * uint64_t(n / w.shape.back()));
+      } else {
+        const DType dt = m.source_dtypes.count(w.name) ? m.source_dtypes[w.name] : DType::F32;
+        auto& e = by_dtype[name(dt)];
+        e.first += n;
+        e.second += int64_t(storage_bytes(dt, n));
+      }
+      params += n;
     });
     const ModelConfig& c = m.config;
     nlohmann::json j = {

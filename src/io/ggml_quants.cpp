@@ -381,6 +381,13 @@ const char* type_name(uint32_t t) { return type_info(t) ? type_info(t)->name : "
 bool readable(uint32_t t) { return t == F32 || t == F16 || t == BF16 || decoder(t) != nullptr; }
 bool writable(uint32_t t) { return t == F32 || t == F16 || t == BF16 || encoder(t) != nullptr; }
 
+int type_from_name(const std::string& s) {
+  for (uint32_t t = 0; t < sizeof(kTypes) / sizeof(kTypes[0]); ++t) {
+    if (kTypes[t].name && s == kTypes[t].name) return int(t);
+  }
+  return -1;
+}
+
 Type writable_type_from_name(const std::string& s) {
   std::string u;
   for (char c : s) u += char(std::toupper(static_cast<unsigned char>(c)));

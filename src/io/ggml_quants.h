@@ -34,6 +34,8 @@ const char* type_name(uint32_t t);  // "unknown" for ids ggml does not define
 // encodes it (the same but Q5_K).
 bool readable(uint32_t t);
 bool writable(uint32_t t);
+// The id of a type named as ggml spells it ("Q5_K"), or -1.
+int type_from_name(const std::string& s);
 // "q4_k", "Q4_K", "f16", ... for a writable type; Error listing them otherwise.
 Type writable_type_from_name(const std::string& s);
 // Bytes of a row of n elements (n a multiple of the block).
