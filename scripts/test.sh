@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tests (the README's second command; CI runs it through .ci/run):
 #  1. the Release build and every test (ctest labels: unit, real_data, isa, demo,
-#     browser, client; real_data skips without ../shared/data);
+#     browser, client, interop; real_data skips without ../shared/data);
 #  2. a clang build with AddressSanitizer + UndefinedBehaviorSanitizer + libFuzzer
 #     (build-san/): the unit tests again, then every fuzz target for
 #     CONDENSE_FUZZ_SECONDS (60) with its seeds and saved regressions (docs/FUZZING.md).
