@@ -11,6 +11,7 @@
 #include "io/model_loader.h"
 #include "pipeline/convert.h"
 #include "tests/test_util.h"
+#include "tests/tiny_model.h"
 
 using namespace condense;
 
@@ -115,4 +116,34 @@ TEST(RealConvert, CompressedTensorsOfACpkScoresAsTheCpk) {
     // per channel holds the 172-wide rows too: nothing dense there
     EXPECT_EQ(b.model.compression.count("model.layers.3.mlp.down_proj.weight"), s.granularity == Granularity::PerChannel ? 1u : 0u);
   }
+}
+
+// --to hf of the real stories260K writes a tokenizer.json (from its llama2.c
+// tokenizer) that condense's Hugging Face tokenizer reader encodes the whole
+// validation text with exactly as the llama2.c tokenizer does, and decodes back.
+TEST(RealConvert, HfExportCarriesAnEquivalentTokenizerJson) {
+  REQUIRE_DATA(kBin);
+  testutil::TempDir dir;
+  pipeline::ConvertOptions o;
+  o.to = "hf";
+  o.out = dir / "hf";
+  o.tokenizer = testutil::data(kTok);
+  o.hf_dtype = "f32";
+  pipeline::convert_model(testutil::data(kBin), o);
+  const LoadedModel a = load_model(testutil::data(kBin), testutil::data(kTok));
+  const LoadedModel b = load_model(dir / "hf");
+  ASSERT_TRUE(b.tokenizer);
+  EXPECT_EQ(b.tokenizer->kind().find("hf"), 0u) << b.tokenizer->kind();
+  const std::string text = testutil::read_file(testutil::data(kText));
+  const std::vector<int> ia = a.tokenizer->encode(text), ib = b.tokenizer->encode(text);
+  ASSERT_EQ(ia.size(), ib.size());
+  size_t first = 0;
+  while (first < ia.size() && ia[first] == ib[first]) ++first;
+  EXPECT_EQ(first, ia.size()) << "first difference at token " << first << " of " << ia.size();
+  std::string back;
+  for (size_t i = 0; i < std::min<size_t>(ib.size(), 400); ++i) back += b.tokenizer->decode_token(i ? ib[i - 1] : 1, ib[i]);
+  std::string want;
+  for (size_t i = 0; i < std::min<size_t>(ia.size(), 400); ++i) want += a.tokenizer->decode_token(i ? ia[i - 1] : 1, ia[i]);
+  EXPECT_EQ(back, want);
+  testutil::expect_same_weights(a.model, b.model);
 }

@@ -1,6 +1,9 @@
 #include "io/hf_tokenizer_json.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
 #include "io/file_view.h"
@@ -155,6 +158,81 @@ std::unique_ptr<HfBpeTokenizer> parse_hf_tokenizer(const json& j, const std::str
 
 std::unique_ptr<HfBpeTokenizer> load_hf_tokenizer_json(const std::string& path) {
   return parse_hf_tokenizer_json(read_text_file(path), path);
+}
+
+namespace {
+
+// llama2.c stores its specials as "\n<s>\n"; the json names them plainly.
+std::string json_piece(const Llama2cTokenizer& tok, int id) {
+  std::string p = tok.piece(id);
+  if (id <= 2 && p.size() > 2 && p.front() == '\n' && p.back() == '\n') p = p.substr(1, p.size() - 2);
+  return text::parse_byte_piece(p) >= 0 ? p : text::replace_all(p, " ", text::kMetaSpace);
+}
+
+nlohmann::json special(int id, const std::string& content) {
+  return {{"id", id}, {"content", content}, {"single_word", false}, {"lstrip", false}, {"rstrip", false}, {"normalized", false}, {"special", true}};
+}
+
+}  // namespace
+
+std::string hf_tokenizer_json_from_llama2c(const Llama2cTokenizer& tok, int bos_id, int eos_id) {
+  using json = nlohmann::json;
+  const int n = tok.vocab_size();
+  json vocab = json::object();
+  std::unordered_map<std::string, int> ids;
+  for (int i = 0; i < n; ++i) {
+    const std::string p = json_piece(tok, i);
+    if (ids.emplace(p, i).second) vocab[p] = i;
+  }
+  // Every split of a piece into two pieces is a merge; ranked by the merged
+  // piece's score (highest first), then by its id, then by where it splits.
+  struct Merge { float score; int id; size_t at; std::string a, b; };
+  std::vector<Merge> merges;
+  for (int i = 3; i < n; ++i) {
+    const std::string p = json_piece(tok, i);
+    if (text::parse_byte_piece(p) >= 0) continue;
+    for (size_t at = 1; at < p.size(); ++at) {
+      if ((static_cast<unsigned char>(p[at]) & 0xc0) == 0x80) continue;  // inside a UTF-8 character
+      const std::string a = p.substr(0, at), b = p.substr(at);
+      if (ids.count(a) && ids.count(b)) merges.push_back({tok.score(i), i, at, a, b});
+    }
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const Merge& x, const Merge& y) {
+    if (x.score != y.score) return x.score > y.score;
+    if (x.id != y.id) return x.id < y.id;
+    return x.at < y.at;
+  });
+  json mj = json::array();
+  for (const Merge& m : merges) mj.push_back(m.a + " " + m.b);
+  const std::string bos = json_piece(tok, bos_id), eos = json_piece(tok, eos_id), unk = json_piece(tok, 0);
+  const json sp = text::kMetaSpace;
+  json j = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", json::array({special(0, unk), special(bos_id, bos), special(eos_id, eos)})},
+      {"normalizer", {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", sp}},
+                                                                          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", sp}}})}}},
+      {"pre_tokenizer", nullptr},
+      {"post_processor", {{"type", "TemplateProcessing"},
+                          {"single", json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+                          {"pair", json::array({{{"SpecialToken", {{"id", bos}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                                                {{"SpecialToken", {{"id", bos}, {"type_id", 1}}}}, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+                          {"special_tokens", {{bos, {{"id", bos}, {"ids", {bos_id}}, {"tokens", {bos}}}}}}}},
+      {"decoder", {{"type", "Sequence"}, {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", sp}}}, {"content", " "}},
+                                                                   {{"type", "ByteFallback"}}, {{"type", "Fuse"}},
+                                                                   {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}}},
+      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", unk}, {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
+                 {"fuse_unk", true}, {"byte_fallback", true}, {"ignore_merges", false}, {"vocab", vocab}, {"merges", mj}}}};
+  return j.dump(1) + "\n";
+}
+
+std::string hf_tokenizer_config_json(const Llama2cTokenizer& tok, int bos_id, int eos_id, int max_seq) {
+  const nlohmann::json j = {{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token", json_piece(tok, bos_id)},
+                            {"eos_token", json_piece(tok, eos_id)}, {"unk_token", json_piece(tok, 0)}, {"pad_token", nullptr},
+                            {"model_max_length", max_seq}, {"tokenizer_class", "LlamaTokenizerFast"}, {"clean_up_tokenization_spaces", false},
+                            {"legacy", false}};
+  return j.dump(1) + "\n";
 }
 
 }  // namespace condense

@@ -17,6 +17,7 @@
 #include "io/gguf.h"
 #include "io/compressed_tensors.h"
 #include "io/hf_model.h"
+#include "io/hf_tokenizer_json.h"
 #include "io/safetensors.h"
 #include "io/llama2c.h"
 #include "io/model_loader.h"
@@ -281,6 +282,10 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
         (fs::path(lm.tokenizer_path).filename() == "tokenizer.json" || fs::path(lm.tokenizer_path).filename() == "tokenizer.model")) {
       tokenizer_file = fs::path(lm.tokenizer_path).filename().string();
       r["tokenizer_file"] = tokenizer_file;
+    } else if (l2c) {
+      r["tokenizer_file"] = "tokenizer.json";
+      notes.push_back("tokenizer.json and tokenizer_config.json written from the " + lm.tokenizer->kind() +
+                      " tokenizer (BPE with byte fallback, merges ranked by score)");
     } else {
       notes.push_back("tokenizer not written: transformers reads tokenizer.json or tokenizer.model, and this model's tokenizer is " +
                       (lm.tokenizer ? lm.tokenizer->kind() + " (" + lm.tokenizer_path + ")" : lm.tokenizer_note));
@@ -305,6 +310,10 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
         if (ct) cfg["quantization_config"] = json::parse(qc);
         write_file_atomically((tmp / "config.json").string(), cfg.dump(2) + "\n");
         if (!tokenizer_file.empty()) fs::copy_file(lm.tokenizer_path, tmp / tokenizer_file);
+        else if (l2c) {
+          write_file_atomically((tmp / "tokenizer.json").string(), hf_tokenizer_json_from_llama2c(*l2c, m.config.bos_id, m.config.eos_id));
+          write_file_atomically((tmp / "tokenizer_config.json").string(), hf_tokenizer_config_json(*l2c, m.config.bos_id, m.config.eos_id, m.config.max_seq));
+        }
         if (!lm.chat_template.empty()) write_file_atomically((tmp / "chat_template.jinja").string(), lm.chat_template);
         if (!fs::exists(out)) {
           fs::rename(tmp, out);
