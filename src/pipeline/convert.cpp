@@ -67,8 +67,15 @@ json quality(const LoadedModel& in, const std::string& out_path, const ConvertOp
   const Tokenizer& tok = require_tokenizer(in);
   const std::vector<int> tokens = tok.encode(read_text_file(opt.text));
   LoadedModel out = load_model(out_path, opt.tokenizer, {.effective_f32 = false});
+  // Both score the same ids: the output's own tokenizer (a tokenizer.json
+  // written from a llama2.c one, say) must encode the text exactly so.
   if (out.tokenizer && train::tokenizer_fingerprint(*out.tokenizer) != train::tokenizer_fingerprint(tok)) {
-    fail(out_path, "the converted model's tokenizer differs from the input's");
+    const std::vector<int> other = out.tokenizer->encode(read_text_file(opt.text));
+    size_t i = 0;
+    while (i < tokens.size() && i < other.size() && tokens[i] == other[i]) ++i;
+    if (i != tokens.size() || other.size() != tokens.size()) {
+      fail(out_path, "the converted model's tokenizer encodes " + opt.text + " differently from the input's (first difference at token " + std::to_string(i) + ")");
+    }
   }
   const int ctx = std::min({opt.ctx, in.model.config.max_seq, out.model.config.max_seq});
   Engine ref(in.model, ctx), model(out.model, ctx);
