@@ -51,29 +51,21 @@ inline void k4_scale_min(const uint8_t* sc, int s, int& scale, int& min) {
     min = (sc[s + 4] >> 4) | ((sc[s] >> 6) << 4);
   }
 }
-inline void q4_k(const uint8_t* b, double* y) {
+// Q4_K, and Q5_K with its fifth bits in qh[32] (bit `sub` of qh[l]) before the nibbles.
+inline void k_quant(const uint8_t* b, double* y, bool five) {
   const double d = half(b), dmin = half(b + 2);
   for (int e = 0; e < 256; ++e) {
     const int chunk = e / 64, within = e % 64, sub = 2 * chunk + within / 32;
     int sc, m;
     k4_scale_min(b + 4, sub, sc, m);
-    const uint8_t byte = b[16 + 32 * chunk + within % 32];
-    const int q = within < 32 ? byte & 15 : byte >> 4;
-    y[e] = d * sc * q - dmin * m;
-  }
-}
-inline void q5_k(const uint8_t* b, double* y) {
-  const double d = half(b), dmin = half(b + 2);
-  for (int e = 0; e < 256; ++e) {
-    const int chunk = e / 64, within = e % 64, sub = 2 * chunk + within / 32;
-    int sc, m;
-    k4_scale_min(b + 4, sub, sc, m);
-    const uint8_t byte = b[48 + 32 * chunk + within % 32];
-    const int high = (b[16 + within % 32] >> sub) & 1;  // bit `sub` of qh[l]
+    const uint8_t byte = b[(five ? 48 : 16) + 32 * chunk + within % 32];
+    const int high = five ? (b[16 + within % 32] >> sub) & 1 : 0;
     const int q = (within < 32 ? byte & 15 : byte >> 4) + 16 * high;
     y[e] = d * sc * q - dmin * m;
   }
 }
+inline void q4_k(const uint8_t* b, double* y) { k_quant(b, y, false); }
+inline void q5_k(const uint8_t* b, double* y) { k_quant(b, y, true); }
 inline void q6_k(const uint8_t* b, double* y) {
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;

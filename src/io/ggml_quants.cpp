@@ -22,15 +22,8 @@ constexpr TypeInfo kTypes[] = {
     {nullptr, 0, 0},      {nullptr, 0, 0},     {nullptr, 0, 0},     {"MXFP4", 32, 17}};
 constexpr int kQK = 256;  // QK_K
 
-float h2f(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return minifloat::f16_to_f32(h);
-}
-void f2h(float v, uint8_t* p) {
-  const uint16_t h = minifloat::f32_to_f16(v);
-  std::memcpy(p, &h, 2);
-}
+float h2f(const uint8_t* p) { return load_f16(p); }
+void f2h(float v, uint8_t* p) { store_f16(v, p); }
 
 // Rounds to nearest, ties to even (ggml's nearest_int adds 1.5 * 2^23 for the
 // same result on the magnitudes used here, |x| < 2^22).
@@ -77,36 +70,27 @@ void dec_q4_1(const uint8_t* b, float* y) {
     y[j + 16] = float(b[4 + j] >> 4) * d + m;
   }
 }
-void dec_q4_k(const uint8_t* b, float* y) {
+// Q4_K and Q5_K: each 64-element chunk c has two sub-blocks (2c: low nibbles,
+// 2c+1: high nibbles), x = d*sc*q - dmin*m; Q5_K adds a fifth bit from qh.
+void dec_k4(const uint8_t* b, float* y, const uint8_t* qh) {
   const float d = h2f(b), dmin = h2f(b + 2);
   const uint8_t* scales = b + 4;
-  const uint8_t* q = b + 16;
+  const uint8_t* q = b + (qh ? 48 : 16);
   for (int c = 0; c < 4; ++c) {
-    int sc, m;
-    scale_min_k4(2 * c, scales, sc, m);
-    const float d1 = d * float(sc), m1 = dmin * float(m);
-    scale_min_k4(2 * c + 1, scales, sc, m);
-    const float d2 = d * float(sc), m2 = dmin * float(m);
-    for (int l = 0; l < 32; ++l) y[64 * c + l] = d1 * float(q[32 * c + l] & 0xf) - m1;
-    for (int l = 0; l < 32; ++l) y[64 * c + 32 + l] = d2 * float(q[32 * c + l] >> 4) - m2;
+    for (int half = 0; half < 2; ++half) {
+      int sc, m;
+      scale_min_k4(2 * c + half, scales, sc, m);
+      const float ds = d * float(sc), ms = dmin * float(m);
+      const int bit = 1 << (2 * c + half);
+      for (int l = 0; l < 32; ++l) {
+        const int low = half ? q[32 * c + l] >> 4 : q[32 * c + l] & 0xf;
+        y[64 * c + 32 * half + l] = ds * float(low + (qh && (qh[l] & bit) ? 16 : 0)) - ms;
+      }
+    }
   }
 }
-void dec_q5_k(const uint8_t* b, float* y) {
-  const float d = h2f(b), dmin = h2f(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 16;
-  const uint8_t* ql = b + 48;
-  for (int c = 0; c < 4; ++c) {
-    int sc, m;
-    scale_min_k4(2 * c, scales, sc, m);
-    const float d1 = d * float(sc), m1 = dmin * float(m);
-    scale_min_k4(2 * c + 1, scales, sc, m);
-    const float d2 = d * float(sc), m2 = dmin * float(m);
-    const int lo = 1 << (2 * c), hi = 2 << (2 * c);
-    for (int l = 0; l < 32; ++l) y[64 * c + l] = d1 * float((ql[32 * c + l] & 0xf) + (qh[l] & lo ? 16 : 0)) - m1;
-    for (int l = 0; l < 32; ++l) y[64 * c + 32 + l] = d2 * float((ql[32 * c + l] >> 4) + (qh[l] & hi ? 16 : 0)) - m2;
-  }
-}
+void dec_q4_k(const uint8_t* b, float* y) { dec_k4(b, y, nullptr); }
+void dec_q5_k(const uint8_t* b, float* y) { dec_k4(b, y, b + 16); }
 void dec_q6_k(const uint8_t* b, float* y) {
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
@@ -380,6 +364,16 @@ const TypeInfo* type_info(uint32_t t) {
 const char* type_name(uint32_t t) { return type_info(t) ? type_info(t)->name : "unknown"; }
 bool readable(uint32_t t) { return t == F32 || t == F16 || t == BF16 || decoder(t) != nullptr; }
 bool writable(uint32_t t) { return t == F32 || t == F16 || t == BF16 || encoder(t) != nullptr; }
+
+float load_f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return minifloat::f16_to_f32(h);
+}
+void store_f16(float v, uint8_t* p) {
+  const uint16_t h = minifloat::f32_to_f16(v);
+  std::memcpy(p, &h, 2);
+}
 
 int type_from_name(const std::string& s) {
   for (uint32_t t = 0; t < sizeof(kTypes) / sizeof(kTypes[0]); ++t) {

@@ -41,6 +41,10 @@ Type writable_type_from_name(const std::string& s);
 // Bytes of a row of n elements (n a multiple of the block).
 uint64_t row_bytes(uint32_t t, int64_t n);
 
+// An IEEE half at p (little-endian), as block scales are stored.
+float load_f16(const uint8_t* p);
+void store_f16(float v, uint8_t* p);
+
 // One row of n elements (a multiple of the type's block).
 void dequantize_row(uint32_t t, const uint8_t* src, float* dst, int64_t n);
 void quantize_row(uint32_t t, const float* src, uint8_t* dst, int64_t n);

@@ -11,15 +11,8 @@ namespace condense {
 namespace {
 
 bool f16_exact(float v) { return minifloat::f16_to_f32(minifloat::f32_to_f16(v)) == v; }
-float h2f(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return minifloat::f16_to_f32(h);
-}
-void f2h(float v, uint8_t* p) {
-  const uint16_t h = minifloat::f32_to_f16(v);
-  std::memcpy(p, &h, 2);
-}
+float h2f(const uint8_t* p) { return ggml::load_f16(p); }
+void f2h(float v, uint8_t* p) { ggml::store_f16(v, p); }
 
 // Element i's value in units of its scale: the signed code, or code - zero.
 int offset_code(const WeightCompression& wc, int64_t i, int64_t si) {

@@ -68,6 +68,13 @@ WeightCompression slice_packed(const WeightCompression& wc, int64_t rows, int64_
   return out;
 }
 
+// Each rank's weights in for_each_weight order (the same order as the full model's).
+std::vector<std::vector<WeightRef>> rank_weight_refs(const std::vector<Model>& ranks) {
+  std::vector<std::vector<WeightRef>> refs(ranks.size());
+  for (size_t r = 0; r < ranks.size(); ++r) for_each_weight(ranks[r], [&](const WeightRef& w) { refs[r].push_back(w); });
+  return refs;
+}
+
 // The output rows of a weight per rank; columns for o / down.
 int64_t split_extent(const WeightRef& w, Split s) { return s == Split::Cols ? w.shape[1] : w.shape[0]; }
 
@@ -129,9 +136,7 @@ std::vector<Model> split_tensor_parallel(const Model& m, int n) {
     }
     allocate_weights(rm);
   }
-  // Weights are visited in the same order in the full model and in each rank.
-  std::vector<std::vector<WeightRef>> rank_refs(static_cast<size_t>(n));
-  for (int r = 0; r < n; ++r) for_each_weight(ranks[size_t(r)], [&](const WeightRef& w) { rank_refs[size_t(r)].push_back(w); });
+  const std::vector<std::vector<WeightRef>> rank_refs = rank_weight_refs(ranks);
   size_t k = 0;
   for_each_weight(m, [&](const WeightRef& w) {
     const Split s = split_of(w);
@@ -189,8 +194,7 @@ Model merge_tensor_parallel(const std::vector<Model>& ranks, const ModelConfig& 
     }
   }
   allocate_weights(m);
-  std::vector<std::vector<WeightRef>> rank_refs(static_cast<size_t>(n));
-  for (int r = 0; r < n; ++r) for_each_weight(ranks[size_t(r)], [&](const WeightRef& w) { rank_refs[size_t(r)].push_back(w); });
+  const std::vector<std::vector<WeightRef>> rank_refs = rank_weight_refs(ranks);
   size_t k = 0;
   for_each_weight(m, [&](const WeightRef& w) {
     const Split s = split_of(w);
