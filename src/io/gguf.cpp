@@ -495,7 +495,7 @@ std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& pat
   // when the model holds no f32 copy), encoded and written row by row in GGUF
   // row order (q/k rows interleaved for ggml's RoPE), each row decoded again
   // to measure the error.
-  std::vector<float> eff, back;
+  std::vector<float> eff;
   std::vector<uint8_t> data;
   size_t i = 0;
   for_each_weight(model, [&](const WeightRef& r) {
@@ -516,21 +516,31 @@ std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& pat
     const bool rope = is_rope_weight(p.gguf_name);
     const int heads = p.gguf_name.find("attn_q") != std::string::npos ? c.n_heads : c.n_kv_heads;
     const uint64_t rb = ggml::row_bytes(p.type, cols);
-    data.resize(size_t(rb));
-    back.resize(size_t(cols));
+    // Rows in chunks encoded in parallel (K-quant searches are slow), written in order.
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(rows, int64_t((4u << 20) / std::max<uint64_t>(rb, 1))));
+    data.resize(size_t(rb * uint64_t(chunk)));
     double err2 = 0, ref2 = 0, maxerr = 0;
-    for (int64_t row = 0; row < rows; ++row) {
-      const int64_t src = rope ? rope_row_half_of_interleaved(row, heads, c.head_dim) : row;
-      if (codes) encode_codes_row(*wc, src, cols, p.type, data.data());
-      else ggml::quantize_row(p.type, values + src * cols, data.data(), cols);
-      ggml::dequantize_row(p.type, data.data(), back.data(), cols);
-      for (int64_t k = 0; k < cols; ++k) {
-        const double v = values[src * cols + k], d = double(back[size_t(k)]) - v;
-        err2 += d * d;
-        ref2 += v * v;
-        maxerr = std::max(maxerr, std::fabs(d));
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+      const int64_t r1 = std::min(rows, r0 + chunk);
+#pragma omp parallel reduction(+ : err2, ref2) reduction(max : maxerr)
+      {
+        std::vector<float> back(static_cast<size_t>(cols));
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t row = r0; row < r1; ++row) {
+          const int64_t src = rope ? rope_row_half_of_interleaved(row, heads, c.head_dim) : row;
+          uint8_t* dst = data.data() + uint64_t(row - r0) * rb;
+          if (codes) encode_codes_row(*wc, src, cols, p.type, dst);
+          else ggml::quantize_row(p.type, values + src * cols, dst, cols);
+          ggml::dequantize_row(p.type, dst, back.data(), cols);
+          for (int64_t k = 0; k < cols; ++k) {
+            const double v = values[src * cols + k], d = double(back[size_t(k)]) - v;
+            err2 += d * d;
+            ref2 += v * v;
+            maxerr = std::max(maxerr, std::fabs(d));
+          }
+        }
       }
-      out.write(data.data(), data.size());
+      out.write(data.data(), size_t(uint64_t(r1 - r0) * rb));
     }
     p.rel_rmse = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
     p.max_abs_err = maxerr;
