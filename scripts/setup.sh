@@ -58,8 +58,9 @@ cmake --build "$build" -j2 ${target[@]+"${target[@]}"}
 if [ ${#target[@]} -eq 0 ] && [ $sanitize -eq 0 ] && command -v npm >/dev/null && [ ! -d "$here/tests/client/node_modules/openai" ]; then
   (cd "$here/tests/client" && npm ci --no-audit --no-fund --loglevel=error) || echo "setup: npm ci failed in tests/client; the client test will try again" >&2
 fi
-# The GGUF interop test's llama.cpp (node-llama-cpp's prebuilt linux-x64 CPU build only), pinned by tests/interop/package-lock.json.
-if [ ${#target[@]} -eq 0 ] && [ $sanitize -eq 0 ] && command -v npm >/dev/null && [ ! -d "$here/tests/interop/node_modules/@node-llama-cpp/linux-x64" ]; then
+# The interop tests' llama.cpp (node-llama-cpp's prebuilt linux-x64 CPU build only) and Hugging Face
+# tokenizers, pinned by tests/interop/package-lock.json.
+if [ ${#target[@]} -eq 0 ] && [ $sanitize -eq 0 ] && command -v npm >/dev/null && [ ! -d "$here/tests/interop/node_modules/tokenizers" ]; then
   (cd "$here/tests/interop" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error) ||
     echo "setup: npm ci failed in tests/interop; the interop test will try again" >&2
 fi

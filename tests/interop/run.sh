@@ -12,7 +12,7 @@ model="$data/models/stories260K/stories260K.bin"
 tok="$data/models/stories260K/tok512.bin"
 command -v node >/dev/null || { echo "skip: node is not installed (scripts/setup.sh installs it)"; exit 77; }
 [ -f "$model" ] || { echo "skip: $model is absent (set CONDENSE_DATA_DIR)"; exit 77; }
-if [ ! -d "$here/node_modules/@node-llama-cpp/linux-x64" ]; then
+if [ ! -d "$here/node_modules/@node-llama-cpp/linux-x64" ] || [ ! -d "$here/node_modules/tokenizers" ]; then
   command -v npm >/dev/null || { echo "skip: npm is not installed"; exit 77; }
   (cd "$here" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
