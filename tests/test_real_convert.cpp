@@ -8,6 +8,8 @@
 
 #include "compress/rtn.h"
 #include "io/cpk.h"
+#include "io/gguf.h"
+#include "model/shapes.h"
 #include "io/model_loader.h"
 #include "pipeline/convert.h"
 #include "tests/test_util.h"
@@ -146,4 +148,32 @@ TEST(RealConvert, HfExportCarriesAnEquivalentTokenizerJson) {
   for (size_t i = 0; i < std::min<size_t>(ia.size(), 400); ++i) want += a.tokenizer->decode_token(i ? ia[i - 1] : 1, ia[i]);
   EXPECT_EQ(back, want);
   testutil::expect_same_weights(a.model, b.model);
+}
+
+// A SentencePiece BPE tokenizer.model (Llama 2's 32k one) embedded in GGUF as
+// the "llama" vocabulary: read back, it encodes the validation text (line by
+// line) exactly as libsentencepiece does.
+TEST(RealConvert, GgufEmbedsASentencePieceTokenizer) {
+  const char* kSp = "models/llama2c-tokenizer-32k/tokenizer.model";
+  REQUIRE_DATA(kSp);
+  testutil::TempDir dir;
+  const auto sp = load_tokenizer_file(testutil::data(kSp));
+  const Model m = random_model(testutil::tiny_config({.dim = 32, .layers = 1, .heads = 4, .kv = 2, .hd = 8, .ffn = 64, .vocab = 32000, .max_seq = 64}), 3);
+  GgufWriteOptions o;
+  o.tokenizer = sp.get();
+  save_gguf(m, dir / "m.gguf", o);
+  const GgufModel g = load_gguf_model(dir / "m.gguf");
+  ASSERT_TRUE(g.tokenizer) << g.tokenizer_note;
+  const std::string text = testutil::read_file(testutil::data(kText)).substr(0, 30000);
+  size_t lines = 0, start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.empty()) continue;
+    ASSERT_EQ(g.tokenizer->encode(line), sp->encode(line)) << line;
+    ++lines;
+  }
+  EXPECT_GT(lines, 100u);
 }

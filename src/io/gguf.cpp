@@ -1,6 +1,7 @@
 #include "io/gguf.h"
 
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/json_text.h"
 #include "io/atomic_writer.h"
@@ -9,6 +10,7 @@
 #include "io/gguf_codes.h"
 #include "model/rope_layout.h"
 #include "model/text_codec.h"
+#include "model/tokenizer_sentencepiece.h"
 
 namespace condense {
 namespace {
@@ -372,7 +374,54 @@ int file_type_of(int t) {
   }
 }
 
+// GGUF's "llama" vocabulary: pieces (U+2581 for spaces), scores, token types.
+struct GgufVocab {
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  std::vector<int> types;
+  int unk = 0;
+};
+
+std::optional<GgufVocab> gguf_vocab(const Tokenizer& t, const ModelConfig& c) {
+  GgufVocab v;
+  const int n = t.vocab_size();
+  if (const auto* l2c = dynamic_cast<const Llama2cTokenizer*>(&t)) {
+    for (int i = 0; i < n; ++i) {
+      v.pieces.push_back(text::replace_all(l2c->piece(i), " ", text::kMetaSpace));
+      v.scores.push_back(l2c->score(i));
+      const bool byte = text::parse_byte_piece(l2c->piece(i)) >= 0;
+      v.types.push_back(i == 0 ? 2 : (i == c.bos_id || i == c.eos_id) ? 3 : byte ? 6 : 1);  // unknown, control, byte, normal
+    }
+    return v;
+  }
+  const auto* sp = dynamic_cast<const SentencePieceTokenizer*>(&t);
+  if (!sp) return std::nullopt;
+  std::vector<std::string> plain;
+  for (int i = 0; i < n; ++i) {
+    v.pieces.push_back(sp->piece(i));
+    v.scores.push_back(sp->score(i));
+    v.types.push_back(sp->gguf_token_type(i));
+    if (v.types.back() == 2) v.unk = i;
+    plain.push_back(text::replace_all(sp->piece(i), text::kMetaSpace, " "));
+  }
+  // GGUF readers (llama.cpp, condense) merge by score as SentencePiece BPE
+  // does; a unigram model would tokenize differently. Probe it.
+  const Llama2cTokenizer as_read(plain, v.scores, c.bos_id);
+  for (const char* probe : {"Once upon a time, there was a little girl named Lily.", "  two  spaces, tabs\tand\nnew lines", "12345 + 678 = 13023",
+                            "caf\xc3\xa9 na\xc3\xafve \xe2\x82\xac \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80", "The quick brown fox jumps over the lazy dog"}) {
+    if (as_read.encode(probe) != sp->encode(probe)) return std::nullopt;
+  }
+  return v;
+}
+
 }  // namespace
+
+std::string gguf_tokenizer_problem(const Tokenizer& tok) {
+  if (dynamic_cast<const Llama2cTokenizer*>(&tok)) return "";
+  if (!dynamic_cast<const SentencePieceTokenizer*>(&tok)) return "GGUF export of a " + tok.kind() + " tokenizer is not built yet (llama2.c and SentencePiece BPE are)";
+  ModelConfig c;
+  return gguf_vocab(tok, c) ? "" : "this SentencePiece model does not tokenize as a score-merge BPE (a unigram model?), which GGUF's \"llama\" vocabulary is";
+}
 
 std::vector<GgufTensorPlan> plan_gguf(const Model& model, const GgufWriteOptions& opt, WeightSource* source) {
   if (opt.type >= 0 && !ggml::writable(uint32_t(opt.type))) fail("GGUF", std::string("condense does not write ggml type ") + ggml::type_name(uint32_t(opt.type)));
@@ -428,9 +477,13 @@ std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& pat
   WeightSource& src = source ? *source : own;
   std::vector<GgufTensorPlan> plan = plan_gguf(model, opt, &src);
   const ModelConfig& c = model.config;
-  const Llama2cTokenizer* tok = opt.tokenizer;
-  if (tok && tok->vocab_size() != c.vocab) {
-    fail(path, "the tokenizer has " + std::to_string(tok->vocab_size()) + " tokens but the model's vocabulary is " + std::to_string(c.vocab));
+  std::optional<GgufVocab> tok;
+  if (opt.tokenizer) {
+    if (opt.tokenizer->vocab_size() != c.vocab) {
+      fail(path, "the tokenizer has " + std::to_string(opt.tokenizer->vocab_size()) + " tokens but the model's vocabulary is " + std::to_string(c.vocab));
+    }
+    tok = gguf_vocab(*opt.tokenizer, c);
+    if (!tok) fail(path, "the tokenizer cannot be embedded: " + gguf_tokenizer_problem(*opt.tokenizer));
   }
   bool any_quantized = false;
   for (const auto& p : plan) any_quantized = any_quantized || ggml::type_info(p.type)->block > 1;
@@ -454,19 +507,17 @@ std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& pat
   kv.kv_f32("llama.rope.freq_base", c.rope_theta);
   kv.kv_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
   if (tok) {
+    const uint64_t n = tok->pieces.size();
     kv.kv_str("tokenizer.ggml.model", "llama");
-    kv.array("tokenizer.ggml.tokens", STRING, uint64_t(tok->vocab_size()));
-    for (int i = 0; i < tok->vocab_size(); ++i) kv.str(text::replace_all(tok->piece(i), " ", text::kMetaSpace));
-    kv.array("tokenizer.ggml.scores", F32, uint64_t(tok->vocab_size()));
-    for (int i = 0; i < tok->vocab_size(); ++i) kv.put<float>(tok->score(i));
-    kv.array("tokenizer.ggml.token_type", I32, uint64_t(tok->vocab_size()));
-    for (int i = 0; i < tok->vocab_size(); ++i) {
-      const bool byte = text::parse_byte_piece(tok->piece(i)) >= 0;
-      kv.put<int32_t>(i == 0 ? 2 : (i == c.bos_id || i == c.eos_id) ? 3 : byte ? 6 : 1);  // unknown, control, byte, normal
-    }
+    kv.array("tokenizer.ggml.tokens", STRING, n);
+    for (const std::string& p : tok->pieces) kv.str(p);
+    kv.array("tokenizer.ggml.scores", F32, n);
+    for (float v : tok->scores) kv.put<float>(v);
+    kv.array("tokenizer.ggml.token_type", I32, n);
+    for (int t : tok->types) kv.put<int32_t>(t);
     kv.kv_u32("tokenizer.ggml.bos_token_id", uint32_t(c.bos_id));
     kv.kv_u32("tokenizer.ggml.eos_token_id", uint32_t(c.eos_id));
-    kv.kv_u32("tokenizer.ggml.unknown_token_id", 0);
+    kv.kv_u32("tokenizer.ggml.unknown_token_id", uint32_t(tok->unk));
     kv.key("tokenizer.ggml.add_bos_token", BOOL);
     kv.put<uint8_t>(1);
   }

@@ -37,10 +37,16 @@ struct GgufWriteOptions {
   // packed form maps onto exactly (Q8_0, Q4_0, Q4_1), else F32. 1-D weights
   // (norms, biases) are always F32, as llama.cpp keeps them.
   int type = -1;
-  const Llama2cTokenizer* tokenizer = nullptr;  // embedded when given
+  // Embedded when given and expressible as GGUF's "llama" (SentencePiece BPE)
+  // vocabulary: a llama2.c tokenizer, or a SentencePiece BPE model (checked:
+  // the pieces and scores must encode probe texts as the model does).
+  const Tokenizer* tokenizer = nullptr;
   std::string chat_template;                    // tokenizer.chat_template when not empty
   std::string name;                             // general.name ("condense" when empty)
 };
+
+// Why `tok` cannot be embedded in a GGUF file ("" when it can).
+std::string gguf_tokenizer_problem(const Tokenizer& tok);
 
 // What happens to one tensor.
 struct GgufTensorPlan {

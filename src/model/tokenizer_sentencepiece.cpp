@@ -41,5 +41,14 @@ std::string SentencePieceTokenizer::decode_token(int prev, int token) const {
 }
 
 int SentencePieceTokenizer::vocab_size() const { return sp_->GetPieceSize(); }
+std::string SentencePieceTokenizer::piece(int id) const { return sp_->IdToPiece(id); }
+float SentencePieceTokenizer::score(int id) const { return sp_->GetScore(id); }
+int SentencePieceTokenizer::gguf_token_type(int id) const {
+  if (sp_->IsUnknown(id)) return 2;
+  if (sp_->IsControl(id)) return 3;
+  if (sp_->IsUnused(id)) return 5;
+  if (sp_->IsByte(id)) return 6;
+  return 1;
+}
 
 }  // namespace condense

@@ -18,6 +18,11 @@ class SentencePieceTokenizer : public Tokenizer {
   std::string decode_token(int prev, int token) const override;
   int vocab_size() const override;
   std::string kind() const override { return "sentencepiece"; }
+  // The vocabulary as the model holds it (pieces with U+2581 for spaces), for
+  // exports: GGUF's token type 1 normal, 2 unknown, 3 control, 5 unused, 6 byte.
+  std::string piece(int id) const;
+  float score(int id) const;
+  int gguf_token_type(int id) const;
 
  private:
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;

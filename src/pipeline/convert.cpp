@@ -210,12 +210,12 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
   } else if (opt.to == "gguf") {
     GgufWriteOptions g;
     g.type = gguf_type;
-    g.tokenizer = l2c;
+    const std::string problem = lm.tokenizer ? gguf_tokenizer_problem(*lm.tokenizer) : lm.tokenizer_note;
+    if (problem.empty()) g.tokenizer = lm.tokenizer.get();
+    else notes.push_back("tokenizer not embedded: " + problem);
     g.chat_template = lm.chat_template;
     g.name = fs::path(in).filename().string();
     r["gguf_type"] = opt.gguf_type;
-    if (!l2c) notes.push_back(lm.tokenizer ? "tokenizer not embedded: GGUF export of a " + lm.tokenizer->kind() + " tokenizer is not built yet"
-                                           : "tokenizer not embedded: " + lm.tokenizer_note);
     bool sparse = false;
     for_each_weight(m, [&](const WeightRef& w) {
       const WeightCompression* wc = src->get(w).packed;
