@@ -89,13 +89,20 @@ TEST(RealServe, GreedyThroughTheServerEqualsGenerateAloneAndAmong32) {
 
 TEST(RealServe, EveryRequestCompletesWithTheSameOutputWhenTheKvPoolIsTooSmall) {
   REQUIRE_DATA(kBin);
-  RealServer s(SchedulerOptions{.watermark = 0}, 40);  // 640 positions for 12 requests of up to ~170
   const auto ps = prompts(12);
   std::vector<json> bodies;
   for (int i = 0; i < 12; ++i) bodies.push_back({{"prompt", ps[size_t(i)].substr(0, 300)}, {"max_tokens", 96}, {"temperature", 0}});
-  const std::vector<std::string> got = testutil::post_concurrently(s.port, bodies);
-  for (int i = 0; i < 12; ++i) EXPECT_EQ(got[size_t(i)], generate_text(s.lm, ps[size_t(i)].substr(0, 300), 96)) << "prompt " << i;
-  EXPECT_GT(s.sched.stats().preemptions, 0) << "the pool was meant to run out";
+  // The pool runs out only when four or more requests run at once; a loaded
+  // machine can stagger the twelve posts so that fewer do. Every attempt must
+  // give the right outputs; up to five attempts to see a preemption.
+  int64_t preemptions = 0;
+  for (int attempt = 0; attempt < 5 && preemptions == 0; ++attempt) {
+    RealServer s(SchedulerOptions{.watermark = 0}, 40);  // 640 positions for 12 requests of up to ~170
+    const std::vector<std::string> got = testutil::post_concurrently(s.port, bodies);
+    for (int i = 0; i < 12; ++i) EXPECT_EQ(got[size_t(i)], generate_text(s.lm, ps[size_t(i)].substr(0, 300), 96)) << "prompt " << i;
+    preemptions = s.sched.stats().preemptions;
+  }
+  EXPECT_GT(preemptions, 0) << "the pool was meant to run out";
 }
 
 TEST(RealServe, FiveHundredStreamsAgainstAQueueOf256) {
