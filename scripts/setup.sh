@@ -59,8 +59,9 @@ if [ ${#target[@]} -eq 0 ] && [ $sanitize -eq 0 ] && command -v npm >/dev/null &
   (cd "$here/tests/client" && npm ci --no-audit --no-fund --loglevel=error) || echo "setup: npm ci failed in tests/client; the client test will try again" >&2
 fi
 # The interop tests' llama.cpp (node-llama-cpp's prebuilt linux-x64 CPU build only) and Hugging Face
-# tokenizers, pinned by tests/interop/package-lock.json.
+# tokenizers, pinned by tests/interop/package-lock.json (`npm install --no-save` keeps to the lock; `npm ci`
+# refuses it because node-llama-cpp lists optional platform packages the registry does not have).
 if [ ${#target[@]} -eq 0 ] && [ $sanitize -eq 0 ] && command -v npm >/dev/null && [ ! -d "$here/tests/interop/node_modules/tokenizers" ]; then
-  (cd "$here/tests/interop" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+  (cd "$here/tests/interop" && npm install --no-save --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error) ||
     echo "setup: npm ci failed in tests/interop; the interop test will try again" >&2
 fi

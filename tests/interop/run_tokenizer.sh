@@ -17,7 +17,7 @@ command -v node >/dev/null || { echo "skip: node is not installed (scripts/setup
 [ -f "$model" ] || { echo "skip: $model is absent (set CONDENSE_DATA_DIR)"; exit 77; }
 if [ ! -d "$here/node_modules/tokenizers" ]; then
   command -v npm >/dev/null || { echo "skip: npm is not installed"; exit 77; }
-  (cd "$here" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error)
+  (cd "$here" && npm install --no-save --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
