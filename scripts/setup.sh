@@ -61,7 +61,9 @@ fi
 # The interop tests' llama.cpp (node-llama-cpp's prebuilt linux-x64 CPU build only) and Hugging Face
 # tokenizers, pinned by tests/interop/package-lock.json (`npm install --no-save` keeps to the lock; `npm ci`
 # refuses it because node-llama-cpp lists optional platform packages the registry does not have).
-if [ ${#target[@]} -eq 0 ] && [ $sanitize -eq 0 ] && command -v npm >/dev/null && [ ! -d "$here/tests/interop/node_modules/tokenizers" ]; then
+# Only where the tests can run (they need stories260K from ../shared/data).
+if [ ${#target[@]} -eq 0 ] && [ $sanitize -eq 0 ] && command -v npm >/dev/null && [ ! -d "$here/tests/interop/node_modules/tokenizers" ] &&
+   [ -d "${CONDENSE_DATA_DIR:-$here/../shared/data}/models/stories260K" ]; then
   (cd "$here/tests/interop" && npm install --no-save --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error) ||
     echo "setup: npm ci failed in tests/interop; the interop test will try again" >&2
 fi
