@@ -56,12 +56,12 @@ void print_human(const nlohmann::json& r) {
 }  // namespace
 
 void register_convert(CLI::App& app) {
-  auto* cmd = app.add_subcommand("convert", "Write a model in another format: GGUF (llama.cpp), a .cpk, or a Hugging Face folder");
+  auto* cmd = app.add_subcommand("convert", "Write a model in another format: GGUF (llama.cpp), compressed-tensors (vLLM), a Hugging Face folder or a .cpk; shard it or split it for tensor parallelism (docs/CONVERT.md)");
   auto a = std::make_shared<ConvertArgs>();
   add_model_args(*cmd, a->model);
   cmd->add_option("--to", a->opt.to, "Output format: gguf (llama.cpp), cpk, hf (transformers, dequantized), compressed-tensors (vLLM)")
       ->required()->check(CLI::IsMember({"gguf", "cpk", "hf", "compressed-tensors"}));
-  cmd->add_option("--out", a->opt.out, "Output file (gguf, cpk) or folder (hf)");
+  cmd->add_option("--out", a->opt.out, "Output file (gguf, cpk) or folder (hf, compressed-tensors, --tp)");
   cmd->add_option("--type", a->opt.gguf_type,
                   "GGUF type of the 2-D weights: auto (each packed weight in the ggml type its codes map onto exactly, else F32), "
                   "f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q6_k. Rows that are not whole blocks fall back (Q4_K->Q4_1, Q6_K->Q8_0, then F16), "
@@ -77,8 +77,8 @@ void register_convert(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--ctx", a->opt.ctx, "Window length in tokens for --text")->check(CLI::Range(2, 1 << 20))->capture_default_str();
   cmd->add_option("--max-windows", a->opt.max_windows, "Score only the first K windows of --text (0 = all)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--tp", a->opt.tp, "Split for N-way tensor parallelism into a new folder of rank .cpk files + tp.json (--to cpk)")
-      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--tp", a->opt.tp, "Split for N-way tensor parallelism into a new folder of rank .cpk files + tp.json (--to cpk; 1 = no split)")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_flag("--merge", a->opt.merge, "MODEL is a folder written by --tp: put its ranks back together, then convert");
   cmd->add_flag("--dry-run", a->opt.dry_run, "Print what would be written, per tensor, and write nothing");
   cmd->add_flag("--json", a->json, "Print the result as one JSON object");

@@ -35,7 +35,7 @@ struct ConvertOptions {
   bool log_json = false;
   // Tensor parallelism (pipeline/tensor_parallel.h): tp > 1 writes `out` as a
   // folder of rank .cpk files + tp.json; merge reads such a folder as the input.
-  int tp = 0;
+  int tp = 1;
   bool merge = false;
 };
 
