@@ -573,7 +573,9 @@ std::vector<GgufTensorPlan> save_gguf(const Model& model, const std::string& pat
     double err2 = 0, ref2 = 0, maxerr = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
       const int64_t r1 = std::min(rows, r0 + chunk);
-#pragma omp parallel reduction(+ : err2, ref2) reduction(max : maxerr)
+      // Small chunks stay on this thread: no pool for a tiny tensor (and none
+      // in a process forked after OpenMP started, where a pool would hang).
+#pragma omp parallel if (uint64_t(r1 - r0) * uint64_t(cols) >= (uint64_t(1) << 16)) reduction(+ : err2, ref2) reduction(max : maxerr)
       {
         std::vector<float> back(static_cast<size_t>(cols));
 #pragma omp for schedule(dynamic, 4)
