@@ -79,10 +79,12 @@ TEST(GgmlBlocks, DecodersMatchTheReferenceOnRandomBlocks) {
 
 // The reference encoders: decoding what they write (with the test's decoder)
 // stays within each type's error on Gaussian weights and on ggml's own test
-// signal 0.1 + 2 cos(i). Bounds are relative RMS errors measured here with a
-// margin of about 1.5x (4-bit ~0.08-0.12, 6-bit ~0.03, 8-bit ~0.004).
+// signal 0.1 + 2 cos(i). Measured relative RMS errors (Gaussian / cos):
+// Q8_0 0.0053 / 0.0034, Q4_0 0.085 / 0.051, Q4_1 0.079 / 0.052,
+// Q4_K 0.071 / 0.044, Q6_K 0.018 / 0.012; bounds about 1.5x the larger
+// (Q8_0's 0.006 is 1.13x: the values are deterministic).
 TEST(GgmlBlocks, EncodersRoundTripWithinTheirPrecision) {
-  const std::pair<uint32_t, double> bounds[] = {{ggml::Q8_0, 0.006}, {ggml::Q4_0, 0.16}, {ggml::Q4_1, 0.13}, {ggml::Q4_K, 0.12}, {ggml::Q6_K, 0.045}};
+  const std::pair<uint32_t, double> bounds[] = {{ggml::Q8_0, 0.006}, {ggml::Q4_0, 0.13}, {ggml::Q4_1, 0.12}, {ggml::Q4_K, 0.11}, {ggml::Q6_K, 0.027}};
   const int64_t n = 4096;
   std::vector<float> signal(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) signal[size_t(i)] = 0.1f + 2.f * std::cos(float(i));
@@ -131,6 +133,15 @@ TEST(GgmlBlocks, NonFiniteScalesAreFound) {
     std::memcpy(b.data() + 2 * ggml::type_info(t)->bytes + (t == ggml::Q6_K ? 208 : 0), &nan, 2);
     EXPECT_EQ(ggml::first_bad_scale(t, b.data(), 4 * ggml::type_info(t)->block), 2) << ggml::type_name(t);
   }
+  // float tensors: element 5 made Inf (F32), NaN (F16), -Inf (BF16); the largest finite values pass
+  const uint32_t f32[8] = {0, 0x7f7fffffu, 0, 0, 0, 0x7f800000u, 0, 0};
+  EXPECT_EQ(ggml::first_bad_scale(ggml::F32, reinterpret_cast<const uint8_t*>(f32), 8), 5);
+  EXPECT_EQ(ggml::first_bad_scale(ggml::F32, reinterpret_cast<const uint8_t*>(f32), 5), -1);
+  const uint16_t f16[8] = {0x3c00, 0x7bff, 0, 0, 0, 0x7e00, 0, 0}, bf16[8] = {0x3f80, 0x7f7f, 0, 0, 0, 0xff80, 0, 0};
+  EXPECT_EQ(ggml::first_bad_scale(ggml::F16, reinterpret_cast<const uint8_t*>(f16), 8), 5);
+  EXPECT_EQ(ggml::first_bad_scale(ggml::F16, reinterpret_cast<const uint8_t*>(f16), 5), -1);
+  EXPECT_EQ(ggml::first_bad_scale(ggml::BF16, reinterpret_cast<const uint8_t*>(bf16), 8), 5);
+  EXPECT_EQ(ggml::first_bad_scale(ggml::BF16, reinterpret_cast<const uint8_t*>(bf16), 5), -1);
 }
 
 namespace {

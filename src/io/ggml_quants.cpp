@@ -439,11 +439,19 @@ void quantize_row(uint32_t t, const float* src, uint8_t* dst, int64_t n) {
 
 int64_t first_bad_scale(uint32_t t, const uint8_t* src, int64_t n) {
   auto bad = [](float v) { return !std::isfinite(v); };
+  // Float tensors: the exponent bits, without decoding (this runs over every
+  // weight of a file at load).
   if (t == F32 || t == F16 || t == BF16) {
-    float v;
     for (int64_t i = 0; i < n; ++i) {
-      dequantize_row(t, src + i * (t == F32 ? 4 : 2), &v, 1);
-      if (bad(v)) return i;
+      if (t == F32) {
+        uint32_t u;
+        std::memcpy(&u, src + 4 * i, 4);
+        if ((u & 0x7f800000u) == 0x7f800000u) return i;
+      } else {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        if (t == F16 ? (h & 0x7c00u) == 0x7c00u : (h & 0x7f80u) == 0x7f80u) return i;
+      }
     }
     return -1;
   }

@@ -115,28 +115,54 @@ Tensor SafetensorsFile::read_f32(const std::string& name) const {
   return t;
 }
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// One safetensors file of `items`, in order: header (padded to 8 bytes), then
+// each tensor's bytes made on demand.
+void write_file(const std::string& path, const std::vector<const SafetensorsItem*>& items, const std::map<std::string, std::string>& metadata) {
   json h = json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
+  for (const SafetensorsItem* it : items) {
+    h[it->name] = {{"dtype", it->dtype}, {"shape", it->shape}, {"data_offsets", {off, off + it->nbytes}}};
+    off += it->nbytes;
+  }
+  std::string hs = h.dump();
+  hs.append((8 - hs.size() % 8) % 8, ' ');
+  AtomicWriter w(path);
+  const uint64_t hn = hs.size();
+  w.write(&hn, 8);
+  w.write(hs.data(), hs.size());
+  std::vector<uint8_t> buf;
+  for (const SafetensorsItem* it : items) {
+    buf.clear();
+    it->bytes(buf);
+    if (buf.size() != it->nbytes) fail(path, "internal error: tensor '" + it->name + "' made " + std::to_string(buf.size()) + " bytes, not " + std::to_string(it->nbytes));
+    w.write(buf.data(), buf.size());
+  }
+  w.commit();
+}
+
+}  // namespace
+
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<SafetensorsItem> items;
   for (const auto& [name, t] : tensors) {
     const char* st = nullptr;
     for (const auto& k : kNames) {
       if (k.dtype == t.dtype()) st = k.st;
     }
     if (!st) fail(path, std::string("cannot store dtype ") + condense::name(t.dtype()) + " in safetensors (tensor '" + name + "')");
-    h[name] = {{"dtype", st}, {"shape", t.shape()}, {"data_offsets", {off, off + t.nbytes()}}};
-    off += t.nbytes();
+    const Tensor* tp = &t;
+    items.push_back({name, st, t.shape(), t.nbytes(), [tp](std::vector<uint8_t>& out) {
+                       const uint8_t* b = static_cast<const uint8_t*>(tp->data());
+                       out.assign(b, b + tp->nbytes());
+                     }});
   }
-  std::string hs = h.dump();
-  hs.append((8 - hs.size() % 8) % 8, ' ');
-  AtomicWriter w(path);
-  const uint64_t n = hs.size();
-  w.write(&n, 8);
-  w.write(hs.data(), hs.size());
-  for (const auto& [name, t] : tensors) w.write(t.data(), t.nbytes());
-  w.commit();
+  std::vector<const SafetensorsItem*> ptrs;
+  for (const auto& it : items) ptrs.push_back(&it);
+  write_file(path, ptrs, metadata);
 }
 
 std::vector<std::string> write_safetensors_shards(const std::string& dir, const std::vector<SafetensorsItem>& items, uint64_t max_shard_bytes,
@@ -156,32 +182,12 @@ std::vector<std::string> write_safetensors_shards(const std::string& dir, const 
   const size_t n = shards.size();
   std::vector<std::string> files;
   json weight_map = json::object();
-  std::vector<uint8_t> buf;
   for (size_t k = 0; k < n; ++k) {
     char name[64];
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, n);
-    const std::string file = n == 1 ? "model.safetensors" : name, path = dir + "/" + file;
-    json h = json::object();
-    if (!metadata.empty()) h["__metadata__"] = metadata;
-    uint64_t off = 0;
-    for (const SafetensorsItem* it : shards[k]) {
-      h[it->name] = {{"dtype", it->dtype}, {"shape", it->shape}, {"data_offsets", {off, off + it->nbytes}}};
-      off += it->nbytes;
-      weight_map[it->name] = file;
-    }
-    std::string hs = h.dump();
-    hs.append((8 - hs.size() % 8) % 8, ' ');
-    AtomicWriter w(path);
-    const uint64_t hn = hs.size();
-    w.write(&hn, 8);
-    w.write(hs.data(), hs.size());
-    for (const SafetensorsItem* it : shards[k]) {
-      buf.clear();
-      it->bytes(buf);
-      if (buf.size() != it->nbytes) fail(path, "internal error: tensor '" + it->name + "' made " + std::to_string(buf.size()) + " bytes, not " + std::to_string(it->nbytes));
-      w.write(buf.data(), buf.size());
-    }
-    w.commit();
+    const std::string file = n == 1 ? "model.safetensors" : name;
+    for (const SafetensorsItem* it : shards[k]) weight_map[it->name] = file;
+    write_file(dir + "/" + file, shards[k], metadata);
     files.push_back(file);
   }
   if (n > 1) {

@@ -216,16 +216,14 @@ json convert_model(const std::string& in, const ConvertOptions& opt) {
     g.chat_template = lm.chat_template;
     g.name = fs::path(in).filename().string();
     r["gguf_type"] = opt.gguf_type;
-    bool sparse = false;
-    for_each_weight(m, [&](const WeightRef& w) {
-      const WeightCompression* wc = src->get(w).packed;
-      sparse = sparse || (wc && wc->sparse());
-    });
-    if (sparse) notes.push_back("GGUF has no sparse encoding: pruned weights are written as stored zeros");
-    if (opt.dry_run) {
-      r["tensors"] = plan_json(plan_gguf(m, g, src), false);
-    } else {
-      r["tensors"] = plan_json(save_gguf(m, opt.out, g, src), true);
+    const std::vector<GgufTensorPlan> plan = opt.dry_run ? plan_gguf(m, g, src) : save_gguf(m, opt.out, g, src);
+    r["tensors"] = plan_json(plan, !opt.dry_run);
+    // The plan names each source encoding ("... sparse"): no pass of its own.
+    for (const GgufTensorPlan& p : plan) {
+      if (p.source.ends_with(" sparse")) {
+        notes.push_back("GGUF has no sparse encoding: pruned weights are written as stored zeros");
+        break;
+      }
     }
   } else if (opt.to == "cpk") {
     CpkWriteOptions c;
