@@ -141,15 +141,21 @@ void run_bench_load(BenchLoadArgs& a) {
     const ModelConfig cfg = lm->model.config;
     const Tokenizer* tok = lm->tokenizer.get();
     if (!tok) tok = (own_tok = std::make_unique<NoTokenizer>(cfg.vocab)).get();
-    EngineOptions eo{cfg.max_seq, a.kv_blocks, a.kv_dtype, a.kv_blocks > 0 ? 0 : parse_bytes(a.kv_memory, "--kv-memory")};
+    const Device device = parse_device(a.device);
+    EngineOptions eo{cfg.max_seq, a.kv_blocks, a.kv_dtype, a.kv_blocks > 0 ? 0 : parse_bytes(a.kv_memory, "--kv-memory"), device};
     engine = std::make_unique<Engine>(lm->model, eo);
     doc["model"] = {{"path", a.model}, {"format", lm->model.format}, {"dim", cfg.dim}, {"n_layers", cfg.n_layers}, {"vocab", cfg.vocab},
                     {"params", cfg.n_params()}, {"weight_bytes", engine->weight_bytes()}, {"decode_weight_bytes", engine->decode_weight_bytes()},
                     {"linears", engine->describe_linears()}};
     release_weights(lm->model);
     malloc_trim(0);
-    bounds = measure_decode_bounds(*engine, omp_get_max_threads(), a.probe_bytes);
-    doc["machine"] = bounds->machine;
+    if (device == Device::CPU) {
+      bounds = measure_decode_bounds(*engine, omp_get_max_threads(), a.probe_bytes);
+      doc["machine"] = bounds->machine;
+    } else {
+      // The CPU's limits say nothing about a GPU run; its own are bench/gpu_kernels' (HBM bandwidth).
+      doc["machine"] = {{"device", engine->describe_linears()}, {"bounds", "not measured for GPU runs"}};
+    }
     doc["kv"] = {{"dtype", kv_code_name(engine->kv().code())}, {"bytes_per_token", engine->kv().bytes_per_token()},
                  {"pool_bytes", engine->kv().bytes()}, {"block_tokens", kKvBlockTokens}};
     if (!capacity_c.empty()) doc["engine_capacity"] = engine_capacity(*engine, a.input_len, lo.output_len, capacity_c);

@@ -20,7 +20,7 @@ struct BenchLoadArgs {
   std::string slo;
   // in-process engine
   SchedulerOptions sched{.max_queue = 1 << 20};
-  std::string kv_memory = "1G", kv_dtype;
+  std::string kv_memory = "1G", kv_dtype, device = "cpu";
   int64_t kv_blocks = 0;
   size_t probe_bytes = size_t(256) << 20;
   std::string out;

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/cpu_features.h"
+#include "runtime/gpu_forward.h"
 
 namespace condense::cli {
 
@@ -25,6 +26,29 @@ void bound_threads(int n, int avail) {
 }
 
 }  // namespace
+
+void add_device_option(CLI::App& app, std::string& device) {
+  app.add_option("--device", device,
+                 "Where the model runs: cpu, or cuda / hip in a build configured with -DCONDENSE_CUDA=ON / "
+                 "-DCONDENSE_HIP=ON and a visible GPU (weights, KV cache and the forward pass on the device)")
+      ->capture_default_str();
+}
+
+Device parse_device(const std::string& device) {
+  const Device d = device_from_name(device);
+  std::string why;
+  if (!device_usable(d, &why)) fail("--device", std::string("cannot run on ") + device + ": " + why, "Use --device cpu");
+  return d;
+}
+
+void require_cpu_device(const std::string& device, const char* command) {
+  const Device d = device_from_name(device);
+  if (d != Device::CPU) {
+    fail("--device", std::string(command) + " on " + device + " is not implemented yet: training, distillation and QAT run on the CPU "
+                     "(the GPU runs generate, eval, bench and serve)",
+         "Use --device cpu");
+  }
+}
 
 void add_model_args(CLI::App& app, ModelArgs& a) {
   app.add_option("model", a.model,

@@ -22,6 +22,7 @@ struct BenchArgs {
   std::string out;
   bool json = false, log_json = false;
   BenchLoadArgs load;
+  std::string device = "cpu";
 };
 }  // namespace
 
@@ -71,6 +72,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--context", a->opt.contexts, "Positions cached before decoding starts")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--decode-tokens", a->opt.decode_tokens, "Decode steps timed per batch and context")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--reps", a->opt.reps, "Prefill repetitions (best is reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  add_device_option(*cmd, a->device);
   cmd->add_option("--kv-dtype", a->opt.kv_dtype, "KV cache dtype: f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
   cmd->add_option("--out", a->out, "Also write the JSON to this file");
   cmd->add_flag("--json", a->json, "Print the result as one JSON object on stdout");
@@ -81,6 +83,7 @@ void register_bench(CLI::App& app) {
       if (!a->model.model.empty()) fail("bench", "give MODEL (offline) or --server/--model (under load), not both");
       a->load.tokenizer = a->model.tokenizer;
       a->load.kv_dtype = a->opt.kv_dtype;
+      a->load.device = a->device;
       a->load.out = a->out;
       a->load.json = a->json;
       a->load.log_json = a->log_json;
@@ -89,6 +92,7 @@ void register_bench(CLI::App& app) {
     }
     if (a->model.model.empty()) fail("bench", "give a MODEL (offline benchmark), or --server URL / --model MODEL (under load)");
     a->opt.tokenizer = a->model.tokenizer;
+    a->opt.device = parse_device(a->device);
     std::optional<Progress> progress;
     const nlohmann::json j = run_bench(a->model.model, a->opt, [&](int done, int total, const std::string&) {
       if (!progress) progress.emplace("bench", total, a->log_json);

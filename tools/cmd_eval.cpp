@@ -23,7 +23,7 @@ struct EvalArgs {
   int ctx = 256;
   int max_windows = 0;
   bool json = false, log_json = false;
-  std::string reference, reference_tokenizer, kv_dtype;
+  std::string reference, reference_tokenizer, kv_dtype, device = "cpu";
 };
 }  // namespace
 
@@ -39,15 +39,17 @@ void register_eval(CLI::App& app) {
                   "mean and p99, top-1 agreement and the perplexity change")
       ->check(CLI::ExistingPath);
   cmd->add_option("--reference-tokenizer", a->reference_tokenizer, "Tokenizer for --reference when it carries none");
+  add_device_option(*cmd, a->device);
   cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache dtype of the model (not the reference): f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
   cmd->add_flag("--json", a->json, "Print the result as one JSON object");
   cmd->add_flag("--log-json", a->log_json, "Progress as JSON lines on stderr");
   cmd->callback([a] {
     apply_threads(a->model.threads);
+    const Device device = parse_device(a->device);
     LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
     const Tokenizer& tok = require_tokenizer(lm);
     const std::vector<int> tokens = tok.encode(read_text_file(a->text));
-    Engine engine(lm.model, EngineOptions{std::min(lm.model.config.max_seq, a->ctx), 0, a->kv_dtype});
+    Engine engine(lm.model, EngineOptions{std::min(lm.model.config.max_seq, a->ctx), 0, a->kv_dtype, 0, device});
     const std::string model_path = lm.model.path;
     release_weights(lm.model);
     std::optional<Progress> progress;  // made at the first window, when the total is known
@@ -56,7 +58,7 @@ void register_eval(CLI::App& app) {
       progress->update(done);
     };
     nlohmann::json j = {{"model", model_path}, {"text", a->text}, {"ctx", a->ctx}, {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())},
-                       {"kv_dtype", kv_code_name(engine.kv().code())}, {"weights", engine.describe_linears()}};
+                       {"kv_dtype", kv_code_name(engine.kv().code())}, {"device", a->device}, {"weights", engine.describe_linears()}};
     if (!a->reference.empty()) {
       LoadedModel ref = load_model(a->reference, a->reference_tokenizer, {.effective_f32 = false});
       if (ref.tokenizer && train::tokenizer_fingerprint(*ref.tokenizer) != train::tokenizer_fingerprint(tok)) {

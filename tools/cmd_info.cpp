@@ -8,7 +8,7 @@
 #include "io/ggml_quants.h"
 #include "io/model_loader.h"
 #include "kernels/cpu/cpu_features.h"
-#ifdef CONDENSE_HAVE_CUDA
+#ifdef CONDENSE_HAVE_GPU
 #include "kernels/gpu/device_query.h"
 #endif
 #include "tools/cli_common.h"
@@ -135,7 +135,7 @@ void register_info(CLI::App& app) {
     j["runtime"] = {{"isa", kernels::isa_name(kernels::active_isa())}, {"isas_supported", isas}, {"cpu", kernels::cpu_name()},
                     {"threads", active_threads()}, {"available_cpus", kernels::available_cpus()}};
     j["gpu_devices"] = nlohmann::json::array();
-#ifdef CONDENSE_HAVE_CUDA
+#ifdef CONDENSE_HAVE_GPU
     for (const auto& d : kernels::gpu::list_devices()) {
       j["gpu_devices"].push_back({{"name", d.name}, {"memory_gib", d.memory_gib}, {"warp_size", d.warp_size},
                                   {"compute_capability", std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor)}});

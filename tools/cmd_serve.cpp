@@ -22,7 +22,7 @@ struct ServeArgs {
   SchedulerOptions sched;
   std::string kv_memory = "1G";
   int64_t kv_blocks = 0;
-  std::string kv_dtype, served_name, chat_template, draft;
+  std::string kv_dtype, served_name, chat_template, draft, device = "cpu";
   double drain_s = 30;
   double stream_interval_ms = 0.5;
 };
@@ -50,6 +50,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--kv-blocks", a->kv_blocks, "KV cache pool size in 16-position blocks (instead of --kv-memory)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 31))
       ->excludes(mem);
+  add_device_option(*cmd, a->device);
   cmd->add_option("--kv-dtype", a->kv_dtype, "KV cache dtype: f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
   cmd->add_option("--api-key", a->http.api_key, "Require 'Authorization: Bearer KEY' on /v1 routes (default: the CONDENSE_API_KEY variable, else none)")
       ->envname("CONDENSE_API_KEY");
@@ -68,6 +69,7 @@ void register_serve(CLI::App& app) {
   cmd->callback([a] {
     if (!a->draft.empty()) fail("--draft", "speculative decoding is not implemented yet (issue 17); serve without --draft");
     apply_threads(a->model.threads);
+    const Device device = parse_device(a->device);
     a->http.stream_interval_s = a->stream_interval_ms / 1e3;
     const auto t0 = std::chrono::steady_clock::now();
     LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
@@ -88,7 +90,7 @@ void register_serve(CLI::App& app) {
         }
       }
     }
-    EngineOptions eo{lm.model.config.max_seq, a->kv_blocks, a->kv_dtype, a->kv_blocks > 0 ? 0 : parse_bytes(a->kv_memory, "--kv-memory")};
+    EngineOptions eo{lm.model.config.max_seq, a->kv_blocks, a->kv_dtype, a->kv_blocks > 0 ? 0 : parse_bytes(a->kv_memory, "--kv-memory"), device};
     Engine engine(lm.model, eo);
     ServedModel sm = served_model(a->served_name.empty() ? a->model.model : a->served_name, a->model.model, lm.model.config, tok, tmpl);
     sm.max_seq = engine.max_seq();

@@ -11,8 +11,22 @@
 
 namespace condense::minifloat {
 
+// hipcc refuses memcpy in device code; nvcc and clang define union punning there.
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+CONDENSE_HD uint32_t f32_bits(float x) {
+  union { float f; uint32_t u; } v;
+  v.f = x;
+  return v.u;
+}
+CONDENSE_HD float bits_f32(uint32_t u) {
+  union { float f; uint32_t u; } v;
+  v.u = u;
+  return v.f;
+}
+#else
 CONDENSE_HD uint32_t f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
 CONDENSE_HD float bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
+#endif
 
 // bfloat16 is the top half of an f32; round the dropped half to nearest even.
 CONDENSE_HD uint16_t f32_to_bf16(float x) {

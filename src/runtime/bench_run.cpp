@@ -143,7 +143,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   const int need = std::max(max_prefill, max_ctx + opt.decode_tokens + 1);
   const int max_seq = std::min(cfg.max_seq, need);
   const int64_t blocks_per_seq = (max_seq + kKvBlockTokens - 1) / kKvBlockTokens;
-  Engine e(lm.model, EngineOptions{max_seq, std::max<int64_t>(blocks_per_seq * max_batch, blocks_per_seq + 1), opt.kv_dtype});
+  Engine e(lm.model, EngineOptions{max_seq, std::max<int64_t>(blocks_per_seq * max_batch, blocks_per_seq + 1), opt.kv_dtype, 0, opt.device});
   const std::string format = lm.model.format;
   const std::string activations = lm.model.activations.type == DType::I8 ? (lm.model.activations.head ? "int8 (head too)" : "int8")
                                   : lm.model.activations.type == DType::F8E4M3 ? "fp8-e4m3 (simulated)"
@@ -176,6 +176,11 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
                   {"f32_macs_per_token", f32_macs}, {"int8_macs_per_token", int8_macs}, {"int16_macs_per_token", int16_macs}, {"activations", activations}, {"load_s", load_s},
                   {"linears", e.describe_linears()}};
   out["machine"] = db.machine;
+  out["device"] = device_name(opt.device);
+  if (opt.device != Device::CPU) {
+    out["bounds_note"] = "the compute and bandwidth bounds (and fraction_of_bound) here are the host CPU's, not the GPU's; "
+                         "the GPU's HBM bandwidth and kernel fractions are bench/gpu_kernels'";
+  }
   out["kv"] = {{"dtype", kv_code_name(e.kv().code())}, {"bytes_per_token", e.kv().bytes_per_token()}, {"pool_bytes", e.kv().bytes()},
                {"block_tokens", kKvBlockTokens}};
 

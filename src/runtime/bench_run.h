@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "kernels/cpu/machine_probe.h"
 
 namespace condense {
@@ -19,6 +20,7 @@ struct BenchOptions {
   int decode_tokens = 16;                  // decode steps timed per (batch, context)
   int reps = 3;                            // best of
   std::string kv_dtype;                    // "" : the checkpoint's choice
+  Device device = Device::CPU;             // where the engine runs
   std::string tokenizer;                   // for models that carry none (not needed: token ids are synthetic)
   size_t probe_bytes = size_t(1) << 30;    // read-bandwidth probe size
 };

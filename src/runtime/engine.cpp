@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/kv_paged.h"
+#include "runtime/gpu_forward.h"
 #include "runtime/linear_parts.h"
 
 namespace condense {
@@ -21,8 +22,29 @@ kernels::KvCode checkpoint_kv(const KvCacheQuant& q) {
 
 }  // namespace
 
+Engine::~Engine() = default;
+Engine::Engine(Engine&&) noexcept = default;
+
+void Engine::init_kv(const Model& m, const EngineOptions& opt) {
+  const kernels::KvCode kv_code = opt.kv_dtype.empty() ? checkpoint_kv(m.kv_cache) : kv_code_from_name(opt.kv_dtype);
+  int64_t blocks = opt.kv_blocks > 0 ? opt.kv_blocks : (max_seq_ + kKvBlockTokens - 1) / kKvBlockTokens;
+  if (opt.kv_blocks <= 0 && opt.kv_bytes > 0) {
+    const int64_t per_block = kernels::kv_block_bytes(kv_code, cfg_.n_kv_heads, cfg_.head_dim, kKvBlockTokens) * cfg_.n_layers;
+    blocks = std::max<int64_t>(1, int64_t(opt.kv_bytes / size_t(per_block)));
+  }
+  kv_ = KvPool(cfg_, blocks, kv_code, m.kv_cache, device_ == Device::CPU);
+}
+
 Engine::Engine(const Model& m, const EngineOptions& opt)
-    : cfg_(m.config), max_seq_(opt.max_seq > 0 ? opt.max_seq : m.config.max_seq) {
+    : cfg_(m.config), max_seq_(opt.max_seq > 0 ? opt.max_seq : m.config.max_seq), device_(opt.device) {
+  if (device_ != Device::CPU) {
+    // Only the bookkeeping stays here: the weights and the KV bytes go to the device.
+    rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
+    init_kv(m, opt);
+    gpu_ = make_gpu_forward(m, device_, max_seq_, rope_, kv_.code(), kv_.total_blocks(), kv_.k_scales(), kv_.v_scales());
+    add_sequence();
+    return;
+  }
   const char* kEmbed = "model.embed_tokens.weight";
   ByteArena arena;  // every packed weight, in the order a step reads them (its regions outlive it)
   auto ec = m.compression.find(kEmbed);
@@ -68,13 +90,7 @@ Engine::Engine(const Model& m, const EngineOptions& opt)
   head_ = pack_linear(m, {{cfg_.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", &m.head()}}, {cfg_.vocab}, d, head_a8_,
                       &arena);
   rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
-  const kernels::KvCode kv_code = opt.kv_dtype.empty() ? checkpoint_kv(m.kv_cache) : kv_code_from_name(opt.kv_dtype);
-  int64_t blocks = opt.kv_blocks > 0 ? opt.kv_blocks : (max_seq_ + kKvBlockTokens - 1) / kKvBlockTokens;
-  if (opt.kv_blocks <= 0 && opt.kv_bytes > 0) {
-    const int64_t per_block = kernels::kv_block_bytes(kv_code, cfg_.n_kv_heads, cfg_.head_dim, kKvBlockTokens) * cfg_.n_layers;
-    blocks = std::max<int64_t>(1, int64_t(opt.kv_bytes / size_t(per_block)));
-  }
-  kv_ = KvPool(cfg_, blocks, kv_code, m.kv_cache);
+  init_kv(m, opt);
   add_sequence();
 }
 
@@ -99,6 +115,7 @@ int Engine::fork_sequence(int id) {
   const int f = add_sequence();
   try {
     kv_.copy(seq(id).blocks, seq(f).blocks, len);
+    if (gpu_) gpu_->copy_blocks(seq(id).blocks, seq(f).blocks);
   } catch (...) {
     drop_sequence(f);
     throw;
@@ -126,6 +143,7 @@ int Engine::length(int id) const {
 }
 
 size_t Engine::weight_bytes() const {
+  if (gpu_) return gpu_->weight_bytes();
   size_t b = head_.weight_bytes() + embed_packed_.weight_bytes() + (embed_.defined() ? embed_.nbytes() : 0) + final_norm_.nbytes();
   for (const Layer& l : layers_) {
     b += l.qkv.weight_bytes() + l.o.weight_bytes() + l.gate_up.weight_bytes() + l.down.weight_bytes() + l.attn_norm.nbytes() + l.ffn_norm.nbytes();
@@ -134,6 +152,7 @@ size_t Engine::weight_bytes() const {
 }
 
 std::string Engine::describe_linears() const {
+  if (gpu_) return gpu_->describe();
   std::string blocks;
   for (const Layer& l : layers_) {
     for (const ops::PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) {
@@ -147,6 +166,12 @@ std::string Engine::describe_linears() const {
 
 void Engine::macs_per_token(int64_t* f32_macs, int64_t* int8_macs, int64_t* int16_macs) const {
   *f32_macs = *int8_macs = *int16_macs = 0;
+  if (gpu_) {  // the GPU kernels multiply in f32 whatever the weights' encoding
+    const int64_t d = cfg_.dim, f = cfg_.ffn_dim;
+    *f32_macs = int64_t(cfg_.n_layers) * ((cfg_.q_dim() + 2 * int64_t(cfg_.kv_dim())) * d + d * cfg_.q_dim() + 3 * f * d) +
+                int64_t(cfg_.vocab) * d;
+    return;
+  }
   auto add = [&](const ops::PackedLinear& p) {
     (p.integer_activations() ? *int8_macs : p.int16_activations() ? *int16_macs : *f32_macs) += p.macs();
   };
@@ -157,6 +182,7 @@ void Engine::macs_per_token(int64_t* f32_macs, int64_t* int8_macs, int64_t* int1
 }
 
 size_t Engine::decode_weight_bytes() const {
+  if (gpu_) return gpu_->decode_weight_bytes();
   // + one embedding row per token
   const ops::PackedLinear& table = embed_from_head_ ? head_ : embed_packed_;
   size_t b = head_.weight_bytes() + (embed_.defined() ? size_t(cfg_.dim) * 4 : table.weight_bytes() / size_t(cfg_.vocab));
@@ -231,6 +257,10 @@ void Engine::step(const std::vector<SeqStep>& batch) {
       Seq& s = seq(b.seq);
       kv_.reserve(s.blocks, s.len + b.n);
     }
+  }
+  if (gpu_) {
+    step_gpu(batch, total_logits);
+    return;
   }
   ensure_scratch(total);
   const int64_t d = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), f = cfg_.ffn_dim;
@@ -319,6 +349,34 @@ void Engine::step(const std::vector<SeqStep>& batch) {
   for (const SeqStep& b : batch) {
     if (b.n_logits > 0) std::memcpy(b.logits, logits_.data() + size_t(out) * size_t(cfg_.vocab), size_t(b.n_logits) * size_t(cfg_.vocab) * 4);
     out += b.n_logits;
+  }
+}
+
+void Engine::step_gpu(const std::vector<SeqStep>& batch, int total_logits) {
+  GpuStepRows r;
+  for (const SeqStep& b : batch) {
+    const Seq& s = seq(b.seq);
+    const int32_t off = int32_t(r.tables.size());
+    r.tables.insert(r.tables.end(), s.blocks.begin(), s.blocks.end());
+    for (int i = 0; i < b.n; ++i) {
+      if (i >= b.n - b.n_logits) r.logit_rows.push_back(int32_t(r.tokens.size()));
+      r.tokens.push_back(b.tokens[i]);
+      r.pos.push_back(s.len + i);
+      r.table_off.push_back(off);
+    }
+  }
+  float* out = batch.size() == 1 ? batch[0].logits : nullptr;
+  if (!out && total_logits > 0) {
+    if (logits_.size() < size_t(total_logits) * size_t(cfg_.vocab)) logits_.resize(size_t(total_logits) * size_t(cfg_.vocab));
+    out = logits_.data();
+  }
+  gpu_->step(r, out);
+  for (const SeqStep& b : batch) seq(b.seq).len += b.n;
+  if (batch.size() == 1 || total_logits == 0) return;
+  size_t o = 0;
+  for (const SeqStep& b : batch) {
+    if (b.n_logits > 0) std::memcpy(b.logits, logits_.data() + o * size_t(cfg_.vocab), size_t(b.n_logits) * size_t(cfg_.vocab) * 4);
+    o += size_t(b.n_logits);
   }
 }
 

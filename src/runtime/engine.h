@@ -7,6 +7,7 @@
 // depend on the other sequences in the batch (every kernel reduces a row the
 // same way whatever the batch). Not thread-safe.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,10 @@ struct EngineOptions {
   int64_t kv_blocks = 0;      // KV pool size in 16-position blocks; <= 0: kv_bytes, else one max_seq sequence
   std::string kv_dtype;       // "" : the checkpoint's (calibrated fp8/int8), else f32; or f32|f16|bf16|fp8|int8
   size_t kv_bytes = 0;        // with kv_blocks <= 0: as many blocks as fit in this many bytes (at least one)
+  Device device = Device::CPU;  // CUDA / HIP: weights, KV cache and the forward pass on the GPU (runtime/gpu_forward.h)
 };
+
+class GpuForward;
 
 class Engine {
  public:
@@ -30,6 +34,9 @@ class Engine {
   // KV pool. Sequence 0 exists from the start (forward() uses it).
   Engine(const Model& model, const EngineOptions& opt);
   explicit Engine(const Model& model, int max_seq = 0) : Engine(model, EngineOptions{max_seq, 0, ""}) {}
+  ~Engine();
+  Engine(Engine&&) noexcept;
+  Device device() const { return device_; }
 
   const ModelConfig& config() const { return cfg_; }
   int max_seq() const { return max_seq_; }
@@ -85,8 +92,13 @@ class Engine {
   void ensure_scratch(int n);
   Seq& seq(int id);
 
+  void init_kv(const Model& m, const EngineOptions& opt);
+  void step_gpu(const std::vector<SeqStep>& batch, int total_logits);
+
   ModelConfig cfg_;
   int max_seq_;
+  Device device_ = Device::CPU;
+  std::unique_ptr<GpuForward> gpu_;
   Tensor embed_, final_norm_;             // embed_ undefined when the table is quantized:
   ops::PackedLinear embed_packed_;        // then rows come from here (or from head_ when tied)
   bool embed_from_head_ = false;

@@ -26,7 +26,7 @@ const char* kv_code_name(kernels::KvCode c) {
   return "?";
 }
 
-KvPool::KvPool(const ModelConfig& c, int64_t n_blocks, kernels::KvCode code, const KvCacheQuant& q)
+KvPool::KvPool(const ModelConfig& c, int64_t n_blocks, kernels::KvCode code, const KvCacheQuant& q, bool host_storage)
     : code_(code), n_layers_(c.n_layers), n_kv_(c.n_kv_heads), hd_(c.head_dim), n_blocks_(n_blocks) {
   if (n_blocks < 1) fail("KV cache", "needs at least one block");
   block_bytes_ = kernels::kv_block_bytes(code, n_kv_, hd_, kKvBlockTokens);
@@ -48,7 +48,7 @@ KvPool::KvPool(const ModelConfig& c, int64_t n_blocks, kernels::KvCode code, con
   // Not cleared: a position is always written before attention reads it (blocks
   // come back from dropped sequences uncleared anyway), and untouched pages of
   // a large pool then cost no memory until sequences reach them.
-  storage_ = Tensor::empty(DType::I8, {total});
+  if (host_storage) storage_ = Tensor::empty(DType::I8, {total});
   free_.resize(size_t(n_blocks_));
   for (int64_t b = 0; b < n_blocks_; ++b) free_[size_t(b)] = int32_t(n_blocks_ - 1 - b);  // pop_back takes block 0 first
 }
@@ -71,6 +71,7 @@ void KvPool::reserve(std::vector<int32_t>& table, int64_t positions) {
 void KvPool::copy(const std::vector<int32_t>& from, std::vector<int32_t>& to, int64_t positions) {
   if (!to.empty()) fail("KV cache", "copy into a sequence that holds blocks");
   reserve(to, positions);
+  if (!storage_.defined()) return;
   auto* base = static_cast<uint8_t*>(storage_.data());
   for (int l = 0; l < n_layers_; ++l) {
     for (size_t i = 0; i < to.size(); ++i) {
@@ -89,6 +90,7 @@ void KvPool::shrink(std::vector<int32_t>& table, int64_t positions) {
 }
 
 kernels::KvPagedView KvPool::view(int layer, const std::vector<int32_t>& table) {
+  if (!storage_.defined()) fail("KV cache", "the blocks of this pool live on a GPU");
   kernels::KvPagedView v;
   v.code = code_;
   v.base = static_cast<uint8_t*>(storage_.data()) + int64_t(layer) * n_blocks_ * block_bytes_;

@@ -24,7 +24,9 @@ class KvPool {
  public:
   KvPool() = default;
   // `scales` gives per-layer, per-kv-head K and V scales (required for fp8/int8).
-  KvPool(const ModelConfig& c, int64_t n_blocks, kernels::KvCode code, const KvCacheQuant& scales);
+  // host_storage false: the blocks' bytes live elsewhere (a GPU engine's device
+  // memory); the pool only hands out block numbers and copy() only reserves.
+  KvPool(const ModelConfig& c, int64_t n_blocks, kernels::KvCode code, const KvCacheQuant& scales, bool host_storage = true);
 
   kernels::KvCode code() const { return code_; }
   int64_t total_blocks() const { return n_blocks_; }
@@ -41,6 +43,9 @@ class KvPool {
   // Gives back the blocks past the first ceil(positions / 16).
   void shrink(std::vector<int32_t>& table, int64_t positions);
   kernels::KvPagedView view(int layer, const std::vector<int32_t>& table);
+  // [n_layers][n_kv] (empty unless fp8 / int8).
+  const std::vector<float>& k_scales() const { return k_scales_; }
+  const std::vector<float>& v_scales() const { return v_scales_; }
 
  private:
   kernels::KvCode code_ = kernels::KvCode::F32;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 16's GPU numbers in one run on a machine with an NVIDIA GPU (~10 min on
+# 16 cores): builds with -DCONDENSE_CUDA=ON, runs the gpu-labelled tests (the
+# kernels against float64 references, the GPU engine against the CPU's, the
+# real stories260K greedy output), bench_gpu (decode GEMV on the stories110M
+# and tinyllama-1.1B shapes vs the HBM bandwidth measured in the same run),
+# then `condense bench --device cuda` on a random tinyllama-1.1B int4 g32 model
+# at 64 concurrent sequences. JSON goes to bench/results/gpu-*.json; the test
+# log to bench/results/gpu-tests-*.txt.
+# Usage: bench/run_gpu.sh [build-dir]   (CONDENSE_GPU_QUICK=1: skip the 1.1B engine run)
+set -uo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+build="${1:-$here/build-cuda}"
+stamp=$(date -u +%Y%m%d-%H%M%S)
+res="$here/bench/results"
+mkdir -p "$res"
+jobs=$(nproc)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCONDENSE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null || exit 1
+make -C "$build" -j"$jobs" condense test_gpu bench_gpu 2>&1 | grep -E 'error|warning: ' | head -40
+[ -x "$build/condense" ] && [ -x "$build/bench_gpu" ] || { echo "run_gpu: build failed" >&2; exit 1; }
+(cd "$build" && ctest -L gpu --output-on-failure --timeout 600) 2>&1 | tee "$res/gpu-tests-$stamp.txt" | tail -30
+"$build/bench_gpu" --out "$res/gpu-kernels-$stamp.json" --reps 20
+if [ -z "${CONDENSE_GPU_QUICK:-}" ]; then
+  m="$build/bench-models"
+  mkdir -p "$m"
+  [ -f "$m/tinyllama/model.safetensors" ] || "$build/condense" init --shape tinyllama-1.1B --seed 1 --out "$m/tinyllama" >/dev/null
+  [ -f "$m/tinyllama-int4.cpk" ] || "$build/condense" quantize "$m/tinyllama" --to int4 --out "$m/tinyllama-int4.cpk" >/dev/null
+  "$build/condense" bench --model "$m/tinyllama-int4.cpk" --device cuda --max-concurrency 64 --num-prompts 256 \
+    --input-len 128 --output-len 128 --ignore-eos --max-seqs 64 --max-batch-tokens 4096 --kv-memory 8G \
+    --out "$res/gpu-load-tinyllama-int4-c64-$stamp.json" >/dev/null
+  "$build/condense" bench "$m/tinyllama-int4.cpk" --device cuda --batch 1 --batch 16 --batch 64 --context 128 --prefill 128 \
+    --out "$res/gpu-offline-tinyllama-int4-$stamp.json" >/dev/null
+fi
+ls -la "$res"/gpu-*"$stamp"*
