@@ -15,7 +15,18 @@ stamp=$(date -u +%Y%m%d-%H%M%S)
 res="$here/bench/results"
 mkdir -p "$res"
 jobs=$(nproc)
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "run_gpu: nvidia-smi failed" >&2
+# The build's Debian packages (scripts/setup.sh's list): say what is missing before spending device time.
+missing=()
+for p in g++ cmake make pkg-config libeigen3-dev libhdf5-dev nlohmann-json3-dev libcli11-dev libzstd-dev zlib1g-dev \
+         libgtest-dev libbenchmark-dev libsentencepiece-dev libcpp-httplib-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "run_gpu: missing packages: ${missing[*]}; trying apt-get" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || { echo "run_gpu: cannot install them here" >&2; exit 1; }
+fi
+[ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null || { echo "run_gpu: no nvcc" >&2; exit 1; }
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCONDENSE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null || exit 1
 make -C "$build" -j"$jobs" condense test_gpu bench_gpu 2>&1 | grep -E 'error|warning: ' | head -40
 [ -x "$build/condense" ] && [ -x "$build/bench_gpu" ] || { echo "run_gpu: build failed" >&2; exit 1; }

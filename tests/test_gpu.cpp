@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -54,6 +55,9 @@ TEST(Gpu, BuildWithoutBackendRefusesClearly) {
 #include "kernels/cpu/kv_paged.h"
 #include "kernels/gpu/paged_attention.h"
 #include "kernels/gpu/qgemv.h"
+#include "kernels/cpu/transformer_backward_f32.h"
+#include "kernels/cpu/transformer_f32.h"
+#include "kernels/gpu/train_ops.h"
 #include "kernels/gpu/transformer_ops.h"
 #include "model/activation_quant.h"
 #include "model/quantized_weight.h"
@@ -341,6 +345,180 @@ TEST(Gpu, PagedKvAndAttentionMatchTheCpuPool) {
       }
     }
   }
+}
+
+// ---- training kernels: each against the CPU kernel of the same name (itself
+// checked against finite differences in test_backward), or float64 ----------
+
+TEST(Gpu, GemmsMatchFloat64ForEveryTransposition) {
+  REQUIRE_GPU();
+  gpu::Stream s;
+  const int64_t m = 37, n = 70, k = 45;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+      const auto a = uniform(size_t((ta ? k : m) * lda), 21), b = uniform(size_t((tb ? n : k) * ldb), 22);
+      const auto c0 = uniform(size_t(m * ldc), 23);
+      auto A = [&](int64_t i, int64_t p) { return double(ta ? a[size_t(p * lda + i)] : a[size_t(i * lda + p)]); };
+      auto B = [&](int64_t p, int64_t j) { return double(tb ? b[size_t(j * ldb + p)] : b[size_t(p * ldb + j)]); };
+      gpu::DeviceBuffer da = up(a, s), db = up(b, s), dc = up(c0, s);
+      gpu::gemm_f32(ta, tb, m, n, k, 0.5f, da.as<float>(), lda, db.as<float>(), ldb, 2.f, dc.as<float>(), ldc, s);
+      const auto c = down<float>(dc, c0.size(), s);
+      // bf16 inputs: the reference multiplies the rounded values.
+      std::vector<uint16_t> a16(a.size()), b16(b.size());
+      for (size_t i = 0; i < a.size(); ++i) a16[i] = minifloat::f32_to_bf16(a[i]);
+      for (size_t i = 0; i < b.size(); ++i) b16[i] = minifloat::f32_to_bf16(b[i]);
+      gpu::DeviceBuffer da16 = up(a16, s), db16 = up(b16, s), dc16(size_t(m * ldc) * 4);
+      gpu::gemm_bf16(ta, tb, m, n, k, 1.f, da16.as<uint16_t>(), lda, db16.as<uint16_t>(), ldb, 0.f, dc16.as<float>(), ldc, s);
+      const auto c16 = down<float>(dc16, c0.size(), s);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double ref = 0, ref16 = 0, mag = 0;
+          for (int64_t p = 0; p < k; ++p) {
+            ref += A(i, p) * B(p, j);
+            mag += std::fabs(A(i, p) * B(p, j));
+            const double a_ = minifloat::bf16_to_f32(ta ? a16[size_t(p * lda + i)] : a16[size_t(i * lda + p)]);
+            const double b_ = minifloat::bf16_to_f32(tb ? b16[size_t(j * ldb + p)] : b16[size_t(p * ldb + j)]);
+            ref16 += a_ * b_;
+          }
+          const double tol = double(k) * 0x1p-23 * mag + 1e-6;
+          ASSERT_NEAR(c[size_t(i * ldc + j)], 0.5 * ref + 2.0 * c0[size_t(i * ldc + j)], tol) << "f32 ta " << ta << " tb " << tb;
+          ASSERT_NEAR(c16[size_t(i * ldc + j)], ref16, tol) << "bf16 ta " << ta << " tb " << tb;
+        }
+    }
+}
+
+TEST(Gpu, BackwardKernelsMatchTheCpuKernels) {
+  REQUIRE_GPU();
+  gpu::Stream s;
+  const int64_t rows = 19, dim = 72;
+  const auto x = uniform(size_t(rows * dim), 31), w = uniform(size_t(dim), 32, 0.5f, 1.5f), dy = uniform(size_t(rows * dim), 33);
+  std::vector<float> dx(x.size()), dw = uniform(size_t(dim), 34);
+  std::vector<float> dw_gpu0 = dw;
+  kernels::rmsnorm_backward_f32(x.data(), w.data(), dy.data(), rows, dim, 1e-5f, dx.data(), dw.data());
+  gpu::DeviceBuffer dX = up(x, s), dW = up(w, s), dDY = up(dy, s), dDX(x.size() * 4), dDW = up(dw_gpu0, s);
+  gpu::rmsnorm_backward(dX.as<float>(), dW.as<float>(), dDY.as<float>(), rows, dim, 1e-5f, dDX.as<float>(), dDW.as<float>(), s);
+  auto got = down<float>(dDX, x.size(), s), gdw = down<float>(dDW, dw.size(), s);
+  for (size_t i = 0; i < dx.size(); ++i) ASSERT_NEAR(got[i], dx[i], 1e-5 * (1 + std::fabs(dx[i]))) << "rmsnorm dx " << i;
+  for (size_t i = 0; i < dw.size(); ++i) ASSERT_NEAR(gdw[i], dw[i], 1e-5 * (1 + std::fabs(dw[i]))) << "rmsnorm dw " << i;
+
+  const int64_t n = 40, ld_gu = 2 * n, ld_h = n + 3;
+  const auto gu = uniform(size_t(rows * ld_gu), 35, -3.f, 3.f), dh = uniform(size_t(rows * ld_h), 36);
+  std::vector<float> dg(gu.size()), du(gu.size());
+  kernels::silu_mul_backward_f32(gu.data(), gu.data() + n, dh.data(), rows, n, ld_gu, ld_h, dg.data(), du.data() + n);
+  gpu::DeviceBuffer dGU = up(gu, s), dDH = up(dh, s), dDG(gu.size() * 4), dDU(gu.size() * 4);
+  gpu::silu_mul_backward(dGU.as<float>(), dGU.as<float>() + n, dDH.as<float>(), rows, n, ld_gu, ld_h, dDG.as<float>(),
+                         dDU.as<float>() + n, s);
+  const auto gdg = down<float>(dDG, gu.size(), s), gdu = down<float>(dDU, gu.size(), s);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      ASSERT_NEAR(gdg[size_t(r * ld_gu + j)], dg[size_t(r * ld_gu + j)], 1e-5) << "silu dg";
+      ASSERT_NEAR(gdu[size_t(r * ld_gu + n + j)], du[size_t(r * ld_gu + n + j)], 1e-5) << "silu du";
+    }
+
+  const int hd = 16, heads = 3, max_pos = 64;
+  std::vector<float> cos_t(size_t(max_pos * hd / 2)), sin_t(cos_t.size());
+  for (int p = 0; p < max_pos; ++p)
+    for (int i = 0; i < hd / 2; ++i) {
+      cos_t[size_t(p * hd / 2 + i)] = float(std::cos(p * std::pow(10000.0, -2.0 * i / hd)));
+      sin_t[size_t(p * hd / 2 + i)] = float(std::sin(p * std::pow(10000.0, -2.0 * i / hd)));
+    }
+  const int64_t ldr = heads * hd + 2;
+  auto rd = uniform(size_t(rows * ldr), 37);
+  gpu::DeviceBuffer dR = up(rd, s), dC = up(cos_t, s), dS = up(sin_t, s);
+  kernels::rope_backward_f32(rd.data(), rows, ldr, heads, hd, 5, cos_t.data(), sin_t.data());
+  gpu::rope_backward(dR.as<float>(), rows, ldr, heads, hd, 5, dC.as<float>(), dS.as<float>(), s);
+  const auto grd = down<float>(dR, rd.size(), s);
+  for (size_t i = 0; i < rd.size(); ++i) ASSERT_NEAR(grd[i], rd[i], 1e-6) << "rope backward";
+}
+
+TEST(Gpu, TrainingAttentionMatchesTheCpuForwardAndBackward) {
+  REQUIRE_GPU();
+  gpu::Stream s;
+  for (auto [rows, n_heads, n_kv, hd] : {std::tuple{45, 4, 2, 16}, std::tuple{70, 2, 2, 64}, std::tuple{9, 6, 1, 32}}) {
+    const int64_t ldq = int64_t(n_heads) * hd + 1, hs = int64_t(rows) * hd + 5;
+    const auto q = uniform(size_t(rows * ldq), 41), k = uniform(size_t(n_kv * hs), 42), v = uniform(size_t(n_kv * hs), 43);
+    const auto dout = uniform(size_t(rows * ldq), 44);
+    std::vector<float> out(size_t(rows * ldq)), dq(size_t(rows * ldq)), dk = uniform(size_t(n_kv * hs), 45), dv = uniform(size_t(n_kv * hs), 46);
+    const auto dk0 = dk, dv0 = dv;
+    kernels::attention_f32(q.data(), ldq, k.data(), v.data(), hs, rows, 0, n_heads, n_kv, hd, out.data(), ldq);
+    kernels::attention_backward_f32(q.data(), ldq, k.data(), v.data(), hs, rows, n_heads, n_kv, hd, dout.data(), ldq, dq.data(), ldq,
+                                    dk.data(), dv.data());
+    gpu::DeviceBuffer dQ = up(q, s), dK = up(k, s), dV = up(v, s), dO = up(dout, s), dOut(out.size() * 4), dDQ(dq.size() * 4),
+        dDK = up(dk0, s), dDV = up(dv0, s);
+    gpu::attention_forward(dQ.as<float>(), ldq, dK.as<float>(), dV.as<float>(), hs, rows, n_heads, n_kv, hd, dOut.as<float>(), ldq, s);
+    gpu::attention_backward(dQ.as<float>(), ldq, dK.as<float>(), dV.as<float>(), hs, rows, n_heads, n_kv, hd, dO.as<float>(), ldq,
+                            dDQ.as<float>(), ldq, dDK.as<float>(), dDV.as<float>(), s);
+    const auto go = down<float>(dOut, out.size(), s), gq = down<float>(dDQ, dq.size(), s), gk = down<float>(dDK, dk.size(), s),
+               gv = down<float>(dDV, dv.size(), s);
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < n_heads * hd; ++c) {
+        const size_t i = size_t(r * ldq + c);
+        ASSERT_NEAR(go[i], out[i], 1e-5) << "forward row " << r;
+        ASSERT_NEAR(gq[i], dq[i], 1e-4 * (1 + std::fabs(dq[i]))) << "dq row " << r;
+      }
+    for (int g = 0; g < n_kv; ++g)
+      for (int64_t i = 0; i < int64_t(rows) * hd; ++i) {
+        const size_t j = size_t(g * hs + i);
+        ASSERT_NEAR(gk[j], dk[j], 1e-4 * (1 + std::fabs(dk[j]))) << "dk";
+        ASSERT_NEAR(gv[j], dv[j], 1e-4 * (1 + std::fabs(dv[j]))) << "dv";
+      }
+  }
+}
+
+TEST(Gpu, LossesAndAdamWMatchTheCpu) {
+  REQUIRE_GPU();
+  gpu::Stream s;
+  const int64_t rows = 11, vocab = 300;
+  const auto lg = uniform(size_t(rows * vocab), 51, -4.f, 4.f), tl = uniform(size_t(rows * vocab), 52, -4.f, 4.f);
+  std::vector<int> tg(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) tg[size_t(r)] = r == 4 ? -1 : int((r * 37) % vocab);
+  std::vector<float> dl(lg.size());
+  const double ce = kernels::cross_entropy_f32(lg.data(), tg.data(), rows, vocab, 0.25f, dl.data());
+  const std::vector<int32_t> tg32(tg.begin(), tg.end());
+  gpu::DeviceBuffer dL = up(lg, s), dT = up(tg32, s), dD(lg.size() * 4), dLoss(size_t(rows) * 8);
+  gpu::cross_entropy(dL.as<float>(), dT.as<int32_t>(), rows, vocab, 0.25f, dD.as<float>(), dLoss.as<double>(), s);
+  const auto gl = down<double>(dLoss, size_t(rows), s);
+  const auto gd = down<float>(dD, lg.size(), s);
+  double sum = 0;
+  for (double x : gl) sum += x;
+  EXPECT_NEAR(sum, ce, 1e-4 * ce);
+  for (size_t i = 0; i < dl.size(); ++i) ASSERT_NEAR(gd[i], dl[i], 1e-6) << "dlogits " << i;
+
+  std::vector<float> ds(lg.size()), rk(static_cast<size_t>(rows));
+  const double kl = kernels::kl_divergence_f32(tl.data(), lg.data(), rows, vocab, 2.f, 0.5f, ds.data(), rk.data());
+  gpu::DeviceBuffer dTL = up(tl, s), dDS(lg.size() * 4), dRK(size_t(rows) * 8);
+  gpu::kl_divergence(dTL.as<float>(), dL.as<float>(), rows, vocab, 2.f, 0.5f, dDS.as<float>(), dRK.as<double>(), s);
+  const auto grk = down<double>(dRK, size_t(rows), s);
+  const auto gds = down<float>(dDS, lg.size(), s);
+  double ksum = 0;
+  for (double x : grk) ksum += x;
+  EXPECT_NEAR(ksum, kl, 1e-4 * kl + 1e-9);
+  for (size_t i = 0; i < ds.size(); ++i) ASSERT_NEAR(gds[i], ds[i], 1e-6) << "dstudent " << i;
+
+  // AdamW, three steps, with a mask applied to the weights after each.
+  const int64_t n = 1000;
+  auto wv = uniform(size_t(n), 61), m = std::vector<float>(size_t(n), 0.f), v = m;
+  std::vector<uint64_t> kept((size_t(n) + 63) / 64, ~uint64_t(0));
+  for (int64_t i = 0; i < n; i += 3) kept[size_t(i >> 6)] &= ~(uint64_t(1) << (i & 63));
+  gpu::DeviceBuffer dw = up(wv, s), dm = up(m, s), dvv = up(v, s), dk = up(kept, s);
+  for (int t = 1; t <= 3; ++t) {
+    const auto g = uniform(size_t(n), uint32_t(70 + t));
+    const double lr = 1e-2, bc1 = 1 - std::pow(0.9, t), bc2 = 1 - std::pow(0.95, t);
+    const float step = float(lr / bc1), isb = float(1 / std::sqrt(bc2)), decay = float(1 - lr * 0.1);
+    for (int64_t j = 0; j < n; ++j) {
+      m[size_t(j)] = 0.9f * m[size_t(j)] + 0.1f * g[size_t(j)];
+      v[size_t(j)] = 0.95f * v[size_t(j)] + 0.05f * g[size_t(j)] * g[size_t(j)];
+      wv[size_t(j)] = wv[size_t(j)] * decay - step * m[size_t(j)] / (std::sqrt(v[size_t(j)]) * isb + 1e-8f);
+      if (!((kept[size_t(j >> 6)] >> (j & 63)) & 1u)) wv[size_t(j)] = 0.f;
+    }
+    gpu::DeviceBuffer dg = up(g, s);
+    gpu::adamw(dw.as<float>(), dg.as<float>(), dm.as<float>(), dvv.as<float>(), n, 0.9f, 0.95f, 1e-8f, step, isb, decay, s);
+    gpu::apply_mask(dw.as<float>(), dk.as<uint64_t>(), n, s);
+  }
+  const auto gw = down<float>(dw, size_t(n), s);
+  for (int64_t j = 0; j < n; ++j) ASSERT_NEAR(gw[size_t(j)], wv[size_t(j)], 1e-6) << "adamw " << j;
+  for (int64_t j = 0; j < n; j += 3) ASSERT_EQ(gw[size_t(j)], 0.f) << "masked weight " << j;
 }
 
 namespace {

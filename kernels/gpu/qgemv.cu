@@ -205,7 +205,8 @@ void launch(const float* x, int64_t m, int64_t ldx, const GpuQMatrix& w, float* 
 
 template <GCode C>
 void launch_scaled(const float* x, int64_t m, int64_t ldx, const GpuQMatrix& w, float* y, int64_t ldy, gpuStream_t st) {
-  const bool aligned = w.per_tensor || w.group % elems_per_16(C) == 0;
+  // Whole chunks never straddle a group boundary when a row has one group.
+  const bool aligned = w.per_tensor || w.group >= w.k || w.group % elems_per_16(C) == 0;
   if constexpr (C == GCode::I8 || C == GCode::I4) {
     if (w.asym) {
       aligned ? launch<C, true, true>(x, m, ldx, w, y, ldy, st) : launch<C, true, false>(x, m, ldx, w, y, ldy, st);
