@@ -3,6 +3,7 @@
 #include <string>
 
 #include "kernels/common/minifloat.h"
+#include "kernels/gpu/block_reduce.h"
 #include "kernels/gpu/gpu_check.h"
 #include "kernels/gpu/train_ops.h"
 #if !defined(__HIPCC__)
@@ -16,26 +17,6 @@ namespace {
 gpuStream_t S(Stream& s) { return static_cast<gpuStream_t>(s.handle()); }
 unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
 
-__device__ float block_sum(float v, float* sh) {
-  v = warp_sum(v);
-  const int lane = threadIdx.x % CONDENSE_WARP, warp = threadIdx.x / CONDENSE_WARP;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  float t = 0.f;
-  for (int i = 0; i < int(blockDim.x) / CONDENSE_WARP; ++i) t += sh[i];
-  __syncthreads();
-  return t;
-}
-__device__ float block_max(float v, float* sh) {
-  v = warp_max(v);
-  const int lane = threadIdx.x % CONDENSE_WARP, warp = threadIdx.x / CONDENSE_WARP;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  float t = -INFINITY;
-  for (int i = 0; i < int(blockDim.x) / CONDENSE_WARP; ++i) t = fmaxf(t, sh[i]);
-  __syncthreads();
-  return t;
-}
 __device__ double block_sum_d(double v, double* sh) {
   // Fixed order: every thread's value to shared memory, thread 0 adds them up.
   sh[threadIdx.x] = v;

@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "kernels/common/minifloat.h"
+#include "kernels/gpu/block_reduce.h"
 #include "kernels/gpu/gpu_check.h"
 #include "kernels/gpu/transformer_ops.h"
 
@@ -11,27 +12,6 @@ namespace {
 constexpr int kThreads = 256;
 
 // Block-wide reductions through shared memory (any warp width).
-__device__ float block_sum(float v, float* sh) {
-  v = warp_sum(v);
-  const int lane = threadIdx.x % CONDENSE_WARP, warp = threadIdx.x / CONDENSE_WARP;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  float t = 0.f;
-  for (int i = 0; i < int(blockDim.x) / CONDENSE_WARP; ++i) t += sh[i];
-  __syncthreads();
-  return t;
-}
-__device__ float block_max(float v, float* sh) {
-  v = warp_max(v);
-  const int lane = threadIdx.x % CONDENSE_WARP, warp = threadIdx.x / CONDENSE_WARP;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  float t = -INFINITY;
-  for (int i = 0; i < int(blockDim.x) / CONDENSE_WARP; ++i) t = fmaxf(t, sh[i]);
-  __syncthreads();
-  return t;
-}
-
 __global__ void rmsnorm_kernel(const float* __restrict__ x, int64_t ldx, int64_t dim, const float* __restrict__ w,
                                float eps, float* out, int64_t ldo) {
   __shared__ float sh[32];
