@@ -85,15 +85,29 @@ gpu::GCode gcode(kernels::WCode c) {
   }
 }
 
+// Host-side packed form of one part before upload.
+struct HostPart {
+  gpu::GpuQMatrix w;  // pointers unset
+  std::vector<uint8_t> codes, zeros;
+  std::vector<float> scales;
+};
+
+// Parts with one scheme (same encoding, group and zero points; not per-tensor,
+// whose single scales differ) become one matrix: one launch for q/k/v or gate/up.
+bool fusable(const gpu::GpuQMatrix& a, const gpu::GpuQMatrix& b) {
+  return a.code == b.code && a.k == b.k && a.group == b.group && a.asym == b.asym && !a.per_tensor && !b.per_tensor;
+}
+
 GpuLinear upload_linear(const Model& m, const std::vector<std::pair<std::string, const Tensor*>>& weights,
                         const std::vector<int64_t>& rows, int64_t cols, gpu::Stream& s) {
   GpuLinear L;
   L.k = cols;
+  std::vector<HostPart> host;
   for (size_t i = 0; i < weights.size(); ++i) {
     const LinearSource src = linear_source(m, weights[i].first, *weights[i].second, rows[i], cols, false);
     const ops::LinearPart& p = src.part;
-    GpuLinear::Part part;
-    gpu::GpuQMatrix& w = part.w;
+    HostPart h;
+    gpu::GpuQMatrix& w = h.w;
     w.code = p.f32 ? gpu::GCode::F32 : gcode(p.code);
     w.n = rows[i];
     w.k = cols;
@@ -102,26 +116,43 @@ GpuLinear upload_linear(const Model& m, const std::vector<std::pair<std::string,
     w.asym = p.asym;
     w.row_bytes = gpu::gpu_row_bytes(w.code, cols);
     const void* elements = p.f32 ? static_cast<const void*>(p.f32) : static_cast<const void*>(src.codes.empty() ? p.codes : src.codes.data());
-    const std::vector<uint8_t> packed = gpu::pack_gpu_codes(w.code, w.n, cols, elements);
-    part.codes = gpu::upload(packed.data(), packed.size(), s);
-    w.codes = part.codes.data();
+    h.codes = gpu::pack_gpu_codes(w.code, w.n, cols, elements);
     if (!p.f32) {
       const size_t ns = size_t(w.scale_count());
-      part.scales = gpu::upload(p.scales, ns * 4, s);
-      w.scales = part.scales.as<float>();
-      if (w.asym) {
-        part.zeros = gpu::upload(p.zeros, ns, s);
-        w.zeros = part.zeros.as<uint8_t>();
-      }
+      h.scales.assign(p.scales, p.scales + ns);
+      if (w.asym) h.zeros.assign(p.zeros, p.zeros + ns);
     }
-    part.col0 = L.n;
-    L.n += w.n;
-    L.bytes += part.codes.bytes() + part.scales.bytes() + part.zeros.bytes();
     const std::string d = p.f32 ? "f32"
                                 : std::string(w.code == gpu::GCode::I8 ? "int8" : w.code == gpu::GCode::I4 ? "int4" : "fp8") +
                                       (w.per_tensor ? " per-tensor" : p.group > 0 ? " g" + std::to_string(p.group) : " per-channel") +
                                       (w.asym ? " asym" : "");
     if (L.describe.find(d) == std::string::npos) L.describe += (L.describe.empty() ? "" : "+") + d;
+    if (!host.empty() && fusable(host.back().w, w)) {
+      HostPart& prev = host.back();
+      prev.w.n += w.n;
+      prev.codes.insert(prev.codes.end(), h.codes.begin(), h.codes.end());
+      prev.scales.insert(prev.scales.end(), h.scales.begin(), h.scales.end());
+      prev.zeros.insert(prev.zeros.end(), h.zeros.begin(), h.zeros.end());
+    } else {
+      host.push_back(std::move(h));
+    }
+  }
+  for (HostPart& h : host) {
+    GpuLinear::Part part;
+    part.w = h.w;
+    part.codes = gpu::upload(h.codes.data(), h.codes.size(), s);
+    part.w.codes = part.codes.data();
+    if (!h.scales.empty()) {
+      part.scales = gpu::upload(h.scales.data(), h.scales.size() * 4, s);
+      part.w.scales = part.scales.as<float>();
+    }
+    if (!h.zeros.empty()) {
+      part.zeros = gpu::upload(h.zeros.data(), h.zeros.size(), s);
+      part.w.zeros = part.zeros.as<uint8_t>();
+    }
+    part.col0 = L.n;
+    L.n += part.w.n;
+    L.bytes += part.codes.bytes() + part.scales.bytes() + part.zeros.bytes();
     L.parts.push_back(std::move(part));
   }
   return L;
