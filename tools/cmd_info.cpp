@@ -9,6 +9,7 @@
 #include "io/model_loader.h"
 #include "kernels/cpu/cpu_features.h"
 #ifdef CONDENSE_HAVE_GPU
+#include "kernels/gpu/device_memory.h"
 #include "kernels/gpu/device_query.h"
 #endif
 #include "tools/cli_common.h"
@@ -134,6 +135,7 @@ void register_info(CLI::App& app) {
     apply_threads(a->threads);
     j["runtime"] = {{"isa", kernels::isa_name(kernels::active_isa())}, {"isas_supported", isas}, {"cpu", kernels::cpu_name()},
                     {"threads", active_threads()}, {"available_cpus", kernels::available_cpus()}};
+    j["gpu_backend"] = kernels::gpu::backend_name();  // "none" in a build without CUDA / HIP
     j["gpu_devices"] = nlohmann::json::array();
 #ifdef CONDENSE_HAVE_GPU
     for (const auto& d : kernels::gpu::list_devices()) {

@@ -3,6 +3,7 @@
 
 #include "kernels/common/int_codes.h"
 #include "kernels/common/minifloat.h"
+#include "kernels/gpu/attention_core.h"
 #include "kernels/gpu/gpu_check.h"
 #include "kernels/gpu/paged_attention.h"
 
@@ -56,85 +57,37 @@ __global__ void kv_write_kernel(const GpuKvLayer kv, const GpuRows r, const floa
 constexpr int kAttnThreads = 128;
 constexpr int kMaxHd = 256;
 
-// One block per (row, head). Each warp takes 32- (or 64-) position chunks in
-// turn: a lane scores one position, the warp updates its running max / sum,
-// then every lane accumulates its hd / WARP output dims over the chunk's
-// positions (values read coalesced). Warps merge their states at the end.
+// One block per (row, head): attention_core.h's pass over positions 0 .. pos.
 template <GKv C>
 __global__ void __launch_bounds__(kAttnThreads) attention_kernel(const float* __restrict__ q, int64_t ldq, int n_heads,
                                                                  const GpuKvLayer kv, const GpuRows r,
                                                                  float* __restrict__ out, int64_t ldo) {
-  constexpr int W = CONDENSE_WARP;
-  constexpr int kPer = kMaxHd / W;  // output dims per lane, at most
+  constexpr int kPer = kMaxHd / CONDENSE_WARP;  // output dims per lane, at most
   __shared__ float qs[kMaxHd];
-  __shared__ float wm[kAttnThreads / 32], wl[kAttnThreads / 32];
-  __shared__ float wacc[kAttnThreads / 32][kMaxHd];
+  __shared__ WarpStates<kAttnThreads, kMaxHd> st;
   const int64_t row = blockIdx.x;
   const int h = blockIdx.y;
   const int hd = kv.hd;
   const int kvh = h / (n_heads / kv.n_kv);
-  const int lane = threadIdx.x % W, warp = threadIdx.x / W, warps = blockDim.x / W;
   const float inv = 1.0f / sqrtf(float(hd));
   for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[row * ldq + int64_t(h) * hd + d] * inv;
   __syncthreads();
   const int32_t* table = r.tables + r.table_off[row];
-  const int64_t last = r.pos[row];
   const float ks = kv.k_scale ? kv.k_scale[kvh] : 1.f, vs = kv.v_scale ? kv.v_scale[kvh] : 1.f;
-
-  float m = -INFINITY, l = 0.f, acc[kPer];
-#pragma unroll
-  for (int t = 0; t < kPer; ++t) acc[t] = 0.f;
-  for (int64_t p0 = int64_t(warp) * W; p0 <= last; p0 += int64_t(warps) * W) {
-    const int64_t p = p0 + lane;
-    float sc = -INFINITY;
-    if (p <= last) {
-      const uint8_t* kr = head_rows(kv, table, p, kvh, false);
-      float d = 0.f;
-      for (int i = 0; i < hd; ++i) d = fmaf(qs[i], kv_load<C>(kr, i, ks), d);
-      sc = d;
-    }
-    const float mc = warp_max(sc);
-    const float mn = fmaxf(m, mc);
-    const float corr = expf(m - mn);  // m = -inf at the start: corr 0 multiplies zeros
-    const float e = p <= last ? expf(sc - mn) : 0.f;
-    l = l * corr + warp_sum(e);
-    m = mn;
-#pragma unroll
-    for (int t = 0; t < kPer; ++t) acc[t] *= corr;
-    const int64_t rem = last - p0 + 1;
-    const int n = rem < W ? int(rem) : W;
-    for (int j = 0; j < n; ++j) {
-      const float pj = shfl(e, j);
-      const uint8_t* vr = head_rows(kv, table, p0 + j, kvh, true);
-#pragma unroll
-      for (int t = 0; t < kPer; ++t) {
-        const int d = lane + t * W;
-        if (d < hd) acc[t] = fmaf(pj, kv_load<C>(vr, d, vs), acc[t]);
-      }
-    }
-  }
-  if (lane == 0) { wm[warp] = m; wl[warp] = l; }
-#pragma unroll
-  for (int t = 0; t < kPer; ++t) {
-    const int d = lane + t * W;
-    if (d < hd) wacc[warp][d] = acc[t];
-  }
+  auto score = [&](int64_t p) {
+    const uint8_t* kr = head_rows(kv, table, p, kvh, false);
+    float d = 0.f;
+    for (int i = 0; i < hd; ++i) d = fmaf(qs[i], kv_load<C>(kr, i, ks), d);
+    return d;
+  };
+  auto value = [&](int64_t p, int d) { return kv_load<C>(head_rows(kv, table, p, kvh, true), d, vs); };
+  float m, l, acc[kPer];
+  attend_keys<kPer>(int64_t(r.pos[row]), hd, score, value, m, l, acc);
+  stash_warp<kPer>(st, hd, m, l, acc);
   __syncthreads();
-  if (warp == 0) {
-    float M = -INFINITY;
-    for (int w = 0; w < warps; ++w) M = fmaxf(M, wm[w]);
-    float L = 0.f;
-    for (int w = 0; w < warps; ++w) L += wl[w] * (wm[w] == -INFINITY ? 0.f : expf(wm[w] - M));
-#pragma unroll
-    for (int t = 0; t < kPer; ++t) {
-      const int d = lane + t * W;
-      if (d >= hd) continue;
-      float o = 0.f;
-      for (int w = 0; w < warps; ++w)
-        if (wm[w] != -INFINITY) o = fmaf(wacc[w][d], expf(wm[w] - M), o);
-      out[row * ldo + int64_t(h) * hd + d] = o / L;
-    }
-  }
+  float M, L;
+  merged_max_sum(st, M, L);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) out[row * ldo + int64_t(h) * hd + d] = merged_output(st, M, L, d);
 }
 
 gpuStream_t S(Stream& s) { return static_cast<gpuStream_t>(s.handle()); }

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "kernels/common/minifloat.h"
+#include "kernels/gpu/attention_core.h"
 #include "kernels/gpu/block_reduce.h"
 #include "kernels/gpu/gpu_check.h"
 #include "kernels/gpu/train_ops.h"
@@ -191,8 +192,7 @@ __global__ void __launch_bounds__(kThreads) attention_rows_kernel(const float* _
   constexpr int W = CONDENSE_WARP;
   constexpr int kPer = kMaxHd / W;
   __shared__ float qs[kMaxHd], dos[kMaxHd];
-  __shared__ float wm[kThreads / 32], wl[kThreads / 32];
-  __shared__ float wacc[kThreads / 32][kMaxHd];
+  __shared__ WarpStates<kThreads, kMaxHd> st;
   __shared__ float sh[32];
   const int64_t i = blockIdx.x;
   const int h = blockIdx.y;
@@ -206,48 +206,17 @@ __global__ void __launch_bounds__(kThreads) attention_rows_kernel(const float* _
     if constexpr (BACKWARD) dos[d] = dout[i * ld_do + int64_t(h) * hd + d];
   }
   __syncthreads();
-  float m = -INFINITY, l = 0.f, acc[kPer];
-#pragma unroll
-  for (int t = 0; t < kPer; ++t) acc[t] = 0.f;
-  for (int64_t j0 = int64_t(warp) * W; j0 <= i; j0 += int64_t(warps) * W) {
-    const int64_t j = j0 + lane;
-    const float sc = j <= i ? dot_row(qs, K + j * hd, hd) : -INFINITY;
-    const float mn = fmaxf(m, warp_max(sc));
-    const float corr = expf(m - mn);
-    const float e = j <= i ? expf(sc - mn) : 0.f;
-    l = l * corr + warp_sum(e);
-    m = mn;
-#pragma unroll
-    for (int t = 0; t < kPer; ++t) acc[t] *= corr;
-    const int cnt = i - j0 + 1 < W ? int(i - j0 + 1) : W;
-    for (int jj = 0; jj < cnt; ++jj) {
-      const float pj = shfl(e, jj);
-      const float* vr = V + (j0 + jj) * hd;
-#pragma unroll
-      for (int t = 0; t < kPer; ++t) {
-        const int d = lane + t * W;
-        if (d < hd) acc[t] = fmaf(pj, vr[d], acc[t]);
-      }
-    }
-  }
-  if (lane == 0) { wm[warp] = m; wl[warp] = l; }
-#pragma unroll
-  for (int t = 0; t < kPer; ++t) {
-    const int d = lane + t * W;
-    if (d < hd) wacc[warp][d] = acc[t];
-  }
+  float m, l, acc[kPer];
+  attend_keys<kPer>(i, hd, [&](int64_t j) { return dot_row(qs, K + j * hd, hd); }, [&](int64_t j, int d) { return V[j * hd + d]; },
+                    m, l, acc);
+  stash_warp<kPer>(st, hd, m, l, acc);
   __syncthreads();
-  float M = -INFINITY;
-  for (int w = 0; w < warps; ++w) M = fmaxf(M, wm[w]);
-  float L = 0.f;
-  for (int w = 0; w < warps; ++w) L += wm[w] == -INFINITY ? 0.f : wl[w] * expf(wm[w] - M);
+  float M, L;
+  merged_max_sum(st, M, L);
   // O, by every thread for its dims (fixed warp order).
   float dsum = 0.f;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float o = 0.f;
-    for (int w = 0; w < warps; ++w)
-      if (wm[w] != -INFINITY) o = fmaf(wacc[w][d], expf(wm[w] - M), o);
-    o /= L;
+    const float o = merged_output(st, M, L, d);
     if constexpr (!BACKWARD) out[i * ldo + int64_t(h) * hd + d] = o;
     else dsum = fmaf(dos[d], o, dsum);
   }
@@ -279,16 +248,16 @@ __global__ void __launch_bounds__(kThreads) attention_rows_kernel(const float* _
         }
       }
     }
-    __syncthreads();  // wacc is reused
+    __syncthreads();  // st.acc is reused
 #pragma unroll
     for (int t = 0; t < kPer; ++t) {
       const int d = lane + t * W;
-      if (d < hd) wacc[warp][d] = acc[t];
+      if (d < hd) st.acc[warp][d] = acc[t];
     }
     __syncthreads();
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
       float s = 0.f;
-      for (int w = 0; w < warps; ++w) s += wacc[w][d];
+      for (int w = 0; w < warps; ++w) s += st.acc[w][d];
       dq[i * ld_dq + int64_t(h) * hd + d] = s * inv;
     }
   }
