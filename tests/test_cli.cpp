@@ -53,3 +53,21 @@ TEST(Cli, QuantizeMapsOntoARecipe) {
   EXPECT_EQ(gptq.status, 1);
   EXPECT_NE(gptq.output.find("--text"), std::string::npos) << gptq.output;
 }
+
+// --device: a device this build or machine cannot use is refused before any
+// model is read, saying why; training commands say they run on the CPU only.
+TEST(Cli, DeviceOptionRefusesWhatThisBuildCannotRun) {
+  const auto bad = run_condense("generate no-such-model.bin --device tpu");
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_NE(bad.output.find("'tpu' is not one of cpu, cuda, hip"), std::string::npos) << bad.output;
+  for (const char* d : {"cuda", "hip"}) {
+    const auto r = run_condense(std::string("generate no-such-model.bin --device ") + d);
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find(std::string("cannot run on ") + d), std::string::npos) << r.output;
+  }
+  const auto train = run_condense("train no-such-model.bin --text t.txt --out o --device cuda");
+  EXPECT_EQ(train.status, 1) << train.output;
+  EXPECT_NE(train.output.find("not implemented yet"), std::string::npos) << train.output;
+  const auto help = run_condense("serve --help");
+  EXPECT_NE(help.output.find("--device"), std::string::npos) << help.output;
+}

@@ -27,10 +27,12 @@ void bound_threads(int n, int avail) {
 
 }  // namespace
 
-void add_device_option(CLI::App& app, std::string& device) {
+void add_device_option(CLI::App& app, std::string& device, bool training) {
   app.add_option("--device", device,
-                 "Where the model runs: cpu, or cuda / hip in a build configured with -DCONDENSE_CUDA=ON / "
-                 "-DCONDENSE_HIP=ON and a visible GPU (weights, KV cache and the forward pass on the device)")
+                 training ? "Where training runs: cpu (training, distillation and QAT on the GPU are not implemented yet; "
+                            "cuda / hip are refused with a message)"
+                          : "Where the model runs: cpu, or cuda / hip in a build configured with -DCONDENSE_CUDA=ON / "
+                            "-DCONDENSE_HIP=ON and a visible GPU (weights, KV cache and the forward pass on the device)")
       ->capture_default_str();
 }
 

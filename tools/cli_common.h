@@ -15,8 +15,9 @@ struct ModelArgs {
 
 // Adds MODEL (positional), --tokenizer and --threads.
 void add_model_args(CLI::App& app, ModelArgs& a);
-// Adds --device (cpu | cuda | hip; default cpu).
-void add_device_option(CLI::App& app, std::string& device);
+// Adds --device (cpu | cuda | hip; default cpu). training: the option of
+// `run` / `train`, whose stages have no GPU path yet (the help says so).
+void add_device_option(CLI::App& app, std::string& device, bool training = false);
 // The parsed --device, failing with the reason when this build or machine
 // cannot run on it (no GPU backend, another backend, no device visible).
 Device parse_device(const std::string& device);

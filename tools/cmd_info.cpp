@@ -8,8 +8,8 @@
 #include "io/ggml_quants.h"
 #include "io/model_loader.h"
 #include "kernels/cpu/cpu_features.h"
-#ifdef CONDENSE_HAVE_GPU
 #include "kernels/gpu/device_memory.h"
+#ifdef CONDENSE_HAVE_GPU
 #include "kernels/gpu/device_query.h"
 #endif
 #include "tools/cli_common.h"

@@ -41,13 +41,13 @@ void add_common(CLI::App* cmd, RunArgs& a) {
   cmd->add_flag("--json", a.json, "Print the results object as JSON");
   cmd->add_flag("--dry-run", a.dry_run, "Validate the recipe (after --set) and print it; run nothing");
   add_threads_option(*cmd, a.threads);
-  add_device_option(*cmd, a.device);
+  add_device_option(*cmd, a.device, true);
 }
 
 void execute(nlohmann::json j, const RunArgs& a) {
+  require_cpu_device(a.device, "training");
   for (const std::string& s : a.sets) pipeline::apply_set(j, s);
   const pipeline::Recipe r = pipeline::parse_recipe(j, "");
-  require_cpu_device(a.device, "run");
   if (a.dry_run) {
     pipeline::preflight(r);  // the files it names, read as far as their headers
     std::cout << j.dump(2) << "\n";
