@@ -372,6 +372,13 @@ TEST(HostileRecipes, DryRunRefusesWhatTheRunWouldRefuse) {
   pipeline::apply_set(raw, "stages[0].steps=\xff\xfe");
   expect_error([&] { pipeline::parse_recipe(raw, ""); }, {"$.stages[0].steps", "\xef\xbf\xbd"});  // U+FFFD in the message
   expect_error([&] { json bad = base; pipeline::apply_set(bad, "stages[x].steps=1"); }, {"'[x]' is not an index"});
+  // A key of thousands of parts (the fuzzer's find: copying the value it built overflowed the stack).
+  std::string deep;
+  for (int i = 0; i < 5000; ++i) deep += "a.";
+  expect_error([&] { json bad = base; pipeline::apply_set(bad, deep + "b=1"); }, {"more than 32 parts"});
+  json shallow = base;
+  pipeline::apply_set(shallow, "x.y.z=1");  // a few levels are fine
+  EXPECT_EQ(shallow["x"]["y"]["z"], 1);
   // The command line's --dry-run runs the same checks.
   testutil::write_file(dir / "r.json", base.dump());
   const auto ok = testutil::run_command(std::string(CONDENSE_BIN) + " run " + (dir / "r.json") + " --dry-run");

@@ -26,8 +26,16 @@ void apply_set(json& j, const std::string& a) {
   const std::string key = a.substr(0, eq), value = a.substr(eq + 1);
   json* node = &j;
   size_t i = 0;
+  // Each part nests one level: a key of thousands of parts would build a value
+  // so deep that copying it overflows the stack. Recipes nest a few levels.
+  constexpr int kMaxSetDepth = 32;
+  int depth = 0;
   while (i < key.size()) {
     if (key[i] == '.') { ++i; continue; }
+    if (++depth > kMaxSetDepth) {
+      fail("--set " + a.substr(0, 80) + (a.size() > 80 ? "..." : ""),
+           "the key has more than " + std::to_string(kMaxSetDepth) + " parts; no recipe value nests that deep");
+    }
     if (key[i] == '[') {
       const size_t close = key.find(']', i);
       if (close == std::string::npos) fail("--set " + a, "unclosed '[' in the key");
