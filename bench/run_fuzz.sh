@@ -27,7 +27,11 @@ logs="$b/logs-$stamp"
 mkdir -p "$logs" "$b/artifacts"
 echo "run_fuzz: ${#targets[@]} targets x ${secs} s, ${jobs} at a time; logs in $logs" >&2
 run_one() {
-  local t="$1" dirs=("$b/corpus/$t" "$b/seeds/$t")
+  # Two statements: in one `local`, "$t" in dirs would expand before t is set
+  # (every run until 2026-12-01 read and grew the corpus/ and seeds/ roots,
+  # all targets' inputs together).
+  local t="$1"
+  local dirs=("$b/corpus/$t" "$b/seeds/$t")
   mkdir -p "$b/corpus/$t"
   [ -d "tests/fuzz_regressions/$t" ] && dirs+=("tests/fuzz_regressions/$t")
   OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive /usr/bin/time -f '%U %S %e' -o "$logs/$t.time" "$b/fuzz_$t" -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
