@@ -41,7 +41,7 @@ Engine::Engine(const Model& m, const EngineOptions& opt)
     // Only the bookkeeping stays here: the weights and the KV bytes go to the device.
     rope_ = ops::RopeTable::make(max_seq_, cfg_.head_dim, cfg_.rope_theta);
     init_kv(m, opt);
-    gpu_ = make_gpu_forward(m, device_, max_seq_, rope_, kv_.code(), kv_.total_blocks(), kv_.k_scales(), kv_.v_scales());
+    gpu_ = make_gpu_forward(m, device_, rope_, kv_.code(), kv_.total_blocks(), kv_.k_scales(), kv_.v_scales());
     add_sequence();
     return;
   }
@@ -345,10 +345,14 @@ void Engine::step(const std::vector<SeqStep>& batch) {
   }
   if (logits_.size() < size_t(total_logits) * size_t(cfg_.vocab)) logits_.resize(size_t(total_logits) * size_t(cfg_.vocab));
   head_.apply(last_n, ops::Mat{logits_.data(), total_logits, cfg_.vocab, cfg_.vocab});
-  out = 0;
+  scatter_logits(batch);
+}
+
+void Engine::scatter_logits(const std::vector<SeqStep>& batch) const {
+  size_t o = 0;
   for (const SeqStep& b : batch) {
-    if (b.n_logits > 0) std::memcpy(b.logits, logits_.data() + size_t(out) * size_t(cfg_.vocab), size_t(b.n_logits) * size_t(cfg_.vocab) * 4);
-    out += b.n_logits;
+    if (b.n_logits > 0) std::memcpy(b.logits, logits_.data() + o * size_t(cfg_.vocab), size_t(b.n_logits) * size_t(cfg_.vocab) * 4);
+    o += size_t(b.n_logits);
   }
 }
 
@@ -372,12 +376,7 @@ void Engine::step_gpu(const std::vector<SeqStep>& batch, int total_logits) {
   }
   gpu_->step(r, out);
   for (const SeqStep& b : batch) seq(b.seq).len += b.n;
-  if (batch.size() == 1 || total_logits == 0) return;
-  size_t o = 0;
-  for (const SeqStep& b : batch) {
-    if (b.n_logits > 0) std::memcpy(b.logits, logits_.data() + o * size_t(cfg_.vocab), size_t(b.n_logits) * size_t(cfg_.vocab) * 4);
-    o += size_t(b.n_logits);
-  }
+  if (batch.size() > 1 && total_logits > 0) scatter_logits(batch);
 }
 
 }  // namespace condense

@@ -94,6 +94,8 @@ class Engine {
 
   void init_kv(const Model& m, const EngineOptions& opt);
   void step_gpu(const std::vector<SeqStep>& batch, int total_logits);
+  // A multi-sequence step's logits_ rows, to each sequence's buffer.
+  void scatter_logits(const std::vector<SeqStep>& batch) const;
 
   ModelConfig cfg_;
   int max_seq_;

@@ -43,7 +43,7 @@ bool device_usable(Device d, std::string* why) {
 
 #ifndef CONDENSE_HAVE_GPU
 
-std::unique_ptr<GpuForward> make_gpu_forward(const Model&, Device d, int, const ops::RopeTable&, kernels::KvCode, int64_t,
+std::unique_ptr<GpuForward> make_gpu_forward(const Model&, Device d, const ops::RopeTable&, kernels::KvCode, int64_t,
                                              const std::vector<float>&, const std::vector<float>&) {
   std::string why;
   device_usable(d, &why);
@@ -162,7 +162,7 @@ gpu::GKv gkv(kernels::KvCode c) { return static_cast<gpu::GKv>(static_cast<uint8
 
 class GpuForwardImpl final : public GpuForward {
  public:
-  GpuForwardImpl(const Model& m, Device device, int max_seq, const ops::RopeTable& rope, kernels::KvCode kv_code,
+  GpuForwardImpl(const Model& m, Device device, const ops::RopeTable& rope, kernels::KvCode kv_code,
                  int64_t kv_blocks, const std::vector<float>& k_scales, const std::vector<float>& v_scales)
       : cfg_(m.config), device_(device) {
     const int64_t d = cfg_.dim, qd = cfg_.q_dim(), kvd = cfg_.kv_dim(), f = cfg_.ffn_dim;
@@ -200,7 +200,6 @@ class GpuForwardImpl final : public GpuForward {
     rope_cos_ = up_f32(rope.cos);
     rope_sin_ = up_f32(rope.sin);
     max_pos_ = rope.cos.dim(0);
-    (void)max_seq;
     kv_code_ = kv_code;
     kv_blocks_ = kv_blocks;
     block_bytes_ = kernels::kv_block_bytes(kv_code, cfg_.n_kv_heads, cfg_.head_dim, 16);
@@ -364,13 +363,13 @@ class GpuForwardImpl final : public GpuForward {
 
 }  // namespace
 
-std::unique_ptr<GpuForward> make_gpu_forward(const Model& m, Device device, int max_seq, const ops::RopeTable& rope,
+std::unique_ptr<GpuForward> make_gpu_forward(const Model& m, Device device, const ops::RopeTable& rope,
                                              kernels::KvCode kv_code, int64_t kv_blocks, const std::vector<float>& k_scales,
                                              const std::vector<float>& v_scales) {
   std::string why;
   if (!device_usable(device, &why)) fail("engine", std::string("cannot run on ") + device_name(device) + ": " + why, "Use --device cpu");
   try {
-    return std::make_unique<GpuForwardImpl>(m, device, max_seq, rope, kv_code, kv_blocks, k_scales, v_scales);
+    return std::make_unique<GpuForwardImpl>(m, device, rope, kv_code, kv_blocks, k_scales, v_scales);
   } catch (const kernels::gpu::GpuError& e) {
     fail("engine", std::string("loading the model onto ") + device_name(device) + ": " + e.what());
   }

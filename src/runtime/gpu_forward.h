@@ -39,7 +39,7 @@ class GpuForward {
 
 // Uploads the model. `device` must be the build's backend (CUDA or HIP) with a
 // visible device; otherwise fails saying what is missing.
-std::unique_ptr<GpuForward> make_gpu_forward(const Model& m, Device device, int max_seq, const ops::RopeTable& rope,
+std::unique_ptr<GpuForward> make_gpu_forward(const Model& m, Device device, const ops::RopeTable& rope,
                                              kernels::KvCode kv_code, int64_t kv_blocks,
                                              const std::vector<float>& k_scales, const std::vector<float>& v_scales);
 
