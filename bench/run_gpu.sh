@@ -4,8 +4,10 @@
 # kernels against float64 references, the GPU engine against the CPU's, the
 # real stories260K greedy output), bench_gpu (decode GEMV on the stories110M
 # and tinyllama-1.1B shapes vs the HBM bandwidth measured in the same run),
-# then `condense bench --device cuda` on a random tinyllama-1.1B int4 g32 model
-# at 64 concurrent sequences. JSON goes to bench/results/gpu-*.json; the test
+# bench_train on the GPU (bf16 training of the stories110M shape: MFU against
+# a bf16 GEMM timed in the same run; a distillation step, stories15M from
+# stories110M), then `condense bench --device cuda` on a random
+# tinyllama-1.1B int4 g32 model at 64 concurrent sequences. JSON goes to bench/results/gpu-*.json; the test
 # log to bench/results/gpu-tests-*.txt.
 # Usage: bench/run_gpu.sh [build-dir]   (CONDENSE_GPU_QUICK=1: skip the 1.1B engine run)
 set -uo pipefail
@@ -28,10 +30,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -x /usr/local/cuda/bin/nvcc ] || command -v nvcc >/dev/null || { echo "run_gpu: no nvcc" >&2; exit 1; }
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCONDENSE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null || exit 1
-make -C "$build" -j"$jobs" condense test_gpu bench_gpu 2>&1 | grep -E 'error|warning: ' | head -40
+make -C "$build" -j"$jobs" condense test_gpu bench_gpu bench_train 2>&1 | grep -E 'error|warning: ' | head -40
 [ -x "$build/condense" ] && [ -x "$build/bench_gpu" ] || { echo "run_gpu: build failed" >&2; exit 1; }
 (cd "$build" && ctest -L gpu --output-on-failure --timeout 600) 2>&1 | tee "$res/gpu-tests-$stamp.txt" | tail -30
 "$build/bench_gpu" --out "$res/gpu-kernels-$stamp.json" --reps 20
+"$build/bench_train" --shape stories110M --device cuda --bf16 --batch 16 --seq 1024 --reps 4 > "$res/gpu-train-stories110M-bf16-$stamp.json"
+"$build/bench_train" --shape stories110M --device cuda --batch 8 --seq 1024 --reps 3 > "$res/gpu-train-stories110M-f32-$stamp.json"
+"$build/bench_train" --shape stories15M --teacher-shape stories110M --device cuda --bf16 --batch 32 --seq 256 --reps 4 \
+  > "$res/gpu-distill-stories15M-from-110M-bf16-$stamp.json"
 if [ -z "${CONDENSE_GPU_QUICK:-}" ]; then
   m="$build/bench-models"
   mkdir -p "$m"

@@ -4,8 +4,9 @@
 # with Debian's hipcc for gfx90a (-DCONDENSE_HIP=ON; one target each keeps CI
 # short: the builds' defaults add sm_80 and gfx940, same source; hipcc and
 # libamdhip64-dev installed where missing and root), plus the C++ that only
-# GPU builds compile (runtime/gpu_forward.cpp, tests/test_gpu.cpp,
-# bench/bench_gpu.cpp). Objects only: linking and running need a GPU machine
+# GPU builds compile (runtime/gpu_forward.cpp, train/gpu_graph.cpp,
+# train/gpu_trainer.cpp, tests/test_gpu.cpp, bench/bench_gpu.cpp,
+# bench/bench_train.cpp). Objects only: linking and running need a GPU machine
 # (bench/run_gpu.sh). A toolchain that is absent and cannot be installed is
 # reported and skipped; a compile error fails.
 # Usage: scripts/gpu_build_check.sh [cuda] [hip]   (default both)
@@ -13,14 +14,14 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 which=("$@")
 [ ${#which[@]} -eq 0 ] && which=(cuda hip)
-objects=(src/runtime/gpu_forward.cpp.o)
+objects=(src/runtime/gpu_forward.cpp.o src/train/gpu_graph.cpp.o src/train/gpu_trainer.cpp.o src/core/device.cpp.o)
 check() {  # build-dir cmake-flag
   local b="$1"; shift
   cmake -S "$here" -B "$b" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
   cmake --build "$b" -j2 --target condense_kernels_gpu
   make -s -C "$b" "${objects[@]}"
   make -s -C "$b/tests" test_gpu.cpp.o
-  make -s -C "$b/bench" bench_gpu.cpp.o
+  make -s -C "$b/bench" bench_gpu.cpp.o bench_train.cpp.o
 }
 for w in "${which[@]}"; do
   case "$w" in

@@ -29,8 +29,9 @@ void bound_threads(int n, int avail) {
 
 void add_device_option(CLI::App& app, std::string& device, bool training) {
   app.add_option("--device", device,
-                 training ? "Where training runs: cpu (training, distillation and QAT on the GPU are not implemented yet; "
-                            "cuda / hip are refused with a message)"
+                 training ? "Where training stages (train, distill, gradual prune, QAT) run: cpu, or cuda / hip in a build "
+                            "configured with -DCONDENSE_CUDA=ON / -DCONDENSE_HIP=ON and a visible GPU; calibration, pruning "
+                            "and quantization stages run on the CPU"
                           : "Where the model runs: cpu, or cuda / hip in a build configured with -DCONDENSE_CUDA=ON / "
                             "-DCONDENSE_HIP=ON and a visible GPU (weights, KV cache and the forward pass on the device)")
       ->capture_default_str();
@@ -41,15 +42,6 @@ Device parse_device(const std::string& device) {
   std::string why;
   if (!device_usable(d, &why)) fail("--device", std::string("cannot run on ") + device + ": " + why, "Use --device cpu");
   return d;
-}
-
-void require_cpu_device(const std::string& device, const char* command) {
-  const Device d = device_from_name(device);
-  if (d != Device::CPU) {
-    fail("--device", std::string(command) + " on " + device + " is not implemented yet: training, distillation and QAT run on the CPU "
-                     "(the GPU runs generate, eval, bench and serve)",
-         "Use --device cpu");
-  }
 }
 
 void add_model_args(CLI::App& app, ModelArgs& a) {

@@ -16,13 +16,11 @@ struct ModelArgs {
 // Adds MODEL (positional), --tokenizer and --threads.
 void add_model_args(CLI::App& app, ModelArgs& a);
 // Adds --device (cpu | cuda | hip; default cpu). training: the option of
-// `run` / `train`, whose stages have no GPU path yet (the help says so).
+// `run` / `train` (its help says which stages run there).
 void add_device_option(CLI::App& app, std::string& device, bool training = false);
 // The parsed --device, failing with the reason when this build or machine
 // cannot run on it (no GPU backend, another backend, no device visible).
 Device parse_device(const std::string& device);
-// Commands that have no GPU path yet (training): refuses anything but cpu.
-void require_cpu_device(const std::string& device, const char* command);
 // Adds --threads (0 = the default below).
 void add_threads_option(CLI::App& app, int& threads);
 // Every command's default, set once in main: OMP_NUM_THREADS, else the CPUs

@@ -45,7 +45,7 @@ void add_common(CLI::App* cmd, RunArgs& a) {
 }
 
 void execute(nlohmann::json j, const RunArgs& a) {
-  require_cpu_device(a.device, "training");
+  const Device device = parse_device(a.device);  // refused here, before the recipe is read
   for (const std::string& s : a.sets) pipeline::apply_set(j, s);
   const pipeline::Recipe r = pipeline::parse_recipe(j, "");
   if (a.dry_run) {
@@ -54,7 +54,7 @@ void execute(nlohmann::json j, const RunArgs& a) {
     return;
   }
   apply_threads(a.threads);
-  print_result(pipeline::run_recipe(r, {a.resume, a.log_json}), a.json);
+  print_result(pipeline::run_recipe(r, {a.resume, a.log_json, device}), a.json);
 }
 }  // namespace
 

@@ -445,13 +445,14 @@ void to_bf16(const float* x, int64_t n, uint16_t* out, Stream& s) {
 }
 
 void rmsnorm_backward(const float* x, const float* w, const float* dy, int64_t rows, int64_t dim, float eps, float* dx,
-                      float* dw_accumulate, Stream& s) {
+                      float* dw_accumulate, Stream& s, float* scratch) {
   if (rows <= 0) return;
-  DeviceBuffer partial(size_t(rows * dim) * 4);
-  rmsnorm_backward_rows<<<unsigned(rows), 256, 0, S(s)>>>(x, w, dy, dim, eps, dx, partial.as<float>());
-  column_sum_add<<<blocks_for(dim, 256), 256, 0, S(s)>>>(partial.as<float>(), rows, dim, dw_accumulate);
+  DeviceBuffer own(scratch ? 0 : size_t(rows * dim) * 4);
+  float* partial = scratch ? scratch : own.as<float>();
+  rmsnorm_backward_rows<<<unsigned(rows), 256, 0, S(s)>>>(x, w, dy, dim, eps, dx, partial);
+  column_sum_add<<<blocks_for(dim, 256), 256, 0, S(s)>>>(partial, rows, dim, dw_accumulate);
   check_launch("gpu::rmsnorm_backward");
-  s.synchronize();  // the partial sums' block goes back to the pool
+  if (!scratch) s.synchronize();  // the partial sums' block goes back to the pool
 }
 
 void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t rows, int64_t n, int64_t ld_gu, int64_t ld_h,
@@ -485,16 +486,18 @@ void attention_forward(const float* q, int64_t ldq, const float* k, const float*
 
 void attention_backward(const float* q, int64_t ldq, const float* k, const float* v, int64_t head_stride, int64_t rows,
                         int n_heads, int n_kv, int hd, const float* dout, int64_t ld_do, float* dq, int64_t ld_dq, float* dk,
-                        float* dv, Stream& s) {
+                        float* dv, Stream& s, float* scratch) {
   check_hd(hd, n_heads, n_kv, "gpu::attention_backward");
   if (rows <= 0) return;
-  DeviceBuffer lse(size_t(rows * n_heads) * 4), D(size_t(rows * n_heads) * 4);
+  DeviceBuffer own(scratch ? 0 : size_t(2 * rows * n_heads) * 4);
+  float* lse = scratch ? scratch : own.as<float>();
+  float* D = lse + rows * n_heads;
   attention_rows_kernel<true><<<dim3(unsigned(rows), unsigned(n_heads)), kThreads, 0, S(s)>>>(
-      q, ldq, k, v, head_stride, n_heads, n_kv, hd, nullptr, 0, dout, ld_do, dq, ld_dq, lse.as<float>(), D.as<float>());
+      q, ldq, k, v, head_stride, n_heads, n_kv, hd, nullptr, 0, dout, ld_do, dq, ld_dq, lse, D);
   attention_kv_grad_kernel<<<dim3(unsigned(rows), unsigned(n_kv)), kThreads, 0, S(s)>>>(
-      q, ldq, k, v, head_stride, rows, n_heads, n_kv, hd, dout, ld_do, lse.as<float>(), D.as<float>(), dk, dv);
+      q, ldq, k, v, head_stride, rows, n_heads, n_kv, hd, dout, ld_do, lse, D, dk, dv);
   check_launch("gpu::attention_backward");
-  s.synchronize();
+  if (!scratch) s.synchronize();
 }
 
 void cross_entropy(const float* logits, const int32_t* targets, int64_t rows, int64_t vocab, float scale, float* dlogits,

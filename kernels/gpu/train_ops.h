@@ -21,8 +21,10 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
 void to_bf16(const float* x, int64_t n, uint16_t* out, Stream& s);
 
 // As the CPU kernels (kernels/cpu/transformer_backward_f32.h).
+// scratch: rows * dim floats of device memory the call may use; without it
+// the call takes a block from the pool and synchronizes s to give it back.
 void rmsnorm_backward(const float* x, const float* w, const float* dy, int64_t rows, int64_t dim, float eps, float* dx,
-                      float* dw_accumulate, Stream& s);
+                      float* dw_accumulate, Stream& s, float* scratch = nullptr);
 void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t rows, int64_t n, int64_t ld_gu,
                        int64_t ld_h, float* dg, float* du, Stream& s);
 void rope_backward(float* dy, int64_t rows, int64_t ld, int heads, int hd, int64_t pos0, const float* cos_t,
@@ -34,9 +36,10 @@ void rope_backward(float* dy, int64_t rows, int64_t ld, int heads, int hd, int64
 void attention_forward(const float* q, int64_t ldq, const float* k, const float* v, int64_t head_stride, int64_t rows,
                        int n_heads, int n_kv, int hd, float* out, int64_t ldo, Stream& s);
 // Backward: dq overwritten, dk / dv accumulated, probabilities recomputed.
+// scratch: 2 * rows * n_heads floats (as rmsnorm_backward's).
 void attention_backward(const float* q, int64_t ldq, const float* k, const float* v, int64_t head_stride, int64_t rows,
                         int n_heads, int n_kv, int hd, const float* dout, int64_t ld_do, float* dq, int64_t ld_dq, float* dk,
-                        float* dv, Stream& s);
+                        float* dv, Stream& s, float* scratch = nullptr);
 
 // Per-row losses (float64, device [rows]) and gradients as the CPU's:
 // cross entropy (targets < 0 ignored: loss 0, zero gradient row) and T^2 KL.

@@ -10,15 +10,6 @@
 
 namespace condense {
 
-const char* device_name(Device d) {
-  switch (d) {
-    case Device::CPU: return "cpu";
-    case Device::CUDA: return "cuda";
-    case Device::HIP: return "hip";
-  }
-  return "?";
-}
-
 std::string shape_str(const Shape& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);

@@ -274,6 +274,7 @@ void parse_training(const Obj& o, StageSpec& s, const std::string& kind, uint64_
   t.val_windows = int(o.integer("val_windows", 16, 0, 1 << 20));
   t.save_every = o.integer("save_every", 0, 0, int64_t(1) << 40);
   s.objective.loss_chunk = o.integer("loss_chunk", 512, 1, 1 << 20);
+  t.bf16 = o.str("precision", "f32", {"f32", "bf16"}) == "bf16";
   if (kind == "distill") {
     const double alpha = o.num("alpha", 0.5, 0, 1);
     s.objective.token = {float(1 - alpha), float(alpha), float(o.num("temperature", 1.0, 1e-3, 1e3))};

@@ -119,6 +119,7 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
     compress::magnitude_prune_to(student, prune_names, st.gradual->initial, st.prune.scope);
   }
   train::TrainOptions topt = st.train;
+  topt.device = o.device;
   topt.state_path = (fs::path(r.output_dir) / ("state-stage" + std::to_string(si) + ".h5")).string();
   train::Trainer tr(student, st.uses_teacher() ? teacher : nullptr, st.objective, topt, data, bos);
   tr.meta_json = json{{"recipe", r.source}, {"stage", si}}.dump();

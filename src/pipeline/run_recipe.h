@@ -5,6 +5,8 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include "core/device.h"
+
 #include "pipeline/recipe.h"
 
 namespace condense::pipeline {
@@ -12,6 +14,7 @@ namespace condense::pipeline {
 struct RunOptions {
   bool resume = false;    // continue each stage from its state file when present
   bool log_json = false;  // JSON lines on stderr instead of a progress bar
+  Device device = Device::CPU;  // where training stages run (--device); other stages run on the CPU
 };
 
 // `cs.samples` windows of the recipe's training data (its text or token

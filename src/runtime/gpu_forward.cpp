@@ -15,32 +15,6 @@
 
 namespace condense {
 
-Device device_from_name(const std::string& n) {
-  if (n == "cpu") return Device::CPU;
-  if (n == "cuda") return Device::CUDA;
-  if (n == "hip") return Device::HIP;
-  fail("--device", "'" + n + "' is not one of cpu, cuda, hip");
-}
-
-bool device_usable(Device d, std::string* why) {
-  if (d == Device::CPU) return true;
-  const std::string backend = kernels::gpu::backend_name();
-  const std::string want = device_name(d);
-  if (backend == "none") {
-    *why = "this condense was built without a GPU backend (configure with -DCONDENSE_CUDA=ON or -DCONDENSE_HIP=ON)";
-    return false;
-  }
-  if (backend != want) {
-    *why = "this condense was built for " + backend + ", not " + want + " (use --device " + backend + ")";
-    return false;
-  }
-  if (!kernels::gpu::available()) {
-    *why = "no " + want + " device is visible (driver missing, no GPU, or CUDA_VISIBLE_DEVICES / HIP_VISIBLE_DEVICES empty)";
-    return false;
-  }
-  return true;
-}
-
 #ifndef CONDENSE_HAVE_GPU
 
 std::unique_ptr<GpuForward> make_gpu_forward(const Model&, Device d, const ops::RopeTable&, kernels::KvCode, int64_t,

@@ -43,9 +43,4 @@ std::unique_ptr<GpuForward> make_gpu_forward(const Model& m, Device device, cons
                                              kernels::KvCode kv_code, int64_t kv_blocks,
                                              const std::vector<float>& k_scales, const std::vector<float>& v_scales);
 
-// "cpu" | "cuda" | "hip" (what --device takes); fails naming the accepted values.
-Device device_from_name(const std::string& name);
-// Whether this build and machine can run on `d` (CPU always), and if not why.
-bool device_usable(Device d, std::string* why);
-
 }  // namespace condense

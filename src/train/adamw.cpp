@@ -15,18 +15,23 @@ AdamW::AdamW(const ParamSet& params, const AdamWConfig& cfg) : cfg_(cfg) {
   }
 }
 
-void AdamW::step(ParamSet& params, double lr) {
+AdamWStep AdamW::begin_step(double lr) {
   ++t_;
   const double bc1 = 1.0 - std::pow(cfg_.beta1, double(t_)), bc2 = 1.0 - std::pow(cfg_.beta2, double(t_));
-  const float b1 = float(cfg_.beta1), b2 = float(cfg_.beta2), eps = float(cfg_.eps);
-  const float step_size = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
+  return {float(cfg_.beta1), float(cfg_.beta2), float(cfg_.eps), float(lr / bc1), float(1.0 / std::sqrt(bc2)),
+          float(1.0 - lr * cfg_.weight_decay)};
+}
+
+void AdamW::step(ParamSet& params, double lr) {
+  const AdamWStep c = begin_step(lr);
+  const float b1 = c.b1, b2 = c.b2, eps = c.eps, step_size = c.step_size, inv_sqrt_bc2 = c.inv_sqrt_bc2;
   for (size_t i = 0; i < params.params.size(); ++i) {
     Param& p = params.params[i];
     float* w = p.value->f32();
     const float* g = p.grad->f32();
     float* m = m_[i].f32();
     float* v = v_[i].f32();
-    const float decay = p.decay ? float(1.0 - lr * cfg_.weight_decay) : 1.f;
+    const float decay = p.decay ? c.decay : 1.f;
     const int64_t n = p.value->numel();
 #pragma omp parallel for schedule(static) if (n >= kernels::kParallelElems)
     for (int64_t j = 0; j < n; ++j) {

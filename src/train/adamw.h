@@ -13,11 +13,20 @@ struct AdamWConfig {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
 };
 
+// The scalars of one update (what a device kernel needs besides the tensors).
+struct AdamWStep {
+  float b1, b2, eps, step_size, inv_sqrt_bc2;
+  float decay;     // the multiplier of parameters that decay: 1 - lr * weight_decay
+};
+
 class AdamW {
  public:
   AdamW(const ParamSet& params, const AdamWConfig& cfg);
   // One update at learning rate lr; increments step().
   void step(ParamSet& params, double lr);
+  // Increments step() and returns that update's scalars, for an update applied
+  // elsewhere (the GPU) to the same moments.
+  AdamWStep begin_step(double lr);
   int64_t steps() const { return t_; }
   void set_steps(int64_t t) { t_ = t; }
   // Moments, parallel to the ParamSet's list (for the training state).

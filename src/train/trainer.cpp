@@ -12,8 +12,14 @@ namespace condense::train {
 
 Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& objective, const TrainOptions& opt,
                  const TokenDataset& data, int bos)
-    : student_(student), opt_(opt), data_(data), bos_(bos), objective_(student.config, teacher, objective, opt.batch, opt.seq) {
+    : student_(student), opt_(opt), data_(data), bos_(bos),
+      // on a GPU the host objective only holds the projections: one row of activations is enough
+      objective_(student.config, teacher, objective, opt.device == Device::CPU ? opt.batch : 1, opt.seq) {
   if (opt.steps <= 0 || opt.accum <= 0) fail("Trainer", "steps and grad_accum must be positive");
+  if (opt.bf16 && opt.device == Device::CPU) {
+    fail("train", "precision bf16 (mixed precision) runs on a GPU only; the CPU trains in f32",
+         "Use --device cuda|hip, or precision f32");
+  }
   grads_ = zeros_model(student.config);
   params_ = model_params(student, grads_, opt.decay_all);
   if (opt.qat) {
@@ -37,6 +43,25 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
   }
   adam_ = std::make_unique<AdamW>(params_, opt.adam);
   refresh_masks();
+  if (opt.device != Device::CPU) {
+    GpuTrainSetup su;
+    su.device = opt.device;
+    su.bf16 = opt.bf16;
+    su.student = &student;
+    su.teacher = teacher;
+    su.objective = &objective_.config();
+    su.batch = opt.batch;
+    su.seq = opt.seq;
+    su.params = &params_;
+    su.adam = adam_.get();
+    su.fake_quant = fq_.get();
+    su.learn_scales = opt.learn_scales;
+    su.projections = &objective_.projections();
+    su.projection_grads = &proj_grads_;
+    su.masks = &masks_;
+    su.grads = &grads_;
+    gpu_ = make_gpu_trainer(su);
+  }
   inputs_.resize(size_t(opt.batch) * size_t(opt.seq));
   targets_.resize(inputs_.size());
 }
@@ -60,6 +85,13 @@ void Trainer::refresh_masks() {
       if (!mask_kept(*masks_[i], e)) v[e] = m[e] = s[e] = 0.f;
     }
   }
+  if (gpu_) gpu_->from_host();
+}
+
+void Trainer::sync_host() {
+  if (!gpu_) return;
+  gpu_->to_host();
+  if (fq_) fq_->quantize();  // the model's weights and codes from the trained latents
 }
 
 void Trainer::zero_masked(bool grads) {
@@ -93,7 +125,8 @@ ValLog Trainer::validate() {
         std::fill_n(tg, opt_.seq, -1);
       }
     }
-    const LossReport r = objective_.run(student_, inputs_.data(), targets_.data(), 1.f, nullptr, nullptr);
+    const LossReport r = gpu_ ? gpu_->run(inputs_.data(), targets_.data(), 1.f, false)
+                              : objective_.run(student_, inputs_.data(), targets_.data(), 1.f, nullptr, nullptr);
     loss += r.total * double(r.tokens);
     ce += r.ce * double(r.tokens);
     tokens += r.tokens;
@@ -112,20 +145,27 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
   const float scale = 1.f / float(opt_.accum);
   while (step_ < end) {
     const auto t0 = clock::now();
-    params_.zero_grads();
+    if (gpu_) gpu_->zero_grads();
+    else params_.zero_grads();
     LossReport sum;
     for (int a = 0; a < opt_.accum; ++a) {
       data_.sample(opt_.seed, step_, a, opt_.batch, opt_.seq, bos_, inputs_.data(), targets_.data());
-      const LossReport r = objective_.run(student_, inputs_.data(), targets_.data(), scale, &grads_, &proj_grads_);
+      const LossReport r = gpu_ ? gpu_->run(inputs_.data(), targets_.data(), scale, true)
+                                : objective_.run(student_, inputs_.data(), targets_.data(), scale, &grads_, &proj_grads_);
       sum.total += r.total / opt_.accum;
       sum.ce += r.ce / opt_.accum;
       sum.kd += r.kd / opt_.accum;
       sum.hidden += r.hidden / opt_.accum;
       sum.tokens += r.tokens;
     }
-    zero_masked(true);
-    if (fq_) fq_->backward(grads_);
-    const double gn = params_.grad_norm();
+    double gn = 0;
+    if (gpu_) {
+      gn = gpu_->finish_gradients();
+    } else {
+      zero_masked(true);
+      if (fq_) fq_->backward(grads_);
+      gn = params_.grad_norm();
+    }
     if (!std::isfinite(sum.total) || !std::isfinite(gn)) {
       fail("train", "step " + std::to_string(step_ + 1) + ": the " + (std::isfinite(sum.total) ? "gradient norm" : "loss") +
                         " is not finite (loss " + std::to_string(sum.total) + ", gradient norm " + std::to_string(gn) +
@@ -133,19 +173,28 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
                         (opt_.state_path.empty() ? "" : " and the last state written to " + opt_.state_path + " is kept"),
            "Lower the learning rate, raise warmup, or enable clipping");
     }
-    if (opt_.clip > 0 && gn > opt_.clip) params_.scale_grads(float(opt_.clip / gn));
+    if (opt_.clip > 0 && gn > opt_.clip) {
+      if (gpu_) gpu_->scale_grads(float(opt_.clip / gn));
+      else params_.scale_grads(float(opt_.clip / gn));
+    }
     const double lr = opt_.schedule.at(step_);
-    adam_->step(params_, lr);
-    zero_masked(false);  // with zero gradients and moments the update is 0 already, unless eps is 0 (0/0)
-    // A finite loss and gradient can still give a non-finite update (a huge
-    // learning rate, eps 0 with a zero moment): caught like a NaN loss, before
-    // anything is saved.
-    if (const std::string bad = params_.first_non_finite(); !bad.empty()) {
+    std::string bad;
+    if (gpu_) {
+      bad = gpu_->update(adam_->begin_step(lr));  // masks and the fake-quant forward included
+    } else {
+      adam_->step(params_, lr);
+      zero_masked(false);  // with zero gradients and moments the update is 0 already, unless eps is 0 (0/0)
+      // A finite loss and gradient can still give a non-finite update (a huge
+      // learning rate, eps 0 with a zero moment): caught like a NaN loss, before
+      // anything is saved.
+      bad = params_.first_non_finite();
+    }
+    if (!bad.empty()) {
       fail("train", "step " + std::to_string(step_ + 1) + ": the update (learning rate " + std::to_string(lr) + ") made '" + bad +
                         "' non-finite" + (opt_.state_path.empty() ? "" : "; the last state written to " + opt_.state_path + " is kept"),
            "Lower the learning rate or raise AdamW's eps");
     }
-    if (fq_) fq_->quantize();
+    if (fq_ && !gpu_) fq_->quantize();
     ++step_;
     const double secs = std::chrono::duration<double>(clock::now() - t0).count();
     if (on_step) on_step({step_, sum, lr, gn, double(sum.tokens) / secs, secs});
@@ -153,6 +202,7 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
     if (on_val && ((opt_.eval_every > 0 && step_ % opt_.eval_every == 0) || last)) on_val(validate());
     if (!opt_.state_path.empty() && ((opt_.save_every > 0 && step_ % opt_.save_every == 0) || last || step_ == end)) save(opt_.state_path);
   }
+  sync_host();  // the caller reads (or prunes) the student's weights next
 }
 
 NamedTensors Trainer::state_tensors() {
@@ -176,6 +226,7 @@ NamedTensors Trainer::state_tensors() {
 }
 
 void Trainer::save(const std::string& path) {
+  sync_host();
   nlohmann::json meta = {{"format", "condense-train-state"}, {"version", 1}, {"step", step_}, {"adam_steps", adam_->steps()},
                          {"seed", opt_.seed}, {"data_position", {{"kind", "step"}, {"step", step_}}}};
   meta["run"] = nlohmann::json::parse(meta_json);

@@ -14,9 +14,11 @@
 #include <memory>
 #include <string>
 
+#include "core/device.h"
 #include "io/train_state.h"
 #include "train/adamw.h"
 #include "train/fake_quant.h"
+#include "train/gpu_trainer.h"
 #include "train/objective.h"
 #include "train/param_set.h"
 #include "train/token_data.h"
@@ -37,6 +39,8 @@ struct TrainOptions {
   std::string state_path;    // empty: no state written
   bool qat = false;          // fake-quantize the model's quantized weights (train/fake_quant.h) ...
   bool learn_scales = false; // ... with learned step sizes (LSQ)
+  Device device = Device::CPU;  // where the steps run (train/gpu_trainer.h for CUDA/HIP)
+  bool bf16 = false;         // GPU only: bf16 GEMM inputs, f32 accumulation and master weights
 };
 
 struct StepLog {
@@ -71,7 +75,8 @@ class Trainer {
   void save(const std::string& path);
 
   int64_t step() const { return step_; }
-  size_t activation_bytes() const { return objective_.activation_bytes(); }
+  // On the GPU: device activations and loss buffers.
+  size_t activation_bytes() const { return gpu_ ? gpu_->activation_bytes() : objective_.activation_bytes(); }
   size_t state_bytes() const;  // weights + gradients + moments
   // Stored in the state's metadata (the recipe, stage name).
   std::string meta_json = "{}";
@@ -81,6 +86,7 @@ class Trainer {
   // mask (as 0/1 values in mask_values_, when it has one).
   NamedTensors state_tensors();
   void zero_masked(bool grads);  // the removed entries of every gradient (or value)
+  void sync_host();              // GPU runs: the device's parameters and moments into the host's
 
   Model& student_;
   TrainOptions opt_;
@@ -96,6 +102,7 @@ class Trainer {
   std::vector<int> inputs_, targets_;
   std::vector<const std::vector<uint64_t>*> masks_;  // parallel to params_ (null: dense)
   std::vector<Tensor> mask_values_;
+  std::unique_ptr<GpuTrainer> gpu_;  // set when opt.device is a GPU
 };
 
 }  // namespace condense::train
