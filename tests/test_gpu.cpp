@@ -795,7 +795,9 @@ TEST(Gpu, QatOnPrunedInt4TracksTheCpu) {
     dequantize(wc, t->dim(0), t->dim(1), deq.data());
     for (int64_t i = 0; i < t->numel(); ++i) {
       ASSERT_EQ(t->f32()[i], deq[size_t(i)]) << "the host weight is not its codes' value at " << i;
-      if (!wc.kept(i)) ASSERT_EQ(t->f32()[i], 0.f);
+      if (!wc.kept(i)) {
+        ASSERT_EQ(t->f32()[i], 0.f);
+      }
     }
     const WeightCompression& wcc = cpu.compression.at(name);
     int same = 0;

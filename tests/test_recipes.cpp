@@ -43,6 +43,15 @@ TEST(Recipe, GoodRecipeParses) {
   EXPECT_EQ(r.student.layers, (std::vector<int>{0, 2}));
 }
 
+TEST(Recipe, PrecisionIsF32OrBf16) {
+  EXPECT_FALSE(pipeline::parse_recipe(good(), "").stages[0].train.bf16);
+  json j = good();
+  j["stages"][0]["precision"] = "bf16";
+  EXPECT_TRUE(pipeline::parse_recipe(j, "").stages[0].train.bf16);
+  j["stages"][0]["precision"] = "fp16";
+  expect_error(j, {"$.stages[0].precision", "f32, bf16"});
+}
+
 TEST(Recipe, UnknownStageNamesTheAllowedOnes) {
   json j = good();
   j["stages"][0]["type"] = "distil";

@@ -71,7 +71,7 @@ GpuGraph::GpuGraph(const ModelConfig& cfg, int batch, int seq, bool keep, GpuMat
     scratch_ = fbuf(std::max<int64_t>(n * d, 2 * int64_t(seq) * cfg.n_heads));
   }
   // row r is at position r % seq: every sequence of the batch starts at 0
-  std::vector<int32_t> pos(size_t(n));
+  std::vector<int32_t> pos(static_cast<size_t>(n));
   for (int64_t r = 0; r < n; ++r) pos[size_t(r)] = int32_t(r % seq);
   pos_ = gpu::upload(pos.data(), pos.size() * 4, s);
   const ops::RopeTable rope = ops::RopeTable::make(seq, cfg.head_dim, cfg.rope_theta);

@@ -10,6 +10,7 @@
 
 #include "kernels/gpu/train_ops.h"
 #include "kernels/gpu/train_step_ops.h"
+#include "kernels/gpu/transformer_ops.h"
 #include "kernels/gpu/weight_fake_quant.h"
 #include "train/gpu_graph.h"
 #endif
