@@ -43,16 +43,6 @@ void* device_alloc(size_t bytes) {
 void device_free(void* p) { std::free(p); }
 PoolStats pool_stats() { return {}; }
 void release_cached() {}
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
-  if (this != &o) {
-    device_free(p_);
-    p_ = o.p_;
-    n_ = o.n_;
-    o.p_ = nullptr;
-    o.n_ = 0;
-  }
-  return *this;
-}
 void copy_h2d(void* dst, const void* src, size_t bytes, Stream&) { if (bytes) std::memcpy(dst, src, bytes); }
 void copy_d2h(void* dst, const void* src, size_t bytes, Stream&) { if (bytes) std::memcpy(dst, src, bytes); }
 void copy_d2d(void* dst, const void* src, size_t bytes, Stream&) { if (bytes) std::memmove(dst, src, bytes); }

@@ -142,16 +142,6 @@ void release_cached() {
   pool().release_all_locked();
 }
 
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
-  if (this != &o) {
-    device_free(p_);
-    p_ = o.p_;
-    n_ = o.n_;
-    o.p_ = nullptr;
-    o.n_ = 0;
-  }
-  return *this;
-}
 
 static gpuStream_t S(Stream& s) { return static_cast<gpuStream_t>(s.handle()); }
 void copy_h2d(void* dst, const void* src, size_t bytes, Stream& s) {

@@ -7,6 +7,7 @@
 #include "kernels/gpu/block_reduce.h"
 #include "kernels/gpu/gpu_check.h"
 #include "kernels/gpu/train_ops.h"
+#include "kernels/gpu/train_step_ops.h"
 #if !defined(__HIPCC__)
 #include <cublas_v2.h>
 #endif
@@ -132,14 +133,6 @@ __global__ void rmsnorm_backward_rows(const float* __restrict__ x, const float* 
     partial[r * dim + i] = g * xr[i] * rr;
     dx[r * dim + i] = rr * w[i] * g - xr[i] * c;
   }
-}
-// dw[j] += sum over rows in row order.
-__global__ void column_sum_add(const float* __restrict__ partial, int64_t rows, int64_t dim, float* dw) {
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= dim) return;
-  float t = 0.f;
-  for (int64_t r = 0; r < rows; ++r) t += partial[r * dim + j];
-  dw[j] += t;
 }
 
 __global__ void silu_mul_backward_kernel(const float* g, const float* u, const float* __restrict__ dh, int64_t n,
@@ -450,7 +443,7 @@ void rmsnorm_backward(const float* x, const float* w, const float* dy, int64_t r
   DeviceBuffer own(scratch ? 0 : size_t(rows * dim) * 4);
   float* partial = scratch ? scratch : own.as<float>();
   rmsnorm_backward_rows<<<unsigned(rows), 256, 0, S(s)>>>(x, w, dy, dim, eps, dx, partial);
-  column_sum_add<<<blocks_for(dim, 256), 256, 0, S(s)>>>(partial, rows, dim, dw_accumulate);
+  column_sums_add(partial, rows, dim, dw_accumulate, s);  // rows in order
   check_launch("gpu::rmsnorm_backward");
   if (!scratch) s.synchronize();  // the partial sums' block goes back to the pool
 }
