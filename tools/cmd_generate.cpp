@@ -1,11 +1,15 @@
 // condense generate MODEL --prompt TEXT: streams a continuation, then speeds.
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "io/model_loader.h"
 #include "kernels/cpu/cpu_features.h"
 #include "runtime/generate.h"
+#include "runtime/speculative.h"
 #include "tools/cli_common.h"
 
 namespace condense::cli {
@@ -19,6 +23,9 @@ struct GenerateArgs {
   uint64_t seed = 0;
   std::string kv_dtype, device = "cpu";
   bool json = false, ignore_eos = false;
+  std::string draft;
+  int draft_k = 4, draft_k_max = 8;
+  bool fixed_k = false;
 };
 }  // namespace
 
@@ -35,6 +42,14 @@ void register_generate(CLI::App& app) {
   add_device_option(*cmd, a->device);
   cmd->add_flag("--ignore-eos", a->ignore_eos, "Generate all --steps tokens: BOS/EOS do not stop (e.g. a random model from `condense init`)");
   cmd->add_flag("--json", a->json, "After the text, print the timing as one JSON object on stdout");
+  cmd->add_option("--draft", a->draft,
+                  "Speculative decoding: a small model with the same vocabulary (e.g. a distilled student) proposes tokens the "
+                  "model verifies; the output distribution is the model's own (greedy output is identical)");
+  cmd->add_option("--draft-k", a->draft_k, "Draft tokens per round at the start (then adapted within 1..--draft-k-max)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--draft-k-max", a->draft_k_max, "Most draft tokens per round")->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_flag("--draft-fixed-k", a->fixed_k, "Keep --draft-k every round (no adaptation)");
   cmd->callback([a] {
     apply_threads(a->model.threads);
     const Device device = parse_device(a->device);
@@ -45,11 +60,28 @@ void register_generate(CLI::App& app) {
     const int max_seq = std::min<int>(lm.model.config.max_seq, int(prompt.size()) + a->steps);
     Engine engine(lm.model, EngineOptions{max_seq, 0, a->kv_dtype, 0, device});
     release_weights(lm.model);  // the engine holds packed copies; free the originals
+    std::unique_ptr<Engine> draft;
+    SpecConfig spec;
+    if (!a->draft.empty()) {
+      if (a->draft_k > a->draft_k_max) fail("--draft-k", "is more than --draft-k-max (" + std::to_string(a->draft_k_max) + ")");
+      LoadedModel dm = load_model(a->draft, "", {.effective_f32 = false});
+      if (dm.model.config.vocab != engine.config().vocab) {
+        fail("--draft", a->draft + " has a vocabulary of " + std::to_string(dm.model.config.vocab) + " tokens, the model " +
+                            std::to_string(engine.config().vocab),
+             "The draft must use the model's tokenizer (a student distilled from it)");
+      }
+      draft = std::make_unique<Engine>(dm.model, EngineOptions{std::min(dm.model.config.max_seq, max_seq), 0, "", 0, device});
+      spec.k = a->draft_k;
+      spec.k_max = a->draft_k_max;
+      spec.adaptive = !a->fixed_k;
+    }
     const uint64_t seed = a->seed ? a->seed : uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
     Sampler sampler(a->temperature, a->top_p, seed);
     std::cout << a->prompt << std::flush;
-    GenerateStats st = generate(engine, prompt, a->steps, sampler,
-                                [&](int prev, int t) { std::cout << tok.decode_token(prev, t) << std::flush; }, nullptr, !a->ignore_eos);
+    auto print = [&](int prev, int t) { std::cout << tok.decode_token(prev, t) << std::flush; };
+    SpecStats ss;
+    GenerateStats st = draft ? generate_speculative(engine, *draft, prompt, a->steps, sampler, spec, print, nullptr, !a->ignore_eos, &ss)
+                             : generate(engine, prompt, a->steps, sampler, print, nullptr, !a->ignore_eos);
     std::cout << std::endl;  // flush before the timing line goes to stderr
     nlohmann::json j = {{"prompt_tokens", st.prompt_tokens}, {"generated_tokens", st.generated},
                         {"prefill_tok_s", st.prefill_tok_s()}, {"decode_tok_s", st.decode_tok_s()},
@@ -57,6 +89,20 @@ void register_generate(CLI::App& app) {
                         {"threads", active_threads()}, {"isa", kernels::isa_name(kernels::active_isa())}, {"weight_bytes_per_token", engine.decode_weight_bytes()},
                         {"kv_dtype", kv_code_name(engine.kv().code())}, {"device", a->device},
                         {"stop", st.stop_token >= 0 ? "eos" : "length"}};
+    if (draft) {
+      // vLLM's names: acceptance_rate in percent, acceptance_length = 1 + accepted / drafts
+      nlohmann::json per_pos = nlohmann::json::array();
+      for (size_t i = 0; i < ss.proposed_per_pos.size() && ss.proposed_per_pos[i] > 0; ++i) per_pos.push_back(ss.per_position_rate(i));
+      j["draft"] = a->draft;
+      j["spec_decode_num_drafts"] = ss.drafts;
+      j["spec_decode_draft_tokens"] = ss.draft_tokens;
+      j["spec_decode_accepted_tokens"] = ss.accepted_tokens;
+      j["spec_decode_acceptance_rate"] = 100.0 * ss.acceptance_rate();
+      j["spec_decode_acceptance_length"] = ss.acceptance_length();
+      j["spec_decode_per_position_acceptance_rates"] = per_pos;
+      j["draft_time_share"] = ss.draft_seconds / std::max(1e-12, ss.draft_seconds + ss.target_seconds);
+      j["target_time_share"] = ss.target_seconds / std::max(1e-12, ss.draft_seconds + ss.target_seconds);
+    }
     if (st.stop_token >= 0) {
       std::fprintf(stderr, "stopped: the model sampled its %s token (id %d) after %d of %d tokens (--ignore-eos generates on)\n",
                    st.stop_token == lm.model.config.eos_id ? "end-of-sequence" : "beginning-of-sequence", st.stop_token, st.generated,
@@ -67,6 +113,12 @@ void register_generate(CLI::App& app) {
     } else {
       std::fprintf(stderr, "prefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | %d threads\n", st.prompt_tokens,
                    st.prefill_tok_s(), st.generated, st.decode_tok_s(), active_threads());
+      if (draft) {
+        std::fprintf(stderr, "speculative: %lld rounds, %lld of %lld draft tokens accepted (%.1f%%), %.2f tokens per target step, "
+                             "draft time %.0f%%\n",
+                     (long long)ss.drafts, (long long)ss.accepted_tokens, (long long)ss.draft_tokens, 100.0 * ss.acceptance_rate(),
+                     ss.acceptance_length(), 100.0 * ss.draft_seconds / std::max(1e-12, ss.draft_seconds + ss.target_seconds));
+      }
     }
   });
 }

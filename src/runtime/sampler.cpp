@@ -23,8 +23,7 @@ float Sampler::uniform() {
   return float((state_ * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
 }
 
-int Sampler::sample(const float* logits, int vocab) {
-  if (temperature_ == 0.f) return argmax(logits, vocab);
+size_t Sampler::filter(const float* logits, int vocab, double& mass) {
   const float mx = *std::max_element(logits, logits + vocab);
   buf_.resize(size_t(vocab));
   double sum = 0;
@@ -33,7 +32,7 @@ int Sampler::sample(const float* logits, int vocab) {
     sum += buf_[size_t(i)].first;
   }
   size_t n = size_t(vocab);
-  double mass = sum;
+  mass = sum;
   auto by_prob = [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   bool sorted = false;  // buf_[0, n) in decreasing probability
   if (top_k_ > 0 && size_t(top_k_) < n) {
@@ -55,6 +54,13 @@ int Sampler::sample(const float* logits, int vocab) {
     n = kept;
     mass = cum;
   }
+  return n;
+}
+
+int Sampler::sample(const float* logits, int vocab) {
+  if (temperature_ == 0.f) return argmax(logits, vocab);
+  double mass = 0;
+  const size_t n = filter(logits, vocab, mass);
   const double r = uniform() * mass;
   double cum = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -62,6 +68,33 @@ int Sampler::sample(const float* logits, int vocab) {
     if (r < cum) return buf_[i].second;
   }
   return buf_[n - 1].second;
+}
+
+void Sampler::distribution(const float* logits, int vocab, std::vector<float>& probs) {
+  probs.assign(size_t(vocab), 0.f);
+  if (temperature_ == 0.f) {
+    probs[size_t(argmax(logits, vocab))] = 1.f;
+    return;
+  }
+  double mass = 0;
+  const size_t n = filter(logits, vocab, mass);
+  for (size_t i = 0; i < n; ++i) probs[size_t(buf_[i].second)] = float(buf_[i].first / mass);
+}
+
+int Sampler::sample_weights(const float* w, int n) {
+  double total = 0;
+  for (int i = 0; i < n; ++i) total += w[i];
+  if (!(total > 0)) fail("Sampler::sample_weights", "the weights sum to zero");
+  const double r = uniform() * total;
+  double cum = 0;
+  int last = 0;
+  for (int i = 0; i < n; ++i) {
+    if (w[i] <= 0.f) continue;
+    cum += w[i];
+    last = i;
+    if (r < cum) return i;
+  }
+  return last;
 }
 
 }  // namespace condense
