@@ -6,9 +6,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/error.h"
+#include "io/crc32c.h"
+#include "io/file_view.h"
 #include "kernels/cpu/cpu_features.h"
 #include "runtime/gpu_forward.h"
 
@@ -35,6 +39,29 @@ void add_device_option(CLI::App& app, std::string& device, bool training) {
                           : "Where the model runs: cpu, or cuda / hip in a build configured with -DCONDENSE_CUDA=ON / "
                             "-DCONDENSE_HIP=ON and a visible GPU (weights, KV cache and the forward pass on the device)")
       ->capture_default_str();
+}
+
+std::string recorded_draft(const std::string& model_path, const Model& m) {
+  const nlohmann::json prov = nlohmann::json::parse(m.provenance, nullptr, false);
+  if (!prov.is_object() || !prov.contains("draft")) return "";
+  const nlohmann::json& d = prov["draft"];
+  if (!d.is_object() || !d.contains("path") || !d["path"].is_string() || !d.contains("crc32c") || !d["crc32c"].is_string()) {
+    fail(model_path, "its provenance names a draft model in an unknown form", "Use --no-draft, or --draft MODEL");
+  }
+  const std::filesystem::path p = std::filesystem::path(model_path).parent_path() / d["path"].get<std::string>();
+  if (!std::filesystem::is_regular_file(p)) {
+    fail(model_path, "was written with the draft model " + p.string() + " for speculative decoding, which is not there",
+         "Put it back beside the model, or use --no-draft (or --draft MODEL)");
+  }
+  const std::string bytes = read_text_file(p.string());
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", crc32c(bytes.data(), bytes.size()));
+  if (d["crc32c"].get<std::string>() != hex) {
+    fail(p.string(), std::string("is not the draft ") + model_path + " was written with (crc32c " + hex + ", recorded " +
+                         d["crc32c"].get<std::string>() + ")",
+         "Use --no-draft, or --draft MODEL to choose one");
+  }
+  return p.string();
 }
 
 Device parse_device(const std::string& device) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/device.h"
+#include "model/model.h"
 
 namespace condense::cli {
 
@@ -21,6 +22,11 @@ void add_device_option(CLI::App& app, std::string& device, bool training = false
 // The parsed --device, failing with the reason when this build or machine
 // cannot run on it (no GPU backend, another backend, no device visible).
 Device parse_device(const std::string& device);
+// The draft model a .cpk's provenance records (a recipe's draft stage), as a
+// path resolved against the model's folder, after checking that the file is
+// still the one recorded (crc32c); "" when none is recorded. Fails when the
+// recorded draft is missing or changed, naming --no-draft.
+std::string recorded_draft(const std::string& model_path, const Model& m);
 // Adds --threads (0 = the default below).
 void add_threads_option(CLI::App& app, int& threads);
 // Every command's default, set once in main: OMP_NUM_THREADS, else the CPUs

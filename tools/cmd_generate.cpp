@@ -25,7 +25,7 @@ struct GenerateArgs {
   bool json = false, ignore_eos = false;
   std::string draft;
   int draft_k = 4, draft_k_max = 8;
-  bool fixed_k = false;
+  bool fixed_k = false, no_draft = false;
 };
 }  // namespace
 
@@ -50,6 +50,9 @@ void register_generate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--draft-k-max", a->draft_k_max, "Most draft tokens per round")->check(CLI::Range(1, 64))->capture_default_str();
   cmd->add_flag("--draft-fixed-k", a->fixed_k, "Keep --draft-k every round (no adaptation)");
+  cmd->add_flag("--no-draft", a->no_draft,
+                "Decode without the draft a .cpk records (a recipe's draft stage writes draft.cpk beside model.cpk and "
+                "names it in the model's provenance; by default generate uses it)");
   cmd->callback([a] {
     apply_threads(a->model.threads);
     const Device device = parse_device(a->device);
@@ -62,6 +65,11 @@ void register_generate(CLI::App& app) {
     release_weights(lm.model);  // the engine holds packed copies; free the originals
     std::unique_ptr<Engine> draft;
     SpecConfig spec;
+    if (a->no_draft && !a->draft.empty()) fail("--no-draft", "contradicts --draft " + a->draft);
+    if (a->draft.empty() && !a->no_draft) {
+      a->draft = recorded_draft(a->model.model, lm.model);
+      if (!a->draft.empty()) std::fprintf(stderr, "speculative decoding with the draft recorded in the model: %s (--no-draft: without)\n", a->draft.c_str());
+    }
     if (!a->draft.empty()) {
       if (a->draft_k > a->draft_k_max) fail("--draft-k", "is more than --draft-k-max (" + std::to_string(a->draft_k_max) + ")");
       LoadedModel dm = load_model(a->draft, "", {.effective_f32 = false});

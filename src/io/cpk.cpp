@@ -620,6 +620,7 @@ void read_skeleton(const Reader& rd, LoadedModel& lm, std::map<std::string, cons
                     "-byte file holds");
     }
     if (rd.header.contains("history")) m.history = rd.header["history"].dump();
+    if (rd.header.contains("provenance") && rd.header["provenance"].is_object()) m.provenance = rd.header["provenance"].dump();
     if (rd.header.contains("kv_cache")) {
       const json& k = rd.header["kv_cache"];
       const std::string dt = k.at("dtype").get<std::string>(), g = k.at("granularity").get<std::string>();

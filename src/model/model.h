@@ -51,6 +51,9 @@ struct Model {
   ActivationQuant activations;
   // The recipe stages that produced this model, as a JSON array (text).
   std::string history = "[]";
+  // A .cpk header's provenance object (text; "{}" otherwise): the recipe, and
+  // the draft model it recorded for speculative decoding.
+  std::string provenance = "{}";
 
   const Tensor& head() const { return config.tied_embeddings ? embed : lm_head; }
 };

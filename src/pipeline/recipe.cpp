@@ -345,8 +345,8 @@ void parse_prune(const Obj& o, StageSpec& s, uint64_t seed) {
 StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
   Obj o(j, path);
   StageSpec s;
-  s.type = o.str("type", "", {"train", "distill", "prune", "quantize", "qat", "calibrate_kv"});
-  if (s.type.empty()) o.bad("type", "one of train, distill, prune, quantize, calibrate_kv");
+  s.type = o.str("type", "", {"train", "distill", "prune", "quantize", "qat", "calibrate_kv", "draft"});
+  if (s.type.empty()) o.bad("type", "one of train, distill, prune, quantize, calibrate_kv, draft");
   s.name = o.str("name", s.type);
   if (s.type == "prune") {
     parse_prune(o, s, seed);
@@ -364,6 +364,27 @@ StageSpec parse_stage(const json& j, const std::string& path, uint64_t seed) {
     s.kv.per_head = o.str("granularity", "tensor", {"tensor", "head"}) == "head";
     s.kv.unit_scales = o.str("scales", "calibrated", {"calibrated", "unit"}) == "unit";
     parse_calibration(o, s, seed);
+    o.done();
+    return s;
+  }
+  if (s.type == "draft") {
+    if (!o.has("layers") || !o.raw("layers").is_array() || o.raw("layers").empty()) {
+      o.bad("layers", "a non-empty array of the model's block indices, increasing (the draft starts from those blocks)");
+    }
+    for (const json& l : o.raw("layers")) {
+      if (!l.is_number_integer() || l.get<int64_t>() < 0 || l.get<int64_t>() > 4096 ||
+          (!s.draft.layers.empty() && l.get<int>() <= s.draft.layers.back())) {
+        o.bad("layers", "increasing block indices >= 0");
+      }
+      s.draft.layers.push_back(l.get<int>());
+    }
+    s.draft.samples = int(o.integer("samples", 500, 0, 1 << 24));
+    s.draft.sample_tokens = int(o.integer("sample_tokens", 255, 1, 1 << 20));
+    s.draft.temperature = float(o.num("sample_temperature", 1.0, 0, 100));
+    const bool alpha_given = o.has("alpha");
+    parse_training(o, s, "distill", seed);
+    if (!alpha_given) s.objective.token.ce = 0.f, s.objective.token.kd = 1.f;  // the model's distribution is what acceptance measures
+    if (!s.objective.hidden.empty()) o.bad("hidden", "nothing (a draft matches the model's tokens, not its hidden states)");
     o.done();
     return s;
   }
@@ -475,6 +496,9 @@ Recipe parse_recipe(const json& j, const std::string& base) {
     r.stages.push_back(parse_stage(st[i], at, seed));
     const StageSpec& cur = r.stages.back();
     const bool after_quantize = std::any_of(r.stages.begin(), r.stages.end() - 1, [](const StageSpec& p) { return p.type == "quantize"; });
+    if (cur.type == "draft" && i + 1 != st.size()) {
+      fail("recipe", at + ": a draft stage must be the last stage (it distills the model the recipe writes)");
+    }
     if (cur.type == "qat" && !after_quantize) {
       fail("recipe", at + ": a qat stage trains quantized weights, but no quantize stage comes before it",
            "Put a quantize stage (its scales start the training) before qat");

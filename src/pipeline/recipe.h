@@ -58,8 +58,16 @@ struct CalibrationSpec {
   uint64_t seed = 1;
 };
 
+// A draft stage: a small student of the model as the recipe leaves it,
+// distilled on that model's own samples, for speculative decoding.
+struct DraftSpec {
+  std::vector<int> layers;            // the model's blocks the draft starts from
+  int samples = 500, sample_tokens = 255;  // the model's own samples added to the data
+  float temperature = 1.f;
+};
+
 struct StageSpec {
-  std::string type;                   // train | distill | prune | quantize | qat | calibrate_kv
+  std::string type;                   // train | distill | prune | quantize | qat | calibrate_kv | draft
   std::string name;
   train::TrainOptions train;          // train, distill, gradual prune, qat
   train::ObjectiveConfig objective;
@@ -69,13 +77,14 @@ struct StageSpec {
   compress::QuantizeOptions quantize; // quantize
   CalibrationSpec calibration;        // prune (wanda, sparsegpt), quantize (gptq, awq), calibrate_kv
   compress::KvCalibrationOptions kv;  // calibrate_kv
+  DraftSpec draft;                    // draft (training fields in train / objective)
   bool compresses() const { return type == "prune" || type == "quantize" || type == "calibrate_kv"; }
   bool trains() const { return type == "train" || type == "distill" || type == "qat" || gradual.has_value(); }
   bool uses_teacher() const { return type == "distill" || type == "qat" || gradual_with == "distill"; }
   // Trains on, or calibrates from, the recipe's data (RTN quantization, magnitude
   // pruning and unit KV scales read none).
   bool needs_data() const {
-    if (trains()) return true;
+    if (trains() || type == "draft") return true;
     if (type == "prune") return prune.needs_calibration();
     if (type == "quantize") return quantize.needs_calibration();
     return type == "calibrate_kv" && !kv.unit_scales;

@@ -14,6 +14,7 @@
 #include "compress/quantize_model.h"
 #include "io/atomic_writer.h"
 #include "io/cpk.h"
+#include "io/crc32c.h"
 #include "io/file_view.h"
 #include "io/hf_model.h"
 #include "io/llama2c.h"
@@ -195,6 +196,73 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
   return res;
 }
 
+// Appends `samples` sequences sampled from m (each from BOS, up to max_tokens)
+// to the training split; returns the tokens added.
+int64_t append_samples(const Model& m, int samples, int max_tokens, float temperature, float top_p, uint64_t seed, int bos,
+                       train::TokenDataset& data, const RunOptions& o) {
+  Engine eng(m, std::min(m.config.max_seq, max_tokens + 1));
+  Sampler sampler(temperature, top_p, seed);
+  Progress prog("generate", samples, o.log_json);
+  int64_t generated = 0;
+  for (int i = 0; i < samples; ++i) {
+    std::vector<int> out;
+    eng.truncate(0, 0);
+    generate(eng, {bos}, std::min(max_tokens, m.config.max_seq - 1), sampler, {}, &out);
+    data.append_train(out);
+    generated += int64_t(out.size());
+    prog.update(i + 1);
+  }
+  prog.finish();
+  return generated;
+}
+
+// A draft stage (the recipe's last): a student of `target` (its blocks
+// st.draft.layers, f32) distilled from it on the recipe's data plus its own
+// samples, written to the output folder as draft.cpk. Returns the stage's
+// results entry; *draft_json gets what the output's provenance records.
+json run_draft_stage(const StageSpec& st, size_t si, const Recipe& r, const Model& target, const train::TokenDataset& data,
+                     const std::string& tok_path, int bos, const RunOptions& o, json* draft_json) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  for (int l : st.draft.layers) {
+    if (l >= target.config.n_layers) {
+      fail("recipe", "$.stages[" + std::to_string(si) + "].layers: the model has " + std::to_string(target.config.n_layers) +
+                         " blocks, no block " + std::to_string(l));
+    }
+  }
+  // The draft starts from the target's blocks as the target runs them (its
+  // effective f32 values) and trains in f32: it is small.
+  Model draft = train::student_from_teacher(target, st.draft.layers);
+  draft.compression.clear();
+  draft.activations = {};
+  draft.kv_cache = {};
+  draft.history = "[]";
+  train::TokenDataset dd = data;
+  const int64_t sampled = append_samples(target, st.draft.samples, st.draft.sample_tokens, st.draft.temperature, 1.f,
+                                         st.train.seed + 7, bos, dd, o);
+  StageSpec ts = st;
+  ts.type = "distill";
+  json res = run_train_stage(ts, si, r, draft, &target, dd, bos, o);
+  res["type"] = "draft";
+  const std::string path = (fs::path(r.output_dir) / "draft.cpk").string();
+  CpkWriteOptions w;
+  w.tokenizer_path = tok_path.find(" (embedded") == std::string::npos ? tok_path : "";
+  w.provenance_json = json{{"recipe", r.source}, {"created_by", "condense"}, {"draft_of", r.name}}.dump();
+  save_cpk(draft, path, w);
+  const std::string bytes = read_text_file(path);
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", crc32c(bytes.data(), bytes.size()));
+  *draft_json = {{"path", "draft.cpk"}, {"crc32c", hex}, {"layers", st.draft.layers}, {"n_layers", draft.config.n_layers},
+                 {"params", draft.config.n_params()}};
+  res["draft"] = *draft_json;
+  res["draft"]["path"] = path;
+  res["target_samples"] = st.draft.samples;
+  res["target_sample_tokens"] = sampled;
+  res["seconds"] = std::chrono::duration<double>(clock::now() - t0).count();
+  log_line(o, {{"event", "draft"}, {"stage", st.name}, {"draft", res["draft"]}});
+  return res;
+}
+
 }  // namespace
 
 namespace {
@@ -288,20 +356,8 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   json data_j = {{"train_tokens", data.train_tokens()}, {"val_tokens", data.val_tokens()}, {"tokenizer", fp}};
   if (r.data.generate.samples > 0) {
     const GenerateSpec& g = r.data.generate;
-    Engine eng(teacher->model, std::min(teacher->model.config.max_seq, g.max_tokens + 1));
-    Sampler sampler(g.temperature, g.top_p, g.seed);
-    Progress prog("generate", g.samples, o.log_json);
-    int64_t generated = 0;
-    for (int i = 0; i < g.samples; ++i) {
-      std::vector<int> out;
-      generate(eng, {bos}, std::min(g.max_tokens, teacher->model.config.max_seq - 1), sampler, {}, &out);
-      data.append_train(out);
-      generated += int64_t(out.size());
-      prog.update(i + 1);
-    }
-    prog.finish();
     data_j["generated_samples"] = g.samples;
-    data_j["generated_tokens"] = generated;
+    data_j["generated_tokens"] = append_samples(teacher->model, g.samples, g.max_tokens, g.temperature, g.top_p, g.seed, bos, data, o);
     data_j["train_tokens"] = data.train_tokens();
   }
   log_line(o, {{"event", "data"}, {"data", data_j}});
@@ -325,8 +381,13 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   }
   json stages = json::array();
   json history = json::array();
+  json draft_j;
   for (size_t si = 0; si < r.stages.size(); ++si) {
     const StageSpec& st = r.stages[si];
+    if (st.type == "draft") {  // the last stage: the model itself is not changed
+      stages.push_back(run_draft_stage(st, si, r, student, data, tok_path, bos, o, &draft_j));
+      continue;
+    }
     if (st.compresses() && !st.trains()) {
       stages.push_back(run_compress_stage(st, student, data, bos, o));
       json h = {{"stage", st.name}, {"type", st.type}};
@@ -347,7 +408,9 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
     model_out = (fs::path(r.output_dir) / "model.cpk").string();
     CpkWriteOptions w;
     w.tokenizer_path = tok_path.find(" (embedded") == std::string::npos ? tok_path : "";
-    w.provenance_json = json{{"recipe", r.source}, {"created_by", "condense"}}.dump();
+    json prov = {{"recipe", r.source}, {"created_by", "condense"}};
+    if (!draft_j.is_null()) prov["draft"] = draft_j;  // path relative to the model's folder
+    w.provenance_json = prov.dump();
     save_cpk(student, model_out, w);
   } else if (r.output_format == "hf") {
     model_out = (fs::path(r.output_dir) / "model").string();
@@ -367,6 +430,10 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   json res = {{"recipe", r.name}, {"recipe_source", r.source}, {"output_model", model_out}, {"tokenizer", tok_path}, {"data", data_j}, {"stages", stages},
               {"student", {{"n_layers", student.config.n_layers}, {"dim", student.config.dim}, {"params", student.config.n_params()}}}};
   if (!width_j.is_null()) res["width_reduction"] = width_j;
+  if (!draft_j.is_null()) {
+    res["draft"] = draft_j;
+    res["draft"]["path"] = (fs::path(r.output_dir) / "draft.cpk").string();
+  }
   if (r.teacher) res["teacher_model"] = r.teacher->model;  // as resolved ($CONDENSE_DATA_DIR expanded)
   if (!r.eval_text.empty()) {
     const std::vector<int> ids = tok->encode(read_text_file(r.eval_text));
