@@ -216,7 +216,10 @@ TEST(GpuTraining, QatOnPrunedInt4TracksTheCpu) {
     SCOPED_TRACE(name);
     ASSERT_TRUE(wc.sparse());
     Tensor* t = nullptr;
-    for_each_weight(g, [&](const WeightRef& r) { if (r.name == name) t = r.tensor; });
+    const std::string wname = name;  // a structured binding cannot be captured before C++20's clang 16
+    for_each_weight(g, [&](const WeightRef& r) {
+      if (r.name == wname) t = r.tensor;
+    });
     ASSERT_NE(t, nullptr);
     std::vector<float> deq(size_t(t->numel()));
     dequantize(wc, t->dim(0), t->dim(1), deq.data());
