@@ -65,15 +65,26 @@ void register_serve(CLI::App& app) {
                   "Tokens of one stream that come faster than this are sent together in one chunk (saves a thread wake-up and a "
                   "write per token on small models); 0: one chunk per token")
       ->check(CLI::Range(0.0, 1000.0));
-  cmd->add_option("--draft", a->draft, "Draft model for speculative decoding (not implemented yet: issue 17)");
+  cmd->add_option("--draft", a->draft,
+                  "Draft model for speculative decoding: not implemented in serve yet (continuous batching with per-sequence "
+                  "drafts); `condense generate --draft` has it");
   cmd->callback([a] {
-    if (!a->draft.empty()) fail("--draft", "speculative decoding is not implemented yet (issue 17); serve without --draft");
+    if (!a->draft.empty()) {
+      fail("--draft", "speculative decoding in serve is not implemented yet (`condense generate --draft` has it); serve without --draft");
+    }
     apply_threads(a->model.threads);
     const Device device = parse_device(a->device);
     a->http.stream_interval_s = a->stream_interval_ms / 1e3;
     const auto t0 = std::chrono::steady_clock::now();
     LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
     const Tokenizer& tok = require_tokenizer(lm);
+    try {
+      if (const std::string d = recorded_draft(a->model.model, lm.model); !d.empty()) {
+        std::fprintf(stderr, "note: the model records a draft (%s); serve decodes without it (speculative serving is not implemented yet)\n",
+                     d.c_str());
+      }
+    } catch (const Error&) {  // serve does not use the draft: a missing one is no reason to stop
+    }
     const std::string bos_text = lm.bos_text.empty() ? "<s>" : lm.bos_text, eos_text = lm.eos_text.empty() ? "</s>" : lm.eos_text;
     ChatTemplate tmpl = !a->chat_template.empty() ? ChatTemplate::from_file(a->chat_template, bos_text, eos_text)
                         : !lm.chat_template.empty() ? ChatTemplate::jinja(lm.chat_template, bos_text, eos_text, a->model.model + " chat_template")
