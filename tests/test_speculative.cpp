@@ -15,37 +15,17 @@
 #include "model/shapes.h"
 #include "runtime/generate.h"
 #include "runtime/speculative.h"
+#include "spec_test_util.h"
 #include "test_util.h"
 #include "tiny_model.h"
 #include "train/student_init.h"
 
 using namespace condense;
+using spectest::plain;
+using spectest::prompts;
+using spectest::speculative;
 
 namespace {
-
-std::vector<int> plain(Engine& e, const std::vector<int>& prompt, int steps, Sampler s) {
-  std::vector<int> out;
-  generate(e, prompt, steps, s, {}, &out, false);
-  return out;
-}
-
-std::vector<int> speculative(Engine& t, Engine& d, const std::vector<int>& prompt, int steps, Sampler s, SpecConfig cfg,
-                             SpecStats* st = nullptr) {
-  std::vector<int> out;
-  generate_speculative(t, d, prompt, steps, s, cfg, {}, &out, false, st);
-  return out;
-}
-
-std::vector<std::vector<int>> prompts(int vocab, int n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::vector<std::vector<int>> ps;
-  for (int i = 0; i < n; ++i) {
-    std::vector<int> p{1};
-    for (int j = 0; j < 1 + i * 3; ++j) p.push_back(int(2 + g() % uint32_t(vocab - 2)));
-    ps.push_back(p);
-  }
-  return ps;
-}
 
 // Scales the (untied) head so the logits spread over a few units: a random
 // model's are nearly uniform, and every draft would look like the target.
