@@ -19,62 +19,14 @@
 #include "io/model_loader.h"
 #include "kernels/cpu/cpu_features.h"
 #include "runtime/generate.h"
+#include "runtime/spec_bench.h"
 #include "runtime/speculative.h"
 
 using namespace condense;
 using nlohmann::json;
 
 namespace {
-
 const char* const kPrompts[] = {"Once upon a time", "The little dog", "One day, a girl named", "Tom and his mom went to the"};
-
-struct Run {
-  double seconds = 0;
-  int64_t tokens = 0;
-  SpecStats spec;
-};
-
-// Every prompt once: decode seconds and generated tokens summed.
-Run run_all(Engine& target, Engine* draft, const std::vector<std::vector<int>>& prompts, int steps, float temperature,
-            const SpecConfig& sc) {
-  Run r;
-  uint64_t seed = 7;
-  for (const auto& p : prompts) {
-    target.truncate(0, 0);
-    if (draft) draft->truncate(0, 0);
-    Sampler s(temperature, 1.f, seed++);
-    SpecStats ss;
-    const GenerateStats st = draft ? generate_speculative(target, *draft, p, steps, s, sc, {}, nullptr, false, &ss)
-                                   : generate(target, p, steps, s, {}, nullptr, false);
-    // plain decoding: its first token comes from the prefill's logits
-    r.tokens += draft ? st.generated : st.decode_steps;
-    r.seconds += st.decode_seconds;
-    r.spec.drafts += ss.drafts;
-    r.spec.draft_tokens += ss.draft_tokens;
-    r.spec.accepted_tokens += ss.accepted_tokens;
-    r.spec.draft_seconds += ss.draft_seconds;
-    r.spec.target_seconds += ss.target_seconds;
-    r.spec.proposed_per_pos.resize(ss.proposed_per_pos.size());
-    r.spec.accepted_per_pos.resize(ss.accepted_per_pos.size());
-    for (size_t i = 0; i < ss.proposed_per_pos.size(); ++i) {
-      r.spec.proposed_per_pos[i] += ss.proposed_per_pos[i];
-      r.spec.accepted_per_pos[i] += ss.accepted_per_pos[i];
-    }
-  }
-  return r;
-}
-
-// The repetition with the best tokens per second (the machine is shared).
-Run best_of(int reps, Engine& target, Engine* draft, const std::vector<std::vector<int>>& prompts, int steps, float t,
-            const SpecConfig& sc) {
-  Run best;
-  for (int i = 0; i < reps; ++i) {
-    Run r = run_all(target, draft, prompts, steps, t, sc);
-    if (i == 0 || r.tokens / r.seconds > best.tokens / best.seconds) best = r;
-  }
-  return best;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -129,27 +81,19 @@ int main(int argc, char** argv) {
               {"k_start", sc.k}, {"k_max", sc.k_max}, {"target_linears", target.describe_linears()},
               {"prompt_kind", tm.tokenizer ? "text" : "token ids (no tokenizer)"}};
     for (const float t : {0.f, 1.f}) {
-      const Run base = best_of(reps, target, nullptr, prompts, steps, t, sc);
-      json jt = {{"temperature", t}, {"plain_tok_s", base.tokens / base.seconds}};
+      const SpecPoint base = time_generation(target, nullptr, prompts, steps, reps, t, sc);
+      json jt = {{"temperature", t}, {"plain_tok_s", base.tok_s()}};
       json per_draft = json::array();
       for (const std::string& dp : drafts) {
         LoadedModel dm = load_model(dp, "", {.effective_f32 = false});
         Engine draft(dm.model, std::min(dm.model.config.max_seq, max_seq));
-        const Run r = best_of(reps, target, &draft, prompts, steps, t, sc);
-        json pos = json::array();
-        for (size_t i = 0; i < r.spec.proposed_per_pos.size() && r.spec.proposed_per_pos[i] > 0; ++i) pos.push_back(r.spec.per_position_rate(i));
-        const double tok_s = r.tokens / r.seconds;
-        per_draft.push_back({{"draft", dp}, {"draft_layers", dm.model.config.n_layers}, {"tok_s", tok_s},
-                             {"speedup", tok_s / (base.tokens / base.seconds)},
-                             {"spec_decode_num_drafts", r.spec.drafts}, {"spec_decode_draft_tokens", r.spec.draft_tokens},
-                             {"spec_decode_accepted_tokens", r.spec.accepted_tokens},
-                             {"spec_decode_acceptance_rate", 100.0 * r.spec.acceptance_rate()},
-                             {"spec_decode_acceptance_length", r.spec.acceptance_length()},
-                             {"spec_decode_per_position_acceptance_rates", pos},
-                             {"draft_time_share", r.spec.draft_seconds / (r.spec.draft_seconds + r.spec.target_seconds)}});
-        std::fprintf(stderr, "T=%.0f %s: %.0f tok/s vs %.0f plain (x%.2f), acceptance %.1f%%, %.2f tokens/step\n", t, dp.c_str(), tok_s,
-                     base.tokens / base.seconds, tok_s / (base.tokens / base.seconds), 100.0 * r.spec.acceptance_rate(),
-                     r.spec.acceptance_length());
+        const SpecPoint r = time_generation(target, &draft, prompts, steps, reps, t, sc);
+        json row = spec_point_json(r, base);
+        row["draft"] = dp;
+        row["draft_layers"] = dm.model.config.n_layers;
+        per_draft.push_back(row);
+        std::fprintf(stderr, "T=%.0f %s: %.0f tok/s vs %.0f plain (x%.2f), acceptance %.1f%%, %.2f tokens/step\n", t, dp.c_str(), r.tok_s(),
+                     base.tok_s(), r.tok_s() / base.tok_s(), 100.0 * r.spec.acceptance_rate(), r.spec.acceptance_length());
       }
       jt["drafts"] = per_draft;
       j[t == 0.f ? "greedy" : "sampled_t1"] = jt;

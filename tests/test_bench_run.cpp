@@ -71,3 +71,34 @@ TEST(BenchRun, FollowsTheSchemaWithBoundsFromTheSameRun) {
   EXPECT_LE(j["model"]["weight_bytes"].get<double>(), 1.15 * double(stored));
   EXPECT_GT(j["memory"]["rss_after_load_bytes"].get<double>(), 0);
 }
+
+// --draft: batch-1 speculative decoding against plain, greedy and T = 1, with
+// vLLM's spec_decode_* numbers; the model as its own draft accepts every
+// greedy proposal (acceptance 100%, tokens per target step > 1).
+TEST(BenchRun, DraftAddsTheSpeculativePoints) {
+  testutil::TempDir dir;
+  const Model m = random_model(testutil::tiny_config({.vocab = 96, .max_seq = 64}), 2);
+  const std::string path = dir / "m.cpk";
+  save_cpk(m, path, {});
+  BenchOptions o;
+  o.prefill = {8};
+  o.batches = {1};
+  o.contexts = {8};
+  o.decode_tokens = 4;
+  o.reps = 1;
+  o.probe_bytes = size_t(8) << 20;
+  o.draft = path;
+  o.draft_steps = 40;
+  const auto j = run_bench(path, o);
+  ASSERT_TRUE(j.contains("speculative")) << j.dump(2);
+  const auto& s = j["speculative"];
+  EXPECT_EQ(s["generated_per_prompt"], 40);
+  for (const char* k : {"greedy", "sampled_t1"}) {
+    SCOPED_TRACE(k);
+    for (const char* f : {"tok_s", "plain_tok_s", "speedup", "spec_decode_acceptance_length"}) EXPECT_GT(s[k][f].get<double>(), 0) << f;
+    EXPECT_GT(s[k]["spec_decode_num_drafts"].get<int64_t>(), 0);
+    EXPECT_NEAR(s[k]["draft_time_share"].get<double>() + s[k]["target_time_share"].get<double>(), 1.0, 1e-9);
+  }
+  EXPECT_DOUBLE_EQ(s["greedy"]["spec_decode_acceptance_rate"].get<double>(), 100.0);
+  EXPECT_EQ(s["greedy"]["spec_decode_draft_tokens"], s["greedy"]["spec_decode_accepted_tokens"]);
+}

@@ -74,6 +74,12 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--reps", a->opt.reps, "Prefill repetitions (best is reported)")->capture_default_str()->check(CLI::PositiveNumber);
   add_device_option(*cmd, a->device);
   cmd->add_option("--kv-dtype", a->opt.kv_dtype, "KV cache dtype: f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
+  cmd->add_option("--draft", a->opt.draft,
+                  "Offline: also time speculative decoding at batch 1 with this draft model against plain decoding (greedy and "
+                  "T = 1; JSON \"speculative\" with vLLM's spec_decode_* numbers; docs/SPECULATIVE.md)");
+  cmd->add_option("--draft-steps", a->opt.draft_steps, "Offline with --draft: tokens generated per prompt")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--out", a->out, "Also write the JSON to this file");
   cmd->add_flag("--json", a->json, "Print the result as one JSON object on stdout");
   cmd->add_flag("--log-json", a->log_json, "Progress as JSON lines on stderr");
@@ -81,6 +87,10 @@ void register_bench(CLI::App& app) {
     apply_threads(a->model.threads);
     if (!a->load.server.empty() || !a->load.model.empty()) {
       if (!a->model.model.empty()) fail("bench", "give MODEL (offline) or --server/--model (under load), not both");
+      if (!a->opt.draft.empty()) {
+        fail("--draft", "speculative decoding under load (the serving scheduler) is not implemented yet; --draft works offline "
+                        "(condense bench MODEL --draft DRAFT)");
+      }
       a->load.tokenizer = a->model.tokenizer;
       a->load.kv_dtype = a->opt.kv_dtype;
       a->load.device = a->device;
@@ -125,6 +135,14 @@ void register_bench(CLI::App& app) {
       std::printf("decode batch %3d context %5d: %8.1f tok/s, step p50 %.2f ms  (%.0f%% of the %s bound)\n", d["batch"].get<int>(),
                   d["context"].get<int>(), d["tok_s"].get<double>(), d["step_ms_p50"].get<double>(), 100 * d["fraction_of_bound"].get<double>(),
                   d["bound"].get<std::string>().c_str());
+    }
+    if (j.contains("speculative")) {
+      for (const char* k : {"greedy", "sampled_t1"}) {
+        const auto& s = j["speculative"][k];
+        std::printf("speculative (%s, batch 1): %.1f tok/s vs %.1f plain (x%.2f), acceptance %.1f%%, %.2f tokens per target step\n",
+                    k, s["tok_s"].get<double>(), s["plain_tok_s"].get<double>(), s["speedup"].get<double>(),
+                    s["spec_decode_acceptance_rate"].get<double>(), s["spec_decode_acceptance_length"].get<double>());
+      }
     }
   });
 }

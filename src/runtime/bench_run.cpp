@@ -15,6 +15,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/machine_probe.h"
 #include "runtime/engine.h"
+#include "runtime/spec_bench.h"
 
 namespace condense {
 namespace {
@@ -129,7 +130,7 @@ double time_decode_step(Engine& e, int batch, int context, int steps) {
 }
 
 json run_bench(const std::string& path, const BenchOptions& opt, const std::function<void(int, int, const std::string&)>& progress) {
-  const int total = 2 + int(opt.prefill.size()) + int(opt.contexts.size() * opt.batches.size());
+  const int total = 2 + int(opt.prefill.size()) + int(opt.contexts.size() * opt.batches.size()) + (opt.draft.empty() ? 0 : 1);
   int done = 0;
   auto tick = [&](const std::string& what) {
     if (progress) progress(++done, total, what);
@@ -140,7 +141,8 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   const int max_prefill = opt.prefill.empty() ? 0 : *std::max_element(opt.prefill.begin(), opt.prefill.end());
   const int max_ctx = opt.contexts.empty() ? 0 : *std::max_element(opt.contexts.begin(), opt.contexts.end());
   const int max_batch = opt.batches.empty() ? 1 : *std::max_element(opt.batches.begin(), opt.batches.end());
-  const int need = std::max(max_prefill, max_ctx + opt.decode_tokens + 1);
+  constexpr int kSpecPrompt = 8;  // synthetic prompt tokens of the speculative runs
+  const int need = std::max({max_prefill, max_ctx + opt.decode_tokens + 1, opt.draft.empty() ? 0 : kSpecPrompt + opt.draft_steps});
   const int max_seq = std::min(cfg.max_seq, need);
   const int64_t blocks_per_seq = (max_seq + kKvBlockTokens - 1) / kKvBlockTokens;
   Engine e(lm.model, EngineOptions{max_seq, std::max<int64_t>(blocks_per_seq * max_batch, blocks_per_seq + 1), opt.kv_dtype, 0, opt.device});
@@ -235,6 +237,33 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
     if (base >= 0) e.drop_sequence(base);
   }
   out["decode"] = decode;
+  if (!opt.draft.empty()) {
+    // batch 1, plain against speculative, greedy and T = 1, on four synthetic prompts
+    LoadedModel dm = load_model(opt.draft, opt.tokenizer, {.effective_f32 = false});
+    if (dm.model.config.vocab != cfg.vocab) {
+      fail("--draft", opt.draft + " has a vocabulary of " + std::to_string(dm.model.config.vocab) + " tokens, the model " +
+                          std::to_string(cfg.vocab));
+    }
+    Engine de(dm.model, EngineOptions{std::min(dm.model.config.max_seq, max_seq), 0, "", 0, opt.device});
+    const int steps = std::min(opt.draft_steps, std::min(max_seq, de.max_seq()) - kSpecPrompt);
+    if (steps < 1) fail("--draft", "the model's (or the draft's) context has no room for a prompt and generated tokens");
+    std::vector<std::vector<int>> prompts;
+    for (int i = 0; i < 4; ++i) {
+      std::vector<int> p{cfg.bos_id};
+      for (int j = 1; j < kSpecPrompt; ++j) p.push_back(toks[size_t(i * kSpecPrompt + j) % toks.size()]);
+      prompts.push_back(p);
+    }
+    json sp = {{"draft", opt.draft}, {"draft_layers", dm.model.config.n_layers}, {"draft_params", dm.model.config.n_params()},
+               {"batch", 1}, {"prompts", prompts.size()}, {"prompt_tokens", kSpecPrompt}, {"generated_per_prompt", steps}};
+    const SpecConfig sc;
+    for (const float t : {0.f, 1.f}) {
+      const SpecPoint plain = time_generation(e, nullptr, prompts, steps, opt.reps, t, sc);
+      const SpecPoint spec = time_generation(e, &de, prompts, steps, opt.reps, t, sc);
+      sp[t == 0.f ? "greedy" : "sampled_t1"] = spec_point_json(spec, plain);
+    }
+    out["speculative"] = sp;
+    tick("speculative decoding");
+  }
   out["memory"] = {{"rss_after_load_bytes", rss_loaded}, {"peak_rss_bytes", peak_rss_bytes()},
                    {"weight_bytes", e.weight_bytes()}, {"kv_pool_bytes", e.kv().bytes()}};
   return out;

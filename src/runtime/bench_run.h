@@ -23,6 +23,8 @@ struct BenchOptions {
   Device device = Device::CPU;             // where the engine runs
   std::string tokenizer;                   // for models that carry none (not needed: token ids are synthetic)
   size_t probe_bytes = size_t(1) << 30;    // read-bandwidth probe size
+  std::string draft;                       // also: speculative decoding at batch 1 with this draft against plain
+  int draft_steps = 128;                   // tokens generated per prompt there
 };
 
 class Engine;
