@@ -135,3 +135,30 @@ TEST(Report, LoadBenchmarksJoinTheirModelAndGainChartsAndRows) {
   // Without load runs the page has no load section.
   EXPECT_EQ(report::render_html(base, "t").find("chart-load"), std::string::npos);
 }
+
+// `condense bench --draft` points: read into the variant, a table of their own
+// (and in the JSON), absent without them.
+TEST(Report, SpeculativePointsGetTheirOwnTable) {
+  testfix::ReportRuns r;
+  const auto base = report::load_variants(r.paths);
+  json b = testfix::bench(base[0].model, 4e6, 2.0);
+  b["speculative"] = {{"draft", "out/draft/model"}, {"draft_layers", 2},
+                      {"greedy", {{"tok_s", 600.0}, {"plain_tok_s", 500.0}, {"speedup", 1.2}, {"spec_decode_acceptance_rate", 61.4},
+                                  {"spec_decode_acceptance_length", 4.57}, {"draft_time_share", 0.43}}},
+                      {"sampled_t1", {{"tok_s", 450.0}, {"plain_tok_s", 500.0}, {"speedup", 0.9}, {"spec_decode_acceptance_rate", 40.0},
+                                      {"spec_decode_acceptance_length", 2.1}, {"draft_time_share", 0.3}}}};
+  const std::string bp = r.dir / "a/bench.json";
+  testutil::write_file(bp, b.dump());
+  const auto v = report::load_variants(r.paths);
+  ASSERT_EQ(v[0].speculative.size(), 2u);
+  EXPECT_EQ(v[0].speculative[0].mode, "greedy");
+  EXPECT_DOUBLE_EQ(v[0].speculative[0].acceptance_length, 4.57);
+  EXPECT_EQ(v[0].speculative[1].mode, "T = 1");
+  EXPECT_EQ(v[0].speculative[1].draft_layers, 2);
+  const std::string html = report::render_html(v, "t");
+  ASSERT_NE(html.find("<table id=\"speculative\">"), std::string::npos);
+  EXPECT_NE(html.find("61.4"), std::string::npos);
+  EXPECT_NE(html.find("out/draft/model"), std::string::npos);
+  EXPECT_EQ(report::to_json(v)["variants"][0]["speculative"][0]["speedup"], 1.2);
+  EXPECT_EQ(report::render_html(base, "t").find("id=\"speculative\""), std::string::npos);
+}

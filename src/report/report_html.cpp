@@ -220,6 +220,17 @@ json load_json(const Variant& x) {
   return a;
 }
 
+json spec_json(const Variant& x) {
+  auto n = [](double d) { return ok(d) ? json(d) : json(nullptr); };
+  json a = json::array();
+  for (const SpecPoint& p : x.speculative) {
+    a.push_back({{"mode", p.mode}, {"draft", p.draft}, {"draft_layers", p.draft_layers}, {"tok_s", n(p.tok_s)}, {"plain_tok_s", n(p.plain_tok_s)},
+                 {"speedup", n(p.speedup)}, {"spec_decode_acceptance_rate", n(p.acceptance_rate)},
+                 {"spec_decode_acceptance_length", n(p.acceptance_length)}, {"draft_time_share", n(p.draft_time_share)}});
+  }
+  return a;
+}
+
 json to_json(const std::vector<Variant>& v) {
   const Fronts f = fronts_of(v);
   json rows = json::array();
@@ -231,7 +242,8 @@ json to_json(const std::vector<Variant>& v) {
                     {"params", n(x.params)}, {"bits_per_weight", n(x.bits_per_weight)}, {"tpot_p50_ms", n(x.tpot_p50_ms)},
                     {"tpot_p99_ms", n(x.tpot_p99_ms)}, {"decode_tok_s", n(x.decode_tok_s)}, {"context", x.context}, {"linears", x.linears},
                     {"machine", x.machine}, {"date", x.date}, {"revision", x.revision}, {"on_latency_front", bool(f.latency[i])}, {"on_size_front", bool(f.size[i])}, {"on_bits_front", bool(f.bits[i])},
-                    {"stages", x.stages}, {"recipe", x.recipe}, {"sources", x.sources}, {"load", load_json(x)}, {"load_target", x.load_target}});
+                    {"stages", x.stages}, {"recipe", x.recipe}, {"sources", x.sources}, {"load", load_json(x)}, {"load_target", x.load_target},
+                    {"speculative", spec_json(x)}});
   }
   return {{"schema", "condense-report/1"}, {"variants", rows}};
 }
@@ -322,6 +334,25 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
     }
     s += "</tbody></table>\n";
   }
+  bool any_spec = false;
+  for (const Variant& x : v) any_spec = any_spec || !x.speculative.empty();
+  if (any_spec) {
+    s += "<h2>Speculative decoding</h2>\n<p>Batch 1, the same model decoding plainly and with a draft that proposes tokens it "
+         "verifies (its output distribution unchanged; `condense bench --draft`). Acceptance as vLLM reports it: accepted / proposed "
+         "draft tokens, and tokens per target step.</p>\n"
+         "<table id=\"speculative\"><thead><tr><th>variant</th><th>sampling</th><th>draft</th><th>draft blocks</th><th>tok/s</th>"
+         "<th>plain tok/s</th><th>speedup</th><th>acceptance %</th><th>tokens/step</th><th>draft time %</th></tr></thead><tbody>\n";
+    for (size_t i = 0; i < v.size(); ++i) {
+      for (const SpecPoint& p : v[i].speculative) {
+        auto td = [](double val, const char* f) { return "<td data-v=\"" + (ok(val) ? fmt(val, "%.9g") : std::string()) + "\">" + fmt(val, f) + "</td>"; };
+        s += "<tr><td class=\"l\"><span class=\"sw\" style=\"background:" + std::string(kColours[i % 8]) + "\"></span>" + esc(v[i].name) +
+             "</td><td class=\"l\">" + esc(p.mode) + "</td><td class=\"l\">" + esc(p.draft) + "</td><td>" + std::to_string(p.draft_layers) +
+             "</td>" + td(p.tok_s, "%.1f") + td(p.plain_tok_s, "%.1f") + td(p.speedup, "%.2f") + td(p.acceptance_rate, "%.1f") +
+             td(p.acceptance_length, "%.2f") + td(100 * p.draft_time_share, "%.0f") + "</tr>\n";
+      }
+    }
+    s += "</tbody></table>\n";
+  }
   s += "<h2>Recipes and sources</h2>\n";
   for (size_t i = 0; i < v.size(); ++i) {
     const Variant& x = v[i];
@@ -333,7 +364,7 @@ std::string render_html(const std::vector<Variant>& v, const std::string& title)
     if (!x.recipe.is_null()) s += "<pre>" + esc(x.recipe.dump(2)) + "</pre>\n";
   }
   s += "<script>\n"
-       "document.querySelectorAll('#variants th, #load th').forEach(function(th,c){var up=true;th.addEventListener('click',function(){\n"
+       "document.querySelectorAll('#variants th, #load th, #speculative th').forEach(function(th,c){var up=true;th.addEventListener('click',function(){\n"
        "var tb=th.closest('table').tBodies[0],rows=Array.prototype.slice.call(tb.rows);\n"
        "rows.sort(function(a,b){var x=a.cells[c],y=b.cells[c],p=x.getAttribute('data-v'),q=y.getAttribute('data-v');\n"
        "if(p!==null&&q!==null){if(p==='')return 1;if(q==='')return -1;return up?p-q:q-p;}\n"

@@ -134,6 +134,24 @@ struct Joiner {
       v.context = d.value("context", 0);
       break;  // the first context measured
     }
+    if (j.contains("speculative") && j["speculative"].is_object()) {
+      const json& sp = j["speculative"];
+      for (const auto& [key, mode] : {std::pair<const char*, const char*>{"greedy", "greedy"}, {"sampled_t1", "T = 1"}}) {
+        if (!sp.contains(key) || !sp[key].is_object()) continue;
+        const json& x = sp[key];
+        SpecPoint p;
+        p.mode = mode;
+        p.draft = str(sp, "draft");
+        p.draft_layers = sp.value("draft_layers", 0);
+        p.tok_s = num(x, "tok_s");
+        p.plain_tok_s = num(x, "plain_tok_s");
+        p.speedup = num(x, "speedup");
+        p.acceptance_rate = num(x, "spec_decode_acceptance_rate");
+        p.acceptance_length = num(x, "spec_decode_acceptance_length");
+        p.draft_time_share = num(x, "draft_time_share");
+        v.speculative.push_back(p);
+      }
+    }
   }
 
   // `condense bench --server/--model` (kind "load"): the runs join the model

@@ -21,6 +21,16 @@ struct LoadPoint {
   int completed = 0, failed = 0;
 };
 
+// `condense bench MODEL --draft DRAFT`: batch-1 speculative decoding against
+// plain decoding of the same model (docs/SPECULATIVE.md).
+struct SpecPoint {
+  std::string mode;    // "greedy" | "T = 1"
+  std::string draft;   // the draft's path
+  int draft_layers = 0;
+  double tok_s = kNone, plain_tok_s = kNone, speedup = kNone;
+  double acceptance_rate = kNone, acceptance_length = kNone, draft_time_share = kNone;  // rate in percent (vLLM's)
+};
+
 struct Variant {
   std::string name;    // the recipe's name, else the model's file name
   std::string model;   // the model's path as the JSON names it (the join key, made absolute)
@@ -36,6 +46,7 @@ struct Variant {
   std::string linears, machine, date;
   std::vector<LoadPoint> load;  // runs under load, in the order read
   std::string load_target;      // what served them (a server URL, or in-process)
+  std::vector<SpecPoint> speculative;  // bench --draft points
   std::string revision;    // the condense build that measured it (bench, else results: condense.revision)
   nlohmann::json recipe;   // results.json recipe_source (null when unknown)
   nlohmann::json stages;   // results.json stages[].summary, in order
