@@ -24,7 +24,12 @@ TokenLoss LmLoss::run(const ops::Mat& xs, Tensor& head_s, const ops::Mat* xt, Te
   }
   TokenLoss out;
   for (int64_t i = 0; i < xs.rows; ++i) out.rows += targets[i] >= 0;
-  if (out.rows == 0) return out;
+  if (out.rows == 0) {  // nothing scored: a zero gradient, not whatever the buffer held
+    if (dxs) {
+      for (int64_t r = 0; r < dxs->rows; ++r) std::fill_n(dxs->row(r), dxs->cols, 0.f);
+    }
+    return out;
+  }
   const float g = scale / float(out.rows);  // gradient of the mean
   ops::Mat head = ops::mat(head_s);
   for (int64_t r0 = 0; r0 < xs.rows; r0 += chunk_) {
