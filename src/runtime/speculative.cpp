@@ -15,7 +15,7 @@ constexpr double kDecay = 0.9;  // weight of the previous rounds in the running 
 }  // namespace
 
 SpeculativeDecoder::SpeculativeDecoder(Engine& target, Engine& draft, const SpecConfig& cfg, int target_seq, int draft_seq)
-    : target_(target), draft_(draft), cfg_(cfg), tseq_(target_seq), dseq_(draft_seq), k_(cfg.k) {
+    : target_(target), draft_(draft), cfg_(cfg), tseq_(target_seq), dseq_(draft_seq), len_(cfg) {
   if (target.config().vocab != draft.config().vocab) {
     fail("speculative decoding", "the draft's vocabulary (" + std::to_string(draft.config().vocab) + ") differs from the target's (" +
                                      std::to_string(target.config().vocab) + ")",
@@ -48,14 +48,20 @@ void SpeculativeDecoder::start(const std::vector<int>& prompt) {
 // The k that maximises expected tokens per unit time, from the decayed
 // acceptance estimate a (a prior of one accepted trial in two keeps it off 0
 // and 1) and the measured draft/target step cost ratio.
-void SpeculativeDecoder::choose_k() {
+void DraftLength::update(int proposed, int accepted, double draft_seconds, double target_seconds) {
+  if (proposed > 0) {
+    acc_ = kDecay * acc_ + accepted;
+    trials_ = kDecay * trials_ + accepted + (accepted < proposed ? 1 : 0);
+    const double per_draft = draft_seconds / proposed;
+    draft_step_s_ = draft_step_s_ > 0 ? kDecay * draft_step_s_ + (1 - kDecay) * per_draft : per_draft;
+  }
+  target_step_s_ = target_step_s_ > 0 ? kDecay * target_step_s_ + (1 - kDecay) * target_seconds : target_seconds;
   if (!cfg_.adaptive) return;
   const double a = std::clamp((acc_ + 1.0) / (trials_ + 2.0), 0.0, 0.999);
   const double c = target_step_s_ > 0 ? draft_step_s_ / target_step_s_ : 0.1;
   double best = -1;
   for (int k = cfg_.k_min; k <= cfg_.k_max; ++k) {
-    const double tokens = (1.0 - std::pow(a, k + 1)) / (1.0 - a);
-    const double rate = tokens / (double(k) * c + 1.0);
+    const double rate = (1.0 - std::pow(a, k + 1)) / (1.0 - a) / (double(k) * c + 1.0);
     if (rate > best + 1e-12) {
       best = rate;
       k_ = k;
@@ -63,12 +69,53 @@ void SpeculativeDecoder::choose_k() {
   }
 }
 
+int propose(Sampler& sampler, const float* draft_logits, int vocab, std::vector<float>& q) {
+  sampler.distribution(draft_logits, vocab, q);
+  return sampler.greedy() ? argmax(draft_logits, vocab) : sampler.sample_weights(q.data(), vocab);
+}
+
+int verify_proposals(Sampler& sampler, const std::vector<int>& x, const std::vector<std::vector<float>>& q, const float* target_logits,
+                     int vocab, SpecConfig::Rule rule, std::vector<float>& p, std::vector<float>& resid, int* next) {
+  const int k = int(x.size());
+  for (int n = 0; n < k; ++n) {
+    const float* lp = target_logits + size_t(n) * size_t(vocab);
+    const int xi = x[size_t(n)];
+    if (sampler.greedy()) {
+      const int best = argmax(lp, vocab);
+      if (best == xi) continue;
+      *next = best;
+      return n;
+    }
+    sampler.distribution(lp, vocab, p);
+    const float* qn = q[size_t(n)].data();
+    // u <= p / q, i.e. accepted with probability min(1, p/q)
+    const bool accept = rule == SpecConfig::Rule::NoRejectionTest ||
+                        (qn[xi] > 0.f && double(p[size_t(xi)]) >= double(sampler.uniform()) * double(qn[xi]));
+    if (accept) continue;
+    if (rule == SpecConfig::Rule::ResampleFromTarget) {
+      *next = sampler.sample_weights(p.data(), vocab);
+    } else {
+      resid.resize(size_t(vocab));
+      double mass = 0;
+      for (int j = 0; j < vocab; ++j) {
+        resid[size_t(j)] = std::max(0.f, p[size_t(j)] - qn[j]);
+        mass += resid[size_t(j)];
+      }
+      // p == q to the last bit leaves no residual (a rejection then is rounding): draw from p
+      *next = sampler.sample_weights(mass > 0 ? resid.data() : p.data(), vocab);
+    }
+    return n;
+  }
+  *next = sampler.sample(target_logits + size_t(k) * size_t(vocab), vocab);  // every proposal accepted: the bonus
+  return k;
+}
+
 int SpeculativeDecoder::round(Sampler& sampler, int max_new, std::vector<int>& out) {
   if (max_new < 1) fail("speculative decoding", "a round produces at least one token");
   const int vocab = target_.config().vocab;
   const int t_len = target_.length(tseq_), d_len = draft_.length(dseq_);
   // room: the target scores k + 1 positions, the draft feeds pending + k - 1
-  int k = std::min(k_, max_new - 1);
+  int k = std::min(len_.k(), max_new - 1);
   k = std::min(k, target_.max_seq() - t_len - 1);
   k = std::min(k, draft_.max_seq() - d_len - int(pending_.size()) + 1);
   if (target_.max_seq() - t_len < 1) fail("speculative decoding", "the context of " + std::to_string(target_.max_seq()) + " is full");
@@ -80,8 +127,7 @@ int SpeculativeDecoder::round(Sampler& sampler, int max_new, std::vector<int>& o
   for (int i = 0; i < k; ++i) {
     if (i == 0) draft_.step({{dseq_, pending_.data(), int(pending_.size()), dlogits_.data(), 1}});
     else draft_.step({{dseq_, &x[size_t(i - 1)], 1, dlogits_.data(), 1}});
-    sampler.distribution(dlogits_.data(), vocab, q_[size_t(i)]);
-    x[size_t(i)] = sampler.greedy() ? argmax(dlogits_.data(), vocab) : sampler.sample_weights(q_[size_t(i)].data(), vocab);
+    x[size_t(i)] = propose(sampler, dlogits_.data(), vocab, q_[size_t(i)]);
   }
   const double draft_s = since(t0);
   if (k > 0) pending_.clear();
@@ -95,45 +141,8 @@ int SpeculativeDecoder::round(Sampler& sampler, int max_new, std::vector<int>& o
   target_.step({{tseq_, feed.data(), k + 1, tlogits_.data(), k + 1}});
   const double target_s = since(t0);
 
-  int n = 0;  // accepted proposals
   int y = -1;
-  for (; n < k; ++n) {
-    const float* lp = tlogits_.data() + size_t(n) * size_t(vocab);
-    const int xi = x[size_t(n)];
-    if (sampler.greedy()) {
-      const int best = argmax(lp, vocab);
-      if (best == xi) continue;
-      y = best;
-      break;
-    }
-    sampler.distribution(lp, vocab, p_);
-    const float* q = q_[size_t(n)].data();
-    bool accept = false;
-    if (cfg_.rule == SpecConfig::Rule::NoRejectionTest) {
-      accept = true;
-    } else {
-      const float u = sampler.uniform();
-      accept = q[xi] > 0.f && double(p_[size_t(xi)]) >= double(u) * double(q[xi]);  // u <= p / q, i.e. with probability min(1, p/q)
-    }
-    if (accept) continue;
-    if (cfg_.rule == SpecConfig::Rule::ResampleFromTarget) {
-      y = sampler.sample_weights(p_.data(), vocab);
-    } else {
-      resid_.resize(size_t(vocab));
-      double mass = 0;
-      for (int j = 0; j < vocab; ++j) {
-        resid_[size_t(j)] = std::max(0.f, p_[size_t(j)] - q[j]);
-        mass += resid_[size_t(j)];
-      }
-      // p == q to the last bit leaves no residual (a rejection then is rounding): draw from p
-      y = sampler.sample_weights(mass > 0 ? resid_.data() : p_.data(), vocab);
-    }
-    break;
-  }
-  if (y < 0) {  // every proposal accepted: the bonus token from the target's next distribution
-    const float* lp = tlogits_.data() + size_t(k) * size_t(vocab);
-    y = sampler.sample(lp, vocab);
-  }
+  const int n = verify_proposals(sampler, x, q_, tlogits_.data(), vocab, cfg_.rule, p_, resid_, &y);
 
   // commit x_1 .. x_n and y; cut what the caches hold beyond the committed prefix
   for (int i = 0; i < n; ++i) committed_.push_back(x[size_t(i)]);
@@ -159,15 +168,10 @@ int SpeculativeDecoder::round(Sampler& sampler, int max_new, std::vector<int>& o
     stats_.accepted_tokens += n;
     for (int i = 0; i < k; ++i) ++stats_.proposed_per_pos[size_t(i)];
     for (int i = 0; i < n; ++i) ++stats_.accepted_per_pos[size_t(i)];
-    acc_ = kDecay * acc_ + n;
-    trials_ = kDecay * trials_ + n + (n < k ? 1 : 0);
-    const double per_draft = draft_s / k;
-    draft_step_s_ = draft_step_s_ > 0 ? kDecay * draft_step_s_ + (1 - kDecay) * per_draft : per_draft;
   }
-  target_step_s_ = target_step_s_ > 0 ? kDecay * target_step_s_ + (1 - kDecay) * target_s : target_s;
   stats_.draft_seconds += draft_s;
   stats_.target_seconds += target_s;
-  choose_k();
+  len_.update(k, n, draft_s, target_s);
   return made;
 }
 

@@ -16,6 +16,7 @@
 // (1 - a^(k+1)) / (1 - a) / (k c + 1).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <functional>
 #include <vector>
 
@@ -51,6 +52,32 @@ struct SpecStats {
   }
 };
 
+// The rejection test of one round. x: the k proposals; q: the draft's
+// distribution each was drawn from; target_logits: the target's k + 1 rows
+// (row i scores the position of x_i; row k the bonus). Returns how many
+// proposals are accepted and sets *next to the corrected (or bonus) token.
+// p and resid are scratch.
+int verify_proposals(Sampler& sampler, const std::vector<int>& x, const std::vector<std::vector<float>>& q, const float* target_logits,
+                     int vocab, SpecConfig::Rule rule, std::vector<float>& p, std::vector<float>& resid, int* next);
+
+// A proposal drawn from the draft's logits: argmax when greedy, else from q
+// (the sampler's distribution, written to q).
+int propose(Sampler& sampler, const float* draft_logits, int vocab, std::vector<float>& q);
+
+// Adaptive draft length: decayed per-token acceptance and step-time estimates.
+class DraftLength {
+ public:
+  explicit DraftLength(const SpecConfig& cfg) : cfg_(cfg), k_(cfg.k) {}
+  int k() const { return k_; }
+  // After a round that proposed `proposed` and accepted `accepted` tokens.
+  void update(int proposed, int accepted, double draft_seconds, double target_seconds);
+
+ private:
+  SpecConfig cfg_;
+  int k_;
+  double acc_ = 0, trials_ = 0, draft_step_s_ = 0, target_step_s_ = 0;
+};
+
 // One sequence decoded speculatively: `target_seq` on the target engine and
 // `draft_seq` on the draft engine (both must exist and be empty).
 class SpeculativeDecoder {
@@ -65,21 +92,17 @@ class SpeculativeDecoder {
   int round(Sampler& sampler, int max_new, std::vector<int>& out);
 
   const SpecStats& stats() const { return stats_; }
-  int k() const { return k_; }
+  int k() const { return len_.k(); }
   int length() const { return int(committed_.size()); }  // prompt + generated
 
  private:
-  void choose_k();
-
   Engine& target_;
   Engine& draft_;
   SpecConfig cfg_;
   int tseq_, dseq_;
   std::vector<int> committed_;  // every token so far; the last one is not yet in either cache
   std::vector<int> pending_;    // committed tokens the draft's cache lacks (ends with the last one)
-  int k_;
-  double acc_ = 0, trials_ = 0;               // decayed per-token acceptance counts
-  double draft_step_s_ = 0, target_step_s_ = 0;  // decayed mean step times
+  DraftLength len_;
   SpecStats stats_;
   std::vector<float> dlogits_, tlogits_, p_, resid_;
   std::vector<std::vector<float>> q_;         // the draft's distributions of this round
