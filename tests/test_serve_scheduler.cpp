@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "runtime/sampler.h"
+#include "serve/metrics.h"
 #include "serve/text_stream.h"
 #include "tests/serve_fixture.h"
 
@@ -324,4 +325,122 @@ TEST(Scheduler, PromptLogprobsAreTheModelsAtEveryPositionWhateverTheChunking) {
       EXPECT_EQ(s->reason, FinishReason::Length);
     }
   }
+}
+
+namespace {
+
+// Every case concurrently through a scheduler with a draft engine; the greedy
+// tokens must be generate's. Returns the scheduler's final stats.
+SchedulerStats expect_like_generate_with_draft(const Model& m, const Model& d, const std::vector<Case>& cases, const SchedulerOptions& so,
+                                               int64_t kv_blocks) {
+  testutil::ByteTokenizer tok;
+  Engine engine(m, EngineOptions{m.config.max_seq, kv_blocks, ""});
+  Engine draft(d, EngineOptions{m.config.max_seq, kv_blocks + so.max_seqs, ""});
+  std::vector<std::shared_ptr<testutil::CollectSink>> sinks;
+  SchedulerStats st;
+  {
+    Scheduler sched(engine, tok, so, &draft, SpecConfig{});
+    for (const Case& c : cases) {
+      sinks.push_back(std::make_shared<testutil::CollectSink>());
+      EXPECT_TRUE(sched.submit(request(c.prompt, c.max_tokens, c.sp), sinks.back()));
+    }
+    for (auto& s : sinks) s->wait();
+    EXPECT_TRUE(sched.wait_idle(5));
+    st = sched.stats();
+  }
+  EXPECT_EQ(st.kv_blocks_free, st.kv_blocks_total) << "every block of the model's pool comes back";
+  EXPECT_EQ(st.draft_kv_blocks_free, st.draft_kv_blocks_total) << "every block of the draft's pool comes back";
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    const auto want = testutil::reference_tokens(m, c.prompt, c.max_tokens, 0.f, 1.f, 1, 0, true);
+    EXPECT_EQ(sinks[i]->tokens, want) << "request " << i;
+    EXPECT_EQ(sinks[i]->completion_tokens, c.max_tokens);
+  }
+  int64_t per_pos = 0;
+  for (size_t i = 0; i < st.spec_accepted_per_pos.size(); ++i) {
+    per_pos += st.spec_accepted_per_pos[i];
+    if (i > 0) {
+      EXPECT_LE(st.spec_accepted_per_pos[i], st.spec_accepted_per_pos[i - 1]);
+    }
+  }
+  EXPECT_EQ(per_pos, st.spec_accepted_tokens);
+  EXPECT_LE(st.spec_accepted_tokens, st.spec_draft_tokens);
+  EXPECT_GT(st.spec_drafts, 0);
+  return st;
+}
+
+}  // namespace
+
+// Speculative serving: 16 concurrent greedy requests (chunked prefill under a
+// 24-token budget), with the model itself as draft (every proposal accepted)
+// and with another model (mostly rejected): token for token generate's output.
+TEST(SchedulerSpeculative, GreedyEqualsGenerateWithAnyDraft) {
+  const Model m = testutil::byte_model();
+  std::vector<Case> cases;
+  for (int i = 0; i < 16; ++i) cases.push_back({prompt_of(1 + (i * 7) % 40, 500 + uint32_t(i)), 3 + (i * 5) % 30, {0.f, 1.f, 0, 1, -1}});
+  const SchedulerStats self = expect_like_generate_with_draft(m, testutil::byte_model(11), cases, SchedulerOptions{.max_batch_tokens = 24}, 512);
+  EXPECT_EQ(self.spec_accepted_tokens, self.spec_draft_tokens) << "the model as its own draft is always right";
+  // an untied model with a scaled head disagrees with the byte model (whose tied
+  // embeddings make it favour repeating its input)
+  Model other_draft = random_model(testutil::tiny_config({.dim = 32, .layers = 1, .heads = 4, .kv = 2, .hd = 8, .ffn = 64, .vocab = 259,
+                                                          .max_seq = 128, .tied = false}), 29);
+  for (int64_t i = 0; i < other_draft.lm_head.numel(); ++i) other_draft.lm_head.f32()[i] *= 10.f;
+  const SchedulerStats other = expect_like_generate_with_draft(m, other_draft, cases, SchedulerOptions{.max_batch_tokens = 24}, 512);
+  EXPECT_LT(other.spec_accepted_tokens, other.spec_draft_tokens);
+  EXPECT_LT(other.steps, 16 * 33) << "sanity";
+}
+
+// Under preemption (a 12-block pool) the speculating sequences are dropped
+// from both engines and recomputed, and still produce generate's tokens.
+TEST(SchedulerSpeculative, PreemptionKeepsOutputs) {
+  const Model m = testutil::byte_model();
+  std::vector<Case> cases;
+  for (int i = 0; i < 8; ++i) cases.push_back({prompt_of(30 + 5 * i, 300 + uint32_t(i)), 60, {0.f, 1.f, 0, 1, -1}});
+  const SchedulerStats st = expect_like_generate_with_draft(m, testutil::byte_model(11), cases, SchedulerOptions{.watermark = 0}, 12);
+  EXPECT_GT(st.preemptions, 0) << "the pool was meant to run out";
+}
+
+// Logprobs of speculated tokens come from the model's verification rows: the
+// same tokens and logprobs (1e-5) as without a draft.
+TEST(SchedulerSpeculative, LogprobsEqualTheModelsWithoutADraft) {
+  const Model m = testutil::byte_model();
+  Model d = random_model(testutil::tiny_config({.dim = 32, .layers = 1, .heads = 4, .kv = 2, .hd = 8, .ffn = 64, .vocab = 259,
+                                                .max_seq = 128, .tied = false}), 29);
+  for (int64_t i = 0; i < d.lm_head.numel(); ++i) d.lm_head.f32()[i] *= 10.f;
+  testutil::ByteTokenizer tok;
+  auto run = [&](bool with_draft) {
+    Engine engine(m, EngineOptions{m.config.max_seq, 0, ""});
+    Engine draft(d, EngineOptions{m.config.max_seq, 0, ""});
+    Scheduler sched(engine, tok, SchedulerOptions{}, with_draft ? &draft : nullptr, SpecConfig{});
+    auto s = std::make_shared<testutil::CollectSink>();
+    EXPECT_TRUE(sched.submit(request(prompt_of(8, 5), 24, {0.f, 1.f, 0, 1, 3}), s));
+    s->wait();
+    return s->logprobs;
+  };
+  const auto want = run(false), got = run(true);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].token, want[i].token) << i;
+    EXPECT_NEAR(got[i].logprob, want[i].logprob, 1e-5) << i;
+    ASSERT_EQ(got[i].top.size(), want[i].top.size());
+    for (size_t k = 0; k < want[i].top.size(); ++k) EXPECT_EQ(got[i].top[k].token, want[i].top[k].token) << i << " " << k;
+  }
+}
+
+// /metrics with a draft: vLLM's spec_decode counters (condense: prefix), one
+// accepted-per-position series per draft position; none without a draft.
+TEST(SchedulerSpeculative, MetricsCarryTheSpecDecodeCounters) {
+  ServerMetrics metrics;
+  SchedulerStats s;
+  EXPECT_EQ(metrics.prometheus(s).find("spec_decode"), std::string::npos);
+  s.spec_drafts = 7;
+  s.spec_draft_tokens = 20;
+  s.spec_accepted_tokens = 11;
+  s.spec_accepted_per_pos = {6, 4, 1, 0};
+  const std::string text = metrics.prometheus(s);
+  EXPECT_NE(text.find("condense:spec_decode_num_drafts_total 7"), std::string::npos) << text;
+  EXPECT_NE(text.find("condense:spec_decode_num_draft_tokens_total 20"), std::string::npos);
+  EXPECT_NE(text.find("condense:spec_decode_num_accepted_tokens_total 11"), std::string::npos);
+  EXPECT_NE(text.find("condense:spec_decode_num_accepted_tokens_per_pos_total{position=\"2\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE condense:spec_decode_num_drafts_total counter"), std::string::npos);
 }

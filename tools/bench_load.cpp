@@ -133,7 +133,7 @@ void run_bench_load(BenchLoadArgs& a) {
   // In-process: the model, its engine and scheduler live for the whole run.
   std::optional<LoadedModel> lm;
   std::unique_ptr<Tokenizer> own_tok;
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Engine> engine, draft;
   std::unique_ptr<Scheduler> sched;
   std::optional<DecodeBounds> bounds;
   if (!a.model.empty()) {
@@ -159,7 +159,17 @@ void run_bench_load(BenchLoadArgs& a) {
     doc["kv"] = {{"dtype", kv_code_name(engine->kv().code())}, {"bytes_per_token", engine->kv().bytes_per_token()},
                  {"pool_bytes", engine->kv().bytes()}, {"block_tokens", kKvBlockTokens}};
     if (!capacity_c.empty()) doc["engine_capacity"] = engine_capacity(*engine, a.input_len, lo.output_len, capacity_c);
-    sched = std::make_unique<Scheduler>(*engine, *tok, a.sched);
+    if (!a.draft.empty()) {
+      LoadedModel dm = load_model(a.draft, "", {.effective_f32 = false});
+      if (dm.model.config.vocab != cfg.vocab) {
+        fail("--draft", a.draft + " has a vocabulary of " + std::to_string(dm.model.config.vocab) + " tokens, the model " +
+                            std::to_string(cfg.vocab));
+      }
+      draft = std::make_unique<Engine>(dm.model, EngineOptions{std::min(dm.model.config.max_seq, engine->max_seq()),
+                                                               engine->kv().total_blocks() + a.sched.max_seqs, "", 0, device});
+      doc["draft"] = {{"path", a.draft}, {"n_layers", dm.model.config.n_layers}, {"params", dm.model.config.n_params()}};
+    }
+    sched = std::make_unique<Scheduler>(*engine, *tok, a.sched, draft.get(), SpecConfig{});
     doc["scheduler"] = {{"max_batch_tokens", a.sched.max_batch_tokens}, {"max_seqs", a.sched.max_seqs}, {"max_queue", a.sched.max_queue}};
     target = engine_target(*sched);
     if (lo.output_len + a.input_len > cfg.max_seq) {

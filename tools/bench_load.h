@@ -21,6 +21,7 @@ struct BenchLoadArgs {
   // in-process engine
   SchedulerOptions sched{.max_queue = 1 << 20};
   std::string kv_memory = "1G", kv_dtype, device = "cpu";
+  std::string draft;  // --model: speculative decoding with this draft (the scheduler's, docs/SPECULATIVE.md)
   int64_t kv_blocks = 0;
   size_t probe_bytes = size_t(256) << 20;
   std::string out;

@@ -76,7 +76,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--kv-dtype", a->opt.kv_dtype, "KV cache dtype: f32, f16, bf16, fp8, int8 (default: the checkpoint's calibrated fp8/int8, else f32)");
   cmd->add_option("--draft", a->opt.draft,
                   "Offline: also time speculative decoding at batch 1 with this draft model against plain decoding (greedy and "
-                  "T = 1; JSON \"speculative\" with vLLM's spec_decode_* numbers; docs/SPECULATIVE.md)");
+                  "T = 1; JSON \"speculative\"). With --model: the in-process scheduler speculates with it (each run's JSON gets "
+                  "vLLM's spec_decode_* numbers; docs/SPECULATIVE.md)");
   cmd->add_option("--draft-steps", a->opt.draft_steps, "Offline with --draft: tokens generated per prompt")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
@@ -87,10 +88,10 @@ void register_bench(CLI::App& app) {
     apply_threads(a->model.threads);
     if (!a->load.server.empty() || !a->load.model.empty()) {
       if (!a->model.model.empty()) fail("bench", "give MODEL (offline) or --server/--model (under load), not both");
-      if (!a->opt.draft.empty()) {
-        fail("--draft", "speculative decoding under load (the serving scheduler) is not implemented yet; --draft works offline "
-                        "(condense bench MODEL --draft DRAFT)");
+      if (!a->opt.draft.empty() && !a->load.server.empty()) {
+        fail("--draft", "a server chooses its own draft (condense serve --draft); the load JSON reports its spec_decode counters");
       }
+      a->load.draft = a->opt.draft;
       a->load.tokenizer = a->model.tokenizer;
       a->load.kv_dtype = a->opt.kv_dtype;
       a->load.device = a->device;

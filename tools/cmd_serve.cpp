@@ -2,6 +2,7 @@
 // batching (src/serve/; docs/SERVE.md).
 #include <csignal>
 #include <cstdio>
+#include <memory>
 #include <ctime>
 #include <thread>
 
@@ -23,6 +24,8 @@ struct ServeArgs {
   std::string kv_memory = "1G";
   int64_t kv_blocks = 0;
   std::string kv_dtype, served_name, chat_template, draft, device = "cpu";
+  bool no_draft = false;
+  int draft_k = 4, draft_k_max = 8;
   double drain_s = 30;
   double stream_interval_ms = 0.5;
 };
@@ -66,24 +69,26 @@ void register_serve(CLI::App& app) {
                   "write per token on small models); 0: one chunk per token")
       ->check(CLI::Range(0.0, 1000.0));
   cmd->add_option("--draft", a->draft,
-                  "Draft model for speculative decoding: not implemented in serve yet (continuous batching with per-sequence "
-                  "drafts); `condense generate --draft` has it");
+                  "Speculative decoding: a small model with the same vocabulary proposes tokens for every decoding sequence (each "
+                  "its own adaptive draft length) and the model verifies them in its batched step; outputs keep the model's "
+                  "distribution (greedy ones are identical). Default: the draft a .cpk records (a recipe's draft stage)");
+  cmd->add_flag("--no-draft", a->no_draft, "Serve without the draft a .cpk records");
+  cmd->add_option("--draft-k", a->draft_k, "Draft tokens per round at the start (then adapted within 1..--draft-k-max)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--draft-k-max", a->draft_k_max, "Most draft tokens per round")->check(CLI::Range(1, 64))->capture_default_str();
   cmd->callback([a] {
-    if (!a->draft.empty()) {
-      fail("--draft", "speculative decoding in serve is not implemented yet (`condense generate --draft` has it); serve without --draft");
-    }
+    if (a->no_draft && !a->draft.empty()) fail("--no-draft", "contradicts --draft " + a->draft);
+    if (a->draft_k > a->draft_k_max) fail("--draft-k", "is more than --draft-k-max (" + std::to_string(a->draft_k_max) + ")");
     apply_threads(a->model.threads);
     const Device device = parse_device(a->device);
     a->http.stream_interval_s = a->stream_interval_ms / 1e3;
     const auto t0 = std::chrono::steady_clock::now();
     LoadedModel lm = load_model(a->model.model, a->model.tokenizer, {.effective_f32 = false});
     const Tokenizer& tok = require_tokenizer(lm);
-    try {
-      if (const std::string d = recorded_draft(a->model.model, lm.model); !d.empty()) {
-        std::fprintf(stderr, "note: the model records a draft (%s); serve decodes without it (speculative serving is not implemented yet)\n",
-                     d.c_str());
-      }
-    } catch (const Error&) {  // serve does not use the draft: a missing one is no reason to stop
+    if (a->draft.empty() && !a->no_draft) {
+      a->draft = recorded_draft(a->model.model, lm.model);
+      if (!a->draft.empty()) std::fprintf(stderr, "speculative decoding with the draft recorded in the model: %s (--no-draft: without)\n", a->draft.c_str());
     }
     const std::string bos_text = lm.bos_text.empty() ? "<s>" : lm.bos_text, eos_text = lm.eos_text.empty() ? "</s>" : lm.eos_text;
     ChatTemplate tmpl = !a->chat_template.empty() ? ChatTemplate::from_file(a->chat_template, bos_text, eos_text)
@@ -106,7 +111,22 @@ void register_serve(CLI::App& app) {
     ServedModel sm = served_model(a->served_name.empty() ? a->model.model : a->served_name, a->model.model, lm.model.config, tok, tmpl);
     sm.max_seq = engine.max_seq();
     release_weights(lm.model);
-    Scheduler sched(engine, tok, a->sched);
+    std::unique_ptr<Engine> draft;
+    SpecConfig spec;
+    if (!a->draft.empty()) {
+      LoadedModel dm = load_model(a->draft, "", {.effective_f32 = false});
+      if (dm.model.config.vocab != engine.config().vocab) {
+        fail("--draft", a->draft + " has a vocabulary of " + std::to_string(dm.model.config.vocab) + " tokens, the model " +
+                            std::to_string(engine.config().vocab),
+             "The draft must use the model's tokenizer (a student distilled from it)");
+      }
+      // as many positions as the model's pool, and a block per sequence more (proposals run ahead)
+      const int64_t blocks = engine.kv().total_blocks() + a->sched.max_seqs;
+      draft = std::make_unique<Engine>(dm.model, EngineOptions{std::min(dm.model.config.max_seq, engine.max_seq()), blocks, "", 0, device});
+      spec.k = a->draft_k;
+      spec.k_max = a->draft_k_max;
+    }
+    Scheduler sched(engine, tok, a->sched, draft.get(), spec);
     HttpServer server(sched, sm, a->http, a->sched);
     const int port = server.bind();
     std::signal(SIGTERM, on_signal);

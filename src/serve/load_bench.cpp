@@ -91,6 +91,12 @@ class EngineTarget : public LoadTarget {
   json describe() const override {
     return {{"kind", "engine"}, {"kv_blocks", sched_.engine().kv().total_blocks()}, {"kv_dtype", kv_code_name(sched_.engine().kv().code())}};
   }
+  json spec_counters() override {
+    const SchedulerStats st = sched_.stats();
+    if (st.spec_accepted_per_pos.empty()) return nullptr;
+    return {{"drafts", st.spec_drafts}, {"draft_tokens", st.spec_draft_tokens}, {"accepted_tokens", st.spec_accepted_tokens},
+            {"accepted_per_pos", st.spec_accepted_per_pos}};
+  }
 
  private:
   Scheduler& sched_;
@@ -247,23 +253,57 @@ class HttpTarget : public LoadTarget {
     return rec;
   }
   json describe() const override { return {{"kind", "server"}, {"url", url_}, {"model", model_}}; }
+  // vLLM's counters (vllm:spec_decode_*) or condense's (condense:spec_decode_*).
+  json spec_counters() override {
+    const std::string body = metrics_text();
+    for (const std::string prefix : {"vllm:", "condense:"}) {
+      auto value = [&](const std::string& name, double* v) {
+        const std::string key = "\n" + prefix + name + " ";
+        const size_t p = body.find(key);
+        if (p == std::string::npos) return false;
+        *v = std::stod(body.substr(p + key.size()));
+        return true;
+      };
+      double drafts = 0, tokens = 0, accepted = 0;
+      if (!value("spec_decode_num_drafts_total", &drafts) || !value("spec_decode_num_draft_tokens_total", &tokens) ||
+          !value("spec_decode_num_accepted_tokens_total", &accepted)) {
+        continue;
+      }
+      std::vector<double> per_pos;
+      for (int i = 0;; ++i) {
+        const std::string key = prefix + "spec_decode_num_accepted_tokens_per_pos_total{position=\"" + std::to_string(i) + "\"} ";
+        const size_t p = body.find(key);
+        if (p == std::string::npos) break;
+        per_pos.push_back(std::stod(body.substr(p + key.size())));
+      }
+      return {{"drafts", drafts}, {"draft_tokens", tokens}, {"accepted_tokens", accepted}, {"accepted_per_pos", per_pos}};
+    }
+    return nullptr;
+  }
   json after_run() override {
     // condense's /metrics carries the server's memory; other servers may not.
-    httplib::Client c(u_.host, u_.port);
-    c.set_connection_timeout(5, 0);
-    const std::string root = u_.base.size() >= 3 && u_.base.substr(u_.base.size() - 3) == "/v1" ? u_.base.substr(0, u_.base.size() - 3) : "";
-    auto r = c.Get((root + "/metrics").c_str(), headers());
-    if (!r || r->status != 200) return nullptr;
+    const std::string body = metrics_text();
     json out = json::object();
     for (const char* name : {"process_resident_memory_bytes", "condense:process_peak_rss_bytes", "condense:num_preemptions_total"}) {
       const std::string key = std::string("\n") + name + " ";
-      const size_t p = r->body.find(key);
-      if (p != std::string::npos) out[name] = std::stod(r->body.substr(p + key.size()));
+      const size_t p = body.find(key);
+      if (p != std::string::npos) out[name] = std::stod(body.substr(p + key.size()));
     }
     return out.empty() ? json(nullptr) : out;
   }
 
  private:
+  // GET /metrics (Prometheus text; "" when the server has none), with a
+  // newline in front so every metric name can be found as "\nname ".
+  std::string metrics_text() {
+    httplib::Client c(u_.host, u_.port);
+    c.set_connection_timeout(5, 0);
+    const std::string root = u_.base.size() >= 3 && u_.base.substr(u_.base.size() - 3) == "/v1" ? u_.base.substr(0, u_.base.size() - 3) : "";
+    auto r = c.Get((root + "/metrics").c_str(), headers());
+    if (!r || r->status != 200) return "";
+    return "\n" + r->body;
+  }
+
   std::string url_;
   Url u_;
   std::string model_, key_;
@@ -324,6 +364,7 @@ json run_load(LoadTarget& target, const std::vector<LoadPrompt>& prompts, const 
   std::vector<std::thread> threads;
   threads.reserve(records.size());
   reset_peak_rss();
+  const json spec_before = target.spec_counters();
   const double t0 = now_s();
   int last_progress = -1;
   auto report = [&] {
@@ -395,6 +436,26 @@ json run_load(LoadTarget& target, const std::vector<LoadPrompt>& prompts, const 
   }
   out["detail"] = detail;
   if (json a = target.after_run(); !a.is_null()) out["server"] = a;
+  if (const json after = target.spec_counters(); !after.is_null() && !spec_before.is_null()) {
+    // vLLM's bench: acceptance_rate = accepted / draft tokens x 100, acceptance_length = 1 + accepted / drafts,
+    // per-position rate = accepted at that position / drafts
+    const double drafts = after["drafts"].get<double>() - spec_before["drafts"].get<double>();
+    const double tokens = after["draft_tokens"].get<double>() - spec_before["draft_tokens"].get<double>();
+    const double accepted = after["accepted_tokens"].get<double>() - spec_before["accepted_tokens"].get<double>();
+    json per_pos = json::array();
+    const json& a = after["accepted_per_pos"];
+    const json& b = spec_before["accepted_per_pos"];
+    for (size_t i = 0; i < a.size(); ++i) {
+      const double d = a[i].get<double>() - (i < b.size() ? b[i].get<double>() : 0.0);
+      per_pos.push_back(drafts > 0 ? d / drafts : 0.0);
+    }
+    out["spec_decode_num_drafts"] = drafts;
+    out["spec_decode_draft_tokens"] = tokens;
+    out["spec_decode_accepted_tokens"] = accepted;
+    out["spec_decode_acceptance_rate"] = tokens > 0 ? 100.0 * accepted / tokens : 0.0;
+    out["spec_decode_acceptance_length"] = drafts > 0 ? 1.0 + accepted / drafts : 0.0;
+    out["spec_decode_per_position_acceptance_rates"] = per_pos;
+  }
   return out;
 }
 

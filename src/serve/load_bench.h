@@ -32,6 +32,10 @@ class LoadTarget {
   virtual nlohmann::json describe() const = 0;
   // Metrics the target reports after a run (the server's peak RSS); null when none.
   virtual nlohmann::json after_run() { return nullptr; }
+  // Cumulative speculative decoding counters {drafts, draft_tokens,
+  // accepted_tokens, accepted_per_pos[]}; null when the target does not
+  // speculate (or does not say). Read before and after a run.
+  virtual nlohmann::json spec_counters() { return nullptr; }
 };
 
 // POST {base}/completions with stream + include_usage, the prompt as text or token ids.

@@ -85,6 +85,19 @@ std::string ServerMetrics::prometheus(const SchedulerStats& s) const {
   gauge("condense:prompt_tokens_total", "Prompt tokens prefilled (recomputation after preemption not counted).", double(s.prompt_tokens), "counter");
   gauge("condense:generation_tokens_total", "Tokens generated.", double(s.generation_tokens), "counter");
   gauge("condense:engine_steps_total", "Engine steps run.", double(s.steps), "counter");
+  if (!s.spec_accepted_per_pos.empty()) {  // served with a draft (vLLM's spec_decode counters)
+    gauge("condense:spec_decode_num_drafts_total", "Speculative rounds (a draft proposed tokens a target step verified).",
+          double(s.spec_drafts), "counter");
+    gauge("condense:spec_decode_num_draft_tokens_total", "Draft tokens proposed.", double(s.spec_draft_tokens), "counter");
+    gauge("condense:spec_decode_num_accepted_tokens_total", "Draft tokens accepted.", double(s.spec_accepted_tokens), "counter");
+    o += "# HELP condense:spec_decode_num_accepted_tokens_per_pos_total Draft tokens accepted at each draft position.\n"
+         "# TYPE condense:spec_decode_num_accepted_tokens_per_pos_total counter\n";
+    for (size_t i = 0; i < s.spec_accepted_per_pos.size(); ++i) {
+      o += "condense:spec_decode_num_accepted_tokens_per_pos_total{position=\"" + std::to_string(i) + "\"} " +
+           std::to_string(s.spec_accepted_per_pos[i]) + "\n";
+    }
+    gauge("condense:draft_kv_blocks_free", "The draft model's KV cache blocks free.", double(s.draft_kv_blocks_free));
+  }
   gauge("process_resident_memory_bytes", "Resident memory of the server process.", double(current_rss_bytes()));
   gauge("condense:process_peak_rss_bytes", "The most resident memory the server process has held.", double(peak_rss_bytes()));
   std::lock_guard<std::mutex> lk(mu_);

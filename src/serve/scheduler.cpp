@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include <omp.h>
 
@@ -45,9 +46,29 @@ struct Scheduler::Seq {
   int engine_seq = -1;   // -1 while waiting
   Sampler sampler;
   TextStream text;
+  // speculative decoding: this sequence in the draft engine, the positions it
+  // holds there, and its own draft length
+  int draft_seq = -1;
+  int draft_computed = 0;
+  std::optional<DraftLength> len;
 };
 
-Scheduler::Scheduler(Engine& engine, const Tokenizer& tok, const SchedulerOptions& opt) : engine_(engine), tok_(tok), opt_(opt) {
+struct Scheduler::Planned {
+  Planned(Seq* seq, int rows, int proposals = 0) : s(seq), n(rows), k(proposals) {}
+  Seq* s;
+  int n;                                 // rows fed to the target
+  int k = 0;                             // draft proposals among them (the rows after the last token)
+  std::vector<int> feed;                 // k > 0: the last token and the proposals
+  std::vector<int> x;                    // the proposals
+  std::vector<std::vector<float>> q;     // the draft's distributions they were drawn from
+};
+
+Scheduler::Scheduler(Engine& engine, const Tokenizer& tok, const SchedulerOptions& opt, Engine* draft, const SpecConfig& spec)
+    : engine_(engine), draft_(draft), spec_(spec), tok_(tok), opt_(opt) {
+  if (draft && draft->config().vocab != engine.config().vocab) {
+    fail("--draft", "the draft's vocabulary (" + std::to_string(draft->config().vocab) + ") differs from the model's (" +
+                        std::to_string(engine.config().vocab) + ")");
+  }
   if (opt_.max_batch_tokens < 1) fail("--max-batch-tokens", "must be at least 1");
   if (opt_.max_seqs < 1) fail("--max-seqs", "must be at least 1");
   if (opt_.max_queue < 0) fail("--max-queue", "must be >= 0");
@@ -59,6 +80,11 @@ Scheduler::Scheduler(Engine& engine, const Tokenizer& tok, const SchedulerOption
   if (opt_.threads <= 0) opt_.threads = omp_get_max_threads();  // a new thread starts from the process default, not the caller's
   stats_.kv_blocks_total = engine_.kv().total_blocks();
   stats_.kv_blocks_free = engine_.kv().free_blocks();
+  if (draft_) {
+    stats_.spec_accepted_per_pos.assign(size_t(spec_.k_max), 0);
+    stats_.draft_kv_blocks_total = draft_->kv().total_blocks();
+    stats_.draft_kv_blocks_free = draft_->kv().free_blocks();
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -142,6 +168,8 @@ void Scheduler::loop() {
 
 void Scheduler::finish(Seq& s, FinishReason why, const std::string& error) {
   if (s.engine_seq >= 0) engine_.drop_sequence(s.engine_seq);
+  if (s.draft_seq >= 0) draft_->drop_sequence(s.draft_seq);
+  s.draft_seq = -1;
   std::string rest = s.text.flush();
   const bool was_running = s.engine_seq >= 0;
   s.engine_seq = -1;
@@ -151,6 +179,7 @@ void Scheduler::finish(Seq& s, FinishReason why, const std::string& error) {
     if (why == FinishReason::Cancelled) ++stats_.requests_cancelled;
     else ++stats_.requests_finished;
     stats_.kv_blocks_free = engine_.kv().free_blocks();
+    if (draft_) stats_.draft_kv_blocks_free = draft_->kv().free_blocks();
   }
   auto drop = [&](auto& list) {
     for (auto it = list.begin(); it != list.end(); ++it) {
@@ -174,6 +203,9 @@ void Scheduler::preempt(Seq& s) {
   engine_.drop_sequence(s.engine_seq);
   s.engine_seq = -1;
   s.computed = 0;
+  if (s.draft_seq >= 0) draft_->drop_sequence(s.draft_seq);
+  s.draft_seq = -1;
+  s.draft_computed = 0;
   for (auto it = running_.begin(); it != running_.end(); ++it) {
     if (it->get() == &s) {
       waiting_.push_front(std::move(*it));
@@ -197,10 +229,6 @@ void Scheduler::step_once() {
   }
   if (running_.empty() && waiting_.empty()) return;
 
-  struct Planned {
-    Seq* s;
-    int n;
-  };
   std::vector<Planned> plan;
   int budget = 0;
   int64_t need = 0;
@@ -213,9 +241,20 @@ void Scheduler::step_once() {
     need = 0;
     for (auto& p : running_) {
       Seq& s = *p;
-      const int n = std::min(int(s.tokens.size()) - s.computed, budget);
+      int n = std::min(int(s.tokens.size()) - s.computed, budget);
       if (n <= 0) continue;
-      plan.push_back({&s, n});
+      int k = 0;
+      // A decoding sequence speculates: up to its k proposals after its last
+      // token, within the budget, its max_tokens (the last token of a request
+      // comes from the target) and the context.
+      if (draft_ && n == 1 && s.computed + 1 == int(s.tokens.size()) && !s.wants_prompt_logits()) {
+        if (!s.len) s.len.emplace(spec_);
+        k = std::min({s.len->k(), budget - 1, s.req.max_tokens - s.generated() - 1, engine_.max_seq() - s.computed - 2,
+                      draft_->max_seq() - s.computed - 2});
+        k = std::max(k, 0);
+        n += k;
+      }
+      plan.emplace_back(&s, n, k);
       need += blocks_for(s.computed + n) - blocks_for(s.computed);
       budget -= n;
     }
@@ -233,7 +272,7 @@ void Scheduler::step_once() {
     const int n = std::min(int(s.tokens.size()), budget);
     s.engine_seq = engine_.add_sequence();
     s.computed = 0;
-    plan.push_back({&s, n});
+    plan.emplace_back(&s, n);
     need += blocks_for(n);
     budget -= n;
     running_.push_back(std::move(waiting_.front()));
@@ -243,10 +282,17 @@ void Scheduler::step_once() {
   }
   if (plan.empty()) return;
 
+  using clock_type = std::chrono::steady_clock;
+  const auto t_draft = clock_type::now();
+  propose_drafts(plan);
+  const double draft_s = std::chrono::duration<double>(clock_type::now() - t_draft).count();
+
   const int vocab = engine_.config().vocab;
   // Logits: the last row of a chunk that completes a sequence's known tokens;
-  // every row of a chunk whose prompt logprobs are wanted.
+  // every row of a chunk whose prompt logprobs are wanted; every row of a
+  // speculating sequence (the proposals' positions and the bonus).
   auto logit_rows = [](const Planned& p) {
+    if (p.k > 0) return p.k + 1;
     const bool last = p.s->computed + p.n == int(p.s->tokens.size());
     return p.s->wants_prompt_logits() ? p.n : last ? 1 : 0;
   };
@@ -262,7 +308,8 @@ void Scheduler::step_once() {
     const Planned& p = plan[pi];
     const int rows = logit_rows(p);
     first_row[pi] = li;
-    batch.push_back({p.s->engine_seq, p.s->tokens.data() + p.s->computed, p.n, rows ? logits_.data() + size_t(li) * size_t(vocab) : nullptr, rows});
+    const int* fed = p.k > 0 ? p.feed.data() : p.s->tokens.data() + p.s->computed;
+    batch.push_back({p.s->engine_seq, fed, p.n, rows ? logits_.data() + size_t(li) * size_t(vocab) : nullptr, rows});
     li += rows;
     const int upto = std::min(p.s->computed + p.n, p.s->prompt_len);
     if (upto > p.s->prompt_counted) {
@@ -270,12 +317,17 @@ void Scheduler::step_once() {
       p.s->prompt_counted = upto;
     }
   }
+  const auto t_target = clock_type::now();
   try {
     engine_.step(batch);
   } catch (const std::exception& e) {
     for (const Planned& p : plan) finish(*p.s, FinishReason::Error, e.what());
     return;
   }
+  const double target_s = std::chrono::duration<double>(clock_type::now() - t_target).count();
+  int64_t spec_drafts = 0, spec_proposed = 0, spec_accepted = 0;
+  std::vector<int64_t> accepted_at(draft_ ? size_t(spec_.k_max) : 0, 0);
+  std::vector<float> p_scratch, resid_scratch;
   int64_t generated = 0;
   std::vector<double> lsm;
   // `out.token`'s logprob under the logits `lg`, and the k most likely tokens.
@@ -311,34 +363,130 @@ void Scheduler::step_once() {
         s.prompt_lp.clear();
       }
     }
+    // One generated token (scored by the target row lg) to the sequence and its
+    // sink; false when that ended the request (which is then finished).
+    auto emit = [&](int token, const float* lg) {
+      TokenOut out;
+      out.token = token;
+      const ModelConfig& c = engine_.config();
+      if (!s.req.ignore_eos && (out.token == c.eos_id || out.token == c.bos_id)) {
+        finish(s, FinishReason::Stop);
+        return false;
+      }
+      if (s.req.sampling.logprobs >= 0) score(lg, s.req.sampling.logprobs, out);
+      s.tokens.push_back(out.token);
+      ++generated;
+      bool stopped = false;
+      const std::string text = s.text.push(out.token, &stopped);
+      out.piece = s.text.last_piece();
+      s.sink->on_token(out, text);
+      if (stopped) finish(s, FinishReason::Stop);
+      else if (s.generated() >= s.req.max_tokens || int(s.tokens.size()) >= engine_.max_seq()) finish(s, FinishReason::Length);
+      else return true;
+      return false;
+    };
+    if (p.k > 0) {
+      // the rejection test over the k + 1 rows; then cut both caches back to the committed tokens
+      const float* rows = logits_.data() + size_t(first_row[pi]) * size_t(vocab);
+      int y = -1;
+      const int acc = verify_proposals(s.sampler, p.x, p.q, rows, vocab, spec_.rule, p_scratch, resid_scratch, &y);
+      ++spec_drafts;
+      spec_proposed += p.k;
+      spec_accepted += acc;
+      for (int i = 0; i < acc; ++i) ++accepted_at[size_t(i)];
+      s.len->update(p.k, acc, draft_s / std::max<size_t>(1, plan.size()), target_s);
+      bool alive = true;
+      for (int i = 0; i <= acc && alive; ++i) alive = emit(i < acc ? p.x[size_t(i)] : y, rows + size_t(i) * size_t(vocab));
+      if (!alive) continue;
+      s.computed = int(s.tokens.size()) - 1;
+      engine_.truncate(s.engine_seq, s.computed);
+      s.draft_computed = std::min(draft_->length(s.draft_seq), s.computed);
+      draft_->truncate(s.draft_seq, s.draft_computed);
+      continue;
+    }
     if (s.computed != int(s.tokens.size())) continue;
     if (s.req.max_tokens == 0) {
       finish(s, FinishReason::Length);  // the prompt only
       continue;
     }
     const float* lg = logits_.data() + size_t(first_row[pi] + (all_rows ? p.n - 1 : 0)) * size_t(vocab);
-    TokenOut out;
-    out.token = s.sampler.sample(lg, vocab);
-    const ModelConfig& c = engine_.config();
-    if (!s.req.ignore_eos && (out.token == c.eos_id || out.token == c.bos_id)) {
-      finish(s, FinishReason::Stop);
-      continue;
-    }
-    if (s.req.sampling.logprobs >= 0) score(lg, s.req.sampling.logprobs, out);
-    s.tokens.push_back(out.token);
-    ++generated;
-    bool stopped = false;
-    const std::string text = s.text.push(out.token, &stopped);
-    out.piece = s.text.last_piece();
-    s.sink->on_token(out, text);
-    if (stopped) finish(s, FinishReason::Stop);
-    else if (s.generated() >= s.req.max_tokens || int(s.tokens.size()) >= engine_.max_seq()) finish(s, FinishReason::Length);
+    emit(s.sampler.sample(lg, vocab), lg);
   }
   std::lock_guard<std::mutex> lk(stats_mu_);
   stats_.kv_blocks_free = engine_.kv().free_blocks();
   stats_.prompt_tokens += prompt_tokens;
   stats_.generation_tokens += generated;
   ++stats_.steps;
+  if (draft_) {
+    stats_.draft_kv_blocks_free = draft_->kv().free_blocks();
+    stats_.spec_drafts += spec_drafts;
+    stats_.spec_draft_tokens += spec_proposed;
+    stats_.spec_accepted_tokens += spec_accepted;
+    for (size_t i = 0; i < accepted_at.size(); ++i) stats_.spec_accepted_per_pos[i] += accepted_at[i];
+  }
+}
+
+void Scheduler::propose_drafts(std::vector<Planned>& plan) {
+  int rounds = 0;
+  for (const Planned& p : plan) rounds = std::max(rounds, p.k);
+  if (rounds == 0) return;
+  const int vocab = engine_.config().vocab;
+  std::vector<Planned*> spec;
+  for (Planned& p : plan) {
+    if (p.k == 0) continue;
+    Seq& s = *p.s;
+    if (s.draft_seq < 0) {
+      s.draft_seq = draft_->add_sequence();
+      s.draft_computed = 0;
+    }
+    p.x.assign(size_t(p.k), 0);
+    p.q.resize(size_t(p.k));
+    spec.push_back(&p);
+  }
+  std::vector<float> logits;
+  try {
+    // round i: every sequence proposing more than i tokens, batched; the first
+    // round feeds each the committed tokens its draft cache lacks
+    for (int i = 0; i < rounds; ++i) {
+      std::vector<Engine::SeqStep> batch;
+      std::vector<Planned*> in;
+      for (Planned* p : spec) {
+        if (p->k <= i) continue;
+        Seq& s = *p->s;
+        if (i == 0) batch.push_back({s.draft_seq, s.tokens.data() + s.draft_computed, int(s.tokens.size()) - s.draft_computed, nullptr, 1});
+        else batch.push_back({s.draft_seq, &p->x[size_t(i - 1)], 1, nullptr, 1});
+        in.push_back(p);
+      }
+      logits.resize(in.size() * size_t(vocab));
+      for (size_t b = 0; b < batch.size(); ++b) batch[b].logits = logits.data() + b * size_t(vocab);
+      draft_->step(batch);
+      for (size_t b = 0; b < in.size(); ++b) {
+        Planned& p = *in[b];
+        p.x[size_t(i)] = propose(p.s->sampler, logits.data() + b * size_t(vocab), vocab, p.q[size_t(i)]);
+      }
+    }
+  } catch (const std::exception&) {
+    // (a full draft KV pool): these sequences decode plainly this step; their
+    // draft caches start again from nothing
+    for (Planned* p : spec) {
+      Seq& s = *p->s;
+      draft_->drop_sequence(s.draft_seq);
+      s.draft_seq = -1;
+      s.draft_computed = 0;
+      p->n -= p->k;
+      p->k = 0;
+      p->x.clear();
+      p->q.clear();
+    }
+    return;
+  }
+  for (Planned* p : spec) {
+    Seq& s = *p->s;
+    s.draft_computed = draft_->length(s.draft_seq);
+    p->feed.clear();
+    p->feed.push_back(s.tokens.back());
+    p->feed.insert(p->feed.end(), p->x.begin(), p->x.end());
+  }
 }
 
 }  // namespace condense

@@ -22,6 +22,7 @@
 
 #include "model/tokenizer.h"
 #include "runtime/engine.h"
+#include "runtime/speculative.h"
 
 namespace condense {
 
@@ -84,13 +85,22 @@ struct SchedulerStats {
   int64_t kv_blocks_total = 0, kv_blocks_free = 0;
   int64_t preemptions = 0, prompt_tokens = 0, generation_tokens = 0, steps = 0;
   int64_t requests_finished = 0, requests_cancelled = 0;
+  // Speculative decoding (with a draft; vLLM's spec_decode counters): rounds,
+  // proposed and accepted draft tokens, accepted per draft position.
+  int64_t spec_drafts = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
+  std::vector<int64_t> spec_accepted_per_pos;
+  int64_t draft_kv_blocks_total = 0, draft_kv_blocks_free = 0;
 };
 
 class Scheduler {
  public:
   // The engine and tokenizer must outlive the scheduler; the engine is used by
-  // the scheduler thread only (started here).
-  Scheduler(Engine& engine, const Tokenizer& tok, const SchedulerOptions& opt);
+  // the scheduler thread only (started here). With a draft engine (same
+  // vocabulary) every sequence that is decoding speculates: the draft proposes
+  // up to k tokens for it (its own adaptive k), and the target scores them in
+  // the same step as everyone else's rows (runtime/speculative.h's rule, so
+  // the output distribution is the model's).
+  Scheduler(Engine& engine, const Tokenizer& tok, const SchedulerOptions& opt, Engine* draft = nullptr, const SpecConfig& spec = {});
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -113,8 +123,14 @@ class Scheduler {
   void finish(Seq& s, FinishReason why, const std::string& error = "");
   void preempt(Seq& s);
   int64_t blocks_for(int64_t positions) const;
+  // Draft proposals for the planned sequences with k > 0 (batched across
+  // them); on a draft failure they fall back to plain decoding this step.
+  struct Planned;
+  void propose_drafts(std::vector<Planned>& plan);
 
   Engine& engine_;
+  Engine* draft_;
+  SpecConfig spec_;
   const Tokenizer& tok_;
   SchedulerOptions opt_;
   mutable std::mutex mu_;
