@@ -161,10 +161,7 @@ void run_bench_load(BenchLoadArgs& a) {
     if (!capacity_c.empty()) doc["engine_capacity"] = engine_capacity(*engine, a.input_len, lo.output_len, capacity_c);
     if (!a.draft.empty()) {
       LoadedModel dm = load_model(a.draft, "", {.effective_f32 = false});
-      if (dm.model.config.vocab != cfg.vocab) {
-        fail("--draft", a.draft + " has a vocabulary of " + std::to_string(dm.model.config.vocab) + " tokens, the model " +
-                            std::to_string(cfg.vocab));
-      }
+      check_draft_fits(a.draft, dm.model.config, cfg);
       draft = std::make_unique<Engine>(dm.model, EngineOptions{std::min(dm.model.config.max_seq, engine->max_seq()),
                                                                engine->kv().total_blocks() + a.sched.max_seqs, "", 0, device});
       doc["draft"] = {{"path", a.draft}, {"n_layers", dm.model.config.n_layers}, {"params", dm.model.config.n_params()}};

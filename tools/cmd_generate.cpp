@@ -73,11 +73,7 @@ void register_generate(CLI::App& app) {
     if (!a->draft.empty()) {
       if (a->draft_k > a->draft_k_max) fail("--draft-k", "is more than --draft-k-max (" + std::to_string(a->draft_k_max) + ")");
       LoadedModel dm = load_model(a->draft, "", {.effective_f32 = false});
-      if (dm.model.config.vocab != engine.config().vocab) {
-        fail("--draft", a->draft + " has a vocabulary of " + std::to_string(dm.model.config.vocab) + " tokens, the model " +
-                            std::to_string(engine.config().vocab),
-             "The draft must use the model's tokenizer (a student distilled from it)");
-      }
+      check_draft_fits(a->draft, dm.model.config, engine.config());
       draft = std::make_unique<Engine>(dm.model, EngineOptions{std::min(dm.model.config.max_seq, max_seq), 0, "", 0, device});
       spec.k = a->draft_k;
       spec.k_max = a->draft_k_max;

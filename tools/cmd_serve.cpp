@@ -115,11 +115,7 @@ void register_serve(CLI::App& app) {
     SpecConfig spec;
     if (!a->draft.empty()) {
       LoadedModel dm = load_model(a->draft, "", {.effective_f32 = false});
-      if (dm.model.config.vocab != engine.config().vocab) {
-        fail("--draft", a->draft + " has a vocabulary of " + std::to_string(dm.model.config.vocab) + " tokens, the model " +
-                            std::to_string(engine.config().vocab),
-             "The draft must use the model's tokenizer (a student distilled from it)");
-      }
+      check_draft_fits(a->draft, dm.model.config, engine.config());
       // as many positions as the model's pool, and a block per sequence more (proposals run ahead)
       const int64_t blocks = engine.kv().total_blocks() + a->sched.max_seqs;
       draft = std::make_unique<Engine>(dm.model, EngineOptions{std::min(dm.model.config.max_seq, engine.max_seq()), blocks, "", 0, device});

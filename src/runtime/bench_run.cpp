@@ -240,10 +240,7 @@ json run_bench(const std::string& path, const BenchOptions& opt, const std::func
   if (!opt.draft.empty()) {
     // batch 1, plain against speculative, greedy and T = 1, on four synthetic prompts
     LoadedModel dm = load_model(opt.draft, opt.tokenizer, {.effective_f32 = false});
-    if (dm.model.config.vocab != cfg.vocab) {
-      fail("--draft", opt.draft + " has a vocabulary of " + std::to_string(dm.model.config.vocab) + " tokens, the model " +
-                          std::to_string(cfg.vocab));
-    }
+    check_draft_fits(opt.draft, dm.model.config, cfg);
     Engine de(dm.model, EngineOptions{std::min(dm.model.config.max_seq, max_seq), 0, "", 0, opt.device});
     const int steps = std::min(opt.draft_steps, std::min(max_seq, de.max_seq()) - kSpecPrompt);
     if (steps < 1) fail("--draft", "the model's (or the draft's) context has no room for a prompt and generated tokens");

@@ -175,6 +175,13 @@ int SpeculativeDecoder::round(Sampler& sampler, int max_new, std::vector<int>& o
   return made;
 }
 
+void check_draft_fits(const std::string& draft_path, const ModelConfig& draft, const ModelConfig& target) {
+  if (draft.vocab != target.vocab) {
+    fail("--draft", draft_path + " has a vocabulary of " + std::to_string(draft.vocab) + " tokens, the model " + std::to_string(target.vocab),
+         "The draft must use the model's tokenizer (a student distilled from it)");
+  }
+}
+
 GenerateStats generate_speculative(Engine& target, Engine& draft, const std::vector<int>& prompt, int steps, Sampler& sampler,
                                    const SpecConfig& cfg, const std::function<void(int, int)>& on_token, std::vector<int>* out,
                                    bool stop_at_eos, SpecStats* spec_stats) {

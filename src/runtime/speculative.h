@@ -108,6 +108,10 @@ class SpeculativeDecoder {
   std::vector<std::vector<float>> q_;         // the draft's distributions of this round
 };
 
+// Fails (naming --draft) unless a draft with config `draft` can serve a
+// target with config `target` (the same vocabulary).
+void check_draft_fits(const std::string& draft_path, const ModelConfig& draft, const ModelConfig& target);
+
 // generate() with a draft: the same stopping rules (BOS/EOS unless
 // !stop_at_eos, `steps` tokens at most) and callbacks. In the stats,
 // decode_steps counts generated tokens and decode_seconds the rounds' time, so
