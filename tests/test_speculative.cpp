@@ -95,24 +95,7 @@ double chi_square_z(SpecConfig::Rule rule, float temperature, int top_k, int k, 
   const int L = 3, V = cfg.vocab;
   const std::vector<int> prompt{1, 3};
   Engine te(target, 16), de(draft, 16);
-  // exact joint: p(a) p(b | a) p(c | a, b)
-  Sampler ps(temperature, 1.f, 1, top_k);
-  std::vector<double> joint(size_t(V * V * V), 0.0);
-  std::vector<float> logits(static_cast<size_t>(V)), p1, p2, p3;
-  Engine ex(target, 16);
-  ex.forward(prompt.data(), 2, 0, logits.data(), 1);
-  ps.distribution(logits.data(), V, p1);
-  for (int a = 0; a < V; ++a) {
-    if (p1[size_t(a)] == 0.f) continue;
-    ex.forward(&a, 1, 2, logits.data(), 1);
-    ps.distribution(logits.data(), V, p2);
-    for (int b = 0; b < V; ++b) {
-      if (p2[size_t(b)] == 0.f) continue;
-      ex.forward(&b, 1, 3, logits.data(), 1);
-      ps.distribution(logits.data(), V, p3);
-      for (int c = 0; c < V; ++c) joint[size_t((a * V + b) * V + c)] = double(p1[size_t(a)]) * p2[size_t(b)] * p3[size_t(c)];
-    }
-  }
+  const std::vector<double> joint = spectest::exact_joint3(target, prompt, temperature, top_k);
   SpecConfig sc;
   sc.k = sc.k_min = sc.k_max = k;
   sc.adaptive = false;
@@ -129,27 +112,9 @@ double chi_square_z(SpecConfig::Rule rule, float temperature, int top_k, int k, 
     while (int(out.size()) < L) dec.round(s, L - int(out.size()), out);
     ++count[size_t((out[0] * V + out[1]) * V + out[2])];
   }
-  double chi = 0, merged_e = 0, merged_o = 0;
-  int cells = 0;
-  for (size_t i = 0; i < joint.size(); ++i) {
-    const double e = joint[i] * samples;
-    if (e < 5) {
-      merged_e += e;
-      merged_o += double(count[i]);
-      if (e == 0 && count[i] > 0) return 1e9;  // a sequence the target cannot produce
-      continue;
-    }
-    chi += (double(count[i]) - e) * (double(count[i]) - e) / e;
-    ++cells;
-  }
-  if (merged_e >= 5) {
-    chi += (merged_o - merged_e) * (merged_o - merged_e) / merged_e;
-    ++cells;
-  }
-  const double dof = cells - 1;
-  std::fprintf(stderr, "chi-square: rule %d, T %.1f, top-k %d, k %d: %.1f over %d cells\n", int(rule), temperature, top_k, k, chi, cells);
-  // Wilson-Hilferty: (chi/dof)^(1/3) is close to normal with mean 1 - 2/(9 dof)
-  return (std::cbrt(chi / dof) - (1 - 2 / (9 * dof))) / std::sqrt(2 / (9 * dof));
+  char what[96];
+  std::snprintf(what, sizeof what, "rule %d, T %.1f, top-k %d, k %d", int(rule), temperature, top_k, k);
+  return spectest::chi_square_z(joint, count, samples, what);
 }
 
 }  // namespace
