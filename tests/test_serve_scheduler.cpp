@@ -388,7 +388,6 @@ TEST(SchedulerSpeculative, GreedyEqualsGenerateWithAnyDraft) {
   for (int64_t i = 0; i < other_draft.lm_head.numel(); ++i) other_draft.lm_head.f32()[i] *= 10.f;
   const SchedulerStats other = expect_like_generate_with_draft(m, other_draft, cases, SchedulerOptions{.max_batch_tokens = 24}, 512);
   EXPECT_LT(other.spec_accepted_tokens, other.spec_draft_tokens);
-  EXPECT_LT(other.steps, 16 * 33) << "sanity";
 }
 
 // Under preemption (a 12-block pool) the speculating sequences are dropped

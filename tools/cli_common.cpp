@@ -12,7 +12,6 @@
 
 #include "core/error.h"
 #include "io/crc32c.h"
-#include "io/file_view.h"
 #include "kernels/cpu/cpu_features.h"
 #include "runtime/gpu_forward.h"
 
@@ -53,9 +52,7 @@ std::string recorded_draft(const std::string& model_path, const Model& m) {
     fail(model_path, "was written with the draft model " + p.string() + " for speculative decoding, which is not there",
          "Put it back beside the model, or use --no-draft (or --draft MODEL)");
   }
-  const std::string bytes = read_text_file(p.string());
-  char hex[9];
-  std::snprintf(hex, sizeof hex, "%08x", crc32c(bytes.data(), bytes.size()));
+  const std::string hex = file_crc32c_hex(p.string());
   if (d["crc32c"].get<std::string>() != hex) {
     fail(p.string(), std::string("is not the draft ") + model_path + " was written with (crc32c " + hex + ", recorded " +
                          d["crc32c"].get<std::string>() + ")",

@@ -1,10 +1,13 @@
 #include "io/crc32c.h"
 
 #include <array>
+#include <cstdio>
 #include <cstring>
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
+
+#include "io/file_view.h"
 
 namespace condense {
 
@@ -49,6 +52,13 @@ uint32_t crc32c(const void* data, size_t n, uint32_t crc) {
   if (hw) return ~crc32c_sse42(p, n, ~crc);
 #endif
   return ~crc32c_table(p, n, ~crc);
+}
+
+std::string file_crc32c_hex(const std::string& path) {
+  const std::string bytes = read_text_file(path);
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", crc32c(bytes.data(), bytes.size()));
+  return hex;
 }
 
 }  // namespace condense

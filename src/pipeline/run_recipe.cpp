@@ -249,10 +249,7 @@ json run_draft_stage(const StageSpec& st, size_t si, const Recipe& r, const Mode
   w.tokenizer_path = tok_path.find(" (embedded") == std::string::npos ? tok_path : "";
   w.provenance_json = json{{"recipe", r.source}, {"created_by", "condense"}, {"draft_of", r.name}}.dump();
   save_cpk(draft, path, w);
-  const std::string bytes = read_text_file(path);
-  char hex[9];
-  std::snprintf(hex, sizeof hex, "%08x", crc32c(bytes.data(), bytes.size()));
-  *draft_json = {{"path", "draft.cpk"}, {"crc32c", hex}, {"layers", st.draft.layers}, {"n_layers", draft.config.n_layers},
+  *draft_json = {{"path", "draft.cpk"}, {"crc32c", file_crc32c_hex(path)}, {"layers", st.draft.layers}, {"n_layers", draft.config.n_layers},
                  {"params", draft.config.n_params()}};
   res["draft"] = *draft_json;
   res["draft"]["path"] = path;

@@ -6,15 +6,20 @@
 
 namespace condense {
 
-GenerateStats generate(Engine& engine, const std::vector<int>& prompt, int steps, Sampler& sampler,
-                       const std::function<void(int, int)>& on_token, std::vector<int>* out, bool stop_at_eos) {
+void check_generation(const Engine& engine, const std::vector<int>& prompt, int steps, const char* whose) {
   if (prompt.empty()) fail("generate", "the prompt must hold at least the BOS token");
   if (steps < 1) fail("--steps", "must be at least 1");
-  const ModelConfig& c = engine.config();
   if (int(prompt.size()) + steps > engine.max_seq()) {
-    fail("--steps", "prompt (" + std::to_string(prompt.size()) + " tokens) + steps (" + std::to_string(steps) +
-                        ") exceeds the context of " + std::to_string(engine.max_seq()));
+    fail("--steps", "prompt (" + std::to_string(prompt.size()) + " tokens) + steps (" + std::to_string(steps) + ") exceeds " + whose +
+                        (*whose ? " " : "the ") + "context of " + std::to_string(engine.max_seq()),
+         *whose ? "Use a draft with the model's context length, or fewer steps" : "");
   }
+}
+
+GenerateStats generate(Engine& engine, const std::vector<int>& prompt, int steps, Sampler& sampler,
+                       const std::function<void(int, int)>& on_token, std::vector<int>* out, bool stop_at_eos) {
+  check_generation(engine, prompt, steps);
+  const ModelConfig& c = engine.config();
   using clock = std::chrono::steady_clock;
   GenerateStats st;
   st.prompt_tokens = int(prompt.size());

@@ -17,6 +17,10 @@ struct GenerateStats {
   double decode_tok_s() const { return decode_seconds > 0 ? decode_steps / decode_seconds : 0; }
 };
 
+// Fails unless `prompt` (at least BOS) and `steps` (>= 1) fit the engine's
+// context; `whose` names the engine in the message ("" for the model).
+void check_generation(const Engine& engine, const std::vector<int>& prompt, int steps, const char* whose = "");
+
 // Feeds `prompt` (already starting with BOS) and samples up to `steps` tokens,
 // stopping early at BOS/EOS unless !stop_at_eos (then they are generated like
 // any token); `on_token(prev, token)` streams each one.

@@ -185,18 +185,9 @@ void check_draft_fits(const std::string& draft_path, const ModelConfig& draft, c
 GenerateStats generate_speculative(Engine& target, Engine& draft, const std::vector<int>& prompt, int steps, Sampler& sampler,
                                    const SpecConfig& cfg, const std::function<void(int, int)>& on_token, std::vector<int>* out,
                                    bool stop_at_eos, SpecStats* spec_stats) {
-  if (prompt.empty()) fail("generate", "the prompt must hold at least the BOS token");
-  if (steps < 1) fail("--steps", "must be at least 1");
+  check_generation(target, prompt, steps);
+  check_generation(draft, prompt, steps, "the draft's");
   const ModelConfig& c = target.config();
-  if (int(prompt.size()) + steps > target.max_seq()) {
-    fail("--steps", "prompt (" + std::to_string(prompt.size()) + " tokens) + steps (" + std::to_string(steps) +
-                        ") exceeds the context of " + std::to_string(target.max_seq()));
-  }
-  if (int(prompt.size()) + steps > draft.max_seq()) {
-    fail("--steps", "prompt (" + std::to_string(prompt.size()) + " tokens) + steps (" + std::to_string(steps) +
-                        ") exceeds the draft's context of " + std::to_string(draft.max_seq()),
-         "Use a draft with the target's context length, or fewer steps");
-  }
   GenerateStats st;
   st.prompt_tokens = int(prompt.size());
   SpeculativeDecoder dec(target, draft, cfg);

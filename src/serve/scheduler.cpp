@@ -286,6 +286,8 @@ void Scheduler::step_once() {
   const auto t_draft = clock_type::now();
   propose_drafts(plan);
   const double draft_s = std::chrono::duration<double>(clock_type::now() - t_draft).count();
+  int speculating = 0;  // the draft phase's time is shared among these
+  for (const Planned& p : plan) speculating += p.k > 0;
 
   const int vocab = engine_.config().vocab;
   // Logits: the last row of a chunk that completes a sequence's known tokens;
@@ -394,7 +396,7 @@ void Scheduler::step_once() {
       spec_proposed += p.k;
       spec_accepted += acc;
       for (int i = 0; i < acc; ++i) ++accepted_at[size_t(i)];
-      s.len->update(p.k, acc, draft_s / std::max<size_t>(1, plan.size()), target_s);
+      s.len->update(p.k, acc, draft_s / double(speculating), target_s);
       bool alive = true;
       for (int i = 0; i <= acc && alive; ++i) alive = emit(i < acc ? p.x[size_t(i)] : y, rows + size_t(i) * size_t(vocab));
       if (!alive) continue;
