@@ -14,7 +14,7 @@ if [ "${1:-}" = "--sanitize" ]; then sanitize=1; shift; fi
 
 pkgs=(g++ cmake make pkg-config libeigen3-dev libhdf5-dev nlohmann-json3-dev libcli11-dev
       libzstd-dev zlib1g-dev libgtest-dev libbenchmark-dev libsentencepiece-dev libcpp-httplib-dev
-      fortunes-min fortunes)  # fortunes: the English corpus the main job's default teacher learns from
+      libopenmpi-dev openmpi-bin fortunes-min fortunes)  # fortunes: the English corpus the main job's default teacher learns from
 [ $sanitize -eq 1 ] && pkgs+=(clang libclang-rt-14-dev libomp-dev)  # clang's sanitizer and libFuzzer runtimes, its OpenMP
 missing=()
 for p in "${pkgs[@]}"; do

@@ -3,6 +3,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "dist/comm.h"
+#include "dist/rank_output.h"
+#include "dist/watchdog.h"
 #include "pipeline/preflight.h"
 #include "pipeline/recipe.h"
 #include "pipeline/run_recipe.h"
@@ -17,6 +20,9 @@ struct RunArgs {
   bool resume = false, log_json = false, json = false, dry_run = false;
   int threads = 0;
   std::string device = "cpu";
+  double bucket_mb = 25, comm_timeout = 300;
+  int64_t check_every = 50;
+  CLI::Option* timeout_opt = nullptr;
 };
 
 void print_result(const nlohmann::json& res, bool as_json) {
@@ -42,6 +48,16 @@ void add_common(CLI::App* cmd, RunArgs& a) {
   cmd->add_flag("--dry-run", a.dry_run, "Validate the recipe (after --set) and print it; run nothing");
   add_threads_option(*cmd, a.threads);
   add_device_option(*cmd, a.device, true);
+  auto* dp = "Data parallel (under mpirun -np N)";
+  cmd->add_option("--bucket-mb", a.bucket_mb, "Megabytes of gradients per all-reduce, each started as soon as the backward has finished them")
+      ->check(CLI::Range(0.001, 1e6))->group(dp);
+  cmd->add_option("--check-every", a.check_every,
+                  "Steps between checks that every rank holds the same weights, moments and masks (0: at the end of each stage only)")
+      ->check(CLI::NonNegativeNumber)->group(dp);
+  a.timeout_opt = cmd->add_option("--comm-timeout", a.comm_timeout,
+                                  "Seconds a rank waits in a collective before exiting with an error (a peer died or stalled; 0: forever). "
+                                  "Default: $CONDENSE_COMM_TIMEOUT, else 300")
+                      ->check(CLI::NonNegativeNumber)->group(dp);
 }
 
 void execute(nlohmann::json j, const RunArgs& a) {
@@ -54,7 +70,18 @@ void execute(nlohmann::json j, const RunArgs& a) {
     return;
   }
   apply_threads(a.threads);
-  print_result(pipeline::run_recipe(r, {a.resume, a.log_json, device}), a.json);
+  if (a.timeout_opt->count()) dist::set_comm_timeout(a.comm_timeout);
+  pipeline::RunOptions o{a.resume, a.log_json, device};
+  dist::Communicator& w = dist::world();
+  if (w.size() > 1) {
+    o.comm = &w;
+    o.bucket_bytes = size_t(a.bucket_mb * 1048576.0);
+    o.check_every = a.check_every;
+    dist::silence_stderr_unless_root();  // rank 0 reports for the run; main() restores it for an error
+  }
+  const nlohmann::json res = pipeline::run_recipe(r, o);
+  dist::restore_stderr();
+  if (w.root()) print_result(res, a.json);
 }
 }  // namespace
 

@@ -9,6 +9,8 @@
 #include "kernels/cpu/cpu_features.h"
 
 #include "core/error.h"
+#include "dist/comm.h"
+#include "dist/rank_output.h"
 #include "core/version.h"
 #include "tools/cli_common.h"
 
@@ -23,6 +25,19 @@ void wait_passively(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY")) return;
   setenv("OMP_WAIT_POLICY", "passive", 1);
   execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
+}
+
+// Prints "condense: <kind>: <what>" and returns code; in a run of several
+// ranks, names the rank and ends them all (the others would wait for this one
+// in their next collective).
+int error_exit(const char* kind, const std::string& what, int code) {
+  condense::dist::restore_stderr();
+  if (condense::dist::Communicator* w = condense::dist::started_world()) {
+    std::cerr << "condense: " << kind << ": rank " << w->rank() << ": " << what << std::endl;
+    w->abort(code);
+  }
+  std::cerr << "condense: " << kind << ": " << what << "\n";
+  return code;
 }
 
 }  // namespace
@@ -79,15 +94,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const condense::Error& e) {
-    std::cerr << "condense: error: " << e.what() << "\n";
-    return 1;
+    return error_exit("error", e.what(), 1);
   } catch (const std::bad_alloc&) {
     // Sizes from files are checked before allocation; what is left are sizes asked for (batch x seq, --kv-memory, a huge model).
-    std::cerr << "condense: error: out of memory. Lower the sizes asked for (batch, seq, context, KV memory) or use a machine with more memory\n";
-    return 1;
+    return error_exit("error", "out of memory. Lower the sizes asked for (batch, seq, context, KV memory) or use a machine with more memory", 1);
   } catch (const std::exception& e) {
-    std::cerr << "condense: internal error: " << e.what() << "\n";
-    return 2;
+    return error_exit("internal error", e.what(), 2);
   }
+  condense::dist::finalize();
   return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/ops/gemm.h"
+#include "dist/comm.h"
 #include "train/model_graph.h"
 
 namespace condense::compress {
@@ -32,10 +33,23 @@ std::vector<Tensor*> site_weights(LayerWeights& w, Site s) {
   return {};
 }
 
-LayerwiseCalibrator::LayerwiseCalibrator(const Model& m, std::vector<int> inputs, int n_seq, int seq, int chunk)
-    : m_(m), inputs_(std::move(inputs)), n_seq_(n_seq), seq_(seq), chunk_(std::max(1, std::min(chunk, n_seq))) {
+LayerwiseCalibrator::LayerwiseCalibrator(const Model& m, std::vector<int> inputs, int n_seq, int seq, int chunk,
+                                         dist::Communicator* comm)
+    : m_(m), inputs_(std::move(inputs)), n_seq_(n_seq), seq_(seq), comm_(comm && comm->size() > 1 ? comm : nullptr) {
   if (n_seq <= 0 || seq <= 0) fail("calibration", "needs at least one sequence of at least one token");
   if (int64_t(inputs_.size()) != int64_t(n_seq) * seq) fail("calibration", "token count does not match n_seq * seq");
+  if (comm_) {
+    const int ranks = comm_->size();
+    if (n_seq < ranks) {
+      fail("calibration", std::to_string(ranks) + " ranks share " + std::to_string(n_seq) + " calibration sequences; each needs one",
+           "Raise calibration.samples to at least " + std::to_string(ranks));
+    }
+    std::vector<int> mine;
+    for (int i = comm_->rank(); i < n_seq; i += ranks) mine.insert(mine.end(), inputs_.begin() + int64_t(i) * seq, inputs_.begin() + int64_t(i + 1) * seq);
+    inputs_ = std::move(mine);
+    n_seq_ = n_seq = int(inputs_.size() / size_t(seq));
+  }
+  chunk_ = std::max(1, std::min(chunk, n_seq));
   while (n_seq % chunk_ != 0) --chunk_;  // equal chunks: the graph has a fixed batch
   const int64_t d = m.config.dim;
   hidden_ = Tensor::empty(DType::F32, {int64_t(n_seq) * seq, d});
@@ -91,6 +105,18 @@ std::array<SiteStats, kNumSites> LayerwiseCalibrator::collect(int layer, unsigne
       s.samples += x.rows;
     }
   }
+  if (comm_) {
+    // sums over every rank's sequences: the same set statistics on all of them
+    for (SiteStats& s : st) {
+      if (s.cols == 0) continue;
+      double n = double(s.samples);
+      comm_->allreduce_sum(&n, 1);
+      s.samples = int64_t(n);
+      if (!s.hessian.empty()) comm_->allreduce_sum(s.hessian.data(), s.hessian.size());
+      comm_->allreduce_sum(s.abs_mean.data(), s.abs_mean.size());
+      comm_->allreduce_max(s.abs_max.data(), s.abs_max.size());
+    }
+  }
   for (SiteStats& s : st) {
     if (s.samples == 0) continue;
     const double inv = 1.0 / double(s.samples);
@@ -117,6 +143,10 @@ void LayerwiseCalibrator::kv_absmax(int layer, std::vector<float>& k_amax, std::
         for (int64_t j = 0; j < x.cols; ++j) a = std::max(a, std::fabs(p[j]));
       }
     }
+  }
+  if (comm_) {
+    comm_->allreduce_max(k_amax.data(), k_amax.size());
+    comm_->allreduce_max(v_amax.data(), v_amax.size());
   }
 }
 

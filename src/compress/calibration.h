@@ -15,6 +15,9 @@
 namespace condense::train {
 class ModelGraph;
 }
+namespace condense::dist {
+class Communicator;
+}
 
 namespace condense::compress {
 
@@ -32,8 +35,11 @@ struct SiteStats {
 class LayerwiseCalibrator {
  public:
   // inputs: n_seq windows of seq token ids (each starting with BOS).
-  // chunk: sequences per block run (memory vs speed).
-  LayerwiseCalibrator(const Model& m, std::vector<int> inputs, int n_seq, int seq, int chunk);
+  // chunk: sequences per block run (memory vs speed). With a communicator of
+  // N ranks this rank keeps sequences rank, rank + N, ... and every statistic
+  // is summed (maxima: maximised) over the ranks, so all get the whole set's.
+  LayerwiseCalibrator(const Model& m, std::vector<int> inputs, int n_seq, int seq, int chunk,
+                      dist::Communicator* comm = nullptr);
   ~LayerwiseCalibrator();
 
   // Runs block `layer` with its current weights over the whole set and
@@ -56,6 +62,7 @@ class LayerwiseCalibrator {
   const Model& m_;
   std::vector<int> inputs_;
   int n_seq_, seq_, chunk_;
+  dist::Communicator* comm_;  // null or one rank: alone
   Tensor hidden_;  // [n_seq * seq, dim]
   std::unique_ptr<train::ModelGraph> graph_;
   Tensor hess_chunk_;

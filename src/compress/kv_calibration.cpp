@@ -24,7 +24,7 @@ json calibrate_kv(Model& m, const KvCalibrationOptions& opt, const CalibrationSe
   if (!opt.unit_scales) {
     if (!calib) fail("calibrate_kv", "calibrated scales need calibration data");
     const float top = opt.type == DType::F8E4M3 ? 448.f : 127.f;
-    LayerwiseCalibrator cal(m, calib->inputs, calib->n_seq, calib->seq, calib->chunk);
+    LayerwiseCalibrator cal(m, calib->inputs, calib->n_seq, calib->seq, calib->chunk, calib->comm);
     for (int l = 0; l < L; ++l) {
       std::vector<float> ka, va;
       cal.kv_absmax(l, ka, va);

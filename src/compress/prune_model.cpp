@@ -143,7 +143,7 @@ json prune_model(Model& m, const PruneOptions& opt, const CalibrationSet* calib,
   int done = 0;
   if (opt.needs_calibration()) {
     if (!calib) fail("prune", opt.method + " needs calibration data", "Give the stage a \"calibration\" object");
-    LayerwiseCalibrator cal(m, calib->inputs, calib->n_seq, calib->seq, calib->chunk);
+    LayerwiseCalibrator cal(m, calib->inputs, calib->n_seq, calib->seq, calib->chunk, calib->comm);
     calib_j = {{"sequences", calib->n_seq}, {"seq", calib->seq}, {"tokens", cal.tokens()}, {"buffers_mb", double(cal.bytes()) / 1e6}};
     std::map<const Tensor*, std::string> by_tensor;
     for (const auto& [n, t] : rest) by_tensor[t] = n;

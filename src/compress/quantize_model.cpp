@@ -204,7 +204,7 @@ json quantize_model(Model& m, const QuantizeOptions& opt, const CalibrationSet* 
   json calib_j;
   if (calibrated) {
     // block weights by the calibrated method; the rest (head, embedding) by RTN below
-    LayerwiseCalibrator cal(m, calib->inputs, calib->n_seq, calib->seq, calib->chunk);
+    LayerwiseCalibrator cal(m, calib->inputs, calib->n_seq, calib->seq, calib->chunk, calib->comm);
     calib_j = {{"sequences", calib->n_seq}, {"seq", calib->seq}, {"tokens", cal.tokens()}, {"buffers_mb", double(cal.bytes()) / 1e6}};
     std::map<const Tensor*, std::string> by_tensor;
     for (const auto& [n, t] : targets) by_tensor[t] = n;

@@ -16,12 +16,19 @@
 #include "core/process_stats.h"
 #include "model/model.h"
 
+namespace condense::dist {
+class Communicator;
+}
+
 namespace condense::compress {
 
 struct CalibrationSet {
   std::vector<int> inputs;  // n_seq windows of seq ids, each starting with BOS
   int n_seq = 0, seq = 0;
   int chunk = 8;            // sequences per block run
+  // Data parallel: each rank runs its share of the sequences and the
+  // statistics are summed over ranks (null: this process runs them all).
+  dist::Communicator* comm = nullptr;
 };
 
 // W8A8: the block linears' inputs quantized too (model/activation_quant.h).

@@ -13,7 +13,7 @@ using nlohmann::json;
 
 json smooth_model(Model& m, const CalibrationSet& calib, double alpha) {
   if (!(alpha >= 0 && alpha <= 1)) fail("smoothquant", "alpha must be in [0, 1]");
-  LayerwiseCalibrator cal(m, calib.inputs, calib.n_seq, calib.seq, calib.chunk);
+  LayerwiseCalibrator cal(m, calib.inputs, calib.n_seq, calib.seq, calib.chunk, calib.comm);
   json layers = json::array();
   for (int l = 0; l < m.config.n_layers; ++l) {
     LayerWeights& w = m.layers[size_t(l)];
@@ -50,7 +50,7 @@ json smooth_model(Model& m, const CalibrationSet& calib, double alpha) {
 }
 
 json calibrate_input_scales(Model& m, const CalibrationSet& calib) {
-  LayerwiseCalibrator cal(m, calib.inputs, calib.n_seq, calib.seq, calib.chunk);
+  LayerwiseCalibrator cal(m, calib.inputs, calib.n_seq, calib.seq, calib.chunk, calib.comm);
   ActivationQuant a;
   a.type = DType::F8E4M3;
   a.scales.assign(size_t(m.config.n_layers) * ActivationQuant::kSites, 1.f);

@@ -25,6 +25,7 @@
 #include "runtime/compare.h"
 #include "runtime/generate.h"
 #include "runtime/perplexity.h"
+#include "train/grad_reducer.h"
 #include "train/student_init.h"
 #include "train/width_prune.h"
 
@@ -35,6 +36,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+bool is_root(const RunOptions& o) { return !o.comm || o.comm->root(); }
+
 void log_line(const RunOptions& o, const json& j) {
   if (o.log_json) std::cerr << j.dump() << "\n";
 }
@@ -44,8 +47,10 @@ std::string vocab_name(const Tokenizer& t, const std::string& path) {
 }
 
 // Calibration windows from the training split, a function of the seed.
-compress::CalibrationSet calibration_set(const CalibrationSpec& cs, const Model& m, const train::TokenDataset& data, int bos) {
+compress::CalibrationSet calibration_set(const CalibrationSpec& cs, const Model& m, const train::TokenDataset& data, int bos,
+                                         dist::Communicator* comm = nullptr) {
   compress::CalibrationSet cal;
+  cal.comm = comm;
   const int seq = std::min(cs.seq, m.config.max_seq);
   cal.n_seq = cs.samples;
   cal.seq = seq;
@@ -66,7 +71,7 @@ json run_compress_stage(const StageSpec& st, Model& student, const train::TokenD
   const compress::PruneOptions& p = st.prune;
   std::optional<compress::CalibrationSet> cal;
   const bool calibrated = st.type == "prune" ? p.needs_calibration() : (quantize ? q.needs_calibration() : !st.kv.unit_scales);
-  if (calibrated) cal = calibration_set(st.calibration, student, data, bos);
+  if (calibrated) cal = calibration_set(st.calibration, student, data, bos, o.comm);
   json rep, summary;
   if (st.type == "prune") {
     std::optional<Progress> prog;
@@ -121,15 +126,21 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
   }
   train::TrainOptions topt = st.train;
   topt.device = o.device;
+  topt.comm = o.comm;
+  topt.bucket_bytes = o.bucket_bytes;
+  topt.check_every = o.check_every;
   topt.state_path = (fs::path(r.output_dir) / ("state-stage" + std::to_string(si) + ".h5")).string();
   train::Trainer tr(student, st.uses_teacher() ? teacher : nullptr, st.objective, topt, data, bos);
   tr.meta_json = json{{"recipe", r.source}, {"stage", si}}.dump();
-  if (o.resume && fs::exists(topt.state_path)) {
+  // rank 0's file decides (the others need not see the output folder)
+  int found = o.resume && is_root(o) && fs::exists(topt.state_path);
+  if (o.comm) o.comm->broadcast(&found, sizeof found, 0);
+  if (found) {
     tr.resume(topt.state_path);
     std::fprintf(stderr, "%s: resuming from %s at step %lld of %lld\n", st.name.c_str(), topt.state_path.c_str(), (long long)tr.step(),
                  (long long)topt.steps);
     log_line(o, {{"event", "resume"}, {"stage", st.name}, {"found", true}, {"step", tr.step()}, {"state", topt.state_path}});
-  } else if (o.resume) {
+  } else if (o.resume && is_root(o)) {
     std::fprintf(stderr, "%s: --resume found no training state at %s; starting from step 1\n", st.name.c_str(), topt.state_path.c_str());
     log_line(o, {{"event", "resume"}, {"stage", st.name}, {"found", false}, {"step", 0}, {"state", topt.state_path}});
   }
@@ -187,6 +198,11 @@ json run_train_stage(const StageSpec& st, size_t si, const Recipe& r, Model& stu
               {"validation", last_val}, {"seconds", std::chrono::duration<double>(clock::now() - t0).count()},
               {"last_step_tokens_per_s", tok_s}, {"state", topt.state_path},
               {"activation_mb", double(tr.activation_bytes()) / 1e6}, {"weights_grads_moments_mb", double(tr.state_bytes()) / 1e6}};
+  if (const train::ReduceStats* rs = tr.reduce_stats()) {
+    res["data_parallel"] = {{"ranks", tr.ranks()}, {"backend", o.comm->describe()}, {"bucket_bytes", topt.bucket_bytes},
+                            {"allreduce_bytes_per_step", tr.reduce_bytes_per_step()}, {"buckets_per_step", rs->steps ? rs->buckets / rs->steps : 0},
+                            {"allreduce_s", rs->comm_s}, {"exposed_s", rs->exposed_s}, {"hidden_fraction", rs->hidden_fraction()}};
+  }
   if (st.gradual) {
     res["with"] = st.gradual_with;
     res["schedule"] = {{"initial", st.gradual->initial}, {"final", st.gradual->final_sparsity}, {"begin", st.gradual->begin},
@@ -248,9 +264,9 @@ json run_draft_stage(const StageSpec& st, size_t si, const Recipe& r, const Mode
   CpkWriteOptions w;
   w.tokenizer_path = tok_path.find(" (embedded") == std::string::npos ? tok_path : "";
   w.provenance_json = json{{"recipe", r.source}, {"created_by", "condense"}, {"draft_of", r.name}}.dump();
-  save_cpk(draft, path, w);
-  *draft_json = {{"path", "draft.cpk"}, {"crc32c", file_crc32c_hex(path)}, {"layers", st.draft.layers}, {"n_layers", draft.config.n_layers},
-                 {"params", draft.config.n_params()}};
+  if (is_root(o)) save_cpk(draft, path, w);
+  *draft_json = {{"path", "draft.cpk"}, {"crc32c", is_root(o) ? file_crc32c_hex(path) : ""}, {"layers", st.draft.layers},
+                 {"n_layers", draft.config.n_layers}, {"params", draft.config.n_params()}};
   res["draft"] = *draft_json;
   res["draft"]["path"] = path;
   res["target_samples"] = st.draft.samples;
@@ -291,7 +307,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   fs::create_directories(r.output_dir, ec);
   if (ec) fail(r.output_dir, "cannot create the output folder: " + ec.message());
   // A run killed between writing a temporary file and renaming it left it behind.
-  for (const std::string& t : remove_stale_temporaries(r.output_dir)) {
+  for (const std::string& t : is_root(o) ? remove_stale_temporaries(r.output_dir) : std::vector<std::string>{}) {
     std::fprintf(stderr, "removed %s, a temporary file left by an earlier run that was stopped while writing\n", t.c_str());
     log_line(o, {{"event", "stale_temporary_removed"}, {"path", t}});
   }
@@ -398,7 +414,8 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
     history.push_back(h);
   }
 
-  // output model
+  // output model: written by rank 0 (every rank holds the same one)
+  if (!is_root(o)) return json{{"rank", o.comm->rank()}};
   std::string model_out;
   student.history = history.dump();
   if (r.output_format == "cpk") {
@@ -460,7 +477,7 @@ json run_recipe(const Recipe& r, const RunOptions& o) {
   }
   res["seconds"] = std::chrono::duration<double>(clock::now() - t_start).count();
   res["machine"] = {{"cpu", kernels::cpu_name()}, {"isa", kernels::isa_name(kernels::active_isa())},
-                    {"threads", omp_get_max_threads()}};
+                    {"threads", omp_get_max_threads()}, {"ranks", o.comm ? o.comm->size() : 1}};
   res["condense"] = {{"version", version()}, {"revision", git_revision()}};
   write_file_atomically((fs::path(r.output_dir) / "results.json").string(), res.dump(2) + "\n");
   return res;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/device.h"
+#include "dist/comm.h"
 
 #include "pipeline/recipe.h"
 
@@ -15,6 +16,12 @@ struct RunOptions {
   bool resume = false;    // continue each stage from its state file when present
   bool log_json = false;  // JSON lines on stderr instead of a progress bar
   Device device = Device::CPU;  // where training stages run (--device); other stages run on the CPU
+  // Data parallel (null: alone): training stages split each step's batch over
+  // the ranks, calibration its sequences; rank 0 writes states, outputs and
+  // results, evaluates, and logs.
+  dist::Communicator* comm = nullptr;
+  size_t bucket_bytes = size_t(25) << 20;  // gradients per all-reduce
+  int64_t check_every = 50;                // steps between cross-rank state checks
 };
 
 // `cs.samples` windows of the recipe's training data (its text or token

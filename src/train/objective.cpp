@@ -54,7 +54,7 @@ size_t Objective::activation_bytes() const {
 }
 
 LossReport Objective::run(Model& student, const int* inputs, const int* targets, float scale, Model* grads,
-                          std::vector<Tensor>* proj_grads) {
+                          std::vector<Tensor>* proj_grads, const std::function<void(int)>& before_layer) {
   const bool hidden = !cfg_.hidden.empty() && cfg_.hidden_beta > 0;
   ops::Mat xt;  // the teacher's final hidden states, in its graph until its next forward
   if (teacher_graph_) {
@@ -88,6 +88,7 @@ LossReport Objective::run(Model& student, const int* inputs, const int* targets,
   rep.total = tl.value(cfg_.token) + rep.hidden;
   if (!grads) return rep;
   student_graph_.backward(student, dfin, *grads, [&](int l, const ops::Mat& dx) {
+    if (before_layer) before_layer(l);
     if (!hidden) return;
     for (size_t k = 0; k < cfg_.hidden.size(); ++k) {
       if (cfg_.hidden[k].student_layer == l) ops::add(dx, ops::mat(d_hidden_[k]));

@@ -3,6 +3,7 @@
 // activations kept), the student forward, the chunked head + token losses, the
 // hidden-state losses and the student backward.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -38,8 +39,10 @@ class Objective {
   // inputs, targets: [batch * seq]. With grads (a Model of the student's config)
   // adds scale * gradient into it and into proj_grads (same shapes as
   // projections()); without, only evaluates.
+  // before_layer(l), when given, is called as the backward reaches block l
+  // (block l + 1's gradients, or the head's and final norm's, are final then).
   LossReport run(Model& student, const int* inputs, const int* targets, float scale, Model* grads,
-                 std::vector<Tensor>* proj_grads);
+                 std::vector<Tensor>* proj_grads, const std::function<void(int)>& before_layer = {});
 
   // Learned hidden-state projections [dt, ds], one per hidden pair that needs one.
   std::vector<Tensor>& projections() { return proj_; }

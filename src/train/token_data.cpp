@@ -163,14 +163,15 @@ TokenDataset TokenDataset::from_text(const Tokenizer& tok, const PrepareOptions&
   return from_tokens(std::move(s.train), std::move(s.val), tokenizer_fingerprint(tok));
 }
 
-void TokenDataset::sample(uint64_t seed, int64_t step, int micro, int batch, int seq, int bos, int* inputs, int* targets) const {
+void TokenDataset::sample(uint64_t seed, int64_t step, int micro, int batch, int seq, int bos, int* inputs, int* targets,
+                          int first_window) const {
   const int64_t span = int64_t(train_.size()) - seq;
   if (span < 0) {
     fail("TokenDataset", "the training split holds " + std::to_string(train_.size()) + " tokens, fewer than one window of " +
                              std::to_string(seq));
   }
   for (int b = 0; b < batch; ++b) {
-    const uint64_t key = splitmix64(seed ^ splitmix64(uint64_t(step) * 0x100000001b3ull + uint64_t(micro) * 65537u + uint64_t(b)));
+    const uint64_t key = splitmix64(seed ^ splitmix64(uint64_t(step) * 0x100000001b3ull + uint64_t(micro) * 65537u + uint64_t(first_window + b)));
     const int64_t s = int64_t(key % uint64_t(span + 1));
     int* in = inputs + int64_t(b) * seq;
     int* tg = targets + int64_t(b) * seq;

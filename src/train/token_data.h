@@ -50,9 +50,12 @@ class TokenDataset {
   int64_t val_tokens() const { return int64_t(val_.size()); }
   const std::string& fingerprint() const { return fingerprint_; }
 
-  // Fills inputs/targets [batch * seq] for optimizer step `step`, micro-batch
-  // `micro`: a pure function of its arguments, so resuming needs only the step.
-  void sample(uint64_t seed, int64_t step, int micro, int batch, int seq, int bos, int* inputs, int* targets) const;
+  // Fills inputs/targets [batch * seq] with windows first_window.. of
+  // optimizer step `step`, micro-batch `micro`: each window a pure function of
+  // (seed, step, micro, window), so resuming needs only the step and ranks can
+  // take slices of one micro-batch.
+  void sample(uint64_t seed, int64_t step, int micro, int batch, int seq, int bos, int* inputs, int* targets,
+              int first_window = 0) const;
   // Held-out windows 0.. of seq tokens; returns how many exist (<= max_windows).
   int val_windows(int seq, int max_windows) const;
   void val_window(int index, int seq, int bos, int* inputs, int* targets) const;

@@ -2,19 +2,25 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/json_text.h"
+#include "dist/watchdog.h"
+#include "io/crc32c.h"
 #include "io/train_state.h"
+#include "train/grad_reducer.h"
 
 namespace condense::train {
 
 Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& objective, const TrainOptions& opt,
                  const TokenDataset& data, int bos)
-    : student_(student), opt_(opt), data_(data), bos_(bos),
+    : student_(student), opt_(opt), data_(data), bos_(bos), comm_(opt.comm && opt.comm->size() > 1 ? opt.comm : nullptr),
+      shard_(shard_step(opt.batch, opt.accum, comm_ ? comm_->rank() : 0, comm_ ? comm_->size() : 1)),
       // on a GPU the host objective only holds the projections: one row of activations is enough
-      objective_(student.config, teacher, objective, opt.device == Device::CPU ? opt.batch : 1, opt.seq) {
+      objective_(student.config, teacher, objective, opt.device == Device::CPU ? shard_.rows : 1, opt.seq) {
   if (opt.steps <= 0 || opt.accum <= 0) fail("Trainer", "steps and grad_accum must be positive");
   if (opt.bf16 && opt.device == Device::CPU) {
     fail("train", "precision bf16 (mixed precision) runs on a GPU only; the CPU trains in f32",
@@ -43,6 +49,11 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
   }
   adam_ = std::make_unique<AdamW>(params_, opt.adam);
   refresh_masks();
+  if (opt.device != Device::CPU && comm_) {
+    fail("train", "data-parallel training on a GPU (" + std::to_string(comm_->size()) +
+                      " ranks) needs the NCCL all-reduce, which this build does not have yet",
+         "Run one rank per recipe on the GPU, or the ranks on CPUs (--device cpu)");
+  }
   if (opt.device != Device::CPU) {
     GpuTrainSetup su;
     su.device = opt.device;
@@ -50,7 +61,7 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
     su.student = &student;
     su.teacher = teacher;
     su.objective = &objective_.config();
-    su.batch = opt.batch;
+    su.batch = shard_.rows;
     su.seq = opt.seq;
     su.params = &params_;
     su.adam = adam_.get();
@@ -62,11 +73,32 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
     su.grads = &grads_;
     gpu_ = make_gpu_trainer(su);
   }
-  inputs_.resize(size_t(opt.batch) * size_t(opt.seq));
+  inputs_.resize(size_t(shard_.rows) * size_t(opt.seq));
   targets_.resize(inputs_.size());
+  if (comm_) {
+    reducer_ = std::make_unique<GradientReducer>(*comm_, gradient_groups(), opt.bucket_bytes);
+    broadcast_state();  // every rank starts from rank 0's weights, whatever made them
+  }
+}
+
+std::vector<std::vector<Tensor*>> Trainer::gradient_groups() {
+  // the order the backward finishes them: head and final norm, blocks last to
+  // first, then the embedding (its lookup's gradient comes last) and projections
+  const int L = student_.config.n_layers;
+  std::vector<std::vector<Tensor*>> g(size_t(L) + 2);
+  for_each_weight(grads_, [&](const WeightRef& w) {
+    if (w.layer >= 0) g[size_t(L - w.layer)].push_back(w.tensor);
+    else if (w.kind == WeightKind::Embedding) g[size_t(L) + 1].push_back(w.tensor);
+    else g[0].push_back(w.tensor);
+  });
+  for (Tensor& p : proj_grads_) g[size_t(L) + 1].push_back(&p);
+  return g;
 }
 
 Trainer::~Trainer() = default;
+
+const ReduceStats* Trainer::reduce_stats() const { return reducer_ ? &reducer_->stats() : nullptr; }
+size_t Trainer::reduce_bytes_per_step() const { return reducer_ ? reducer_->bytes_per_step() : 0; }
 
 void Trainer::refresh_masks() {
   masks_.assign(params_.params.size(), nullptr);
@@ -112,10 +144,11 @@ ValLog Trainer::validate() {
   v.step = step_;
   const int n = data_.val_windows(opt_.seq, opt_.val_windows);
   if (n == 0) return v;
-  double loss = 0, ce = 0;
-  int64_t tokens = 0;
-  for (int w0 = 0; w0 < n; w0 += opt_.batch) {
-    for (int b = 0; b < opt_.batch; ++b) {
+  double acc[3] = {0, 0, 0};  // loss * tokens, ce * tokens, tokens
+  const int rows = shard_.rows, ranks = comm_ ? comm_->size() : 1, rank = comm_ ? comm_->rank() : 0;
+  for (int w0 = 0, c = 0; w0 < n; w0 += rows, ++c) {
+    if (c % ranks != rank) continue;  // the ranks share the validation windows
+    for (int b = 0; b < rows; ++b) {
       int* in = inputs_.data() + size_t(b) * opt_.seq;
       int* tg = targets_.data() + size_t(b) * opt_.seq;
       if (w0 + b < n) {
@@ -127,13 +160,17 @@ ValLog Trainer::validate() {
     }
     const LossReport r = gpu_ ? gpu_->run(inputs_.data(), targets_.data(), 1.f, false)
                               : objective_.run(student_, inputs_.data(), targets_.data(), 1.f, nullptr, nullptr);
-    loss += r.total * double(r.tokens);
-    ce += r.ce * double(r.tokens);
-    tokens += r.tokens;
+    acc[0] += r.total * double(r.tokens);
+    acc[1] += r.ce * double(r.tokens);
+    acc[2] += double(r.tokens);
+  }
+  if (comm_) {
+    dist::set_comm_context("validation at step " + std::to_string(step_));
+    comm_->allreduce_sum(acc, 3);
   }
   v.windows = n;
-  v.loss = loss / double(tokens);
-  v.ce = ce / double(tokens);
+  v.loss = acc[0] / acc[2];
+  v.ce = acc[1] / acc[2];
   v.ppl = std::exp(v.ce);
   return v;
 }
@@ -142,21 +179,32 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
                   int64_t stop_after) {
   using clock = std::chrono::steady_clock;
   const int64_t end = stop_after >= 0 ? std::min(opt_.steps, step_ + stop_after) : opt_.steps;
-  const float scale = 1.f / float(opt_.accum);
+  const float scale = shard_.scale;
+  const int L = student_.config.n_layers;
   while (step_ < end) {
     const auto t0 = clock::now();
+    if (comm_) dist::set_comm_context("train step " + std::to_string(step_ + 1));
     if (gpu_) gpu_->zero_grads();
     else params_.zero_grads();
     LossReport sum;
-    for (int a = 0; a < opt_.accum; ++a) {
-      data_.sample(opt_.seed, step_, a, opt_.batch, opt_.seq, bos_, inputs_.data(), targets_.data());
+    for (size_t i = 0; i < shard_.micros.size(); ++i) {
+      data_.sample(opt_.seed, step_, shard_.micros[i], shard_.rows, opt_.seq, bos_, inputs_.data(), targets_.data(), shard_.first_window);
+      // the last local micro-batch's backward starts the all-reduce of each finished block
+      std::function<void(int)> before_layer;
+      if (reducer_ && i + 1 == shard_.micros.size()) before_layer = [&](int l) { reducer_->ready(L - 1 - l); };
       const LossReport r = gpu_ ? gpu_->run(inputs_.data(), targets_.data(), scale, true)
-                                : objective_.run(student_, inputs_.data(), targets_.data(), scale, &grads_, &proj_grads_);
-      sum.total += r.total / opt_.accum;
-      sum.ce += r.ce / opt_.accum;
-      sum.kd += r.kd / opt_.accum;
-      sum.hidden += r.hidden / opt_.accum;
+                                : objective_.run(student_, inputs_.data(), targets_.data(), scale, &grads_, &proj_grads_, before_layer);
+      sum.total += r.total * scale;
+      sum.ce += r.ce * scale;
+      sum.kd += r.kd * scale;
+      sum.hidden += r.hidden * scale;
       sum.tokens += r.tokens;
+    }
+    if (reducer_) {
+      reducer_->finish();  // grads_ and proj_grads_ now hold the sum over ranks
+      double l[5] = {sum.total, sum.ce, sum.kd, sum.hidden, double(sum.tokens)};
+      comm_->allreduce_sum(l, 5);
+      sum = {l[0], l[1], l[2], l[3], int64_t(l[4])};
     }
     double gn = 0;
     if (gpu_) {
@@ -200,6 +248,7 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
     if (on_step) on_step({step_, sum, lr, gn, double(sum.tokens) / secs, secs});
     const bool last = step_ == opt_.steps;
     if (on_val && ((opt_.eval_every > 0 && step_ % opt_.eval_every == 0) || last)) on_val(validate());
+    if (comm_ && ((opt_.check_every > 0 && step_ % opt_.check_every == 0) || step_ == end)) check_ranks_agree();
     if (!opt_.state_path.empty() && ((opt_.save_every > 0 && step_ % opt_.save_every == 0) || last || step_ == end)) save(opt_.state_path);
   }
   sync_host();  // the caller reads (or prunes) the student's weights next
@@ -225,26 +274,45 @@ NamedTensors Trainer::state_tensors() {
   return t;
 }
 
-void Trainer::save(const std::string& path) {
+uint32_t Trainer::state_checksum() {
   sync_host();
-  nlohmann::json meta = {{"format", "condense-train-state"}, {"version", 1}, {"step", step_}, {"adam_steps", adam_->steps()},
-                         {"seed", opt_.seed}, {"data_position", {{"kind", "step"}, {"step", step_}}}};
-  meta["run"] = nlohmann::json::parse(meta_json);
-  const NamedTensors t = state_tensors();
-  write_train_state(path, meta.dump(), t);
+  uint32_t crc = 0;
+  for (const auto& [name, t] : state_tensors()) crc = crc32c(t->data(), t->nbytes(), crc);
+  const int64_t steps[2] = {step_, adam_->steps()};
+  return crc32c(steps, sizeof steps, crc);
 }
 
-void Trainer::resume(const std::string& path) {
-  const nlohmann::json meta = parse_json(read_train_state_meta(path), path + ": metadata");
-  if (meta.value("format", "") != "condense-train-state" || meta.value("version", 0) != 1) {
-    fail(path, "is not a version-1 condense training state");
+void Trainer::check_ranks_agree() {
+  if (!comm_) return;
+  dist::set_comm_context("state check after step " + std::to_string(step_));
+  const uint32_t mine = state_checksum();
+  std::vector<uint32_t> all(size_t(comm_->size()));
+  comm_->allgather(&mine, sizeof mine, all.data());
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (all[r] == all[0]) continue;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "rank 0's weights, moments and masks have checksum %08x, rank %zu's %08x", all[0], r, all[r]);
+    fail("train", "step " + std::to_string(step_) + ": the ranks' training states differ (" + buf +
+                      "): a rank computed something the others did not",
+         "Run every rank on the same build and ISA (CONDENSE_ISA), or report it as a bug");
   }
-  if (meta.value("seed", uint64_t(0)) != opt_.seed) {
-    fail(path, "was written with seed " + std::to_string(meta.value("seed", uint64_t(0))) + ", this run uses " + std::to_string(opt_.seed),
-         "Resume with the recipe that wrote it");
-  }
-  const NamedTensors t = state_tensors();
-  read_train_state_tensors(path, t);
+}
+
+void Trainer::broadcast_state() {
+  if (!comm_) return;
+  dist::set_comm_context("sharing rank 0's training state");
+  sync_host();
+  for (const auto& [name, t] : state_tensors()) comm_->broadcast(t->data(), t->nbytes(), 0);
+  int64_t steps[2] = {step_, adam_->steps()};
+  comm_->broadcast(steps, sizeof steps, 0);
+  apply_mask_values();
+  refresh_masks();
+  if (fq_) fq_->quantize();
+  step_ = steps[0];
+  adam_->set_steps(steps[1]);
+}
+
+void Trainer::apply_mask_values() {
   size_t k = 0;
   for (size_t i = 0; i < params_.params.size(); ++i) {
     if (!masks_[i]) continue;
@@ -255,6 +323,48 @@ void Trainer::resume(const std::string& path) {
       if (mv.f32()[e] != 0.f) mask[size_t(e >> 6)] |= uint64_t(1) << (e & 63);
     }
   }
+}
+
+void Trainer::save(const std::string& path) {
+  sync_host();
+  if (comm_ && !comm_->root()) return;  // rank 0 writes; every rank holds the same state
+  nlohmann::json meta = {{"format", "condense-train-state"}, {"version", 1}, {"step", step_}, {"adam_steps", adam_->steps()},
+                         {"seed", opt_.seed}, {"data_position", {{"kind", "step"}, {"step", step_}}}};
+  meta["run"] = nlohmann::json::parse(meta_json);
+  const NamedTensors t = state_tensors();
+  write_train_state(path, meta.dump(), t);
+}
+
+void Trainer::resume(const std::string& path) {
+  // rank 0 reads (the file need not be visible to the others) and shares the
+  // state, or its error, so every rank fails alike
+  std::string err;
+  if (!comm_ || comm_->root()) {
+    try {
+      resume_here(path);
+    } catch (const std::exception& e) {
+      if (!comm_) throw;
+      err = e.what();
+    }
+  }
+  if (!comm_) return;
+  err = dist::broadcast_string(*comm_, err, 0);
+  if (!err.empty()) throw Error(err);
+  broadcast_state();
+}
+
+void Trainer::resume_here(const std::string& path) {
+  const nlohmann::json meta = parse_json(read_train_state_meta(path), path + ": metadata");
+  if (meta.value("format", "") != "condense-train-state" || meta.value("version", 0) != 1) {
+    fail(path, "is not a version-1 condense training state");
+  }
+  if (meta.value("seed", uint64_t(0)) != opt_.seed) {
+    fail(path, "was written with seed " + std::to_string(meta.value("seed", uint64_t(0))) + ", this run uses " + std::to_string(opt_.seed),
+         "Resume with the recipe that wrote it");
+  }
+  const NamedTensors t = state_tensors();
+  read_train_state_tensors(path, t);
+  apply_mask_values();
   refresh_masks();
   if (fq_) fq_->quantize();
   step_ = meta.at("step").get<int64_t>();

@@ -16,7 +16,9 @@
 
 #include "core/device.h"
 #include "io/train_state.h"
+#include "dist/comm.h"
 #include "train/adamw.h"
+#include "train/data_shard.h"
 #include "train/fake_quant.h"
 #include "train/gpu_trainer.h"
 #include "train/objective.h"
@@ -24,6 +26,9 @@
 #include "train/token_data.h"
 
 namespace condense::train {
+
+class GradientReducer;
+struct ReduceStats;
 
 struct TrainOptions {
   int64_t steps = 100;
@@ -41,6 +46,11 @@ struct TrainOptions {
   bool learn_scales = false; // ... with learned step sizes (LSQ)
   Device device = Device::CPU;  // where the steps run (train/gpu_trainer.h for CUDA/HIP)
   bool bf16 = false;         // GPU only: bf16 GEMM inputs, f32 accumulation and master weights
+  // Data parallel (null: this process alone). The step's batch x accum is
+  // global: the ranks split it (train/data_shard.h) and sum their gradients.
+  dist::Communicator* comm = nullptr;
+  size_t bucket_bytes = size_t(25) << 20;  // gradients per all-reduce
+  int64_t check_every = 50;  // steps between cross-rank checks of the state's checksum (and at the end)
 };
 
 struct StepLog {
@@ -75,6 +85,14 @@ class Trainer {
   void save(const std::string& path);
 
   int64_t step() const { return step_; }
+  int ranks() const { return comm_ ? comm_->size() : 1; }
+  // Data-parallel runs: the gradient all-reduce so far (null alone).
+  const ReduceStats* reduce_stats() const;
+  size_t reduce_bytes_per_step() const;
+  // CRC-32C of every parameter, AdamW moment and mask (what a state holds).
+  uint32_t state_checksum();
+  // Fails naming the step when the ranks' states differ (a no-op alone).
+  void check_ranks_agree();
   // On the GPU: device activations and loss buffers.
   size_t activation_bytes() const { return gpu_ ? gpu_->activation_bytes() : objective_.activation_bytes(); }
   size_t state_bytes() const;  // weights + gradients + moments
@@ -87,11 +105,17 @@ class Trainer {
   NamedTensors state_tensors();
   void zero_masked(bool grads);  // the removed entries of every gradient (or value)
   void sync_host();              // GPU runs: the device's parameters and moments into the host's
+  void broadcast_state();        // rank 0's state to every rank
+  void resume_here(const std::string& path);
+  void apply_mask_values();      // mask_values_ (as state_tensors() left them) into the student's masks
+  std::vector<std::vector<Tensor*>> gradient_groups();
 
   Model& student_;
   TrainOptions opt_;
   const TokenDataset& data_;
   int bos_;
+  dist::Communicator* comm_;  // null: alone
+  StepShard shard_;
   Objective objective_;
   Model grads_;
   std::vector<Tensor> proj_grads_;
@@ -103,6 +127,7 @@ class Trainer {
   std::vector<const std::vector<uint64_t>*> masks_;  // parallel to params_ (null: dense)
   std::vector<Tensor> mask_values_;
   std::unique_ptr<GpuTrainer> gpu_;  // set when opt.device is a GPU
+  std::unique_ptr<GradientReducer> reducer_;  // set with more than one rank
 };
 
 }  // namespace condense::train

@@ -1,0 +1,128 @@
+#include "train/grad_reducer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace condense::train {
+
+using clock = std::chrono::steady_clock;
+
+GradientReducer::GradientReducer(dist::Communicator& comm, std::vector<std::vector<Tensor*>> groups, size_t bucket_bytes)
+    : comm_(comm), groups_(std::move(groups)), bucket_floats_(std::max<size_t>(1, bucket_bytes / 4)) {
+  size_t n = 0;
+  for (const auto& g : groups_) {
+    offset_.push_back(n);
+    for (const Tensor* t : g) n += size_t(t->numel());
+  }
+  offset_.push_back(n);
+  flat_.resize(n);
+  // Without MPI_THREAD_SERIALIZED only the main thread may call MPI: then
+  // every bucket is reduced in finish(), after the backward (no overlap).
+  if (comm_.threads_ok() && comm_.size() > 1) worker_ = std::thread([this] { work(); });
+}
+
+GradientReducer::~GradientReducer() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+void GradientReducer::work() {
+  for (;;) {
+    std::pair<size_t, size_t> job;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      job = queue_.front();
+      queue_.pop_front();
+    }
+    const auto t0 = clock::now();
+    try {
+      if (!error_) comm_.allreduce_sum(flat_.data() + job.first, job.second);
+    } catch (...) {
+      std::lock_guard<std::mutex> l(mu_);
+      error_ = std::current_exception();
+    }
+    const double s = std::chrono::duration<double>(clock::now() - t0).count();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stats_.comm_s += s;
+      ++done_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void GradientReducer::launch(size_t end) {
+  if (end <= sent_) return;
+  ++stats_.buckets;
+  stats_.bytes += double(end - sent_) * 4;
+  if (worker_.joinable()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.emplace_back(sent_, end - sent_);
+      ++launched_;
+    }
+    cv_.notify_all();
+  } else {
+    const auto t0 = clock::now();
+    comm_.allreduce_sum(flat_.data() + sent_, end - sent_);
+    const double s = std::chrono::duration<double>(clock::now() - t0).count();
+    stats_.comm_s += s;
+    stats_.exposed_s += s;
+  }
+  sent_ = end;
+}
+
+void GradientReducer::ready(int group) {
+  // every group up to this one (a hook that did not fire is made up here),
+  // with a bucket boundary after each group that fills one: the same
+  // boundaries on every rank, whatever the timing
+  for (; next_group_ <= group && next_group_ < int(groups_.size()); ++next_group_) {
+    size_t o = offset_[size_t(next_group_)];
+    for (const Tensor* t : groups_[size_t(next_group_)]) {
+      std::memcpy(flat_.data() + o, t->f32(), size_t(t->numel()) * 4);
+      o += size_t(t->numel());
+    }
+    if (o - cut_ >= bucket_floats_) {
+      cut_ = o;
+      if (worker_.joinable()) launch(o);
+      else cuts_.push_back(o);
+    }
+  }
+}
+
+void GradientReducer::finish() {
+  ready(int(groups_.size()) - 1);
+  cuts_.push_back(offset_.back());
+  if (!worker_.joinable()) {
+    for (size_t c : cuts_) launch(c);
+  } else {
+    launch(offset_.back());
+    const auto t0 = clock::now();
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return done_ == launched_; });
+    stats_.exposed_s += std::chrono::duration<double>(clock::now() - t0).count();
+    if (error_) std::rethrow_exception(error_);
+  }
+  cuts_.clear();
+  cut_ = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    size_t o = offset_[g];
+    for (Tensor* t : groups_[g]) {
+      std::memcpy(t->f32(), flat_.data() + o, size_t(t->numel()) * 4);
+      o += size_t(t->numel());
+    }
+  }
+  next_group_ = 0;
+  sent_ = 0;
+  ++stats_.steps;
+}
+
+}  // namespace condense::train
