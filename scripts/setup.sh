@@ -43,7 +43,8 @@ extra=()
 if [ $sanitize -eq 1 ]; then
   # -O1 with line tables: sanitizer reports with file:line at a third of -O3's build time.
   export CC=clang CXX=clang++
-  extra+=(-DCONDENSE_SANITIZE=ON -DCONDENSE_FUZZ=ON -DCONDENSE_BENCH=OFF -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=-O1 -gline-tables-only")
+  # Without MPI: this build is also the check that everything runs single-process when MPI is absent.
+  extra+=(-DCONDENSE_SANITIZE=ON -DCONDENSE_FUZZ=ON -DCONDENSE_BENCH=OFF -DCONDENSE_MPI=OFF -DCMAKE_BUILD_TYPE=None "-DCMAKE_CXX_FLAGS=-O1 -gline-tables-only")
 elif [ "${CI:-}" = "true" ]; then
   extra+=(-DCONDENSE_WERROR=ON)   # CI builds with warnings as errors (GCC's; clang's differ)
 fi

@@ -99,13 +99,15 @@ void GradientReducer::ready(int group) {
 }
 
 void GradientReducer::finish() {
+  // exposed: from the end of the backward until the last sum is back (the
+  // clock starts before the last launch: the helper may take the core first)
+  const auto t0 = clock::now();
   ready(int(groups_.size()) - 1);
   cuts_.push_back(offset_.back());
   if (!worker_.joinable()) {
     for (size_t c : cuts_) launch(c);
   } else {
     launch(offset_.back());
-    const auto t0 = clock::now();
     std::unique_lock<std::mutex> l(mu_);
     cv_.wait(l, [&] { return done_ == launched_; });
     stats_.exposed_s += std::chrono::duration<double>(clock::now() - t0).count();
