@@ -5,7 +5,7 @@
 # short: the builds' defaults add sm_80 and gfx940, same source; hipcc and
 # libamdhip64-dev installed where missing and root), plus the C++ that only
 # GPU builds compile (runtime/gpu_forward.cpp, train/gpu_graph.cpp,
-# train/gpu_trainer.cpp, tests/test_gpu.cpp, tests/test_gpu_training.cpp, bench/bench_gpu.cpp,
+# train/gpu_trainer.cpp, dist/nccl_allreduce.cpp (CUDA with NCCL), tests/test_gpu.cpp, tests/test_gpu_training.cpp, bench/bench_gpu.cpp,
 # bench/bench_train.cpp). Objects only: linking and running need a GPU machine
 # (bench/run_gpu.sh). A toolchain that is absent and cannot be installed is
 # reported and skipped; a compile error fails.
@@ -19,7 +19,12 @@ check() {  # build-dir cmake-flag
   local b="$1"; shift
   cmake -S "$here" -B "$b" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
   cmake --build "$b" -j2 --target condense_kernels_gpu
-  make -s -C "$b" "${objects[@]}"
+  local extra=()
+  # NCCL (data-parallel GPU ranks) where the CUDA build found it
+  if grep -q '^CONDENSE_NCCL_LIBRARY:FILEPATH=/' "$b/CMakeCache.txt" 2>/dev/null && grep -q '^CONDENSE_MPI:BOOL=ON' "$b/CMakeCache.txt"; then
+    extra=(src/dist/nccl_allreduce.cpp.o)
+  fi
+  make -s -C "$b" "${objects[@]}" ${extra[@]+"${extra[@]}"}
   make -s -C "$b/tests" test_gpu.cpp.o test_gpu_training.cpp.o
   make -s -C "$b/bench" bench_gpu.cpp.o bench_train.cpp.o
 }

@@ -1,4 +1,5 @@
 #include "kernels/gpu/device_query.h"
+#include "kernels/gpu/gpu_check.h"
 #include "kernels/gpu/gpu_runtime.h"
 
 namespace condense::kernels::gpu {
@@ -14,5 +15,7 @@ std::vector<DeviceInfo> list_devices() {
   }
   return out;
 }
+
+void select_device(int index) { GPU_CHECK(gpuSetDevice(index)); }
 
 }  // namespace condense::kernels::gpu

@@ -15,5 +15,8 @@ struct DeviceInfo {
 
 // Empty when no device is visible (or the driver is missing); never throws.
 std::vector<DeviceInfo> list_devices();
+// Makes device `index` this process's (before it allocates anything): one
+// GPU per rank in data-parallel runs. Throws GpuError when it cannot.
+void select_device(int index);
 
 }  // namespace condense::kernels::gpu

@@ -10,6 +10,7 @@
 #define gpuErrorMemoryAllocation hipErrorOutOfMemory
 #define gpuGetDeviceCount hipGetDeviceCount
 #define gpuGetDevice hipGetDevice
+#define gpuSetDevice hipSetDevice
 #define gpuGetErrorString hipGetErrorString
 #define gpuGetLastError hipGetLastError
 #define gpuDeviceProp hipDeviceProp_t
@@ -53,6 +54,7 @@
 #define gpuErrorMemoryAllocation cudaErrorMemoryAllocation
 #define gpuGetDeviceCount cudaGetDeviceCount
 #define gpuGetDevice cudaGetDevice
+#define gpuSetDevice cudaSetDevice
 #define gpuGetErrorString cudaGetErrorString
 #define gpuGetLastError cudaGetLastError
 #define gpuDeviceProp cudaDeviceProp

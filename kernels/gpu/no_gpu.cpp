@@ -1,6 +1,7 @@
 // The GPU entry points in a build without CUDA or HIP: nothing is available,
 // and anything that would need a device says how to get one.
 #include "kernels/gpu/device_memory.h"
+#include "kernels/gpu/device_query.h"
 
 namespace condense::kernels::gpu {
 namespace {
@@ -12,6 +13,7 @@ namespace {
 }  // namespace
 
 bool available() { return false; }
+void select_device(int) { no_backend("selecting a GPU"); }
 const char* backend_name() { return "none"; }
 int warp_size() { no_backend("warp_size"); }
 int multiprocessors() { no_backend("multiprocessors"); }

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "dist/comm_mpi.h"
+#include "dist/device_allreduce.h"
 
 namespace condense::dist {
 
@@ -45,6 +46,13 @@ std::string broadcast_string(Communicator& comm, const std::string& s, int root)
   std::string out = comm.rank() == root ? s : std::string(size_t(n), '\0');
   if (n) comm.broadcast(out.data(), size_t(n), root);
   return out;
+}
+
+int local_rank() {
+  for (const char* n : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+    if (env_int(n) >= 0) return env_int(n);
+  }
+  return 0;
 }
 
 bool launched_as_rank() { return env_int("OMPI_COMM_WORLD_SIZE") > 0 || env_int("PMI_SIZE") > 0 || env_int("PMIX_RANK") >= 0; }

@@ -1,6 +1,7 @@
 #include "train/gpu_trainer.h"
 
 #include "core/error.h"
+#include "dist/device_allreduce.h"
 
 #ifdef CONDENSE_HAVE_GPU
 #include <algorithm>
@@ -53,6 +54,7 @@ class Impl final : public GpuTrainer {
   void zero_grads() override;
   LossReport run(const int* inputs, const int* targets, float scale, bool grads) override;
   double finish_gradients() override;
+  size_t allreduce_gradients(dist::DeviceAllReduce& ar) override;
   void scale_grads(float factor) override;
   std::string update(const AdamWStep& step) override;
   void to_host() override;
@@ -348,6 +350,22 @@ LossReport Impl::run(const int* inputs, const int* targets, float scale, bool gr
   rep.kd = scored ? kl / double(scored) : 0;
   rep.total = (scored ? (obj_.token.ce * ce + obj_.token.kd * kl) / double(scored) : 0.0) + rep.hidden;
   return rep;
+}
+
+size_t Impl::allreduce_gradients(dist::DeviceAllReduce& ar) {
+  std::vector<std::pair<float*, size_t>> b;
+  size_t bytes = 0;
+  auto add = [&](const Tensor* t) {
+    if (!t->defined()) return;
+    b.push_back({mirror(t), size_t(t->numel())});
+    bytes += t->nbytes();
+  };
+  for_each_weight(*su_.grads, [&](const WeightRef& r) { add(r.tensor); });
+  if (su_.projection_grads) {
+    for (const Tensor& t : *su_.projection_grads) add(&t);
+  }
+  ar.sum(b, s_.handle());
+  return bytes;
 }
 
 double Impl::finish_gradients() {

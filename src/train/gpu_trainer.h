@@ -18,6 +18,10 @@
 #include "train/objective.h"
 #include "train/param_set.h"
 
+namespace condense::dist {
+class DeviceAllReduce;
+}
+
 namespace condense::train {
 
 struct GpuTrainSetup {
@@ -46,6 +50,10 @@ class GpuTrainer {
   // After the micro-batches: masks the gradients, passes the weights'
   // gradients through fake quantization, returns the global gradient norm.
   virtual double finish_gradients() = 0;
+  // Data parallel: sums the micro-batches' gradients (weights' and
+  // projections', before masks and fake quantization) over the ranks on the
+  // device. Returns the bytes summed.
+  virtual size_t allreduce_gradients(dist::DeviceAllReduce& ar) = 0;
   virtual void scale_grads(float factor) = 0;
   // AdamW with these scalars, masks, then the fake-quant forward. Returns the
   // first parameter (by name) the update made non-finite, or "".

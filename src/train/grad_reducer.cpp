@@ -86,9 +86,13 @@ void GradientReducer::ready(int group) {
   // boundaries on every rank, whatever the timing
   for (; next_group_ <= group && next_group_ < int(groups_.size()); ++next_group_) {
     size_t o = offset_[size_t(next_group_)];
-    for (const Tensor* t : groups_[size_t(next_group_)]) {
+    for (Tensor* t : groups_[size_t(next_group_)]) {
       std::memcpy(flat_.data() + o, t->f32(), size_t(t->numel()) * 4);
       o += size_t(t->numel());
+      if (t == sparse_) {  // from here on the tensor collects only the rows to send sparsely
+        std::memset(t->f32(), 0, t->nbytes());
+        sparse_copied_ = true;
+      }
     }
     if (o - cut_ >= bucket_floats_) {
       cut_ = o;
@@ -98,7 +102,12 @@ void GradientReducer::ready(int group) {
   }
 }
 
-void GradientReducer::finish() {
+void GradientReducer::set_sparse_tail(Tensor* t, int64_t row_len) {
+  sparse_ = t;
+  sparse_row_ = row_len;
+}
+
+void GradientReducer::finish(const std::vector<int>& touched_rows) {
   // exposed: from the end of the backward until the last sum is back (the
   // clock starts before the last launch: the helper may take the core first)
   const auto t0 = clock::now();
@@ -115,6 +124,18 @@ void GradientReducer::finish() {
   }
   cuts_.clear();
   cut_ = 0;
+  // the sparse tail's rows, kept aside before the dense sums overwrite the tensor
+  std::vector<int> rows;
+  std::vector<float> vals;
+  if (sparse_ && sparse_copied_) {
+    rows = touched_rows;
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    vals.resize(rows.size() * size_t(sparse_row_));
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::memcpy(vals.data() + i * size_t(sparse_row_), sparse_->f32() + int64_t(rows[i]) * sparse_row_, size_t(sparse_row_) * 4);
+    }
+  }
   for (size_t g = 0; g < groups_.size(); ++g) {
     size_t o = offset_[g];
     for (Tensor* t : groups_[g]) {
@@ -122,6 +143,34 @@ void GradientReducer::finish() {
       o += size_t(t->numel());
     }
   }
+  if (sparse_ && sparse_copied_) {
+    const auto t1 = clock::now();
+    // every rank's rows, added in rank order: the same sums everywhere
+    const int n = comm_.size();
+    int64_t mine = int64_t(rows.size()), most = 0;
+    std::vector<int64_t> counts(static_cast<size_t>(n));
+    comm_.allgather(&mine, sizeof mine, counts.data());
+    for (int64_t c : counts) most = std::max(most, c);
+    rows.resize(size_t(most), -1);
+    vals.resize(size_t(most * sparse_row_), 0.f);
+    std::vector<int> all_rows(size_t(n * most));
+    std::vector<float> all_vals(size_t(n * most * sparse_row_));
+    comm_.allgather(rows.data(), rows.size() * 4, all_rows.data());
+    comm_.allgather(vals.data(), vals.size() * 4, all_vals.data());
+    float* t = sparse_->f32();
+    for (int r = 0; r < n; ++r) {
+      for (int64_t i = 0; i < counts[size_t(r)]; ++i) {
+        float* dst = t + int64_t(all_rows[size_t(r * most + i)]) * sparse_row_;
+        const float* src = all_vals.data() + (r * most + i) * sparse_row_;
+        for (int64_t j = 0; j < sparse_row_; ++j) dst[j] += src[j];
+      }
+    }
+    const double s = std::chrono::duration<double>(clock::now() - t1).count();
+    stats_.comm_s += s;
+    stats_.exposed_s += s;
+    stats_.sparse_bytes += double(all_vals.size()) * 4;
+  }
+  sparse_copied_ = false;
   next_group_ = 0;
   sent_ = 0;
   ++stats_.steps;

@@ -25,6 +25,7 @@ struct ReduceStats {
   double comm_s = 0;     // time spent inside all-reduce calls
   double exposed_s = 0;  // time the training thread waited for them (not hidden by the backward)
   double bytes = 0;      // gradient bytes all-reduced (per rank)
+  double sparse_bytes = 0;  // sparse-tail rows gathered (per rank, received)
   int64_t buckets = 0, steps = 0;
   // Fraction of all-reduce time hidden behind the backward.
   double hidden_fraction() const { return comm_s > 0 ? std::max(0.0, 1.0 - exposed_s / comm_s) : 0.0; }
@@ -40,8 +41,17 @@ class GradientReducer {
   // Group g's gradients are final for this step (groups arrive in order; a
   // skipped group is sent with the next).
   void ready(int group);
+  // An embedding-style gradient (rows of `row_len`) that the end of the
+  // backward only adds rows to: its tensor sits in an early group, and
+  // ready() zeroes it once copied, so what the backward adds afterwards (the
+  // lookup's rows, at most one per input token) is reduced sparsely in
+  // finish(): each rank's touched rows gathered and added in rank order.
+  // This lets the big embedding gradient travel during the backward.
+  void set_sparse_tail(Tensor* t, int64_t row_len);
   // Sends what is left, waits for every bucket and writes the sums back.
-  void finish();
+  // touched_rows: the rows of the sparse tail the backward may have added to
+  // since ready() copied it (e.g. the last micro-batch's input tokens).
+  void finish(const std::vector<int>& touched_rows = {});
   int groups() const { return int(groups_.size()); }
   const ReduceStats& stats() const { return stats_; }
   size_t bytes_per_step() const { return flat_.size() * 4; }
@@ -50,6 +60,7 @@ class GradientReducer {
  private:
   void launch(size_t end);  // [sent_, end) as one bucket
   void work();
+  void reduce_sparse_tail(const std::vector<int>& touched_rows);
 
   dist::Communicator& comm_;
   std::vector<std::vector<Tensor*>> groups_;
@@ -60,6 +71,9 @@ class GradientReducer {
   size_t sent_ = 0;          // floats handed to all-reduce this step
   size_t cut_ = 0;           // the last bucket boundary
   std::vector<size_t> cuts_;  // boundaries not yet sent (no helper thread)
+  Tensor* sparse_ = nullptr;
+  int64_t sparse_row_ = 0;
+  bool sparse_copied_ = false;
 
   std::thread worker_;
   std::mutex mu_;

@@ -11,6 +11,7 @@
 #include "dist/watchdog.h"
 #include "io/crc32c.h"
 #include "io/train_state.h"
+#include "dist/device_allreduce.h"
 #include "train/grad_reducer.h"
 
 namespace condense::train {
@@ -49,11 +50,8 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
   }
   adam_ = std::make_unique<AdamW>(params_, opt.adam);
   refresh_masks();
-  if (opt.device != Device::CPU && comm_) {
-    fail("train", "data-parallel training on a GPU (" + std::to_string(comm_->size()) +
-                      " ranks) needs the NCCL all-reduce, which this build does not have yet",
-         "Run one rank per recipe on the GPU, or the ranks on CPUs (--device cpu)");
-  }
+  // GPU ranks: each its own GPU, gradients summed there (NCCL), before anything is allocated
+  if (opt.device != Device::CPU && comm_) device_ar_ = dist::make_device_allreduce(*comm_);
   if (opt.device != Device::CPU) {
     GpuTrainSetup su;
     su.device = opt.device;
@@ -76,7 +74,11 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
   inputs_.resize(size_t(shard_.rows) * size_t(opt.seq));
   targets_.resize(inputs_.size());
   if (comm_) {
-    reducer_ = std::make_unique<GradientReducer>(*comm_, gradient_groups(), opt.bucket_bytes);
+    if (!gpu_) {
+      reducer_ = std::make_unique<GradientReducer>(*comm_, gradient_groups(), opt.bucket_bytes);
+      reducer_->set_sparse_tail(&grads_.embed, student_.config.dim);
+    }
+    else device_stats_ = std::make_unique<ReduceStats>();
     broadcast_state();  // every rank starts from rank 0's weights, whatever made them
   }
 }
@@ -88,8 +90,7 @@ std::vector<std::vector<Tensor*>> Trainer::gradient_groups() {
   std::vector<std::vector<Tensor*>> g(size_t(L) + 2);
   for_each_weight(grads_, [&](const WeightRef& w) {
     if (w.layer >= 0) g[size_t(L - w.layer)].push_back(w.tensor);
-    else if (w.kind == WeightKind::Embedding) g[size_t(L) + 1].push_back(w.tensor);
-    else g[0].push_back(w.tensor);
+    else g[0].push_back(w.tensor);  // the embedding too: its lookup rows go sparsely (set_sparse_tail)
   });
   for (Tensor& p : proj_grads_) g[size_t(L) + 1].push_back(&p);
   return g;
@@ -97,8 +98,11 @@ std::vector<std::vector<Tensor*>> Trainer::gradient_groups() {
 
 Trainer::~Trainer() = default;
 
-const ReduceStats* Trainer::reduce_stats() const { return reducer_ ? &reducer_->stats() : nullptr; }
-size_t Trainer::reduce_bytes_per_step() const { return reducer_ ? reducer_->bytes_per_step() : 0; }
+const ReduceStats* Trainer::reduce_stats() const { return reducer_ ? &reducer_->stats() : device_stats_.get(); }
+size_t Trainer::reduce_bytes_per_step() const {
+  if (reducer_) return reducer_->bytes_per_step();
+  return device_stats_ && device_stats_->steps ? size_t(device_stats_->bytes / double(device_stats_->steps)) : 0;
+}
 
 void Trainer::refresh_masks() {
   masks_.assign(params_.params.size(), nullptr);
@@ -200,8 +204,18 @@ void Trainer::run(const std::function<void(const StepLog&)>& on_step, const std:
       sum.hidden += r.hidden * scale;
       sum.tokens += r.tokens;
     }
-    if (reducer_) {
-      reducer_->finish();  // grads_ and proj_grads_ now hold the sum over ranks
+    if (reducer_) reducer_->finish(inputs_);  // grads_ and proj_grads_ now hold the sum over ranks
+    if (device_ar_) {
+      // on the device after the backward (not overlapped yet: NCCL on its own stream during the backward would be)
+      const auto tc = clock::now();
+      device_stats_->bytes += double(gpu_->allreduce_gradients(*device_ar_));
+      const double dt = std::chrono::duration<double>(clock::now() - tc).count();
+      device_stats_->comm_s += dt;
+      device_stats_->exposed_s += dt;
+      ++device_stats_->buckets;
+      ++device_stats_->steps;
+    }
+    if (comm_) {
       double l[5] = {sum.total, sum.ce, sum.kd, sum.hidden, double(sum.tokens)};
       comm_->allreduce_sum(l, 5);
       sum = {l[0], l[1], l[2], l[3], int64_t(l[4])};

@@ -25,6 +25,10 @@
 #include "train/param_set.h"
 #include "train/token_data.h"
 
+namespace condense::dist {
+class DeviceAllReduce;
+}
+
 namespace condense::train {
 
 class GradientReducer;
@@ -127,7 +131,9 @@ class Trainer {
   std::vector<const std::vector<uint64_t>*> masks_;  // parallel to params_ (null: dense)
   std::vector<Tensor> mask_values_;
   std::unique_ptr<GpuTrainer> gpu_;  // set when opt.device is a GPU
-  std::unique_ptr<GradientReducer> reducer_;  // set with more than one rank
+  std::unique_ptr<GradientReducer> reducer_;  // CPU ranks
+  std::unique_ptr<dist::DeviceAllReduce> device_ar_;  // GPU ranks
+  std::unique_ptr<ReduceStats> device_stats_;
 };
 
 }  // namespace condense::train
