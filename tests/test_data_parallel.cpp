@@ -215,6 +215,22 @@ TEST_F(DataParallel, QatWithLearnedStepSizes) {
   EXPECT_LE(rel_l2(ref.model.embed, got.model.embed), 1e-5);
 }
 
+TEST_F(DataParallel, TheEmbeddingTailGoesAsRowsOrDenseAndEqualsOneRank) {
+  // 64 tokens per rank: of a 40-token vocabulary a rank touches most rows
+  // (gathering them costs more than a ring all-reduce: dense); of 512, few (rows)
+  for (int vocab : {40, 512}) {
+    const train::TokenDataset data = testutil::pattern_data(vocab, 11);
+    Case s;
+    s.shape.vocab = vocab;
+    const Result ref = train_run(s, options(10, 4, N()), nullptr, data);
+    const Result got = train_run(s, options(10, 4, N()), &world(), data);
+    expect_close(ref, got, 1e-6);
+    EXPECT_EQ(got.stats.sparse_tails + got.stats.dense_tails, 10);
+    if (vocab == 512) EXPECT_EQ(got.stats.sparse_tails, 10);
+    else EXPECT_GE(got.stats.dense_tails, 1);  // (steps whose windows repeat tokens still go as rows)
+  }
+}
+
 TEST_F(DataParallel, BucketSizeDoesNotChangeTheResult) {
   // 1 KB buckets: many all-reduces per step, started during the backward;
   // each element's sum is the same whatever bucket carries it

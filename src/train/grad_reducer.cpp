@@ -125,13 +125,37 @@ void GradientReducer::finish(const std::vector<int>& touched_rows) {
   cuts_.clear();
   cut_ = 0;
   // the sparse tail's rows, kept aside before the dense sums overwrite the tensor
+  // The sparse tail: the rows the backward added after the tensor went with
+  // the dense buckets. Each rank's touched rows gathered (and added in rank
+  // order: the same sums everywhere), unless gathering N ranks' rows would move
+  // more bytes than a ring all-reduce of the whole tensor (big batches touch
+  // most of a vocabulary): then that, as in a plain all-reduce.
+  const auto t1 = clock::now();
+  const bool tail = sparse_ && sparse_copied_;
   std::vector<int> rows;
-  std::vector<float> vals;
-  if (sparse_ && sparse_copied_) {
+  std::vector<int64_t> counts;
+  int64_t most = 0;
+  bool dense_tail = false;
+  if (tail) {
     rows = touched_rows;
     std::sort(rows.begin(), rows.end());
     rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
-    vals.resize(rows.size() * size_t(sparse_row_));
+    const int n = comm_.size();
+    const int64_t mine = int64_t(rows.size());
+    counts.resize(static_cast<size_t>(n));
+    comm_.allgather(&mine, sizeof mine, counts.data());
+    for (int64_t c : counts) most = std::max(most, c);
+    const double gather = double(n) * double(most) * double(sparse_row_ + 1) * 4;
+    const double ring = 2.0 * double(n - 1) / double(n) * double(sparse_->nbytes());
+    dense_tail = gather > ring;
+    if (dense_tail) {
+      comm_.allreduce_sum(sparse_->f32(), size_t(sparse_->numel()));
+      stats_.sparse_bytes += ring;
+    }
+  }
+  std::vector<float> vals;
+  if (tail && !dense_tail) {
+    vals.resize(size_t(most * sparse_row_), 0.f);
     for (size_t i = 0; i < rows.size(); ++i) {
       std::memcpy(vals.data() + i * size_t(sparse_row_), sparse_->f32() + int64_t(rows[i]) * sparse_row_, size_t(sparse_row_) * 4);
     }
@@ -139,20 +163,18 @@ void GradientReducer::finish(const std::vector<int>& touched_rows) {
   for (size_t g = 0; g < groups_.size(); ++g) {
     size_t o = offset_[g];
     for (Tensor* t : groups_[g]) {
-      std::memcpy(t->f32(), flat_.data() + o, size_t(t->numel()) * 4);
+      float* d = t->f32();
+      if (t == sparse_ && dense_tail) {
+        for (int64_t i = 0; i < t->numel(); ++i) d[i] += flat_[o + size_t(i)];
+      } else {
+        std::memcpy(d, flat_.data() + o, size_t(t->numel()) * 4);
+      }
       o += size_t(t->numel());
     }
   }
-  if (sparse_ && sparse_copied_) {
-    const auto t1 = clock::now();
-    // every rank's rows, added in rank order: the same sums everywhere
+  if (tail && !dense_tail) {
     const int n = comm_.size();
-    int64_t mine = int64_t(rows.size()), most = 0;
-    std::vector<int64_t> counts(static_cast<size_t>(n));
-    comm_.allgather(&mine, sizeof mine, counts.data());
-    for (int64_t c : counts) most = std::max(most, c);
     rows.resize(size_t(most), -1);
-    vals.resize(size_t(most * sparse_row_), 0.f);
     std::vector<int> all_rows(size_t(n * most));
     std::vector<float> all_vals(size_t(n * most * sparse_row_));
     comm_.allgather(rows.data(), rows.size() * 4, all_rows.data());
@@ -165,10 +187,13 @@ void GradientReducer::finish(const std::vector<int>& touched_rows) {
         for (int64_t j = 0; j < sparse_row_; ++j) dst[j] += src[j];
       }
     }
+    stats_.sparse_bytes += double(all_vals.size() + all_rows.size()) * 4;
+  }
+  if (tail) {
     const double s = std::chrono::duration<double>(clock::now() - t1).count();
     stats_.comm_s += s;
     stats_.exposed_s += s;
-    stats_.sparse_bytes += double(all_vals.size()) * 4;
+    ++(dense_tail ? stats_.dense_tails : stats_.sparse_tails);
   }
   sparse_copied_ = false;
   next_group_ = 0;

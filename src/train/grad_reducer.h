@@ -25,7 +25,8 @@ struct ReduceStats {
   double comm_s = 0;     // time spent inside all-reduce calls
   double exposed_s = 0;  // time the training thread waited for them (not hidden by the backward)
   double bytes = 0;      // gradient bytes all-reduced (per rank)
-  double sparse_bytes = 0;  // sparse-tail rows gathered (per rank, received)
+  double sparse_bytes = 0;  // the sparse tail's bytes (rows gathered, or the dense fallback's ring bytes)
+  int64_t sparse_tails = 0, dense_tails = 0;  // steps whose tail went as rows / as a dense all-reduce
   int64_t buckets = 0, steps = 0;
   // Fraction of all-reduce time hidden behind the backward.
   double hidden_fraction() const { return comm_s > 0 ? std::max(0.0, 1.0 - exposed_s / comm_s) : 0.0; }
