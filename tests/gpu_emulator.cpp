@@ -16,6 +16,7 @@
 #include "kernels/cpu/transformer_backward_f32.h"
 #include "kernels/cpu/transformer_f32.h"
 #include "kernels/gpu/device_memory.h"
+#include "kernels/gpu/device_query.h"
 #include "kernels/gpu/train_ops.h"
 #include "kernels/gpu/train_step_ops.h"
 #include "kernels/gpu/transformer_ops.h"
@@ -27,6 +28,7 @@ namespace condense::kernels::gpu {
 // ---- memory, streams ---------------------------------------------------------
 
 bool available() { return true; }
+void select_device(int) {}
 const char* backend_name() { return "cuda"; }
 int warp_size() { return 32; }
 int multiprocessors() { return 1; }

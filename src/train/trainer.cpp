@@ -51,7 +51,8 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
   adam_ = std::make_unique<AdamW>(params_, opt.adam);
   refresh_masks();
   // GPU ranks: each its own GPU, gradients summed there (NCCL), before anything is allocated
-  if (opt.device != Device::CPU && comm_) device_ar_ = dist::make_device_allreduce(*comm_);
+  if (opt.device != Device::CPU && comm_ && !opt.device_allreduce) own_device_ar_ = dist::make_device_allreduce(*comm_);
+  if (opt.device != Device::CPU && comm_) device_ar_ = opt.device_allreduce ? opt.device_allreduce : own_device_ar_.get();
   if (opt.device != Device::CPU) {
     GpuTrainSetup su;
     su.device = opt.device;

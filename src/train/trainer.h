@@ -55,6 +55,8 @@ struct TrainOptions {
   dist::Communicator* comm = nullptr;
   size_t bucket_bytes = size_t(25) << 20;  // gradients per all-reduce
   int64_t check_every = 50;  // steps between cross-rank checks of the state's checksum (and at the end)
+  // GPU ranks: sums gradients in device memory (null: NCCL, dist/device_allreduce.h)
+  dist::DeviceAllReduce* device_allreduce = nullptr;
 };
 
 struct StepLog {
@@ -132,7 +134,8 @@ class Trainer {
   std::vector<Tensor> mask_values_;
   std::unique_ptr<GpuTrainer> gpu_;  // set when opt.device is a GPU
   std::unique_ptr<GradientReducer> reducer_;  // CPU ranks
-  std::unique_ptr<dist::DeviceAllReduce> device_ar_;  // GPU ranks
+  std::unique_ptr<dist::DeviceAllReduce> own_device_ar_;
+  dist::DeviceAllReduce* device_ar_ = nullptr;  // GPU ranks (own_device_ar_ or the options')
   std::unique_ptr<ReduceStats> device_stats_;
 };
 
