@@ -376,20 +376,3 @@ TEST_F(DataParallel, GptqWithTheCalibrationSetSplitEqualsOneRank) {
 }
 
 }  // namespace
-
-// Only rank 0 prints the results; a failure on any rank fails its exit code,
-// which mpirun returns.
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  dist::Communicator& w = dist::world();
-  if (w.rank() != 0) delete ::testing::UnitTest::GetInstance()->listeners().Release(::testing::UnitTest::GetInstance()->listeners().default_result_printer());
-  const int rc = RUN_ALL_TESTS();
-  // a failing rank's result, so a failure on rank 1 alone is not silent
-  int all = rc;
-  int sum = rc != 0;
-  float f = float(sum);
-  w.allreduce_sum(&f, 1);
-  if (w.rank() != 0 && rc != 0) std::fprintf(stderr, "rank %d: tests failed\n", w.rank());
-  dist::finalize();
-  return all != 0 || f != 0.f ? 1 : 0;
-}

@@ -93,14 +93,3 @@ TEST(GpuDataParallel, EmulatedGpuRanksEqualOneGpuWithAccumulation) {
 }
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  dist::Communicator& w = dist::world();
-  if (w.rank() != 0) delete ::testing::UnitTest::GetInstance()->listeners().Release(::testing::UnitTest::GetInstance()->listeners().default_result_printer());
-  const int rc = RUN_ALL_TESTS();
-  float failed = rc != 0;
-  w.allreduce_sum(&failed, 1);
-  dist::finalize();
-  return failed != 0.f ? 1 : 0;
-}

@@ -113,6 +113,20 @@ int64_t last_step(const std::string& log) {
   return step;
 }
 
+// Starts `mpirun -np 2 condense run` of d/r.json (a long run; JSON logs in
+// d/err.txt) tagged `tag` and waits until rank 0 has logged step `min_step`;
+// returns it running.
+Spawned start_long_run(const testutil::TempDir& d, const std::string& tag, double comm_timeout, int64_t min_step) {
+  testutil::write_file(d / "r.json", recipe(d.path.string(), d / "out", 400, 128).dump());
+  const Spawned s = spawn("CONDENSE_TEST_TAG=" + tag + " " + kMpirun + "-x CONDENSE_TEST_TAG " + CONDENSE_BIN + " run " + (d / "r.json") +
+                          " --log-json --comm-timeout " + std::to_string(comm_timeout) + " >" + (d / "out.txt") + " 2>" + (d / "err.txt"));
+  const auto t0 = clock_type::now();
+  while (last_step(d / "err.txt") < min_step && running(s) && std::chrono::duration<double>(clock_type::now() - t0).count() < 120) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return s;
+}
+
 class MpiCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -154,14 +168,8 @@ TEST_F(MpiCli, TwoRanksMatchOneRankAndOnlyRankZeroWrites) {
 // A rank killed mid-run: the other exits (mpirun non-zero) well within the
 // timeout; the state written last is whole and resumes on one rank.
 TEST_F(MpiCli, AKilledRankEndsTheRunAndTheLastStateResumes) {
-  testutil::write_file(d / "r.json", recipe(d.path.string(), d / "out", 400, 128).dump());
   const std::string tag = std::to_string(getpid()) + "k";
-  const Spawned s = spawn("CONDENSE_TEST_TAG=" + tag + " " + kMpirun + "-x CONDENSE_TEST_TAG " + CONDENSE_BIN + " run " + (d / "r.json") +
-                          " --log-json --comm-timeout 60 >" + (d / "out.txt") + " 2>" + (d / "err.txt"));
-  const auto t0 = clock_type::now();
-  while (last_step(d / "err.txt") < 3 && running(s) && std::chrono::duration<double>(clock_type::now() - t0).count() < 120) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const Spawned s = start_long_run(d, tag, 60, 3);
   ASSERT_GE(last_step(d / "err.txt"), 3) << read_all(d / "err.txt");
   const pid_t victim = find_rank(tag, 1);
   ASSERT_GT(victim, 0) << read_all(d / "err.txt");
@@ -184,14 +192,8 @@ TEST_F(MpiCli, AKilledRankEndsTheRunAndTheLastStateResumes) {
 // A rank that stops answering (SIGSTOP: alive, so mpirun sees nothing): the
 // watchdog ends rank 0 after --comm-timeout with a message naming the wait.
 TEST_F(MpiCli, AStalledRankTripsTheWatchdog) {
-  testutil::write_file(d / "r.json", recipe(d.path.string(), d / "out", 400, 128).dump());
   const std::string tag = std::to_string(getpid()) + "s";
-  const Spawned s = spawn("CONDENSE_TEST_TAG=" + tag + " " + kMpirun + "-x CONDENSE_TEST_TAG " + CONDENSE_BIN + " run " + (d / "r.json") +
-                          " --log-json --comm-timeout 5 >" + (d / "out.txt") + " 2>" + (d / "err.txt"));
-  const auto t0 = clock_type::now();
-  while (last_step(d / "err.txt") < 2 && running(s) && std::chrono::duration<double>(clock_type::now() - t0).count() < 120) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const Spawned s = start_long_run(d, tag, 5, 2);
   ASSERT_GE(last_step(d / "err.txt"), 2) << read_all(d / "err.txt");
   const pid_t victim = find_rank(tag, 1);
   ASSERT_GT(victim, 0) << read_all(d / "err.txt");
