@@ -25,7 +25,9 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-const std::string kMpirun = std::string(CONDENSE_MPIRUN) + " --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 ";
+// (single-copy none: see tests/CMakeLists.txt)
+const std::string kMpirun = std::string(CONDENSE_MPIRUN) +
+                            " --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none -np 2 -x OMP_NUM_THREADS=1 ";
 
 std::string read_all(const std::string& p) {
   std::ifstream f(p);
