@@ -153,12 +153,13 @@ TEST_F(DataParallel, WindowsOfOneMicroBatchSplitOverRanks) {
   // Each rank's loss is then a mean over its batch / N windows scaled by 1 / N
   // where one process takes the mean over all batch windows: every gradient
   // element is scaled in a different order (1 ulp apart), which 10 Adam steps
-  // amplify; observed up to 1.7e-6 (untied head), so 1e-5 here.
+  // amplify; observed up to 1.7e-6 (untied head, AVX-512) and 1.14e-6 (tied,
+  // AVX2), so 1e-5 here.
   const train::TokenDataset data = testutil::pattern_data(40, 4);
   Case s;
   const Result ref = train_run(s, options(10, 2 * N(), 1), nullptr, data);
   const Result got = train_run(s, options(10, 2 * N(), 1), &world(), data);
-  expect_close(ref, got, 1e-6);
+  expect_close(ref, got, 1e-5);
   s.shape.tied = false;
   expect_close(train_run(s, options(10, 2 * N(), 1), nullptr, data), train_run(s, options(10, 2 * N(), 1), &world(), data), 1e-5);
 }
@@ -200,10 +201,11 @@ TEST_F(DataParallel, QatWithLearnedStepSizes) {
   // latent that rounding differences move across a rounding boundary flips
   // its code by one step, and the gradients of the next steps follow. So: the
   // codes, nearly all identical, and the weights within 1e-3 (observed: all
-  // codes identical; the learned step sizes, and so the weights, up to 1e-4
-  // apart; the unquantized embedding 1.3e-6).
+  // codes identical and the weights up to 1.1e-4 apart, so the learned step
+  // sizes differ; the unquantized embedding 1.3e-6). The losses follow a
+  // flipped code too: 1e-5 (observed 1.0e-6 on the portable path).
   ASSERT_EQ(ref.loss.size(), got.loss.size());
-  for (size_t i = 0; i < ref.loss.size(); ++i) EXPECT_NEAR(got.loss[i], ref.loss[i], 1e-6 * ref.loss[i]) << "step " << i + 1;
+  for (size_t i = 0; i < ref.loss.size(); ++i) EXPECT_NEAR(got.loss[i], ref.loss[i], 1e-5 * ref.loss[i]) << "step " << i + 1;
   int64_t same = 0, total = 0;
   for (const auto& [name, wa] : ref.model.compression) {
     const WeightCompression& wb = got.model.compression.at(name);
@@ -241,8 +243,8 @@ TEST_F(DataParallel, BucketSizeDoesNotChangeTheResult) {
   const Result a = train_run(s, small, &world(), data);
   const Result b = train_run(s, options(6, 4, N()), &world(), data);
   EXPECT_EQ(a.checksum, b.checksum);
-  // 1 KB: every block's group fills one (the final norm goes with the last block's)
-  EXPECT_EQ(a.stats.buckets, 6 * 3) << "small buckets: one all-reduce per block and one for the embedding";
+  // 1 KB: the head group (final norm + tied embedding) and each block fill one
+  EXPECT_EQ(a.stats.buckets, 6 * 3) << "small buckets: one all-reduce for the head group and one per block";
   EXPECT_EQ(b.stats.buckets, 6);
 }
 

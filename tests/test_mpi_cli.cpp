@@ -218,9 +218,11 @@ namespace {
 // A shipped recipe on the real stories260K, shortened: gradual pruning under
 // distillation, GPTQ (its calibration split over the ranks), QAT with learned
 // step sizes; 2 ranks against 1. batch 16 with grad_accum 1: each rank takes 8
-// windows of every micro-batch (losses within 1e-5: the loss means are scaled in
-// another order); the final perplexity within 1e-3 (QAT's fake-quantized weights
-// move by whole steps where rounding differences cross a boundary).
+// windows of every micro-batch. The stages make discrete choices from values
+// that differ by rounding (magnitude masks, GPTQ's codes, QAT's codes), so
+// the runs drift apart by more than rounding: the pruning stage's loss within
+// 1e-5, the QAT stage's within 1e-4 and the final perplexity within 5e-3
+// (observed: 2e-9, 1.3e-5 and 1.7e-3 on the AVX2 path; 1.3e-5 ppl on AVX-512).
 TEST_F(MpiCli, RealGradualPruneGptqQatRecipeMatchesOneRank) {
   REQUIRE_DATA("models/stories260K/stories260K.bin");
   const std::string sets =
@@ -237,12 +239,12 @@ TEST_F(MpiCli, RealGradualPruneGptqQatRecipeMatchesOneRank) {
   const json a = json::parse(read_all(d / "one/results.json")), b = json::parse(read_all(d / "two/results.json"));
   for (size_t i : {size_t(0), size_t(2)}) {
     const double la = a["stages"][i]["final_train_loss"], lb = b["stages"][i]["final_train_loss"];
-    EXPECT_NEAR(lb, la, 1e-5 * la) << "stage " << i;
+    EXPECT_NEAR(lb, la, (i == 0 ? 1e-5 : 1e-4) * la) << "stage " << i;
     EXPECT_EQ(b["stages"][i]["data_parallel"]["ranks"], 2);
   }
   EXPECT_EQ(a["stages"][0]["sparsity"]["sparsity"], b["stages"][0]["sparsity"]["sparsity"]);
   const double pa = a["eval"]["student_ppl"], pb = b["eval"]["student_ppl"];
-  EXPECT_NEAR(pb, pa, 1e-3 * pa);
+  EXPECT_NEAR(pb, pa, 5e-3 * pa);
   std::printf("real recipe: ppl 1 rank %.6f, 2 ranks %.6f\n", pa, pb);
 }
 

@@ -112,8 +112,8 @@ void GradientReducer::finish(const std::vector<int>& touched_rows) {
   // clock starts before the last launch: the helper may take the core first)
   const auto t0 = clock::now();
   ready(int(groups_.size()) - 1);
-  cuts_.push_back(offset_.back());
   if (!worker_.joinable()) {
+    cuts_.push_back(offset_.back());
     for (size_t c : cuts_) launch(c);
   } else {
     launch(offset_.back());
@@ -124,7 +124,6 @@ void GradientReducer::finish(const std::vector<int>& touched_rows) {
   }
   cuts_.clear();
   cut_ = 0;
-  // the sparse tail's rows, kept aside before the dense sums overwrite the tensor
   // The sparse tail: the rows the backward added after the tensor went with
   // the dense buckets. Each rank's touched rows gathered (and added in rank
   // order: the same sums everywhere), unless gathering N ranks' rows would move

@@ -8,10 +8,10 @@
 
 #include "core/error.h"
 #include "core/json_text.h"
+#include "dist/device_allreduce.h"
 #include "dist/watchdog.h"
 #include "io/crc32c.h"
 #include "io/train_state.h"
-#include "dist/device_allreduce.h"
 #include "train/grad_reducer.h"
 
 namespace condense::train {
@@ -85,8 +85,9 @@ Trainer::Trainer(Model& student, const Model* teacher, const ObjectiveConfig& ob
 }
 
 std::vector<std::vector<Tensor*>> Trainer::gradient_groups() {
-  // the order the backward finishes them: head and final norm, blocks last to
-  // first, then the embedding (its lookup's gradient comes last) and projections
+  // the order the backward finishes them: head, final norm and embedding (its
+  // lookup's rows, added last, go as the reducer's sparse tail), blocks last
+  // to first, then the hidden-state projections
   const int L = student_.config.n_layers;
   std::vector<std::vector<Tensor*>> g(size_t(L) + 2);
   for_each_weight(grads_, [&](const WeightRef& w) {
